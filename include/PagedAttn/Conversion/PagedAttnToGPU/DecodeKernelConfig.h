@@ -1,0 +1,82 @@
+//===- DecodeKernelConfig.h - what a decode kernel is built for -*- C++ -*-===//
+//
+// The static parameters a decode kernel pair is specialised on, and the
+// thread mapping derived from them. The conversion builds kernels from it and
+// paged-attn-compile writes it into the manifest the runtime reads.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELCONFIG_H
+#define PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELCONFIG_H
+
+#include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
+
+#include <string>
+
+namespace mlir {
+namespace paged_attn {
+
+struct DecodeKernelConfig {
+  int64_t numHeads = 0;
+  int64_t numKVHeads = 0;
+  int64_t headDim = 0;
+  int64_t pageSize = 0;
+  Type elementType;
+  KVLayout layout = KVLayout::nhd;
+  int64_t numWarps = 4;
+
+  /// The config of a verified decode op.
+  static DecodeKernelConfig fromOp(DecodeOp op, int64_t numWarps);
+
+  int64_t elementBytes() const {
+    return elementType.getIntOrFloatBitWidth() / 8;
+  }
+  /// Query heads per KV head.
+  int64_t groupSize() const { return numHeads / numKVHeads; }
+  /// Elements in one 16-byte vector.
+  int64_t vectorElems() const { return 16 / elementBytes(); }
+  int64_t vectorsPerRow() const { return headDim / vectorElems(); }
+  /// Lanes that share one token's row: the largest power of two that
+  /// divides the row's vector count, at most a warp.
+  int64_t threadsPerToken() const;
+  int64_t vectorsPerThread() const {
+    return vectorsPerRow() / threadsPerToken();
+  }
+  int64_t elemsPerThread() const {
+    return vectorsPerThread() * vectorElems();
+  }
+  /// Tokens a warp works on at once (one per lane group).
+  int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
+  /// Query heads one CTA serves: the largest divisor of the group size that
+  /// keeps q and the accumulators of a thread within 64 registers each.
+  int64_t headsPerCTA() const;
+  /// CTAs along grid x for one KV head.
+  int64_t ctasPerKVHead() const { return groupSize() / headsPerCTA(); }
+  /// Tokens each lane group loads before it computes (loads in flight).
+  int64_t tokensPerGroupIteration() const;
+  int64_t blockSize() const { return numWarps * 32; }
+  /// Tokens a CTA consumes per loop iteration; split-KV chunks are rounded
+  /// up to a multiple of it.
+  int64_t tokensPerIteration() const {
+    return numWarps * tokensPerWarp() * tokensPerGroupIteration();
+  }
+  /// Static shared memory of the decode kernel in bytes.
+  int64_t sharedMemoryBytes() const;
+  /// Threads per CTA of the merge kernel.
+  int64_t mergeBlockSize() const { return 32; }
+
+  /// "h32_kv8_d128_p16_bf16_nhd_w4".
+  std::string name() const;
+  std::string elementTypeName() const;
+  std::string decodeKernelName() const {
+    return "paged_attn_decode_" + name();
+  }
+  std::string mergeKernelName() const {
+    return "paged_attn_merge_" + name();
+  }
+};
+
+} // namespace paged_attn
+} // namespace mlir
+
+#endif // PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELCONFIG_H

@@ -1,0 +1,128 @@
+//===- PagedAttnOps.td - paged_attn operations -------------*- tablegen -*-===//
+
+#ifndef PAGEDATTN_DIALECT_PAGEDATTN_IR_PAGEDATTNOPS_TD
+#define PAGEDATTN_DIALECT_PAGEDATTN_IR_PAGEDATTNOPS_TD
+
+include "PagedAttn/Dialect/PagedAttn/IR/PagedAttnDialect.td"
+include "PagedAttn/Dialect/PagedAttn/IR/PagedAttnAttrs.td"
+include "mlir/IR/OpBase.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+class PagedAttn_Op<string mnemonic, list<Trait> traits = []>
+    : Op<PagedAttn_Dialect, mnemonic, traits>;
+
+def PagedAttn_TensorOrMemRef : AnyTypeOf<[AnyRankedTensor, AnyMemRef]>;
+
+def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "attention of one query token per sequence over a paged KV cache";
+  let description = [{
+    Computes, for every sequence `b` and query head `h`,
+
+    ```
+    out[b, h, :] = softmax(scale * q[b, h, :] . K_b^T) . V_b
+    ```
+
+    where `K_b` and `V_b` are the first `seq_lens[b]` tokens of sequence `b`:
+    token `t` lives in physical page `block_table[b, t / page]` at slot
+    `t % page`. Query head `h` reads KV head `h / (num_heads / num_kv_heads)`
+    (grouped-query attention; multi-query when `num_kv_heads` is 1).
+    Accumulation is in f32 whatever the element type. A sequence of length 0
+    yields zeros. `scale` defaults to `1/sqrt(head_dim)`.
+
+    | operand | shape |
+    |---|---|
+    | q | `[batch, num_heads, head_dim]` |
+    | k_cache, v_cache | `nhd`: `[pages, page, num_kv_heads, head_dim]`; `hnd`: `[pages, num_kv_heads, page, head_dim]` |
+    | block_table | `[batch, max_pages]` i32 |
+    | seq_lens | `[batch]` i32 |
+    | out / result | `[batch, num_heads, head_dim]` |
+
+    `num_heads`, `num_kv_heads`, `head_dim` and `page` are static; the batch,
+    the page pool and `max_pages` may be dynamic.
+
+    The op has two forms. With tensors it has value semantics and a result:
+
+    ```mlir
+    %o = paged_attn.decode %q, %k, %v, %bt, %sl
+           {layout = #paged_attn.kv_layout<nhd>, scale = 0.0883883 : f32}
+         : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>,
+           tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32>
+           -> tensor<?x32x128xbf16>
+    ```
+
+    With memrefs it is in destination style and writes `out`:
+
+    ```mlir
+    paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>)
+         : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>,
+           memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+    ```
+  }];
+
+  let arguments = (ins
+    PagedAttn_TensorOrMemRef:$q,
+    PagedAttn_TensorOrMemRef:$k_cache,
+    PagedAttn_TensorOrMemRef:$v_cache,
+    PagedAttn_TensorOrMemRef:$block_table,
+    PagedAttn_TensorOrMemRef:$seq_lens,
+    Optional<AnyMemRef>:$out,
+    DefaultValuedAttr<PagedAttn_KVLayoutAttr, "::mlir::paged_attn::KVLayout::nhd">:$layout,
+    OptionalAttr<F32Attr>:$scale
+  );
+  let results = (outs Optional<AnyRankedTensor>:$result);
+
+  let assemblyFormat = [{
+    $q `,` $k_cache `,` $v_cache `,` $block_table `,` $seq_lens
+    (`outs` `(` $out^ `:` type($out) `)`)?
+    attr-dict `:` type($q) `,` type($k_cache) `,` type($v_cache) `,`
+    type($block_table) `,` type($seq_lens) (`->` type($result)^)?
+  }];
+
+  let builders = [
+    // Tensor form: the result has the type of `q`.
+    OpBuilder<(ins "::mlir::Value":$q, "::mlir::Value":$kCache,
+      "::mlir::Value":$vCache, "::mlir::Value":$blockTable,
+      "::mlir::Value":$seqLens, "::mlir::paged_attn::KVLayout":$layout,
+      "::std::optional<float>":$scale)>,
+    // Memref form: writes `out`.
+    OpBuilder<(ins "::mlir::Value":$q, "::mlir::Value":$kCache,
+      "::mlir::Value":$vCache, "::mlir::Value":$blockTable,
+      "::mlir::Value":$seqLens, "::mlir::Value":$out,
+      "::mlir::paged_attn::KVLayout":$layout,
+      "::std::optional<float>":$scale)>
+  ];
+
+  let extraClassDeclaration = [{
+    /// True for the destination-style form on memrefs.
+    bool hasPureBufferSemantics() { return getOut() != nullptr; }
+    /// True for the value-semantics form on tensors.
+    bool hasPureTensorSemantics() { return getResult() != nullptr; }
+
+    ::mlir::ShapedType getQType() {
+      return ::llvm::cast<::mlir::ShapedType>(getQ().getType());
+    }
+    ::mlir::ShapedType getCacheType() {
+      return ::llvm::cast<::mlir::ShapedType>(getKCache().getType());
+    }
+    ::mlir::Type getElementType() { return getQType().getElementType(); }
+
+    /// Static sizes; valid once the op verifies.
+    int64_t getNumHeads() { return getQType().getDimSize(1); }
+    int64_t getHeadDim() { return getQType().getDimSize(2); }
+    int64_t getNumKVHeads() {
+      return getCacheType().getDimSize(
+          getLayout() == ::mlir::paged_attn::KVLayout::nhd ? 2 : 1);
+    }
+    int64_t getPageSize() {
+      return getCacheType().getDimSize(
+          getLayout() == ::mlir::paged_attn::KVLayout::nhd ? 1 : 2);
+    }
+    /// `scale` if set, else 1/sqrt(head_dim).
+    float getEffectiveScale();
+  }];
+
+  let hasVerifier = 1;
+}
+
+#endif // PAGEDATTN_DIALECT_PAGEDATTN_IR_PAGEDATTNOPS_TD

@@ -1,0 +1,62 @@
+//===- Pipelines.h - paged_attn lowering pipelines --------------*- C++ -*-===//
+
+#ifndef PAGEDATTN_PIPELINES_PIPELINES_H
+#define PAGEDATTN_PIPELINES_PIPELINES_H
+
+#include "mlir/Pass/PassOptions.h"
+
+#include <string>
+
+namespace mlir {
+class OpPassManager;
+namespace paged_attn {
+
+struct PagedAttnToPTXOptions
+    : public PassPipelineOptions<PagedAttnToPTXOptions> {
+  PassOptions::Option<std::string> chip{
+      *this, "chip",
+      llvm::cl::desc("Target chip: sm_80, sm_89, sm_90 or sm_90a"),
+      llvm::cl::init("sm_90")};
+  PassOptions::Option<std::string> features{
+      *this, "features",
+      llvm::cl::desc("PTX features; empty picks the lowest the chip needs"),
+      llvm::cl::init("")};
+  PassOptions::Option<int> optLevel{
+      *this, "opt-level", llvm::cl::desc("LLVM optimization level (0-3)"),
+      llvm::cl::init(3)};
+  PassOptions::Option<int64_t> numWarps{
+      *this, "num-warps", llvm::cl::desc("Warps per CTA of the decode kernel"),
+      llvm::cl::init(4)};
+  PassOptions::Option<int64_t> numSplits{
+      *this, "num-splits",
+      llvm::cl::desc("Chunks per sequence in the emitted host code"),
+      llvm::cl::init(1)};
+  PassOptions::Option<bool> emitPTX{
+      *this, "emit-binary",
+      llvm::cl::desc("End in a gpu.binary holding PTX; false stops at NVVM"),
+      llvm::cl::init(true)};
+};
+
+/// The PTX features sm_XX needs at least ("+ptx70" for sm_80, ...), or an
+/// empty string for a chip this project does not know.
+std::string getDefaultPTXFeatures(llvm::StringRef chip);
+
+/// True for the chips the kernels are built for.
+bool isSupportedChip(llvm::StringRef chip);
+
+/// paged_attn (tensor or memref form) -> bufferize -> GPU kernels -> NVVM
+/// -> gpu.binary with PTX (format=isa).
+void buildPagedAttnToPTXPipeline(OpPassManager &pm,
+                                 const PagedAttnToPTXOptions &options);
+
+/// paged_attn (tensor or memref form) -> bufferize -> loops -> LLVM, ready
+/// for the CPU ExecutionEngine.
+void buildPagedAttnToCPUPipeline(OpPassManager &pm);
+
+/// Registers `paged-attn-to-ptx` and `paged-attn-to-cpu`.
+void registerPagedAttnPipelines();
+
+} // namespace paged_attn
+} // namespace mlir
+
+#endif // PAGEDATTN_PIPELINES_PIPELINES_H

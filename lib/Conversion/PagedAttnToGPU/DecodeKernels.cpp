@@ -1,0 +1,672 @@
+//===- DecodeKernels.cpp - build decode and merge kernels -----------------===//
+//
+// The decode kernel: grid (num_kv_heads * ctas_per_kv_head, batch,
+// num_splits), one CTA per (KV head or part of its query group, sequence,
+// chunk). Lanes are grouped so that `threadsPerToken` lanes share one token's
+// row, each loading 16-byte vectors; every lane group keeps its own online
+// softmax state (max, sum, accumulator) in f32 registers over the tokens it
+// visits, and the states are merged by log-sum-exp at the end, first across
+// the lane groups of a warp with shuffles, then across warps through shared
+// memory. Logits are kept in base 2 (q is prescaled by scale * log2(e)) so
+// that every exponential is one ex2.approx.
+//
+// The merge kernel: grid (num_heads, batch), combines the per-chunk partial
+// outputs by their log-sum-exps.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::paged_attn;
+
+//===----------------------------------------------------------------------===//
+// Argument types
+//===----------------------------------------------------------------------===//
+
+/// A memref with the given shape, dynamic offset and outer strides, and a
+/// unit innermost stride when `unitInnermost`.
+static MemRefType getStridedMemRefType(ArrayRef<int64_t> shape, Type elemType,
+                                       bool unitInnermost) {
+  SmallVector<int64_t> strides(shape.size(), ShapedType::kDynamic);
+  if (unitInnermost)
+    strides.back() = 1;
+  auto layout = StridedLayoutAttr::get(elemType.getContext(),
+                                       ShapedType::kDynamic, strides);
+  return MemRefType::get(shape, elemType, layout);
+}
+
+namespace {
+/// The kernel argument types, by role.
+struct KernelTypes {
+  MemRefType q, cache, blockTable, seqLens, partialOut, partialLse;
+
+  KernelTypes(MLIRContext *ctx, const DecodeKernelConfig &c) {
+    int64_t dyn = ShapedType::kDynamic;
+    Type f32 = Float32Type::get(ctx);
+    Type i32 = IntegerType::get(ctx, 32);
+    q = getStridedMemRefType({dyn, c.numHeads, c.headDim}, c.elementType,
+                             true);
+    SmallVector<int64_t> cacheShape =
+        c.layout == KVLayout::nhd
+            ? SmallVector<int64_t>{dyn, c.pageSize, c.numKVHeads, c.headDim}
+            : SmallVector<int64_t>{dyn, c.numKVHeads, c.pageSize, c.headDim};
+    cache = getStridedMemRefType(cacheShape, c.elementType, true);
+    blockTable = getStridedMemRefType({dyn, dyn}, i32, false);
+    seqLens = getStridedMemRefType({dyn}, i32, false);
+    partialOut =
+        getStridedMemRefType({dyn, c.numHeads, dyn, c.headDim}, f32, true);
+    partialLse = getStridedMemRefType({dyn, c.numHeads, dyn}, f32, false);
+  }
+};
+} // namespace
+
+SmallVector<Type>
+mlir::paged_attn::getDecodeKernelArgTypes(MLIRContext *ctx,
+                                          const DecodeKernelConfig &config) {
+  KernelTypes t(ctx, config);
+  return {t.q,
+          t.cache,
+          t.cache,
+          t.blockTable,
+          t.seqLens,
+          t.q,
+          t.partialOut,
+          t.partialLse,
+          Float32Type::get(ctx),
+          IntegerType::get(ctx, 32)};
+}
+
+SmallVector<Type>
+mlir::paged_attn::getMergeKernelArgTypes(MLIRContext *ctx,
+                                         const DecodeKernelConfig &config) {
+  KernelTypes t(ctx, config);
+  return {t.partialOut, t.partialLse, t.q, IntegerType::get(ctx, 32)};
+}
+
+ArrayRef<StringRef> mlir::paged_attn::getDecodeKernelArgNames() {
+  static const StringRef names[] = {
+      "q",   "k_cache",     "v_cache",     "block_table", "seq_lens",
+      "out", "partial_out", "partial_lse", "scale",       "num_splits"};
+  return names;
+}
+
+ArrayRef<StringRef> mlir::paged_attn::getMergeKernelArgNames() {
+  static const StringRef names[] = {"partial_out", "partial_lse", "out",
+                                    "num_splits"};
+  return names;
+}
+
+//===----------------------------------------------------------------------===//
+// Emission helpers
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Thin helpers over an ImplicitLocOpBuilder for the index and f32
+/// arithmetic the kernels are made of.
+class KernelEmitter {
+public:
+  KernelEmitter(ImplicitLocOpBuilder &b) : b(b), f32(b.getF32Type()) {}
+
+  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value i32(int64_t v) {
+    return arith::ConstantIntOp::create(b, b.getI32Type(), v);
+  }
+  Value f32Const(double v) {
+    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+  }
+  Value negInf() { return f32Const(-std::numeric_limits<double>::infinity()); }
+  Value zeroVector(int64_t n) {
+    auto type = VectorType::get({n}, f32);
+    return arith::ConstantOp::create(b, DenseElementsAttr::get(
+                                            type, b.getF32FloatAttr(0.0)));
+  }
+
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
+  Value min(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
+  Value ceilDiv(Value x, Value y) {
+    return arith::CeilDivUIOp::create(b, x, y);
+  }
+  Value ult(Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
+  }
+  Value toIndex(Value v) {
+    return arith::IndexCastUIOp::create(b, b.getIndexType(), v);
+  }
+
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, x, y); }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, x, y); }
+  // x * y + z, fused by the back end (math.fma would become a libdevice
+  // call).
+  Value fma(Value x, Value y, Value z) {
+    auto contract = arith::FastMathFlagsAttr::get(
+        b.getContext(), arith::FastMathFlags::contract);
+    Value product = arith::MulFOp::create(b, x, y, contract);
+    return arith::AddFOp::create(b, product, z, contract);
+  }
+  Value fmax(Value x, Value y) {
+    return LLVM::CallIntrinsicOp::create(b, f32,
+                                         b.getStringAttr("llvm.maxnum.f32"),
+                                         ValueRange{x, y})
+        .getResult(0);
+  }
+  // One ex2/lg2.approx instruction each. llvm.exp2 is rewritten to a
+  // libdevice call by convert-gpu-to-nvvm, so name the NVVM intrinsics.
+  Value exp2(Value x) { return callIntrinsic("llvm.nvvm.ex2.approx.ftz.f", x); }
+  Value log2(Value x) { return callIntrinsic("llvm.nvvm.lg2.approx.ftz.f", x); }
+  Value callIntrinsic(StringRef name, Value x) {
+    return LLVM::CallIntrinsicOp::create(b, f32, b.getStringAttr(name),
+                                         ValueRange{x})
+        .getResult(0);
+  }
+  Value splat(Value scalar, int64_t n) {
+    return vector::BroadcastOp::create(b, VectorType::get({n}, f32), scalar);
+  }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, c, x, y);
+  }
+  Value feq(Value x, Value y) {
+    return arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, x, y);
+  }
+  Value fgt(Value x, Value y) {
+    return arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, x, y);
+  }
+  /// max, or 0 where max is -inf: a safe reference point for exp2(x - ref)
+  /// when nothing has been seen yet (avoids -inf - -inf).
+  Value safeMax(Value m) { return select(feq(m, negInf()), f32Const(0.0), m); }
+
+  Value shuffleXor(Value v, int64_t offset) {
+    return gpu::ShuffleOp::create(b, v, i32(offset), i32(32),
+                                  gpu::ShuffleMode::XOR)
+        .getShuffleResult();
+  }
+  /// Shuffles every element of a small f32 vector.
+  Value shuffleXorVector(Value v, int64_t offset) {
+    int64_t n = cast<VectorType>(v.getType()).getNumElements();
+    Value result = v;
+    for (int64_t i = 0; i < n; ++i) {
+      Value e = vector::ExtractOp::create(b, v, i);
+      result = vector::InsertOp::create(b, shuffleXor(e, offset), result, i);
+    }
+    return result;
+  }
+
+  /// A 16-byte-aligned vector load of `n` elements, widened to f32.
+  Value loadF32Vector(Value memref, ValueRange indices, int64_t n) {
+    Type elemType = cast<MemRefType>(memref.getType()).getElementType();
+    Value v = vector::LoadOp::create(b, VectorType::get({n}, elemType),
+                                     memref, indices,
+                                     /*nontemporal=*/false, llvm::MaybeAlign(16));
+    return extendToF32(v);
+  }
+  Value extendToF32(Value v) {
+    auto type = cast<VectorType>(v.getType());
+    if (type.getElementType().isF32())
+      return v;
+    return arith::ExtFOp::create(b, VectorType::get(type.getShape(), f32), v);
+  }
+  Value truncateTo(Value v, Type elemType) {
+    if (elemType.isF32())
+      return v;
+    auto type = cast<VectorType>(v.getType());
+    return arith::TruncFOp::create(b, VectorType::get(type.getShape(), elemType),
+                                   v);
+  }
+  void storeVector(Value v, Value memref, ValueRange indices) {
+    vector::StoreOp::create(b, v, memref, indices, /*nontemporal=*/false,
+                            llvm::MaybeAlign(16));
+  }
+  /// Sum of the elements of an f32 vector.
+  Value reduceAdd(Value v) {
+    return vector::ReductionOp::create(b, vector::CombiningKind::ADD, v);
+  }
+
+  ImplicitLocOpBuilder &b;
+  Type f32;
+};
+
+/// Online-softmax state of one lane group for the query heads of a CTA:
+/// running max (base-2 logits), running sum and the accumulator slices.
+struct SoftmaxState {
+  SmallVector<Value> max, sum;
+  SmallVector<SmallVector<Value>> acc; // [head][vector]
+
+  SmallVector<Value> flatten() const {
+    SmallVector<Value> values(max);
+    values.append(sum);
+    for (const auto &a : acc)
+      values.append(a);
+    return values;
+  }
+  static SoftmaxState unflatten(ValueRange values, int64_t heads,
+                                int64_t vectors) {
+    SoftmaxState s;
+    s.max.assign(values.begin(), values.begin() + heads);
+    s.sum.assign(values.begin() + heads, values.begin() + 2 * heads);
+    for (int64_t h = 0; h < heads; ++h) {
+      auto begin = values.begin() + 2 * heads + h * vectors;
+      s.acc.emplace_back(begin, begin + vectors);
+    }
+    return s;
+  }
+};
+} // namespace
+
+/// Merges state `o` into `s` (log-sum-exp combination), in place.
+static void mergeSoftmaxState(KernelEmitter &e, SoftmaxState &s,
+                              const SoftmaxState &o, int64_t vecElems) {
+  for (size_t h = 0; h < s.max.size(); ++h) {
+    Value newMax = e.fmax(s.max[h], o.max[h]);
+    Value ref = e.safeMax(newMax);
+    Value a = e.exp2(e.fsub(s.max[h], ref));
+    Value c = e.exp2(e.fsub(o.max[h], ref));
+    s.sum[h] = e.fma(s.sum[h], a, e.fmul(o.sum[h], c));
+    Value aVec = e.splat(a, vecElems), cVec = e.splat(c, vecElems);
+    for (size_t v = 0; v < s.acc[h].size(); ++v)
+      s.acc[h][v] = e.fma(s.acc[h][v], aVec, e.fmul(o.acc[h][v], cVec));
+    s.max[h] = newMax;
+  }
+}
+
+static gpu::GPUFuncOp lookupKernel(gpu::GPUModuleOp module, StringRef name) {
+  return module.lookupSymbol<gpu::GPUFuncOp>(name);
+}
+
+static gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp module,
+                                   StringRef name, ArrayRef<Type> argTypes,
+                                   ArrayRef<Type> workgroupTypes,
+                                   int64_t blockSize) {
+  OpBuilder::InsertionGuard guard(builder);
+  builder.setInsertionPointToEnd(module.getBody());
+  auto funcType = builder.getFunctionType(argTypes, {});
+  auto func = gpu::GPUFuncOp::create(builder, module.getLoc(), name, funcType,
+                                     workgroupTypes);
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
+                builder.getUnitAttr());
+  func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
+      {static_cast<int32_t>(blockSize), 1, 1}));
+  for (unsigned i = 0; i < workgroupTypes.size(); ++i)
+    func.setWorkgroupAttributionAttr(i, "llvm.align",
+                                     builder.getI64IntegerAttr(16));
+  return func;
+}
+
+//===----------------------------------------------------------------------===//
+// Decode kernel
+//===----------------------------------------------------------------------===//
+
+gpu::GPUFuncOp
+mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
+                                         gpu::GPUModuleOp module,
+                                         const DecodeKernelConfig &c) {
+  if (gpu::GPUFuncOp existing = lookupKernel(module, c.decodeKernelName()))
+    return existing;
+
+  MLIRContext *ctx = builder.getContext();
+  const int64_t heads = c.headsPerCTA();
+  const int64_t vecElems = c.vectorElems();
+  const int64_t vecsPerThread = c.vectorsPerThread();
+  const int64_t threadsPerToken = c.threadsPerToken();
+  const int64_t tokensPerWarp = c.tokensPerWarp();
+  const int64_t unroll = c.tokensPerGroupIteration();
+  const int64_t numGroups = c.numWarps * tokensPerWarp;
+  const bool nhd = c.layout == KVLayout::nhd;
+
+  Type f32 = builder.getF32Type();
+  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto accSmemType = MemRefType::get({c.numWarps, heads, c.headDim}, f32,
+                                     MemRefLayoutAttrInterface(), workgroup);
+  // [0][warp][head]: max, [1][warp][head]: sum.
+  auto statSmemType = MemRefType::get({2, c.numWarps, heads}, f32,
+                                      MemRefLayoutAttrInterface(), workgroup);
+  gpu::GPUFuncOp func = createKernel(
+      builder, module, c.decodeKernelName(), getDecodeKernelArgTypes(ctx, c),
+      {accSmemType, statSmemType}, c.blockSize());
+
+  ImplicitLocOpBuilder b(func.getLoc(), builder);
+  b.setInsertionPointToStart(&func.getBody().front());
+  KernelEmitter e(b);
+  Value q = func.getArgument(0), kCache = func.getArgument(1),
+        vCache = func.getArgument(2), blockTable = func.getArgument(3),
+        seqLens = func.getArgument(4), out = func.getArgument(5),
+        partialOut = func.getArgument(6), partialLse = func.getArgument(7),
+        scale = func.getArgument(8), numSplitsArg = func.getArgument(9);
+  Value accSmem = func.getWorkgroupAttributions()[0];
+  Value statSmem = func.getWorkgroupAttributions()[1];
+
+  // Where this CTA and thread are.
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value ctaX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
+  Value kvHead = e.div(ctaX, e.index(c.ctasPerKVHead()));
+  Value firstHead =
+      e.add(e.mul(kvHead, e.index(c.groupSize())),
+            e.mul(e.rem(ctaX, e.index(c.ctasPerKVHead())), e.index(heads)));
+  Value warp = e.div(tid, e.index(32));
+  Value lane = e.rem(tid, e.index(32));
+  Value laneInGroup = e.rem(lane, e.index(threadsPerToken));
+  Value group = e.add(e.mul(warp, e.index(tokensPerWarp)),
+                      e.div(lane, e.index(threadsPerToken)));
+  // Column (in elements) of each vector this lane holds: consecutive lanes
+  // read consecutive 16-byte pieces of a row.
+  SmallVector<Value> columns;
+  for (int64_t v = 0; v < vecsPerThread; ++v)
+    columns.push_back(e.mul(e.add(laneInGroup, e.index(v * threadsPerToken)),
+                            e.index(vecElems)));
+
+  // This CTA's chunk of the sequence: chunks are rounded up to whole loop
+  // iterations so only the last chunk has a partial one.
+  Value seqLen =
+      e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{batch}));
+  Value numSplits = e.toIndex(numSplitsArg);
+  Value step = e.index(c.tokensPerIteration());
+  Value chunk =
+      e.mul(e.ceilDiv(e.ceilDiv(seqLen, numSplits), step), step);
+  Value chunkBegin = e.min(e.mul(split, chunk), seqLen);
+  Value chunkEnd = e.min(e.add(chunkBegin, chunk), seqLen);
+
+  // q for this CTA's heads, prescaled so that logits are in base 2.
+  Value qScale = e.fmul(scale, e.f32Const(M_LOG2E));
+  Value qScaleVec = e.splat(qScale, vecElems);
+  SmallVector<SmallVector<Value>> qRegs(heads);
+  for (int64_t h = 0; h < heads; ++h) {
+    Value head = e.add(firstHead, e.index(h));
+    for (int64_t v = 0; v < vecsPerThread; ++v)
+      qRegs[h].push_back(e.fmul(
+          e.loadF32Vector(q, {batch, head, columns[v]}, vecElems), qScaleVec));
+  }
+
+  SoftmaxState init;
+  for (int64_t h = 0; h < heads; ++h) {
+    init.max.push_back(e.negInf());
+    init.sum.push_back(e.f32Const(0.0));
+    init.acc.emplace_back(vecsPerThread, e.zeroVector(vecElems));
+  }
+
+  // Main loop: each lane group takes `unroll` tokens per iteration, loads
+  // all of their K and V slices first, then updates its softmax state.
+  auto loop = scf::ForOp::create(b, chunkBegin, chunkEnd, step,
+                                 init.flatten());
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    SoftmaxState s = SoftmaxState::unflatten(loop.getRegionIterArgs(), heads,
+                                             vecsPerThread);
+    Value base = loop.getInductionVar();
+    Value lastToken = e.add(chunkEnd, e.index(-1));
+
+    SmallVector<Value> valid;
+    SmallVector<SmallVector<Value>> kRegs(unroll), vRegs(unroll);
+    for (int64_t u = 0; u < unroll; ++u) {
+      Value token = e.add(base, e.add(group, e.index(u * numGroups)));
+      valid.push_back(e.ult(token, chunkEnd));
+      // Tokens past the end read the last token instead and are masked.
+      Value safeToken = e.min(token, lastToken);
+      Value logicalPage = e.div(safeToken, e.index(c.pageSize));
+      Value slot = e.rem(safeToken, e.index(c.pageSize));
+      Value page = e.toIndex(memref::LoadOp::create(
+          b, blockTable, ValueRange{batch, logicalPage}));
+      for (int64_t v = 0; v < vecsPerThread; ++v) {
+        SmallVector<Value> idx =
+            nhd ? SmallVector<Value>{page, slot, kvHead, columns[v]}
+                : SmallVector<Value>{page, kvHead, slot, columns[v]};
+        kRegs[u].push_back(vector::LoadOp::create(
+            b, VectorType::get({vecElems}, c.elementType), kCache, idx,
+            /*nontemporal=*/false, llvm::MaybeAlign(16)));
+        vRegs[u].push_back(vector::LoadOp::create(
+            b, VectorType::get({vecElems}, c.elementType), vCache, idx,
+            /*nontemporal=*/false, llvm::MaybeAlign(16)));
+      }
+    }
+
+    // Logits: partial dot products, then a butterfly across the lanes that
+    // share a row.
+    SmallVector<SmallVector<Value>> logits(unroll); // [token][head]
+    for (int64_t u = 0; u < unroll; ++u) {
+      SmallVector<Value> kF32;
+      for (Value k : kRegs[u])
+        kF32.push_back(e.extendToF32(k));
+      for (int64_t h = 0; h < heads; ++h) {
+        Value dot = e.fmul(qRegs[h][0], kF32[0]);
+        for (int64_t v = 1; v < vecsPerThread; ++v)
+          dot = e.fma(qRegs[h][v], kF32[v], dot);
+        Value logit = e.reduceAdd(dot);
+        for (int64_t offset = threadsPerToken / 2; offset > 0; offset /= 2)
+          logit = e.fadd(logit, e.shuffleXor(logit, offset));
+        logits[u].push_back(e.select(valid[u], logit, e.negInf()));
+      }
+    }
+
+    // Online softmax update, once per `unroll` tokens.
+    SmallVector<SmallVector<Value>> vF32(unroll);
+    for (int64_t u = 0; u < unroll; ++u)
+      for (Value v : vRegs[u])
+        vF32[u].push_back(e.extendToF32(v));
+    for (int64_t h = 0; h < heads; ++h) {
+      Value newMax = s.max[h];
+      for (int64_t u = 0; u < unroll; ++u)
+        newMax = e.fmax(newMax, logits[u][h]);
+      Value ref = e.safeMax(newMax);
+      Value correction = e.exp2(e.fsub(s.max[h], ref));
+      Value sum = e.fmul(s.sum[h], correction);
+      Value corrVec = e.splat(correction, vecElems);
+      SmallVector<Value> acc;
+      for (Value a : s.acc[h])
+        acc.push_back(e.fmul(a, corrVec));
+      for (int64_t u = 0; u < unroll; ++u) {
+        Value p = e.exp2(e.fsub(logits[u][h], ref));
+        sum = e.fadd(sum, p);
+        Value pVec = e.splat(p, vecElems);
+        for (int64_t v = 0; v < vecsPerThread; ++v)
+          acc[v] = e.fma(pVec, vF32[u][v], acc[v]);
+      }
+      s.max[h] = newMax;
+      s.sum[h] = sum;
+      s.acc[h] = acc;
+    }
+    scf::YieldOp::create(b, s.flatten());
+  }
+  SoftmaxState s =
+      SoftmaxState::unflatten(loop.getResults(), heads, vecsPerThread);
+
+  // Merge the lane groups of each warp.
+  for (int64_t offset = threadsPerToken; offset < 32; offset *= 2) {
+    SoftmaxState other;
+    for (int64_t h = 0; h < heads; ++h) {
+      other.max.push_back(e.shuffleXor(s.max[h], offset));
+      other.sum.push_back(e.shuffleXor(s.sum[h], offset));
+      other.acc.emplace_back();
+      for (Value a : s.acc[h])
+        other.acc.back().push_back(e.shuffleXorVector(a, offset));
+    }
+    mergeSoftmaxState(e, s, other, vecElems);
+  }
+
+  // Lane group 0 of each warp publishes the warp's state.
+  Value isFirstGroup = e.ult(lane, e.index(threadsPerToken));
+  auto publish = scf::IfOp::create(b, isFirstGroup, /*withElse=*/false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(publish.thenBlock());
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t v = 0; v < vecsPerThread; ++v)
+        e.storeVector(s.acc[h][v], accSmem,
+                      {warp, e.index(h), columns[v]});
+    auto first = scf::IfOp::create(b, e.ult(lane, e.index(1)), false);
+    b.setInsertionPointToStart(first.thenBlock());
+    for (int64_t h = 0; h < heads; ++h) {
+      memref::StoreOp::create(b, s.max[h], statSmem,
+                              ValueRange{e.index(0), warp, e.index(h)});
+      memref::StoreOp::create(b, s.sum[h], statSmem,
+                              ValueRange{e.index(1), warp, e.index(h)});
+    }
+  }
+  gpu::BarrierOp::create(b);
+
+  // Merge the warps and write: the output itself when unsplit, else this
+  // chunk's normalised partial output and its log-sum-exp (base 2).
+  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
+                                        numSplits, e.index(1));
+  auto outLoop = scf::ForOp::create(
+      b, tid, e.index(heads * c.vectorsPerRow()), e.index(c.blockSize()));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(outLoop.getBody());
+    Value idx = outLoop.getInductionVar();
+    Value h = e.div(idx, e.index(c.vectorsPerRow()));
+    Value col = e.rem(idx, e.index(c.vectorsPerRow()));
+    Value column = e.mul(col, e.index(vecElems));
+    SmallVector<Value> maxes;
+    Value max = e.negInf();
+    for (int64_t w = 0; w < c.numWarps; ++w) {
+      maxes.push_back(memref::LoadOp::create(
+          b, statSmem, ValueRange{e.index(0), e.index(w), h}));
+      max = e.fmax(max, maxes.back());
+    }
+    Value ref = e.safeMax(max);
+    Value sum = e.f32Const(0.0);
+    Value acc = e.zeroVector(vecElems);
+    for (int64_t w = 0; w < c.numWarps; ++w) {
+      Value weight = e.exp2(e.fsub(maxes[w], ref));
+      Value warpSum = memref::LoadOp::create(
+          b, statSmem, ValueRange{e.index(1), e.index(w), h});
+      sum = e.fma(weight, warpSum, sum);
+      Value warpAcc = vector::LoadOp::create(
+          b, VectorType::get({vecElems}, f32), accSmem,
+          ValueRange{e.index(w), h, column}, false, llvm::MaybeAlign(16));
+      acc = e.fma(e.splat(weight, vecElems), warpAcc, acc);
+    }
+    Value hasTokens = e.fgt(sum, e.f32Const(0.0));
+    Value inv = e.select(hasTokens,
+                         arith::DivFOp::create(b, e.f32Const(1.0), sum),
+                         e.f32Const(0.0));
+    Value result = e.fmul(acc, e.splat(inv, vecElems));
+    Value head = e.add(firstHead, h);
+
+    auto ifSplit = scf::IfOp::create(b, isSplit, /*withElse=*/true);
+    b.setInsertionPointToStart(ifSplit.thenBlock());
+    e.storeVector(result, partialOut, {batch, head, split, column});
+    auto firstColumn = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
+    {
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(firstColumn.thenBlock());
+      Value lse = e.select(hasTokens, e.fadd(ref, e.log2(sum)), e.negInf());
+      memref::StoreOp::create(b, lse, partialLse,
+                              ValueRange{batch, head, split});
+    }
+    b.setInsertionPointToStart(ifSplit.elseBlock());
+    e.storeVector(e.truncateTo(result, c.elementType), out,
+                  {batch, head, column});
+  }
+  gpu::ReturnOp::create(b);
+  return func;
+}
+
+//===----------------------------------------------------------------------===//
+// Merge kernel
+//===----------------------------------------------------------------------===//
+
+gpu::GPUFuncOp
+mlir::paged_attn::getOrBuildMergeKernel(OpBuilder &builder,
+                                        gpu::GPUModuleOp module,
+                                        const DecodeKernelConfig &c) {
+  if (gpu::GPUFuncOp existing = lookupKernel(module, c.mergeKernelName()))
+    return existing;
+
+  MLIRContext *ctx = builder.getContext();
+  gpu::GPUFuncOp func =
+      createKernel(builder, module, c.mergeKernelName(),
+                   getMergeKernelArgTypes(ctx, c), {}, c.mergeBlockSize());
+  ImplicitLocOpBuilder b(func.getLoc(), builder);
+  b.setInsertionPointToStart(&func.getBody().front());
+  KernelEmitter e(b);
+  const int64_t vecElems = c.vectorElems();
+  // The partial outputs are f32: load them in 16-byte pieces.
+  const int64_t f32VecElems = 4;
+  Value partialOut = func.getArgument(0), partialLse = func.getArgument(1),
+        out = func.getArgument(2);
+  Value numSplits = e.toIndex(func.getArgument(3));
+
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value head = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+
+  Value zero = e.index(0), one = e.index(1);
+  auto maxLoop = scf::ForOp::create(b, zero, numSplits, one,
+                                    ValueRange{e.negInf()});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(maxLoop.getBody());
+    Value lse = memref::LoadOp::create(
+        b, partialLse, ValueRange{batch, head, maxLoop.getInductionVar()});
+    scf::YieldOp::create(b, e.fmax(maxLoop.getRegionIterArgs()[0], lse));
+  }
+  Value ref = e.safeMax(maxLoop.getResult(0));
+
+  auto colLoop = scf::ForOp::create(b, tid, e.index(c.vectorsPerRow()),
+                                    e.index(c.mergeBlockSize()));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(colLoop.getBody());
+    Value column = e.mul(colLoop.getInductionVar(), e.index(vecElems));
+    SmallVector<Value> init = {e.f32Const(0.0)};
+    for (int64_t p = 0; p < vecElems / f32VecElems; ++p)
+      init.push_back(e.zeroVector(f32VecElems));
+    auto splitLoop = scf::ForOp::create(b, zero, numSplits, one, init);
+    {
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(splitLoop.getBody());
+      Value sp = splitLoop.getInductionVar();
+      ValueRange carried = splitLoop.getRegionIterArgs();
+      Value lse =
+          memref::LoadOp::create(b, partialLse, ValueRange{batch, head, sp});
+      Value weight = e.exp2(e.fsub(lse, ref));
+      SmallVector<Value> next = {e.fadd(carried[0], weight)};
+      for (int64_t p = 0; p < vecElems / f32VecElems; ++p) {
+        Value piece = vector::LoadOp::create(
+            b, VectorType::get({f32VecElems}, e.f32), partialOut,
+            ValueRange{batch, head, sp,
+                       e.add(column, e.index(p * f32VecElems))},
+            false, llvm::MaybeAlign(16));
+        next.push_back(
+            e.fma(e.splat(weight, f32VecElems), piece, carried[1 + p]));
+      }
+      scf::YieldOp::create(b, next);
+    }
+    Value total = splitLoop.getResult(0);
+    Value inv = e.select(e.fgt(total, e.f32Const(0.0)),
+                         arith::DivFOp::create(b, e.f32Const(1.0), total),
+                         e.f32Const(0.0));
+    Value invVec = e.splat(inv, f32VecElems);
+    SmallVector<Value> pieces;
+    for (int64_t p = 0; p < vecElems / f32VecElems; ++p)
+      pieces.push_back(e.fmul(splitLoop.getResult(1 + p), invVec));
+    // 16-bit outputs take 8 elements per 16-byte store: join the halves.
+    Value result = pieces[0];
+    if (pieces.size() == 2)
+      result = vector::ShuffleOp::create(b, pieces[0], pieces[1],
+                                         ArrayRef<int64_t>{0, 1, 2, 3, 4, 5,
+                                                           6, 7});
+    e.storeVector(e.truncateTo(result, c.elementType), out,
+                  {batch, head, column});
+  }
+  gpu::ReturnOp::create(b);
+  return func;
+}

@@ -1,0 +1,197 @@
+//===- PagedAttnToLoops.cpp - paged_attn.decode to scalar loops -----------===//
+//
+// The reference semantics of decode: for every sequence and query head, a
+// first pass over the sequence's tokens finds the largest logit, a second
+// accumulates exp(logit - max) and exp(logit - max) * V in f32, and the
+// result is the accumulator over the sum (zeros for an empty sequence).
+//
+//===----------------------------------------------------------------------===//
+
+#include "PagedAttn/Conversion/Passes.h"
+#include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+#include <limits>
+
+namespace mlir {
+namespace paged_attn {
+#define GEN_PASS_DEF_CONVERTPAGEDATTNTOLOOPS
+#include "PagedAttn/Conversion/Passes.h.inc"
+} // namespace paged_attn
+} // namespace mlir
+
+using namespace mlir;
+using namespace mlir::paged_attn;
+
+namespace {
+
+struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(DecodeOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.hasPureBufferSemantics())
+      return rewriter.notifyMatchFailure(op, "expected the memref form");
+
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    Type f32 = b.getF32Type();
+    Type elemType = op.getElementType();
+    auto index = [&](int64_t v) -> Value {
+      return arith::ConstantIndexOp::create(b, v);
+    };
+    auto toF32 = [&](Value v) -> Value {
+      return elemType.isF32() ? v : arith::ExtFOp::create(b, f32, v);
+    };
+    Value zero = index(0), one = index(1);
+    Value headDim = index(op.getHeadDim());
+    Value pageSize = index(op.getPageSize());
+    Value groupSize = index(op.getNumHeads() / op.getNumKVHeads());
+    Value scale =
+        arith::ConstantOp::create(b, b.getF32FloatAttr(op.getEffectiveScale()));
+    Value f32Zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0.0));
+    Value negInf = arith::ConstantOp::create(
+        b, b.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
+    bool nhd = op.getLayout() == KVLayout::nhd;
+    Value acc = memref::AllocaOp::create(
+        b, MemRefType::get({op.getHeadDim()}, f32));
+
+    // Row `token` of sequence `batch`, KV head `kvHead` of a cache.
+    auto cacheIndices = [&](Value batch, Value token, Value kvHead,
+                            Value d) -> SmallVector<Value> {
+      Value logicalPage = arith::DivUIOp::create(b, token, pageSize);
+      Value slot = arith::RemUIOp::create(b, token, pageSize);
+      Value page = arith::IndexCastOp::create(
+          b, b.getIndexType(),
+          memref::LoadOp::create(b, op.getBlockTable(),
+                                 ValueRange{batch, logicalPage}));
+      return nhd ? SmallVector<Value>{page, slot, kvHead, d}
+                 : SmallVector<Value>{page, kvHead, slot, d};
+    };
+    // scale * q[batch, head, :] . K[token, :]
+    auto logit = [&](Value batch, Value head, Value kvHead,
+                     Value token) -> Value {
+      auto dot = scf::ForOp::create(b, zero, headDim, one, ValueRange{f32Zero});
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(dot.getBody());
+      Value d = dot.getInductionVar();
+      Value qv = toF32(
+          memref::LoadOp::create(b, op.getQ(), ValueRange{batch, head, d}));
+      Value kv = toF32(memref::LoadOp::create(
+          b, op.getKCache(), cacheIndices(batch, token, kvHead, d)));
+      scf::YieldOp::create(
+          b, ValueRange{math::FmaOp::create(b, qv, kv,
+                                            dot.getRegionIterArgs()[0])});
+      b.setInsertionPointAfter(dot);
+      return arith::MulFOp::create(b, dot.getResult(0), scale);
+    };
+
+    Value batchSize = memref::DimOp::create(b, op.getQ(), 0);
+    auto batchLoop = scf::ForOp::create(b, zero, batchSize, one);
+    b.setInsertionPointToStart(batchLoop.getBody());
+    Value batch = batchLoop.getInductionVar();
+    Value seqLen = arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        memref::LoadOp::create(b, op.getSeqLens(), ValueRange{batch}));
+    auto headLoop =
+        scf::ForOp::create(b, zero, index(op.getNumHeads()), one);
+    b.setInsertionPointToStart(headLoop.getBody());
+    Value head = headLoop.getInductionVar();
+    Value kvHead = arith::DivUIOp::create(b, head, groupSize);
+
+    // Pass 1: the largest logit.
+    auto maxLoop = scf::ForOp::create(b, zero, seqLen, one, ValueRange{negInf});
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(maxLoop.getBody());
+      Value s = logit(batch, head, kvHead, maxLoop.getInductionVar());
+      scf::YieldOp::create(b, ValueRange{arith::MaximumFOp::create(
+                                  b, maxLoop.getRegionIterArgs()[0], s)});
+    }
+    Value max = maxLoop.getResult(0);
+
+    // Pass 2: sum of exponentials and the weighted sum of V rows.
+    auto clear = scf::ForOp::create(b, zero, headDim, one);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(clear.getBody());
+      memref::StoreOp::create(b, f32Zero, acc,
+                              ValueRange{clear.getInductionVar()});
+    }
+    auto sumLoop = scf::ForOp::create(b, zero, seqLen, one, ValueRange{f32Zero});
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(sumLoop.getBody());
+      Value token = sumLoop.getInductionVar();
+      Value p = math::ExpOp::create(
+          b, arith::SubFOp::create(b, logit(batch, head, kvHead, token), max));
+      auto dLoop = scf::ForOp::create(b, zero, headDim, one);
+      {
+        OpBuilder::InsertionGuard g2(b);
+        b.setInsertionPointToStart(dLoop.getBody());
+        Value d = dLoop.getInductionVar();
+        Value v = toF32(memref::LoadOp::create(
+            b, op.getVCache(), cacheIndices(batch, token, kvHead, d)));
+        Value a = memref::LoadOp::create(b, acc, ValueRange{d});
+        memref::StoreOp::create(b, math::FmaOp::create(b, p, v, a), acc,
+                                ValueRange{d});
+      }
+      scf::YieldOp::create(b, ValueRange{arith::AddFOp::create(
+                                  b, sumLoop.getRegionIterArgs()[0], p)});
+    }
+    Value sum = sumLoop.getResult(0);
+    Value nonEmpty = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum,
+                                           f32Zero);
+    Value inv = arith::SelectOp::create(
+        b, nonEmpty,
+        arith::DivFOp::create(
+            b, arith::ConstantOp::create(b, b.getF32FloatAttr(1.0)), sum),
+        f32Zero);
+    auto writeLoop = scf::ForOp::create(b, zero, headDim, one);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(writeLoop.getBody());
+      Value d = writeLoop.getInductionVar();
+      Value r = arith::MulFOp::create(
+          b, memref::LoadOp::create(b, acc, ValueRange{d}), inv);
+      if (!elemType.isF32())
+        r = arith::TruncFOp::create(b, elemType, r);
+      memref::StoreOp::create(b, r, op.getOut(), ValueRange{batch, head, d});
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+struct ConvertPagedAttnToLoopsPass
+    : public paged_attn::impl::ConvertPagedAttnToLoopsBase<
+          ConvertPagedAttnToLoopsPass> {
+  void runOnOperation() override {
+    WalkResult walk = getOperation()->walk([](DecodeOp op) {
+      if (op.hasPureBufferSemantics())
+        return WalkResult::advance();
+      op.emitOpError("must be bufferized (memref form) before "
+                     "convert-paged-attn-to-loops");
+      return WalkResult::interrupt();
+    });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
+    RewritePatternSet patterns(&getContext());
+    populatePagedAttnToLoopsPatterns(patterns);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace
+
+void mlir::paged_attn::populatePagedAttnToLoopsPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<DecodeOpToLoops>(patterns.getContext());
+}

@@ -96,6 +96,21 @@ mlir::paged_attn::getMergeKernelArgTypes(MLIRContext *ctx,
   return {t.partialOut, t.partialLse, t.q, IntegerType::get(ctx, 32)};
 }
 
+SmallVector<Type>
+mlir::paged_attn::getCheckKernelArgTypes(MLIRContext *ctx,
+                                         const DecodeKernelConfig &config) {
+  KernelTypes t(ctx, config);
+  Type i64 = IntegerType::get(ctx, 64);
+  return {t.blockTable, t.seqLens, IntegerType::get(ctx, 32),
+          getStridedMemRefType({1}, i64, false)};
+}
+
+ArrayRef<StringRef> mlir::paged_attn::getCheckKernelArgNames() {
+  static const StringRef names[] = {"block_table", "seq_lens", "num_pages",
+                                    "first_bad"};
+  return names;
+}
+
 ArrayRef<StringRef> mlir::paged_attn::getDecodeKernelArgNames() {
   static const StringRef names[] = {
       "q",   "k_cache",     "v_cache",     "block_table", "seq_lens",
@@ -666,6 +681,85 @@ mlir::paged_attn::getOrBuildMergeKernel(OpBuilder &builder,
                                                            6, 7});
     e.storeVector(e.truncateTo(result, c.elementType), out,
                   {batch, head, column});
+  }
+  gpu::ReturnOp::create(b);
+  return func;
+}
+
+//===----------------------------------------------------------------------===//
+// Page-table check kernel
+//===----------------------------------------------------------------------===//
+
+gpu::GPUFuncOp
+mlir::paged_attn::getOrBuildCheckKernel(OpBuilder &builder,
+                                        gpu::GPUModuleOp module,
+                                        const DecodeKernelConfig &c) {
+  if (gpu::GPUFuncOp existing = lookupKernel(module, c.checkKernelName()))
+    return existing;
+  MLIRContext *ctx = builder.getContext();
+  gpu::GPUFuncOp func =
+      createKernel(builder, module, c.checkKernelName(),
+                   getCheckKernelArgTypes(ctx, c), {}, c.checkBlockSize());
+  ImplicitLocOpBuilder b(func.getLoc(), builder);
+  b.setInsertionPointToStart(&func.getBody().front());
+  KernelEmitter e(b);
+  Value blockTable = func.getArgument(0), seqLens = func.getArgument(1);
+  Value numPages = func.getArgument(2), firstBad = func.getArgument(3);
+  Type i64 = b.getI64Type();
+
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value maxPages = memref::DimOp::create(b, blockTable, 1);
+  Value keysPerRow = e.add(maxPages, e.index(1));
+  Value rowKey = e.mul(batch, keysPerRow);
+  auto record = [&](Value key) {
+    memref::AtomicRMWOp::create(
+        b, arith::AtomicRMWKind::mins,
+        arith::IndexCastOp::create(b, i64, key), firstBad,
+        ValueRange{e.index(0)});
+  };
+
+  Value seqLen = arith::ExtSIOp::create(
+      b, i64, memref::LoadOp::create(b, seqLens, ValueRange{batch}));
+  Value capacity = arith::IndexCastOp::create(
+      b, i64, e.mul(maxPages, e.index(c.pageSize)));
+  Value zero64 = arith::ConstantIntOp::create(b, i64, 0);
+  Value lenValid = arith::AndIOp::create(
+      b,
+      arith::CmpIOp::create(b, arith::CmpIPredicate::sge, seqLen, zero64),
+      arith::CmpIOp::create(b, arith::CmpIPredicate::sle, seqLen, capacity));
+  auto badLen = scf::IfOp::create(
+      b, arith::AndIOp::create(b, arith::XOrIOp::create(
+                                      b, lenValid,
+                                      arith::ConstantIntOp::create(
+                                          b, b.getI1Type(), 1)),
+                               e.ult(tid, e.index(1))),
+      false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(badLen.thenBlock());
+    record(rowKey);
+  }
+  // Pages the sequence uses; none when its length is bad.
+  Value usedPages = e.ceilDiv(
+      arith::IndexCastOp::create(
+          b, b.getIndexType(),
+          arith::SelectOp::create(b, lenValid, seqLen, zero64)),
+      e.index(c.pageSize));
+  auto scan = scf::ForOp::create(b, tid, usedPages,
+                                 e.index(c.checkBlockSize()));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(scan.getBody());
+    Value j = scan.getInductionVar();
+    Value page = memref::LoadOp::create(b, blockTable, ValueRange{batch, j});
+    Value bad = arith::OrIOp::create(
+        b,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::slt, page, e.i32(0)),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sge, page, numPages));
+    auto ifBad = scf::IfOp::create(b, bad, false);
+    b.setInsertionPointToStart(ifBad.thenBlock());
+    record(e.add(rowKey, e.add(j, e.index(1))));
   }
   gpu::ReturnOp::create(b);
   return func;

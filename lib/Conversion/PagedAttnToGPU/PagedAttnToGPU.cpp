@@ -51,6 +51,8 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
   gpu::GPUFuncOp decode =
       getOrBuildDecodeKernel(builder, kernelModule, config);
   gpu::GPUFuncOp merge = getOrBuildMergeKernel(builder, kernelModule, config);
+  // Built for runtimes that offer a page-table check; not launched here.
+  getOrBuildCheckKernel(builder, kernelModule, config);
 
   ImplicitLocOpBuilder b(op.getLoc(), op);
   auto index = [&](int64_t v) -> Value {

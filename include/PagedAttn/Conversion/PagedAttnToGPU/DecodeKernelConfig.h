@@ -74,6 +74,11 @@ struct DecodeKernelConfig {
   std::string mergeKernelName() const {
     return "paged_attn_merge_" + name();
   }
+  std::string checkKernelName() const {
+    return "paged_attn_check_" + name();
+  }
+  /// Threads per CTA of the page-table check kernel.
+  int64_t checkBlockSize() const { return 128; }
 };
 
 } // namespace paged_attn

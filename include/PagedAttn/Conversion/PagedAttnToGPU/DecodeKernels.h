@@ -20,9 +20,15 @@ SmallVector<Type> getDecodeKernelArgTypes(MLIRContext *ctx,
 SmallVector<Type> getMergeKernelArgTypes(MLIRContext *ctx,
                                          const DecodeKernelConfig &config);
 
+/// Page-table check kernel: block_table, seq_lens, num_pages (i32),
+/// first_bad (memref<1xi64>).
+SmallVector<Type> getCheckKernelArgTypes(MLIRContext *ctx,
+                                         const DecodeKernelConfig &config);
+
 /// Names of the kernel arguments, in order, for manifests and diagnostics.
 ArrayRef<StringRef> getDecodeKernelArgNames();
 ArrayRef<StringRef> getMergeKernelArgNames();
+ArrayRef<StringRef> getCheckKernelArgNames();
 
 /// Returns the decode kernel for `config` in `module`, building it first if
 /// the module does not hold it yet.
@@ -31,6 +37,16 @@ gpu::GPUFuncOp getOrBuildDecodeKernel(OpBuilder &builder,
                                       const DecodeKernelConfig &config);
 /// Same for the kernel that merges split-KV partial results.
 gpu::GPUFuncOp getOrBuildMergeKernel(OpBuilder &builder,
+                                     gpu::GPUModuleOp module,
+                                     const DecodeKernelConfig &config);
+
+/// The opt-in page-table check: grid (batch), one CTA per sequence. Finds
+/// the first bad entry in row-major order and atomically keeps the smallest
+/// key in first_bad[0] (which the caller sets to INT64_MAX first):
+/// key b*(max_pages+1) when seq_lens[b] is negative or beyond the page
+/// table's capacity, b*(max_pages+1)+1+j when block_table[b][j] (one of the
+/// pages the sequence uses) is outside [0, num_pages).
+gpu::GPUFuncOp getOrBuildCheckKernel(OpBuilder &builder,
                                      gpu::GPUModuleOp module,
                                      const DecodeKernelConfig &config);
 

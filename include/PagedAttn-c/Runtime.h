@@ -1,0 +1,109 @@
+/*===- PagedAttn-c/Runtime.h - C API of the PagedAttn runtime -----*- C -*-===*\
+|*                                                                            *|
+|* Every function returning paged_attn_status leaves, on failure, a message  *|
+|* for the calling thread in paged_attn_last_error().                        *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+
+#ifndef PAGEDATTN_C_RUNTIME_H
+#define PAGEDATTN_C_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  PAGED_ATTN_OK = 0,
+  PAGED_ATTN_INVALID_ARGUMENT = 1,
+  PAGED_ATTN_NOT_FOUND = 2,
+  PAGED_ATTN_NO_DRIVER = 3,
+  PAGED_ATTN_CUDA_ERROR = 4,
+  PAGED_ATTN_BAD_PAGE_TABLE = 5,
+  PAGED_ATTN_PARSE_ERROR = 6
+} paged_attn_status;
+
+typedef enum {
+  PAGED_ATTN_F16 = 0,
+  PAGED_ATTN_BF16 = 1,
+  PAGED_ATTN_F32 = 2,
+  PAGED_ATTN_I32 = 3
+} paged_attn_dtype;
+
+typedef enum { PAGED_ATTN_NHD = 0, PAGED_ATTN_HND = 1 } paged_attn_layout;
+
+/* A strided view of device memory; sizes and strides in elements. */
+typedef struct {
+  void *data;
+  paged_attn_dtype dtype;
+  int32_t rank;
+  int64_t sizes[4];
+  int64_t strides[4];
+} paged_attn_tensor;
+
+typedef struct {
+  int64_t num_heads;
+  int64_t num_kv_heads;
+  int64_t head_dim;
+  int64_t page_size;
+  paged_attn_dtype dtype;
+  paged_attn_layout layout;
+  int64_t num_warps; /* 0 means the default, 4 */
+} paged_attn_config;
+
+typedef struct {
+  paged_attn_tensor q, k_cache, v_cache, block_table, seq_lens, out;
+  float scale;         /* 0: 1/sqrt(head_dim) */
+  int64_t max_seq_len; /* -1: the page table's capacity */
+  int32_t num_splits;  /* 0: automatic */
+  void *workspace;
+  size_t workspace_bytes;
+  int32_t check_page_table; /* nonzero: validate on the device first */
+} paged_attn_decode_params;
+
+typedef struct paged_attn_library_s *paged_attn_library;
+typedef struct paged_attn_decoder_s *paged_attn_decoder;
+
+/* The message of the last failed call on this thread ("" if none). */
+const char *paged_attn_last_error(void);
+/* 1 when a usable CUDA driver is present. */
+int paged_attn_has_driver(void);
+
+/* Fills `params` with the defaults (max_seq_len -1, everything else 0). */
+void paged_attn_decode_params_init(paged_attn_decode_params *params);
+/* A contiguous (row-major) tensor view. */
+paged_attn_tensor paged_attn_tensor_contiguous(void *data,
+                                               paged_attn_dtype dtype,
+                                               int32_t rank,
+                                               const int64_t *sizes);
+
+paged_attn_status paged_attn_library_load(const char *manifest_path,
+                                          paged_attn_library *library);
+paged_attn_status paged_attn_library_load_directory(const char *directory,
+                                                    paged_attn_library *library);
+void paged_attn_library_destroy(paged_attn_library library);
+
+paged_attn_status paged_attn_decoder_create(paged_attn_library library,
+                                            const paged_attn_config *config,
+                                            paged_attn_decoder *decoder);
+void paged_attn_decoder_destroy(paged_attn_decoder decoder);
+
+size_t paged_attn_decoder_workspace_size(paged_attn_decoder decoder,
+                                         int64_t batch, int32_t num_splits);
+paged_attn_status paged_attn_decoder_max_workspace_size(
+    paged_attn_decoder decoder, int64_t batch, int64_t max_seq_len,
+    size_t *bytes);
+
+/* Launches on `stream` (a CUstream, NULL for the default stream); no
+ * allocation, no synchronisation unless check_page_table is set. */
+paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
+                                    const paged_attn_decode_params *params,
+                                    void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PAGEDATTN_C_RUNTIME_H */

@@ -1,0 +1,35 @@
+//===- Reference.h - float64 reference of paged decode ----------*- C++ -*-===//
+
+#ifndef PAGEDATTN_RUNTIME_REFERENCE_H
+#define PAGEDATTN_RUNTIME_REFERENCE_H
+
+#include <cstdint>
+#include <vector>
+
+namespace paged_attn {
+
+/// Dense host copies of the decode inputs, widened to double. Caches are
+/// [num_pages, page, num_kv_heads, head_dim] (nhd) or
+/// [num_pages, num_kv_heads, page, head_dim] (hnd), row-major.
+struct ReferenceProblem {
+  int64_t batch = 0, numHeads = 0, numKVHeads = 0, headDim = 0;
+  int64_t pageSize = 0, numPages = 0, maxPages = 0;
+  bool hnd = false;
+  double scale = 0;
+  std::vector<double> q, kCache, vCache; // q: [batch, num_heads, head_dim]
+  std::vector<int32_t> blockTable;       // [batch, max_pages]
+  std::vector<int32_t> seqLens;          // [batch]
+};
+
+/// out[b, h, :] = softmax(scale * q . K^T) . V in float64; zeros for an
+/// empty sequence. Returns [batch, num_heads, head_dim].
+std::vector<double> referenceDecode(const ReferenceProblem &p);
+
+/// ||a - b|| / ||b|| (0 when both are zero).
+double relativeError(const std::vector<double> &a, const std::vector<double> &b);
+/// max |a - b|.
+double maxAbsError(const std::vector<double> &a, const std::vector<double> &b);
+
+} // namespace paged_attn
+
+#endif // PAGEDATTN_RUNTIME_REFERENCE_H

@@ -1,0 +1,175 @@
+//===- Runtime.h - load and launch paged decode kernels ---------*- C++ -*-===//
+//
+// Loads PTX compiled by paged-attn-compile together with its manifest and
+// launches decode on the caller's CUDA stream. Depends only on the CUDA
+// driver, loaded at run time: without one, every call that needs the GPU
+// returns StatusCode::NoDriver and everything else still works.
+//
+// decode() allocates nothing and does not synchronise, so a CUDA graph can
+// capture it; split-KV scratch comes from a caller-provided workspace.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PAGEDATTN_RUNTIME_RUNTIME_H
+#define PAGEDATTN_RUNTIME_RUNTIME_H
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace paged_attn {
+
+enum class StatusCode {
+  Ok = 0,
+  InvalidArgument = 1, ///< a bad pointer, shape, dtype, layout or option
+  NotFound = 2,        ///< no kernel for the config, or a missing file
+  NoDriver = 3,        ///< no CUDA driver on this machine
+  CudaError = 4,       ///< the driver reported an error (JIT log included)
+  BadPageTable = 5,    ///< the check mode found a bad block_table/seq_lens
+  ParseError = 6,      ///< a malformed manifest
+};
+
+class Status {
+public:
+  Status() = default;
+  Status(StatusCode code, std::string message)
+      : code_(code), message_(std::move(message)) {}
+  static Status ok() { return Status(); }
+  bool isOk() const { return code_ == StatusCode::Ok; }
+  explicit operator bool() const { return isOk(); }
+  StatusCode code() const { return code_; }
+  const std::string &message() const { return message_; }
+
+private:
+  StatusCode code_ = StatusCode::Ok;
+  std::string message_;
+};
+
+enum class DType { F16, BF16, F32, I32 };
+enum class Layout { NHD, HND };
+
+const char *dtypeName(DType dtype);
+size_t dtypeBytes(DType dtype);
+
+/// A strided view of device memory. Sizes and strides are in elements.
+struct Tensor {
+  void *data = nullptr;
+  DType dtype = DType::F32;
+  int rank = 0;
+  int64_t sizes[4] = {0, 0, 0, 0};
+  int64_t strides[4] = {0, 0, 0, 0};
+
+  /// A row-major (contiguous) view.
+  static Tensor contiguous(void *data, DType dtype,
+                           std::initializer_list<int64_t> sizes);
+  int64_t numElements() const;
+};
+
+/// What a kernel pair is specialised on.
+struct KernelConfig {
+  int64_t numHeads = 0, numKVHeads = 0, headDim = 0, pageSize = 0;
+  DType dtype = DType::BF16;
+  Layout layout = Layout::NHD;
+  int64_t numWarps = 4;
+
+  /// "h32_kv8_d128_p16_bf16_nhd_w4", as in manifests.
+  std::string name() const;
+};
+
+struct DecodeParams {
+  Tensor q;           ///< [batch, num_heads, head_dim]
+  Tensor kCache;      ///< nhd: [pages, page, kv_heads, head_dim]; hnd: ...
+  Tensor vCache;      ///< same shape as kCache
+  Tensor blockTable;  ///< [batch, max_pages] i32
+  Tensor seqLens;     ///< [batch] i32
+  Tensor out;         ///< [batch, num_heads, head_dim]
+  float scale = 0.0f; ///< 0: 1/sqrt(head_dim)
+  /// An upper bound of seq_lens, used to pick the split count; -1 means
+  /// the page table's capacity (max_pages * page).
+  int64_t maxSeqLen = -1;
+  /// Chunks per sequence; 0 picks one from the grid and the SM count.
+  int numSplits = 0;
+  void *workspace = nullptr; ///< device memory, see Decoder::workspaceSize
+  size_t workspaceBytes = 0;
+  /// Validate block_table and seq_lens on the device first and fail with
+  /// StatusCode::BadPageTable naming the first bad entry. Synchronises the
+  /// stream and allocates; for debugging, not for graphs.
+  bool checkPageTable = false;
+};
+
+struct KernelSpec;
+class KernelLibrary;
+
+/// A decode kernel pair for one config, bound to the PTX that holds it.
+/// Thread-safe: decode() may run concurrently from several threads.
+class Decoder {
+public:
+  /// Finds `config` in `library` (see KernelLibrary).
+  static Status create(std::shared_ptr<const KernelLibrary> library,
+                       const KernelConfig &config,
+                       std::unique_ptr<Decoder> *result);
+  ~Decoder();
+
+  const KernelConfig &config() const { return config_; }
+
+  /// Bytes of workspace decode() needs for `batch` sequences split
+  /// `numSplits` ways (0 when numSplits is 1).
+  size_t workspaceSize(int64_t batch, int numSplits) const;
+  /// The largest workspace any split count chosen for `batch` sequences
+  /// of at most `maxSeqLen` tokens on the current device can need.
+  Status maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
+                          size_t *bytes) const;
+  /// The split count decode() uses when DecodeParams::numSplits is 0.
+  int chooseNumSplits(int64_t batch, int64_t maxSeqLen,
+                      int multiprocessorCount) const;
+
+  /// Launches on `stream` (a CUstream; null is the legacy default stream)
+  /// in the current CUDA context, or the device 0 primary context when
+  /// none is current.
+  Status decode(const DecodeParams &params, void *stream) const;
+
+private:
+  Decoder() = default;
+  Status validate(const DecodeParams &params, int64_t *batch,
+                  int64_t *maxSeqLen) const;
+  Status checkPageTable(const DecodeParams &params, void *stream,
+                        void *context) const;
+
+  std::shared_ptr<const KernelLibrary> library_;
+  const KernelSpec *spec_ = nullptr;
+  KernelConfig config_;
+};
+
+/// PTX plus its manifest, as written by paged-attn-compile.
+class KernelLibrary {
+public:
+  /// Reads NAME.json and the PTX it names (relative to the manifest).
+  static Status load(const std::string &manifestPath,
+                     std::shared_ptr<KernelLibrary> *result);
+  /// Loads every manifest (*.json) in `directory`.
+  static Status loadDirectory(const std::string &directory,
+                              std::shared_ptr<KernelLibrary> *result);
+  ~KernelLibrary();
+
+  /// Configs this library holds kernels for.
+  std::vector<KernelConfig> configs() const;
+  const KernelSpec *find(const KernelConfig &config) const;
+
+private:
+  friend class Decoder;
+  KernelLibrary();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Whether a usable CUDA driver is present, and if not, why.
+bool hasDriver(std::string *whyNot = nullptr);
+
+/// Name and SM count of device `ordinal`.
+Status getDeviceInfo(int ordinal, std::string *name, int *multiprocessors);
+
+} // namespace paged_attn
+
+#endif // PAGEDATTN_RUNTIME_RUNTIME_H

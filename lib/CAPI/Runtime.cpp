@@ -1,0 +1,172 @@
+//===- Runtime.cpp - C API of the PagedAttn runtime -----------------------===//
+
+#include "PagedAttn-c/Runtime.h"
+#include "PagedAttn/Runtime/Runtime.h"
+
+#include <string>
+
+using namespace paged_attn;
+
+struct paged_attn_library_s {
+  std::shared_ptr<KernelLibrary> library;
+};
+struct paged_attn_decoder_s {
+  std::unique_ptr<Decoder> decoder;
+};
+
+static thread_local std::string lastError;
+
+static paged_attn_status report(const Status &s) {
+  lastError = s.isOk() ? std::string() : s.message();
+  return static_cast<paged_attn_status>(s.code());
+}
+
+static paged_attn_status nullArgument(const char *name) {
+  return report(Status(StatusCode::InvalidArgument,
+                       std::string(name) + " is null"));
+}
+
+static Tensor toTensor(const paged_attn_tensor &t) {
+  Tensor r;
+  r.data = t.data;
+  r.dtype = static_cast<DType>(t.dtype);
+  r.rank = t.rank < 0 ? 0 : (t.rank > 4 ? 4 : t.rank);
+  for (int d = 0; d < 4; ++d) {
+    r.sizes[d] = t.sizes[d];
+    r.strides[d] = t.strides[d];
+  }
+  // An out-of-range rank is kept visible to the checks.
+  if (t.rank != r.rank)
+    r.rank = -1;
+  return r;
+}
+
+extern "C" {
+
+const char *paged_attn_last_error(void) { return lastError.c_str(); }
+
+int paged_attn_has_driver(void) { return hasDriver() ? 1 : 0; }
+
+void paged_attn_decode_params_init(paged_attn_decode_params *params) {
+  if (!params)
+    return;
+  *params = paged_attn_decode_params{};
+  params->max_seq_len = -1;
+}
+
+paged_attn_tensor paged_attn_tensor_contiguous(void *data,
+                                               paged_attn_dtype dtype,
+                                               int32_t rank,
+                                               const int64_t *sizes) {
+  paged_attn_tensor t{};
+  t.data = data;
+  t.dtype = dtype;
+  t.rank = rank;
+  int64_t stride = 1;
+  for (int32_t d = (rank > 4 ? 4 : rank) - 1; d >= 0; --d) {
+    t.sizes[d] = sizes[d];
+    t.strides[d] = stride;
+    stride *= sizes[d];
+  }
+  return t;
+}
+
+paged_attn_status paged_attn_library_load(const char *manifest_path,
+                                          paged_attn_library *library) {
+  if (!manifest_path)
+    return nullArgument("manifest_path");
+  if (!library)
+    return nullArgument("library");
+  auto handle = std::make_unique<paged_attn_library_s>();
+  Status s = KernelLibrary::load(manifest_path, &handle->library);
+  if (s)
+    *library = handle.release();
+  return report(s);
+}
+
+paged_attn_status paged_attn_library_load_directory(const char *directory,
+                                                    paged_attn_library *library) {
+  if (!directory)
+    return nullArgument("directory");
+  if (!library)
+    return nullArgument("library");
+  auto handle = std::make_unique<paged_attn_library_s>();
+  Status s = KernelLibrary::loadDirectory(directory, &handle->library);
+  if (s)
+    *library = handle.release();
+  return report(s);
+}
+
+void paged_attn_library_destroy(paged_attn_library library) { delete library; }
+
+paged_attn_status paged_attn_decoder_create(paged_attn_library library,
+                                            const paged_attn_config *config,
+                                            paged_attn_decoder *decoder) {
+  if (!library)
+    return nullArgument("library");
+  if (!config)
+    return nullArgument("config");
+  if (!decoder)
+    return nullArgument("decoder");
+  if (config->layout != PAGED_ATTN_NHD && config->layout != PAGED_ATTN_HND)
+    return report(Status(StatusCode::InvalidArgument, "unknown layout"));
+  if (config->dtype != PAGED_ATTN_F16 && config->dtype != PAGED_ATTN_BF16 &&
+      config->dtype != PAGED_ATTN_F32)
+    return report(
+        Status(StatusCode::InvalidArgument, "dtype must be f16, bf16 or f32"));
+  KernelConfig c;
+  c.numHeads = config->num_heads;
+  c.numKVHeads = config->num_kv_heads;
+  c.headDim = config->head_dim;
+  c.pageSize = config->page_size;
+  c.dtype = static_cast<DType>(config->dtype);
+  c.layout = config->layout == PAGED_ATTN_NHD ? Layout::NHD : Layout::HND;
+  c.numWarps = config->num_warps ? config->num_warps : 4;
+  auto handle = std::make_unique<paged_attn_decoder_s>();
+  Status s = Decoder::create(library->library, c, &handle->decoder);
+  if (s)
+    *decoder = handle.release();
+  return report(s);
+}
+
+void paged_attn_decoder_destroy(paged_attn_decoder decoder) { delete decoder; }
+
+size_t paged_attn_decoder_workspace_size(paged_attn_decoder decoder,
+                                         int64_t batch, int32_t num_splits) {
+  return decoder ? decoder->decoder->workspaceSize(batch, num_splits) : 0;
+}
+
+paged_attn_status paged_attn_decoder_max_workspace_size(
+    paged_attn_decoder decoder, int64_t batch, int64_t max_seq_len,
+    size_t *bytes) {
+  if (!decoder)
+    return nullArgument("decoder");
+  if (!bytes)
+    return nullArgument("bytes");
+  return report(decoder->decoder->maxWorkspaceSize(batch, max_seq_len, bytes));
+}
+
+paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
+                                    const paged_attn_decode_params *params,
+                                    void *stream) {
+  if (!decoder)
+    return nullArgument("decoder");
+  if (!params)
+    return nullArgument("params");
+  DecodeParams p;
+  p.q = toTensor(params->q);
+  p.kCache = toTensor(params->k_cache);
+  p.vCache = toTensor(params->v_cache);
+  p.blockTable = toTensor(params->block_table);
+  p.seqLens = toTensor(params->seq_lens);
+  p.out = toTensor(params->out);
+  p.scale = params->scale;
+  p.maxSeqLen = params->max_seq_len;
+  p.numSplits = params->num_splits;
+  p.workspace = params->workspace;
+  p.workspaceBytes = params->workspace_bytes;
+  p.checkPageTable = params->check_page_table != 0;
+  return report(decoder->decoder->decode(p, stream));
+}
+
+} // extern "C"

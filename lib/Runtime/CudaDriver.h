@@ -1,0 +1,95 @@
+//===- CudaDriver.h - the CUDA driver API, loaded at run time ---*- C++ -*-===//
+//
+// The few driver entry points the runtime uses, resolved from libcuda.so.1
+// with dlopen so that the library loads on machines without a driver and
+// says so plainly when asked to run.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PAGEDATTN_LIB_RUNTIME_CUDADRIVER_H
+#define PAGEDATTN_LIB_RUNTIME_CUDADRIVER_H
+
+#include <string>
+
+namespace paged_attn {
+namespace cuda {
+
+using CUresult = int;
+using CUdevice = int;
+using CUcontext = struct CUctx_st *;
+using CUmodule = struct CUmod_st *;
+using CUfunction = struct CUfunc_st *;
+using CUstream = struct CUstream_st *;
+using CUdeviceptr = unsigned long long;
+
+constexpr CUresult CUDA_SUCCESS = 0;
+constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+constexpr int CU_JIT_INFO_LOG_BUFFER = 3;
+constexpr int CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4;
+constexpr int CU_JIT_ERROR_LOG_BUFFER = 5;
+constexpr int CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
+constexpr int CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2;
+constexpr int CU_MEMORYTYPE_DEVICE = 2;
+constexpr int CU_MEMORYTYPE_UNIFIED = 4;
+
+struct Driver {
+  CUresult (*cuInit)(unsigned);
+  CUresult (*cuDriverGetVersion)(int *);
+  CUresult (*cuDeviceGetCount)(int *);
+  CUresult (*cuDeviceGet)(CUdevice *, int);
+  CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
+  CUresult (*cuDeviceGetName)(char *, int, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*cuCtxGetCurrent)(CUcontext *);
+  CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuCtxGetDevice)(CUdevice *);
+  CUresult (*cuCtxSynchronize)();
+  CUresult (*cuModuleLoadDataEx)(CUmodule *, const void *, unsigned, int *,
+                                 void **);
+  CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*cuModuleUnload)(CUmodule);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, unsigned, unsigned, CUstream,
+                             void **, void **);
+  CUresult (*cuGetErrorName)(CUresult, const char **);
+  CUresult (*cuGetErrorString)(CUresult, const char **);
+  CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
+  CUresult (*cuMemFree)(CUdeviceptr);
+  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
+  CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+  CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
+  CUresult (*cuMemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
+  CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, size_t, CUstream);
+  CUresult (*cuStreamSynchronize)(CUstream);
+  CUresult (*cuStreamCreate)(CUstream *, unsigned);
+  CUresult (*cuStreamDestroy)(CUstream);
+  CUresult (*cuPointerGetAttribute)(void *, int, CUdeviceptr);
+  CUresult (*cuEventCreate)(struct CUevent_st **, unsigned);
+  CUresult (*cuEventRecord)(struct CUevent_st *, CUstream);
+  CUresult (*cuEventSynchronize)(struct CUevent_st *);
+  CUresult (*cuEventElapsedTime)(float *, struct CUevent_st *,
+                                 struct CUevent_st *);
+  CUresult (*cuEventDestroy)(struct CUevent_st *);
+  CUresult (*cuStreamBeginCapture)(CUstream, int);
+  CUresult (*cuStreamEndCapture)(CUstream, struct CUgraph_st **);
+  CUresult (*cuGraphInstantiate)(struct CUgraphExec_st **, struct CUgraph_st *,
+                                 unsigned long long);
+  CUresult (*cuGraphLaunch)(struct CUgraphExec_st *, CUstream);
+  CUresult (*cuGraphExecDestroy)(struct CUgraphExec_st *);
+  CUresult (*cuGraphDestroy)(struct CUgraph_st *);
+};
+
+/// The driver, loaded and initialised once; null with `error` set when
+/// libcuda.so.1 is missing or cuInit fails.
+const Driver *getDriver(std::string *error);
+
+/// "CUDA_ERROR_X: description" for a driver result.
+std::string describe(const Driver &driver, CUresult result);
+
+} // namespace cuda
+} // namespace paged_attn
+
+#endif // PAGEDATTN_LIB_RUNTIME_CUDADRIVER_H

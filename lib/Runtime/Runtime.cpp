@@ -1,0 +1,830 @@
+//===- Runtime.cpp - load and launch paged decode kernels -----------------===//
+
+#include "PagedAttn/Runtime/Runtime.h"
+
+#include "CudaDriver.h"
+#include "Json.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <dirent.h>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+using namespace paged_attn;
+using namespace paged_attn::cuda;
+
+//===----------------------------------------------------------------------===//
+// Small helpers
+//===----------------------------------------------------------------------===//
+
+const char *paged_attn::dtypeName(DType dtype) {
+  switch (dtype) {
+  case DType::F16:
+    return "f16";
+  case DType::BF16:
+    return "bf16";
+  case DType::F32:
+    return "f32";
+  case DType::I32:
+    return "i32";
+  }
+  return "?";
+}
+
+size_t paged_attn::dtypeBytes(DType dtype) {
+  return dtype == DType::F16 || dtype == DType::BF16 ? 2 : 4;
+}
+
+Tensor Tensor::contiguous(void *data, DType dtype,
+                          std::initializer_list<int64_t> sizes) {
+  Tensor t;
+  t.data = data;
+  t.dtype = dtype;
+  t.rank = static_cast<int>(std::min<size_t>(sizes.size(), 4));
+  int i = 0;
+  for (int64_t s : sizes)
+    if (i < 4)
+      t.sizes[i++] = s;
+  int64_t stride = 1;
+  for (int d = t.rank - 1; d >= 0; --d) {
+    t.strides[d] = stride;
+    stride *= t.sizes[d];
+  }
+  return t;
+}
+
+int64_t Tensor::numElements() const {
+  int64_t n = 1;
+  for (int d = 0; d < rank; ++d)
+    n *= sizes[d];
+  return n;
+}
+
+std::string KernelConfig::name() const {
+  std::ostringstream os;
+  os << "h" << numHeads << "_kv" << numKVHeads << "_d" << headDim << "_p"
+     << pageSize << "_" << dtypeName(dtype) << "_"
+     << (layout == Layout::NHD ? "nhd" : "hnd") << "_w" << numWarps;
+  return os.str();
+}
+
+static std::string shapeString(const Tensor &t) {
+  std::ostringstream os;
+  os << "[";
+  for (int d = 0; d < t.rank; ++d)
+    os << (d ? ", " : "") << t.sizes[d];
+  os << "]";
+  return os.str();
+}
+
+static Status invalid(const std::string &message) {
+  return Status(StatusCode::InvalidArgument, message);
+}
+
+static size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+//===----------------------------------------------------------------------===//
+// Manifest
+//===----------------------------------------------------------------------===//
+
+namespace paged_attn {
+/// One kernel pair (and its check kernel) from a manifest.
+struct KernelSpec {
+  KernelConfig config;
+  std::string decodeName, mergeName, checkName;
+  int64_t ctasPerKVHead = 1;
+  int64_t decodeBlock = 128, mergeBlock = 32, checkBlock = 128;
+  int64_t tokensPerIteration = 1;
+  std::shared_ptr<const std::string> ptx; // NUL-terminated
+};
+} // namespace paged_attn
+
+struct KernelLibrary::Impl {
+  std::vector<std::unique_ptr<KernelSpec>> specs;
+};
+
+KernelLibrary::KernelLibrary() : impl_(new Impl) {}
+KernelLibrary::~KernelLibrary() = default;
+
+static bool readFile(const std::string &path, std::string &out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return !in.bad();
+}
+
+static bool getInt(const json::Value &obj, const char *key, int64_t &out) {
+  const json::Value *v = obj.get(key);
+  if (!v || !v->isNumber())
+    return false;
+  out = static_cast<int64_t>(v->number);
+  return true;
+}
+
+static bool getString(const json::Value &obj, const char *key,
+                      std::string &out) {
+  const json::Value *v = obj.get(key);
+  if (!v || !v->isString())
+    return false;
+  out = v->string;
+  return true;
+}
+
+/// The decode kernel's parameters as the runtime passes them.
+static const char *const kDecodeParamNames[] = {
+    "q",   "k_cache",     "v_cache",     "block_table", "seq_lens",
+    "out", "partial_out", "partial_lse", "scale",       "num_splits"};
+
+static Status parseKernel(const json::Value &entry, const std::string &where,
+                          std::shared_ptr<const std::string> ptx,
+                          std::unique_ptr<KernelSpec> *result) {
+  auto bad = [&](const std::string &what) {
+    return Status(StatusCode::ParseError, where + ": " + what);
+  };
+  const json::Value *config = entry.get("config");
+  const json::Value *decode = entry.get("decode");
+  const json::Value *merge = entry.get("merge");
+  const json::Value *check = entry.get("check");
+  const json::Value *split = entry.get("split_kv");
+  if (!config || !decode || !merge || !check || !split)
+    return bad("a kernel entry needs config, decode, merge, check, split_kv");
+  auto spec = std::make_unique<KernelSpec>();
+  KernelConfig &c = spec->config;
+  std::string dtype, layout;
+  if (!getInt(*config, "num_heads", c.numHeads) ||
+      !getInt(*config, "num_kv_heads", c.numKVHeads) ||
+      !getInt(*config, "head_dim", c.headDim) ||
+      !getInt(*config, "page_size", c.pageSize) ||
+      !getInt(*config, "num_warps", c.numWarps) ||
+      !getString(*config, "dtype", dtype) ||
+      !getString(*config, "layout", layout))
+    return bad("incomplete config");
+  if (dtype == "f16")
+    c.dtype = DType::F16;
+  else if (dtype == "bf16")
+    c.dtype = DType::BF16;
+  else if (dtype == "f32")
+    c.dtype = DType::F32;
+  else
+    return bad("unknown dtype '" + dtype + "'");
+  if (layout == "nhd")
+    c.layout = Layout::NHD;
+  else if (layout == "hnd")
+    c.layout = Layout::HND;
+  else
+    return bad("unknown layout '" + layout + "'");
+
+  auto blockX = [](const json::Value &k, int64_t &out) {
+    const json::Value *block = k.get("block");
+    if (!block || !block->isArray() || block->array.empty() ||
+        !block->array[0].isNumber())
+      return false;
+    out = static_cast<int64_t>(block->array[0].number);
+    return true;
+  };
+  if (!getString(*decode, "name", spec->decodeName) ||
+      !getString(*merge, "name", spec->mergeName) ||
+      !getString(*check, "name", spec->checkName) ||
+      !getInt(*decode, "ctas_per_kv_head", spec->ctasPerKVHead) ||
+      !blockX(*decode, spec->decodeBlock) ||
+      !blockX(*merge, spec->mergeBlock) ||
+      !blockX(*check, spec->checkBlock) ||
+      !getInt(*split, "tokens_per_iteration", spec->tokensPerIteration))
+    return bad("incomplete kernel description");
+
+  // The runtime passes parameters in a fixed order: make sure the manifest
+  // was written for it.
+  const json::Value *params = decode->get("params");
+  if (!params || !params->isArray() ||
+      params->array.size() != std::size(kDecodeParamNames))
+    return bad("decode kernel parameters do not match this runtime");
+  for (size_t i = 0; i < params->array.size(); ++i) {
+    std::string name;
+    if (!getString(params->array[i], "name", name) ||
+        name != kDecodeParamNames[i])
+      return bad("decode kernel parameter " + std::to_string(i) + " is '" +
+                 name + "', this runtime expects '" + kDecodeParamNames[i] +
+                 "'");
+  }
+  spec->ptx = std::move(ptx);
+  *result = std::move(spec);
+  return Status::ok();
+}
+
+Status KernelLibrary::load(const std::string &manifestPath,
+                           std::shared_ptr<KernelLibrary> *result) {
+  std::string text;
+  if (!readFile(manifestPath, text))
+    return Status(StatusCode::NotFound,
+                  "cannot read manifest '" + manifestPath + "'");
+  json::Value root;
+  std::string error;
+  if (!json::parse(text, root, error))
+    return Status(StatusCode::ParseError,
+                  manifestPath + ": invalid JSON: " + error);
+  std::string format, ptxName;
+  if (!getString(root, "format", format) || format != "paged_attn.manifest")
+    return Status(StatusCode::ParseError,
+                  manifestPath + ": not a paged_attn manifest");
+  int64_t version = 0;
+  if (!getInt(root, "version", version) || version != 1)
+    return Status(StatusCode::ParseError,
+                  manifestPath + ": unsupported manifest version " +
+                      std::to_string(version));
+  if (!getString(root, "ptx", ptxName))
+    return Status(StatusCode::ParseError, manifestPath + ": no 'ptx' entry");
+  std::string dir;
+  size_t slash = manifestPath.find_last_of('/');
+  if (slash != std::string::npos)
+    dir = manifestPath.substr(0, slash + 1);
+  std::string ptxPath = ptxName.size() && ptxName[0] == '/' ? ptxName
+                                                            : dir + ptxName;
+  auto ptx = std::make_shared<std::string>();
+  if (!readFile(ptxPath, *ptx))
+    return Status(StatusCode::NotFound,
+                  "cannot read PTX '" + ptxPath + "' named by '" +
+                      manifestPath + "'");
+  const json::Value *kernels = root.get("kernels");
+  if (!kernels || !kernels->isArray() || kernels->array.empty())
+    return Status(StatusCode::ParseError,
+                  manifestPath + ": no 'kernels' entries");
+
+  std::shared_ptr<KernelLibrary> library(new KernelLibrary);
+  for (const json::Value &entry : kernels->array) {
+    std::unique_ptr<KernelSpec> spec;
+    Status s = parseKernel(entry, manifestPath, ptx, &spec);
+    if (!s)
+      return s;
+    library->impl_->specs.push_back(std::move(spec));
+  }
+  *result = std::move(library);
+  return Status::ok();
+}
+
+Status KernelLibrary::loadDirectory(const std::string &directory,
+                                    std::shared_ptr<KernelLibrary> *result) {
+  DIR *dir = opendir(directory.c_str());
+  if (!dir)
+    return Status(StatusCode::NotFound,
+                  "cannot open kernel directory '" + directory + "'");
+  std::vector<std::string> manifests;
+  while (dirent *entry = readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0)
+      manifests.push_back(directory + "/" + name);
+  }
+  closedir(dir);
+  std::sort(manifests.begin(), manifests.end());
+  std::shared_ptr<KernelLibrary> library(new KernelLibrary);
+  for (const std::string &path : manifests) {
+    std::shared_ptr<KernelLibrary> one;
+    Status s = load(path, &one);
+    if (!s)
+      return s;
+    for (auto &spec : one->impl_->specs)
+      library->impl_->specs.push_back(std::move(spec));
+  }
+  if (library->impl_->specs.empty())
+    return Status(StatusCode::NotFound,
+                  "no kernel manifests (*.json) in '" + directory + "'");
+  *result = std::move(library);
+  return Status::ok();
+}
+
+std::vector<KernelConfig> KernelLibrary::configs() const {
+  std::vector<KernelConfig> result;
+  for (const auto &spec : impl_->specs)
+    result.push_back(spec->config);
+  return result;
+}
+
+const KernelSpec *KernelLibrary::find(const KernelConfig &config) const {
+  std::string name = config.name();
+  for (const auto &spec : impl_->specs)
+    if (spec->config.name() == name)
+      return spec.get();
+  return nullptr;
+}
+
+//===----------------------------------------------------------------------===//
+// Driver state: contexts, module cache, device properties
+//===----------------------------------------------------------------------===//
+
+bool paged_attn::hasDriver(std::string *whyNot) {
+  return getDriver(whyNot) != nullptr;
+}
+
+namespace {
+struct LoadedKernels {
+  CUfunction decode = nullptr, merge = nullptr, check = nullptr;
+};
+
+/// Modules are loaded once per (context, PTX text) and kept for the life of
+/// the process: kernels may still be in flight when a Decoder goes away.
+class ModuleCache {
+public:
+  static ModuleCache &get() {
+    static ModuleCache *cache = new ModuleCache;
+    return *cache;
+  }
+
+  Status lookup(const Driver &d, CUcontext ctx, const KernelSpec &spec,
+                LoadedKernels *out) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto key = std::make_pair(ctx, &spec);
+    auto it = kernels.find(key);
+    if (it != kernels.end()) {
+      *out = it->second;
+      return Status::ok();
+    }
+    CUmodule module = nullptr;
+    auto modKey = std::make_pair(ctx, spec.ptx.get());
+    auto mit = modules.find(modKey);
+    if (mit != modules.end()) {
+      module = mit->second;
+    } else {
+      Status s = loadModule(d, *spec.ptx, &module);
+      if (!s)
+        return s;
+      modules[modKey] = module;
+    }
+    LoadedKernels loaded;
+    const std::pair<const std::string *, CUfunction *> entries[] = {
+        {&spec.decodeName, &loaded.decode},
+        {&spec.mergeName, &loaded.merge},
+        {&spec.checkName, &loaded.check}};
+    for (auto [name, fn] : entries) {
+      CUresult r = d.cuModuleGetFunction(fn, module, name->c_str());
+      if (r != CUDA_SUCCESS)
+        return Status(StatusCode::NotFound, "kernel '" + *name +
+                                                "' not in its PTX: " +
+                                                describe(d, r));
+    }
+    kernels[key] = loaded;
+    *out = loaded;
+    return Status::ok();
+  }
+
+  int multiprocessorCount(const Driver &d, CUdevice device) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = smCounts.find(device);
+    if (it != smCounts.end())
+      return it->second;
+    int count = 0;
+    if (d.cuDeviceGetAttribute(&count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                               device) != CUDA_SUCCESS)
+      count = 1;
+    smCounts[device] = count;
+    return count;
+  }
+
+private:
+  static Status loadModule(const Driver &d, const std::string &ptx,
+                           CUmodule *module) {
+    char errorLog[8192] = {0}, infoLog[4096] = {0};
+    int options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+                     CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES};
+    void *values[] = {errorLog, reinterpret_cast<void *>(sizeof(errorLog)),
+                      infoLog, reinterpret_cast<void *>(sizeof(infoLog))};
+    CUresult r = d.cuModuleLoadDataEx(module, ptx.c_str(), 4, options, values);
+    if (r != CUDA_SUCCESS) {
+      std::string message = "loading PTX failed: " + describe(d, r);
+      if (errorLog[0])
+        message += "\nJIT log:\n" + std::string(errorLog);
+      return Status(StatusCode::CudaError, message);
+    }
+    return Status::ok();
+  }
+
+  std::mutex mutex;
+  std::map<std::pair<CUcontext, const std::string *>, CUmodule> modules;
+  std::map<std::pair<CUcontext, const KernelSpec *>, LoadedKernels> kernels;
+  std::map<CUdevice, int> smCounts;
+};
+
+/// The current context, or device 0's primary context made current.
+Status currentContext(const Driver &d, CUcontext *ctx, CUdevice *device) {
+  CUresult r = d.cuCtxGetCurrent(ctx);
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::CudaError, "cuCtxGetCurrent: " + describe(d, r));
+  if (!*ctx) {
+    int count = 0;
+    if (d.cuDeviceGetCount(&count) != CUDA_SUCCESS || count == 0)
+      return Status(StatusCode::NoDriver, "no CUDA device found");
+    CUdevice dev;
+    if ((r = d.cuDeviceGet(&dev, 0)) != CUDA_SUCCESS ||
+        (r = d.cuDevicePrimaryCtxRetain(ctx, dev)) != CUDA_SUCCESS ||
+        (r = d.cuCtxSetCurrent(*ctx)) != CUDA_SUCCESS)
+      return Status(StatusCode::CudaError,
+                    "cannot make device 0's primary context current: " +
+                        describe(d, r));
+  }
+  if ((r = d.cuCtxGetDevice(device)) != CUDA_SUCCESS)
+    return Status(StatusCode::CudaError, "cuCtxGetDevice: " + describe(d, r));
+  return Status::ok();
+}
+
+Status requireDriver(const Driver **d) {
+  std::string why;
+  *d = getDriver(&why);
+  if (!*d)
+    return Status(StatusCode::NoDriver, why);
+  return Status::ok();
+}
+
+/// Kernel parameters: each memref becomes its descriptor (allocated and
+/// aligned pointer, offset, sizes, strides), as the manifest's ABI says.
+class ParamBuilder {
+public:
+  void memref(const void *data, int rank, const int64_t *sizes,
+              const int64_t *strides) {
+    push(reinterpret_cast<uint64_t>(data));
+    push(reinterpret_cast<uint64_t>(data));
+    push(0);
+    for (int d = 0; d < rank; ++d)
+      push(static_cast<uint64_t>(sizes[d]));
+    for (int d = 0; d < rank; ++d)
+      push(static_cast<uint64_t>(strides[d]));
+  }
+  void memref(const Tensor &t) { memref(t.data, t.rank, t.sizes, t.strides); }
+  void f32(float v) {
+    uint64_t slot = 0;
+    std::memcpy(&slot, &v, sizeof(v));
+    push(slot);
+  }
+  void i32(int32_t v) {
+    uint64_t slot = 0;
+    std::memcpy(&slot, &v, sizeof(v));
+    push(slot);
+  }
+  void **pointers() {
+    ptrs.clear();
+    for (uint64_t &slot : slots)
+      ptrs.push_back(&slot);
+    return ptrs.data();
+  }
+
+private:
+  void push(uint64_t v) { slots.push_back(v); }
+  std::vector<uint64_t> slots;
+  std::vector<void *> ptrs;
+};
+} // namespace
+
+Status paged_attn::getDeviceInfo(int ordinal, std::string *name,
+                                 int *multiprocessors) {
+  const Driver *d;
+  Status s = requireDriver(&d);
+  if (!s)
+    return s;
+  CUdevice dev;
+  CUresult r = d->cuDeviceGet(&dev, ordinal);
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::InvalidArgument,
+                  "no CUDA device " + std::to_string(ordinal) + ": " +
+                      describe(*d, r));
+  char buffer[256] = {0};
+  d->cuDeviceGetName(buffer, sizeof(buffer) - 1, dev);
+  if (name)
+    *name = buffer;
+  if (multiprocessors)
+    d->cuDeviceGetAttribute(multiprocessors,
+                            CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Decoder
+//===----------------------------------------------------------------------===//
+
+Decoder::~Decoder() = default;
+
+Status Decoder::create(std::shared_ptr<const KernelLibrary> library,
+                       const KernelConfig &config,
+                       std::unique_ptr<Decoder> *result) {
+  if (!library)
+    return invalid("no kernel library");
+  const KernelSpec *spec = library->find(config);
+  if (!spec) {
+    std::string known;
+    for (const KernelConfig &c : library->configs())
+      known += (known.empty() ? "" : ", ") + c.name();
+    return Status(StatusCode::NotFound, "no kernel for config " +
+                                            config.name() +
+                                            " (library holds: " + known + ")");
+  }
+  std::unique_ptr<Decoder> decoder(new Decoder);
+  decoder->library_ = std::move(library);
+  decoder->spec_ = spec;
+  decoder->config_ = spec->config;
+  *result = std::move(decoder);
+  return Status::ok();
+}
+
+size_t Decoder::workspaceSize(int64_t batch, int numSplits) const {
+  if (numSplits <= 1 || batch <= 0)
+    return 0;
+  size_t rows = size_t(batch) * config_.numHeads * numSplits;
+  return alignUp(rows * config_.headDim * 4, 256) + alignUp(rows * 4, 256);
+}
+
+int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
+                             int multiprocessorCount) const {
+  int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
+  if (ctas <= 0 || maxSeqLen <= 0)
+    return 1;
+  // Aim for two CTAs per SM, but keep each chunk at least a few loop
+  // iterations long so the merge stays cheap.
+  int64_t target = 2 * int64_t(multiprocessorCount);
+  if (ctas >= target)
+    return 1;
+  int64_t splits = (target + ctas - 1) / ctas;
+  int64_t minChunk = 4 * spec_->tokensPerIteration;
+  int64_t byLength = (maxSeqLen + minChunk - 1) / minChunk;
+  return static_cast<int>(std::clamp<int64_t>(std::min(splits, byLength), 1,
+                                              256));
+}
+
+Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
+                                 size_t *bytes) const {
+  const Driver *d;
+  Status s = requireDriver(&d);
+  if (!s)
+    return s;
+  CUcontext ctx;
+  CUdevice device;
+  if (!(s = currentContext(*d, &ctx, &device)))
+    return s;
+  int sms = ModuleCache::get().multiprocessorCount(*d, device);
+  *bytes = workspaceSize(batch, chooseNumSplits(batch, maxSeqLen, sms));
+  return Status::ok();
+}
+
+/// Checks `t` against an expected rank, dtype and shape (-1: any size).
+static Status checkTensor(const char *name, const Tensor &t, DType dtype,
+                          const std::vector<int64_t> &shape,
+                          const char *shapeDoc, bool vectorRows) {
+  if (!t.data)
+    return invalid(std::string(name) + " is a null pointer");
+  if (t.rank != int(shape.size()))
+    return invalid(std::string(name) + " must have rank " +
+                   std::to_string(shape.size()) + " (" + shapeDoc +
+                   "), got " + std::to_string(t.rank));
+  if (t.dtype != dtype)
+    return invalid(std::string(name) + " has dtype " + dtypeName(t.dtype) +
+                   ", expected " + dtypeName(dtype));
+  int d = 0;
+  for (int64_t expected : shape) {
+    if (t.sizes[d] < 0 || (expected >= 0 && t.sizes[d] != expected))
+      return invalid(std::string(name) + " has shape " + shapeString(t) +
+                     ", expected " + shapeDoc);
+    ++d;
+  }
+  if (vectorRows) {
+    size_t bytes = dtypeBytes(dtype);
+    if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0)
+      return invalid(std::string(name) + " data pointer is not 16-byte "
+                                         "aligned");
+    if (t.strides[t.rank - 1] != 1 && t.sizes[t.rank - 1] > 1)
+      return invalid(std::string(name) +
+                     " must have unit stride in its last dimension, got " +
+                     std::to_string(t.strides[t.rank - 1]));
+    for (int i = 0; i + 1 < t.rank; ++i)
+      if ((t.strides[i] * int64_t(bytes)) % 16 != 0)
+        return invalid(std::string(name) + " stride of dim " +
+                       std::to_string(i) + " (" +
+                       std::to_string(t.strides[i]) +
+                       " elements) is not a multiple of 16 bytes");
+  }
+  return Status::ok();
+}
+
+Status Decoder::validate(const DecodeParams &p, int64_t *batchOut,
+                         int64_t *maxSeqLenOut) const {
+  const KernelConfig &c = config_;
+  int64_t batch = p.q.rank == 3 ? p.q.sizes[0] : -1;
+  Status s;
+  if (!(s = checkTensor("q", p.q, c.dtype, {-1, c.numHeads, c.headDim},
+                        "[batch, num_heads, head_dim]", true)))
+    return s;
+  bool nhd = c.layout == Layout::NHD;
+  int64_t pages = p.kCache.rank == 4 ? p.kCache.sizes[0] : -1;
+  const char *cacheDoc = nhd ? "[num_pages, page_size, num_kv_heads, head_dim]"
+                             : "[num_pages, num_kv_heads, page_size, head_dim]";
+  std::vector<int64_t> cacheShape =
+      nhd ? std::vector<int64_t>{pages, c.pageSize, c.numKVHeads, c.headDim}
+          : std::vector<int64_t>{pages, c.numKVHeads, c.pageSize, c.headDim};
+  if (!(s = checkTensor("k_cache", p.kCache, c.dtype, cacheShape, cacheDoc,
+                        true)) ||
+      !(s = checkTensor("v_cache", p.vCache, c.dtype, cacheShape, cacheDoc,
+                        true)))
+    return s;
+  if (!(s = checkTensor("block_table", p.blockTable, DType::I32, {batch, -1},
+                        "[batch, max_pages]", false)) ||
+      !(s = checkTensor("seq_lens", p.seqLens, DType::I32, {batch}, "[batch]",
+                        false)) ||
+      !(s = checkTensor("out", p.out, c.dtype, {batch, c.numHeads, c.headDim},
+                        "the shape of q", true)))
+    return s;
+  if (batch > 65535)
+    return invalid("batch " + std::to_string(batch) +
+                   " exceeds the grid limit of 65535 sequences per launch");
+  if (p.scale < 0 || !std::isfinite(p.scale))
+    return invalid("scale must be finite and positive (or 0 for "
+                   "1/sqrt(head_dim))");
+  int64_t capacity = p.blockTable.sizes[1] * c.pageSize;
+  int64_t maxSeqLen = p.maxSeqLen < 0 ? capacity : p.maxSeqLen;
+  if (maxSeqLen > capacity)
+    return invalid("max_seq_len " + std::to_string(maxSeqLen) +
+                   " exceeds the page table's capacity (" +
+                   std::to_string(p.blockTable.sizes[1]) + " pages of " +
+                   std::to_string(c.pageSize) + " = " +
+                   std::to_string(capacity) + " tokens)");
+  if (p.numSplits < 0 || p.numSplits > 65535)
+    return invalid("num_splits must be in [0, 65535], got " +
+                   std::to_string(p.numSplits));
+  *batchOut = batch;
+  *maxSeqLenOut = maxSeqLen;
+  return Status::ok();
+}
+
+Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
+  int64_t batch = 0, maxSeqLen = 0;
+  Status s = validate(p, &batch, &maxSeqLen);
+  if (!s)
+    return s;
+  const Driver *d;
+  if (!(s = requireDriver(&d)))
+    return s;
+  CUcontext ctx;
+  CUdevice device;
+  if (!(s = currentContext(*d, &ctx, &device)))
+    return s;
+  if (batch == 0)
+    return Status::ok();
+  CUstream stream = static_cast<CUstream>(streamPtr);
+  LoadedKernels kernels;
+  if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &kernels)))
+    return s;
+  if (p.checkPageTable && !(s = checkPageTable(p, stream, ctx)))
+    return s;
+
+  const KernelConfig &c = config_;
+  int numSplits = p.numSplits;
+  if (numSplits == 0)
+    numSplits = chooseNumSplits(
+        batch, maxSeqLen, ModuleCache::get().multiprocessorCount(*d, device));
+  size_t needed = workspaceSize(batch, numSplits);
+  if (needed > 0 && (!p.workspace || p.workspaceBytes < needed))
+    return invalid("split-KV with " + std::to_string(numSplits) +
+                   " splits needs a workspace of " + std::to_string(needed) +
+                   " bytes, got " + std::to_string(p.workspaceBytes) +
+                   (p.workspace ? "" : " (null)"));
+  if (needed > 0 && reinterpret_cast<uintptr_t>(p.workspace) % 256 != 0)
+    return invalid("workspace must be 256-byte aligned");
+
+  // Workspace views: partial_out [B, Hq, S, D] then partial_lse [B, Hq, S].
+  char *ws = static_cast<char *>(p.workspace);
+  int64_t partialSizes[4] = {batch, c.numHeads, numSplits, c.headDim};
+  int64_t partialStrides[4] = {c.numHeads * numSplits * c.headDim,
+                               numSplits * c.headDim, c.headDim, 1};
+  int64_t lseSizes[3] = {batch, c.numHeads, numSplits};
+  int64_t lseStrides[3] = {c.numHeads * numSplits, numSplits, 1};
+  size_t rows = size_t(batch) * c.numHeads * numSplits;
+  void *partialOut = needed ? ws : nullptr;
+  void *partialLse = needed ? ws + alignUp(rows * c.headDim * 4, 256) : nullptr;
+  float scale = p.scale > 0 ? p.scale : 1.0f / std::sqrt(float(c.headDim));
+
+  ParamBuilder decodeArgs;
+  decodeArgs.memref(p.q);
+  decodeArgs.memref(p.kCache);
+  decodeArgs.memref(p.vCache);
+  decodeArgs.memref(p.blockTable);
+  decodeArgs.memref(p.seqLens);
+  decodeArgs.memref(p.out);
+  decodeArgs.memref(partialOut, 4, partialSizes, partialStrides);
+  decodeArgs.memref(partialLse, 3, lseSizes, lseStrides);
+  decodeArgs.f32(scale);
+  decodeArgs.i32(numSplits);
+  CUresult r = d->cuLaunchKernel(
+      kernels.decode, unsigned(c.numKVHeads * spec_->ctasPerKVHead),
+      unsigned(batch), unsigned(numSplits), unsigned(spec_->decodeBlock), 1,
+      1, 0, stream, decodeArgs.pointers(), nullptr);
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::CudaError,
+                  "launching " + spec_->decodeName + ": " + describe(*d, r));
+  if (numSplits > 1) {
+    ParamBuilder mergeArgs;
+    mergeArgs.memref(partialOut, 4, partialSizes, partialStrides);
+    mergeArgs.memref(partialLse, 3, lseSizes, lseStrides);
+    mergeArgs.memref(p.out);
+    mergeArgs.i32(numSplits);
+    r = d->cuLaunchKernel(kernels.merge, unsigned(c.numHeads), unsigned(batch),
+                          1, unsigned(spec_->mergeBlock), 1, 1, 0, stream,
+                          mergeArgs.pointers(), nullptr);
+    if (r != CUDA_SUCCESS)
+      return Status(StatusCode::CudaError,
+                    "launching " + spec_->mergeName + ": " + describe(*d, r));
+  }
+  return Status::ok();
+}
+
+Status Decoder::checkPageTable(const DecodeParams &p, void *streamPtr,
+                               void *context) const {
+  const Driver *d;
+  Status s = requireDriver(&d);
+  if (!s)
+    return s;
+  CUstream stream = static_cast<CUstream>(streamPtr);
+  CUcontext ctx = static_cast<CUcontext>(context);
+  LoadedKernels kernels;
+  if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &kernels)))
+    return s;
+
+  // Every operand must be device memory.
+  const std::pair<const char *, const Tensor *> operands[] = {
+      {"q", &p.q},           {"k_cache", &p.kCache},
+      {"v_cache", &p.vCache}, {"block_table", &p.blockTable},
+      {"seq_lens", &p.seqLens}, {"out", &p.out}};
+  for (auto [name, t] : operands) {
+    unsigned memoryType = 0;
+    CUresult r = d->cuPointerGetAttribute(
+        &memoryType, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+        reinterpret_cast<CUdeviceptr>(t->data));
+    if (r != CUDA_SUCCESS || (memoryType != CU_MEMORYTYPE_DEVICE &&
+                              memoryType != CU_MEMORYTYPE_UNIFIED))
+      return invalid(std::string(name) + " is not device memory");
+  }
+
+  int64_t batch = p.q.sizes[0];
+  int64_t maxPages = p.blockTable.sizes[1];
+  int64_t numPages = p.kCache.sizes[0];
+  if (numPages > INT32_MAX)
+    return invalid("more than 2^31 pages");
+  CUdeviceptr firstBad = 0;
+  CUresult r = d->cuMemAlloc(&firstBad, sizeof(int64_t));
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::CudaError, "cuMemAlloc: " + describe(*d, r));
+  struct Free {
+    const Driver *d;
+    CUdeviceptr ptr;
+    ~Free() { d->cuMemFree(ptr); }
+  } freeOnExit{d, firstBad};
+  int64_t none = INT64_MAX;
+  if ((r = d->cuMemcpyHtoDAsync(firstBad, &none, sizeof(none), stream)) !=
+      CUDA_SUCCESS)
+    return Status(StatusCode::CudaError, "cuMemcpyHtoDAsync: " +
+                                             describe(*d, r));
+  int64_t resultSize[1] = {1}, resultStride[1] = {1};
+  ParamBuilder args;
+  args.memref(p.blockTable);
+  args.memref(p.seqLens);
+  args.i32(int32_t(numPages));
+  args.memref(reinterpret_cast<void *>(firstBad), 1, resultSize, resultStride);
+  r = d->cuLaunchKernel(kernels.check, unsigned(batch), 1, 1,
+                        unsigned(spec_->checkBlock), 1, 1, 0, stream,
+                        args.pointers(), nullptr);
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::CudaError,
+                  "launching " + spec_->checkName + ": " + describe(*d, r));
+  int64_t key = 0;
+  if ((r = d->cuMemcpyDtoHAsync(&key, firstBad, sizeof(key), stream)) !=
+          CUDA_SUCCESS ||
+      (r = d->cuStreamSynchronize(stream)) != CUDA_SUCCESS)
+    return Status(StatusCode::CudaError,
+                  "page-table check failed: " + describe(*d, r));
+  if (key == INT64_MAX)
+    return Status::ok();
+
+  // Decode the key and read the offending value for the message.
+  int64_t b = key / (maxPages + 1), j = key % (maxPages + 1) - 1;
+  auto readI32 = [&](const Tensor &t, int64_t offset) {
+    int32_t value = 0;
+    d->cuMemcpyDtoH(&value,
+                    reinterpret_cast<CUdeviceptr>(t.data) + offset * 4,
+                    sizeof(value));
+    return value;
+  };
+  if (j < 0) {
+    int32_t len = readI32(p.seqLens, b * p.seqLens.strides[0]);
+    return Status(StatusCode::BadPageTable,
+                  "seq_lens[" + std::to_string(b) + "] = " +
+                      std::to_string(len) + " is outside [0, " +
+                      std::to_string(maxPages * config_.pageSize) +
+                      "] (max_pages * page_size)");
+  }
+  int32_t page = readI32(p.blockTable, b * p.blockTable.strides[0] +
+                                           j * p.blockTable.strides[1]);
+  return Status(StatusCode::BadPageTable,
+                "block_table[" + std::to_string(b) + "][" + std::to_string(j) +
+                    "] = " + std::to_string(page) + " is outside [0, " +
+                    std::to_string(numPages) + ") (the KV cache's pages)");
+}

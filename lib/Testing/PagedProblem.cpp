@@ -1,0 +1,463 @@
+//===- PagedProblem.cpp - random paged decode inputs on the GPU -----------===//
+
+#include "PagedAttn/Testing/PagedProblem.h"
+
+#include "../Runtime/CudaDriver.h"
+#include "PagedAttn/Runtime/Float16.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+using namespace paged_attn;
+using namespace paged_attn::testing;
+using namespace paged_attn::cuda;
+
+static Status driver(const Driver **d) {
+  std::string why;
+  *d = getDriver(&why);
+  return *d ? Status::ok() : Status(StatusCode::NoDriver, why);
+}
+
+static Status cudaStatus(const Driver &d, CUresult r, const char *what) {
+  if (r == CUDA_SUCCESS)
+    return Status::ok();
+  return Status(StatusCode::CudaError, std::string(what) + ": " +
+                                           describe(d, r));
+}
+
+//===----------------------------------------------------------------------===//
+// Driver helpers
+//===----------------------------------------------------------------------===//
+
+Status testing::initDevice() {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s)
+    return s;
+  CUcontext ctx = nullptr;
+  d->cuCtxGetCurrent(&ctx);
+  if (ctx)
+    return Status::ok();
+  int count = 0;
+  if (d->cuDeviceGetCount(&count) != CUDA_SUCCESS || count == 0)
+    return Status(StatusCode::NoDriver, "no CUDA device found");
+  CUdevice dev;
+  CUresult r = d->cuDeviceGet(&dev, 0);
+  if (r == CUDA_SUCCESS)
+    r = d->cuDevicePrimaryCtxRetain(&ctx, dev);
+  if (r == CUDA_SUCCESS)
+    r = d->cuCtxSetCurrent(ctx);
+  return cudaStatus(*d, r, "initialising device 0");
+}
+
+Status testing::synchronize() {
+  const Driver *d;
+  Status s = driver(&d);
+  return s ? cudaStatus(*d, d->cuCtxSynchronize(), "cuCtxSynchronize") : s;
+}
+
+Status testing::createStream(void **stream) {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s)
+    return s;
+  CUstream st = nullptr;
+  s = cudaStatus(*d, d->cuStreamCreate(&st, /*CU_STREAM_NON_BLOCKING=*/1),
+                 "cuStreamCreate");
+  *stream = st;
+  return s;
+}
+
+Status testing::destroyStream(void *stream) {
+  const Driver *d;
+  Status s = driver(&d);
+  return s ? cudaStatus(*d, d->cuStreamDestroy(static_cast<CUstream>(stream)),
+                        "cuStreamDestroy")
+           : s;
+}
+
+Status testing::synchronizeStream(void *stream) {
+  const Driver *d;
+  Status s = driver(&d);
+  return s ? cudaStatus(*d,
+                        d->cuStreamSynchronize(static_cast<CUstream>(stream)),
+                        "cuStreamSynchronize")
+           : s;
+}
+
+Status testing::beginCapture(void *stream) {
+  const Driver *d;
+  Status s = driver(&d);
+  // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1
+  return s ? cudaStatus(*d,
+                        d->cuStreamBeginCapture(static_cast<CUstream>(stream),
+                                                1),
+                        "cuStreamBeginCapture")
+           : s;
+}
+
+Status testing::endCaptureAndLaunch(void *stream, int replays) {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s)
+    return s;
+  CUstream st = static_cast<CUstream>(stream);
+  struct CUgraph_st *graph = nullptr;
+  struct CUgraphExec_st *exec = nullptr;
+  if (!(s = cudaStatus(*d, d->cuStreamEndCapture(st, &graph),
+                       "cuStreamEndCapture")))
+    return s;
+  s = cudaStatus(*d, d->cuGraphInstantiate(&exec, graph, 0),
+                 "cuGraphInstantiate");
+  for (int i = 0; s && i < replays; ++i)
+    s = cudaStatus(*d, d->cuGraphLaunch(exec, st), "cuGraphLaunch");
+  if (s)
+    s = cudaStatus(*d, d->cuStreamSynchronize(st), "cuStreamSynchronize");
+  if (exec)
+    d->cuGraphExecDestroy(exec);
+  d->cuGraphDestroy(graph);
+  return s;
+}
+
+static cuda::CUevent_st *event(void *e) {
+  return static_cast<cuda::CUevent_st *>(e);
+}
+
+EventTimer::EventTimer() {
+  const Driver *d;
+  if (driver(&d)) {
+    d->cuEventCreate(reinterpret_cast<cuda::CUevent_st **>(&start_), 0);
+    d->cuEventCreate(reinterpret_cast<cuda::CUevent_st **>(&end_), 0);
+  }
+}
+
+EventTimer::~EventTimer() {
+  const Driver *d;
+  if (driver(&d)) {
+    if (start_)
+      d->cuEventDestroy(event(start_));
+    if (end_)
+      d->cuEventDestroy(event(end_));
+  }
+}
+
+Status EventTimer::record(void *stream, bool end) {
+  const Driver *d;
+  Status s = driver(&d);
+  return s ? cudaStatus(*d,
+                        d->cuEventRecord(event(end ? end_ : start_),
+                                         static_cast<CUstream>(stream)),
+                        "cuEventRecord")
+           : s;
+}
+
+Status EventTimer::elapsed(float *ms) {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s)
+    return s;
+  if (!(s = cudaStatus(*d, d->cuEventSynchronize(event(end_)), "cuEventSynchronize")))
+    return s;
+  return cudaStatus(*d, d->cuEventElapsedTime(ms, event(start_), event(end_)),
+                    "cuEventElapsedTime");
+}
+
+//===----------------------------------------------------------------------===//
+// DeviceBuffer
+//===----------------------------------------------------------------------===//
+
+DeviceBuffer::~DeviceBuffer() {
+  const Driver *d;
+  if (ptr_ && driver(&d))
+    d->cuMemFree(ptr_);
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer &&other) noexcept
+    : ptr_(other.ptr_), bytes_(other.bytes_) {
+  other.ptr_ = 0;
+  other.bytes_ = 0;
+}
+
+DeviceBuffer &DeviceBuffer::operator=(DeviceBuffer &&other) noexcept {
+  std::swap(ptr_, other.ptr_);
+  std::swap(bytes_, other.bytes_);
+  return *this;
+}
+
+Status DeviceBuffer::allocate(size_t bytes) {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s)
+    return s;
+  if (ptr_)
+    d->cuMemFree(ptr_);
+  ptr_ = 0;
+  bytes_ = 0;
+  if (bytes == 0)
+    bytes = 16; // keep a valid, aligned pointer for empty tensors
+  if (!(s = cudaStatus(*d, d->cuMemAlloc(&ptr_, bytes), "cuMemAlloc")))
+    return s;
+  bytes_ = bytes;
+  return Status::ok();
+}
+
+Status DeviceBuffer::upload(const void *data, size_t bytes, size_t offset) {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s || bytes == 0)
+    return s;
+  return cudaStatus(*d, d->cuMemcpyHtoD(ptr_ + offset, data, bytes),
+                    "cuMemcpyHtoD");
+}
+
+Status DeviceBuffer::download(void *data, size_t bytes, size_t offset) const {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s || bytes == 0)
+    return s;
+  return cudaStatus(*d, d->cuMemcpyDtoH(data, ptr_ + offset, bytes),
+                    "cuMemcpyDtoH");
+}
+
+Status DeviceBuffer::fill(uint8_t byte) {
+  const Driver *d;
+  Status s = driver(&d);
+  if (!s)
+    return s;
+  s = cudaStatus(*d, d->cuMemsetD8Async(ptr_, byte, bytes_, nullptr),
+                 "cuMemsetD8Async");
+  return s ? cudaStatus(*d, d->cuStreamSynchronize(nullptr),
+                        "cuStreamSynchronize")
+           : s;
+}
+
+//===----------------------------------------------------------------------===//
+// Problem
+//===----------------------------------------------------------------------===//
+
+/// Rounds `values` to `dtype`, writes the stored bits to `bytes` and keeps
+/// the rounded values (what the kernel sees) in `values`.
+static void storeAs(DType dtype, std::vector<double> &values,
+                    std::vector<uint8_t> &bytes) {
+  size_t n = values.size();
+  bytes.resize(n * dtypeBytes(dtype));
+  for (size_t i = 0; i < n; ++i) {
+    float f = static_cast<float>(values[i]);
+    if (dtype == DType::F32) {
+      std::memcpy(&bytes[i * 4], &f, 4);
+      values[i] = f;
+    } else if (dtype == DType::BF16) {
+      uint16_t h = floatToBf16(f);
+      std::memcpy(&bytes[i * 2], &h, 2);
+      values[i] = bf16ToFloat(h);
+    } else {
+      uint16_t h = floatToF16(f);
+      std::memcpy(&bytes[i * 2], &h, 2);
+      values[i] = f16ToFloat(h);
+    }
+  }
+}
+
+Status Problem::create(const ProblemShape &shape) {
+  shape_ = shape;
+  const KernelConfig &c = shape.config;
+  std::mt19937_64 rng(shape.seed);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+
+  std::vector<int32_t> lens = shape.seqLens;
+  if (lens.empty()) {
+    std::uniform_int_distribution<int64_t> len(shape.minSeqLen,
+                                               shape.maxSeqLen);
+    for (int64_t b = 0; b < shape.batch; ++b)
+      lens.push_back(static_cast<int32_t>(len(rng)));
+  }
+  int64_t batch = static_cast<int64_t>(lens.size());
+  shape_.batch = batch;
+  int64_t maxPages = 1;
+  int64_t usedPages = 0;
+  for (int32_t l : lens) {
+    int64_t pages = (l + c.pageSize - 1) / c.pageSize;
+    maxPages = std::max(maxPages, pages);
+    usedPages += pages;
+  }
+  int64_t numPages = usedPages + shape.sparePages + 1;
+
+  ref_ = ReferenceProblem();
+  ref_.batch = batch;
+  ref_.numHeads = c.numHeads;
+  ref_.numKVHeads = c.numKVHeads;
+  ref_.headDim = c.headDim;
+  ref_.pageSize = c.pageSize;
+  ref_.numPages = numPages;
+  ref_.maxPages = maxPages;
+  ref_.hnd = c.layout == Layout::HND;
+  ref_.scale = 1.0 / std::sqrt(double(c.headDim));
+  ref_.seqLens = lens;
+
+  // A shuffled pool: logical pages take physical pages in random order;
+  // unused table entries hold -1 so a kernel reading past a sequence's
+  // pages would fault.
+  std::vector<int32_t> pool(numPages);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  ref_.blockTable.assign(batch * maxPages, -1);
+  size_t next = 0;
+  int32_t sharedPage = pool[next++];
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t pages = (lens[b] + c.pageSize - 1) / c.pageSize;
+    for (int64_t j = 0; j < pages; ++j)
+      ref_.blockTable[b * maxPages + j] =
+          (shape.sharePrefixPage && j == 0) ? sharedPage : pool[next++];
+  }
+
+  size_t cacheElems = size_t(numPages) * c.pageSize * c.numKVHeads * c.headDim;
+  ref_.q.resize(size_t(batch) * c.numHeads * c.headDim);
+  ref_.kCache.resize(cacheElems);
+  ref_.vCache.resize(cacheElems);
+  for (auto *v : {&ref_.q, &ref_.kCache, &ref_.vCache})
+    for (double &x : *v)
+      x = uniform(rng);
+
+  std::vector<uint8_t> bytes;
+  Status s;
+  auto put = [&](DeviceBuffer &buffer, std::vector<double> &values) {
+    storeAs(c.dtype, values, bytes);
+    Status st = buffer.allocate(bytes.size());
+    return st ? buffer.upload(bytes.data(), bytes.size()) : st;
+  };
+  if (!(s = put(q_, ref_.q)) || !(s = put(k_, ref_.kCache)) ||
+      !(s = put(v_, ref_.vCache)))
+    return s;
+  if (!(s = blockTable_.allocate(ref_.blockTable.size() * 4)) ||
+      !(s = blockTable_.upload(ref_.blockTable.data(),
+                               ref_.blockTable.size() * 4)) ||
+      !(s = seqLens_.allocate(lens.size() * 4)) ||
+      !(s = seqLens_.upload(lens.data(), lens.size() * 4)) ||
+      !(s = out_.allocate(ref_.q.size() * dtypeBytes(c.dtype))))
+    return s;
+  return Status::ok();
+}
+
+DecodeParams Problem::params() const {
+  const KernelConfig &c = shape_.config;
+  DecodeParams p;
+  p.q = Tensor::contiguous(q_.data(), c.dtype,
+                           {ref_.batch, c.numHeads, c.headDim});
+  if (c.layout == Layout::NHD) {
+    p.kCache = Tensor::contiguous(
+        k_.data(), c.dtype, {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
+    p.vCache = Tensor::contiguous(
+        v_.data(), c.dtype, {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
+  } else {
+    p.kCache = Tensor::contiguous(
+        k_.data(), c.dtype, {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
+    p.vCache = Tensor::contiguous(
+        v_.data(), c.dtype, {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
+  }
+  p.blockTable = Tensor::contiguous(blockTable_.data(), DType::I32,
+                                    {ref_.batch, ref_.maxPages});
+  p.seqLens = Tensor::contiguous(seqLens_.data(), DType::I32, {ref_.batch});
+  p.out = Tensor::contiguous(out_.data(), c.dtype,
+                             {ref_.batch, c.numHeads, c.headDim});
+  p.maxSeqLen = maxSeqLen();
+  p.workspace = workspace_.size() ? workspace_.data() : nullptr;
+  p.workspaceBytes = workspace_.size();
+  return p;
+}
+
+int64_t Problem::maxSeqLen() const {
+  int64_t m = 0;
+  for (int32_t l : ref_.seqLens)
+    m = std::max<int64_t>(m, l);
+  return m;
+}
+
+double Problem::bytesMoved() const {
+  const KernelConfig &c = shape_.config;
+  double tokens = 0, pages = 0;
+  for (int32_t l : ref_.seqLens) {
+    tokens += l;
+    pages += (l + c.pageSize - 1) / c.pageSize;
+  }
+  double elem = double(dtypeBytes(c.dtype));
+  return 2.0 * tokens * c.numKVHeads * c.headDim * elem +
+         2.0 * double(ref_.q.size()) * elem + pages * 4 + ref_.batch * 4;
+}
+
+Status Problem::prepareWorkspace(const Decoder &decoder, int numSplits) {
+  size_t bytes = 0;
+  if (numSplits == 0) {
+    Status s = decoder.maxWorkspaceSize(ref_.batch, maxSeqLen(), &bytes);
+    if (!s)
+      return s;
+  } else {
+    bytes = decoder.workspaceSize(ref_.batch, numSplits);
+  }
+  if (bytes == 0)
+    return Status::ok();
+  return workspace_.allocate(bytes);
+}
+
+Status Problem::poisonOutput() { return out_.fill(0xff); } // NaN in all dtypes
+
+Status Problem::readOutput(std::vector<double> *out) const {
+  const KernelConfig &c = shape_.config;
+  size_t n = ref_.q.size();
+  std::vector<uint8_t> bytes(n * dtypeBytes(c.dtype));
+  Status s = out_.download(bytes.data(), bytes.size());
+  if (!s)
+    return s;
+  out->resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (c.dtype == DType::F32) {
+      float f;
+      std::memcpy(&f, &bytes[i * 4], 4);
+      (*out)[i] = f;
+    } else {
+      uint16_t h;
+      std::memcpy(&h, &bytes[i * 2], 2);
+      (*out)[i] = c.dtype == DType::BF16 ? bf16ToFloat(h) : f16ToFloat(h);
+    }
+  }
+  return Status::ok();
+}
+
+double testing::toleranceFor(DType dtype) {
+  // Inputs are rounded to the dtype before the reference sees them, so the
+  // error is accumulation order, ex2.approx and the output rounding:
+  // bf16 keeps 8 mantissa bits (2^-9 relative), f16 11, f32 24.
+  switch (dtype) {
+  case DType::BF16:
+    return 1e-2;
+  case DType::F16:
+    return 2e-3;
+  default:
+    return 1e-4;
+  }
+}
+
+Status testing::runAndCheck(const Decoder &decoder, Problem &problem,
+                            const DecodeParams &params, void *stream,
+                            CheckResult *result) {
+  Status s = problem.poisonOutput();
+  if (!s)
+    return s;
+  if (!(s = decoder.decode(params, stream)))
+    return s;
+  if (!(s = synchronizeStream(stream)))
+    return s;
+  std::vector<double> out;
+  if (!(s = problem.readOutput(&out)))
+    return s;
+  ReferenceProblem ref = problem.reference();
+  if (params.scale > 0)
+    ref.scale = params.scale;
+  std::vector<double> expected = referenceDecode(ref);
+  result->relError = relativeError(out, expected);
+  result->maxAbsError = maxAbsError(out, expected);
+  result->passed =
+      result->relError <= toleranceFor(problem.shape().config.dtype);
+  return Status::ok();
+}

@@ -1,0 +1,326 @@
+//===- RuntimeTest.cpp - runtime checks that need no GPU -------------------===//
+//
+// Manifests, argument validation and its messages, the C API, the float64
+// reference and the host f16/bf16 conversions. Launches are not run here:
+// where a call would reach the GPU, a machine without a driver must answer
+// StatusCode::NoDriver.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PagedAttn-c/Runtime.h"
+#include "PagedAttn/InitAll.h"
+#include "PagedAttn/Runtime/Float16.h"
+#include "PagedAttn/Runtime/Reference.h"
+#include "PagedAttn/Runtime/Runtime.h"
+#include "PagedAttn/Target/KernelCompiler.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+
+using namespace paged_attn;
+
+namespace {
+
+/// Compiles one config into a temporary directory once for the suite.
+class RuntimeTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    mlir::DialectRegistry registry;
+    mlir::paged_attn::registerAllDialects(registry);
+    mlir::MLIRContext ctx(registry);
+    ctx.loadAllAvailableDialects();
+    mlir::paged_attn::DecodeKernelConfig c;
+    c.numHeads = 32;
+    c.numKVHeads = 8;
+    c.headDim = 128;
+    c.pageSize = 16;
+    c.elementType = mlir::BFloat16Type::get(&ctx);
+    c.layout = mlir::paged_attn::KVLayout::nhd;
+    auto compiled = mlir::paged_attn::compileDecodeKernels(
+        &ctx, {c}, mlir::paged_attn::KernelCompileOptions(), "k.ptx");
+    ASSERT_TRUE(mlir::succeeded(compiled));
+    llvm::SmallString<128> dir;
+    ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("paged-attn-test", dir));
+    directory = std::string(dir);
+    std::error_code ec;
+    llvm::raw_fd_ostream ptx(directory + "/k.ptx", ec);
+    ptx << compiled->ptx;
+    llvm::raw_fd_ostream json(directory + "/k.json", ec);
+    json << llvm::formatv("{0:2}", compiled->manifest);
+  }
+  static void TearDownTestSuite() {
+    llvm::sys::fs::remove_directories(directory);
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(KernelLibrary::load(directory + "/k.json", &library));
+    config.numHeads = 32;
+    config.numKVHeads = 8;
+    config.headDim = 128;
+    config.pageSize = 16;
+    config.dtype = DType::BF16;
+    config.layout = Layout::NHD;
+    ASSERT_TRUE(Decoder::create(library, config, &decoder));
+  }
+
+  /// Well-formed parameters over fake, aligned device addresses.
+  DecodeParams validParams(int64_t batch = 4) {
+    DecodeParams p;
+    char *base = reinterpret_cast<char *>(uintptr_t(1) << 40);
+    p.q = Tensor::contiguous(base, DType::BF16, {batch, 32, 128});
+    p.kCache = Tensor::contiguous(base + (1 << 20), DType::BF16,
+                                  {100, 16, 8, 128});
+    p.vCache = Tensor::contiguous(base + (1 << 26), DType::BF16,
+                                  {100, 16, 8, 128});
+    p.blockTable =
+        Tensor::contiguous(base + (1 << 27), DType::I32, {batch, 10});
+    p.seqLens = Tensor::contiguous(base + (1 << 28), DType::I32, {batch});
+    p.out = Tensor::contiguous(base + (1 << 29), DType::BF16, {batch, 32, 128});
+    p.numSplits = 1;
+    return p;
+  }
+
+  /// The message of a decode that must fail validation.
+  std::string rejection(const DecodeParams &p) {
+    Status s = decoder->decode(p, nullptr);
+    EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+    return s.message();
+  }
+
+  static std::string directory;
+  std::shared_ptr<KernelLibrary> library;
+  KernelConfig config;
+  std::unique_ptr<Decoder> decoder;
+};
+std::string RuntimeTest::directory;
+
+TEST_F(RuntimeTest, LibraryListsItsConfig) {
+  auto configs = library->configs();
+  ASSERT_EQ(configs.size(), 1u);
+  EXPECT_EQ(configs[0].name(), "h32_kv8_d128_p16_bf16_nhd_w4");
+}
+
+TEST_F(RuntimeTest, UnknownConfigNamesWhatTheLibraryHolds) {
+  KernelConfig other = config;
+  other.headDim = 64;
+  std::unique_ptr<Decoder> d;
+  Status s = Decoder::create(library, other, &d);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_NE(s.message().find("h32_kv8_d64_p16_bf16_nhd_w4"), std::string::npos);
+  EXPECT_NE(s.message().find("library holds: h32_kv8_d128_p16_bf16_nhd_w4"),
+            std::string::npos);
+}
+
+TEST_F(RuntimeTest, ValidParamsPassValidation) {
+  if (hasDriver())
+    GTEST_SKIP() << "fake pointers must not reach a real GPU";
+  Status s = decoder->decode(validParams(), nullptr);
+  EXPECT_EQ(s.code(), StatusCode::NoDriver) << s.message();
+  EXPECT_NE(s.message().find("no CUDA driver"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, RejectsNullPointer) {
+  DecodeParams p = validParams();
+  p.vCache.data = nullptr;
+  EXPECT_EQ(rejection(p), "v_cache is a null pointer");
+}
+
+TEST_F(RuntimeTest, RejectsWrongDType) {
+  DecodeParams p = validParams();
+  p.q.dtype = DType::F16;
+  EXPECT_EQ(rejection(p), "q has dtype f16, expected bf16");
+  p = validParams();
+  p.seqLens.dtype = DType::F32;
+  EXPECT_EQ(rejection(p), "seq_lens has dtype f32, expected i32");
+}
+
+TEST_F(RuntimeTest, RejectsWrongRankAndShape) {
+  DecodeParams p = validParams();
+  p.q.rank = 2;
+  EXPECT_EQ(rejection(p),
+            "q must have rank 3 ([batch, num_heads, head_dim]), got 2");
+  p = validParams();
+  p.kCache.sizes[2] = 4;
+  EXPECT_EQ(rejection(p), "k_cache has shape [100, 16, 4, 128], expected "
+                          "[num_pages, page_size, num_kv_heads, head_dim]");
+  p = validParams();
+  p.out.sizes[0] = 3;
+  EXPECT_EQ(rejection(p),
+            "out has shape [3, 32, 128], expected the shape of q");
+  p = validParams();
+  p.blockTable.sizes[0] = 5;
+  EXPECT_EQ(rejection(p),
+            "block_table has shape [5, 10], expected [batch, max_pages]");
+}
+
+TEST_F(RuntimeTest, RejectsMisalignment) {
+  DecodeParams p = validParams();
+  p.kCache.data = static_cast<char *>(p.kCache.data) + 2;
+  EXPECT_EQ(rejection(p), "k_cache data pointer is not 16-byte aligned");
+  p = validParams();
+  p.q.strides[2] = 2;
+  EXPECT_EQ(rejection(p),
+            "q must have unit stride in its last dimension, got 2");
+  p = validParams();
+  p.vCache.strides[0] = 16 * 8 * 128 + 3;
+  EXPECT_EQ(rejection(p), "v_cache stride of dim 0 (16387 elements) is not a "
+                          "multiple of 16 bytes");
+}
+
+TEST_F(RuntimeTest, AcceptsStridedCaches) {
+  if (hasDriver())
+    GTEST_SKIP() << "fake pointers must not reach a real GPU";
+  // K and V as halves of one [pages, 2, page, heads, dim] pool.
+  DecodeParams p = validParams();
+  p.kCache.strides[0] = 2 * 16 * 8 * 128;
+  p.vCache = p.kCache;
+  p.vCache.data = static_cast<char *>(p.kCache.data) + 16 * 8 * 128 * 2;
+  EXPECT_EQ(decoder->decode(p, nullptr).code(), StatusCode::NoDriver);
+}
+
+TEST_F(RuntimeTest, RejectsMaxSeqLenBeyondCapacity) {
+  DecodeParams p = validParams();
+  p.maxSeqLen = 161;
+  EXPECT_EQ(rejection(p), "max_seq_len 161 exceeds the page table's capacity "
+                          "(10 pages of 16 = 160 tokens)");
+}
+
+TEST_F(RuntimeTest, RejectsBadScaleAndSplits) {
+  DecodeParams p = validParams();
+  p.scale = -1;
+  EXPECT_NE(rejection(p).find("scale must be finite and positive"),
+            std::string::npos);
+  p = validParams();
+  p.numSplits = -2;
+  EXPECT_EQ(rejection(p), "num_splits must be in [0, 65535], got -2");
+}
+
+TEST_F(RuntimeTest, WorkspaceSizes) {
+  EXPECT_EQ(decoder->workspaceSize(4, 1), 0u);
+  // 4*32*3 rows of 128 f32, then 4*32*3 f32, each rounded up to 256 bytes.
+  EXPECT_EQ(decoder->workspaceSize(4, 3),
+            size_t(4 * 32 * 3 * 128 * 4) + 1536u);
+}
+
+TEST_F(RuntimeTest, SplitHeuristic) {
+  // Enough CTAs to fill the machine: no split.
+  EXPECT_EQ(decoder->chooseNumSplits(64, 2048, 132), 1);
+  // One sequence: split to fill the SMs, bounded by the length.
+  EXPECT_GT(decoder->chooseNumSplits(1, 32768, 132), 16);
+  EXPECT_EQ(decoder->chooseNumSplits(1, 100, 132), 1);
+  EXPECT_EQ(decoder->chooseNumSplits(1, 0, 132), 1);
+}
+
+TEST_F(RuntimeTest, ManifestErrors) {
+  std::shared_ptr<KernelLibrary> lib;
+  Status s = KernelLibrary::load(directory + "/missing.json", &lib);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  std::string bad = directory + "/bad.json";
+  std::ofstream(bad) << "{\"format\": \"paged_attn.manifest\", \"version\": 1,";
+  s = KernelLibrary::load(bad, &lib);
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_NE(s.message().find("invalid JSON"), std::string::npos);
+  std::ofstream(bad) << "{\"format\": \"something else\"}";
+  s = KernelLibrary::load(bad, &lib);
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_NE(s.message().find("not a paged_attn manifest"), std::string::npos);
+  std::remove(bad.c_str());
+  s = KernelLibrary::loadDirectory(directory + "/nowhere", &lib);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+}
+
+TEST_F(RuntimeTest, CApiReportsErrors) {
+  paged_attn_library lib = nullptr;
+  EXPECT_EQ(paged_attn_library_load(nullptr, &lib),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "manifest_path is null");
+  EXPECT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  EXPECT_STREQ(paged_attn_last_error(), "");
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD, 0};
+  paged_attn_decoder dec = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_OK);
+  paged_attn_decode_params params;
+  paged_attn_decode_params_init(&params);
+  EXPECT_EQ(params.max_seq_len, -1);
+  EXPECT_EQ(paged_attn_decode(dec, &params, nullptr),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "q is a null pointer");
+  c.head_dim = 96;
+  paged_attn_decoder missing = nullptr;
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &missing), PAGED_ATTN_NOT_FOUND);
+  EXPECT_EQ(missing, nullptr);
+  EXPECT_EQ(paged_attn_decoder_workspace_size(dec, 4, 3),
+            size_t(4 * 32 * 3 * 128 * 4) + 1536u);
+  paged_attn_decoder_destroy(dec);
+  paged_attn_library_destroy(lib);
+}
+
+TEST(ReferenceTest, UniformKeysAverageValues) {
+  // Equal logits: the output is the mean of the V rows.
+  ReferenceProblem p;
+  p.batch = 1;
+  p.numHeads = 2;
+  p.numKVHeads = 1;
+  p.headDim = 2;
+  p.pageSize = 2;
+  p.numPages = 2;
+  p.maxPages = 2;
+  p.scale = 1;
+  p.q = {1, 1, 0, 0};
+  p.kCache.assign(8, 0.0);
+  p.vCache = {1, 2, 3, 4, 5, 6, 100, 100};
+  p.blockTable = {1, 0}; // logical 0 -> physical 1, logical 1 -> physical 0
+  p.seqLens = {3};
+  std::vector<double> out = referenceDecode(p);
+  // Tokens: page 1 slots 0,1 = (5,6), (100,100); page 0 slot 0 = (1,2).
+  EXPECT_DOUBLE_EQ(out[0], (5 + 100 + 1) / 3.0);
+  EXPECT_DOUBLE_EQ(out[1], (6 + 100 + 2) / 3.0);
+  EXPECT_DOUBLE_EQ(out[2], out[0]);
+}
+
+TEST(ReferenceTest, EmptySequenceGivesZeros) {
+  ReferenceProblem p;
+  p.batch = 1;
+  p.numHeads = 1;
+  p.numKVHeads = 1;
+  p.headDim = 2;
+  p.pageSize = 1;
+  p.numPages = 1;
+  p.maxPages = 1;
+  p.scale = 1;
+  p.q = {1, 1};
+  p.kCache = {1, 1};
+  p.vCache = {3, 3};
+  p.blockTable = {0};
+  p.seqLens = {0};
+  EXPECT_EQ(referenceDecode(p), std::vector<double>({0, 0}));
+}
+
+TEST(Float16Test, RoundTripsAndRounds) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1000, 1000);
+  for (int i = 0; i < 10000; ++i) {
+    float f = u(rng);
+    float h = f16ToFloat(floatToF16(f));
+    EXPECT_LE(std::fabs(h - f), std::fabs(f) * (1.0f / 2048)) << f;
+    float b = bf16ToFloat(floatToBf16(f));
+    EXPECT_LE(std::fabs(b - f), std::fabs(f) * (1.0f / 256)) << f;
+  }
+  EXPECT_EQ(floatToF16(1.0f), 0x3c00);
+  EXPECT_EQ(floatToF16(65520.0f), 0x7c00);        // overflow to inf
+  EXPECT_EQ(f16ToFloat(0x0001), std::ldexp(1.0f, -24)); // smallest subnormal
+  EXPECT_EQ(floatToBf16(1.0f), 0x3f80);
+  EXPECT_TRUE(std::isnan(bf16ToFloat(floatToBf16(NAN))));
+}
+
+} // namespace

@@ -1,0 +1,520 @@
+//===- paged-attn-run.cpp - run, check and time paged decode --------------===//
+//
+// Builds random paged inputs (shuffled block table, ragged lengths), runs
+// the decode kernel, compares with the float64 CPU reference and times it
+// with CUDA events against a read-bandwidth ceiling measured in the same
+// process. Kernels come from --kernels (a manifest or a directory of them)
+// or, when the compiler is built in, are compiled for the flags.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PagedAttn/Runtime/Runtime.h"
+#include "PagedAttn/Testing/PagedProblem.h"
+
+#include "../../lib/Runtime/CudaDriver.h"
+
+#ifdef PAGED_ATTN_HAVE_COMPILER
+#include "PagedAttn/InitAll.h"
+#include "PagedAttn/Target/KernelCompiler.h"
+#include "mlir/IR/MLIRContext.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace paged_attn;
+using namespace paged_attn::testing;
+
+namespace {
+struct Options {
+  KernelConfig config;
+  int64_t batch = 8, seqLen = 4096;
+  bool ragged = false;
+  int numSplits = 0;
+  int warmup = 10, iters = 100;
+  uint64_t seed = 1;
+  std::string kernels, chip = "sm_90";
+  bool checkOnly = false, json = false, checkPageTable = false;
+};
+
+void usage() {
+  std::fprintf(
+      stderr,
+      "usage: paged-attn-run [options]\n"
+      "  --num-heads N --num-kv-heads N --head-dim N --page-size N\n"
+      "  --dtype f16|bf16|f32 --layout nhd|hnd --num-warps N\n"
+      "  --batch N --seq-len N      sequences and their length\n"
+      "  --ragged                   lengths uniform in [1, 2*seq-len]\n"
+      "  --num-splits N             0: automatic\n"
+      "  --kernels PATH             manifest or directory of manifests\n"
+      "  --chip sm_XX               when compiling in-process\n"
+      "  --warmup N --iters N --seed N\n"
+      "  --check-only --json --check-page-table\n");
+}
+
+bool parseInt(const char *s, int64_t *out) {
+  char *end = nullptr;
+  long long v = std::strtoll(s, &end, 10);
+  if (!s[0] || *end)
+    return false;
+  *out = v;
+  return true;
+}
+
+/// Returns 0 on success, 2 on a usage error (message printed).
+int parseArgs(int argc, char **argv, Options &o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char **v) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "paged-attn-run: error: %s needs a value\n",
+                     a.c_str());
+        return false;
+      }
+      *v = argv[++i];
+      return true;
+    };
+    auto intValue = [&](int64_t *out) {
+      const char *v;
+      if (!value(&v))
+        return false;
+      if (!parseInt(v, out)) {
+        std::fprintf(stderr,
+                     "paged-attn-run: error: %s expects an integer, got "
+                     "'%s'\n",
+                     a.c_str(), v);
+        return false;
+      }
+      return true;
+    };
+    int64_t n = 0;
+    const char *v = nullptr;
+    if (a == "--num-heads") {
+      if (!intValue(&o.config.numHeads))
+        return 2;
+    } else if (a == "--num-kv-heads") {
+      if (!intValue(&o.config.numKVHeads))
+        return 2;
+    } else if (a == "--head-dim") {
+      if (!intValue(&o.config.headDim))
+        return 2;
+    } else if (a == "--page-size") {
+      if (!intValue(&o.config.pageSize))
+        return 2;
+    } else if (a == "--num-warps") {
+      if (!intValue(&o.config.numWarps))
+        return 2;
+    } else if (a == "--batch") {
+      if (!intValue(&o.batch))
+        return 2;
+    } else if (a == "--seq-len") {
+      if (!intValue(&o.seqLen))
+        return 2;
+    } else if (a == "--num-splits") {
+      if (!intValue(&n))
+        return 2;
+      o.numSplits = int(n);
+    } else if (a == "--warmup") {
+      if (!intValue(&n))
+        return 2;
+      o.warmup = int(n);
+    } else if (a == "--iters") {
+      if (!intValue(&n))
+        return 2;
+      o.iters = int(n);
+    } else if (a == "--seed") {
+      if (!intValue(&n))
+        return 2;
+      o.seed = uint64_t(n);
+    } else if (a == "--dtype") {
+      if (!value(&v))
+        return 2;
+      std::string d = v;
+      if (d == "f16")
+        o.config.dtype = DType::F16;
+      else if (d == "bf16")
+        o.config.dtype = DType::BF16;
+      else if (d == "f32")
+        o.config.dtype = DType::F32;
+      else {
+        std::fprintf(stderr,
+                     "paged-attn-run: error: --dtype must be f16, bf16 or "
+                     "f32, got '%s'\n",
+                     v);
+        return 2;
+      }
+    } else if (a == "--layout") {
+      if (!value(&v))
+        return 2;
+      std::string l = v;
+      if (l == "nhd")
+        o.config.layout = Layout::NHD;
+      else if (l == "hnd")
+        o.config.layout = Layout::HND;
+      else {
+        std::fprintf(stderr,
+                     "paged-attn-run: error: --layout must be nhd or hnd, got "
+                     "'%s'\n",
+                     v);
+        return 2;
+      }
+    } else if (a == "--kernels") {
+      if (!value(&v))
+        return 2;
+      o.kernels = v;
+    } else if (a == "--chip") {
+      if (!value(&v))
+        return 2;
+      o.chip = v;
+    } else if (a == "--ragged") {
+      o.ragged = true;
+    } else if (a == "--check-only") {
+      o.checkOnly = true;
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a == "--check-page-table") {
+      o.checkPageTable = true;
+    } else if (a == "--help" || a == "-h") {
+      usage();
+      std::exit(0);
+    } else {
+      std::fprintf(stderr, "paged-attn-run: error: unknown option '%s'\n",
+                   a.c_str());
+      usage();
+      return 2;
+    }
+  }
+  if (o.batch < 1 || o.seqLen < 0 || o.iters < 1 || o.warmup < 0) {
+    std::fprintf(stderr, "paged-attn-run: error: --batch and --iters must be "
+                         "positive, --seq-len and --warmup non-negative\n");
+    return 2;
+  }
+  return 0;
+}
+
+int fail(const Status &s) {
+  std::fprintf(stderr, "paged-attn-run: error: %s\n", s.message().c_str());
+  return s.code() == StatusCode::NoDriver ? 3 : 1;
+}
+
+/// Loads the kernels for o.config: from --kernels, or compiled in-process.
+Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
+  if (!o.kernels.empty()) {
+    std::string path = o.kernels;
+    bool isManifest = path.size() > 5 &&
+                      path.compare(path.size() - 5, 5, ".json") == 0;
+    return isManifest ? KernelLibrary::load(path, lib)
+                      : KernelLibrary::loadDirectory(path, lib);
+  }
+#ifdef PAGED_ATTN_HAVE_COMPILER
+  mlir::DialectRegistry registry;
+  mlir::paged_attn::registerAllDialects(registry);
+  mlir::MLIRContext ctx(registry);
+  ctx.loadAllAvailableDialects();
+  std::string firstError;
+  mlir::ScopedDiagnosticHandler handler(&ctx, [&](mlir::Diagnostic &diag) {
+    if (firstError.empty())
+      firstError = diag.str();
+    return mlir::success();
+  });
+  mlir::paged_attn::DecodeKernelConfig c;
+  c.numHeads = o.config.numHeads;
+  c.numKVHeads = o.config.numKVHeads;
+  c.headDim = o.config.headDim;
+  c.pageSize = o.config.pageSize;
+  c.elementType = o.config.dtype == DType::F16    ? mlir::Type(mlir::Float16Type::get(&ctx))
+                  : o.config.dtype == DType::BF16 ? mlir::Type(mlir::BFloat16Type::get(&ctx))
+                                                  : mlir::Type(mlir::Float32Type::get(&ctx));
+  c.layout = o.config.layout == Layout::NHD ? mlir::paged_attn::KVLayout::nhd
+                                            : mlir::paged_attn::KVLayout::hnd;
+  c.numWarps = o.config.numWarps;
+  mlir::paged_attn::KernelCompileOptions options;
+  options.chip = o.chip;
+  auto compiled = mlir::paged_attn::compileDecodeKernels(&ctx, {c}, options,
+                                                         "kernels.ptx");
+  if (mlir::failed(compiled))
+    return Status(StatusCode::InvalidArgument,
+                  "cannot compile the kernel: " + firstError);
+  llvm::SmallString<128> dir;
+  if (llvm::sys::fs::createUniqueDirectory("paged-attn-run", dir))
+    return Status(StatusCode::NotFound, "cannot create a temporary directory");
+  std::string ptxPath = (dir + "/kernels.ptx").str();
+  std::string jsonPath = (dir + "/kernels.json").str();
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream ptx(ptxPath, ec), json(jsonPath, ec);
+    ptx << compiled->ptx;
+    json << llvm::formatv("{0}", compiled->manifest);
+  }
+  Status s = KernelLibrary::load(jsonPath, lib);
+  llvm::sys::fs::remove(ptxPath);
+  llvm::sys::fs::remove(jsonPath);
+  llvm::sys::fs::remove(dir);
+  return s;
+#else
+  return Status(StatusCode::InvalidArgument,
+                "this build has no compiler: pass --kernels with kernels "
+                "compiled by paged-attn-compile");
+#endif
+}
+
+/// A streaming read of `bytes` (four 16-byte loads in flight per thread):
+/// the bandwidth ceiling decode is measured against.
+const char *kReadCeilingPTX = R"(
+.version 7.0
+.target sm_80
+.address_size 64
+.visible .entry read_ceiling(.param .u64 src, .param .u64 n64, .param .u64 dst)
+{
+  .reg .pred %p<4>;
+  .reg .b32 %r<24>;
+  .reg .b64 %rd<16>;
+  ld.param.u64 %rd1, [src];
+  ld.param.u64 %rd2, [n64];
+  ld.param.u64 %rd3, [dst];
+  cvta.to.global.u64 %rd1, %rd1;
+  cvta.to.global.u64 %rd3, %rd3;
+  mov.u32 %r1, %ctaid.x;
+  mov.u32 %r2, %ntid.x;
+  mov.u32 %r3, %tid.x;
+  mov.u32 %r4, %nctaid.x;
+  mul.wide.u32 %rd4, %r1, %r2;
+  cvt.u64.u32 %rd5, %r3;
+  add.u64 %rd4, %rd4, %rd5;
+  mul.wide.u32 %rd6, %r4, %r2;
+  shl.b64 %rd7, %rd6, 4;
+  mov.b32 %r10, 0;
+  mov.b32 %r11, 0;
+  mov.b32 %r12, 0;
+  mov.b32 %r13, 0;
+LOOP:
+  setp.ge.u64 %p1, %rd4, %rd2;
+  @%p1 bra DONE;
+  shl.b64 %rd8, %rd4, 6;
+  add.u64 %rd8, %rd1, %rd8;
+  ld.global.nc.v4.u32 {%r5, %r6, %r7, %r8}, [%rd8];
+  ld.global.nc.v4.u32 {%r14, %r15, %r16, %r17}, [%rd8+16];
+  ld.global.nc.v4.u32 {%r18, %r19, %r20, %r21}, [%rd8+32];
+  ld.global.nc.v4.u32 {%r22, %r23, %r9, %r0}, [%rd8+48];
+  xor.b32 %r10, %r10, %r5;
+  xor.b32 %r11, %r11, %r6;
+  xor.b32 %r12, %r12, %r7;
+  xor.b32 %r13, %r13, %r8;
+  xor.b32 %r10, %r10, %r14;
+  xor.b32 %r11, %r11, %r15;
+  xor.b32 %r12, %r12, %r16;
+  xor.b32 %r13, %r13, %r17;
+  xor.b32 %r10, %r10, %r18;
+  xor.b32 %r11, %r11, %r19;
+  xor.b32 %r12, %r12, %r20;
+  xor.b32 %r13, %r13, %r21;
+  xor.b32 %r10, %r10, %r22;
+  xor.b32 %r11, %r11, %r23;
+  xor.b32 %r12, %r12, %r9;
+  xor.b32 %r13, %r13, %r0;
+  add.u64 %rd4, %rd4, %rd6;
+  bra LOOP;
+DONE:
+  xor.b32 %r10, %r10, %r11;
+  xor.b32 %r12, %r12, %r13;
+  xor.b32 %r10, %r10, %r12;
+  setp.ne.u32 %p2, %r10, 0x7f7f7f7f;
+  @%p2 bra END;
+  st.global.u32 [%rd3], %r10;
+END:
+  ret;
+}
+)";
+
+/// Measures the read ceiling in TB/s over a buffer larger than L2.
+Status measureReadCeiling(double *tbps) {
+  using namespace paged_attn::cuda;
+  std::string why;
+  const Driver *d = getDriver(&why);
+  if (!d)
+    return Status(StatusCode::NoDriver, why);
+  CUmodule module;
+  CUfunction fn;
+  CUresult r = d->cuModuleLoadDataEx(&module, kReadCeilingPTX, 0, nullptr,
+                                     nullptr);
+  if (r != CUDA_SUCCESS ||
+      (r = d->cuModuleGetFunction(&fn, module, "read_ceiling")) !=
+          CUDA_SUCCESS)
+    return Status(StatusCode::CudaError,
+                  "read-ceiling kernel: " + describe(*d, r));
+  const size_t bytes = size_t(1) << 30;
+  DeviceBuffer src, dst;
+  Status s = src.allocate(bytes);
+  if (!s || !(s = dst.allocate(64)) || !(s = src.fill(1)))
+    return s;
+  unsigned long long srcPtr = reinterpret_cast<unsigned long long>(src.data());
+  unsigned long long dstPtr = reinterpret_cast<unsigned long long>(dst.data());
+  unsigned long long n64 = bytes / 64;
+  void *args[] = {&srcPtr, &n64, &dstPtr};
+  int sms = 1;
+  std::string name;
+  getDeviceInfo(0, &name, &sms);
+  std::vector<float> times;
+  for (int i = 0; i < 20; ++i) {
+    EventTimer timer;
+    timer.record(nullptr, false);
+    r = d->cuLaunchKernel(fn, unsigned(sms * 8), 1, 1, 256, 1, 1, 0, nullptr,
+                          args, nullptr);
+    if (r != CUDA_SUCCESS)
+      return Status(StatusCode::CudaError,
+                    "read-ceiling launch: " + describe(*d, r));
+    timer.record(nullptr, true);
+    float ms = 0;
+    if (!(s = timer.elapsed(&ms)))
+      return s;
+    if (i >= 3)
+      times.push_back(ms);
+  }
+  d->cuModuleUnload(module);
+  std::sort(times.begin(), times.end());
+  *tbps = double(bytes) / (times[times.size() / 2] * 1e-3) / 1e12;
+  return Status::ok();
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  o.config.numHeads = 32;
+  o.config.numKVHeads = 8;
+  o.config.headDim = 128;
+  o.config.pageSize = 16;
+  o.config.dtype = DType::BF16;
+  if (int rc = parseArgs(argc, argv, o))
+    return rc;
+
+  std::shared_ptr<KernelLibrary> library;
+  Status s = loadKernels(o, &library);
+  if (!s)
+    return fail(s);
+  std::unique_ptr<Decoder> decoder;
+  if (!(s = Decoder::create(library, o.config, &decoder)))
+    return fail(s);
+  if (!(s = initDevice()))
+    return fail(s);
+  std::string device;
+  int sms = 0;
+  if (!(s = getDeviceInfo(0, &device, &sms)))
+    return fail(s);
+
+  ProblemShape shape;
+  shape.config = o.config;
+  shape.batch = o.batch;
+  shape.seed = o.seed;
+  if (o.ragged) {
+    shape.minSeqLen = 1;
+    shape.maxSeqLen = std::max<int64_t>(1, 2 * o.seqLen);
+  } else {
+    shape.seqLens.assign(o.batch, int32_t(o.seqLen));
+  }
+
+  // Correctness on the first input set.
+  Problem first;
+  if (!(s = first.create(shape)) ||
+      !(s = first.prepareWorkspace(*decoder, o.numSplits)))
+    return fail(s);
+  DecodeParams params = first.params();
+  params.numSplits = o.numSplits;
+  params.checkPageTable = o.checkPageTable;
+  CheckResult check;
+  if (!(s = runAndCheck(*decoder, first, params, nullptr, &check)))
+    return fail(s);
+  int splits = o.numSplits ? o.numSplits
+                           : decoder->chooseNumSplits(shape.batch,
+                                                      first.maxSeqLen(), sms);
+  double tolerance = toleranceFor(o.config.dtype);
+  if (!o.json)
+    std::printf("%s on %s: batch %lld, max seq len %lld, %d split(s)\n"
+                "check: rel err %.3g (limit %.3g), max abs err %.3g: %s\n",
+                o.config.name().c_str(), device.c_str(),
+                (long long)shape.batch, (long long)first.maxSeqLen(), splits,
+                check.relError, tolerance, check.maxAbsError,
+                check.passed ? "PASS" : "FAIL");
+  if (o.checkOnly || !check.passed) {
+    if (o.json)
+      std::printf("{\"config\": \"%s\", \"device\": \"%s\", \"rel_error\": "
+                  "%.6g, \"passed\": %s}\n",
+                  o.config.name().c_str(), device.c_str(), check.relError,
+                  check.passed ? "true" : "false");
+    return check.passed ? 0 : 1;
+  }
+
+  // Timing: rotate among input sets whose KV together exceeds L2 several
+  // times over, so the numbers measure HBM and not the cache.
+  // Every set has the same lengths, so each launch moves the same bytes.
+  shape.seqLens = first.reference().seqLens;
+  double kvBytes = first.bytesMoved();
+  int sets = int(std::clamp(std::ceil(300e6 / std::max(kvBytes, 1.0)), 1.0,
+                            16.0));
+  std::vector<Problem> problems(sets);
+  std::vector<DecodeParams> setParams;
+  problems[0] = std::move(first);
+  for (int i = 0; i < sets; ++i) {
+    if (i > 0) {
+      ProblemShape si = shape;
+      si.seed = o.seed + i;
+      if (!(s = problems[i].create(si)) ||
+          !(s = problems[i].prepareWorkspace(*decoder, o.numSplits)))
+        return fail(s);
+    }
+    DecodeParams pi = problems[i].params();
+    pi.numSplits = o.numSplits;
+    setParams.push_back(pi);
+  }
+  for (int i = 0; i < o.warmup; ++i)
+    if (!(s = decoder->decode(setParams[i % sets], nullptr)))
+      return fail(s);
+  std::vector<float> times;
+  for (int i = 0; i < o.iters; ++i) {
+    EventTimer timer;
+    timer.record(nullptr, false);
+    if (!(s = decoder->decode(setParams[i % sets], nullptr)))
+      return fail(s);
+    timer.record(nullptr, true);
+    float ms = 0;
+    if (!(s = timer.elapsed(&ms)))
+      return fail(s);
+    times.push_back(ms);
+  }
+  std::sort(times.begin(), times.end());
+  double medianUs = times[times.size() / 2] * 1e3;
+  double tbps = problems[0].bytesMoved() / (medianUs * 1e-6) / 1e12;
+  double ceiling = 0;
+  if (!(s = measureReadCeiling(&ceiling)))
+    return fail(s);
+  if (o.json) {
+    std::printf(
+        "{\"config\": \"%s\", \"device\": \"%s\", \"batch\": %lld, "
+        "\"max_seq_len\": %lld, \"ragged\": %s, \"num_splits\": %d, "
+        "\"rel_error\": %.6g, \"passed\": true, \"median_us\": %.3f, "
+        "\"min_us\": %.3f, \"bytes\": %.0f, \"tbps\": %.4f, "
+        "\"read_ceiling_tbps\": %.4f, \"fraction_of_ceiling\": %.4f, "
+        "\"input_sets\": %d, \"iters\": %d}\n",
+        o.config.name().c_str(), device.c_str(), (long long)shape.batch,
+        (long long)problems[0].maxSeqLen(), o.ragged ? "true" : "false",
+        splits, check.relError, medianUs, times.front() * 1e3,
+        problems[0].bytesMoved(), tbps, ceiling, tbps / ceiling, sets,
+        o.iters);
+  } else {
+    std::printf("time: median %.2f us (min %.2f) over %d runs, %d input "
+                "set(s)\n"
+                "bandwidth: %.3f TB/s of %.1f MB; read ceiling %.3f TB/s "
+                "(%.1f%%)\n",
+                medianUs, times.front() * 1e3, o.iters, sets, tbps,
+                problems[0].bytesMoved() / 1e6, ceiling,
+                100.0 * tbps / ceiling);
+  }
+  return 0;
+}

@@ -15,7 +15,6 @@ config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.paged_attn_obj_root, "test")
 
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
-config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 config.substitutions.append(
     ("%paged_attn_plugin",
      os.path.join(config.paged_attn_lib_dir, "PagedAttnDialectPlugin.so")))

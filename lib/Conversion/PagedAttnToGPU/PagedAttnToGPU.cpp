@@ -117,11 +117,13 @@ struct ConvertPagedAttnToGPUPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     if (numSplits < 1) {
-      module.emitError() << "num-splits must be at least 1, got " << numSplits;
+      module.emitError() << "num-splits must be at least 1, got "
+                        << static_cast<int64_t>(numSplits);
       return signalPassFailure();
     }
     if (numWarps < 1 || numWarps > 32) {
-      module.emitError() << "num-warps must be in [1, 32], got " << numWarps;
+      module.emitError() << "num-warps must be in [1, 32], got "
+                        << static_cast<int64_t>(numWarps);
       return signalPassFailure();
     }
     SmallVector<DecodeOp> ops;

@@ -1,0 +1,100 @@
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu=num-splits=4 -canonicalize -cse | FileCheck %s
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu -canonicalize -cse | FileCheck %s --check-prefix=UNSPLIT
+
+// Host side: the split-KV workspace, casts to the kernels' strided argument
+// types, the decode launch over (kv heads, batch, splits) and the merge.
+// CHECK-LABEL: func.func @nhd
+// CHECK-SAME: (%[[Q:.*]]: memref<?x32x128xbf16>, %{{.*}}: memref<?x16x8x128xbf16>
+// CHECK-DAG: %[[C4:.*]] = arith.constant 4 : index
+// CHECK-DAG: %[[C8:.*]] = arith.constant 8 : index
+// CHECK-DAG: %[[C32:.*]] = arith.constant 32 : index
+// CHECK-DAG: %[[C128:.*]] = arith.constant 128 : index
+// CHECK: %[[B:.*]] = memref.dim %[[Q]], %c0
+// CHECK: %[[PO:.*]] = gpu.alloc (%[[B]], %[[C4]]) : memref<?x32x?x128xf32>
+// CHECK: %[[LSE:.*]] = gpu.alloc (%[[B]], %[[C4]]) : memref<?x32x?xf32>
+// CHECK: memref.cast %[[Q]] : memref<?x32x128xbf16> to memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>
+// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4 blocks in (%[[C8]], %[[B]], %[[C4]]) threads in (%[[C128]], %c1, %c1)
+// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4 blocks in (%[[C32]], %[[B]], %c1) threads in (%[[C32]], %c1, %c1)
+// CHECK: gpu.dealloc %[[PO]]
+// CHECK: gpu.dealloc %[[LSE]]
+// CHECK-NOT: paged_attn.decode
+
+// UNSPLIT-LABEL: func.func @nhd
+// UNSPLIT: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_
+// UNSPLIT-NOT: gpu.launch_func @paged_attn_kernels::@paged_attn_merge_
+// UNSPLIT: return
+func.func @nhd(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>,
+               %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>)
+    : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// A second op with the same config reuses the kernels.
+// CHECK-LABEL: func.func @same_config
+// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4
+func.func @same_config(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>,
+                       %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) {scale = 0.25 : f32}
+    : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// The kernel: one CTA per (KV head, sequence, chunk) serving the whole GQA
+// group (4 query heads), shared memory for the cross-warp merge.
+// CHECK: gpu.module @paged_attn_kernels
+// CHECK: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
+// CHECK-SAME: %[[KQ:[a-z0-9]+]]: memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>
+// CHECK-SAME: %[[KK:[a-z0-9]+]]: memref<?x16x8x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
+// CHECK-SAME: %[[KV:[a-z0-9]+]]: memref<?x16x8x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
+// CHECK-SAME: %[[KBT:[a-z0-9]+]]: memref<?x?xi32, strided<[?, ?], offset: ?>>
+// CHECK-SAME: %{{.*}}: f32, %{{.*}}: i32)
+// CHECK-SAME: workgroup(%[[ACC:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[STAT:.*]] : memref<2x4x4xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// q of the four heads, loaded once as 16-byte vectors.
+// CHECK-COUNT-4: vector.load %[[KQ]]{{.*}} {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
+// The main loop: 32 tokens per iteration (4 warps x 2 lane groups x 4).
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c32 iter_args(
+// The page table, then K and V rows (nhd: [page, slot, kv head, column]).
+// CHECK: %[[PAGE:.*]] = memref.load %[[KBT]][%block_id_y, %{{.*}}]
+// CHECK: %[[PIDX:.*]] = arith.index_castui %[[PAGE]] : i32 to index
+// CHECK: vector.load %[[KK]][%[[PIDX]], %{{.*}}, %block_id_x, %{{.*}}] {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
+// CHECK: vector.load %[[KV]][%[[PIDX]], %{{.*}}, %block_id_x, %{{.*}}] {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
+// Logits: a butterfly over the 16 lanes of a row (offsets 8, 4, 2, 1).
+// CHECK: gpu.shuffle xor %{{.*}}, %c8_i32, %c32_i32 : f32
+// CHECK: gpu.shuffle xor %{{.*}}, %c4_i32, %c32_i32 : f32
+// CHECK: gpu.shuffle xor %{{.*}}, %c2_i32, %c32_i32 : f32
+// CHECK: gpu.shuffle xor %{{.*}}, %c1_i32, %c32_i32 : f32
+// Online softmax in base 2: one ex2.approx per exponential.
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+// CHECK: scf.yield
+// Merge of the two lane groups of each warp, then across warps.
+// CHECK: gpu.shuffle xor %{{.*}}, %c16_i32, %c32_i32 : f32
+// CHECK: vector.store %{{.*}}, %[[ACC]]
+// CHECK: gpu.barrier
+// CHECK: scf.for %{{.*}} = %thread_id_x to %c64 step %c128
+// CHECK: scf.if
+// The split path writes f32 partials and the log-sum-exp...
+// CHECK: vector.store %{{.*}} : memref<?x32x?x128xf32, strided<[?, ?, ?, 1], offset: ?>>, vector<8xf32>
+// CHECK: llvm.call_intrinsic "llvm.nvvm.lg2.approx.ftz.f"
+// ...the unsplit path the output itself.
+// CHECK: } else {
+// CHECK: arith.truncf %{{.*}} : vector<8xf32> to vector<8xbf16>
+// CHECK: vector.store %{{.*}} : memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>, vector<8xbf16>
+// CHECK: gpu.return
+
+// CHECK: gpu.func @paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
+// CHECK-SAME: known_block_size = array<i32: 32, 1, 1>
+// CHECK: gpu.func @paged_attn_check_h32_kv8_d128_p16_bf16_nhd_w4(
+// CHECK: memref.atomic_rmw mins
+
+// hnd reads [page, kv head, slot, column]; an 8-head group of 64-wide f16
+// rows takes 8 lanes a row.
+// CHECK: gpu.func @paged_attn_decode_h16_kv2_d64_p128_f16_hnd_w4(
+// CHECK: vector.load %{{.*}}[%{{.*}}, %block_id_x, %{{.*}}, %{{.*}}] {alignment = 16 : i64} : memref<?x2x128x64xf16, strided<[?, ?, ?, 1], offset: ?>>, vector<8xf16>
+func.func @hnd(%q: memref<?x16x64xf16>, %k: memref<?x2x128x64xf16>, %v: memref<?x2x128x64xf16>,
+               %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x16x64xf16>) {
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x16x64xf16>) {layout = #paged_attn.kv_layout<hnd>}
+    : memref<?x16x64xf16>, memref<?x2x128x64xf16>, memref<?x2x128x64xf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}

@@ -1,0 +1,21 @@
+// RUN: paged-attn-opt %s --one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" | FileCheck %s
+// RUN: paged-attn-opt %s --one-shot-bufferize="bufferize-function-boundaries" | FileCheck %s --check-prefix=DYNAMIC
+
+// The tensor form becomes the memref form writing a new buffer shaped like q.
+// CHECK-LABEL: func.func @decode
+// CHECK-SAME: (%[[Q:.*]]: memref<?x32x128xbf16>, %[[K:.*]]: memref<?x8x16x128xbf16>, %[[V:.*]]: memref<?x8x16x128xbf16>, %[[BT:.*]]: memref<?x?xi32>, %[[SL:.*]]: memref<?xi32>) -> memref<?x32x128xbf16>
+// CHECK: %[[B:.*]] = memref.dim %[[Q]], %c0
+// CHECK: %[[OUT:.*]] = memref.alloc(%[[B]]) {{.*}} : memref<?x32x128xbf16>
+// CHECK: paged_attn.decode %[[Q]], %[[K]], %[[V]], %[[BT]], %[[SL]] outs(%[[OUT]] : memref<?x32x128xbf16>) {layout = #paged_attn.kv_layout<hnd>, scale = 5.000000e-01 : f32}
+// CHECK: return %[[OUT]]
+
+// With fully dynamic layouts at the function boundary, the vector-loaded
+// operands are cast to a unit innermost stride so the memref form verifies.
+// DYNAMIC: %[[QC:.*]] = memref.cast %{{.*}} : memref<?x32x128xbf16, strided<[?, ?, ?], offset: ?>> to memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>
+// DYNAMIC: paged_attn.decode %[[QC]]
+func.func @decode(%q: tensor<?x32x128xbf16>, %k: tensor<?x8x16x128xbf16>, %v: tensor<?x8x16x128xbf16>,
+                  %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {layout = #paged_attn.kv_layout<hnd>, scale = 0.5 : f32}
+       : tensor<?x32x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}

@@ -1,0 +1,317 @@
+// RUN: paged-attn-opt %s -split-input-file -verify-diagnostics
+
+// One case per verifier rule of paged_attn.decode, each with its exact
+// message.
+
+// mixed-tensors-and-memrefs
+func.func @mixed(%q: tensor<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'q', 'k_cache', 'v_cache', 'block_table' and 'seq_lens' must be all tensors or all memrefs}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : tensor<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// tensor-form-with-outs
+func.func @tensor_outs(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{the tensor form takes no 'outs' operand; it returns its result}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+// tensor-form-without-result
+func.func @tensor_no_result(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) {
+  // expected-error @+1 {{the tensor form must return a result}}
+  paged_attn.decode %q, %k, %v, %bt, %sl : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+// memref-form-with-result
+func.func @memref_result(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{the memref form has no result; it writes 'outs'}}
+  %r = paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32> -> tensor<?x32x128xbf16>
+  return %r : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// memref-form-without-outs
+func.func @memref_no_outs(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>) {
+  // expected-error @+1 {{the memref form needs an 'outs' operand}}
+  paged_attn.decode %q, %k, %v, %bt, %sl : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// q-rank
+func.func @q_rank(%q: memref<?x4096xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'q' must have rank 3 ([batch, num_heads, head_dim]), got 2}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x4096xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// cache-rank
+func.func @cache_rank(%q: memref<?x32x128xbf16>, %k: memref<?x8x128xbf16>, %v: memref<?x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' must have rank 4 ([pages, page, num_kv_heads, head_dim] or [pages, num_kv_heads, page, head_dim]), got 3}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x8x128xbf16>, memref<?x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// v-cache-rank
+func.func @v_cache_rank(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'v_cache' must have rank 4 (the rank of 'k_cache'), got 3}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// block-table-rank
+func.func @block_table_rank(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'block_table' must have rank 2 ([batch, max_pages]), got 1}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// seq-lens-rank
+func.func @seq_lens_rank(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?x1xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'seq_lens' must have rank 1 ([batch]), got 2}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?x1xi32>
+  return
+}
+
+// -----
+
+// out-rank
+func.func @out_rank(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x4096xbf16>) {
+  // expected-error @+1 {{'out' must have rank 3 ([batch, num_heads, head_dim]), got 2}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x4096xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// q-element-type
+func.func @q_element_type(%q: memref<?x32x128xi8>, %k: memref<?x16x8x128xi8>, %v: memref<?x16x8x128xi8>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xi8>) {
+  // expected-error @+1 {{'q' element type must be f16, bf16 or f32, got 'i8'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xi8>) : memref<?x32x128xi8>, memref<?x16x8x128xi8>, memref<?x16x8x128xi8>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// cache-element-type
+func.func @cache_element_type(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xf16>, %v: memref<?x16x8x128xf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' element type ('f16') must equal the element type of 'q' ('bf16')}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xf16>, memref<?x16x8x128xf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// result-element-type
+func.func @result_element_type(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xf32> {
+  // expected-error @+1 {{'result' element type ('f32') must equal the element type of 'q' ('bf16')}}
+  %r = paged_attn.decode %q, %k, %v, %bt, %sl : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xf32>
+  return %r : tensor<?x32x128xf32>
+}
+
+// -----
+
+// block-table-element-type
+func.func @block_table_element_type(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi64>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'block_table' element type must be i32, got 'i64'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi64>, memref<?xi32>
+  return
+}
+
+// -----
+
+// seq-lens-element-type
+func.func @seq_lens_element_type(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xindex>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'seq_lens' element type must be i32, got 'index'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xindex>
+  return
+}
+
+// -----
+
+// dynamic-heads
+func.func @dynamic_heads(%q: memref<?x?x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x?x128xbf16>) {
+  // expected-error @+1 {{num_heads and head_dim ('q' dims 1 and 2) must be static, got [?, ?, 128]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x?x128xbf16>) : memref<?x?x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// dynamic-page
+func.func @dynamic_page(%q: memref<?x32x128xbf16>, %k: memref<?x?x8x128xbf16>, %v: memref<?x?x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' dims 1, 2 and 3 (page, num_kv_heads and head_dim in some order) must be static, got [?, ?, 8, 128]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x?x8x128xbf16>, memref<?x?x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// k-v-shapes
+func.func @k_v_shapes(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x32x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' and 'v_cache' must have the same shape, got [?, 16, 8, 128] and [?, 32, 8, 128]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x32x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// zero-page
+func.func @zero_page(%q: memref<?x32x128xbf16>, %k: memref<?x0x8x128xbf16>, %v: memref<?x0x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{page_size must be at least 1, got 0}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x0x8x128xbf16>, memref<?x0x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// zero-kv-heads
+func.func @zero_kv_heads(%q: memref<?x32x128xbf16>, %k: memref<?x16x0x128xbf16>, %v: memref<?x16x0x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{num_kv_heads must be at least 1, got 0}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x0x128xbf16>, memref<?x16x0x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// head-dim-mismatch
+func.func @head_dim_mismatch(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x64xbf16>, %v: memref<?x16x8x64xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' head_dim (64) must equal the head_dim of 'q' (128)}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x64xbf16>, memref<?x16x8x64xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// layout-mismatch
+func.func @layout_mismatch(%q: memref<?x32x128xbf16>, %k: memref<?x64x8x128xbf16>, %v: memref<?x64x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{with layout hnd, num_kv_heads is 'k_cache' dim 1: got 64, more than num_heads (32); does the cache use layout nhd?}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) {layout = #paged_attn.kv_layout<hnd>} : memref<?x32x128xbf16>, memref<?x64x8x128xbf16>, memref<?x64x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// gqa-ratio
+func.func @gqa_ratio(%q: memref<?x30x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x30x128xbf16>) {
+  // expected-error @+1 {{num_heads (30) must be a multiple of num_kv_heads (8)}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x30x128xbf16>) : memref<?x30x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// row-bytes
+func.func @row_bytes(%q: memref<?x32x36xbf16>, %k: memref<?x16x8x36xbf16>, %v: memref<?x16x8x36xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x36xbf16>) {
+  // expected-error @+1 {{a row of head_dim (36) 'bf16' elements is 72 bytes; it must be a multiple of 16 bytes}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x36xbf16>) : memref<?x32x36xbf16>, memref<?x16x8x36xbf16>, memref<?x16x8x36xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// batch-mismatch
+func.func @batch_mismatch(%q: memref<4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<3x?xi32>, %sl: memref<?xi32>, %o: memref<4x32x128xbf16>) {
+  // expected-error @+1 {{batch sizes disagree: 'q' has 4, 'block_table' has 3}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<4x32x128xbf16>) : memref<4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<3x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// out-shape
+func.func @out_shape(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x64xbf16>) {
+  // expected-error @+1 {{'out' shape [?, 32, 64] must equal the shape of 'q' [?, 32, 128]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x64xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// result-shape
+func.func @result_shape(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x16x128xbf16> {
+  // expected-error @+1 {{'result' shape [?, 16, 128] must equal the shape of 'q' [?, 32, 128]}}
+  %r = paged_attn.decode %q, %k, %v, %bt, %sl : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x16x128xbf16>
+  return %r : tensor<?x16x128xbf16>
+}
+
+// -----
+
+// negative-scale
+func.func @negative_scale(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{scale must be finite and positive, got -1}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) {scale = -1.0 : f32} : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// zero-scale
+func.func @zero_scale(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{scale must be finite and positive, got 0}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) {scale = 0.0 : f32} : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// innermost-stride
+func.func @innermost_stride(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16, strided<[?, ?, ?, 2]>>, %v: memref<?x16x8x128xbf16, strided<[?, ?, ?, 2]>>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' must have unit stride in its innermost dimension, got 2}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16, strided<[?, ?, ?, 2]>>, memref<?x16x8x128xbf16, strided<[?, ?, ?, 2]>>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// dynamic-innermost-stride
+func.func @dynamic_innermost_stride(%q: memref<?x32x128xbf16, strided<[?, ?, ?], offset: ?>>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'q' must have unit stride in its innermost dimension, got ?}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16, strided<[?, ?, ?], offset: ?>>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// row-stride-alignment
+func.func @row_stride_alignment(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16, strided<[16388, 1024, 128, 1]>>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'v_cache' stride of dim 0 is 16388 elements (32776 bytes); it must be a multiple of 16 bytes}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16, strided<[16388, 1024, 128, 1]>>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// offset-alignment
+func.func @offset_alignment(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16, strided<[4096, 128, 1], offset: 3>>) {
+  // expected-error @+1 {{'out' offset is 3 elements (6 bytes); it must be a multiple of 16 bytes}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16, strided<[4096, 128, 1], offset: 3>>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// non-strided-layout
+func.func @non_strided_layout(%q: memref<4x32x128xbf16, affine_map<(d0, d1, d2) -> (d0 floordiv 2, d1, d2)>>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<4x32x128xbf16>) {
+  // expected-error @+1 {{'q' must have a strided layout, got 'memref<4x32x128xbf16, affine_map<(d0, d1, d2) -> (d0 floordiv 2, d1, d2)>>'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<4x32x128xbf16>) : memref<4x32x128xbf16, affine_map<(d0, d1, d2) -> (d0 floordiv 2, d1, d2)>>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}

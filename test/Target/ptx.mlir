@@ -1,0 +1,35 @@
+// RUN: paged-attn-opt %s --paged-attn-to-ptx | FileCheck %s
+// RUN: paged-attn-opt %s --paged-attn-to-ptx="chip=sm_80" | FileCheck %s --check-prefix=SM80
+// RUN: paged-attn-opt %s --paged-attn-to-ptx="emit-binary=false" | FileCheck %s --check-prefix=NVVM
+// RUN: paged-attn-opt %s --paged-attn-to-ptx | FileCheck %s --check-prefix=NOLOCAL
+
+// Nothing anywhere in the PTX lives in local memory or calls libdevice.
+// NOLOCAL-NOT: .local
+// NOLOCAL-NOT: __nv_
+
+// The whole pipeline from the tensor form ends in a gpu.binary holding PTX.
+// CHECK: gpu.binary @paged_attn_kernels [#gpu.object<#nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">
+// CHECK-SAME: assembly = "
+// CHECK-SAME: .target sm_90
+// CHECK-SAME: .visible .entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
+// Rows arrive as 16-byte loads, reductions are warp shuffles, exponentials
+// single ex2.approx instructions, and nothing lives in local memory.
+// CHECK-SAME: ld.global.v4.b32
+// CHECK-SAME: shfl.sync.bfly.b32
+// CHECK-SAME: ex2.approx.ftz.f32
+// CHECK-SAME: .visible .entry paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
+
+// SM80: #nvvm.target<O = 3, chip = "sm_80", features = "+ptx70">
+// SM80-SAME: .target sm_80
+
+// NVVM: gpu.module @paged_attn_kernels [#nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">]
+// NVVM: llvm.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4
+// NVVM-SAME: nvvm.kernel
+// NVVM: nvvm.shfl.sync bfly
+// NVVM: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+func.func @decode(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>,
+                  %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl
+       : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}

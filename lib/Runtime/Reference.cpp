@@ -1,10 +1,14 @@
 //===- Reference.cpp - float64 reference of paged decode ------------------===//
 
 #include "PagedAttn/Runtime/Reference.h"
+#include "PagedAttn/Runtime/Float16.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numeric>
+#include <random>
 
 using namespace paged_attn;
 
@@ -74,4 +78,85 @@ double paged_attn::maxAbsError(const std::vector<double> &a,
       m = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
   }
   return m;
+}
+
+ReferenceProblem paged_attn::makeRandomProblem(const RandomProblemOptions &o) {
+  std::mt19937_64 rng(o.seed);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  ReferenceProblem p;
+  p.batch = static_cast<int64_t>(o.seqLens.size());
+  p.numHeads = o.numHeads;
+  p.numKVHeads = o.numKVHeads;
+  p.headDim = o.headDim;
+  p.pageSize = o.pageSize;
+  p.hnd = o.hnd;
+  p.scale = 1.0 / std::sqrt(double(o.headDim));
+  p.seqLens = o.seqLens;
+  p.maxPages = 1;
+  int64_t usedPages = 0;
+  for (int32_t l : o.seqLens) {
+    int64_t pages = (l + o.pageSize - 1) / o.pageSize;
+    p.maxPages = std::max(p.maxPages, pages);
+    usedPages += pages;
+  }
+  p.numPages = usedPages + o.sparePages + 1;
+
+  std::vector<int32_t> pool(p.numPages);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  p.blockTable.assign(p.batch * p.maxPages, -1);
+  size_t next = 0;
+  int32_t sharedPage = pool[next++];
+  for (int64_t b = 0; b < p.batch; ++b) {
+    int64_t pages = (o.seqLens[b] + o.pageSize - 1) / o.pageSize;
+    for (int64_t j = 0; j < pages; ++j)
+      p.blockTable[b * p.maxPages + j] =
+          (o.sharePrefixPage && j == 0) ? sharedPage : pool[next++];
+  }
+
+  size_t cacheElems = size_t(p.numPages) * o.pageSize * o.numKVHeads *
+                      o.headDim;
+  p.q.resize(size_t(p.batch) * o.numHeads * o.headDim);
+  p.kCache.resize(cacheElems);
+  p.vCache.resize(cacheElems);
+  for (auto *v : {&p.q, &p.kCache, &p.vCache})
+    for (double &x : *v)
+      x = uniform(rng);
+  return p;
+}
+
+std::vector<uint8_t> paged_attn::roundToDType(DType dtype,
+                                              std::vector<double> &values) {
+  size_t n = values.size();
+  std::vector<uint8_t> bytes(n * dtypeBytes(dtype));
+  for (size_t i = 0; i < n; ++i) {
+    float f = static_cast<float>(values[i]);
+    if (dtype == DType::F32) {
+      std::memcpy(&bytes[i * 4], &f, 4);
+      values[i] = f;
+    } else {
+      uint16_t h = dtype == DType::BF16 ? floatToBf16(f) : floatToF16(f);
+      std::memcpy(&bytes[i * 2], &h, 2);
+      values[i] = dtype == DType::BF16 ? bf16ToFloat(h) : f16ToFloat(h);
+    }
+  }
+  return bytes;
+}
+
+std::vector<double> paged_attn::widenFromDType(DType dtype, const void *data,
+                                               size_t n) {
+  std::vector<double> out(n);
+  const uint8_t *bytes = static_cast<const uint8_t *>(data);
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == DType::F32) {
+      float f;
+      std::memcpy(&f, bytes + i * 4, 4);
+      out[i] = f;
+    } else {
+      uint16_t h;
+      std::memcpy(&h, bytes + i * 2, 2);
+      out[i] = dtype == DType::BF16 ? bf16ToFloat(h) : f16ToFloat(h);
+    }
+  }
+  return out;
 }

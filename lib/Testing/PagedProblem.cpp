@@ -3,7 +3,6 @@
 #include "PagedAttn/Testing/PagedProblem.h"
 
 #include "../Runtime/CudaDriver.h"
-#include "PagedAttn/Runtime/Float16.h"
 
 #include <algorithm>
 #include <cmath>
@@ -237,93 +236,33 @@ Status DeviceBuffer::fill(uint8_t byte) {
 // Problem
 //===----------------------------------------------------------------------===//
 
-/// Rounds `values` to `dtype`, writes the stored bits to `bytes` and keeps
-/// the rounded values (what the kernel sees) in `values`.
-static void storeAs(DType dtype, std::vector<double> &values,
-                    std::vector<uint8_t> &bytes) {
-  size_t n = values.size();
-  bytes.resize(n * dtypeBytes(dtype));
-  for (size_t i = 0; i < n; ++i) {
-    float f = static_cast<float>(values[i]);
-    if (dtype == DType::F32) {
-      std::memcpy(&bytes[i * 4], &f, 4);
-      values[i] = f;
-    } else if (dtype == DType::BF16) {
-      uint16_t h = floatToBf16(f);
-      std::memcpy(&bytes[i * 2], &h, 2);
-      values[i] = bf16ToFloat(h);
-    } else {
-      uint16_t h = floatToF16(f);
-      std::memcpy(&bytes[i * 2], &h, 2);
-      values[i] = f16ToFloat(h);
-    }
-  }
-}
-
 Status Problem::create(const ProblemShape &shape) {
   shape_ = shape;
   const KernelConfig &c = shape.config;
-  std::mt19937_64 rng(shape.seed);
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-
   std::vector<int32_t> lens = shape.seqLens;
   if (lens.empty()) {
+    std::mt19937_64 rng(shape.seed ^ 0x9e3779b97f4a7c15ull);
     std::uniform_int_distribution<int64_t> len(shape.minSeqLen,
                                                shape.maxSeqLen);
     for (int64_t b = 0; b < shape.batch; ++b)
       lens.push_back(static_cast<int32_t>(len(rng)));
   }
-  int64_t batch = static_cast<int64_t>(lens.size());
-  shape_.batch = batch;
-  int64_t maxPages = 1;
-  int64_t usedPages = 0;
-  for (int32_t l : lens) {
-    int64_t pages = (l + c.pageSize - 1) / c.pageSize;
-    maxPages = std::max(maxPages, pages);
-    usedPages += pages;
-  }
-  int64_t numPages = usedPages + shape.sparePages + 1;
+  shape_.batch = static_cast<int64_t>(lens.size());
+  RandomProblemOptions options;
+  options.numHeads = c.numHeads;
+  options.numKVHeads = c.numKVHeads;
+  options.headDim = c.headDim;
+  options.pageSize = c.pageSize;
+  options.hnd = c.layout == Layout::HND;
+  options.seqLens = lens;
+  options.sparePages = shape.sparePages;
+  options.sharePrefixPage = shape.sharePrefixPage;
+  options.seed = shape.seed;
+  ref_ = makeRandomProblem(options);
 
-  ref_ = ReferenceProblem();
-  ref_.batch = batch;
-  ref_.numHeads = c.numHeads;
-  ref_.numKVHeads = c.numKVHeads;
-  ref_.headDim = c.headDim;
-  ref_.pageSize = c.pageSize;
-  ref_.numPages = numPages;
-  ref_.maxPages = maxPages;
-  ref_.hnd = c.layout == Layout::HND;
-  ref_.scale = 1.0 / std::sqrt(double(c.headDim));
-  ref_.seqLens = lens;
-
-  // A shuffled pool: logical pages take physical pages in random order;
-  // unused table entries hold -1 so a kernel reading past a sequence's
-  // pages would fault.
-  std::vector<int32_t> pool(numPages);
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), rng);
-  ref_.blockTable.assign(batch * maxPages, -1);
-  size_t next = 0;
-  int32_t sharedPage = pool[next++];
-  for (int64_t b = 0; b < batch; ++b) {
-    int64_t pages = (lens[b] + c.pageSize - 1) / c.pageSize;
-    for (int64_t j = 0; j < pages; ++j)
-      ref_.blockTable[b * maxPages + j] =
-          (shape.sharePrefixPage && j == 0) ? sharedPage : pool[next++];
-  }
-
-  size_t cacheElems = size_t(numPages) * c.pageSize * c.numKVHeads * c.headDim;
-  ref_.q.resize(size_t(batch) * c.numHeads * c.headDim);
-  ref_.kCache.resize(cacheElems);
-  ref_.vCache.resize(cacheElems);
-  for (auto *v : {&ref_.q, &ref_.kCache, &ref_.vCache})
-    for (double &x : *v)
-      x = uniform(rng);
-
-  std::vector<uint8_t> bytes;
   Status s;
   auto put = [&](DeviceBuffer &buffer, std::vector<double> &values) {
-    storeAs(c.dtype, values, bytes);
+    std::vector<uint8_t> bytes = roundToDType(c.dtype, values);
     Status st = buffer.allocate(bytes.size());
     return st ? buffer.upload(bytes.data(), bytes.size()) : st;
   };
@@ -333,8 +272,8 @@ Status Problem::create(const ProblemShape &shape) {
   if (!(s = blockTable_.allocate(ref_.blockTable.size() * 4)) ||
       !(s = blockTable_.upload(ref_.blockTable.data(),
                                ref_.blockTable.size() * 4)) ||
-      !(s = seqLens_.allocate(lens.size() * 4)) ||
-      !(s = seqLens_.upload(lens.data(), lens.size() * 4)) ||
+      !(s = seqLens_.allocate(ref_.seqLens.size() * 4)) ||
+      !(s = seqLens_.upload(ref_.seqLens.data(), ref_.seqLens.size() * 4)) ||
       !(s = out_.allocate(ref_.q.size() * dtypeBytes(c.dtype))))
     return s;
   return Status::ok();
@@ -407,21 +346,9 @@ Status Problem::readOutput(std::vector<double> *out) const {
   size_t n = ref_.q.size();
   std::vector<uint8_t> bytes(n * dtypeBytes(c.dtype));
   Status s = out_.download(bytes.data(), bytes.size());
-  if (!s)
-    return s;
-  out->resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (c.dtype == DType::F32) {
-      float f;
-      std::memcpy(&f, &bytes[i * 4], 4);
-      (*out)[i] = f;
-    } else {
-      uint16_t h;
-      std::memcpy(&h, &bytes[i * 2], 2);
-      (*out)[i] = c.dtype == DType::BF16 ? bf16ToFloat(h) : f16ToFloat(h);
-    }
-  }
-  return Status::ok();
+  if (s)
+    *out = widenFromDType(c.dtype, bytes.data(), n);
+  return s;
 }
 
 double testing::toleranceFor(DType dtype) {

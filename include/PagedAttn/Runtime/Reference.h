@@ -3,6 +3,8 @@
 #ifndef PAGEDATTN_RUNTIME_REFERENCE_H
 #define PAGEDATTN_RUNTIME_REFERENCE_H
 
+#include "PagedAttn/Runtime/Runtime.h"
+
 #include <cstdint>
 #include <vector>
 
@@ -20,6 +22,30 @@ struct ReferenceProblem {
   std::vector<int32_t> blockTable;       // [batch, max_pages]
   std::vector<int32_t> seqLens;          // [batch]
 };
+
+/// What a random problem looks like.
+struct RandomProblemOptions {
+  int64_t numHeads = 0, numKVHeads = 0, headDim = 0, pageSize = 0;
+  bool hnd = false;
+  std::vector<int32_t> seqLens;
+  /// Pages in the pool beyond those the sequences use.
+  int64_t sparePages = 3;
+  /// Every sequence's first page is the same physical page (prefix sharing).
+  bool sharePrefixPage = false;
+  uint64_t seed = 1;
+};
+
+/// Elements uniform in [-1, 1); logical pages take physical pages of the
+/// pool in a shuffled order; unused block-table entries hold -1; scale is
+/// 1/sqrt(head_dim).
+ReferenceProblem makeRandomProblem(const RandomProblemOptions &options);
+
+/// Rounds `values` to `dtype` in place (what a kernel reading them sees)
+/// and returns their stored bytes.
+std::vector<uint8_t> roundToDType(DType dtype, std::vector<double> &values);
+
+/// Widens stored `dtype` elements to double.
+std::vector<double> widenFromDType(DType dtype, const void *data, size_t n);
 
 /// out[b, h, :] = softmax(scale * q . K^T) . V in float64; zeros for an
 /// empty sequence. Returns [batch, num_heads, head_dim].

@@ -3,7 +3,7 @@
 // RUN: mlir-opt-22 --load-dialect-plugin=%paged_attn_plugin --load-pass-plugin=%paged_attn_plugin %s \
 // RUN:   --pass-pipeline="builtin.module(one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map},convert-paged-attn-to-loops)" \
 // RUN:   | FileCheck %s
-// RUN: mlir-opt-22 --load-dialect-plugin=%paged_attn_plugin --load-pass-plugin=%paged_attn_plugin %s \
+// RUN: not mlir-opt-22 --load-dialect-plugin=%paged_attn_plugin --load-pass-plugin=%paged_attn_plugin %s \
 // RUN:   --pass-pipeline="builtin.module(convert-paged-attn-to-gpu)" 2>&1 | FileCheck %s --check-prefix=GPU
 // (Plugin passes are reachable through --pass-pipeline only: mlir-opt
 // parses its own flags before it loads the plugin.)

@@ -42,11 +42,19 @@ struct LoopsCase {
   int64_t headDim;
 };
 
-std::string caseName(const ::testing::TestParamInfo<LoopsCase> &info) {
-  const LoopsCase &c = info.param;
+std::string describe(const LoopsCase &c) {
   return std::string(dtypeName(c.dtype)) + "_g" + std::to_string(c.group) +
          (c.hnd ? "_hnd" : "_nhd") + "_p" + std::to_string(c.pageSize) +
          "_d" + std::to_string(c.headDim);
+}
+
+std::string caseName(const ::testing::TestParamInfo<LoopsCase> &info) {
+  return describe(info.param);
+}
+
+// Short names in test listings instead of the struct's bytes.
+[[maybe_unused]] void PrintTo(const LoopsCase &c, std::ostream *os) {
+  *os << describe(c);
 }
 
 double limitFor(DType dtype) {

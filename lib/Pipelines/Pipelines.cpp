@@ -47,6 +47,9 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   ConvertPagedAttnToGPUOptions toGPU;
   toGPU.numWarps = options.numWarps;
   toGPU.numSplits = options.numSplits;
+  toGPU.tokensPerLaneGroup = options.tokensPerLaneGroup;
+  toGPU.maxHeadsPerCTA = options.maxHeadsPerCTA;
+  toGPU.prefetchPageTable = options.prefetchPageTable;
   pm.addPass(createConvertPagedAttnToGPU(toGPU));
 
   GpuNVVMAttachTargetOptions target;

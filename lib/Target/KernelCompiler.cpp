@@ -58,11 +58,12 @@ mlir::paged_attn::buildDecodeModule(MLIRContext *ctx,
 }
 
 SmallVector<DecodeKernelConfig>
-mlir::paged_attn::collectDecodeConfigs(ModuleOp module, int64_t numWarps) {
+mlir::paged_attn::collectDecodeConfigs(ModuleOp module,
+                                       const DecodeKernelOptions &options) {
   SmallVector<DecodeKernelConfig> configs;
   llvm::StringSet<> seen;
   module.walk([&](DecodeOp op) {
-    DecodeKernelConfig c = DecodeKernelConfig::fromOp(op, numWarps);
+    DecodeKernelConfig c = DecodeKernelConfig::fromOp(op, options);
     if (seen.insert(c.name()).second)
       configs.push_back(c);
   });
@@ -127,7 +128,10 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
                           {"page_size", c.pageSize},
                           {"dtype", c.elementTypeName()},
                           {"layout", stringifyKVLayout(c.layout)},
-                          {"num_warps", c.numWarps}}},
+                          {"num_warps", c.numWarps},
+                          {"tokens_per_lane_group",
+                           c.tokensPerGroupIteration()},
+                          {"prefetch_page_table", c.prefetchPageTable}}},
       {"decode",
        llvm::json::Object{
            {"name", c.decodeKernelName()},
@@ -185,8 +189,15 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
   pipeline.chip = options.chip;
   pipeline.features = options.features;
   pipeline.optLevel = options.optLevel;
-  if (!configs.empty())
-    pipeline.numWarps = configs.front().numWarps;
+  if (!configs.empty()) {
+    // The conversion builds every kernel of a module with one set of
+    // code-generation options.
+    const DecodeKernelConfig &first = configs.front();
+    pipeline.numWarps = first.numWarps;
+    pipeline.tokensPerLaneGroup = first.tokensPerLaneGroup;
+    pipeline.maxHeadsPerCTA = first.maxHeadsPerCTA;
+    pipeline.prefetchPageTable = first.prefetchPageTable;
+  }
   buildPagedAttnToPTXPipeline(pm, pipeline);
   if (failed(pm.run(**module)))
     return failure();

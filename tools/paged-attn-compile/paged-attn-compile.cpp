@@ -64,6 +64,18 @@ static cl::opt<int> optLevel("opt-level", cl::init(3),
 static cl::opt<int64_t> numWarps("num-warps", cl::init(4),
                                  cl::desc("Warps per decode CTA"),
                                  cl::cat(category));
+static cl::opt<int64_t> tokensPerLaneGroup(
+    "tokens-per-lane-group", cl::init(0),
+    cl::desc("Tokens a lane group loads per loop iteration (0: auto)"),
+    cl::cat(category));
+static cl::opt<int64_t>
+    maxHeadsPerCTA("max-heads-per-cta", cl::init(0),
+                   cl::desc("Most query heads one CTA serves (0: auto)"),
+                   cl::cat(category));
+static cl::opt<bool> prefetchPageTable(
+    "prefetch-page-table", cl::init(true),
+    cl::desc("Load the next iteration's page-table entries early"),
+    cl::cat(category));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
                                cl::cat(category));
@@ -114,6 +126,15 @@ int main(int argc, char **argv) {
     return fail("--num-warps must be in [1, 32], got " +
                 llvm::Twine(numWarps.getValue()));
 
+  if (tokensPerLaneGroup < 0 || tokensPerLaneGroup > 16)
+    return fail("--tokens-per-lane-group must be in [0, 16], got " +
+                llvm::Twine(tokensPerLaneGroup.getValue()));
+  DecodeKernelOptions kernelOptions;
+  kernelOptions.numWarps = numWarps;
+  kernelOptions.tokensPerLaneGroup = tokensPerLaneGroup;
+  kernelOptions.maxHeadsPerCTA = maxHeadsPerCTA;
+  kernelOptions.prefetchPageTable = prefetchPageTable;
+
   SmallVector<DecodeKernelConfig> configs;
   if (!inputFile.empty()) {
     llvm::SourceMgr sourceMgr;
@@ -123,7 +144,7 @@ int main(int argc, char **argv) {
     if (!input)
       return fail(firstError.empty() ? "cannot read '" + inputFile + "'"
                                      : llvm::Twine(firstError));
-    configs = collectDecodeConfigs(*input, numWarps);
+    configs = collectDecodeConfigs(*input, kernelOptions);
     if (configs.empty())
       return fail("'" + inputFile + "' holds no paged_attn.decode op");
   } else {
@@ -140,7 +161,7 @@ int main(int argc, char **argv) {
     config.pageSize = pageSize;
     config.elementType = *elemType;
     config.layout = *kvLayout;
-    config.numWarps = numWarps;
+    config.setOptions(kernelOptions);
     configs.push_back(config);
   }
 

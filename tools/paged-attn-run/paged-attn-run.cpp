@@ -23,6 +23,7 @@
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +44,7 @@ struct Options {
   uint64_t seed = 1;
   std::string kernels, chip = "sm_90";
   bool checkOnly = false, json = false, checkPageTable = false;
+  bool hostOverhead = false;
 };
 
 void usage() {
@@ -57,7 +59,8 @@ void usage() {
       "  --kernels PATH             manifest or directory of manifests\n"
       "  --chip sm_XX               when compiling in-process\n"
       "  --warmup N --iters N --seed N\n"
-      "  --check-only --json --check-page-table\n");
+      "  --check-only --json --check-page-table\n"
+      "  --host-overhead            time the host side of decode() calls\n");
 }
 
 bool parseInt(const char *s, int64_t *out) {
@@ -182,6 +185,8 @@ int parseArgs(int argc, char **argv, Options &o) {
       o.json = true;
     } else if (a == "--check-page-table") {
       o.checkPageTable = true;
+    } else if (a == "--host-overhead") {
+      o.hostOverhead = true;
     } else if (a == "--help" || a == "-h") {
       usage();
       std::exit(0);
@@ -449,6 +454,37 @@ int main(int argc, char **argv) {
                   o.config.name().c_str(), device.c_str(), check.relError,
                   check.passed ? "true" : "false");
     return check.passed ? 0 : 1;
+  }
+
+  if (o.hostOverhead) {
+    // Host time per decode() call: many back-to-back launches of a problem
+    // small enough that the GPU keeps up, timed on the CPU.
+    const int calls = 5000;
+    for (int i = 0; i < 100; ++i)
+      if (!(s = decoder->decode(params, nullptr)))
+        return fail(s);
+    if (!(s = synchronize()))
+      return fail(s);
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i)
+      if (!(s = decoder->decode(params, nullptr)))
+        return fail(s);
+    double us = std::chrono::duration<double, std::micro>(
+                    std::chrono::steady_clock::now() - start)
+                    .count() /
+                calls;
+    if (!(s = synchronize()))
+      return fail(s);
+    if (o.json)
+      std::printf("{\"config\": \"%s\", \"device\": \"%s\", "
+                  "\"host_us_per_call\": %.3f, \"calls\": %d, "
+                  "\"num_splits\": %d}\n",
+                  o.config.name().c_str(), device.c_str(), us, calls, splits);
+    else
+      std::printf("host overhead: %.2f us per decode() call (%d calls, %d "
+                  "split(s))\n",
+                  us, calls, splits);
+    return 0;
   }
 
   // Timing: rotate among input sets whose KV together exceeds L2 several

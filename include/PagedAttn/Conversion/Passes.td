@@ -34,6 +34,14 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
            "Chunks each sequence is split into by the emitted host code">,
     Option<"numWarps", "num-warps", "int64_t", /*default=*/"4",
            "Warps per CTA of the decode kernel">,
+    Option<"tokensPerLaneGroup", "tokens-per-lane-group", "int64_t",
+           /*default=*/"0",
+           "Tokens a lane group loads per loop iteration (0: by registers)">,
+    Option<"maxHeadsPerCTA", "max-heads-per-cta", "int64_t", /*default=*/"0",
+           "Most query heads one CTA serves (0: by registers)">,
+    Option<"prefetchPageTable", "prefetch-page-table", "bool",
+           /*default=*/"true",
+           "Load the next iteration's page-table entries during this one">,
   ];
 }
 

@@ -27,6 +27,18 @@ struct PagedAttnToPTXOptions
   PassOptions::Option<int64_t> numWarps{
       *this, "num-warps", llvm::cl::desc("Warps per CTA of the decode kernel"),
       llvm::cl::init(4)};
+  PassOptions::Option<int64_t> tokensPerLaneGroup{
+      *this, "tokens-per-lane-group",
+      llvm::cl::desc("Tokens a lane group loads per loop iteration (0: auto)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> maxHeadsPerCTA{
+      *this, "max-heads-per-cta",
+      llvm::cl::desc("Most query heads one CTA serves (0: auto)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<bool> prefetchPageTable{
+      *this, "prefetch-page-table",
+      llvm::cl::desc("Load the next iteration's page-table entries early"),
+      llvm::cl::init(true)};
   PassOptions::Option<int64_t> numSplits{
       *this, "num-splits",
       llvm::cl::desc("Chunks per sequence in the emitted host code"),

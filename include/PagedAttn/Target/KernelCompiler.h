@@ -38,8 +38,8 @@ FailureOr<OwningOpRef<ModuleOp>>
 buildDecodeModule(MLIRContext *ctx, ArrayRef<DecodeKernelConfig> configs);
 
 /// The configs of all decode ops in `module`, without duplicates.
-SmallVector<DecodeKernelConfig> collectDecodeConfigs(ModuleOp module,
-                                                     int64_t numWarps);
+SmallVector<DecodeKernelConfig>
+collectDecodeConfigs(ModuleOp module, const DecodeKernelOptions &options);
 
 /// The PTX of the gpu.binary ops in `module` (format=isa objects).
 FailureOr<std::string> extractPTX(ModuleOp module);

@@ -9,7 +9,15 @@
 using namespace mlir;
 using namespace mlir::paged_attn;
 
-DecodeKernelConfig DecodeKernelConfig::fromOp(DecodeOp op, int64_t numWarps) {
+void DecodeKernelConfig::setOptions(const DecodeKernelOptions &options) {
+  numWarps = options.numWarps;
+  tokensPerLaneGroup = options.tokensPerLaneGroup;
+  maxHeadsPerCTA = options.maxHeadsPerCTA;
+  prefetchPageTable = options.prefetchPageTable;
+}
+
+DecodeKernelConfig
+DecodeKernelConfig::fromOp(DecodeOp op, const DecodeKernelOptions &options) {
   DecodeKernelConfig config;
   config.numHeads = op.getNumHeads();
   config.numKVHeads = op.getNumKVHeads();
@@ -17,7 +25,7 @@ DecodeKernelConfig DecodeKernelConfig::fromOp(DecodeOp op, int64_t numWarps) {
   config.pageSize = op.getPageSize();
   config.elementType = op.getElementType();
   config.layout = op.getLayout();
-  config.numWarps = numWarps;
+  config.setOptions(options);
   return config;
 }
 
@@ -30,12 +38,15 @@ int64_t DecodeKernelConfig::threadsPerToken() const {
 
 int64_t DecodeKernelConfig::headsPerCTA() const {
   for (int64_t heads = groupSize(); heads > 1; --heads)
-    if (groupSize() % heads == 0 && heads * elemsPerThread() <= 64)
+    if (groupSize() % heads == 0 && heads * elemsPerThread() <= 64 &&
+        (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
       return heads;
   return 1;
 }
 
 int64_t DecodeKernelConfig::tokensPerGroupIteration() const {
+  if (tokensPerLaneGroup > 0)
+    return tokensPerLaneGroup;
   // Keep the K and V slices loaded ahead within about 32 registers.
   int64_t regsPerToken =
       std::max<int64_t>(1, elemsPerThread() * elementBytes() / 4);

@@ -415,33 +415,73 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
     init.acc.emplace_back(vecsPerThread, e.zeroVector(vecElems));
   }
 
+  // The physical page of token `base + group + u * numGroups`, clamped to
+  // `lastToken`: tokens past a chunk's end read its last token (and are
+  // masked), so every load stays inside the sequence.
+  auto loadPage = [&](Value base, int64_t u, Value lastToken) -> Value {
+    Value token = e.add(base, e.add(group, e.index(u * numGroups)));
+    Value logicalPage = e.div(e.min(token, lastToken), e.index(c.pageSize));
+    return e.toIndex(memref::LoadOp::create(b, blockTable,
+                                            ValueRange{batch, logicalPage}));
+  };
+
+  // With prefetching, the pages of the first iteration are loaded before
+  // the loop and each iteration loads the next one's, so the page-table
+  // load is off the K/V loads' critical path.
+  SmallVector<Value> loopInit = init.flatten();
+  const size_t numStateValues = loopInit.size();
+  if (c.prefetchPageTable) {
+    auto nonEmpty = arith::CmpIOp::create(b, arith::CmpIPredicate::ult,
+                                          chunkBegin, chunkEnd);
+    SmallVector<Type> pageTypes(unroll, b.getIndexType());
+    auto first = scf::IfOp::create(b, pageTypes, nonEmpty, /*withElse=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(first.thenBlock());
+      Value lastToken = e.add(chunkEnd, e.index(-1));
+      SmallVector<Value> pages;
+      for (int64_t u = 0; u < unroll; ++u)
+        pages.push_back(loadPage(chunkBegin, u, lastToken));
+      scf::YieldOp::create(b, pages);
+      b.setInsertionPointToStart(first.elseBlock());
+      scf::YieldOp::create(b, SmallVector<Value>(unroll, e.index(0)));
+    }
+    loopInit.append(first.getResults().begin(), first.getResults().end());
+  }
+
   // Main loop: each lane group takes `unroll` tokens per iteration, loads
   // all of their K and V slices first, then updates its softmax state.
-  auto loop = scf::ForOp::create(b, chunkBegin, chunkEnd, step,
-                                 init.flatten());
+  auto loop = scf::ForOp::create(b, chunkBegin, chunkEnd, step, loopInit);
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
-    SoftmaxState s = SoftmaxState::unflatten(loop.getRegionIterArgs(), heads,
-                                             vecsPerThread);
+    ValueRange iterArgs = loop.getRegionIterArgs();
+    SoftmaxState s = SoftmaxState::unflatten(
+        iterArgs.take_front(numStateValues), heads, vecsPerThread);
     Value base = loop.getInductionVar();
     Value lastToken = e.add(chunkEnd, e.index(-1));
+
+    SmallVector<Value> pages, nextPages;
+    if (c.prefetchPageTable) {
+      pages.assign(iterArgs.begin() + numStateValues, iterArgs.end());
+      Value nextBase = e.add(base, step);
+      for (int64_t u = 0; u < unroll; ++u)
+        nextPages.push_back(loadPage(nextBase, u, lastToken));
+    } else {
+      for (int64_t u = 0; u < unroll; ++u)
+        pages.push_back(loadPage(base, u, lastToken));
+    }
 
     SmallVector<Value> valid;
     SmallVector<SmallVector<Value>> kRegs(unroll), vRegs(unroll);
     for (int64_t u = 0; u < unroll; ++u) {
       Value token = e.add(base, e.add(group, e.index(u * numGroups)));
       valid.push_back(e.ult(token, chunkEnd));
-      // Tokens past the end read the last token instead and are masked.
-      Value safeToken = e.min(token, lastToken);
-      Value logicalPage = e.div(safeToken, e.index(c.pageSize));
-      Value slot = e.rem(safeToken, e.index(c.pageSize));
-      Value page = e.toIndex(memref::LoadOp::create(
-          b, blockTable, ValueRange{batch, logicalPage}));
+      Value slot = e.rem(e.min(token, lastToken), e.index(c.pageSize));
       for (int64_t v = 0; v < vecsPerThread; ++v) {
         SmallVector<Value> idx =
-            nhd ? SmallVector<Value>{page, slot, kvHead, columns[v]}
-                : SmallVector<Value>{page, kvHead, slot, columns[v]};
+            nhd ? SmallVector<Value>{pages[u], slot, kvHead, columns[v]}
+                : SmallVector<Value>{pages[u], kvHead, slot, columns[v]};
         kRegs[u].push_back(vector::LoadOp::create(
             b, VectorType::get({vecElems}, c.elementType), kCache, idx,
             /*nontemporal=*/false, llvm::MaybeAlign(16)));
@@ -496,10 +536,12 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
       s.sum[h] = sum;
       s.acc[h] = acc;
     }
-    scf::YieldOp::create(b, s.flatten());
+    SmallVector<Value> yielded = s.flatten();
+    yielded.append(nextPages);
+    scf::YieldOp::create(b, yielded);
   }
-  SoftmaxState s =
-      SoftmaxState::unflatten(loop.getResults(), heads, vecsPerThread);
+  SoftmaxState s = SoftmaxState::unflatten(
+      loop.getResults().take_front(numStateValues), heads, vecsPerThread);
 
   // Merge the lane groups of each warp.
   for (int64_t offset = threadsPerToken; offset < 32; offset *= 2) {

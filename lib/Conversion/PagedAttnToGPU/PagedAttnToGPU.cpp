@@ -45,8 +45,9 @@ static Value castTo(ImplicitLocOpBuilder &b, Value v, Type type) {
 }
 
 static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
-                          int64_t numWarps, int64_t numSplitsOption) {
-  DecodeKernelConfig config = DecodeKernelConfig::fromOp(op, numWarps);
+                          const DecodeKernelOptions &options,
+                          int64_t numSplitsOption) {
+  DecodeKernelConfig config = DecodeKernelConfig::fromOp(op, options);
   OpBuilder builder(op);
   gpu::GPUFuncOp decode =
       getOrBuildDecodeKernel(builder, kernelModule, config);
@@ -140,9 +141,19 @@ struct ConvertPagedAttnToGPUPass
       return signalPassFailure();
     if (ops.empty())
       return;
+    if (tokensPerLaneGroup < 0 || tokensPerLaneGroup > 16) {
+      module.emitError() << "tokens-per-lane-group must be in [0, 16], got "
+                         << static_cast<int64_t>(tokensPerLaneGroup);
+      return signalPassFailure();
+    }
+    DecodeKernelOptions options;
+    options.numWarps = numWarps;
+    options.tokensPerLaneGroup = tokensPerLaneGroup;
+    options.maxHeadsPerCTA = maxHeadsPerCTA;
+    options.prefetchPageTable = prefetchPageTable;
     gpu::GPUModuleOp kernelModule = getOrCreateKernelModule(module);
     for (DecodeOp op : ops)
-      lowerDecodeOp(op, kernelModule, numWarps, numSplits);
+      lowerDecodeOp(op, kernelModule, options, numSplits);
   }
 };
 } // namespace

@@ -1,5 +1,15 @@
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu=num-splits=4 -canonicalize -cse | FileCheck %s
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu -canonicalize -cse | FileCheck %s --check-prefix=UNSPLIT
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="prefetch-page-table=false tokens-per-lane-group=2" -canonicalize -cse | FileCheck %s --check-prefix=NOPREFETCH
+
+// Without prefetching the page-table load sits in the loop before the K/V
+// loads that use it; two tokens per lane group make 16 per iteration.
+// NOPREFETCH: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
+// NOPREFETCH-NOT: scf.if
+// NOPREFETCH: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c16 iter_args(
+// NOPREFETCH: %[[PAGE:.*]] = memref.load %{{.*}}[%block_id_y, %{{.*}}]
+// NOPREFETCH: %[[PIDX:.*]] = arith.index_castui %[[PAGE]] : i32 to index
+// NOPREFETCH: vector.load %{{.*}}[%[[PIDX]], %{{.*}}, %block_id_x, %{{.*}}] {alignment = 16 : i64}
 
 // Host side: the split-KV workspace, casts to the kernels' strided argument
 // types, the decode launch over (kv heads, batch, splits) and the merge.
@@ -53,13 +63,18 @@ func.func @same_config(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // q of the four heads, loaded once as 16-byte vectors.
 // CHECK-COUNT-4: vector.load %[[KQ]]{{.*}} {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
-// The main loop: 32 tokens per iteration (4 warps x 2 lane groups x 4).
-// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c32 iter_args(
-// The page table, then K and V rows (nhd: [page, slot, kv head, column]).
-// CHECK: %[[PAGE:.*]] = memref.load %[[KBT]][%block_id_y, %{{.*}}]
-// CHECK: %[[PIDX:.*]] = arith.index_castui %[[PAGE]] : i32 to index
-// CHECK: vector.load %[[KK]][%[[PIDX]], %{{.*}}, %block_id_x, %{{.*}}] {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
-// CHECK: vector.load %[[KV]][%[[PIDX]], %{{.*}}, %block_id_x, %{{.*}}] {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
+// The first iteration's four page-table entries, loaded before the loop
+// when the chunk is not empty.
+// CHECK: scf.if %{{.*}} -> (index, index, index, index) {
+// CHECK-COUNT-4: memref.load %[[KBT]][%block_id_y, %{{.*}}]
+// The main loop: 32 tokens per iteration (4 warps x 2 lane groups x 4),
+// carrying the softmax state (4 max, 4 sum, 4 accumulators) and the pages.
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c32 iter_args({{.*}}, %[[P0:[a-z0-9]+]] = %{{.*}}#0, %{{.*}} = %{{.*}}#1, %{{.*}} = %{{.*}}#2, %{{.*}} = %{{.*}}#3) -> ({{.*}}index, index, index, index)
+// The next iteration's pages are loaded first, then K and V rows
+// (nhd: [page, slot, kv head, column]) with this iteration's pages.
+// CHECK-COUNT-4: memref.load %[[KBT]][%block_id_y, %{{.*}}]
+// CHECK: vector.load %[[KK]][%[[P0]], %{{.*}}, %block_id_x, %{{.*}}] {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
+// CHECK: vector.load %[[KV]][%[[P0]], %{{.*}}, %block_id_x, %{{.*}}] {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
 // Logits: a butterfly over the 16 lanes of a row (offsets 8, 4, 2, 1).
 // CHECK: gpu.shuffle xor %{{.*}}, %c8_i32, %c32_i32 : f32
 // CHECK: gpu.shuffle xor %{{.*}}, %c4_i32, %c32_i32 : f32

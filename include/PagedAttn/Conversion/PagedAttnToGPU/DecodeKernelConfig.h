@@ -16,6 +16,17 @@
 namespace mlir {
 namespace paged_attn {
 
+/// Code-generation choices that do not change what a kernel computes.
+struct DecodeKernelOptions {
+  int64_t numWarps = 4;
+  /// Tokens each lane group loads per loop iteration; 0 picks by registers.
+  int64_t tokensPerLaneGroup = 0;
+  /// Cap on the query heads one CTA serves; 0 picks by registers.
+  int64_t maxHeadsPerCTA = 0;
+  /// Load the next iteration's page-table entries during this one.
+  bool prefetchPageTable = true;
+};
+
 struct DecodeKernelConfig {
   int64_t numHeads = 0;
   int64_t numKVHeads = 0;
@@ -24,9 +35,14 @@ struct DecodeKernelConfig {
   Type elementType;
   KVLayout layout = KVLayout::nhd;
   int64_t numWarps = 4;
+  int64_t tokensPerLaneGroup = 0;
+  int64_t maxHeadsPerCTA = 0;
+  bool prefetchPageTable = true;
 
   /// The config of a verified decode op.
-  static DecodeKernelConfig fromOp(DecodeOp op, int64_t numWarps);
+  static DecodeKernelConfig fromOp(DecodeOp op,
+                                   const DecodeKernelOptions &options);
+  void setOptions(const DecodeKernelOptions &options);
 
   int64_t elementBytes() const {
     return elementType.getIntOrFloatBitWidth() / 8;
@@ -48,11 +64,13 @@ struct DecodeKernelConfig {
   /// Tokens a warp works on at once (one per lane group).
   int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
   /// Query heads one CTA serves: the largest divisor of the group size that
-  /// keeps q and the accumulators of a thread within 64 registers each.
+  /// keeps q and the accumulators of a thread within 64 registers each (and
+  /// within maxHeadsPerCTA when set).
   int64_t headsPerCTA() const;
   /// CTAs along grid x for one KV head.
   int64_t ctasPerKVHead() const { return groupSize() / headsPerCTA(); }
-  /// Tokens each lane group loads before it computes (loads in flight).
+  /// Tokens each lane group loads before it computes (loads in flight):
+  /// tokensPerLaneGroup when set, else by registers.
   int64_t tokensPerGroupIteration() const;
   int64_t blockSize() const { return numWarps * 32; }
   /// Tokens a CTA consumes per loop iteration; split-KV chunks are rounded

@@ -203,9 +203,31 @@ def time_fn(fns, iters, warmup):
     return statistics.median(times)
 
 
+READ_CEILING_PTX = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tools", "paged-attn-run",
+                                "read_ceiling.ptx")
+
+
 def read_ceiling_tbps():
+    """The streaming read paged-attn-run uses (through CuPy), else a Triton
+    read, else torch.sum: the best of those that run."""
     n = 1 << 30  # bytes
     buf = torch.ones(n // 4, dtype=torch.int32, device="cuda")
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    candidates = []
+    try:
+        import cupy
+        module = cupy.RawModule(path=READ_CEILING_PTX)
+        kernel = module.get_function("read_ceiling")
+        dst = torch.zeros(16, dtype=torch.int32, device="cuda")
+        args = (cupy.uint64(buf.data_ptr()), cupy.uint64(n // 64),
+                cupy.uint64(dst.data_ptr()))
+        stream = torch.cuda.current_stream().cuda_stream
+        candidates.append(("PTX streaming read (read_ceiling.ptx)",
+                           lambda: kernel((sms * 8,), (256,), args,
+                                          stream=cupy.cuda.ExternalStream(stream))))
+    except Exception:  # noqa: BLE001 - fall back to the others
+        pass
     try:
         import triton
         import triton.language as tl
@@ -219,17 +241,20 @@ def read_ceiling_tbps():
                 acc ^= tl.load(x + offs, mask=offs < n, other=0)
             tl.store(out + pid * BLOCK + tl.arange(0, BLOCK), acc)
 
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
-        grid = sms * 4
-        block = 4096
-        out = torch.empty(grid * block, dtype=torch.int32, device="cuda")
-        fn = lambda: read_kernel[(grid,)](buf, out, buf.numel(), BLOCK=block)
-        how = "triton streaming read"
-    except Exception:  # noqa: BLE001 - any failure falls back to torch
-        fn = lambda: buf.sum()
-        how = "torch.sum"
-    ms = time_fn([fn], 30, 5)
-    return n / (ms * 1e-3) / 1e12, how
+        out = torch.empty(sms * 4 * 4096, dtype=torch.int32, device="cuda")
+        candidates.append(("Triton streaming read", lambda: read_kernel[(sms * 4,)](
+            buf, out, buf.numel(), BLOCK=4096)))
+    except Exception:  # noqa: BLE001
+        pass
+    candidates.append(("torch.sum", lambda: buf.sum()))
+    best = (0.0, "")
+    for how, fn in candidates:
+        try:
+            ms = time_fn([fn], 30, 5)
+        except Exception:  # noqa: BLE001
+            continue
+        best = max(best, (n / (ms * 1e-3) / 1e12, how))
+    return best
 
 
 # ---------------------------------------------------------------------------
@@ -284,7 +309,7 @@ def run_case(pa, c, args):
     result["rel_error"] = err
 
     # Peers on contiguous KV (equal lengths only: they read no page table).
-    if not c.ragged:
+    if not c.ragged and args.peers:
         contig = []
         for inp in inputs:
             k4 = gather_contiguous(inp["k"], inp["bt"], inp["max_len"]).contiguous()
@@ -300,7 +325,9 @@ def run_case(pa, c, args):
                     result["us"][name] = time_fn(fns, args.iters, args.warmup) * 1e3
             except RuntimeError as e:
                 result.setdefault("skipped", {})[name] = str(e).splitlines()[0][:160]
-        if args.flex and c.group == "main":
+        # FlexAttention compiles per shape (tens of seconds): two cases.
+        if args.flex and (c.batch, c.seq_len) in ((1, 32768), (32, 4096)) \
+                and c.group == "main":
             try:
                 from torch.nn.attention.flex_attention import flex_attention
                 flex = torch.compile(flex_attention, dynamic=False)
@@ -408,6 +435,10 @@ def main():
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--flex", action="store_true")
+    ap.add_argument("--filter", default="",
+                    help="only cases whose name contains this")
+    ap.add_argument("--no-peers", dest="peers", action="store_false",
+                    help="time PagedAttn alone (for comparing kernel variants)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -417,6 +448,8 @@ def main():
     print(f"{card}: read ceiling {ceiling:.2f} TB/s ({how})", flush=True)
     results = []
     for c in cases(args.cases):
+        if args.filter and args.filter not in c.name():
+            continue
         r = run_case(pa, c, args)
         results.append(r)
         summary = ", ".join(f"{k} {v:.1f} us ({r['tbps'][k]:.2f} TB/s)"

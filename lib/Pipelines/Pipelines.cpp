@@ -50,6 +50,7 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   toGPU.tokensPerLaneGroup = options.tokensPerLaneGroup;
   toGPU.maxHeadsPerCTA = options.maxHeadsPerCTA;
   toGPU.prefetchPageTable = options.prefetchPageTable;
+  toGPU.minCTAsPerSM = options.minCTAsPerSM;
   pm.addPass(createConvertPagedAttnToGPU(toGPU));
 
   GpuNVVMAttachTargetOptions target;

@@ -541,9 +541,10 @@ int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
   int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
   if (ctas <= 0 || maxSeqLen <= 0)
     return 1;
-  // Aim for two CTAs per SM, but keep each chunk at least a few loop
+  // Aim for four CTAs per SM (measured best on H200 for 1 x 32k, 1 x 128k
+  // and 32 x 4k: bench/NOTES.md), but keep each chunk at least a few loop
   // iterations long so the merge stays cheap.
-  int64_t target = 2 * int64_t(multiprocessorCount);
+  int64_t target = 4 * int64_t(multiprocessorCount);
   if (ctas >= target)
     return 1;
   int64_t splits = (target + ctas - 1) / ctas;

@@ -131,7 +131,8 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
                           {"num_warps", c.numWarps},
                           {"tokens_per_lane_group",
                            c.tokensPerGroupIteration()},
-                          {"prefetch_page_table", c.prefetchPageTable}}},
+                          {"prefetch_page_table", c.prefetchesPageTable()},
+                          {"min_ctas_per_sm", c.minCTAsPerSM}}},
       {"decode",
        llvm::json::Object{
            {"name", c.decodeKernelName()},
@@ -196,7 +197,9 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
     pipeline.numWarps = first.numWarps;
     pipeline.tokensPerLaneGroup = first.tokensPerLaneGroup;
     pipeline.maxHeadsPerCTA = first.maxHeadsPerCTA;
-    pipeline.prefetchPageTable = first.prefetchPageTable;
+    pipeline.prefetchPageTable =
+        stringifyPageTablePrefetch(first.prefetchPageTable).str();
+    pipeline.minCTAsPerSM = first.minCTAsPerSM;
   }
   buildPagedAttnToPTXPipeline(pm, pipeline);
   if (failed(pm.run(**module)))

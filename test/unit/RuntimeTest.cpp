@@ -212,8 +212,10 @@ TEST_F(RuntimeTest, WorkspaceSizes) {
 }
 
 TEST_F(RuntimeTest, SplitHeuristic) {
-  // Enough CTAs to fill the machine: no split.
-  EXPECT_EQ(decoder->chooseNumSplits(64, 2048, 132), 1);
+  // Enough CTAs to fill the machine (four per SM): no split.
+  EXPECT_EQ(decoder->chooseNumSplits(128, 2048, 132), 1);
+  // 32 x 8 KV heads = 256 CTAs: split in 3 to reach 4 x 132.
+  EXPECT_EQ(decoder->chooseNumSplits(32, 4096, 132), 3);
   // One sequence: split to fill the SMs, bounded by the length.
   EXPECT_GT(decoder->chooseNumSplits(1, 32768, 132), 16);
   EXPECT_EQ(decoder->chooseNumSplits(1, 100, 132), 1);

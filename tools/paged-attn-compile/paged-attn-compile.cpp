@@ -72,9 +72,14 @@ static cl::opt<int64_t>
     maxHeadsPerCTA("max-heads-per-cta", cl::init(0),
                    cl::desc("Most query heads one CTA serves (0: auto)"),
                    cl::cat(category));
-static cl::opt<bool> prefetchPageTable(
-    "prefetch-page-table", cl::init(true),
-    cl::desc("Load the next iteration's page-table entries early"),
+static cl::opt<int64_t> minCTAsPerSM(
+    "min-ctas-per-sm", cl::init(0),
+    cl::desc("CTAs per SM ptxas must fit the decode kernel to (0: no limit)"),
+    cl::cat(category));
+static cl::opt<std::string> prefetchPageTable(
+    "prefetch-page-table", cl::init("auto"),
+    cl::desc("Load the next iteration's page-table entries early: auto, on "
+             "or off"),
     cl::cat(category));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
@@ -133,7 +138,13 @@ int main(int argc, char **argv) {
   kernelOptions.numWarps = numWarps;
   kernelOptions.tokensPerLaneGroup = tokensPerLaneGroup;
   kernelOptions.maxHeadsPerCTA = maxHeadsPerCTA;
-  kernelOptions.prefetchPageTable = prefetchPageTable;
+  std::optional<PageTablePrefetch> prefetch =
+      parsePageTablePrefetch(prefetchPageTable);
+  if (!prefetch)
+    return fail("--prefetch-page-table must be auto, on or off, got '" +
+                prefetchPageTable + "'");
+  kernelOptions.prefetchPageTable = *prefetch;
+  kernelOptions.minCTAsPerSM = minCTAsPerSM;
 
   SmallVector<DecodeKernelConfig> configs;
   if (!inputFile.empty()) {

@@ -271,73 +271,11 @@ Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
 #endif
 }
 
-/// A streaming read of `bytes` (four 16-byte loads in flight per thread):
-/// the bandwidth ceiling decode is measured against.
-const char *kReadCeilingPTX = R"(
-.version 7.0
-.target sm_80
-.address_size 64
-.visible .entry read_ceiling(.param .u64 src, .param .u64 n64, .param .u64 dst)
-{
-  .reg .pred %p<4>;
-  .reg .b32 %r<24>;
-  .reg .b64 %rd<16>;
-  ld.param.u64 %rd1, [src];
-  ld.param.u64 %rd2, [n64];
-  ld.param.u64 %rd3, [dst];
-  cvta.to.global.u64 %rd1, %rd1;
-  cvta.to.global.u64 %rd3, %rd3;
-  mov.u32 %r1, %ctaid.x;
-  mov.u32 %r2, %ntid.x;
-  mov.u32 %r3, %tid.x;
-  mov.u32 %r4, %nctaid.x;
-  mul.wide.u32 %rd4, %r1, %r2;
-  cvt.u64.u32 %rd5, %r3;
-  add.u64 %rd4, %rd4, %rd5;
-  mul.wide.u32 %rd6, %r4, %r2;
-  shl.b64 %rd7, %rd6, 4;
-  mov.b32 %r10, 0;
-  mov.b32 %r11, 0;
-  mov.b32 %r12, 0;
-  mov.b32 %r13, 0;
-LOOP:
-  setp.ge.u64 %p1, %rd4, %rd2;
-  @%p1 bra DONE;
-  shl.b64 %rd8, %rd4, 6;
-  add.u64 %rd8, %rd1, %rd8;
-  ld.global.nc.v4.u32 {%r5, %r6, %r7, %r8}, [%rd8];
-  ld.global.nc.v4.u32 {%r14, %r15, %r16, %r17}, [%rd8+16];
-  ld.global.nc.v4.u32 {%r18, %r19, %r20, %r21}, [%rd8+32];
-  ld.global.nc.v4.u32 {%r22, %r23, %r9, %r0}, [%rd8+48];
-  xor.b32 %r10, %r10, %r5;
-  xor.b32 %r11, %r11, %r6;
-  xor.b32 %r12, %r12, %r7;
-  xor.b32 %r13, %r13, %r8;
-  xor.b32 %r10, %r10, %r14;
-  xor.b32 %r11, %r11, %r15;
-  xor.b32 %r12, %r12, %r16;
-  xor.b32 %r13, %r13, %r17;
-  xor.b32 %r10, %r10, %r18;
-  xor.b32 %r11, %r11, %r19;
-  xor.b32 %r12, %r12, %r20;
-  xor.b32 %r13, %r13, %r21;
-  xor.b32 %r10, %r10, %r22;
-  xor.b32 %r11, %r11, %r23;
-  xor.b32 %r12, %r12, %r9;
-  xor.b32 %r13, %r13, %r0;
-  add.u64 %rd4, %rd4, %rd6;
-  bra LOOP;
-DONE:
-  xor.b32 %r10, %r10, %r11;
-  xor.b32 %r12, %r12, %r13;
-  xor.b32 %r10, %r10, %r12;
-  setp.ne.u32 %p2, %r10, 0x7f7f7f7f;
-  @%p2 bra END;
-  st.global.u32 [%rd3], %r10;
-END:
-  ret;
-}
-)";
+/// A streaming read (read_ceiling.ptx, embedded at build time): the
+/// bandwidth ceiling decode is measured against.
+const char *kReadCeilingPTX =
+#include "read_ceiling.ptx.inc"
+    ;
 
 /// Measures the read ceiling in TB/s over a buffer larger than L2.
 Status measureReadCeiling(double *tbps) {

@@ -39,9 +39,12 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
            "Tokens a lane group loads per loop iteration (0: by registers)">,
     Option<"maxHeadsPerCTA", "max-heads-per-cta", "int64_t", /*default=*/"0",
            "Most query heads one CTA serves (0: by registers)">,
-    Option<"prefetchPageTable", "prefetch-page-table", "bool",
-           /*default=*/"true",
-           "Load the next iteration's page-table entries during this one">,
+    Option<"prefetchPageTable", "prefetch-page-table", "std::string",
+           /*default=*/"\"auto\"",
+           "Load the next iteration's page-table entries during this one: "
+           "auto (when a thread's softmax state is small), on or off">,
+    Option<"minCTAsPerSM", "min-ctas-per-sm", "int64_t", /*default=*/"0",
+           "CTAs per SM ptxas must fit the decode kernel to (0: no limit)">,
   ];
 }
 

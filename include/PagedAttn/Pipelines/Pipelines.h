@@ -35,10 +35,15 @@ struct PagedAttnToPTXOptions
       *this, "max-heads-per-cta",
       llvm::cl::desc("Most query heads one CTA serves (0: auto)"),
       llvm::cl::init(0)};
-  PassOptions::Option<bool> prefetchPageTable{
+  PassOptions::Option<std::string> prefetchPageTable{
       *this, "prefetch-page-table",
-      llvm::cl::desc("Load the next iteration's page-table entries early"),
-      llvm::cl::init(true)};
+      llvm::cl::desc("Load the next iteration's page-table entries early: "
+                     "auto, on or off"),
+      llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> minCTAsPerSM{
+      *this, "min-ctas-per-sm",
+      llvm::cl::desc("CTAs per SM ptxas must fit the decode kernel to"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> numSplits{
       *this, "num-splits",
       llvm::cl::desc("Chunks per sequence in the emitted host code"),

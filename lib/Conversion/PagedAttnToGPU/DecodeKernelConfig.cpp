@@ -14,6 +14,7 @@ void DecodeKernelConfig::setOptions(const DecodeKernelOptions &options) {
   tokensPerLaneGroup = options.tokensPerLaneGroup;
   maxHeadsPerCTA = options.maxHeadsPerCTA;
   prefetchPageTable = options.prefetchPageTable;
+  minCTAsPerSM = options.minCTAsPerSM;
 }
 
 DecodeKernelConfig
@@ -51,6 +52,41 @@ int64_t DecodeKernelConfig::tokensPerGroupIteration() const {
   int64_t regsPerToken =
       std::max<int64_t>(1, elemsPerThread() * elementBytes() / 4);
   return std::clamp<int64_t>(16 / regsPerToken, 1, 4);
+}
+
+bool DecodeKernelConfig::prefetchesPageTable() const {
+  switch (prefetchPageTable) {
+  case PageTablePrefetch::On:
+    return true;
+  case PageTablePrefetch::Off:
+    return false;
+  case PageTablePrefetch::Auto:
+    return headsPerCTA() * elemsPerThread() <= 16;
+  }
+  return false;
+}
+
+std::optional<PageTablePrefetch>
+mlir::paged_attn::parsePageTablePrefetch(StringRef s) {
+  if (s == "auto")
+    return PageTablePrefetch::Auto;
+  if (s == "on")
+    return PageTablePrefetch::On;
+  if (s == "off")
+    return PageTablePrefetch::Off;
+  return std::nullopt;
+}
+
+StringRef mlir::paged_attn::stringifyPageTablePrefetch(PageTablePrefetch p) {
+  switch (p) {
+  case PageTablePrefetch::Auto:
+    return "auto";
+  case PageTablePrefetch::On:
+    return "on";
+  case PageTablePrefetch::Off:
+    return "off";
+  }
+  return "auto";
 }
 
 int64_t DecodeKernelConfig::sharedMemoryBytes() const {

@@ -20,6 +20,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -353,6 +354,9 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
   gpu::GPUFuncOp func = createKernel(
       builder, module, c.decodeKernelName(), getDecodeKernelArgTypes(ctx, c),
       {accSmemType, statSmemType}, c.blockSize());
+  if (c.minCTAsPerSM > 0)
+    func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                  builder.getI32IntegerAttr(c.minCTAsPerSM));
 
   ImplicitLocOpBuilder b(func.getLoc(), builder);
   b.setInsertionPointToStart(&func.getBody().front());
@@ -430,7 +434,7 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
   // load is off the K/V loads' critical path.
   SmallVector<Value> loopInit = init.flatten();
   const size_t numStateValues = loopInit.size();
-  if (c.prefetchPageTable) {
+  if (c.prefetchesPageTable()) {
     auto nonEmpty = arith::CmpIOp::create(b, arith::CmpIPredicate::ult,
                                           chunkBegin, chunkEnd);
     SmallVector<Type> pageTypes(unroll, b.getIndexType());
@@ -462,7 +466,7 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
     Value lastToken = e.add(chunkEnd, e.index(-1));
 
     SmallVector<Value> pages, nextPages;
-    if (c.prefetchPageTable) {
+    if (c.prefetchesPageTable()) {
       pages.assign(iterArgs.begin() + numStateValues, iterArgs.end());
       Value nextBase = e.add(base, step);
       for (int64_t u = 0; u < unroll; ++u)

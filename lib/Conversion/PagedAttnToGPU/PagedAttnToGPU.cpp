@@ -127,6 +127,24 @@ struct ConvertPagedAttnToGPUPass
                         << static_cast<int64_t>(numWarps);
       return signalPassFailure();
     }
+    if (tokensPerLaneGroup < 0 || tokensPerLaneGroup > 16) {
+      module.emitError() << "tokens-per-lane-group must be in [0, 16], got "
+                         << static_cast<int64_t>(tokensPerLaneGroup);
+      return signalPassFailure();
+    }
+    DecodeKernelOptions options;
+    options.numWarps = numWarps;
+    options.tokensPerLaneGroup = tokensPerLaneGroup;
+    options.maxHeadsPerCTA = maxHeadsPerCTA;
+    std::optional<PageTablePrefetch> prefetch =
+        parsePageTablePrefetch(prefetchPageTable);
+    if (!prefetch) {
+      module.emitError() << "prefetch-page-table must be auto, on or off, got '"
+                         << prefetchPageTable << "'";
+      return signalPassFailure();
+    }
+    options.prefetchPageTable = *prefetch;
+    options.minCTAsPerSM = minCTAsPerSM;
     SmallVector<DecodeOp> ops;
     WalkResult walk = module.walk([&](DecodeOp op) {
       if (!op.hasPureBufferSemantics()) {
@@ -141,16 +159,6 @@ struct ConvertPagedAttnToGPUPass
       return signalPassFailure();
     if (ops.empty())
       return;
-    if (tokensPerLaneGroup < 0 || tokensPerLaneGroup > 16) {
-      module.emitError() << "tokens-per-lane-group must be in [0, 16], got "
-                         << static_cast<int64_t>(tokensPerLaneGroup);
-      return signalPassFailure();
-    }
-    DecodeKernelOptions options;
-    options.numWarps = numWarps;
-    options.tokensPerLaneGroup = tokensPerLaneGroup;
-    options.maxHeadsPerCTA = maxHeadsPerCTA;
-    options.prefetchPageTable = prefetchPageTable;
     gpu::GPUModuleOp kernelModule = getOrCreateKernelModule(module);
     for (DecodeOp op : ops)
       lowerDecodeOp(op, kernelModule, options, numSplits);

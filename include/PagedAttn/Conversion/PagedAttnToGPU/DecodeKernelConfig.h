@@ -11,10 +11,15 @@
 
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
+#include <optional>
 #include <string>
 
 namespace mlir {
 namespace paged_attn {
+
+/// Whether the decode loop loads the next iteration's page-table entries
+/// during the current one.
+enum class PageTablePrefetch { Auto, On, Off };
 
 /// Code-generation choices that do not change what a kernel computes.
 struct DecodeKernelOptions {
@@ -23,8 +28,13 @@ struct DecodeKernelOptions {
   int64_t tokensPerLaneGroup = 0;
   /// Cap on the query heads one CTA serves; 0 picks by registers.
   int64_t maxHeadsPerCTA = 0;
-  /// Load the next iteration's page-table entries during this one.
-  bool prefetchPageTable = true;
+  /// Auto prefetches only when a thread's softmax state is small: the
+  /// prefetched entries cost registers, which the larger GQA kernels need
+  /// for occupancy (measured on H200, bench/NOTES.md).
+  PageTablePrefetch prefetchPageTable = PageTablePrefetch::Auto;
+  /// Ask ptxas to fit this many CTAs per SM (nvvm.minctasm), trading
+  /// registers for occupancy; 0 leaves the register count to ptxas.
+  int64_t minCTAsPerSM = 0;
 };
 
 struct DecodeKernelConfig {
@@ -37,7 +47,8 @@ struct DecodeKernelConfig {
   int64_t numWarps = 4;
   int64_t tokensPerLaneGroup = 0;
   int64_t maxHeadsPerCTA = 0;
-  bool prefetchPageTable = true;
+  PageTablePrefetch prefetchPageTable = PageTablePrefetch::Auto;
+  int64_t minCTAsPerSM = 0;
 
   /// The config of a verified decode op.
   static DecodeKernelConfig fromOp(DecodeOp op,
@@ -73,6 +84,8 @@ struct DecodeKernelConfig {
   /// tokensPerLaneGroup when set, else by registers.
   int64_t tokensPerGroupIteration() const;
   int64_t blockSize() const { return numWarps * 32; }
+  /// Whether the kernel prefetches page-table entries (resolves Auto).
+  bool prefetchesPageTable() const;
   /// Tokens a CTA consumes per loop iteration; split-KV chunks are rounded
   /// up to a multiple of it.
   int64_t tokensPerIteration() const {
@@ -98,6 +111,10 @@ struct DecodeKernelConfig {
   /// Threads per CTA of the page-table check kernel.
   int64_t checkBlockSize() const { return 128; }
 };
+
+/// "auto", "on" or "off"; std::nullopt for anything else.
+std::optional<PageTablePrefetch> parsePageTablePrefetch(llvm::StringRef s);
+llvm::StringRef stringifyPageTablePrefetch(PageTablePrefetch p);
 
 } // namespace paged_attn
 } // namespace mlir

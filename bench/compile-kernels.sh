@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Compiles the kernels bench_decode.py uses into DIR (one manifest per
+# config): compile-kernels.sh DIR [--main-only] [paged-attn-compile flags...]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+compile="${PAGED_ATTN_COMPILE:-$root/build/bin/paged-attn-compile}"
+out="$1"
+shift
+configs=("32 8 128 16 bf16")
+if [ "${1:-}" = "--main-only" ]; then
+  shift
+else
+  configs+=("32 32 128 16 bf16" "64 8 128 16 bf16" "28 4 128 16 bf16"
+            "32 8 64 16 bf16" "32 8 256 16 bf16" "32 8 128 1 bf16"
+            "32 8 128 128 bf16" "32 8 128 16 f16")
+fi
+mkdir -p "$out"
+for c in "${configs[@]}"; do
+  set -- $c "$@"
+  hq=$1 hkv=$2 d=$3 page=$4 dtype=$5
+  shift 5
+  "$compile" --num-heads "$hq" --num-kv-heads "$hkv" --head-dim "$d" \
+    --page-size "$page" --dtype "$dtype" --layout nhd --chip sm_90 "$@" \
+    -o "$out/h${hq}_kv${hkv}_d${d}_p${page}_${dtype}"
+done

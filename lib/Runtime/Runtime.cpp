@@ -6,6 +6,7 @@
 #include "Json.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -101,7 +102,14 @@ struct KernelSpec {
   int64_t decodeBlock = 128, mergeBlock = 32, checkBlock = 128;
   int64_t tokensPerIteration = 1;
   std::shared_ptr<const std::string> ptx; // NUL-terminated
+  /// Never reused within a process, unlike addresses: cache keys.
+  uint64_t id = 0, ptxId = 0;
 };
+
+static uint64_t nextUniqueId() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
 } // namespace paged_attn
 
 struct KernelLibrary::Impl {
@@ -215,6 +223,7 @@ static Status parseKernel(const json::Value &entry, const std::string &where,
                  "'");
   }
   spec->ptx = std::move(ptx);
+  spec->id = nextUniqueId();
   *result = std::move(spec);
   return Status::ok();
 }
@@ -258,11 +267,13 @@ Status KernelLibrary::load(const std::string &manifestPath,
                   manifestPath + ": no 'kernels' entries");
 
   std::shared_ptr<KernelLibrary> library(new KernelLibrary);
+  uint64_t ptxId = nextUniqueId();
   for (const json::Value &entry : kernels->array) {
     std::unique_ptr<KernelSpec> spec;
     Status s = parseKernel(entry, manifestPath, ptx, &spec);
     if (!s)
       return s;
+    spec->ptxId = ptxId;
     library->impl_->specs.push_back(std::move(spec));
   }
   *result = std::move(library);
@@ -339,14 +350,14 @@ public:
   Status lookup(const Driver &d, CUcontext ctx, const KernelSpec &spec,
                 LoadedKernels *out) {
     std::lock_guard<std::mutex> lock(mutex);
-    auto key = std::make_pair(ctx, &spec);
+    auto key = std::make_pair(ctx, spec.id);
     auto it = kernels.find(key);
     if (it != kernels.end()) {
       *out = it->second;
       return Status::ok();
     }
     CUmodule module = nullptr;
-    auto modKey = std::make_pair(ctx, spec.ptx.get());
+    auto modKey = std::make_pair(ctx, spec.ptxId);
     auto mit = modules.find(modKey);
     if (mit != modules.end()) {
       module = mit->second;
@@ -405,8 +416,8 @@ private:
   }
 
   std::mutex mutex;
-  std::map<std::pair<CUcontext, const std::string *>, CUmodule> modules;
-  std::map<std::pair<CUcontext, const KernelSpec *>, LoadedKernels> kernels;
+  std::map<std::pair<CUcontext, uint64_t>, CUmodule> modules;
+  std::map<std::pair<CUcontext, uint64_t>, LoadedKernels> kernels;
   std::map<CUdevice, int> smCounts;
 };
 
@@ -466,17 +477,34 @@ public:
     push(slot);
   }
   void **pointers() {
-    ptrs.clear();
-    for (uint64_t &slot : slots)
-      ptrs.push_back(&slot);
-    return ptrs.data();
+    for (int i = 0; i < count; ++i)
+      ptrs[i] = &slots[i];
+    return ptrs;
   }
 
 private:
-  void push(uint64_t v) { slots.push_back(v); }
-  std::vector<uint64_t> slots;
-  std::vector<void *> ptrs;
+  // The decode kernel has the most: 6 memrefs of rank <= 4, 2 workspace
+  // memrefs and 2 scalars, at most 10 + 8 * 11 slots. Fixed arrays keep a
+  // launch free of heap allocations.
+  static constexpr int kMaxSlots = 100;
+  void push(uint64_t v) {
+    if (count < kMaxSlots)
+      slots[count++] = v;
+  }
+  uint64_t slots[kMaxSlots];
+  void *ptrs[kMaxSlots];
+  int count = 0;
 };
+
+/// What the last decode() on this thread resolved: a repeated launch in the
+/// same context skips the module cache's lock and lookups.
+struct LaunchCache {
+  uint64_t specId = 0;
+  CUcontext ctx = nullptr;
+  LoadedKernels kernels;
+  int multiprocessors = 0;
+};
+thread_local LaunchCache lastLaunch;
 } // namespace
 
 Status paged_attn::getDeviceInfo(int ordinal, std::string *name,
@@ -571,23 +599,22 @@ Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
 
 /// Checks `t` against an expected rank, dtype and shape (-1: any size).
 static Status checkTensor(const char *name, const Tensor &t, DType dtype,
-                          const std::vector<int64_t> &shape,
+                          const int64_t *shape, int rank,
                           const char *shapeDoc, bool vectorRows) {
   if (!t.data)
     return invalid(std::string(name) + " is a null pointer");
-  if (t.rank != int(shape.size()))
+  if (t.rank != rank)
     return invalid(std::string(name) + " must have rank " +
-                   std::to_string(shape.size()) + " (" + shapeDoc +
-                   "), got " + std::to_string(t.rank));
+                   std::to_string(rank) + " (" + shapeDoc + "), got " +
+                   std::to_string(t.rank));
   if (t.dtype != dtype)
     return invalid(std::string(name) + " has dtype " + dtypeName(t.dtype) +
                    ", expected " + dtypeName(dtype));
-  int d = 0;
-  for (int64_t expected : shape) {
+  for (int d = 0; d < rank; ++d) {
+    int64_t expected = shape[d];
     if (t.sizes[d] < 0 || (expected >= 0 && t.sizes[d] != expected))
       return invalid(std::string(name) + " has shape " + shapeString(t) +
                      ", expected " + shapeDoc);
-    ++d;
   }
   if (vectorRows) {
     size_t bytes = dtypeBytes(dtype);
@@ -613,27 +640,30 @@ Status Decoder::validate(const DecodeParams &p, int64_t *batchOut,
   const KernelConfig &c = config_;
   int64_t batch = p.q.rank == 3 ? p.q.sizes[0] : -1;
   Status s;
-  if (!(s = checkTensor("q", p.q, c.dtype, {-1, c.numHeads, c.headDim},
+  const int64_t qShape[] = {-1, c.numHeads, c.headDim};
+  if (!(s = checkTensor("q", p.q, c.dtype, qShape, 3,
                         "[batch, num_heads, head_dim]", true)))
     return s;
   bool nhd = c.layout == Layout::NHD;
   int64_t pages = p.kCache.rank == 4 ? p.kCache.sizes[0] : -1;
   const char *cacheDoc = nhd ? "[num_pages, page_size, num_kv_heads, head_dim]"
                              : "[num_pages, num_kv_heads, page_size, head_dim]";
-  std::vector<int64_t> cacheShape =
-      nhd ? std::vector<int64_t>{pages, c.pageSize, c.numKVHeads, c.headDim}
-          : std::vector<int64_t>{pages, c.numKVHeads, c.pageSize, c.headDim};
-  if (!(s = checkTensor("k_cache", p.kCache, c.dtype, cacheShape, cacheDoc,
+  const int64_t cacheShape[] = {pages, nhd ? c.pageSize : c.numKVHeads,
+                                nhd ? c.numKVHeads : c.pageSize, c.headDim};
+  const int64_t tableShape[] = {batch, -1};
+  const int64_t lensShape[] = {batch};
+  const int64_t outShape[] = {batch, c.numHeads, c.headDim};
+  if (!(s = checkTensor("k_cache", p.kCache, c.dtype, cacheShape, 4, cacheDoc,
                         true)) ||
-      !(s = checkTensor("v_cache", p.vCache, c.dtype, cacheShape, cacheDoc,
+      !(s = checkTensor("v_cache", p.vCache, c.dtype, cacheShape, 4, cacheDoc,
                         true)))
     return s;
-  if (!(s = checkTensor("block_table", p.blockTable, DType::I32, {batch, -1},
-                        "[batch, max_pages]", false)) ||
-      !(s = checkTensor("seq_lens", p.seqLens, DType::I32, {batch}, "[batch]",
-                        false)) ||
-      !(s = checkTensor("out", p.out, c.dtype, {batch, c.numHeads, c.headDim},
-                        "the shape of q", true)))
+  if (!(s = checkTensor("block_table", p.blockTable, DType::I32, tableShape,
+                        2, "[batch, max_pages]", false)) ||
+      !(s = checkTensor("seq_lens", p.seqLens, DType::I32, lensShape, 1,
+                        "[batch]", false)) ||
+      !(s = checkTensor("out", p.out, c.dtype, outShape, 3, "the shape of q",
+                        true)))
     return s;
   if (batch > 65535)
     return invalid("batch " + std::to_string(batch) +
@@ -665,24 +695,35 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   const Driver *d;
   if (!(s = requireDriver(&d)))
     return s;
-  CUcontext ctx;
-  CUdevice device;
-  if (!(s = currentContext(*d, &ctx, &device)))
-    return s;
+  // The kernels and SM count for the current context: from this thread's
+  // last launch when it used the same context and kernels.
+  CUcontext current = nullptr;
+  d->cuCtxGetCurrent(&current);
+  LaunchCache &cache = lastLaunch;
+  if (!current || cache.ctx != current || cache.specId != spec_->id) {
+    CUcontext ctx;
+    CUdevice device;
+    if (!(s = currentContext(*d, &ctx, &device)))
+      return s;
+    LoadedKernels loaded;
+    if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &loaded)))
+      return s;
+    cache.ctx = ctx;
+    cache.specId = spec_->id;
+    cache.kernels = loaded;
+    cache.multiprocessors = ModuleCache::get().multiprocessorCount(*d, device);
+  }
   if (batch == 0)
     return Status::ok();
   CUstream stream = static_cast<CUstream>(streamPtr);
-  LoadedKernels kernels;
-  if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &kernels)))
-    return s;
-  if (p.checkPageTable && !(s = checkPageTable(p, stream, ctx)))
+  LoadedKernels kernels = cache.kernels;
+  if (p.checkPageTable && !(s = checkPageTable(p, stream, cache.ctx)))
     return s;
 
   const KernelConfig &c = config_;
   int numSplits = p.numSplits;
   if (numSplits == 0)
-    numSplits = chooseNumSplits(
-        batch, maxSeqLen, ModuleCache::get().multiprocessorCount(*d, device));
+    numSplits = chooseNumSplits(batch, maxSeqLen, cache.multiprocessors);
   size_t needed = workspaceSize(batch, numSplits);
   if (needed > 0 && (!p.workspace || p.workspaceBytes < needed))
     return invalid("split-KV with " + std::to_string(numSplits) +

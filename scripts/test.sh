@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Builds PagedAttn and runs every test: lit (IR at every stage, PTX facts,
 # ptxas spill matrix, plugin, installed package), unit tests, the CPU JIT
-# check of the op's meaning, and the GPU tests (skipped without a GPU).
+# check of the op's meaning, the GPU tests (skipped without a GPU), and the
+# Python package's tests.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 "$root/scripts/build.sh"
-cd "$build"
-ctest --output-on-failure -j "$(nproc)"
+(cd "$build" && ctest --output-on-failure -j "$(nproc)")
+
+# The Python package: built with the compiler against the same sources, its
+# CPU tests run here (GPU tests skip themselves without torch and a GPU).
+python3 -m pip install -q pytest
+python3 -m pip install -q "$root/python"
+# From outside python/, so that the installed package (with its extension)
+# is the one imported.
+(cd "${TMPDIR:-/tmp}" && python3 -m pytest -q -p no:cacheprovider "$root/python/tests")

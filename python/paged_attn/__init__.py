@@ -1,0 +1,366 @@
+"""PagedAttn: paged-attention decode compiled from MLIR to PTX.
+
+    import torch, paged_attn
+    out = paged_attn.decode(q, k_cache, v_cache, block_table, seq_lens)
+
+q: [batch, num_heads, head_dim]; k_cache, v_cache: [pages, page, kv_heads,
+head_dim] ("nhd", the default) or [pages, kv_heads, page, head_dim]
+("hnd"); block_table: [batch, max_pages] int32; seq_lens: [batch] int32.
+Tensors are torch CUDA tensors or any object with __cuda_array_interface__;
+the launch goes on torch's current stream (or `stream`), allocates nothing
+when `out` and `workspace` are given, and does not synchronise, so CUDA
+graphs can capture it.
+
+Kernels come from the compiler when this build has it (compiled on first use
+and cached on disk in $PAGED_ATTN_CACHE_DIR, default ~/.cache/paged_attn,
+keyed by config and compiler version), else from the compiled kernels
+(paged-attn-compile output) in $PAGED_ATTN_KERNEL_DIR.
+"""
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+
+from . import _ext
+
+
+class PagedAttnError(RuntimeError):
+    """A runtime failure: no CUDA driver, a kernel that is not there, a bad
+    page table found by the check mode, a CUDA error."""
+
+
+_ext.set_error_type(PagedAttnError)
+
+__all__ = ["decode", "compile", "workspace_size", "PagedAttnError",
+           "has_compiler", "has_driver", "cache_dir"]
+
+_DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32",
+                "int32": "i32"}
+# __cuda_array_interface__ typestr -> dtype name (bf16 has no typestr of its
+# own; "<V2" is accepted as bf16 only when the object says so via .dtype).
+_TYPESTRS = {"<f2": "f16", "<f4": "f32", "<i4": "i32"}
+_ELEM_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "i32": 4}
+
+
+def has_compiler():
+    """True when this build compiles kernels itself."""
+    return _ext.has_compiler()
+
+
+def has_driver():
+    """(True, '') when a CUDA driver is usable, else (False, why)."""
+    return _ext.has_driver()
+
+
+def cache_dir():
+    return os.environ.get("PAGED_ATTN_CACHE_DIR",
+                          os.path.join(os.path.expanduser("~"), ".cache",
+                                       "paged_attn"))
+
+
+# ---------------------------------------------------------------------------
+# Tensors
+# ---------------------------------------------------------------------------
+
+
+class _Desc:
+    """A tensor as the runtime sees it."""
+    __slots__ = ("ptr", "dtype", "shape", "strides", "device")
+
+    def __init__(self, ptr, dtype, shape, strides, device):
+        self.ptr, self.dtype, self.shape = ptr, dtype, tuple(shape)
+        self.strides, self.device = tuple(strides), device
+
+    def as_tuple(self):
+        return (self.ptr, self.dtype, list(self.shape), list(self.strides))
+
+
+def _describe(name, t):
+    """(pointer, dtype, shape, strides in elements, device) of a torch CUDA
+    tensor or a __cuda_array_interface__ object."""
+    mod = type(t).__module__
+    if mod.startswith("torch"):
+        if not t.is_cuda:
+            raise ValueError(f"{name} must be a CUDA tensor, got device "
+                             f"{t.device}")
+        dt = _DTYPE_NAMES.get(str(t.dtype).replace("torch.", ""))
+        if dt is None:
+            raise ValueError(f"{name} has dtype {t.dtype}; expected float16, "
+                             f"bfloat16, float32 (or int32 for block_table and "
+                             f"seq_lens)")
+        return _Desc(t.data_ptr(), dt, t.shape, t.stride(), t.device.index)
+    cai = getattr(t, "__cuda_array_interface__", None)
+    if cai is None:
+        raise ValueError(f"{name} must be a CUDA tensor (torch, or an object "
+                         f"with __cuda_array_interface__), got "
+                         f"{type(t).__name__}")
+    typestr = cai["typestr"]
+    dt = _TYPESTRS.get(typestr)
+    if dt is None and typestr == "<V2" and "bfloat16" in str(
+            getattr(t, "dtype", "")):
+        dt = "bf16"
+    if dt is None:
+        raise ValueError(f"{name} has typestr {typestr!r}; expected float16, "
+                         f"bfloat16, float32 or int32 data")
+    shape = tuple(cai["shape"])
+    elem = _ELEM_BYTES[dt]
+    if cai.get("strides") is None:
+        strides, acc = [], 1
+        for s in reversed(shape):
+            strides.append(acc)
+            acc *= s
+        strides = tuple(reversed(strides))
+    else:
+        if any(s % elem for s in cai["strides"]):
+            raise ValueError(f"{name} has strides {cai['strides']} bytes, not "
+                             f"whole elements")
+        strides = tuple(s // elem for s in cai["strides"])
+    return _Desc(int(cai["data"][0]), dt, shape, strides, None)
+
+
+def _buffer(name, t):
+    """(pointer, bytes) of a contiguous CUDA buffer of any dtype, or (0, 0)
+    for None."""
+    if t is None:
+        return 0, 0
+    if type(t).__module__.startswith("torch"):
+        if not t.is_cuda or not t.is_contiguous():
+            raise ValueError(f"{name} must be a contiguous CUDA tensor")
+        return t.data_ptr(), t.numel() * t.element_size()
+    cai = getattr(t, "__cuda_array_interface__", None)
+    if cai is None:
+        raise ValueError(f"{name} must be a CUDA buffer (torch, or an object "
+                         f"with __cuda_array_interface__), got "
+                         f"{type(t).__name__}")
+    n = 1
+    for s in cai["shape"]:
+        n *= s
+    itemsize = int(cai["typestr"][2:])
+    return int(cai["data"][0]), n * itemsize
+
+
+# ---------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_decoders = {}
+
+
+def _config_name(hq, hkv, d, page, dtype, layout, warps=4):
+    return f"h{hq}_kv{hkv}_d{d}_p{page}_{dtype}_{layout}_w{warps}"
+
+
+def _current_chip():
+    try:
+        import torch
+        major, minor = torch.cuda.get_device_capability()
+        chip = f"sm_{major}{minor}"
+    except Exception:  # noqa: BLE001 - no torch or no GPU: the common target
+        chip = "sm_90"
+    return chip if chip in ("sm_80", "sm_86", "sm_89", "sm_90") else "sm_90"
+
+
+def compile(num_heads, num_kv_heads, head_dim, page_size, dtype="bf16",
+            layout="nhd", chip="sm_90", num_warps=4):
+    """Compiles a decode kernel pair: returns (ptx: str, manifest: dict).
+
+    Needs a build with the compiler (has_compiler()).
+    """
+    if not _ext.has_compiler():
+        raise PagedAttnError("this build of paged_attn has no compiler: use "
+                             "kernels compiled by paged-attn-compile "
+                             "($PAGED_ATTN_KERNEL_DIR)")
+    name = _config_name(num_heads, num_kv_heads, head_dim, page_size, dtype,
+                        layout, num_warps)
+    ptx, manifest = _ext.compile(num_heads, num_kv_heads, head_dim, page_size,
+                                 dtype, layout, chip, num_warps, name + ".ptx")
+    return ptx, json.loads(manifest)
+
+
+def _cached_manifest(name, args, chip):
+    """Path of the cached manifest for a config, compiling it on a miss."""
+    key = hashlib.sha256(
+        f"{name}|{chip}|{_ext.compiler_version()}".encode()).hexdigest()[:16]
+    directory = os.path.join(cache_dir(), f"{name}-{chip}-{key}")
+    manifest = os.path.join(directory, name + ".json")
+    if os.path.exists(manifest):
+        return manifest
+    ptx, man = compile(*args, chip=chip)
+    os.makedirs(cache_dir(), exist_ok=True)
+    # Write into a temporary directory and rename it into place, so a
+    # reader never sees half a cache entry.
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir())
+    with open(os.path.join(tmp, name + ".ptx"), "w") as f:
+        f.write(ptx)
+    with open(os.path.join(tmp, name + ".json"), "w") as f:
+        json.dump(man, f, indent=2)
+    try:
+        os.rename(tmp, directory)
+    except OSError:  # another process won the race
+        for entry in os.listdir(tmp):
+            os.remove(os.path.join(tmp, entry))
+        os.rmdir(tmp)
+    return manifest
+
+
+def _decoder(hq, hkv, d, page, dtype, layout):
+    key = (hq, hkv, d, page, dtype, layout)
+    dec = _decoders.get(key)
+    if dec is not None:
+        return dec
+    with _lock:
+        dec = _decoders.get(key)
+        if dec is not None:
+            return dec
+        name = _config_name(hq, hkv, d, page, dtype, layout)
+        kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
+        if _ext.has_compiler() and not kernel_dir:
+            chip = _current_chip()
+            lib = _ext.Library(_cached_manifest(
+                name, (hq, hkv, d, page, dtype, layout), chip))
+        elif kernel_dir:
+            lib = _ext.Library(kernel_dir, directory=True)
+        else:
+            raise PagedAttnError(
+                f"no kernel for {name}: this build has no compiler; set "
+                f"PAGED_ATTN_KERNEL_DIR to a directory of kernels compiled by "
+                f"paged-attn-compile")
+        dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout)
+        _decoders[key] = dec
+        return dec
+
+
+# ---------------------------------------------------------------------------
+# decode
+# ---------------------------------------------------------------------------
+
+
+def _check_and_config(q, k, v, bt, sl, layout):
+    if layout not in ("nhd", "hnd"):
+        raise ValueError(f"layout must be 'nhd' or 'hnd', got {layout!r}")
+    for name, t, rank in (("q", q, 3), ("k_cache", k, 4), ("v_cache", v, 4),
+                          ("block_table", bt, 2), ("seq_lens", sl, 1)):
+        if len(t.shape) != rank:
+            raise ValueError(f"{name} must have {rank} dimensions, got shape "
+                             f"{tuple(t.shape)}")
+    if q.dtype not in ("f16", "bf16", "f32"):
+        raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
+    for name, t in (("k_cache", k), ("v_cache", v)):
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} dtype ({t.dtype}) must equal q's "
+                             f"({q.dtype})")
+    for name, t in (("block_table", bt), ("seq_lens", sl)):
+        if t.dtype != "i32":
+            raise ValueError(f"{name} must be int32, got {t.dtype}")
+    if k.shape != v.shape:
+        raise ValueError(f"k_cache and v_cache shapes differ: {k.shape} and "
+                         f"{v.shape}")
+    devices = {t.device for t in (q, k, v, bt, sl) if t.device is not None}
+    if len(devices) > 1:
+        raise ValueError(f"all tensors must be on one device, got {devices}")
+    batch, hq, d = q.shape
+    page, hkv = (k.shape[1], k.shape[2]) if layout == "nhd" else (k.shape[2],
+                                                                  k.shape[1])
+    if k.shape[3] != d:
+        raise ValueError(f"k_cache head_dim ({k.shape[3]}) must equal q's "
+                         f"({d})")
+    if hkv < 1 or hq % hkv:
+        raise ValueError(f"num_heads ({hq}) must be a multiple of "
+                         f"num_kv_heads ({hkv}) (layout {layout!r})")
+    if bt.shape[0] != batch or sl.shape[0] != batch:
+        raise ValueError(f"batch sizes disagree: q {batch}, block_table "
+                         f"{bt.shape[0]}, seq_lens {sl.shape[0]}")
+    return batch, hq, hkv, d, page
+
+
+def _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, scale,
+                 layout, workspace, num_splits, max_seq_len, check_page_table,
+                 stream):
+    qd = _describe("q", q)
+    kd = _describe("k_cache", k_cache)
+    vd = _describe("v_cache", v_cache)
+    btd = _describe("block_table", block_table)
+    sld = _describe("seq_lens", seq_lens)
+    od = _describe("out", out)
+    batch, hq, hkv, d, page = _check_and_config(qd, kd, vd, btd, sld, layout)
+    if od.shape != qd.shape or od.dtype != qd.dtype:
+        raise ValueError(f"out must match q: shape {qd.shape} {qd.dtype}, got "
+                         f"{od.shape} {od.dtype}")
+    if scale is None:
+        scale = 0.0
+    elif not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be finite and positive, got {scale}")
+    if max_seq_len is None:
+        max_seq_len = btd.shape[1] * page
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
+    ws_ptr, ws_bytes = _buffer("workspace", workspace)
+    dec.decode(qd.as_tuple(), kd.as_tuple(), vd.as_tuple(), btd.as_tuple(),
+               sld.as_tuple(), od.as_tuple(), float(scale), int(max_seq_len),
+               int(num_splits), ws_ptr, ws_bytes, bool(check_page_table),
+               int(stream))
+    return dec
+
+
+def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
+                   num_splits=0):
+    """Bytes of workspace decode() may need for these shapes (split-KV):
+    for `num_splits` chunks per sequence, or the automatic choice when 0."""
+    qd = _describe("q", q)
+    kd = _describe("k_cache", k_cache)
+    btd = _describe("block_table", block_table)
+    page, hkv = (kd.shape[1], kd.shape[2]) if layout == "nhd" else (
+        kd.shape[2], kd.shape[1])
+    dec = _decoder(qd.shape[1], hkv, qd.shape[2], page, qd.dtype, layout)
+    if num_splits:
+        return dec.workspace_size(qd.shape[0], int(num_splits))
+    if max_seq_len is None:
+        max_seq_len = btd.shape[1] * page
+    return dec.max_workspace_size(qd.shape[0], int(max_seq_len))
+
+
+def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
+           layout="nhd", out=None, workspace=None, num_splits=0,
+           max_seq_len=None, check_page_table=False, stream=None):
+    """softmax(scale * q . K^T) . V per sequence and query head over the first
+    seq_lens[b] tokens of each sequence's pages; returns `out`.
+
+    scale: default 1/sqrt(head_dim). workspace: a CUDA buffer of at least
+    workspace_size(...) bytes (allocated from torch when None and needed).
+    num_splits: chunks per sequence, 0 for automatic. max_seq_len: an upper
+    bound of seq_lens (default: the page table's capacity). check_page_table:
+    validate block_table and seq_lens on the GPU first (synchronises).
+    stream: a CUDA stream handle (int) or torch.cuda.Stream; default torch's
+    current stream.
+    """
+    torch = _torch()
+    if out is None:
+        if torch is None:
+            raise ValueError("out is required without torch")
+        out = torch.empty_like(q)
+    if stream is None:
+        stream = torch.cuda.current_stream().cuda_stream if torch else 0
+    elif hasattr(stream, "cuda_stream"):
+        stream = stream.cuda_stream
+    if workspace is None and torch is not None and getattr(q, "is_cuda", False):
+        n = workspace_size(q, k_cache, block_table, layout=layout,
+                           max_seq_len=max_seq_len, num_splits=num_splits)
+        if n:
+            workspace = torch.empty(n, dtype=torch.uint8, device=q.device)
+    _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, scale, layout,
+                 workspace, num_splits, max_seq_len, check_page_table, stream)
+    return out
+
+
+def _torch():
+    try:
+        import torch
+        return torch
+    except ImportError:
+        return None
+
+
+from . import _torch_ops  # noqa: E402,F401  registers paged_attn::decode

@@ -1,0 +1,269 @@
+//===- ext.cpp - paged_attn._ext: the runtime (and compiler) for Python ---===//
+//
+// A thin nanobind layer: Python (paged_attn/__init__.py) turns tensors into
+// (pointer, dtype, sizes, strides) and this module hands them to the C++
+// runtime. Runtime errors become paged_attn.PagedAttnError (or ValueError for
+// bad arguments), carrying the runtime's message.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PagedAttn/Runtime/Runtime.h"
+
+#ifdef PAGED_ATTN_HAVE_COMPILER
+#include "PagedAttn/InitAll.h"
+#include "PagedAttn/Target/KernelCompiler.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "llvm/Support/FormatVariadic.h"
+#endif
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace nb = nanobind;
+using namespace paged_attn;
+
+namespace {
+
+nb::object errorType; // paged_attn.PagedAttnError, set at import
+
+[[noreturn]] void raise(const Status &s) {
+  if (s.code() == StatusCode::InvalidArgument)
+    throw nb::value_error(s.message().c_str());
+  PyErr_SetString(errorType.ptr(), s.message().c_str());
+  throw nb::python_error();
+}
+
+void check(const Status &s) {
+  if (!s)
+    raise(s);
+}
+
+DType parseDType(const std::string &name) {
+  if (name == "f16")
+    return DType::F16;
+  if (name == "bf16")
+    return DType::BF16;
+  if (name == "f32")
+    return DType::F32;
+  if (name == "i32")
+    return DType::I32;
+  throw nb::value_error(("unknown dtype '" + name + "'").c_str());
+}
+
+Layout parseLayout(const std::string &name) {
+  if (name == "nhd")
+    return Layout::NHD;
+  if (name == "hnd")
+    return Layout::HND;
+  throw nb::value_error(
+      ("layout must be 'nhd' or 'hnd', got '" + name + "'").c_str());
+}
+
+/// (data pointer, dtype name, sizes, strides in elements)
+using TensorDesc = std::tuple<uintptr_t, std::string, std::vector<int64_t>,
+                              std::vector<int64_t>>;
+
+Tensor toTensor(const TensorDesc &desc, const char *name) {
+  const auto &[ptr, dtype, sizes, strides] = desc;
+  if (sizes.size() > 4 || sizes.size() != strides.size())
+    throw nb::value_error(
+        (std::string(name) + ": at most 4 dimensions, with one stride each")
+            .c_str());
+  Tensor t;
+  t.data = reinterpret_cast<void *>(ptr);
+  t.dtype = parseDType(dtype);
+  t.rank = static_cast<int>(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    t.sizes[i] = sizes[i];
+    t.strides[i] = strides[i];
+  }
+  return t;
+}
+
+struct PyLibrary {
+  std::shared_ptr<KernelLibrary> library;
+};
+
+struct PyDecoder {
+  std::unique_ptr<Decoder> decoder;
+};
+
+} // namespace
+
+NB_MODULE(_ext, m) {
+  m.doc() = "PagedAttn runtime (and compiler, when built in)";
+
+  m.def("set_error_type", [](nb::object type) { errorType = type; });
+
+  m.def(
+      "has_driver",
+      []() {
+        std::string why;
+        bool ok = hasDriver(&why);
+        return std::make_tuple(ok, why);
+      },
+      "(True, '') when a CUDA driver is usable, else (False, why)");
+
+  m.def("has_compiler", []() {
+#ifdef PAGED_ATTN_HAVE_COMPILER
+    return true;
+#else
+    return false;
+#endif
+  });
+
+  nb::class_<PyLibrary>(m, "Library")
+      .def(
+          "__init__",
+          [](PyLibrary *self, const std::string &path, bool directory) {
+            new (self) PyLibrary();
+            check(directory ? KernelLibrary::loadDirectory(path, &self->library)
+                            : KernelLibrary::load(path, &self->library));
+          },
+          nb::arg("path"), nb::arg("directory") = false)
+      .def("configs", [](const PyLibrary &self) {
+        std::vector<std::string> names;
+        for (const KernelConfig &c : self.library->configs())
+          names.push_back(c.name());
+        return names;
+      });
+
+  nb::class_<PyDecoder>(m, "Decoder")
+      .def(
+          "__init__",
+          [](PyDecoder *self, const PyLibrary &library, int64_t numHeads,
+             int64_t numKVHeads, int64_t headDim, int64_t pageSize,
+             const std::string &dtype, const std::string &layout,
+             int64_t numWarps) {
+            new (self) PyDecoder();
+            KernelConfig c;
+            c.numHeads = numHeads;
+            c.numKVHeads = numKVHeads;
+            c.headDim = headDim;
+            c.pageSize = pageSize;
+            c.dtype = parseDType(dtype);
+            c.layout = parseLayout(layout);
+            c.numWarps = numWarps;
+            check(Decoder::create(library.library, c, &self->decoder));
+          },
+          nb::arg("library"), nb::arg("num_heads"), nb::arg("num_kv_heads"),
+          nb::arg("head_dim"), nb::arg("page_size"), nb::arg("dtype"),
+          nb::arg("layout"), nb::arg("num_warps") = 4)
+      .def("workspace_size",
+           [](const PyDecoder &self, int64_t batch, int numSplits) {
+             return self.decoder->workspaceSize(batch, numSplits);
+           })
+      .def("max_workspace_size",
+           [](const PyDecoder &self, int64_t batch, int64_t maxSeqLen) {
+             size_t bytes = 0;
+             check(self.decoder->maxWorkspaceSize(batch, maxSeqLen, &bytes));
+             return bytes;
+           })
+      .def(
+          "decode",
+          [](const PyDecoder &self, const TensorDesc &q, const TensorDesc &k,
+             const TensorDesc &v, const TensorDesc &blockTable,
+             const TensorDesc &seqLens, const TensorDesc &out, float scale,
+             int64_t maxSeqLen, int numSplits, uintptr_t workspace,
+             size_t workspaceBytes, bool checkPageTable, uintptr_t stream) {
+            DecodeParams p;
+            p.q = toTensor(q, "q");
+            p.kCache = toTensor(k, "k_cache");
+            p.vCache = toTensor(v, "v_cache");
+            p.blockTable = toTensor(blockTable, "block_table");
+            p.seqLens = toTensor(seqLens, "seq_lens");
+            p.out = toTensor(out, "out");
+            p.scale = scale;
+            p.maxSeqLen = maxSeqLen;
+            p.numSplits = numSplits;
+            p.workspace = reinterpret_cast<void *>(workspace);
+            p.workspaceBytes = workspaceBytes;
+            p.checkPageTable = checkPageTable;
+            Status s;
+            {
+              // Launches are asynchronous; the check mode synchronises.
+              nb::gil_scoped_release release;
+              s = self.decoder->decode(p, reinterpret_cast<void *>(stream));
+            }
+            check(s);
+          },
+          nb::arg("q"), nb::arg("k_cache"), nb::arg("v_cache"),
+          nb::arg("block_table"), nb::arg("seq_lens"), nb::arg("out"),
+          nb::arg("scale"), nb::arg("max_seq_len"), nb::arg("num_splits"),
+          nb::arg("workspace"), nb::arg("workspace_bytes"),
+          nb::arg("check_page_table"), nb::arg("stream"));
+
+#ifdef PAGED_ATTN_HAVE_COMPILER
+  m.def(
+      "compile",
+      [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
+         int64_t pageSize, const std::string &dtype, const std::string &layout,
+         const std::string &chip, int64_t numWarps,
+         const std::string &ptxName) {
+        using namespace mlir;
+        DialectRegistry registry;
+        mlir::paged_attn::registerAllDialects(registry);
+        MLIRContext ctx(registry);
+        ctx.loadAllAvailableDialects();
+        std::string firstError;
+        ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {
+          if (diag.getSeverity() == DiagnosticSeverity::Error &&
+              firstError.empty())
+            firstError = diag.str();
+          return success();
+        });
+        mlir::paged_attn::DecodeKernelConfig c;
+        c.numHeads = numHeads;
+        c.numKVHeads = numKVHeads;
+        c.headDim = headDim;
+        c.pageSize = pageSize;
+        if (dtype == "f16")
+          c.elementType = Float16Type::get(&ctx);
+        else if (dtype == "bf16")
+          c.elementType = BFloat16Type::get(&ctx);
+        else if (dtype == "f32")
+          c.elementType = Float32Type::get(&ctx);
+        else
+          throw nb::value_error(
+              ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
+        auto kvLayout = mlir::paged_attn::symbolizeKVLayout(layout);
+        if (!kvLayout)
+          throw nb::value_error(
+              ("layout must be 'nhd' or 'hnd', got '" + layout + "'").c_str());
+        c.layout = *kvLayout;
+        mlir::paged_attn::DecodeKernelOptions options;
+        options.numWarps = numWarps;
+        c.setOptions(options);
+        mlir::paged_attn::KernelCompileOptions compileOptions;
+        compileOptions.chip = chip;
+        FailureOr<mlir::paged_attn::CompiledKernels> compiled;
+        {
+          nb::gil_scoped_release release;
+          compiled = mlir::paged_attn::compileDecodeKernels(
+              &ctx, {c}, compileOptions, ptxName);
+        }
+        if (failed(compiled))
+          throw nb::value_error(firstError.empty()
+                                    ? "compilation failed"
+                                    : firstError.c_str());
+        std::string manifest =
+            llvm::formatv("{0:2}", compiled->manifest).str();
+        return std::make_tuple(compiled->ptx, manifest);
+      },
+      nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
+      nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout"),
+      nb::arg("chip"), nb::arg("num_warps"), nb::arg("ptx_name"));
+
+  m.def("compiler_version",
+        []() { return mlir::paged_attn::getCompilerVersion(); });
+#endif
+}

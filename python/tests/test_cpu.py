@@ -1,0 +1,166 @@
+"""What needs no GPU: the compile API, the kernel cache, argument checks and
+their messages. Tensors are stand-ins exporting __cuda_array_interface__,
+so torch is not needed."""
+import json
+import os
+
+import pytest
+
+import paged_attn
+
+needs_compiler = pytest.mark.skipif(not paged_attn.has_compiler(),
+                                    reason="this build has no compiler")
+
+
+class Cuda:
+    """A device array as far as __cuda_array_interface__ goes (never read)."""
+
+    def __init__(self, shape, typestr="<f2", ptr=1 << 40, strides=None):
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape), "typestr": typestr, "data": (ptr, False),
+            "strides": strides, "version": 3}
+
+
+def inputs(batch=4, hq=32, hkv=8, d=128, page=16, pages=100, typestr="<f2"):
+    return dict(q=Cuda((batch, hq, d), typestr),
+                k_cache=Cuda((pages, page, hkv, d), typestr, ptr=1 << 41),
+                v_cache=Cuda((pages, page, hkv, d), typestr, ptr=1 << 42),
+                block_table=Cuda((batch, 10), "<i4", ptr=1 << 43),
+                seq_lens=Cuda((batch,), "<i4", ptr=1 << 44),
+                out=Cuda((batch, hq, d), typestr, ptr=1 << 45))
+
+
+def call(**kw):
+    args = inputs()
+    extra = {k: kw.pop(k) for k in list(kw) if k not in args}
+    args.update(kw)
+    return paged_attn.decode(args.pop("q"), args.pop("k_cache"),
+                             args.pop("v_cache"), args.pop("block_table"),
+                             args.pop("seq_lens"), out=args.pop("out"),
+                             stream=0, **extra)
+
+
+@needs_compiler
+def test_compile_returns_ptx_and_manifest():
+    ptx, manifest = paged_attn.compile(32, 8, 128, 16, dtype="bf16",
+                                       layout="nhd", chip="sm_90")
+    assert ".target sm_90" in ptx
+    assert ".visible .entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(" in ptx
+    assert "ld.global.v4.b32" in ptx
+    assert manifest["format"] == "paged_attn.manifest"
+    assert manifest["ptx"] == "h32_kv8_d128_p16_bf16_nhd_w4.ptx"
+    kernel = manifest["kernels"][0]
+    assert kernel["config"]["num_heads"] == 32
+    assert kernel["config"]["layout"] == "nhd"
+    names = [p["name"] for p in kernel["decode"]["params"]]
+    assert names[:6] == ["q", "k_cache", "v_cache", "block_table", "seq_lens",
+                         "out"]
+
+
+@needs_compiler
+def test_compile_errors_carry_the_verifier_message():
+    with pytest.raises(ValueError, match=r"num_heads \(30\) must be a multiple "
+                                         r"of num_kv_heads \(8\)"):
+        paged_attn.compile(30, 8, 128, 16)
+    with pytest.raises(ValueError, match="dtype must be f16, bf16 or f32"):
+        paged_attn.compile(32, 8, 128, 16, dtype="f64")
+    with pytest.raises(ValueError, match="unsupported chip 'sm_70'"):
+        paged_attn.compile(32, 8, 128, 16, chip="sm_70")
+
+
+@needs_compiler
+def test_kernel_cache_on_disk(_isolated_cache):
+    args = (32, 8, 64, 16, "f16", "hnd")
+    path = paged_attn._cached_manifest("h32_kv8_d64_p16_f16_hnd_w4", args,
+                                       "sm_90")
+    assert path.startswith(_isolated_cache)
+    assert os.path.exists(path.replace(".json", ".ptx"))
+    with open(path) as f:
+        assert json.load(f)["kernels"][0]["config"]["head_dim"] == 64
+    mtime = os.path.getmtime(path)
+    again = paged_attn._cached_manifest("h32_kv8_d64_p16_f16_hnd_w4", args,
+                                        "sm_90")
+    assert again == path and os.path.getmtime(path) == mtime
+    # The key holds the compiler version; nothing half-written stays.
+    assert paged_attn._ext.compiler_version().startswith("PagedAttn")
+    assert not [e for e in os.listdir(_isolated_cache) if e.startswith(".tmp")]
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PAGED_ATTN_CACHE_DIR", str(tmp_path))
+    assert paged_attn.cache_dir() == str(tmp_path)
+
+
+def test_rejects_non_tensors():
+    with pytest.raises(ValueError, match=r"q must be a CUDA tensor \(torch, or "
+                                         r"an object with "
+                                         r"__cuda_array_interface__\), got list"):
+        call(q=[1, 2, 3])
+
+
+def test_rejects_wrong_rank():
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions, got shape "
+                                         r"\(4, 4096\)"):
+        call(q=Cuda((4, 4096)))
+
+
+def test_rejects_dtype_mismatch():
+    with pytest.raises(ValueError, match=r"k_cache dtype \(f32\) must equal "
+                                         r"q's \(f16\)"):
+        call(k_cache=Cuda((100, 16, 8, 128), "<f4"))
+    with pytest.raises(ValueError, match="block_table has typestr '<i8'"):
+        call(block_table=Cuda((4, 10), "<i8"))
+    with pytest.raises(ValueError, match="seq_lens must be int32, got f32"):
+        call(seq_lens=Cuda((4,), "<f4"))
+
+
+def test_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"num_heads \(30\) must be a multiple "
+                                         r"of num_kv_heads \(8\)"):
+        call(q=Cuda((4, 30, 128)), out=Cuda((4, 30, 128)))
+    with pytest.raises(ValueError, match=r"k_cache head_dim \(64\) must equal "
+                                         r"q's \(128\)"):
+        call(k_cache=Cuda((100, 16, 8, 64)), v_cache=Cuda((100, 16, 8, 64)))
+    with pytest.raises(ValueError, match="batch sizes disagree: q 4, "
+                                         "block_table 3, seq_lens 4"):
+        call(block_table=Cuda((3, 10), "<i4"))
+    with pytest.raises(ValueError, match="out must match q"):
+        call(out=Cuda((4, 32, 64)))
+    with pytest.raises(ValueError, match="k_cache and v_cache shapes differ"):
+        call(v_cache=Cuda((99, 16, 8, 128)))
+
+
+def test_rejects_bad_workspace():
+    with pytest.raises(ValueError, match="workspace must be a CUDA buffer"):
+        call(workspace=bytearray(16))
+
+
+def test_rejects_bad_options():
+    with pytest.raises(ValueError, match="layout must be 'nhd' or 'hnd', got "
+                                         "'nchw'"):
+        call(layout="nchw")
+    with pytest.raises(ValueError, match="scale must be finite and positive, "
+                                         "got -1"):
+        call(scale=-1.0)
+
+
+def _kernels_available():
+    return paged_attn.has_compiler() or os.environ.get("PAGED_ATTN_KERNEL_DIR")
+
+
+@pytest.mark.skipif(not _kernels_available(), reason="no compiler, no kernels")
+def test_runtime_checks_reach_python():
+    # Misalignment is caught by the runtime before any GPU work.
+    with pytest.raises(ValueError, match="k_cache data pointer is not 16-byte "
+                                         "aligned"):
+        call(k_cache=Cuda((100, 16, 8, 128), ptr=(1 << 41) + 2))
+    with pytest.raises(ValueError, match="max_seq_len 161 exceeds the page "
+                                         "table's capacity"):
+        call(max_seq_len=161)
+
+
+@pytest.mark.skipif(paged_attn.has_driver()[0] or not _kernels_available(),
+                    reason="needs a machine without a CUDA driver")
+def test_no_driver_is_a_clear_error():
+    with pytest.raises(paged_attn.PagedAttnError, match="no CUDA driver"):
+        call()

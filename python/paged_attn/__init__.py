@@ -66,6 +66,19 @@ def cache_dir():
 # ---------------------------------------------------------------------------
 
 
+_TORCH_DTYPE_NAMES = None
+
+
+def _torch_dtype_names():
+    """torch dtype -> runtime dtype name, built on first use."""
+    global _TORCH_DTYPE_NAMES
+    if _TORCH_DTYPE_NAMES is None:
+        import torch
+        _TORCH_DTYPE_NAMES = {getattr(torch, n): v for n, v in
+                              _DTYPE_NAMES.items()}
+    return _TORCH_DTYPE_NAMES
+
+
 class _Desc:
     """A tensor as the runtime sees it."""
     __slots__ = ("ptr", "dtype", "shape", "strides", "device")
@@ -75,23 +88,22 @@ class _Desc:
         self.strides, self.device = tuple(strides), device
 
     def as_tuple(self):
-        return (self.ptr, self.dtype, list(self.shape), list(self.strides))
+        return (self.ptr, self.dtype, self.shape, self.strides)
 
 
 def _describe(name, t):
     """(pointer, dtype, shape, strides in elements, device) of a torch CUDA
     tensor or a __cuda_array_interface__ object."""
-    mod = type(t).__module__
-    if mod.startswith("torch"):
+    if type(t).__module__ == "torch":
         if not t.is_cuda:
             raise ValueError(f"{name} must be a CUDA tensor, got device "
                              f"{t.device}")
-        dt = _DTYPE_NAMES.get(str(t.dtype).replace("torch.", ""))
+        dt = _torch_dtype_names().get(t.dtype)
         if dt is None:
             raise ValueError(f"{name} has dtype {t.dtype}; expected float16, "
                              f"bfloat16, float32 (or int32 for block_table and "
                              f"seq_lens)")
-        return _Desc(t.data_ptr(), dt, t.shape, t.stride(), t.device.index)
+        return _Desc(t.data_ptr(), dt, t.shape, t.stride(), t.get_device())
     cai = getattr(t, "__cuda_array_interface__", None)
     if cai is None:
         raise ValueError(f"{name} must be a CUDA tensor (torch, or an object "
@@ -337,15 +349,21 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     current stream.
     """
     torch = _torch()
+    is_torch = torch is not None and type(q).__module__ == "torch"
     if out is None:
-        if torch is None:
-            raise ValueError("out is required without torch")
+        if not is_torch:
+            raise ValueError("out is required unless q is a torch tensor")
         out = torch.empty_like(q)
     if stream is None:
-        stream = torch.cuda.current_stream().cuda_stream if torch else 0
+        if is_torch:
+            stream = _current_stream(torch, q.get_device())
+        elif torch is not None and torch.cuda.is_available():
+            stream = torch.cuda.current_stream().cuda_stream
+        else:
+            stream = 0
     elif hasattr(stream, "cuda_stream"):
         stream = stream.cuda_stream
-    if workspace is None and torch is not None and getattr(q, "is_cuda", False):
+    if workspace is None and is_torch:
         n = workspace_size(q, k_cache, block_table, layout=layout,
                            max_seq_len=max_seq_len, num_splits=num_splits)
         if n:
@@ -355,12 +373,27 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     return out
 
 
+_TORCH = None
+
+
 def _torch():
-    try:
-        import torch
-        return torch
-    except ImportError:
-        return None
+    """torch, or None where it is not installed (looked up once)."""
+    global _TORCH
+    if _TORCH is None:
+        try:
+            import torch
+            _TORCH = torch
+        except ImportError:
+            _TORCH = False
+    return _TORCH or None
+
+
+def _current_stream(torch, device):
+    """The raw handle of torch's current stream on `device`."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return raw(device)
+    return torch.cuda.current_stream(device).cuda_stream
 
 
 from . import _torch_ops  # noqa: E402,F401  registers paged_attn::decode

@@ -130,6 +130,14 @@ def test_rejects_bad_shapes():
         call(v_cache=Cuda((99, 16, 8, 128)))
 
 
+def test_out_is_required_for_cuda_arrays():
+    a = inputs()
+    with pytest.raises(ValueError, match="out is required unless q is a torch "
+                                         "tensor"):
+        paged_attn.decode(a["q"], a["k_cache"], a["v_cache"], a["block_table"],
+                          a["seq_lens"], stream=0)
+
+
 def test_rejects_bad_workspace():
     with pytest.raises(ValueError, match="workspace must be a CUDA buffer"):
         call(workspace=bytearray(16))

@@ -7,7 +7,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 "$root/scripts/build.sh"
+t0=$(date +%s)
 (cd "$build" && ctest --output-on-failure -j "$(nproc)")
+t1=$(date +%s)
 
 # The Python package: built with the compiler against the same sources, its
 # CPU tests run here (GPU tests skip themselves without torch and a GPU).
@@ -16,3 +18,5 @@ python3 -m pip install -q "$root/python"
 # From outside python/, so that the installed package (with its extension)
 # is the one imported.
 (cd "${TMPDIR:-/tmp}" && python3 -m pytest -q -p no:cacheprovider "$root/python/tests")
+t2=$(date +%s)
+echo "time: ctest $((t1 - t0)) s, python package build and tests $((t2 - t1)) s" >&2

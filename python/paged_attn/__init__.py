@@ -6,7 +6,8 @@
 q: [batch, num_heads, head_dim]; k_cache, v_cache: [pages, page, kv_heads,
 head_dim] ("nhd", the default) or [pages, kv_heads, page, head_dim]
 ("hnd"); block_table: [batch, max_pages] int32; seq_lens: [batch] int32.
-Tensors are torch CUDA tensors or any object with __cuda_array_interface__;
+Tensors are torch CUDA tensors, objects with __cuda_array_interface__, or
+DLPack exporters (read through torch.from_dlpack, without a copy);
 the launch goes on torch's current stream (or `stream`), allocates nothing
 when `out` and `workspace` are given, and does not synchronise, so CUDA
 graphs can capture it.
@@ -105,9 +106,16 @@ def _describe(name, t):
                              f"seq_lens)")
         return _Desc(t.data_ptr(), dt, t.shape, t.stride(), t.get_device())
     cai = getattr(t, "__cuda_array_interface__", None)
+    if cai is None and hasattr(t, "__dlpack__"):
+        torch = _torch()
+        if torch is None:
+            raise ValueError(f"{name} exports only DLPack; reading it needs "
+                             f"torch (or pass an object with "
+                             f"__cuda_array_interface__)")
+        return _describe(name, torch.from_dlpack(t))  # zero-copy view
     if cai is None:
         raise ValueError(f"{name} must be a CUDA tensor (torch, or an object "
-                         f"with __cuda_array_interface__), got "
+                         f"with __cuda_array_interface__ or __dlpack__), got "
                          f"{type(t).__name__}")
     typestr = cai["typestr"]
     dt = _TYPESTRS.get(typestr)
@@ -349,6 +357,12 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     current stream.
     """
     torch = _torch()
+    if torch is not None:
+        # DLPack exporters become zero-copy torch views, so they get torch's
+        # stream and allocations like torch tensors.
+        q, k_cache, v_cache, block_table, seq_lens, out = (
+            _from_dlpack(torch, t) for t in (q, k_cache, v_cache,
+                                             block_table, seq_lens, out))
     is_torch = torch is not None and type(q).__module__ == "torch"
     if out is None:
         if not is_torch:
@@ -386,6 +400,14 @@ def _torch():
         except ImportError:
             _TORCH = False
     return _TORCH or None
+
+
+def _from_dlpack(torch, t):
+    if (t is None or type(t).__module__ == "torch"
+            or hasattr(t, "__cuda_array_interface__")
+            or not hasattr(t, "__dlpack__")):
+        return t
+    return torch.from_dlpack(t)
 
 
 def _current_stream(torch, device):

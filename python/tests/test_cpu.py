@@ -94,7 +94,8 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 def test_rejects_non_tensors():
     with pytest.raises(ValueError, match=r"q must be a CUDA tensor \(torch, or "
                                          r"an object with "
-                                         r"__cuda_array_interface__\), got list"):
+                                         r"__cuda_array_interface__ or "
+                                         r"__dlpack__\), got list"):
         call(q=[1, 2, 3])
 
 

@@ -137,6 +137,30 @@ def test_torch_compile_custom_op():
     assert rel_err(out / 2, reference(q, k, v, bt, sl, "nhd")) <= 1e-2
 
 
+class DLPackOnly:
+    """Exports a tensor through DLPack alone (as JAX or another framework
+    would)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __dlpack__(self, **kwargs):
+        return self.t.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.t.__dlpack_device__()
+
+
+def test_dlpack_inputs():
+    q, k, v, bt, sl = make([200, 5], 8, 2, 128, 16, "f16", "nhd")
+    out = torch.empty_like(q)
+    paged_attn.decode(DLPackOnly(q), DLPackOnly(k), DLPackOnly(v),
+                      DLPackOnly(bt), DLPackOnly(sl), out=DLPackOnly(out),
+                      stream=torch.cuda.current_stream())
+    torch.cuda.synchronize()
+    assert rel_err(out, reference(q, k, v, bt, sl, "nhd")) <= 2e-3
+
+
 def test_check_mode_reports_bad_entry():
     q, k, v, bt, sl = make([40, 100, 33], 8, 2, 128, 16, "bf16", "nhd")
     bt[1, 5] = 100000

@@ -81,8 +81,9 @@ paged_attn_tensor paged_attn_tensor_contiguous(void *data,
 
 paged_attn_status paged_attn_library_load(const char *manifest_path,
                                           paged_attn_library *library);
-paged_attn_status paged_attn_library_load_directory(const char *directory,
-                                                    paged_attn_library *library);
+paged_attn_status
+paged_attn_library_load_directory(const char *directory,
+                                  paged_attn_library *library);
 void paged_attn_library_destroy(paged_attn_library library);
 
 paged_attn_status paged_attn_decoder_create(paged_attn_library library,
@@ -92,9 +93,9 @@ void paged_attn_decoder_destroy(paged_attn_decoder decoder);
 
 size_t paged_attn_decoder_workspace_size(paged_attn_decoder decoder,
                                          int64_t batch, int32_t num_splits);
-paged_attn_status paged_attn_decoder_max_workspace_size(
-    paged_attn_decoder decoder, int64_t batch, int64_t max_seq_len,
-    size_t *bytes);
+paged_attn_status
+paged_attn_decoder_max_workspace_size(paged_attn_decoder decoder, int64_t batch,
+                                      int64_t max_seq_len, size_t *bytes);
 
 /* Launches on `stream` (a CUstream, NULL for the default stream); no
  * allocation, no synchronisation unless check_page_table is set. */

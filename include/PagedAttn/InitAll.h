@@ -1,4 +1,5 @@
-//===- InitAll.h - register PagedAttn and what it lowers through -*- C++ -*-===//
+//===- InitAll.h - register PagedAttn and what it lowers through -*- C++
+//-*-===//
 
 #ifndef PAGEDATTN_INITALL_H
 #define PAGEDATTN_INITALL_H

@@ -22,8 +22,8 @@ static paged_attn_status report(const Status &s) {
 }
 
 static paged_attn_status nullArgument(const char *name) {
-  return report(Status(StatusCode::InvalidArgument,
-                       std::string(name) + " is null"));
+  return report(
+      Status(StatusCode::InvalidArgument, std::string(name) + " is null"));
 }
 
 static Tensor toTensor(const paged_attn_tensor &t) {
@@ -84,8 +84,9 @@ paged_attn_status paged_attn_library_load(const char *manifest_path,
   return report(s);
 }
 
-paged_attn_status paged_attn_library_load_directory(const char *directory,
-                                                    paged_attn_library *library) {
+paged_attn_status
+paged_attn_library_load_directory(const char *directory,
+                                  paged_attn_library *library) {
   if (!directory)
     return nullArgument("directory");
   if (!library)
@@ -136,9 +137,9 @@ size_t paged_attn_decoder_workspace_size(paged_attn_decoder decoder,
   return decoder ? decoder->decoder->workspaceSize(batch, num_splits) : 0;
 }
 
-paged_attn_status paged_attn_decoder_max_workspace_size(
-    paged_attn_decoder decoder, int64_t batch, int64_t max_seq_len,
-    size_t *bytes) {
+paged_attn_status
+paged_attn_decoder_max_workspace_size(paged_attn_decoder decoder, int64_t batch,
+                                      int64_t max_seq_len, size_t *bytes) {
   if (!decoder)
     return nullArgument("decoder");
   if (!bytes)

@@ -18,8 +18,14 @@ namespace paged_attn {
 namespace json {
 
 struct Value {
-  enum class Kind { Null, Bool, Number, String, Array, Object } kind =
-      Kind::Null;
+  enum class Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object
+  } kind = Kind::Null;
   bool boolean = false;
   double number = 0;
   std::string string;

@@ -114,8 +114,8 @@ ReferenceProblem paged_attn::makeRandomProblem(const RandomProblemOptions &o) {
           (o.sharePrefixPage && j == 0) ? sharedPage : pool[next++];
   }
 
-  size_t cacheElems = size_t(p.numPages) * o.pageSize * o.numKVHeads *
-                      o.headDim;
+  size_t cacheElems =
+      size_t(p.numPages) * o.pageSize * o.numKVHeads * o.headDim;
   p.q.resize(size_t(p.batch) * o.numHeads * o.headDim);
   p.kCache.resize(cacheElems);
   p.vCache.resize(cacheElems);

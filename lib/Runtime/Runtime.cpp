@@ -203,8 +203,7 @@ static Status parseKernel(const json::Value &entry, const std::string &where,
       !getString(*check, "name", spec->checkName) ||
       !getInt(*decode, "ctas_per_kv_head", spec->ctasPerKVHead) ||
       !blockX(*decode, spec->decodeBlock) ||
-      !blockX(*merge, spec->mergeBlock) ||
-      !blockX(*check, spec->checkBlock) ||
+      !blockX(*merge, spec->mergeBlock) || !blockX(*check, spec->checkBlock) ||
       !getInt(*split, "tokens_per_iteration", spec->tokensPerIteration))
     return bad("incomplete kernel description");
 
@@ -254,13 +253,13 @@ Status KernelLibrary::load(const std::string &manifestPath,
   size_t slash = manifestPath.find_last_of('/');
   if (slash != std::string::npos)
     dir = manifestPath.substr(0, slash + 1);
-  std::string ptxPath = ptxName.size() && ptxName[0] == '/' ? ptxName
-                                                            : dir + ptxName;
+  std::string ptxPath =
+      ptxName.size() && ptxName[0] == '/' ? ptxName : dir + ptxName;
   auto ptx = std::make_shared<std::string>();
   if (!readFile(ptxPath, *ptx))
-    return Status(StatusCode::NotFound,
-                  "cannot read PTX '" + ptxPath + "' named by '" +
-                      manifestPath + "'");
+    return Status(StatusCode::NotFound, "cannot read PTX '" + ptxPath +
+                                            "' named by '" + manifestPath +
+                                            "'");
   const json::Value *kernels = root.get("kernels");
   if (!kernels || !kernels->isArray() || kernels->array.empty())
     return Status(StatusCode::ParseError,
@@ -375,9 +374,9 @@ public:
     for (auto [name, fn] : entries) {
       CUresult r = d.cuModuleGetFunction(fn, module, name->c_str());
       if (r != CUDA_SUCCESS)
-        return Status(StatusCode::NotFound, "kernel '" + *name +
-                                                "' not in its PTX: " +
-                                                describe(d, r));
+        return Status(StatusCode::NotFound,
+                      "kernel '" + *name +
+                          "' not in its PTX: " + describe(d, r));
     }
     kernels[key] = loaded;
     *out = loaded;
@@ -401,8 +400,9 @@ private:
   static Status loadModule(const Driver &d, const std::string &ptx,
                            CUmodule *module) {
     char errorLog[8192] = {0}, infoLog[4096] = {0};
-    int options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
-                     CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES};
+    int options[] = {CU_JIT_ERROR_LOG_BUFFER,
+                     CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, CU_JIT_INFO_LOG_BUFFER,
+                     CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES};
     void *values[] = {errorLog, reinterpret_cast<void *>(sizeof(errorLog)),
                       infoLog, reinterpret_cast<void *>(sizeof(infoLog))};
     CUresult r = d.cuModuleLoadDataEx(module, ptx.c_str(), 4, options, values);
@@ -516,9 +516,9 @@ Status paged_attn::getDeviceInfo(int ordinal, std::string *name,
   CUdevice dev;
   CUresult r = d->cuDeviceGet(&dev, ordinal);
   if (r != CUDA_SUCCESS)
-    return Status(StatusCode::InvalidArgument,
-                  "no CUDA device " + std::to_string(ordinal) + ": " +
-                      describe(*d, r));
+    return Status(StatusCode::InvalidArgument, "no CUDA device " +
+                                                   std::to_string(ordinal) +
+                                                   ": " + describe(*d, r));
   char buffer[256] = {0};
   d->cuDeviceGetName(buffer, sizeof(buffer) - 1, dev);
   if (name)
@@ -578,8 +578,8 @@ int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
   int64_t splits = (target + ctas - 1) / ctas;
   int64_t minChunk = 4 * spec_->tokensPerIteration;
   int64_t byLength = (maxSeqLen + minChunk - 1) / minChunk;
-  return static_cast<int>(std::clamp<int64_t>(std::min(splits, byLength), 1,
-                                              256));
+  return static_cast<int>(
+      std::clamp<int64_t>(std::min(splits, byLength), 1, 256));
 }
 
 Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
@@ -599,8 +599,8 @@ Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
 
 /// Checks `t` against an expected rank, dtype and shape (-1: any size).
 static Status checkTensor(const char *name, const Tensor &t, DType dtype,
-                          const int64_t *shape, int rank,
-                          const char *shapeDoc, bool vectorRows) {
+                          const int64_t *shape, int rank, const char *shapeDoc,
+                          bool vectorRows) {
   if (!t.data)
     return invalid(std::string(name) + " is a null pointer");
   if (t.rank != rank)
@@ -628,8 +628,7 @@ static Status checkTensor(const char *name, const Tensor &t, DType dtype,
     for (int i = 0; i + 1 < t.rank; ++i)
       if ((t.strides[i] * int64_t(bytes)) % 16 != 0)
         return invalid(std::string(name) + " stride of dim " +
-                       std::to_string(i) + " (" +
-                       std::to_string(t.strides[i]) +
+                       std::to_string(i) + " (" + std::to_string(t.strides[i]) +
                        " elements) is not a multiple of 16 bytes");
   }
   return Status::ok();
@@ -658,8 +657,8 @@ Status Decoder::validate(const DecodeParams &p, int64_t *batchOut,
       !(s = checkTensor("v_cache", p.vCache, c.dtype, cacheShape, 4, cacheDoc,
                         true)))
     return s;
-  if (!(s = checkTensor("block_table", p.blockTable, DType::I32, tableShape,
-                        2, "[batch, max_pages]", false)) ||
+  if (!(s = checkTensor("block_table", p.blockTable, DType::I32, tableShape, 2,
+                        "[batch, max_pages]", false)) ||
       !(s = checkTensor("seq_lens", p.seqLens, DType::I32, lensShape, 1,
                         "[batch]", false)) ||
       !(s = checkTensor("out", p.out, c.dtype, outShape, 3, "the shape of q",
@@ -758,8 +757,8 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   decodeArgs.i32(numSplits);
   CUresult r = d->cuLaunchKernel(
       kernels.decode, unsigned(c.numKVHeads * spec_->ctasPerKVHead),
-      unsigned(batch), unsigned(numSplits), unsigned(spec_->decodeBlock), 1,
-      1, 0, stream, decodeArgs.pointers(), nullptr);
+      unsigned(batch), unsigned(numSplits), unsigned(spec_->decodeBlock), 1, 1,
+      0, stream, decodeArgs.pointers(), nullptr);
   if (r != CUDA_SUCCESS)
     return Status(StatusCode::CudaError,
                   "launching " + spec_->decodeName + ": " + describe(*d, r));
@@ -793,14 +792,17 @@ Status Decoder::checkPageTable(const DecodeParams &p, void *streamPtr,
 
   // Every operand must be device memory.
   const std::pair<const char *, const Tensor *> operands[] = {
-      {"q", &p.q},           {"k_cache", &p.kCache},
-      {"v_cache", &p.vCache}, {"block_table", &p.blockTable},
-      {"seq_lens", &p.seqLens}, {"out", &p.out}};
+      {"q", &p.q},
+      {"k_cache", &p.kCache},
+      {"v_cache", &p.vCache},
+      {"block_table", &p.blockTable},
+      {"seq_lens", &p.seqLens},
+      {"out", &p.out}};
   for (auto [name, t] : operands) {
     unsigned memoryType = 0;
-    CUresult r = d->cuPointerGetAttribute(
-        &memoryType, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
-        reinterpret_cast<CUdeviceptr>(t->data));
+    CUresult r =
+        d->cuPointerGetAttribute(&memoryType, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                                 reinterpret_cast<CUdeviceptr>(t->data));
     if (r != CUDA_SUCCESS || (memoryType != CU_MEMORYTYPE_DEVICE &&
                               memoryType != CU_MEMORYTYPE_UNIFIED))
       return invalid(std::string(name) + " is not device memory");
@@ -823,8 +825,8 @@ Status Decoder::checkPageTable(const DecodeParams &p, void *streamPtr,
   int64_t none = INT64_MAX;
   if ((r = d->cuMemcpyHtoDAsync(firstBad, &none, sizeof(none), stream)) !=
       CUDA_SUCCESS)
-    return Status(StatusCode::CudaError, "cuMemcpyHtoDAsync: " +
-                                             describe(*d, r));
+    return Status(StatusCode::CudaError,
+                  "cuMemcpyHtoDAsync: " + describe(*d, r));
   int64_t resultSize[1] = {1}, resultStride[1] = {1};
   ParamBuilder args;
   args.memref(p.blockTable);
@@ -850,16 +852,15 @@ Status Decoder::checkPageTable(const DecodeParams &p, void *streamPtr,
   int64_t b = key / (maxPages + 1), j = key % (maxPages + 1) - 1;
   auto readI32 = [&](const Tensor &t, int64_t offset) {
     int32_t value = 0;
-    d->cuMemcpyDtoH(&value,
-                    reinterpret_cast<CUdeviceptr>(t.data) + offset * 4,
+    d->cuMemcpyDtoH(&value, reinterpret_cast<CUdeviceptr>(t.data) + offset * 4,
                     sizeof(value));
     return value;
   };
   if (j < 0) {
     int32_t len = readI32(p.seqLens, b * p.seqLens.strides[0]);
     return Status(StatusCode::BadPageTable,
-                  "seq_lens[" + std::to_string(b) + "] = " +
-                      std::to_string(len) + " is outside [0, " +
+                  "seq_lens[" + std::to_string(b) +
+                      "] = " + std::to_string(len) + " is outside [0, " +
                       std::to_string(maxPages * config_.pageSize) +
                       "] (max_pages * page_size)");
   }

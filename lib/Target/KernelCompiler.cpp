@@ -84,9 +84,8 @@ FailureOr<std::string> mlir::paged_attn::extractPTX(ModuleOp module) {
   return ptx;
 }
 
-static llvm::json::Array
-describeParams(MLIRContext *ctx, ArrayRef<Type> types,
-               ArrayRef<StringRef> names) {
+static llvm::json::Array describeParams(MLIRContext *ctx, ArrayRef<Type> types,
+                                        ArrayRef<StringRef> names) {
   llvm::json::Array params;
   for (auto [type, name] : llvm::zip_equal(types, names)) {
     llvm::json::Object param{{"name", name}};
@@ -121,18 +120,18 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
                                          const DecodeKernelConfig &c) {
   return llvm::json::Object{
       {"config",
-       llvm::json::Object{{"name", c.name()},
-                          {"num_heads", c.numHeads},
-                          {"num_kv_heads", c.numKVHeads},
-                          {"head_dim", c.headDim},
-                          {"page_size", c.pageSize},
-                          {"dtype", c.elementTypeName()},
-                          {"layout", stringifyKVLayout(c.layout)},
-                          {"num_warps", c.numWarps},
-                          {"tokens_per_lane_group",
-                           c.tokensPerGroupIteration()},
-                          {"prefetch_page_table", c.prefetchesPageTable()},
-                          {"min_ctas_per_sm", c.minCTAsPerSM}}},
+       llvm::json::Object{
+           {"name", c.name()},
+           {"num_heads", c.numHeads},
+           {"num_kv_heads", c.numKVHeads},
+           {"head_dim", c.headDim},
+           {"page_size", c.pageSize},
+           {"dtype", c.elementTypeName()},
+           {"layout", stringifyKVLayout(c.layout)},
+           {"num_warps", c.numWarps},
+           {"tokens_per_lane_group", c.tokensPerGroupIteration()},
+           {"prefetch_page_table", c.prefetchesPageTable()},
+           {"min_ctas_per_sm", c.minCTAsPerSM}}},
       {"decode",
        llvm::json::Object{
            {"name", c.decodeKernelName()},

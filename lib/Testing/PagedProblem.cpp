@@ -22,8 +22,8 @@ static Status driver(const Driver **d) {
 static Status cudaStatus(const Driver &d, CUresult r, const char *what) {
   if (r == CUDA_SUCCESS)
     return Status::ok();
-  return Status(StatusCode::CudaError, std::string(what) + ": " +
-                                           describe(d, r));
+  return Status(StatusCode::CudaError,
+                std::string(what) + ": " + describe(d, r));
 }
 
 //===----------------------------------------------------------------------===//
@@ -90,10 +90,9 @@ Status testing::beginCapture(void *stream) {
   const Driver *d;
   Status s = driver(&d);
   // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1
-  return s ? cudaStatus(*d,
-                        d->cuStreamBeginCapture(static_cast<CUstream>(stream),
-                                                1),
-                        "cuStreamBeginCapture")
+  return s ? cudaStatus(
+                 *d, d->cuStreamBeginCapture(static_cast<CUstream>(stream), 1),
+                 "cuStreamBeginCapture")
            : s;
 }
 
@@ -157,7 +156,8 @@ Status EventTimer::elapsed(float *ms) {
   Status s = driver(&d);
   if (!s)
     return s;
-  if (!(s = cudaStatus(*d, d->cuEventSynchronize(event(end_)), "cuEventSynchronize")))
+  if (!(s = cudaStatus(*d, d->cuEventSynchronize(event(end_)),
+                       "cuEventSynchronize")))
     return s;
   return cudaStatus(*d, d->cuEventElapsedTime(ms, event(start_), event(end_)),
                     "cuEventElapsedTime");
@@ -286,14 +286,18 @@ DecodeParams Problem::params() const {
                            {ref_.batch, c.numHeads, c.headDim});
   if (c.layout == Layout::NHD) {
     p.kCache = Tensor::contiguous(
-        k_.data(), c.dtype, {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
+        k_.data(), c.dtype,
+        {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
     p.vCache = Tensor::contiguous(
-        v_.data(), c.dtype, {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
+        v_.data(), c.dtype,
+        {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
   } else {
     p.kCache = Tensor::contiguous(
-        k_.data(), c.dtype, {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
+        k_.data(), c.dtype,
+        {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
     p.vCache = Tensor::contiguous(
-        v_.data(), c.dtype, {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
+        v_.data(), c.dtype,
+        {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
   }
   p.blockTable = Tensor::contiguous(blockTable_.data(), DType::I32,
                                     {ref_.batch, ref_.maxPages});

@@ -252,11 +252,9 @@ NB_MODULE(_ext, m) {
               &ctx, {c}, compileOptions, ptxName);
         }
         if (failed(compiled))
-          throw nb::value_error(firstError.empty()
-                                    ? "compilation failed"
-                                    : firstError.c_str());
-        std::string manifest =
-            llvm::formatv("{0:2}", compiled->manifest).str();
+          throw nb::value_error(firstError.empty() ? "compilation failed"
+                                                   : firstError.c_str());
+        std::string manifest = llvm::formatv("{0:2}", compiled->manifest).str();
         return std::make_tuple(compiled->ptx, manifest);
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),

@@ -1,4 +1,5 @@
-//===- gpu-decode-test.cpp - decode on the GPU against float64 -------------===//
+//===- gpu-decode-test.cpp - decode on the GPU against float64
+//-------------===//
 //
 // gpu-decode-test --kernels DIR [--quick] [--filter SUBSTRING]
 //
@@ -176,8 +177,7 @@ void graphTest() {
   if (!s)
     return report(name, false, s.message());
   double err = relativeError(out, referenceDecode(problem.reference()));
-  report(name, err <= toleranceFor(c.dtype),
-         "rel err " + std::to_string(err));
+  report(name, err <= toleranceFor(c.dtype), "rel err " + std::to_string(err));
 }
 
 void concurrencyTests() {
@@ -208,8 +208,7 @@ void concurrencyTests() {
           s = createStream(&stream);
         for (int i = 0; s && i < 20; ++i) {
           CheckResult result;
-          s = runAndCheck(*decoder, problem, problem.params(), stream,
-                          &result);
+          s = runAndCheck(*decoder, problem, problem.params(), stream, &result);
           if (s && !result.passed) {
             s = Status(StatusCode::InvalidArgument,
                        "rel err " + std::to_string(result.relError));
@@ -389,9 +388,9 @@ int main(int argc, char **argv) {
   graphTest();
   concurrencyTests();
   checkModeTests();
-  double seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   std::printf("gpu-decode-test: %.1f s\n%d passed, %d failed\n", seconds,
               passed, failed);
   return failed ? 1 : 0;

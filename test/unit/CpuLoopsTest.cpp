@@ -1,4 +1,5 @@
-//===- CpuLoopsTest.cpp - the op's meaning, checked on the CPU -------------===//
+//===- CpuLoopsTest.cpp - the op's meaning, checked on the CPU
+//-------------===//
 //
 // Lowers memref-form decode ops through convert-paged-attn-to-loops to LLVM,
 // runs them with the MLIR ExecutionEngine on random inputs (shuffled block
@@ -44,8 +45,8 @@ struct LoopsCase {
 
 std::string describe(const LoopsCase &c) {
   return std::string(dtypeName(c.dtype)) + "_g" + std::to_string(c.group) +
-         (c.hnd ? "_hnd" : "_nhd") + "_p" + std::to_string(c.pageSize) +
-         "_d" + std::to_string(c.headDim);
+         (c.hnd ? "_hnd" : "_nhd") + "_p" + std::to_string(c.pageSize) + "_d" +
+         std::to_string(c.headDim);
 }
 
 std::string caseName(const ::testing::TestParamInfo<LoopsCase> &info) {
@@ -97,13 +98,11 @@ TEST_P(CpuLoopsTest, MatchesFloat64Reference) {
   config.numKVHeads = numKVHeads;
   config.headDim = c.headDim;
   config.pageSize = c.pageSize;
-  config.elementType = c.dtype == DType::F32
-                           ? Type(Float32Type::get(&ctx))
-                           : c.dtype == DType::F16
-                                 ? Type(Float16Type::get(&ctx))
-                                 : Type(BFloat16Type::get(&ctx));
-  config.layout = c.hnd ? mlir::paged_attn::KVLayout::hnd
-                        : mlir::paged_attn::KVLayout::nhd;
+  config.elementType = c.dtype == DType::F32   ? Type(Float32Type::get(&ctx))
+                       : c.dtype == DType::F16 ? Type(Float16Type::get(&ctx))
+                                               : Type(BFloat16Type::get(&ctx));
+  config.layout =
+      c.hnd ? mlir::paged_attn::KVLayout::hnd : mlir::paged_attn::KVLayout::nhd;
   auto module = mlir::paged_attn::buildDecodeModule(&ctx, {config});
   ASSERT_TRUE(succeeded(module));
   auto func = *(**module).getOps<func::FuncOp>().begin();
@@ -118,18 +117,23 @@ TEST_P(CpuLoopsTest, MatchesFloat64Reference) {
   ASSERT_TRUE(bool(engine)) << llvm::toString(engine.takeError());
   auto fn = (*engine)->lookup("_mlir_ciface_" + name);
   ASSERT_TRUE(bool(fn)) << llvm::toString(fn.takeError());
-  using CFn = void (*)(StridedMemRefType<char, 3> *, StridedMemRefType<char, 4> *,
-                       StridedMemRefType<char, 4> *, StridedMemRefType<char, 2> *,
-                       StridedMemRefType<char, 1> *, StridedMemRefType<char, 3> *);
+  using CFn =
+      void (*)(StridedMemRefType<char, 3> *, StridedMemRefType<char, 4> *,
+               StridedMemRefType<char, 4> *, StridedMemRefType<char, 2> *,
+               StridedMemRefType<char, 1> *, StridedMemRefType<char, 3> *);
   auto decode = reinterpret_cast<CFn>(*fn);
 
   // Two random problems per config, with the page edges in each.
   for (uint64_t seed : {1u, 2u}) {
     std::mt19937 rng(seed * 977 + c.group * 31 + c.pageSize);
     int32_t page = int32_t(c.pageSize);
-    std::vector<int32_t> lens = {0, 1, page + 1, page, page > 1 ? page - 1 : 2,
-                                 int32_t(std::uniform_int_distribution<>(
-                                     2, 300)(rng))};
+    std::vector<int32_t> lens = {
+        0,
+        1,
+        page + 1,
+        page,
+        page > 1 ? page - 1 : 2,
+        int32_t(std::uniform_int_distribution<>(2, 300)(rng))};
     RandomProblemOptions o;
     o.numHeads = numHeads;
     o.numKVHeads = numKVHeads;

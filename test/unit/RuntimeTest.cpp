@@ -1,4 +1,5 @@
-//===- RuntimeTest.cpp - runtime checks that need no GPU -------------------===//
+//===- RuntimeTest.cpp - runtime checks that need no GPU
+//-------------------===//
 //
 // Manifests, argument validation and its messages, the C API, the float64
 // reference and the host f16/bf16 conversions. Launches are not run here:
@@ -77,10 +78,10 @@ protected:
     DecodeParams p;
     char *base = reinterpret_cast<char *>(uintptr_t(1) << 40);
     p.q = Tensor::contiguous(base, DType::BF16, {batch, 32, 128});
-    p.kCache = Tensor::contiguous(base + (1 << 20), DType::BF16,
-                                  {100, 16, 8, 128});
-    p.vCache = Tensor::contiguous(base + (1 << 26), DType::BF16,
-                                  {100, 16, 8, 128});
+    p.kCache =
+        Tensor::contiguous(base + (1 << 20), DType::BF16, {100, 16, 8, 128});
+    p.vCache =
+        Tensor::contiguous(base + (1 << 26), DType::BF16, {100, 16, 8, 128});
     p.blockTable =
         Tensor::contiguous(base + (1 << 27), DType::I32, {batch, 10});
     p.seqLens = Tensor::contiguous(base + (1 << 28), DType::I32, {batch});
@@ -207,8 +208,7 @@ TEST_F(RuntimeTest, RejectsBadScaleAndSplits) {
 TEST_F(RuntimeTest, WorkspaceSizes) {
   EXPECT_EQ(decoder->workspaceSize(4, 1), 0u);
   // 4*32*3 rows of 128 f32, then 4*32*3 f32, each rounded up to 256 bytes.
-  EXPECT_EQ(decoder->workspaceSize(4, 3),
-            size_t(4 * 32 * 3 * 128 * 4) + 1536u);
+  EXPECT_EQ(decoder->workspaceSize(4, 3), size_t(4 * 32 * 3 * 128 * 4) + 1536u);
 }
 
 TEST_F(RuntimeTest, SplitHeuristic) {
@@ -319,7 +319,7 @@ TEST(Float16Test, RoundTripsAndRounds) {
     EXPECT_LE(std::fabs(b - f), std::fabs(f) * (1.0f / 256)) << f;
   }
   EXPECT_EQ(floatToF16(1.0f), 0x3c00);
-  EXPECT_EQ(floatToF16(65520.0f), 0x7c00);        // overflow to inf
+  EXPECT_EQ(floatToF16(65520.0f), 0x7c00);              // overflow to inf
   EXPECT_EQ(f16ToFloat(0x0001), std::ldexp(1.0f, -24)); // smallest subnormal
   EXPECT_EQ(floatToBf16(1.0f), 0x3f80);
   EXPECT_TRUE(std::isnan(bf16ToFloat(floatToBf16(NAN))));

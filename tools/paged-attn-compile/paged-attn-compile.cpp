@@ -188,9 +188,9 @@ int main(int argc, char **argv) {
   if (failed(compiled))
     return fail(firstError.empty() ? "compilation failed"
                                    : llvm::Twine(firstError));
-  double seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
 
   // Both files are written to temporaries and only kept when both succeed.
   std::error_code ec;

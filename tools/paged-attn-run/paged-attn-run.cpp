@@ -214,8 +214,8 @@ int fail(const Status &s) {
 Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
   if (!o.kernels.empty()) {
     std::string path = o.kernels;
-    bool isManifest = path.size() > 5 &&
-                      path.compare(path.size() - 5, 5, ".json") == 0;
+    bool isManifest =
+        path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0;
     return isManifest ? KernelLibrary::load(path, lib)
                       : KernelLibrary::loadDirectory(path, lib);
   }
@@ -235,16 +235,18 @@ Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
   c.numKVHeads = o.config.numKVHeads;
   c.headDim = o.config.headDim;
   c.pageSize = o.config.pageSize;
-  c.elementType = o.config.dtype == DType::F16    ? mlir::Type(mlir::Float16Type::get(&ctx))
-                  : o.config.dtype == DType::BF16 ? mlir::Type(mlir::BFloat16Type::get(&ctx))
-                                                  : mlir::Type(mlir::Float32Type::get(&ctx));
+  c.elementType = o.config.dtype == DType::F16
+                      ? mlir::Type(mlir::Float16Type::get(&ctx))
+                  : o.config.dtype == DType::BF16
+                      ? mlir::Type(mlir::BFloat16Type::get(&ctx))
+                      : mlir::Type(mlir::Float32Type::get(&ctx));
   c.layout = o.config.layout == Layout::NHD ? mlir::paged_attn::KVLayout::nhd
                                             : mlir::paged_attn::KVLayout::hnd;
   c.numWarps = o.config.numWarps;
   mlir::paged_attn::KernelCompileOptions options;
   options.chip = o.chip;
-  auto compiled = mlir::paged_attn::compileDecodeKernels(&ctx, {c}, options,
-                                                         "kernels.ptx");
+  auto compiled =
+      mlir::paged_attn::compileDecodeKernels(&ctx, {c}, options, "kernels.ptx");
   if (mlir::failed(compiled))
     return Status(StatusCode::InvalidArgument,
                   "cannot compile the kernel: " + firstError);
@@ -286,11 +288,10 @@ Status measureReadCeiling(double *tbps) {
     return Status(StatusCode::NoDriver, why);
   CUmodule module;
   CUfunction fn;
-  CUresult r = d->cuModuleLoadDataEx(&module, kReadCeilingPTX, 0, nullptr,
-                                     nullptr);
+  CUresult r =
+      d->cuModuleLoadDataEx(&module, kReadCeilingPTX, 0, nullptr, nullptr);
   if (r != CUDA_SUCCESS ||
-      (r = d->cuModuleGetFunction(&fn, module, "read_ceiling")) !=
-          CUDA_SUCCESS)
+      (r = d->cuModuleGetFunction(&fn, module, "read_ceiling")) != CUDA_SUCCESS)
     return Status(StatusCode::CudaError,
                   "read-ceiling kernel: " + describe(*d, r));
   const size_t bytes = size_t(1) << 30;
@@ -381,10 +382,9 @@ int main(int argc, char **argv) {
   if (!o.json)
     std::printf("%s on %s: batch %lld, max seq len %lld, %d split(s)\n"
                 "check: rel err %.3g (limit %.3g), max abs err %.3g: %s\n",
-                o.config.name().c_str(), device.c_str(),
-                (long long)shape.batch, (long long)first.maxSeqLen(), splits,
-                check.relError, tolerance, check.maxAbsError,
-                check.passed ? "PASS" : "FAIL");
+                o.config.name().c_str(), device.c_str(), (long long)shape.batch,
+                (long long)first.maxSeqLen(), splits, check.relError, tolerance,
+                check.maxAbsError, check.passed ? "PASS" : "FAIL");
   if (o.checkOnly || !check.passed) {
     if (o.json)
       std::printf("{\"config\": \"%s\", \"device\": \"%s\", \"rel_error\": "
@@ -430,8 +430,8 @@ int main(int argc, char **argv) {
   // Every set has the same lengths, so each launch moves the same bytes.
   shape.seqLens = first.reference().seqLens;
   double kvBytes = first.bytesMoved();
-  int sets = int(std::clamp(std::ceil(300e6 / std::max(kvBytes, 1.0)), 1.0,
-                            16.0));
+  int sets =
+      int(std::clamp(std::ceil(300e6 / std::max(kvBytes, 1.0)), 1.0, 16.0));
   std::vector<Problem> problems(sets);
   std::vector<DecodeParams> setParams;
   problems[0] = std::move(first);
@@ -469,18 +469,17 @@ int main(int argc, char **argv) {
   if (!(s = measureReadCeiling(&ceiling)))
     return fail(s);
   if (o.json) {
-    std::printf(
-        "{\"config\": \"%s\", \"device\": \"%s\", \"batch\": %lld, "
-        "\"max_seq_len\": %lld, \"ragged\": %s, \"num_splits\": %d, "
-        "\"rel_error\": %.6g, \"passed\": true, \"median_us\": %.3f, "
-        "\"min_us\": %.3f, \"bytes\": %.0f, \"tbps\": %.4f, "
-        "\"read_ceiling_tbps\": %.4f, \"fraction_of_ceiling\": %.4f, "
-        "\"input_sets\": %d, \"iters\": %d}\n",
-        o.config.name().c_str(), device.c_str(), (long long)shape.batch,
-        (long long)problems[0].maxSeqLen(), o.ragged ? "true" : "false",
-        splits, check.relError, medianUs, times.front() * 1e3,
-        problems[0].bytesMoved(), tbps, ceiling, tbps / ceiling, sets,
-        o.iters);
+    std::printf("{\"config\": \"%s\", \"device\": \"%s\", \"batch\": %lld, "
+                "\"max_seq_len\": %lld, \"ragged\": %s, \"num_splits\": %d, "
+                "\"rel_error\": %.6g, \"passed\": true, \"median_us\": %.3f, "
+                "\"min_us\": %.3f, \"bytes\": %.0f, \"tbps\": %.4f, "
+                "\"read_ceiling_tbps\": %.4f, \"fraction_of_ceiling\": %.4f, "
+                "\"input_sets\": %d, \"iters\": %d}\n",
+                o.config.name().c_str(), device.c_str(), (long long)shape.batch,
+                (long long)problems[0].maxSeqLen(), o.ragged ? "true" : "false",
+                splits, check.relError, medianUs, times.front() * 1e3,
+                problems[0].bytesMoved(), tbps, ceiling, tbps / ceiling, sets,
+                o.iters);
   } else {
     std::printf("time: median %.2f us (min %.2f) over %d runs, %d input "
                 "set(s)\n"

@@ -52,7 +52,8 @@ std::vector<double> widenFromDType(DType dtype, const void *data, size_t n);
 std::vector<double> referenceDecode(const ReferenceProblem &p);
 
 /// ||a - b|| / ||b|| (0 when both are zero).
-double relativeError(const std::vector<double> &a, const std::vector<double> &b);
+double relativeError(const std::vector<double> &a,
+                     const std::vector<double> &b);
 /// max |a - b|.
 double maxAbsError(const std::vector<double> &a, const std::vector<double> &b);
 

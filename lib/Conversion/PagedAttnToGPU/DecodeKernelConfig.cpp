@@ -102,8 +102,8 @@ std::string DecodeKernelConfig::elementTypeName() const {
 }
 
 std::string DecodeKernelConfig::name() const {
-  return llvm::formatv("h{0}_kv{1}_d{2}_p{3}_{4}_{5}_w{6}", numHeads, numKVHeads,
-                       headDim, pageSize, elementTypeName(),
+  return llvm::formatv("h{0}_kv{1}_d{2}_p{3}_{4}_{5}_w{6}", numHeads,
+                       numKVHeads, headDim, pageSize, elementTypeName(),
                        stringifyKVLayout(layout), numWarps)
       .str();
 }

@@ -58,8 +58,7 @@ struct KernelTypes {
     int64_t dyn = ShapedType::kDynamic;
     Type f32 = Float32Type::get(ctx);
     Type i32 = IntegerType::get(ctx, 32);
-    q = getStridedMemRefType({dyn, c.numHeads, c.headDim}, c.elementType,
-                             true);
+    q = getStridedMemRefType({dyn, c.numHeads, c.headDim}, c.elementType, true);
     SmallVector<int64_t> cacheShape =
         c.layout == KVLayout::nhd
             ? SmallVector<int64_t>{dyn, c.pageSize, c.numKVHeads, c.headDim}
@@ -146,8 +145,8 @@ public:
   Value negInf() { return f32Const(-std::numeric_limits<double>::infinity()); }
   Value zeroVector(int64_t n) {
     auto type = VectorType::get({n}, f32);
-    return arith::ConstantOp::create(b, DenseElementsAttr::get(
-                                            type, b.getF32FloatAttr(0.0)));
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(type, b.getF32FloatAttr(0.0)));
   }
 
   Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
@@ -177,9 +176,8 @@ public:
     return arith::AddFOp::create(b, product, z, contract);
   }
   Value fmax(Value x, Value y) {
-    return LLVM::CallIntrinsicOp::create(b, f32,
-                                         b.getStringAttr("llvm.maxnum.f32"),
-                                         ValueRange{x, y})
+    return LLVM::CallIntrinsicOp::create(
+               b, f32, b.getStringAttr("llvm.maxnum.f32"), ValueRange{x, y})
         .getResult(0);
   }
   // One ex2/lg2.approx instruction each. llvm.exp2 is rewritten to a
@@ -226,9 +224,9 @@ public:
   /// A 16-byte-aligned vector load of `n` elements, widened to f32.
   Value loadF32Vector(Value memref, ValueRange indices, int64_t n) {
     Type elemType = cast<MemRefType>(memref.getType()).getElementType();
-    Value v = vector::LoadOp::create(b, VectorType::get({n}, elemType),
-                                     memref, indices,
-                                     /*nontemporal=*/false, llvm::MaybeAlign(16));
+    Value v = vector::LoadOp::create(
+        b, VectorType::get({n}, elemType), memref, indices,
+        /*nontemporal=*/false, llvm::MaybeAlign(16));
     return extendToF32(v);
   }
   Value extendToF32(Value v) {
@@ -241,8 +239,8 @@ public:
     if (elemType.isF32())
       return v;
     auto type = cast<VectorType>(v.getType());
-    return arith::TruncFOp::create(b, VectorType::get(type.getShape(), elemType),
-                                   v);
+    return arith::TruncFOp::create(
+        b, VectorType::get(type.getShape(), elemType), v);
   }
   void storeVector(Value v, Value memref, ValueRange indices) {
     vector::StoreOp::create(b, v, memref, indices, /*nontemporal=*/false,
@@ -315,8 +313,8 @@ static gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                      workgroupTypes);
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
                 builder.getUnitAttr());
-  func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
-      {static_cast<int32_t>(blockSize), 1, 1}));
+  func.setKnownBlockSizeAttr(
+      builder.getDenseI32ArrayAttr({static_cast<int32_t>(blockSize), 1, 1}));
   for (unsigned i = 0; i < workgroupTypes.size(); ++i)
     func.setWorkgroupAttributionAttr(i, "llvm.align",
                                      builder.getI64IntegerAttr(16));
@@ -327,10 +325,8 @@ static gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp module,
 // Decode kernel
 //===----------------------------------------------------------------------===//
 
-gpu::GPUFuncOp
-mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
-                                         gpu::GPUModuleOp module,
-                                         const DecodeKernelConfig &c) {
+gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, const DecodeKernelConfig &c) {
   if (gpu::GPUFuncOp existing = lookupKernel(module, c.decodeKernelName()))
     return existing;
 
@@ -345,7 +341,8 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
   const bool nhd = c.layout == KVLayout::nhd;
 
   Type f32 = builder.getF32Type();
-  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   auto accSmemType = MemRefType::get({c.numWarps, heads, c.headDim}, f32,
                                      MemRefLayoutAttrInterface(), workgroup);
   // [0][warp][head]: max, [1][warp][head]: sum.
@@ -396,8 +393,7 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
       e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{batch}));
   Value numSplits = e.toIndex(numSplitsArg);
   Value step = e.index(c.tokensPerIteration());
-  Value chunk =
-      e.mul(e.ceilDiv(e.ceilDiv(seqLen, numSplits), step), step);
+  Value chunk = e.mul(e.ceilDiv(e.ceilDiv(seqLen, numSplits), step), step);
   Value chunkBegin = e.min(e.mul(split, chunk), seqLen);
   Value chunkEnd = e.min(e.add(chunkBegin, chunk), seqLen);
 
@@ -425,8 +421,8 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
   auto loadPage = [&](Value base, int64_t u, Value lastToken) -> Value {
     Value token = e.add(base, e.add(group, e.index(u * numGroups)));
     Value logicalPage = e.div(e.min(token, lastToken), e.index(c.pageSize));
-    return e.toIndex(memref::LoadOp::create(b, blockTable,
-                                            ValueRange{batch, logicalPage}));
+    return e.toIndex(
+        memref::LoadOp::create(b, blockTable, ValueRange{batch, logicalPage}));
   };
 
   // With prefetching, the pages of the first iteration are loaded before
@@ -568,8 +564,7 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
     b.setInsertionPointToStart(publish.thenBlock());
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t v = 0; v < vecsPerThread; ++v)
-        e.storeVector(s.acc[h][v], accSmem,
-                      {warp, e.index(h), columns[v]});
+        e.storeVector(s.acc[h][v], accSmem, {warp, e.index(h), columns[v]});
     auto first = scf::IfOp::create(b, e.ult(lane, e.index(1)), false);
     b.setInsertionPointToStart(first.thenBlock());
     for (int64_t h = 0; h < heads; ++h) {
@@ -583,10 +578,10 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
 
   // Merge the warps and write: the output itself when unsplit, else this
   // chunk's normalised partial output and its log-sum-exp (base 2).
-  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
-                                        numSplits, e.index(1));
-  auto outLoop = scf::ForOp::create(
-      b, tid, e.index(heads * c.vectorsPerRow()), e.index(c.blockSize()));
+  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, numSplits,
+                                        e.index(1));
+  auto outLoop = scf::ForOp::create(b, tid, e.index(heads * c.vectorsPerRow()),
+                                    e.index(c.blockSize()));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(outLoop.getBody());
@@ -615,9 +610,9 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
       acc = e.fma(e.splat(weight, vecElems), warpAcc, acc);
     }
     Value hasTokens = e.fgt(sum, e.f32Const(0.0));
-    Value inv = e.select(hasTokens,
-                         arith::DivFOp::create(b, e.f32Const(1.0), sum),
-                         e.f32Const(0.0));
+    Value inv =
+        e.select(hasTokens, arith::DivFOp::create(b, e.f32Const(1.0), sum),
+                 e.f32Const(0.0));
     Value result = e.fmul(acc, e.splat(inv, vecElems));
     Value head = e.add(firstHead, h);
 
@@ -644,10 +639,8 @@ mlir::paged_attn::getOrBuildDecodeKernel(OpBuilder &builder,
 // Merge kernel
 //===----------------------------------------------------------------------===//
 
-gpu::GPUFuncOp
-mlir::paged_attn::getOrBuildMergeKernel(OpBuilder &builder,
-                                        gpu::GPUModuleOp module,
-                                        const DecodeKernelConfig &c) {
+gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, const DecodeKernelConfig &c) {
   if (gpu::GPUFuncOp existing = lookupKernel(module, c.mergeKernelName()))
     return existing;
 
@@ -670,8 +663,8 @@ mlir::paged_attn::getOrBuildMergeKernel(OpBuilder &builder,
   Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
 
   Value zero = e.index(0), one = e.index(1);
-  auto maxLoop = scf::ForOp::create(b, zero, numSplits, one,
-                                    ValueRange{e.negInf()});
+  auto maxLoop =
+      scf::ForOp::create(b, zero, numSplits, one, ValueRange{e.negInf()});
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(maxLoop.getBody());
@@ -722,9 +715,8 @@ mlir::paged_attn::getOrBuildMergeKernel(OpBuilder &builder,
     // 16-bit outputs take 8 elements per 16-byte store: join the halves.
     Value result = pieces[0];
     if (pieces.size() == 2)
-      result = vector::ShuffleOp::create(b, pieces[0], pieces[1],
-                                         ArrayRef<int64_t>{0, 1, 2, 3, 4, 5,
-                                                           6, 7});
+      result = vector::ShuffleOp::create(
+          b, pieces[0], pieces[1], ArrayRef<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
     e.storeVector(e.truncateTo(result, c.elementType), out,
                   {batch, head, column});
   }
@@ -736,10 +728,8 @@ mlir::paged_attn::getOrBuildMergeKernel(OpBuilder &builder,
 // Page-table check kernel
 //===----------------------------------------------------------------------===//
 
-gpu::GPUFuncOp
-mlir::paged_attn::getOrBuildCheckKernel(OpBuilder &builder,
-                                        gpu::GPUModuleOp module,
-                                        const DecodeKernelConfig &c) {
+gpu::GPUFuncOp mlir::paged_attn::getOrBuildCheckKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, const DecodeKernelConfig &c) {
   if (gpu::GPUFuncOp existing = lookupKernel(module, c.checkKernelName()))
     return existing;
   MLIRContext *ctx = builder.getContext();
@@ -759,27 +749,26 @@ mlir::paged_attn::getOrBuildCheckKernel(OpBuilder &builder,
   Value keysPerRow = e.add(maxPages, e.index(1));
   Value rowKey = e.mul(batch, keysPerRow);
   auto record = [&](Value key) {
-    memref::AtomicRMWOp::create(
-        b, arith::AtomicRMWKind::mins,
-        arith::IndexCastOp::create(b, i64, key), firstBad,
-        ValueRange{e.index(0)});
+    memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::mins,
+                                arith::IndexCastOp::create(b, i64, key),
+                                firstBad, ValueRange{e.index(0)});
   };
 
   Value seqLen = arith::ExtSIOp::create(
       b, i64, memref::LoadOp::create(b, seqLens, ValueRange{batch}));
-  Value capacity = arith::IndexCastOp::create(
-      b, i64, e.mul(maxPages, e.index(c.pageSize)));
+  Value capacity =
+      arith::IndexCastOp::create(b, i64, e.mul(maxPages, e.index(c.pageSize)));
   Value zero64 = arith::ConstantIntOp::create(b, i64, 0);
   Value lenValid = arith::AndIOp::create(
-      b,
-      arith::CmpIOp::create(b, arith::CmpIPredicate::sge, seqLen, zero64),
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::sge, seqLen, zero64),
       arith::CmpIOp::create(b, arith::CmpIPredicate::sle, seqLen, capacity));
   auto badLen = scf::IfOp::create(
-      b, arith::AndIOp::create(b, arith::XOrIOp::create(
-                                      b, lenValid,
-                                      arith::ConstantIntOp::create(
-                                          b, b.getI1Type(), 1)),
-                               e.ult(tid, e.index(1))),
+      b,
+      arith::AndIOp::create(
+          b,
+          arith::XOrIOp::create(
+              b, lenValid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+          e.ult(tid, e.index(1))),
       false);
   {
     OpBuilder::InsertionGuard guard(b);
@@ -787,21 +776,20 @@ mlir::paged_attn::getOrBuildCheckKernel(OpBuilder &builder,
     record(rowKey);
   }
   // Pages the sequence uses; none when its length is bad.
-  Value usedPages = e.ceilDiv(
-      arith::IndexCastOp::create(
-          b, b.getIndexType(),
-          arith::SelectOp::create(b, lenValid, seqLen, zero64)),
-      e.index(c.pageSize));
-  auto scan = scf::ForOp::create(b, tid, usedPages,
-                                 e.index(c.checkBlockSize()));
+  Value usedPages =
+      e.ceilDiv(arith::IndexCastOp::create(
+                    b, b.getIndexType(),
+                    arith::SelectOp::create(b, lenValid, seqLen, zero64)),
+                e.index(c.pageSize));
+  auto scan =
+      scf::ForOp::create(b, tid, usedPages, e.index(c.checkBlockSize()));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(scan.getBody());
     Value j = scan.getInductionVar();
     Value page = memref::LoadOp::create(b, blockTable, ValueRange{batch, j});
     Value bad = arith::OrIOp::create(
-        b,
-        arith::CmpIOp::create(b, arith::CmpIPredicate::slt, page, e.i32(0)),
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::slt, page, e.i32(0)),
         arith::CmpIOp::create(b, arith::CmpIPredicate::sge, page, numPages));
     auto ifBad = scf::IfOp::create(b, bad, false);
     b.setInsertionPointToStart(ifBad.thenBlock());

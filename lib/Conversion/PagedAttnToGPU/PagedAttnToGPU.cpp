@@ -49,8 +49,7 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
                           int64_t numSplitsOption) {
   DecodeKernelConfig config = DecodeKernelConfig::fromOp(op, options);
   OpBuilder builder(op);
-  gpu::GPUFuncOp decode =
-      getOrBuildDecodeKernel(builder, kernelModule, config);
+  gpu::GPUFuncOp decode = getOrBuildDecodeKernel(builder, kernelModule, config);
   gpu::GPUFuncOp merge = getOrBuildMergeKernel(builder, kernelModule, config);
   // Built for runtimes that offer a page-table check; not launched here.
   getOrBuildCheckKernel(builder, kernelModule, config);
@@ -70,11 +69,10 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
   auto partialOutType =
       MemRefType::get({dyn, config.numHeads, dyn, config.headDim}, f32);
   auto partialLseType = MemRefType::get({dyn, config.numHeads, dyn}, f32);
-  Value partialOut =
-      gpu::AllocOp::create(b, partialOutType, /*asyncToken=*/Type(),
-                           ValueRange{}, ValueRange{batch, numSplits},
-                           ValueRange{})
-          .getMemref();
+  Value partialOut = gpu::AllocOp::create(
+                         b, partialOutType, /*asyncToken=*/Type(), ValueRange{},
+                         ValueRange{batch, numSplits}, ValueRange{})
+                         .getMemref();
   Value partialLse =
       gpu::AllocOp::create(b, partialLseType, Type(), ValueRange{},
                            ValueRange{batch, numSplits}, ValueRange{})
@@ -102,8 +100,7 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
     gpu::LaunchFuncOp::create(
         b, merge, gpu::KernelDim3{index(config.numHeads), batch, one},
         gpu::KernelDim3{index(config.mergeBlockSize()), one, one}, Value(),
-        ValueRange{decodeArgs[6], decodeArgs[7], decodeArgs[5],
-                   decodeArgs[9]});
+        ValueRange{decodeArgs[6], decodeArgs[7], decodeArgs[5], decodeArgs[9]});
   gpu::DeallocOp::create(b, Type(), ValueRange{}, partialOut);
   gpu::DeallocOp::create(b, Type(), ValueRange{}, partialLse);
   op.erase();
@@ -119,12 +116,12 @@ struct ConvertPagedAttnToGPUPass
     ModuleOp module = getOperation();
     if (numSplits < 1) {
       module.emitError() << "num-splits must be at least 1, got "
-                        << static_cast<int64_t>(numSplits);
+                         << static_cast<int64_t>(numSplits);
       return signalPassFailure();
     }
     if (numWarps < 1 || numWarps > 32) {
       module.emitError() << "num-warps must be in [1, 32], got "
-                        << static_cast<int64_t>(numWarps);
+                         << static_cast<int64_t>(numWarps);
       return signalPassFailure();
     }
     if (tokensPerLaneGroup < 0 || tokensPerLaneGroup > 16) {

@@ -59,8 +59,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value negInf = arith::ConstantOp::create(
         b, b.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
     bool nhd = op.getLayout() == KVLayout::nhd;
-    Value acc = memref::AllocaOp::create(
-        b, MemRefType::get({op.getHeadDim()}, f32));
+    Value acc =
+        memref::AllocaOp::create(b, MemRefType::get({op.getHeadDim()}, f32));
 
     // Row `token` of sequence `batch`, KV head `kvHead` of a cache.
     auto cacheIndices = [&](Value batch, Value token, Value kvHead,
@@ -85,9 +85,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
           memref::LoadOp::create(b, op.getQ(), ValueRange{batch, head, d}));
       Value kv = toF32(memref::LoadOp::create(
           b, op.getKCache(), cacheIndices(batch, token, kvHead, d)));
-      scf::YieldOp::create(
-          b, ValueRange{math::FmaOp::create(b, qv, kv,
-                                            dot.getRegionIterArgs()[0])});
+      scf::YieldOp::create(b, ValueRange{math::FmaOp::create(
+                                  b, qv, kv, dot.getRegionIterArgs()[0])});
       b.setInsertionPointAfter(dot);
       return arith::MulFOp::create(b, dot.getResult(0), scale);
     };
@@ -99,8 +98,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value seqLen = arith::IndexCastOp::create(
         b, b.getIndexType(),
         memref::LoadOp::create(b, op.getSeqLens(), ValueRange{batch}));
-    auto headLoop =
-        scf::ForOp::create(b, zero, index(op.getNumHeads()), one);
+    auto headLoop = scf::ForOp::create(b, zero, index(op.getNumHeads()), one);
     b.setInsertionPointToStart(headLoop.getBody());
     Value head = headLoop.getInductionVar();
     Value kvHead = arith::DivUIOp::create(b, head, groupSize);
@@ -124,7 +122,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
       memref::StoreOp::create(b, f32Zero, acc,
                               ValueRange{clear.getInductionVar()});
     }
-    auto sumLoop = scf::ForOp::create(b, zero, seqLen, one, ValueRange{f32Zero});
+    auto sumLoop =
+        scf::ForOp::create(b, zero, seqLen, one, ValueRange{f32Zero});
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(sumLoop.getBody());
@@ -146,8 +145,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
                                   b, sumLoop.getRegionIterArgs()[0], p)});
     }
     Value sum = sumLoop.getResult(0);
-    Value nonEmpty = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum,
-                                           f32Zero);
+    Value nonEmpty =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32Zero);
     Value inv = arith::SelectOp::create(
         b, nonEmpty,
         arith::DivFOp::create(

@@ -69,9 +69,7 @@ struct DecodeKernelConfig {
   int64_t vectorsPerThread() const {
     return vectorsPerRow() / threadsPerToken();
   }
-  int64_t elemsPerThread() const {
-    return vectorsPerThread() * vectorElems();
-  }
+  int64_t elemsPerThread() const { return vectorsPerThread() * vectorElems(); }
   /// Tokens a warp works on at once (one per lane group).
   int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
   /// Query heads one CTA serves: the largest divisor of the group size that
@@ -99,15 +97,9 @@ struct DecodeKernelConfig {
   /// "h32_kv8_d128_p16_bf16_nhd_w4".
   std::string name() const;
   std::string elementTypeName() const;
-  std::string decodeKernelName() const {
-    return "paged_attn_decode_" + name();
-  }
-  std::string mergeKernelName() const {
-    return "paged_attn_merge_" + name();
-  }
-  std::string checkKernelName() const {
-    return "paged_attn_check_" + name();
-  }
+  std::string decodeKernelName() const { return "paged_attn_decode_" + name(); }
+  std::string mergeKernelName() const { return "paged_attn_merge_" + name(); }
+  std::string checkKernelName() const { return "paged_attn_check_" + name(); }
   /// Threads per CTA of the page-table check kernel.
   int64_t checkBlockSize() const { return 128; }
 };

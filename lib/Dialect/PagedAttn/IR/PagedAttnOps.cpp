@@ -24,19 +24,17 @@ static FloatAttr buildScaleAttr(OpBuilder &b, std::optional<float> scale) {
   return scale ? b.getF32FloatAttr(*scale) : FloatAttr();
 }
 
-void DecodeOp::build(OpBuilder &b, OperationState &state, Value q,
-                     Value kCache, Value vCache, Value blockTable,
-                     Value seqLens, KVLayout layout,
-                     std::optional<float> scale) {
+void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
+                     Value vCache, Value blockTable, Value seqLens,
+                     KVLayout layout, std::optional<float> scale) {
   build(b, state, q.getType(), q, kCache, vCache, blockTable, seqLens,
         /*out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
         buildScaleAttr(b, scale));
 }
 
-void DecodeOp::build(OpBuilder &b, OperationState &state, Value q,
-                     Value kCache, Value vCache, Value blockTable,
-                     Value seqLens, Value out, KVLayout layout,
-                     std::optional<float> scale) {
+void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
+                     Value vCache, Value blockTable, Value seqLens, Value out,
+                     KVLayout layout, std::optional<float> scale) {
   build(b, state, /*result=*/Type(), q, kCache, vCache, blockTable, seqLens,
         out, KVLayoutAttr::get(b.getContext(), layout),
         buildScaleAttr(b, scale));
@@ -96,8 +94,8 @@ static LogicalResult verifyVectorAccess(DecodeOp op, StringRef name,
   SmallVector<int64_t> strides;
   int64_t offset;
   if (failed(type.getStridesAndOffset(strides, offset)))
-    return op.emitOpError() << "'" << name
-                            << "' must have a strided layout, got " << type;
+    return op.emitOpError()
+           << "'" << name << "' must have a strided layout, got " << type;
   if (strides.empty())
     return success();
   if (strides.back() != 1)
@@ -117,9 +115,9 @@ static LogicalResult verifyVectorAccess(DecodeOp op, StringRef name,
            << " bytes); it must be a multiple of 16 bytes";
   }
   if (!ShapedType::isDynamic(offset) && (offset * elemBytes) % 16 != 0)
-    return op.emitOpError()
-           << "'" << name << "' offset is " << offset << " elements ("
-           << offset * elemBytes << " bytes); it must be a multiple of 16 bytes";
+    return op.emitOpError() << "'" << name << "' offset is " << offset
+                            << " elements (" << offset * elemBytes
+                            << " bytes); it must be a multiple of 16 bytes";
   return success();
 }
 
@@ -154,8 +152,8 @@ LogicalResult DecodeOp::verify() {
        llvm::zip_equal(inputs, names, ranks, rankDocs)) {
     int64_t got = cast<ShapedType>(v.getType()).getRank();
     if (got != rank)
-      return emitOpError() << "'" << name << "' must have rank " << rank
-                           << " (" << doc << "), got " << got;
+      return emitOpError() << "'" << name << "' must have rank " << rank << " ("
+                           << doc << "), got " << got;
   }
   Value output = isTensor ? Value(getResult()) : Value(getOut());
   StringRef outName = isTensor ? "result" : "out";
@@ -185,8 +183,8 @@ LogicalResult DecodeOp::verify() {
                                         ArrayRef(names).drop_front(3))) {
     Type t = cast<ShapedType>(v.getType()).getElementType();
     if (!t.isSignlessInteger(32))
-      return emitOpError() << "'" << name
-                           << "' element type must be i32, got " << t;
+      return emitOpError() << "'" << name << "' element type must be i32, got "
+                           << t;
   }
 
   // Static sizes the kernels are specialised on.
@@ -225,10 +223,9 @@ LogicalResult DecodeOp::verify() {
                          << ")";
   if (numKVHeads > numHeads)
     return emitOpError() << "with layout " << layoutName
-                         << ", num_kv_heads is 'k_cache' dim "
-                         << (nhd ? 2 : 1) << ": got " << numKVHeads
-                         << ", more than num_heads (" << numHeads
-                         << "); does the cache use layout "
+                         << ", num_kv_heads is 'k_cache' dim " << (nhd ? 2 : 1)
+                         << ": got " << numKVHeads << ", more than num_heads ("
+                         << numHeads << "); does the cache use layout "
                          << (nhd ? "hnd" : "nhd") << "?";
   if (numHeads % numKVHeads != 0)
     return emitOpError() << "num_heads (" << numHeads
@@ -239,8 +236,8 @@ LogicalResult DecodeOp::verify() {
   // are loaded as 16-byte vectors and pages can be bulk-copied.
   int64_t elemBytes = elemType.getIntOrFloatBitWidth() / 8;
   if ((headDim * elemBytes) % 16 != 0)
-    return emitOpError() << "a row of head_dim (" << headDim << ") "
-                         << elemType << " elements is " << headDim * elemBytes
+    return emitOpError() << "a row of head_dim (" << headDim << ") " << elemType
+                         << " elements is " << headDim * elemBytes
                          << " bytes; it must be a multiple of 16 bytes";
 
   // Batch sizes, where static.
@@ -282,7 +279,8 @@ LogicalResult DecodeOp::verify() {
     Value vectorValues[] = {getQ(), getKCache(), getVCache(), getOut()};
     StringRef vectorNames[] = {"q", "k_cache", "v_cache", "out"};
     for (auto [v, name] : llvm::zip_equal(vectorValues, vectorNames))
-      if (failed(verifyVectorAccess(*this, name, cast<MemRefType>(v.getType()))))
+      if (failed(
+              verifyVectorAccess(*this, name, cast<MemRefType>(v.getType()))))
         return failure();
   }
   return success();

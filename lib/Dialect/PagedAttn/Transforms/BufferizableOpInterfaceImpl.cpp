@@ -94,8 +94,8 @@ struct DecodeOpInterface
     if (failed(out))
       return failure();
 
-    DecodeOp::create(rewriter, loc, /*result=*/Type(), buffers[0],
-                     buffers[1], buffers[2], buffers[3], buffers[4], *out,
+    DecodeOp::create(rewriter, loc, /*result=*/Type(), buffers[0], buffers[1],
+                     buffers[2], buffers[3], buffers[4], *out,
                      decodeOp.getLayoutAttr(), decodeOp.getScaleAttr());
     replaceOpWithBufferizedValues(rewriter, op, *out);
     return success();

@@ -452,48 +452,49 @@ Status requireDriver(const Driver **d) {
 }
 
 /// Kernel parameters: each memref becomes its descriptor (allocated and
-/// aligned pointer, offset, sizes, strides), as the manifest's ABI says.
+/// aligned pointer, offset, sizes, strides), as the manifest's ABI says,
+/// packed into one buffer laid out as the kernel's parameter space (each
+/// value at its natural alignment) and passed to cuLaunchKernel whole
+/// (CU_LAUNCH_PARAM_BUFFER_POINTER): one copy instead of one per slot.
 class ParamBuilder {
 public:
   void memref(const void *data, int rank, const int64_t *sizes,
               const int64_t *strides) {
-    push(reinterpret_cast<uint64_t>(data));
-    push(reinterpret_cast<uint64_t>(data));
-    push(0);
+    put<uint64_t>(reinterpret_cast<uint64_t>(data));
+    put<uint64_t>(reinterpret_cast<uint64_t>(data));
+    put<int64_t>(0);
     for (int d = 0; d < rank; ++d)
-      push(static_cast<uint64_t>(sizes[d]));
+      put<int64_t>(sizes[d]);
     for (int d = 0; d < rank; ++d)
-      push(static_cast<uint64_t>(strides[d]));
+      put<int64_t>(strides[d]);
   }
   void memref(const Tensor &t) { memref(t.data, t.rank, t.sizes, t.strides); }
-  void f32(float v) {
-    uint64_t slot = 0;
-    std::memcpy(&slot, &v, sizeof(v));
-    push(slot);
-  }
-  void i32(int32_t v) {
-    uint64_t slot = 0;
-    std::memcpy(&slot, &v, sizeof(v));
-    push(slot);
-  }
-  void **pointers() {
-    for (int i = 0; i < count; ++i)
-      ptrs[i] = &slots[i];
-    return ptrs;
+  void f32(float v) { put<float>(v); }
+  void i32(int32_t v) { put<int32_t>(v); }
+  /// The `extra` argument of cuLaunchKernel.
+  void **extra() {
+    extra_[0] = reinterpret_cast<void *>(1); // CU_LAUNCH_PARAM_BUFFER_POINTER
+    extra_[1] = bytes_;
+    extra_[2] = reinterpret_cast<void *>(2); // CU_LAUNCH_PARAM_BUFFER_SIZE
+    extra_[3] = &size_;
+    extra_[4] = nullptr; // CU_LAUNCH_PARAM_END
+    return extra_;
   }
 
 private:
-  // The decode kernel has the most: 6 memrefs of rank <= 4, 2 workspace
-  // memrefs and 2 scalars, at most 10 + 8 * 11 slots. Fixed arrays keep a
-  // launch free of heap allocations.
-  static constexpr int kMaxSlots = 100;
-  void push(uint64_t v) {
-    if (count < kMaxSlots)
-      slots[count++] = v;
+  template <typename T> void put(T v) {
+    size_t at = (size_ + alignof(T) - 1) / alignof(T) * alignof(T);
+    if (at + sizeof(T) > sizeof(bytes_))
+      return; // cannot happen: the decode kernel needs about 600 bytes
+    std::memcpy(bytes_ + at, &v, sizeof(T));
+    size_ = at + sizeof(T);
   }
-  uint64_t slots[kMaxSlots];
-  void *ptrs[kMaxSlots];
-  int count = 0;
+  // The decode kernel has the most: 8 memrefs of rank <= 4 (74 eight-byte
+  // slots) and two 4-byte scalars. A fixed buffer keeps a launch free of
+  // heap allocations.
+  alignas(8) unsigned char bytes_[1024];
+  size_t size_ = 0;
+  void *extra_[5];
 };
 
 /// What the last decode() on this thread resolved: a repeated launch in the
@@ -758,7 +759,7 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   CUresult r = d->cuLaunchKernel(
       kernels.decode, unsigned(c.numKVHeads * spec_->ctasPerKVHead),
       unsigned(batch), unsigned(numSplits), unsigned(spec_->decodeBlock), 1, 1,
-      0, stream, decodeArgs.pointers(), nullptr);
+      0, stream, nullptr, decodeArgs.extra());
   if (r != CUDA_SUCCESS)
     return Status(StatusCode::CudaError,
                   "launching " + spec_->decodeName + ": " + describe(*d, r));
@@ -770,7 +771,7 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
     mergeArgs.i32(numSplits);
     r = d->cuLaunchKernel(kernels.merge, unsigned(c.numHeads), unsigned(batch),
                           1, unsigned(spec_->mergeBlock), 1, 1, 0, stream,
-                          mergeArgs.pointers(), nullptr);
+                          nullptr, mergeArgs.extra());
     if (r != CUDA_SUCCESS)
       return Status(StatusCode::CudaError,
                     "launching " + spec_->mergeName + ": " + describe(*d, r));
@@ -835,7 +836,7 @@ Status Decoder::checkPageTable(const DecodeParams &p, void *streamPtr,
   args.memref(reinterpret_cast<void *>(firstBad), 1, resultSize, resultStride);
   r = d->cuLaunchKernel(kernels.check, unsigned(batch), 1, 1,
                         unsigned(spec_->checkBlock), 1, 1, 0, stream,
-                        args.pointers(), nullptr);
+                        nullptr, args.extra());
   if (r != CUDA_SUCCESS)
     return Status(StatusCode::CudaError,
                   "launching " + spec_->checkName + ": " + describe(*d, r));

@@ -284,21 +284,14 @@ DecodeParams Problem::params() const {
   DecodeParams p;
   p.q = Tensor::contiguous(q_.data(), c.dtype,
                            {ref_.batch, c.numHeads, c.headDim});
-  if (c.layout == Layout::NHD) {
-    p.kCache = Tensor::contiguous(
-        k_.data(), c.dtype,
-        {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
-    p.vCache = Tensor::contiguous(
-        v_.data(), c.dtype,
-        {ref_.numPages, c.pageSize, c.numKVHeads, c.headDim});
-  } else {
-    p.kCache = Tensor::contiguous(
-        k_.data(), c.dtype,
-        {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
-    p.vCache = Tensor::contiguous(
-        v_.data(), c.dtype,
-        {ref_.numPages, c.numKVHeads, c.pageSize, c.headDim});
-  }
+  // nhd: [pages, page, kv heads, dim]; hnd: [pages, kv heads, page, dim].
+  bool nhd = c.layout == Layout::NHD;
+  int64_t dim1 = nhd ? c.pageSize : c.numKVHeads;
+  int64_t dim2 = nhd ? c.numKVHeads : c.pageSize;
+  p.kCache = Tensor::contiguous(k_.data(), c.dtype,
+                                {ref_.numPages, dim1, dim2, c.headDim});
+  p.vCache = Tensor::contiguous(v_.data(), c.dtype,
+                                {ref_.numPages, dim1, dim2, c.headDim});
   p.blockTable = Tensor::contiguous(blockTable_.data(), DType::I32,
                                     {ref_.batch, ref_.maxPages});
   p.seqLens = Tensor::contiguous(seqLens_.data(), DType::I32, {ref_.batch});

@@ -51,6 +51,9 @@ static LoadedDriver loadDriver() {
   resolve(d.cuModuleLoadDataEx, "cuModuleLoadDataEx");
   resolve(d.cuModuleGetFunction, "cuModuleGetFunction");
   resolve(d.cuModuleUnload, "cuModuleUnload");
+  resolve(d.cuFuncSetAttribute, "cuFuncSetAttribute");
+  resolve(d.cuOccupancyMaxActiveBlocksPerMultiprocessor,
+          "cuOccupancyMaxActiveBlocksPerMultiprocessor");
   resolve(d.cuLaunchKernel, "cuLaunchKernel");
   resolve(d.cuGetErrorName, "cuGetErrorName");
   resolve(d.cuGetErrorString, "cuGetErrorString");

@@ -101,6 +101,8 @@ struct KernelSpec {
   int64_t ctasPerKVHead = 1;
   int64_t decodeBlock = 128, mergeBlock = 32, checkBlock = 128;
   int64_t tokensPerIteration = 1;
+  /// Dynamic shared memory of the decode kernel (0 in older manifests).
+  int64_t decodeDynamicSharedBytes = 0;
   std::shared_ptr<const std::string> ptx; // NUL-terminated
   /// Never reused within a process, unlike addresses: cache keys.
   uint64_t id = 0, ptxId = 0;
@@ -206,6 +208,11 @@ static Status parseKernel(const json::Value &entry, const std::string &where,
       !blockX(*merge, spec->mergeBlock) || !blockX(*check, spec->checkBlock) ||
       !getInt(*split, "tokens_per_iteration", spec->tokensPerIteration))
     return bad("incomplete kernel description");
+  if (decode->get("dynamic_shared_memory_bytes") &&
+      (!getInt(*decode, "dynamic_shared_memory_bytes",
+               spec->decodeDynamicSharedBytes) ||
+       spec->decodeDynamicSharedBytes < 0))
+    return bad("bad dynamic_shared_memory_bytes of the decode kernel");
 
   // The runtime passes parameters in a fixed order: make sure the manifest
   // was written for it.
@@ -335,6 +342,8 @@ bool paged_attn::hasDriver(std::string *whyNot) {
 namespace {
 struct LoadedKernels {
   CUfunction decode = nullptr, merge = nullptr, check = nullptr;
+  /// Decode CTAs one SM holds at once (the driver's occupancy query).
+  int decodeCTAsPerSM = 1;
 };
 
 /// Modules are loaded once per (context, PTX text) and kept for the life of
@@ -378,6 +387,32 @@ public:
                       "kernel '" + *name +
                           "' not in its PTX: " + describe(d, r));
     }
+    // Past 48 KiB a kernel's dynamic shared memory must be opted into.
+    if (spec.decodeDynamicSharedBytes > 48 * 1024) {
+      CUresult r = d.cuFuncSetAttribute(
+          loaded.decode, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+          int(spec.decodeDynamicSharedBytes));
+      if (r != CUDA_SUCCESS) {
+        CUdevice device = 0;
+        int limit = 0;
+        if (d.cuCtxGetDevice(&device) == CUDA_SUCCESS)
+          d.cuDeviceGetAttribute(
+              &limit, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+              device);
+        return Status(StatusCode::CudaError,
+                      "kernel '" + spec.decodeName + "' needs " +
+                          std::to_string(spec.decodeDynamicSharedBytes) +
+                          " bytes of shared memory, this device allows " +
+                          std::to_string(limit) + ": " + describe(d, r));
+      }
+    }
+    int perSM = 0;
+    if (d.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+            &perSM, loaded.decode, int(spec.decodeBlock),
+            size_t(spec.decodeDynamicSharedBytes)) != CUDA_SUCCESS ||
+        perSM < 1)
+      perSM = 1;
+    loaded.decodeCTAsPerSM = perSM;
     kernels[key] = loaded;
     *out = loaded;
     return Status::ok();
@@ -504,6 +539,9 @@ struct LaunchCache {
   CUcontext ctx = nullptr;
   LoadedKernels kernels;
   int multiprocessors = 0;
+  /// The split count chosen for the last (batch, max_seq_len).
+  int64_t splitBatch = -1, splitMaxSeqLen = -1;
+  int splits = 1;
 };
 thread_local LaunchCache lastLaunch;
 } // namespace
@@ -565,22 +603,46 @@ size_t Decoder::workspaceSize(int64_t batch, int numSplits) const {
   return alignUp(rows * config_.headDim * 4, 256) + alignUp(rows * 4, 256);
 }
 
+/// The split counts chooseNumSplits considers: each chunk at least four
+/// loop iterations long, at most 256 chunks, and at most about four waves
+/// of CTAs.
+static int64_t maxUsefulSplits(int64_t ctas, int64_t maxSeqLen, int64_t slots,
+                               int64_t tokensPerIteration) {
+  int64_t byLength = maxSeqLen / (4 * tokensPerIteration);
+  int64_t byWaves = (4 * slots + ctas - 1) / ctas;
+  return std::clamp<int64_t>(std::min(byLength, byWaves), 1, 256);
+}
+
 int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
-                             int multiprocessorCount) const {
+                             int multiprocessorCount,
+                             int ctasPerMultiprocessor) const {
   int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
   if (ctas <= 0 || maxSeqLen <= 0)
     return 1;
-  // Aim for four CTAs per SM (measured best on H200 for 1 x 32k, 1 x 128k
-  // and 32 x 4k: bench/NOTES.md), but keep each chunk at least a few loop
-  // iterations long so the merge stays cheap.
-  int64_t target = 4 * int64_t(multiprocessorCount);
-  if (ctas >= target)
-    return 1;
-  int64_t splits = (target + ctas - 1) / ctas;
-  int64_t minChunk = 4 * spec_->tokensPerIteration;
-  int64_t byLength = (maxSeqLen + minChunk - 1) / minChunk;
-  return static_cast<int>(
-      std::clamp<int64_t>(std::min(splits, byLength), 1, 256));
+  // Model the time of a split count as the waves of CTAs the machine runs
+  // (`slots` CTAs at a time) times the tokens each CTA reads, plus a fixed
+  // cost per CTA worth one loop iteration. On H200 the best measured counts
+  // were the ones that fill exactly one wave (bench/NOTES.md).
+  int64_t slots = int64_t(std::max(1, multiprocessorCount)) *
+                  std::max(1, ctasPerMultiprocessor);
+  int64_t step = spec_->tokensPerIteration;
+  auto cost = [&](int64_t splits) {
+    int64_t chunk = (maxSeqLen + splits - 1) / splits;
+    chunk = (chunk + step - 1) / step * step;
+    int64_t used = (maxSeqLen + chunk - 1) / chunk;
+    int64_t waves = (ctas * used + slots - 1) / slots;
+    return waves * (chunk + step);
+  };
+  int64_t best = 1, bestCost = cost(1);
+  int64_t limit = maxUsefulSplits(ctas, maxSeqLen, slots, step);
+  for (int64_t splits = 2; splits <= limit; ++splits) {
+    int64_t c = cost(splits);
+    if (c < bestCost) {
+      best = splits;
+      bestCost = c;
+    }
+  }
+  return static_cast<int>(best);
 }
 
 Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
@@ -593,8 +655,36 @@ Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
   CUdevice device;
   if (!(s = currentContext(*d, &ctx, &device)))
     return s;
+  LoadedKernels loaded;
+  if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &loaded)))
+    return s;
   int sms = ModuleCache::get().multiprocessorCount(*d, device);
-  *bytes = workspaceSize(batch, chooseNumSplits(batch, maxSeqLen, sms));
+  int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
+  int64_t bound = ctas <= 0 || maxSeqLen <= 0
+                      ? 1
+                      : maxUsefulSplits(ctas, maxSeqLen,
+                                        int64_t(sms) * loaded.decodeCTAsPerSM,
+                                        spec_->tokensPerIteration);
+  *bytes = workspaceSize(batch, int(bound));
+  return Status::ok();
+}
+
+Status Decoder::defaultNumSplits(int64_t batch, int64_t maxSeqLen,
+                                 int *numSplits) const {
+  const Driver *d;
+  Status s = requireDriver(&d);
+  if (!s)
+    return s;
+  CUcontext ctx;
+  CUdevice device;
+  if (!(s = currentContext(*d, &ctx, &device)))
+    return s;
+  LoadedKernels loaded;
+  if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &loaded)))
+    return s;
+  *numSplits = chooseNumSplits(
+      batch, maxSeqLen, ModuleCache::get().multiprocessorCount(*d, device),
+      loaded.decodeCTAsPerSM);
   return Status::ok();
 }
 
@@ -712,6 +802,7 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
     cache.specId = spec_->id;
     cache.kernels = loaded;
     cache.multiprocessors = ModuleCache::get().multiprocessorCount(*d, device);
+    cache.splitBatch = -1;
   }
   if (batch == 0)
     return Status::ok();
@@ -722,8 +813,15 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
 
   const KernelConfig &c = config_;
   int numSplits = p.numSplits;
-  if (numSplits == 0)
-    numSplits = chooseNumSplits(batch, maxSeqLen, cache.multiprocessors);
+  if (numSplits == 0) {
+    if (cache.splitBatch != batch || cache.splitMaxSeqLen != maxSeqLen) {
+      cache.splits = chooseNumSplits(batch, maxSeqLen, cache.multiprocessors,
+                                     cache.kernels.decodeCTAsPerSM);
+      cache.splitBatch = batch;
+      cache.splitMaxSeqLen = maxSeqLen;
+    }
+    numSplits = cache.splits;
+  }
   size_t needed = workspaceSize(batch, numSplits);
   if (needed > 0 && (!p.workspace || p.workspaceBytes < needed))
     return invalid("split-KV with " + std::to_string(numSplits) +
@@ -759,7 +857,8 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   CUresult r = d->cuLaunchKernel(
       kernels.decode, unsigned(c.numKVHeads * spec_->ctasPerKVHead),
       unsigned(batch), unsigned(numSplits), unsigned(spec_->decodeBlock), 1, 1,
-      0, stream, nullptr, decodeArgs.extra());
+      unsigned(spec_->decodeDynamicSharedBytes), stream, nullptr,
+      decodeArgs.extra());
   if (r != CUDA_SUCCESS)
     return Status(StatusCode::CudaError,
                   "launching " + spec_->decodeName + ": " + describe(*d, r));
@@ -835,8 +934,8 @@ Status Decoder::checkPageTable(const DecodeParams &p, void *streamPtr,
   args.i32(int32_t(numPages));
   args.memref(reinterpret_cast<void *>(firstBad), 1, resultSize, resultStride);
   r = d->cuLaunchKernel(kernels.check, unsigned(batch), 1, 1,
-                        unsigned(spec_->checkBlock), 1, 1, 0, stream,
-                        nullptr, args.extra());
+                        unsigned(spec_->checkBlock), 1, 1, 0, stream, nullptr,
+                        args.extra());
   if (r != CUDA_SUCCESS)
     return Status(StatusCode::CudaError,
                   "launching " + spec_->checkName + ": " + describe(*d, r));

@@ -212,14 +212,18 @@ TEST_F(RuntimeTest, WorkspaceSizes) {
 }
 
 TEST_F(RuntimeTest, SplitHeuristic) {
-  // Enough CTAs to fill the machine (four per SM): no split.
-  EXPECT_EQ(decoder->chooseNumSplits(128, 2048, 132), 1);
-  // 32 x 8 KV heads = 256 CTAs: split in 3 to reach 4 x 132.
-  EXPECT_EQ(decoder->chooseNumSplits(32, 4096, 132), 3);
+  // 128 x 8 KV heads = 1024 CTAs, two full waves at 4 per SM: no split.
+  EXPECT_EQ(decoder->chooseNumSplits(128, 2048, 132, 4), 1);
+  // 256 CTAs: two chunks each fill one wave of 4 x 132.
+  EXPECT_EQ(decoder->chooseNumSplits(32, 4096, 132, 4), 2);
+  // At 3 per SM two chunks would need two waves; three fill them.
+  EXPECT_EQ(decoder->chooseNumSplits(32, 4096, 132, 3), 3);
+  // 512 CTAs at 3 per SM: one chunk needs a second, mostly idle wave.
+  EXPECT_EQ(decoder->chooseNumSplits(64, 8192, 132, 3), 3);
   // One sequence: split to fill the SMs, bounded by the length.
-  EXPECT_GT(decoder->chooseNumSplits(1, 32768, 132), 16);
-  EXPECT_EQ(decoder->chooseNumSplits(1, 100, 132), 1);
-  EXPECT_EQ(decoder->chooseNumSplits(1, 0, 132), 1);
+  EXPECT_GT(decoder->chooseNumSplits(1, 32768, 132, 4), 16);
+  EXPECT_EQ(decoder->chooseNumSplits(1, 100, 132, 4), 1);
+  EXPECT_EQ(decoder->chooseNumSplits(1, 0, 132, 4), 1);
 }
 
 TEST_F(RuntimeTest, ManifestErrors) {

@@ -375,9 +375,10 @@ int main(int argc, char **argv) {
   CheckResult check;
   if (!(s = runAndCheck(*decoder, first, params, nullptr, &check)))
     return fail(s);
-  int splits = o.numSplits ? o.numSplits
-                           : decoder->chooseNumSplits(shape.batch,
-                                                      first.maxSeqLen(), sms);
+  int splits = o.numSplits;
+  if (!splits &&
+      !(s = decoder->defaultNumSplits(shape.batch, first.maxSeqLen(), &splits)))
+    return fail(s);
   double tolerance = toleranceFor(o.config.dtype);
   if (!o.json)
     std::printf("%s on %s: batch %lld, max seq len %lld, %d split(s)\n"

@@ -117,13 +117,19 @@ public:
   /// Bytes of workspace decode() needs for `batch` sequences split
   /// `numSplits` ways (0 when numSplits is 1).
   size_t workspaceSize(int64_t batch, int numSplits) const;
-  /// The largest workspace any split count chosen for `batch` sequences
-  /// of at most `maxSeqLen` tokens on the current device can need.
+  /// A workspace size that covers every split count decode() may choose
+  /// for `batch` sequences of at most `maxSeqLen` tokens on the current
+  /// device (an upper bound: the choice is not monotone in the length).
   Status maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
                           size_t *bytes) const;
-  /// The split count decode() uses when DecodeParams::numSplits is 0.
-  int chooseNumSplits(int64_t batch, int64_t maxSeqLen,
-                      int multiprocessorCount) const;
+  /// The split count decode() uses when DecodeParams::numSplits is 0, on a
+  /// device with `multiprocessorCount` SMs that each hold
+  /// `ctasPerMultiprocessor` decode CTAs at once.
+  int chooseNumSplits(int64_t batch, int64_t maxSeqLen, int multiprocessorCount,
+                      int ctasPerMultiprocessor) const;
+  /// chooseNumSplits for the current device and this decoder's kernel.
+  Status defaultNumSplits(int64_t batch, int64_t maxSeqLen,
+                          int *numSplits) const;
 
   /// Launches on `stream` (a CUstream; null is the legacy default stream)
   /// in the current CUDA context, or the device 0 primary context when

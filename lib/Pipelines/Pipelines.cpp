@@ -51,6 +51,8 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   toGPU.maxHeadsPerCTA = options.maxHeadsPerCTA;
   toGPU.prefetchPageTable = options.prefetchPageTable;
   toGPU.minCTAsPerSM = options.minCTAsPerSM;
+  toGPU.tensorCores = options.tensorCores;
+  toGPU.kvStages = options.kvStages;
   pm.addPass(createConvertPagedAttnToGPU(toGPU));
 
   GpuNVVMAttachTargetOptions target;
@@ -63,9 +65,13 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
 
   OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
   kernels.addPass(createSCFToControlFlowPass());
+  // cp.async and ldmatrix of the tensor-core kernel; before the GPU
+  // conversion, which leaves nvgpu ops alone.
+  kernels.addPass(createConvertNVGPUToNVVMPass());
   ConvertGpuOpsToNVVMOpsOptions toNVVM;
   toNVVM.indexBitwidth = 64;
   kernels.addPass(createConvertGpuOpsToNVVMOps(toNVVM));
+  kernels.addPass(createExternDynamicSharedMemory());
   kernels.addPass(createCanonicalizerPass());
   kernels.addPass(createCSEPass());
   kernels.addPass(createReconcileUnrealizedCastsPass());

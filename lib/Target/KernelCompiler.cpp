@@ -17,7 +17,8 @@ using namespace mlir;
 using namespace mlir::paged_attn;
 
 std::string mlir::paged_attn::getCompilerVersion() {
-  return std::string("PagedAttn 0.1.0 (MLIR ") + LLVM_VERSION_STRING + ")";
+  return std::string("PagedAttn " PAGED_ATTN_VERSION " (MLIR ") +
+         LLVM_VERSION_STRING + ")";
 }
 
 FailureOr<OwningOpRef<ModuleOp>>
@@ -131,7 +132,9 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
            {"num_warps", c.numWarps},
            {"tokens_per_lane_group", c.tokensPerGroupIteration()},
            {"prefetch_page_table", c.prefetchesPageTable()},
-           {"min_ctas_per_sm", c.minCTAsPerSM}}},
+           {"min_ctas_per_sm", c.minCTAsPerSM},
+           {"tensor_cores", c.usesTensorCores()},
+           {"kv_stages", c.kvStages}}},
       {"decode",
        llvm::json::Object{
            {"name", c.decodeKernelName()},
@@ -141,7 +144,7 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
            {"heads_per_cta", c.headsPerCTA()},
            {"block", llvm::json::Array{c.blockSize(), 1, 1}},
            {"static_shared_memory_bytes", c.sharedMemoryBytes()},
-           {"dynamic_shared_memory_bytes", 0},
+           {"dynamic_shared_memory_bytes", c.dynamicSharedMemoryBytes()},
            {"params", describeParams(ctx, getDecodeKernelArgTypes(ctx, c),
                                      getDecodeKernelArgNames())}}},
       {"merge",
@@ -199,6 +202,8 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
     pipeline.prefetchPageTable =
         stringifyPageTablePrefetch(first.prefetchPageTable).str();
     pipeline.minCTAsPerSM = first.minCTAsPerSM;
+    pipeline.tensorCores = stringifyTensorCoreUse(first.tensorCores).str();
+    pipeline.kvStages = first.kvStages;
   }
   buildPagedAttnToPTXPipeline(pm, pipeline);
   if (failed(pm.run(**module)))

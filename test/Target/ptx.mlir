@@ -1,7 +1,9 @@
-// RUN: paged-attn-opt %s --paged-attn-to-ptx | FileCheck %s
+// RUN: paged-attn-opt %s --paged-attn-to-ptx=tensor-cores=off | FileCheck %s
+// RUN: paged-attn-opt %s --paged-attn-to-ptx | FileCheck %s --check-prefix=MMA
 // RUN: paged-attn-opt %s --paged-attn-to-ptx="chip=sm_80" | FileCheck %s --check-prefix=SM80
 // RUN: paged-attn-opt %s --paged-attn-to-ptx="emit-binary=false" | FileCheck %s --check-prefix=NVVM
 // RUN: paged-attn-opt %s --paged-attn-to-ptx | FileCheck %s --check-prefix=NOLOCAL
+// RUN: paged-attn-opt %s --paged-attn-to-ptx=tensor-cores=off | FileCheck %s --check-prefix=NOLOCAL
 
 // Nothing anywhere in the PTX lives in local memory or calls libdevice.
 // NOLOCAL-NOT: .local
@@ -18,6 +20,19 @@
 // CHECK-SAME: shfl.sync.bfly.b32
 // CHECK-SAME: ex2.approx.ftz.f32
 // CHECK-SAME: .visible .entry paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
+
+// The tensor-core kernel (the default for this GQA config): K and V tiles
+// arrive by cp.async into dynamic shared memory, which is declared as the
+// unsized extern array it is, fragments come from ldmatrix (transposed for
+// V) and the products are bf16 mma.sync with f32 accumulators.
+// MMA: assembly = "
+// MMA-SAME: .extern .shared .align 16 .b8 __dynamic_shmem__0[]
+// MMA-SAME: .visible .entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
+// MMA-SAME: cp.async.cg.shared.global [%rd{{[0-9]+}}], [%rd{{[0-9]+}}], 16
+// MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+// MMA-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// MMA-SAME: .visible .entry paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
 
 // SM80: #nvvm.target<O = 3, chip = "sm_80", features = "+ptx70">
 // SM80-SAME: .target sm_80

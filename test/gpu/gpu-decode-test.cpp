@@ -1,5 +1,4 @@
-//===- gpu-decode-test.cpp - decode on the GPU against float64
-//-------------===//
+//===- gpu-decode-test.cpp - decode on the GPU against float64 ----------===//
 //
 // gpu-decode-test --kernels DIR [--quick] [--filter SUBSTRING]
 //
@@ -120,6 +119,25 @@ void matrixTests(bool quick) {
             checkCase("matrix/" + c.name() + "/unsplit", shape, 1);
             checkCase("matrix/" + c.name() + "/split3", shape, 3);
           }
+}
+
+/// Groups the tensor-core kernel lays out differently: 2 (below its auto
+/// threshold), 7 (a partial 8-head block) and 16 (two head blocks).
+void groupTests() {
+  uint64_t seed = 500;
+  for (DType dtype : {DType::F16, DType::BF16})
+    for (int64_t d : {64, 128})
+      for (int64_t g : {2, 7, 16})
+        for (Layout layout : {Layout::NHD, Layout::HND}) {
+          KernelConfig c = makeConfig(dtype, d, 16, g, layout);
+          ProblemShape shape;
+          shape.config = c;
+          shape.seqLens = edgeLengths(16, ++seed);
+          shape.seqLens.push_back(2053);
+          shape.seed = seed;
+          checkCase("groups/" + c.name() + "/unsplit", shape, 1);
+          checkCase("groups/" + c.name() + "/split5", shape, 5);
+        }
 }
 
 void longRaggedTests() {
@@ -384,6 +402,8 @@ int main(int argc, char **argv) {
   std::printf("device: %s (%d SMs)\n", device.c_str(), sms);
   auto start = std::chrono::steady_clock::now();
   matrixTests(quick);
+  if (!quick)
+    groupTests();
   longRaggedTests();
   graphTest();
   concurrencyTests();

@@ -81,6 +81,15 @@ static cl::opt<std::string> prefetchPageTable(
     cl::desc("Load the next iteration's page-table entries early: auto, on "
              "or off"),
     cl::cat(category));
+static cl::opt<std::string> tensorCores(
+    "tensor-cores", cl::init("auto"),
+    cl::desc("Decode with mma.sync over the query group: auto, on or off"),
+    cl::cat(category));
+static cl::opt<int64_t>
+    kvStages("kv-stages", cl::init(3),
+             cl::desc("Shared-memory K/V tiles per warp of the tensor-core "
+                      "kernel (2 to 4)"),
+             cl::cat(category));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
                                cl::cat(category));
@@ -127,24 +136,19 @@ int main(int argc, char **argv) {
     return success();
   });
 
-  if (numWarps < 1 || numWarps > 32)
-    return fail("--num-warps must be in [1, 32], got " +
-                llvm::Twine(numWarps.getValue()));
-
-  if (tokensPerLaneGroup < 0 || tokensPerLaneGroup > 16)
-    return fail("--tokens-per-lane-group must be in [0, 16], got " +
-                llvm::Twine(tokensPerLaneGroup.getValue()));
-  DecodeKernelOptions kernelOptions;
-  kernelOptions.numWarps = numWarps;
-  kernelOptions.tokensPerLaneGroup = tokensPerLaneGroup;
-  kernelOptions.maxHeadsPerCTA = maxHeadsPerCTA;
-  std::optional<PageTablePrefetch> prefetch =
-      parsePageTablePrefetch(prefetchPageTable);
-  if (!prefetch)
-    return fail("--prefetch-page-table must be auto, on or off, got '" +
-                prefetchPageTable + "'");
-  kernelOptions.prefetchPageTable = *prefetch;
-  kernelOptions.minCTAsPerSM = minCTAsPerSM;
+  DecodeKernelOptionStrings strings;
+  strings.numWarps = numWarps;
+  strings.tokensPerLaneGroup = tokensPerLaneGroup;
+  strings.maxHeadsPerCTA = maxHeadsPerCTA;
+  strings.prefetchPageTable = prefetchPageTable;
+  strings.minCTAsPerSM = minCTAsPerSM;
+  strings.tensorCores = tensorCores;
+  strings.kvStages = kvStages;
+  auto parsed = parseDecodeKernelOptions(strings, "--");
+  if (auto *error = std::get_if<std::string>(&parsed))
+    return fail(*error);
+  const DecodeKernelOptions &kernelOptions =
+      std::get<DecodeKernelOptions>(parsed);
 
   SmallVector<DecodeKernelConfig> configs;
   if (!inputFile.empty()) {

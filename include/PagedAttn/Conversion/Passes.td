@@ -13,8 +13,15 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     split-KV merge kernel specialised on (num_heads, num_kv_heads, head_dim,
     page_size, element type, layout). One CTA serves one KV head of one
     sequence (or one chunk of it, with split-KV) and all of that KV head's
-    query heads, so K and V are read once. Rows are read as 16-byte vectors,
-    softmax is online in f32 registers and reductions are warp shuffles.
+    query heads, so K and V are read once. Softmax is online, in f32.
+
+    Two decode kernels compute this. The tensor-core one (`tensor-cores`
+    auto: 16-bit caches, head_dim a multiple of 16 up to 128, four or more
+    query heads per KV head) streams 16-token K/V tiles per warp into
+    dynamic shared memory with cp.async, `kv-stages` deep, and computes
+    Q*K^T and (V^T * P^T) with mma.sync; its launch asks for that dynamic
+    shared memory. The CUDA-core one reads rows as 16-byte vectors into
+    registers, with lanes of a row reducing by warp shuffles.
 
     The kernels take `num_splits` and `scale` as launch arguments, so one
     compiled pair serves every batch size, sequence length and scale. With
@@ -26,8 +33,8 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
     "::mlir::LLVM::LLVMDialect", "::mlir::memref::MemRefDialect",
-    "::mlir::NVVM::NVVMDialect", "::mlir::scf::SCFDialect",
-    "::mlir::vector::VectorDialect"
+    "::mlir::NVVM::NVVMDialect", "::mlir::nvgpu::NVGPUDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
   ];
   let options = [
     Option<"numSplits", "num-splits", "int64_t", /*default=*/"1",
@@ -45,6 +52,12 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
            "auto (when a thread's softmax state is small), on or off">,
     Option<"minCTAsPerSM", "min-ctas-per-sm", "int64_t", /*default=*/"0",
            "CTAs per SM ptxas must fit the decode kernel to (0: no limit)">,
+    Option<"tensorCores", "tensor-cores", "std::string", /*default=*/"\"auto\"",
+           "Decode with mma.sync over the query group: auto (16-bit caches, "
+           "groups of 4 or more heads), on (wherever supported) or off">,
+    Option<"kvStages", "kv-stages", "int64_t", /*default=*/"3",
+           "Shared-memory K/V tiles per warp of the tensor-core kernel "
+           "(2 to 4)">,
   ];
 }
 
@@ -59,6 +72,21 @@ def ConvertPagedAttnToLoops : Pass<"convert-paged-attn-to-loops"> {
     "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect"
   ];
+}
+
+def ExternDynamicSharedMemory
+    : Pass<"paged-attn-extern-dynamic-shared-memory", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Declare dynamic shared memory as `.extern .shared` in PTX";
+  let description = [{
+    `convert-gpu-to-nvvm` lowers `gpu.dynamic_shared_memory` to an internal
+    zero-length `llvm.mlir.global` in address space 3, which the NVPTX back
+    end prints as a one-byte static `.shared` variable: accesses past its
+    first byte then only work because the dynamic allocation happens to
+    follow it. This pass gives those globals external linkage, so the PTX
+    declares the unsized `.extern .shared` array that dynamic shared memory
+    is. Runs after `convert-gpu-to-nvvm`, inside the `gpu.module`.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
 }
 
 #endif // PAGEDATTN_CONVERSION_PASSES_TD

@@ -44,6 +44,16 @@ struct PagedAttnToPTXOptions
       *this, "min-ctas-per-sm",
       llvm::cl::desc("CTAs per SM ptxas must fit the decode kernel to"),
       llvm::cl::init(0)};
+  PassOptions::Option<std::string> tensorCores{
+      *this, "tensor-cores",
+      llvm::cl::desc("Decode with mma.sync over the query group: auto, on or "
+                     "off"),
+      llvm::cl::init("auto")};
+  PassOptions::Option<int64_t> kvStages{
+      *this, "kv-stages",
+      llvm::cl::desc("Shared-memory K/V tiles per warp of the tensor-core "
+                     "kernel (2 to 4)"),
+      llvm::cl::init(3)};
   PassOptions::Option<int64_t> numSplits{
       *this, "num-splits",
       llvm::cl::desc("Chunks per sequence in the emitted host code"),

@@ -9,12 +9,56 @@
 using namespace mlir;
 using namespace mlir::paged_attn;
 
+std::variant<DecodeKernelOptions, std::string>
+mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
+                                           StringRef prefix) {
+  auto outside = [&](StringRef name, int64_t value, int64_t lo,
+                     int64_t hi) -> std::string {
+    return llvm::formatv("{0}{1} must be in [{2}, {3}], got {4}", prefix, name,
+                         lo, hi, value)
+        .str();
+  };
+  DecodeKernelOptions out;
+  if (in.numWarps < 1 || in.numWarps > 32)
+    return outside("num-warps", in.numWarps, 1, 32);
+  out.numWarps = in.numWarps;
+  if (in.tokensPerLaneGroup < 0 || in.tokensPerLaneGroup > 16)
+    return outside("tokens-per-lane-group", in.tokensPerLaneGroup, 0, 16);
+  out.tokensPerLaneGroup = in.tokensPerLaneGroup;
+  if (in.maxHeadsPerCTA < 0 || in.maxHeadsPerCTA > 256)
+    return outside("max-heads-per-cta", in.maxHeadsPerCTA, 0, 256);
+  out.maxHeadsPerCTA = in.maxHeadsPerCTA;
+  if (in.minCTAsPerSM < 0 || in.minCTAsPerSM > 32)
+    return outside("min-ctas-per-sm", in.minCTAsPerSM, 0, 32);
+  out.minCTAsPerSM = in.minCTAsPerSM;
+  if (in.kvStages < 2 || in.kvStages > 4)
+    return outside("kv-stages", in.kvStages, 2, 4);
+  out.kvStages = in.kvStages;
+  std::optional<PageTablePrefetch> prefetch =
+      parsePageTablePrefetch(in.prefetchPageTable);
+  if (!prefetch)
+    return llvm::formatv("{0}prefetch-page-table must be auto, on or off, got "
+                         "'{1}'",
+                         prefix, in.prefetchPageTable)
+        .str();
+  out.prefetchPageTable = *prefetch;
+  std::optional<TensorCoreUse> tensorCores = parseTensorCoreUse(in.tensorCores);
+  if (!tensorCores)
+    return llvm::formatv("{0}tensor-cores must be auto, on or off, got '{1}'",
+                         prefix, in.tensorCores)
+        .str();
+  out.tensorCores = *tensorCores;
+  return out;
+}
+
 void DecodeKernelConfig::setOptions(const DecodeKernelOptions &options) {
   numWarps = options.numWarps;
   tokensPerLaneGroup = options.tokensPerLaneGroup;
   maxHeadsPerCTA = options.maxHeadsPerCTA;
   prefetchPageTable = options.prefetchPageTable;
   minCTAsPerSM = options.minCTAsPerSM;
+  tensorCores = options.tensorCores;
+  kvStages = options.kvStages;
 }
 
 DecodeKernelConfig
@@ -37,7 +81,31 @@ int64_t DecodeKernelConfig::threadsPerToken() const {
   return threads;
 }
 
+bool DecodeKernelConfig::supportsTensorCores() const {
+  return (elementType.isBF16() || elementType.isF16()) && headDim % 16 == 0 &&
+         headDim <= 128;
+}
+
+bool DecodeKernelConfig::usesTensorCores() const {
+  switch (tensorCores) {
+  case TensorCoreUse::On:
+    return supportsTensorCores();
+  case TensorCoreUse::Off:
+    return false;
+  case TensorCoreUse::Auto:
+    return supportsTensorCores() && groupSize() >= 4;
+  }
+  return false;
+}
+
 int64_t DecodeKernelConfig::headsPerCTA() const {
+  if (usesTensorCores()) {
+    for (int64_t heads = std::min<int64_t>(groupSize(), 16); heads > 1; --heads)
+      if (groupSize() % heads == 0 &&
+          (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
+        return heads;
+    return 1;
+  }
   for (int64_t heads = groupSize(); heads > 1; --heads)
     if (groupSize() % heads == 0 && heads * elemsPerThread() <= 64 &&
         (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
@@ -77,6 +145,28 @@ mlir::paged_attn::parsePageTablePrefetch(StringRef s) {
   return std::nullopt;
 }
 
+std::optional<TensorCoreUse> mlir::paged_attn::parseTensorCoreUse(StringRef s) {
+  if (s == "auto")
+    return TensorCoreUse::Auto;
+  if (s == "on")
+    return TensorCoreUse::On;
+  if (s == "off")
+    return TensorCoreUse::Off;
+  return std::nullopt;
+}
+
+StringRef mlir::paged_attn::stringifyTensorCoreUse(TensorCoreUse t) {
+  switch (t) {
+  case TensorCoreUse::Auto:
+    return "auto";
+  case TensorCoreUse::On:
+    return "on";
+  case TensorCoreUse::Off:
+    return "off";
+  }
+  return "auto";
+}
+
 StringRef mlir::paged_attn::stringifyPageTablePrefetch(PageTablePrefetch p) {
   switch (p) {
   case PageTablePrefetch::Auto:
@@ -90,7 +180,18 @@ StringRef mlir::paged_attn::stringifyPageTablePrefetch(PageTablePrefetch p) {
 }
 
 int64_t DecodeKernelConfig::sharedMemoryBytes() const {
+  if (usesTensorCores())
+    return 0;
   return numWarps * headsPerCTA() * (headDim + 2) * 4;
+}
+
+int64_t DecodeKernelConfig::dynamicSharedMemoryBytes() const {
+  if (!usesTensorCores())
+    return 0;
+  int64_t stages =
+      numWarps * kvStages * 2 * kMmaTileTokens * (headDim + 8) * elementBytes();
+  int64_t merge = numWarps * mmaHeadBlocks() * 8 * (headDim + 2) * 4;
+  return std::max(stages, merge);
 }
 
 std::string DecodeKernelConfig::elementTypeName() const {

@@ -1,6 +1,7 @@
 //===- DecodeKernels.cpp - build decode and merge kernels -----------------===//
 //
-// The decode kernel: grid (num_kv_heads * ctas_per_kv_head, batch,
+// The CUDA-core decode kernel (the tensor-core one is in
+// DecodeMmaKernel.cpp): grid (num_kv_heads * ctas_per_kv_head, batch,
 // num_splits), one CTA per (KV head or part of its query group, sequence,
 // chunk). Lanes are grouped so that `threadsPerToken` lanes share one token's
 // row, each loading 16-byte vectors; every lane group keeps its own online
@@ -16,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
+#include "KernelEmitter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -129,132 +131,6 @@ ArrayRef<StringRef> mlir::paged_attn::getMergeKernelArgNames() {
 //===----------------------------------------------------------------------===//
 
 namespace {
-/// Thin helpers over an ImplicitLocOpBuilder for the index and f32
-/// arithmetic the kernels are made of.
-class KernelEmitter {
-public:
-  KernelEmitter(ImplicitLocOpBuilder &b) : b(b), f32(b.getF32Type()) {}
-
-  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value i32(int64_t v) {
-    return arith::ConstantIntOp::create(b, b.getI32Type(), v);
-  }
-  Value f32Const(double v) {
-    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
-  }
-  Value negInf() { return f32Const(-std::numeric_limits<double>::infinity()); }
-  Value zeroVector(int64_t n) {
-    auto type = VectorType::get({n}, f32);
-    return arith::ConstantOp::create(
-        b, DenseElementsAttr::get(type, b.getF32FloatAttr(0.0)));
-  }
-
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
-  Value div(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
-  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
-  Value min(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
-  Value ceilDiv(Value x, Value y) {
-    return arith::CeilDivUIOp::create(b, x, y);
-  }
-  Value ult(Value x, Value y) {
-    return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
-  }
-  Value toIndex(Value v) {
-    return arith::IndexCastUIOp::create(b, b.getIndexType(), v);
-  }
-
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y); }
-  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, x, y); }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, x, y); }
-  // x * y + z, fused by the back end (math.fma would become a libdevice
-  // call).
-  Value fma(Value x, Value y, Value z) {
-    auto contract = arith::FastMathFlagsAttr::get(
-        b.getContext(), arith::FastMathFlags::contract);
-    Value product = arith::MulFOp::create(b, x, y, contract);
-    return arith::AddFOp::create(b, product, z, contract);
-  }
-  Value fmax(Value x, Value y) {
-    return LLVM::CallIntrinsicOp::create(
-               b, f32, b.getStringAttr("llvm.maxnum.f32"), ValueRange{x, y})
-        .getResult(0);
-  }
-  // One ex2/lg2.approx instruction each. llvm.exp2 is rewritten to a
-  // libdevice call by convert-gpu-to-nvvm, so name the NVVM intrinsics.
-  Value exp2(Value x) { return callIntrinsic("llvm.nvvm.ex2.approx.ftz.f", x); }
-  Value log2(Value x) { return callIntrinsic("llvm.nvvm.lg2.approx.ftz.f", x); }
-  Value callIntrinsic(StringRef name, Value x) {
-    return LLVM::CallIntrinsicOp::create(b, f32, b.getStringAttr(name),
-                                         ValueRange{x})
-        .getResult(0);
-  }
-  Value splat(Value scalar, int64_t n) {
-    return vector::BroadcastOp::create(b, VectorType::get({n}, f32), scalar);
-  }
-  Value select(Value c, Value x, Value y) {
-    return arith::SelectOp::create(b, c, x, y);
-  }
-  Value feq(Value x, Value y) {
-    return arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, x, y);
-  }
-  Value fgt(Value x, Value y) {
-    return arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, x, y);
-  }
-  /// max, or 0 where max is -inf: a safe reference point for exp2(x - ref)
-  /// when nothing has been seen yet (avoids -inf - -inf).
-  Value safeMax(Value m) { return select(feq(m, negInf()), f32Const(0.0), m); }
-
-  Value shuffleXor(Value v, int64_t offset) {
-    return gpu::ShuffleOp::create(b, v, i32(offset), i32(32),
-                                  gpu::ShuffleMode::XOR)
-        .getShuffleResult();
-  }
-  /// Shuffles every element of a small f32 vector.
-  Value shuffleXorVector(Value v, int64_t offset) {
-    int64_t n = cast<VectorType>(v.getType()).getNumElements();
-    Value result = v;
-    for (int64_t i = 0; i < n; ++i) {
-      Value e = vector::ExtractOp::create(b, v, i);
-      result = vector::InsertOp::create(b, shuffleXor(e, offset), result, i);
-    }
-    return result;
-  }
-
-  /// A 16-byte-aligned vector load of `n` elements, widened to f32.
-  Value loadF32Vector(Value memref, ValueRange indices, int64_t n) {
-    Type elemType = cast<MemRefType>(memref.getType()).getElementType();
-    Value v = vector::LoadOp::create(
-        b, VectorType::get({n}, elemType), memref, indices,
-        /*nontemporal=*/false, llvm::MaybeAlign(16));
-    return extendToF32(v);
-  }
-  Value extendToF32(Value v) {
-    auto type = cast<VectorType>(v.getType());
-    if (type.getElementType().isF32())
-      return v;
-    return arith::ExtFOp::create(b, VectorType::get(type.getShape(), f32), v);
-  }
-  Value truncateTo(Value v, Type elemType) {
-    if (elemType.isF32())
-      return v;
-    auto type = cast<VectorType>(v.getType());
-    return arith::TruncFOp::create(
-        b, VectorType::get(type.getShape(), elemType), v);
-  }
-  void storeVector(Value v, Value memref, ValueRange indices) {
-    vector::StoreOp::create(b, v, memref, indices, /*nontemporal=*/false,
-                            llvm::MaybeAlign(16));
-  }
-  /// Sum of the elements of an f32 vector.
-  Value reduceAdd(Value v) {
-    return vector::ReductionOp::create(b, vector::CombiningKind::ADD, v);
-  }
-
-  ImplicitLocOpBuilder &b;
-  Type f32;
-};
-
 /// Online-softmax state of one lane group for the query heads of a CTA:
 /// running max (base-2 logits), running sum and the accumulator slices.
 struct SoftmaxState {
@@ -298,14 +174,9 @@ static void mergeSoftmaxState(KernelEmitter &e, SoftmaxState &s,
   }
 }
 
-static gpu::GPUFuncOp lookupKernel(gpu::GPUModuleOp module, StringRef name) {
-  return module.lookupSymbol<gpu::GPUFuncOp>(name);
-}
-
-static gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp module,
-                                   StringRef name, ArrayRef<Type> argTypes,
-                                   ArrayRef<Type> workgroupTypes,
-                                   int64_t blockSize) {
+gpu::GPUFuncOp mlir::paged_attn::createKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, StringRef name,
+    ArrayRef<Type> argTypes, ArrayRef<Type> workgroupTypes, int64_t blockSize) {
   OpBuilder::InsertionGuard guard(builder);
   builder.setInsertionPointToEnd(module.getBody());
   auto funcType = builder.getFunctionType(argTypes, {});
@@ -322,13 +193,85 @@ static gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp module,
 }
 
 //===----------------------------------------------------------------------===//
-// Decode kernel
+// End of a decode kernel
+//===----------------------------------------------------------------------===//
+
+void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
+                                              const DecodeKernelConfig &c,
+                                              const DecodeEpilogue &ep) {
+  ImplicitLocOpBuilder &b = e.b;
+  Type f32 = e.f32;
+  const int64_t heads = c.headsPerCTA();
+  const int64_t vecElems = c.vectorElems();
+  Value accSmem = ep.accSmem, statSmem = ep.statSmem, tid = ep.tid,
+        batch = ep.batch, split = ep.split, firstHead = ep.firstHead,
+        numSplits = ep.numSplits, out = ep.out, partialOut = ep.partialOut,
+        partialLse = ep.partialLse;
+  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, numSplits,
+                                        e.index(1));
+  auto outLoop = scf::ForOp::create(b, tid, e.index(heads * c.vectorsPerRow()),
+                                    e.index(c.blockSize()));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(outLoop.getBody());
+    Value idx = outLoop.getInductionVar();
+    Value h = e.div(idx, e.index(c.vectorsPerRow()));
+    Value col = e.rem(idx, e.index(c.vectorsPerRow()));
+    Value column = e.mul(col, e.index(vecElems));
+    SmallVector<Value> maxes;
+    Value max = e.negInf();
+    for (int64_t w = 0; w < c.numWarps; ++w) {
+      maxes.push_back(memref::LoadOp::create(
+          b, statSmem, ValueRange{e.index(0), e.index(w), h}));
+      max = e.fmax(max, maxes.back());
+    }
+    Value ref = e.safeMax(max);
+    Value sum = e.f32Const(0.0);
+    Value acc = e.zeroVector(vecElems);
+    for (int64_t w = 0; w < c.numWarps; ++w) {
+      Value weight = e.exp2(e.fsub(maxes[w], ref));
+      Value warpSum = memref::LoadOp::create(
+          b, statSmem, ValueRange{e.index(1), e.index(w), h});
+      sum = e.fma(weight, warpSum, sum);
+      Value warpAcc = vector::LoadOp::create(
+          b, VectorType::get({vecElems}, f32), accSmem,
+          ValueRange{e.index(w), h, column}, false, llvm::MaybeAlign(16));
+      acc = e.fma(e.splat(weight, vecElems), warpAcc, acc);
+    }
+    Value hasTokens = e.fgt(sum, e.f32Const(0.0));
+    Value inv =
+        e.select(hasTokens, arith::DivFOp::create(b, e.f32Const(1.0), sum),
+                 e.f32Const(0.0));
+    Value result = e.fmul(acc, e.splat(inv, vecElems));
+    Value head = e.add(firstHead, h);
+
+    auto ifSplit = scf::IfOp::create(b, isSplit, /*withElse=*/true);
+    b.setInsertionPointToStart(ifSplit.thenBlock());
+    e.storeVector(result, partialOut, {batch, head, split, column});
+    auto firstColumn = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
+    {
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(firstColumn.thenBlock());
+      Value lse = e.select(hasTokens, e.fadd(ref, e.log2(sum)), e.negInf());
+      memref::StoreOp::create(b, lse, partialLse,
+                              ValueRange{batch, head, split});
+    }
+    b.setInsertionPointToStart(ifSplit.elseBlock());
+    e.storeVector(e.truncateTo(result, c.elementType), out,
+                  {batch, head, column});
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// CUDA-core decode kernel
 //===----------------------------------------------------------------------===//
 
 gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
     OpBuilder &builder, gpu::GPUModuleOp module, const DecodeKernelConfig &c) {
   if (gpu::GPUFuncOp existing = lookupKernel(module, c.decodeKernelName()))
     return existing;
+  if (c.usesTensorCores())
+    return buildMmaDecodeKernel(builder, module, c);
 
   MLIRContext *ctx = builder.getContext();
   const int64_t heads = c.headsPerCTA();
@@ -576,61 +519,9 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
   }
   gpu::BarrierOp::create(b);
 
-  // Merge the warps and write: the output itself when unsplit, else this
-  // chunk's normalised partial output and its log-sum-exp (base 2).
-  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, numSplits,
-                                        e.index(1));
-  auto outLoop = scf::ForOp::create(b, tid, e.index(heads * c.vectorsPerRow()),
-                                    e.index(c.blockSize()));
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(outLoop.getBody());
-    Value idx = outLoop.getInductionVar();
-    Value h = e.div(idx, e.index(c.vectorsPerRow()));
-    Value col = e.rem(idx, e.index(c.vectorsPerRow()));
-    Value column = e.mul(col, e.index(vecElems));
-    SmallVector<Value> maxes;
-    Value max = e.negInf();
-    for (int64_t w = 0; w < c.numWarps; ++w) {
-      maxes.push_back(memref::LoadOp::create(
-          b, statSmem, ValueRange{e.index(0), e.index(w), h}));
-      max = e.fmax(max, maxes.back());
-    }
-    Value ref = e.safeMax(max);
-    Value sum = e.f32Const(0.0);
-    Value acc = e.zeroVector(vecElems);
-    for (int64_t w = 0; w < c.numWarps; ++w) {
-      Value weight = e.exp2(e.fsub(maxes[w], ref));
-      Value warpSum = memref::LoadOp::create(
-          b, statSmem, ValueRange{e.index(1), e.index(w), h});
-      sum = e.fma(weight, warpSum, sum);
-      Value warpAcc = vector::LoadOp::create(
-          b, VectorType::get({vecElems}, f32), accSmem,
-          ValueRange{e.index(w), h, column}, false, llvm::MaybeAlign(16));
-      acc = e.fma(e.splat(weight, vecElems), warpAcc, acc);
-    }
-    Value hasTokens = e.fgt(sum, e.f32Const(0.0));
-    Value inv =
-        e.select(hasTokens, arith::DivFOp::create(b, e.f32Const(1.0), sum),
-                 e.f32Const(0.0));
-    Value result = e.fmul(acc, e.splat(inv, vecElems));
-    Value head = e.add(firstHead, h);
-
-    auto ifSplit = scf::IfOp::create(b, isSplit, /*withElse=*/true);
-    b.setInsertionPointToStart(ifSplit.thenBlock());
-    e.storeVector(result, partialOut, {batch, head, split, column});
-    auto firstColumn = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
-    {
-      OpBuilder::InsertionGuard g2(b);
-      b.setInsertionPointToStart(firstColumn.thenBlock());
-      Value lse = e.select(hasTokens, e.fadd(ref, e.log2(sum)), e.negInf());
-      memref::StoreOp::create(b, lse, partialLse,
-                              ValueRange{batch, head, split});
-    }
-    b.setInsertionPointToStart(ifSplit.elseBlock());
-    e.storeVector(e.truncateTo(result, c.elementType), out,
-                  {batch, head, column});
-  }
+  DecodeEpilogue ep{accSmem,   statSmem,  tid, batch,      split,
+                    firstHead, numSplits, out, partialOut, partialLse};
+  emitMergeWarpsAndStore(e, c, ep);
   gpu::ReturnOp::create(b);
   return func;
 }

@@ -95,7 +95,12 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
       gpu::KernelDim3{index(config.numKVHeads * config.ctasPerKVHead()), batch,
                       numSplits},
       gpu::KernelDim3{index(config.blockSize()), one, one},
-      /*dynamicSharedMemorySize=*/Value(), decodeArgs);
+      config.dynamicSharedMemoryBytes() > 0
+          ? arith::ConstantIntOp::create(b, b.getI32Type(),
+                                         config.dynamicSharedMemoryBytes())
+                .getResult()
+          : Value(),
+      decodeArgs);
   if (numSplitsOption > 1)
     gpu::LaunchFuncOp::create(
         b, merge, gpu::KernelDim3{index(config.numHeads), batch, one},
@@ -119,29 +124,20 @@ struct ConvertPagedAttnToGPUPass
                          << static_cast<int64_t>(numSplits);
       return signalPassFailure();
     }
-    if (numWarps < 1 || numWarps > 32) {
-      module.emitError() << "num-warps must be in [1, 32], got "
-                         << static_cast<int64_t>(numWarps);
+    DecodeKernelOptionStrings strings;
+    strings.numWarps = numWarps;
+    strings.tokensPerLaneGroup = tokensPerLaneGroup;
+    strings.maxHeadsPerCTA = maxHeadsPerCTA;
+    strings.prefetchPageTable = prefetchPageTable;
+    strings.minCTAsPerSM = minCTAsPerSM;
+    strings.tensorCores = tensorCores;
+    strings.kvStages = kvStages;
+    auto parsed = parseDecodeKernelOptions(strings);
+    if (auto *error = std::get_if<std::string>(&parsed)) {
+      module.emitError() << *error;
       return signalPassFailure();
     }
-    if (tokensPerLaneGroup < 0 || tokensPerLaneGroup > 16) {
-      module.emitError() << "tokens-per-lane-group must be in [0, 16], got "
-                         << static_cast<int64_t>(tokensPerLaneGroup);
-      return signalPassFailure();
-    }
-    DecodeKernelOptions options;
-    options.numWarps = numWarps;
-    options.tokensPerLaneGroup = tokensPerLaneGroup;
-    options.maxHeadsPerCTA = maxHeadsPerCTA;
-    std::optional<PageTablePrefetch> prefetch =
-        parsePageTablePrefetch(prefetchPageTable);
-    if (!prefetch) {
-      module.emitError() << "prefetch-page-table must be auto, on or off, got '"
-                         << prefetchPageTable << "'";
-      return signalPassFailure();
-    }
-    options.prefetchPageTable = *prefetch;
-    options.minCTAsPerSM = minCTAsPerSM;
+    const DecodeKernelOptions &options = std::get<DecodeKernelOptions>(parsed);
     SmallVector<DecodeOp> ops;
     WalkResult walk = module.walk([&](DecodeOp op) {
       if (!op.hasPureBufferSemantics()) {

@@ -1,6 +1,8 @@
-// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="num-splits=4 prefetch-page-table=on" -canonicalize -cse | FileCheck %s
-// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu -canonicalize -cse | FileCheck %s --check-prefix=UNSPLIT
-// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="prefetch-page-table=off tokens-per-lane-group=2" -canonicalize -cse | FileCheck %s --check-prefix=NOPREFETCH
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="num-splits=4 prefetch-page-table=on tensor-cores=off" -canonicalize -cse | FileCheck %s
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu=tensor-cores=off -canonicalize -cse | FileCheck %s --check-prefix=UNSPLIT
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="prefetch-page-table=off tokens-per-lane-group=2 tensor-cores=off" -canonicalize -cse | FileCheck %s --check-prefix=NOPREFETCH
+// These check the CUDA-core kernel; decode-mma.mlir checks the tensor-core
+// one, which `auto` picks for this config.
 
 // Without prefetching the page-table load sits in the loop before the K/V
 // loads that use it; two tokens per lane group make 16 per iteration.

@@ -13,6 +13,7 @@
 
 #include <optional>
 #include <string>
+#include <variant>
 
 namespace mlir {
 namespace paged_attn {
@@ -20,6 +21,11 @@ namespace paged_attn {
 /// Whether the decode loop loads the next iteration's page-table entries
 /// during the current one.
 enum class PageTablePrefetch { Auto, On, Off };
+
+/// Whether the decode kernel computes with tensor cores (mma.sync over the
+/// query group, K and V staged through shared memory by cp.async) or with
+/// one lane group per token on the CUDA cores.
+enum class TensorCoreUse { Auto, On, Off };
 
 /// Code-generation choices that do not change what a kernel computes.
 struct DecodeKernelOptions {
@@ -35,7 +41,29 @@ struct DecodeKernelOptions {
   /// Ask ptxas to fit this many CTAs per SM (nvvm.minctasm), trading
   /// registers for occupancy; 0 leaves the register count to ptxas.
   int64_t minCTAsPerSM = 0;
+  /// Auto: for 16-bit caches whose query group has 4 or more heads.
+  TensorCoreUse tensorCores = TensorCoreUse::Auto;
+  /// Shared-memory buffers per warp of the tensor-core kernel (K/V tiles
+  /// in flight plus the one being computed on).
+  int64_t kvStages = 3;
 };
+
+/// The options as the pass and paged-attn-compile spell them.
+struct DecodeKernelOptionStrings {
+  int64_t numWarps = 4;
+  int64_t tokensPerLaneGroup = 0;
+  int64_t maxHeadsPerCTA = 0;
+  std::string prefetchPageTable = "auto";
+  int64_t minCTAsPerSM = 0;
+  std::string tensorCores = "auto";
+  int64_t kvStages = 3;
+};
+
+/// Checks and converts `strings`; on failure returns the message, which
+/// names the bad option as `prefix` + its pass spelling ("num-warps").
+std::variant<DecodeKernelOptions, std::string>
+parseDecodeKernelOptions(const DecodeKernelOptionStrings &strings,
+                         llvm::StringRef prefix = "");
 
 struct DecodeKernelConfig {
   int64_t numHeads = 0;
@@ -49,6 +77,8 @@ struct DecodeKernelConfig {
   int64_t maxHeadsPerCTA = 0;
   PageTablePrefetch prefetchPageTable = PageTablePrefetch::Auto;
   int64_t minCTAsPerSM = 0;
+  TensorCoreUse tensorCores = TensorCoreUse::Auto;
+  int64_t kvStages = 3;
 
   /// The config of a verified decode op.
   static DecodeKernelConfig fromOp(DecodeOp op,
@@ -72,9 +102,18 @@ struct DecodeKernelConfig {
   int64_t elemsPerThread() const { return vectorsPerThread() * vectorElems(); }
   /// Tokens a warp works on at once (one per lane group).
   int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
-  /// Query heads one CTA serves: the largest divisor of the group size that
-  /// keeps q and the accumulators of a thread within 64 registers each (and
-  /// within maxHeadsPerCTA when set).
+  /// Whether the tensor-core kernel can serve this config: 16-bit K/V,
+  /// head_dim a multiple of 16 up to 128.
+  bool supportsTensorCores() const;
+  /// Whether the decode kernel is the tensor-core one (resolves Auto).
+  bool usesTensorCores() const;
+  /// Tokens one warp of the tensor-core kernel computes on at a time (one
+  /// mma tile).
+  static constexpr int64_t kMmaTileTokens = 16;
+  /// Query heads one CTA serves. Tensor cores: the largest divisor of the
+  /// group size up to 16 (the rows of one mma). CUDA cores: the largest divisor
+  /// of the group size that keeps q and the accumulators of a thread within 64
+  /// registers each (and within maxHeadsPerCTA when set).
   int64_t headsPerCTA() const;
   /// CTAs along grid x for one KV head.
   int64_t ctasPerKVHead() const { return groupSize() / headsPerCTA(); }
@@ -87,10 +126,18 @@ struct DecodeKernelConfig {
   /// Tokens a CTA consumes per loop iteration; split-KV chunks are rounded
   /// up to a multiple of it.
   int64_t tokensPerIteration() const {
+    if (usesTensorCores())
+      return numWarps * kMmaTileTokens;
     return numWarps * tokensPerWarp() * tokensPerGroupIteration();
   }
   /// Static shared memory of the decode kernel in bytes.
   int64_t sharedMemoryBytes() const;
+  /// Dynamic shared memory of the decode kernel in bytes (tensor-core
+  /// kernel: the K/V stages, reused for the cross-warp merge).
+  int64_t dynamicSharedMemoryBytes() const;
+  /// Query heads the tensor-core kernel's accumulators are laid out for:
+  /// 8 per mma column block.
+  int64_t mmaHeadBlocks() const { return (headsPerCTA() + 7) / 8; }
   /// Threads per CTA of the merge kernel.
   int64_t mergeBlockSize() const { return 32; }
 
@@ -107,6 +154,9 @@ struct DecodeKernelConfig {
 /// "auto", "on" or "off"; std::nullopt for anything else.
 std::optional<PageTablePrefetch> parsePageTablePrefetch(llvm::StringRef s);
 llvm::StringRef stringifyPageTablePrefetch(PageTablePrefetch p);
+/// "auto", "on" or "off"; std::nullopt for anything else.
+std::optional<TensorCoreUse> parseTensorCoreUse(llvm::StringRef s);
+llvm::StringRef stringifyTensorCoreUse(TensorCoreUse t);
 
 } // namespace paged_attn
 } // namespace mlir

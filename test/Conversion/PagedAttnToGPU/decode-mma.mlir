@@ -1,0 +1,84 @@
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu -canonicalize -cse | FileCheck %s
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="kv-stages=2" -canonicalize -cse | FileCheck %s --check-prefix=STAGES2
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="tensor-cores=off" -canonicalize -cse | FileCheck %s --check-prefix=OFF
+// RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="tensor-cores=maybe" 2>&1 | FileCheck %s --check-prefix=BADTC
+// RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="kv-stages=5" 2>&1 | FileCheck %s --check-prefix=BADSTAGES
+
+// The tensor-core decode kernel, which `auto` picks for 16-bit caches with
+// four or more query heads per KV head.
+
+// Host side: the launch asks for the kernel's dynamic shared memory, three
+// stages of a 16-token K and V tile per warp, rows padded to 136 elements:
+// 4 * 3 * 2 * 16 * 136 * 2 bytes.
+// CHECK-LABEL: func.func @gqa4
+// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4
+// CHECK-SAME: dynamic_shared_memory_size %c104448_i32
+// STAGES2: dynamic_shared_memory_size %c69632_i32
+
+// Device side: the rings and the merge buffers are views of dynamic shared
+// memory; K and V rows arrive by cp.async (L2 only) keyed by the shuffled
+// page; the loop carries the softmax state, 32 accumulator registers and the
+// next tile's page; each tile is waited for with stages - 1 groups still in
+// flight, then read with ldmatrix (K as is, V transposed) into bf16 mma.sync.
+// CHECK: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
+// CHECK: %[[SMEM:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
+// CHECK: %[[RINGS:.*]] = memref.view %[[SMEM]][%c0][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<52224xbf16, #gpu.address_space<workgroup>>
+// CHECK: memref.view %[[SMEM]][%c0][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<4x8x128xf32, #gpu.address_space<workgroup>>
+// CHECK: memref.view %[[SMEM]][%c16384][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<2x4x8xf32, #gpu.address_space<workgroup>>
+// CHECK: gpu.shuffle idx
+// CHECK: nvgpu.device_async_copy %arg1[{{.*}}], %[[RINGS]][{{.*}}], 8 {bypassL1}
+// CHECK: nvgpu.device_async_copy %arg2[{{.*}}], %[[RINGS]][{{.*}}], 8 {bypassL1}
+// CHECK-COUNT-2: nvvm.cp.async.commit.group
+// CHECK: scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, i32) {
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: nvvm.cp.async.wait.group 2
+// CHECK: nvvm.bar.warp.sync
+// CHECK: nvgpu.ldmatrix %[[RINGS]][{{.*}}] {numTiles = 4 : i32, transpose = false}
+// CHECK: nvvm.mma.sync {{.*}} {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
+// CHECK: nvgpu.ldmatrix %[[RINGS]][{{.*}}] {numTiles = 4 : i32, transpose = true}
+// CHECK: nvvm.bar.warp.sync
+// CHECK: scf.yield
+// CHECK: gpu.barrier
+// CHECK: gpu.barrier
+// STAGES2: nvvm.cp.async.wait.group 1
+
+// Off: the CUDA-core kernel with its static shared memory.
+// OFF: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4
+// OFF-NOT: dynamic_shared_memory_size
+// OFF: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4({{.*}}) workgroup(
+// OFF-NOT: nvvm.mma.sync
+
+// Two query heads per KV head stay on the CUDA cores under `auto`; f32
+// caches always do.
+// CHECK-LABEL: gpu.func @paged_attn_decode_h4_kv2_d64_p16_f16_nhd_w4(
+// CHECK-SAME: workgroup(
+// CHECK-NOT: nvvm.mma.sync
+// CHECK: gpu.return
+// CHECK-LABEL: gpu.func @paged_attn_decode_h16_kv2_d64_p16_f32_nhd_w4(
+// CHECK-SAME: workgroup(
+// CHECK-NOT: nvvm.mma.sync
+// CHECK: gpu.return
+
+// BADTC: tensor-cores must be auto, on or off, got 'maybe'
+// BADSTAGES: kv-stages must be in [2, 4], got 5
+
+func.func @gqa4(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>,
+                %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>)
+    : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+func.func @gqa2(%q: memref<?x4x64xf16>, %k: memref<?x16x2x64xf16>, %v: memref<?x16x2x64xf16>,
+                %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x4x64xf16>) {
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x4x64xf16>)
+    : memref<?x4x64xf16>, memref<?x16x2x64xf16>, memref<?x16x2x64xf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+func.func @f32(%q: memref<?x16x64xf32>, %k: memref<?x16x2x64xf32>, %v: memref<?x16x2x64xf32>,
+               %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x16x64xf32>) {
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x16x64xf32>)
+    : memref<?x16x64xf32>, memref<?x16x2x64xf32>, memref<?x16x2x64xf32>, memref<?x?xi32>, memref<?xi32>
+  return
+}

@@ -2,8 +2,9 @@
 """PagedAttn decode against its peers, in one process, on one GPU.
 
 For each case it builds one paged KV cache (shuffled block table) and the
-same KV laid out contiguously, then times with CUDA events (warm-up, median
-of --iters, input sets rotated so that L2 does not hold the KV):
+same KV laid out contiguously, then times with CUDA events (warm-up, then
+the median over samples of 10 calls enqueued back to back, --iters calls in
+all, input sets rotated so that L2 does not hold the KV):
 
   paged_attn      this project, through the C API of libpaged_attn_runtime
   sdpa_cudnn      torch SDPA, cuDNN backend, on the contiguous KV
@@ -187,20 +188,32 @@ def bytes_moved(c, inp):
 # ---------------------------------------------------------------------------
 
 
-def time_fn(fns, iters, warmup):
-    """Median milliseconds of fns[i % len(fns)]() timed one call at a time."""
+def time_fn(fns, iters, warmup, calls_per_sample=10):
+    """Median milliseconds per call of fns[i % len(fns)]().
+
+    Each sample times `calls_per_sample` calls enqueued back to back between
+    two events, so the GPU runs them without waiting for the host: what is
+    measured is the GPU time of the op, as in a serving loop that enqueues
+    layer after layer. (Timing one call at a time adds the Python and
+    launch time of the call to every sample whenever the host is slower
+    than the kernel; host overhead is measured on its own.)
+    """
     for i in range(warmup):
         fns[i % len(fns)]()
-    times = []
-    for i in range(iters):
+    torch.cuda.synchronize()
+    samples = []
+    call = 0
+    for _ in range(max(1, iters // calls_per_sample)):
         s = torch.cuda.Event(enable_timing=True)
         e = torch.cuda.Event(enable_timing=True)
         s.record()
-        fns[i % len(fns)]()
+        for _ in range(calls_per_sample):
+            fns[call % len(fns)]()
+            call += 1
         e.record()
         e.synchronize()
-        times.append(s.elapsed_time(e))
-    return statistics.median(times)
+        samples.append(s.elapsed_time(e) / calls_per_sample)
+    return statistics.median(samples)
 
 
 READ_CEILING_PTX = os.path.join(os.path.dirname(os.path.abspath(__file__)),

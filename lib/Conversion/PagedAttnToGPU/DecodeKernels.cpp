@@ -12,7 +12,7 @@
 // that every exponential is one ex2.approx.
 //
 // The merge kernel: grid (num_heads, batch), combines the per-chunk partial
-// outputs by their log-sum-exps.
+// outputs by their log-sum-exps, many splits at a time.
 //
 //===----------------------------------------------------------------------===//
 
@@ -29,6 +29,7 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -535,27 +536,49 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
   if (gpu::GPUFuncOp existing = lookupKernel(module, c.mergeKernelName()))
     return existing;
 
+  // One CTA per (head, sequence). Its threads split the work two ways: a
+  // thread owns one 16-byte column of the output row (`colThreads` of them)
+  // and every `splitLanes`-th split, so the partials of many splits are
+  // loaded at once; the split lanes are then summed through shared memory.
   MLIRContext *ctx = builder.getContext();
-  gpu::GPUFuncOp func =
-      createKernel(builder, module, c.mergeKernelName(),
-                   getMergeKernelArgTypes(ctx, c), {}, c.mergeBlockSize());
+  const int64_t block = c.mergeBlockSize();
+  const int64_t vecElems = c.vectorElems();
+  const int64_t vecs = c.vectorsPerRow();
+  const int64_t colThreads = std::min(vecs, block);
+  const int64_t splitLanes = block / colThreads;
+  // The partial outputs are f32: loaded and kept in 16-byte pieces.
+  const int64_t f32VecElems = 4;
+  const int64_t pieces = vecElems / f32VecElems;
+  Type f32 = builder.getF32Type();
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto smemType = [&](ArrayRef<int64_t> shape) {
+    return MemRefType::get(shape, f32, MemRefLayoutAttrInterface(), workgroup);
+  };
+  gpu::GPUFuncOp func = createKernel(
+      builder, module, c.mergeKernelName(), getMergeKernelArgTypes(ctx, c),
+      {smemType({block / 32}), smemType({block}), smemType({block, vecElems})},
+      block);
   ImplicitLocOpBuilder b(func.getLoc(), builder);
   b.setInsertionPointToStart(&func.getBody().front());
   KernelEmitter e(b);
-  const int64_t vecElems = c.vectorElems();
-  // The partial outputs are f32: load them in 16-byte pieces.
-  const int64_t f32VecElems = 4;
   Value partialOut = func.getArgument(0), partialLse = func.getArgument(1),
         out = func.getArgument(2);
   Value numSplits = e.toIndex(func.getArgument(3));
+  Value maxSmem = func.getWorkgroupAttributions()[0];
+  Value sumSmem = func.getWorkgroupAttributions()[1];
+  Value accSmem = func.getWorkgroupAttributions()[2];
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value head = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value warp = e.div(tid, e.index(32));
+  Value lane = e.rem(tid, e.index(32));
 
-  Value zero = e.index(0), one = e.index(1);
-  auto maxLoop =
-      scf::ForOp::create(b, zero, numSplits, one, ValueRange{e.negInf()});
+  // The largest log-sum-exp: every thread takes every block-th split, then
+  // warps and the CTA reduce.
+  auto maxLoop = scf::ForOp::create(b, tid, numSplits, e.index(block),
+                                    ValueRange{e.negInf()});
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(maxLoop.getBody());
@@ -563,18 +586,42 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
         b, partialLse, ValueRange{batch, head, maxLoop.getInductionVar()});
     scf::YieldOp::create(b, e.fmax(maxLoop.getRegionIterArgs()[0], lse));
   }
-  Value ref = e.safeMax(maxLoop.getResult(0));
+  Value warpMax = maxLoop.getResult(0);
+  for (int64_t offset = 16; offset > 0; offset /= 2)
+    warpMax = e.fmax(warpMax, e.shuffleXor(warpMax, offset));
+  auto firstLane = scf::IfOp::create(b, e.ult(lane, e.index(1)), false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(firstLane.thenBlock());
+    memref::StoreOp::create(b, warpMax, maxSmem, ValueRange{warp});
+  }
+  gpu::BarrierOp::create(b);
+  Value max = e.negInf();
+  for (int64_t w = 0; w < block / 32; ++w)
+    max =
+        e.fmax(max, memref::LoadOp::create(b, maxSmem, ValueRange{e.index(w)}));
+  Value ref = e.safeMax(max);
 
-  auto colLoop = scf::ForOp::create(b, tid, e.index(c.vectorsPerRow()),
-                                    e.index(c.mergeBlockSize()));
+  Value colInGroup = e.rem(tid, e.index(colThreads));
+  Value splitLane = e.div(tid, e.index(colThreads));
+  Value activeLane = e.ult(splitLane, e.index(splitLanes));
+  // A uniform loop over groups of columns: every thread reaches the
+  // barriers in it.
+  auto colLoop =
+      scf::ForOp::create(b, e.index(0), e.index(vecs), e.index(colThreads));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(colLoop.getBody());
-    Value column = e.mul(colLoop.getInductionVar(), e.index(vecElems));
+    Value col = e.add(colLoop.getInductionVar(), colInGroup);
+    Value valid =
+        arith::AndIOp::create(b, activeLane, e.ult(col, e.index(vecs)));
+    Value column = e.mul(col, e.index(vecElems));
     SmallVector<Value> init = {e.f32Const(0.0)};
-    for (int64_t p = 0; p < vecElems / f32VecElems; ++p)
+    for (int64_t p = 0; p < pieces; ++p)
       init.push_back(e.zeroVector(f32VecElems));
-    auto splitLoop = scf::ForOp::create(b, zero, numSplits, one, init);
+    Value first = e.select(valid, splitLane, numSplits);
+    auto splitLoop =
+        scf::ForOp::create(b, first, numSplits, e.index(splitLanes), init);
     {
       OpBuilder::InsertionGuard g2(b);
       b.setInsertionPointToStart(splitLoop.getBody());
@@ -584,9 +631,9 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
           memref::LoadOp::create(b, partialLse, ValueRange{batch, head, sp});
       Value weight = e.exp2(e.fsub(lse, ref));
       SmallVector<Value> next = {e.fadd(carried[0], weight)};
-      for (int64_t p = 0; p < vecElems / f32VecElems; ++p) {
+      for (int64_t p = 0; p < pieces; ++p) {
         Value piece = vector::LoadOp::create(
-            b, VectorType::get({f32VecElems}, e.f32), partialOut,
+            b, VectorType::get({f32VecElems}, f32), partialOut,
             ValueRange{batch, head, sp,
                        e.add(column, e.index(p * f32VecElems))},
             false, llvm::MaybeAlign(16));
@@ -595,21 +642,49 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
       }
       scf::YieldOp::create(b, next);
     }
-    Value total = splitLoop.getResult(0);
-    Value inv = e.select(e.fgt(total, e.f32Const(0.0)),
-                         arith::DivFOp::create(b, e.f32Const(1.0), total),
-                         e.f32Const(0.0));
-    Value invVec = e.splat(inv, f32VecElems);
-    SmallVector<Value> pieces;
-    for (int64_t p = 0; p < vecElems / f32VecElems; ++p)
-      pieces.push_back(e.fmul(splitLoop.getResult(1 + p), invVec));
-    // 16-bit outputs take 8 elements per 16-byte store: join the halves.
-    Value result = pieces[0];
-    if (pieces.size() == 2)
-      result = vector::ShuffleOp::create(
-          b, pieces[0], pieces[1], ArrayRef<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
-    e.storeVector(e.truncateTo(result, c.elementType), out,
-                  {batch, head, column});
+    memref::StoreOp::create(b, splitLoop.getResult(0), sumSmem,
+                            ValueRange{tid});
+    for (int64_t p = 0; p < pieces; ++p)
+      e.storeVector(splitLoop.getResult(1 + p), accSmem,
+                    {tid, e.index(p * f32VecElems)});
+    gpu::BarrierOp::create(b);
+
+    // Split lane 0 of each column adds up the lanes and writes.
+    auto writer = scf::IfOp::create(
+        b, arith::AndIOp::create(b, valid, e.ult(splitLane, e.index(1))),
+        false);
+    {
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(writer.thenBlock());
+      Value total = e.f32Const(0.0);
+      SmallVector<Value> acc(pieces, e.zeroVector(f32VecElems));
+      for (int64_t l = 0; l < splitLanes; ++l) {
+        Value slot = e.add(colInGroup, e.index(l * colThreads));
+        total =
+            e.fadd(total, memref::LoadOp::create(b, sumSmem, ValueRange{slot}));
+        for (int64_t p = 0; p < pieces; ++p)
+          acc[p] = e.fadd(acc[p],
+                          vector::LoadOp::create(
+                              b, VectorType::get({f32VecElems}, f32), accSmem,
+                              ValueRange{slot, e.index(p * f32VecElems)}, false,
+                              llvm::MaybeAlign(16)));
+      }
+      Value inv = e.select(e.fgt(total, e.f32Const(0.0)),
+                           arith::DivFOp::create(b, e.f32Const(1.0), total),
+                           e.f32Const(0.0));
+      Value invVec = e.splat(inv, f32VecElems);
+      for (Value &a : acc)
+        a = e.fmul(a, invVec);
+      // 16-bit outputs take 8 elements per 16-byte store: join the halves.
+      Value result = acc[0];
+      if (pieces == 2)
+        result = vector::ShuffleOp::create(
+            b, acc[0], acc[1], ArrayRef<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
+      e.storeVector(e.truncateTo(result, c.elementType), out,
+                    {batch, head, column});
+    }
+    // The next group of columns reuses the buffers.
+    gpu::BarrierOp::create(b);
   }
   gpu::ReturnOp::create(b);
   return func;

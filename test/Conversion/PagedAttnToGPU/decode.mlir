@@ -26,7 +26,7 @@
 // CHECK: %[[LSE:.*]] = gpu.alloc (%[[B]], %[[C4]]) : memref<?x32x?xf32>
 // CHECK: memref.cast %[[Q]] : memref<?x32x128xbf16> to memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4 blocks in (%[[C8]], %[[B]], %[[C4]]) threads in (%[[C128]], %c1, %c1)
-// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4 blocks in (%[[C32]], %[[B]], %c1) threads in (%[[C32]], %c1, %c1)
+// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4 blocks in (%[[C32]], %[[B]], %c1) threads in (%[[C128]], %c1, %c1)
 // CHECK: gpu.dealloc %[[PO]]
 // CHECK: gpu.dealloc %[[LSE]]
 // CHECK-NOT: paged_attn.decode
@@ -100,8 +100,21 @@ func.func @same_config(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %
 // CHECK: vector.store %{{.*}} : memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>, vector<8xbf16>
 // CHECK: gpu.return
 
+// The merge: 128 threads, each a 16-byte column (16 of them) and every
+// eighth split; the max over splits through a per-warp buffer, the split
+// lanes' sums and accumulators through shared memory.
 // CHECK: gpu.func @paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
-// CHECK-SAME: known_block_size = array<i32: 32, 1, 1>
+// CHECK-SAME: workgroup(%[[MAXS:.*]] : memref<4xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SUMS:.*]] : memref<128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[ACCS:.*]] : memref<128x8xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK: gpu.shuffle xor
+// CHECK: memref.store %{{.*}}, %[[MAXS]]
+// CHECK: gpu.barrier
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c8 iter_args(
+// CHECK: vector.load %arg0[
+// CHECK: memref.store %{{.*}}, %[[SUMS]]
+// CHECK: vector.store %{{.*}}, %[[ACCS]]
+// CHECK: gpu.barrier
+// CHECK: vector.store %{{.*}} : memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>, vector<8xbf16>
 // CHECK: gpu.func @paged_attn_check_h32_kv8_d128_p16_bf16_nhd_w4(
 // CHECK: memref.atomic_rmw mins
 

@@ -139,7 +139,7 @@ struct DecodeKernelConfig {
   /// 8 per mma column block.
   int64_t mmaHeadBlocks() const { return (headsPerCTA() + 7) / 8; }
   /// Threads per CTA of the merge kernel.
-  int64_t mergeBlockSize() const { return 32; }
+  int64_t mergeBlockSize() const { return 128; }
 
   /// "h32_kv8_d128_p16_bf16_nhd_w4".
   std::string name() const;

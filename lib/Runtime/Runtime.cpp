@@ -645,8 +645,10 @@ int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
   return static_cast<int>(best);
 }
 
-Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
-                                 size_t *bytes) const {
+/// The current device's SM count and how many of `spec`'s decode CTAs one
+/// SM holds (loading its module into the current context if needed).
+static Status currentOccupancy(const KernelSpec &spec, int *multiprocessors,
+                               int *ctasPerSM) {
   const Driver *d;
   Status s = requireDriver(&d);
   if (!s)
@@ -656,14 +658,22 @@ Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
   if (!(s = currentContext(*d, &ctx, &device)))
     return s;
   LoadedKernels loaded;
-  if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &loaded)))
+  if (!(s = ModuleCache::get().lookup(*d, ctx, spec, &loaded)))
     return s;
-  int sms = ModuleCache::get().multiprocessorCount(*d, device);
+  *multiprocessors = ModuleCache::get().multiprocessorCount(*d, device);
+  *ctasPerSM = loaded.decodeCTAsPerSM;
+  return Status::ok();
+}
+
+Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
+                                 size_t *bytes) const {
+  int sms = 0, perSM = 0;
+  if (Status s = currentOccupancy(*spec_, &sms, &perSM); !s)
+    return s;
   int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
   int64_t bound = ctas <= 0 || maxSeqLen <= 0
                       ? 1
-                      : maxUsefulSplits(ctas, maxSeqLen,
-                                        int64_t(sms) * loaded.decodeCTAsPerSM,
+                      : maxUsefulSplits(ctas, maxSeqLen, int64_t(sms) * perSM,
                                         spec_->tokensPerIteration);
   *bytes = workspaceSize(batch, int(bound));
   return Status::ok();
@@ -671,20 +681,10 @@ Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
 
 Status Decoder::defaultNumSplits(int64_t batch, int64_t maxSeqLen,
                                  int *numSplits) const {
-  const Driver *d;
-  Status s = requireDriver(&d);
-  if (!s)
+  int sms = 0, perSM = 0;
+  if (Status s = currentOccupancy(*spec_, &sms, &perSM); !s)
     return s;
-  CUcontext ctx;
-  CUdevice device;
-  if (!(s = currentContext(*d, &ctx, &device)))
-    return s;
-  LoadedKernels loaded;
-  if (!(s = ModuleCache::get().lookup(*d, ctx, *spec_, &loaded)))
-    return s;
-  *numSplits = chooseNumSplits(
-      batch, maxSeqLen, ModuleCache::get().multiprocessorCount(*d, device),
-      loaded.decodeCTAsPerSM);
+  *numSplits = chooseNumSplits(batch, maxSeqLen, sms, perSM);
   return Status::ok();
 }
 

@@ -194,8 +194,36 @@ gpu::GPUFuncOp mlir::paged_attn::createKernel(
 }
 
 //===----------------------------------------------------------------------===//
-// End of a decode kernel
+// Start and end of a decode kernel
 //===----------------------------------------------------------------------===//
+
+DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
+                                          const DecodeKernelConfig &c,
+                                          gpu::GPUFuncOp func) {
+  ImplicitLocOpBuilder &b = e.b;
+  DecodeCTA cta;
+  cta.tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value ctaX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  cta.batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  cta.split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
+  cta.kvHead = e.div(ctaX, e.index(c.ctasPerKVHead()));
+  cta.firstHead = e.add(
+      e.mul(cta.kvHead, e.index(c.groupSize())),
+      e.mul(e.rem(ctaX, e.index(c.ctasPerKVHead())), e.index(c.headsPerCTA())));
+  cta.warp = e.div(cta.tid, e.index(32));
+  cta.lane = e.rem(cta.tid, e.index(32));
+
+  Value seqLens = func.getArgument(4), numSplitsArg = func.getArgument(9);
+  cta.seqLen =
+      e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{cta.batch}));
+  cta.numSplits = e.toIndex(numSplitsArg);
+  Value step = e.index(c.tokensPerIteration());
+  Value chunk =
+      e.mul(e.ceilDiv(e.ceilDiv(cta.seqLen, cta.numSplits), step), step);
+  cta.chunkBegin = e.min(e.mul(cta.split, chunk), cta.seqLen);
+  cta.chunkEnd = e.min(e.add(cta.chunkBegin, chunk), cta.seqLen);
+  return cta;
+}
 
 void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
                                               const DecodeKernelConfig &c,
@@ -304,23 +332,17 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
   KernelEmitter e(b);
   Value q = func.getArgument(0), kCache = func.getArgument(1),
         vCache = func.getArgument(2), blockTable = func.getArgument(3),
-        seqLens = func.getArgument(4), out = func.getArgument(5),
-        partialOut = func.getArgument(6), partialLse = func.getArgument(7),
-        scale = func.getArgument(8), numSplitsArg = func.getArgument(9);
+        out = func.getArgument(5), partialOut = func.getArgument(6),
+        partialLse = func.getArgument(7), scale = func.getArgument(8);
   Value accSmem = func.getWorkgroupAttributions()[0];
   Value statSmem = func.getWorkgroupAttributions()[1];
 
-  // Where this CTA and thread are.
-  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  Value ctaX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
-  Value kvHead = e.div(ctaX, e.index(c.ctasPerKVHead()));
-  Value firstHead =
-      e.add(e.mul(kvHead, e.index(c.groupSize())),
-            e.mul(e.rem(ctaX, e.index(c.ctasPerKVHead())), e.index(heads)));
-  Value warp = e.div(tid, e.index(32));
-  Value lane = e.rem(tid, e.index(32));
+  // Where this CTA and thread are, and this CTA's chunk of the sequence.
+  DecodeCTA cta = emitDecodeCTA(e, c, func);
+  Value tid = cta.tid, batch = cta.batch, split = cta.split,
+        kvHead = cta.kvHead, firstHead = cta.firstHead, warp = cta.warp,
+        lane = cta.lane, numSplits = cta.numSplits, chunkBegin = cta.chunkBegin,
+        chunkEnd = cta.chunkEnd;
   Value laneInGroup = e.rem(lane, e.index(threadsPerToken));
   Value group = e.add(e.mul(warp, e.index(tokensPerWarp)),
                       e.div(lane, e.index(threadsPerToken)));
@@ -331,15 +353,7 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
     columns.push_back(e.mul(e.add(laneInGroup, e.index(v * threadsPerToken)),
                             e.index(vecElems)));
 
-  // This CTA's chunk of the sequence: chunks are rounded up to whole loop
-  // iterations so only the last chunk has a partial one.
-  Value seqLen =
-      e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{batch}));
-  Value numSplits = e.toIndex(numSplitsArg);
   Value step = e.index(c.tokensPerIteration());
-  Value chunk = e.mul(e.ceilDiv(e.ceilDiv(seqLen, numSplits), step), step);
-  Value chunkBegin = e.min(e.mul(split, chunk), seqLen);
-  Value chunkEnd = e.min(e.add(chunkBegin, chunk), seqLen);
 
   // q for this CTA's heads, prescaled so that logits are in base 2.
   Value qScale = e.fmul(scale, e.f32Const(M_LOG2E));

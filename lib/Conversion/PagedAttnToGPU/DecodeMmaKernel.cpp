@@ -158,22 +158,17 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
   MmaEmitter mma(e, elemType);
   Value q = func.getArgument(0), kCache = func.getArgument(1),
         vCache = func.getArgument(2), blockTable = func.getArgument(3),
-        seqLens = func.getArgument(4), out = func.getArgument(5),
-        partialOut = func.getArgument(6), partialLse = func.getArgument(7),
-        scale = func.getArgument(8), numSplitsArg = func.getArgument(9);
+        out = func.getArgument(5), partialOut = func.getArgument(6),
+        partialLse = func.getArgument(7), scale = func.getArgument(8);
 
-  // Where this CTA, warp and lane are. In mma fragments a lane holds row
-  // `quadRow` (and quadRow + 8) and columns 2 * quadCol, 2 * quadCol + 1.
-  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  Value ctaX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
-  Value kvHead = e.div(ctaX, e.index(c.ctasPerKVHead()));
-  Value firstHead =
-      e.add(e.mul(kvHead, e.index(c.groupSize())),
-            e.mul(e.rem(ctaX, e.index(c.ctasPerKVHead())), e.index(heads)));
-  Value warp = e.div(tid, e.index(32));
-  Value lane = e.rem(tid, e.index(32));
+  // Where this CTA, warp and lane are, and this CTA's chunk (rounded as in
+  // the CUDA-core kernel). In mma fragments a lane holds row `quadRow` (and
+  // quadRow + 8) and columns 2 * quadCol, 2 * quadCol + 1.
+  DecodeCTA cta = emitDecodeCTA(e, c, func);
+  Value tid = cta.tid, batch = cta.batch, split = cta.split,
+        kvHead = cta.kvHead, firstHead = cta.firstHead, warp = cta.warp,
+        lane = cta.lane, numSplits = cta.numSplits, chunkBegin = cta.chunkBegin,
+        chunkEnd = cta.chunkEnd;
   Value quadRow = e.div(lane, e.index(4));
   Value quadCol = e.rem(lane, e.index(4));
 
@@ -194,15 +189,7 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
   Value statSmem =
       view({2, numWarps, paddedHeads}, f32, numWarps * paddedHeads * d * 4);
 
-  // This CTA's chunk, rounded as in the CUDA-core kernel, and this warp's
-  // share of its 16-token tiles.
-  Value seqLen =
-      e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{batch}));
-  Value numSplits = e.toIndex(numSplitsArg);
-  Value step = e.index(c.tokensPerIteration());
-  Value chunk = e.mul(e.ceilDiv(e.ceilDiv(seqLen, numSplits), step), step);
-  Value chunkBegin = e.min(e.mul(split, chunk), seqLen);
-  Value chunkEnd = e.min(e.add(chunkBegin, chunk), seqLen);
+  // This warp's share of the chunk's 16-token tiles.
   Value numTiles = arith::CeilDivUIOp::create(
       b, arith::SubIOp::create(b, chunkEnd, chunkBegin), e.index(tileTokens));
   Value warpTiles = e.div(

@@ -159,6 +159,19 @@ gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                             StringRef name, ArrayRef<Type> argTypes,
                             ArrayRef<Type> workgroupTypes, int64_t blockSize);
 
+/// Where a decode kernel's CTA and thread are, and the tokens
+/// [chunkBegin, chunkEnd) of the sequence its split covers.
+struct DecodeCTA {
+  Value tid, batch, split, kvHead, firstHead, warp, lane;
+  Value seqLen, numSplits, chunkBegin, chunkEnd;
+};
+
+/// Emits DecodeCTA for `func` (decode kernel arguments): chunks are the
+/// sequence split `num_splits` ways, rounded up to whole loop iterations
+/// (`tokensPerIteration`) so only the last chunk has a partial one.
+DecodeCTA emitDecodeCTA(KernelEmitter &e, const DecodeKernelConfig &c,
+                        gpu::GPUFuncOp func);
+
 /// The values the end of a decode kernel works on.
 struct DecodeEpilogue {
   /// f32 [num_warps][>= heads][head_dim]: each warp's accumulator.

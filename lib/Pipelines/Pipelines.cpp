@@ -27,6 +27,16 @@ std::string mlir::paged_attn::getDefaultPTXFeatures(StringRef chip) {
       .Default("");
 }
 
+int64_t mlir::paged_attn::getMaxSharedMemoryPerCTA(StringRef chip) {
+  // The opt-in limits of the CUDA programming guide's table of compute
+  // capabilities.
+  return llvm::StringSwitch<int64_t>(chip)
+      .Case("sm_80", 163 * 1024)
+      .Cases("sm_86", "sm_89", 99 * 1024)
+      .Cases("sm_90", "sm_90a", 227 * 1024)
+      .Default(0);
+}
+
 bool mlir::paged_attn::isSupportedChip(StringRef chip) {
   return !getDefaultPTXFeatures(chip).empty();
 }
@@ -53,6 +63,7 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   toGPU.minCTAsPerSM = options.minCTAsPerSM;
   toGPU.tensorCores = options.tensorCores;
   toGPU.kvStages = options.kvStages;
+  toGPU.sharedMemoryLimit = getMaxSharedMemoryPerCTA(options.chip);
   pm.addPass(createConvertPagedAttnToGPU(toGPU));
 
   GpuNVVMAttachTargetOptions target;

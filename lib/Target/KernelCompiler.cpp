@@ -134,7 +134,7 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
            {"prefetch_page_table", c.prefetchesPageTable()},
            {"min_ctas_per_sm", c.minCTAsPerSM},
            {"tensor_cores", c.usesTensorCores()},
-           {"kv_stages", c.kvStages}}},
+           {"kv_stages", c.stagesUsed()}}},
       {"decode",
        llvm::json::Object{
            {"name", c.decodeKernelName()},
@@ -213,8 +213,12 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
     return failure();
 
   llvm::json::Array kernels;
-  for (const DecodeKernelConfig &c : configs)
+  // The pipeline fits the kernels to the chip's shared memory; describe
+  // them as built.
+  for (DecodeKernelConfig c : configs) {
+    c.sharedMemoryLimit = getMaxSharedMemoryPerCTA(options.chip);
     kernels.push_back(describeKernels(ctx, c));
+  }
   CompiledKernels result;
   result.ptx = std::move(*ptx);
   std::string features = options.features.empty()

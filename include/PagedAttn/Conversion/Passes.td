@@ -58,6 +58,11 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     Option<"kvStages", "kv-stages", "int64_t", /*default=*/"3",
            "Shared-memory K/V tiles per warp of the tensor-core kernel "
            "(2 to 4)">,
+    Option<"sharedMemoryLimit", "shared-memory-limit", "int64_t",
+           /*default=*/"0",
+           "Shared memory a CTA may use on the target in bytes (0: no "
+           "limit); the tensor-core kernel drops stages to fit, or gives way "
+           "to the CUDA-core kernel">,
   ];
 }
 

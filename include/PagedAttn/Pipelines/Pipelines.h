@@ -68,6 +68,10 @@ struct PagedAttnToPTXOptions
 /// empty string for a chip this project does not know.
 std::string getDefaultPTXFeatures(llvm::StringRef chip);
 
+/// The most shared memory one CTA may use on `chip`, in bytes (0 for a
+/// chip this project does not know).
+int64_t getMaxSharedMemoryPerCTA(llvm::StringRef chip);
+
 /// True for the chips the kernels are built for.
 bool isSupportedChip(llvm::StringRef chip);
 

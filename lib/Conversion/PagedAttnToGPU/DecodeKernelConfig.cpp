@@ -34,6 +34,11 @@ mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
   if (in.kvStages < 2 || in.kvStages > 4)
     return outside("kv-stages", in.kvStages, 2, 4);
   out.kvStages = in.kvStages;
+  if (in.sharedMemoryLimit < 0)
+    return llvm::formatv("{0}shared-memory-limit must not be negative, got {1}",
+                         prefix, in.sharedMemoryLimit)
+        .str();
+  out.sharedMemoryLimit = in.sharedMemoryLimit;
   std::optional<PageTablePrefetch> prefetch =
       parsePageTablePrefetch(in.prefetchPageTable);
   if (!prefetch)
@@ -59,6 +64,7 @@ void DecodeKernelConfig::setOptions(const DecodeKernelOptions &options) {
   minCTAsPerSM = options.minCTAsPerSM;
   tensorCores = options.tensorCores;
   kvStages = options.kvStages;
+  sharedMemoryLimit = options.sharedMemoryLimit;
 }
 
 DecodeKernelConfig
@@ -87,15 +93,44 @@ bool DecodeKernelConfig::supportsTensorCores() const {
 }
 
 bool DecodeKernelConfig::usesTensorCores() const {
+  bool fits = sharedMemoryLimit <= 0 ||
+              mmaSharedMemoryBytes(/*stages=*/2) <= sharedMemoryLimit;
   switch (tensorCores) {
   case TensorCoreUse::On:
-    return supportsTensorCores();
+    return supportsTensorCores() && fits;
   case TensorCoreUse::Off:
     return false;
   case TensorCoreUse::Auto:
-    return supportsTensorCores() && groupSize() >= 4;
+    return supportsTensorCores() && fits && groupSize() >= 4;
   }
   return false;
+}
+
+int64_t DecodeKernelConfig::stagesUsed() const {
+  int64_t stages = kvStages;
+  while (stages > 2 && sharedMemoryLimit > 0 &&
+         mmaSharedMemoryBytes(stages) > sharedMemoryLimit)
+    --stages;
+  return stages;
+}
+
+int64_t DecodeKernelConfig::mmaHeadBlocks() const {
+  // From the group directly: headsPerCTA asks usesTensorCores, which needs
+  // the shared memory, which needs this.
+  int64_t heads = 1;
+  for (int64_t h = std::min<int64_t>(groupSize(), 16); h > 1; --h)
+    if (groupSize() % h == 0 && (maxHeadsPerCTA <= 0 || h <= maxHeadsPerCTA)) {
+      heads = h;
+      break;
+    }
+  return (heads + 7) / 8;
+}
+
+int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
+  int64_t rings =
+      numWarps * stages * 2 * kMmaTileTokens * (headDim + 8) * elementBytes();
+  int64_t merge = numWarps * mmaHeadBlocks() * 8 * (headDim + 2) * 4;
+  return std::max(rings, merge);
 }
 
 int64_t DecodeKernelConfig::headsPerCTA() const {
@@ -188,10 +223,7 @@ int64_t DecodeKernelConfig::sharedMemoryBytes() const {
 int64_t DecodeKernelConfig::dynamicSharedMemoryBytes() const {
   if (!usesTensorCores())
     return 0;
-  int64_t stages =
-      numWarps * kvStages * 2 * kMmaTileTokens * (headDim + 8) * elementBytes();
-  int64_t merge = numWarps * mmaHeadBlocks() * 8 * (headDim + 2) * 4;
-  return std::max(stages, merge);
+  return mmaSharedMemoryBytes(stagesUsed());
 }
 
 std::string DecodeKernelConfig::elementTypeName() const {

@@ -12,7 +12,7 @@
 // heads (8 per column block) instead of 16 padded rows.
 //
 // Warp w takes tiles w, w + W, ... of the chunk and streams them into its
-// own ring of `kvStages` shared-memory buffers with cp.async (L2 only), so
+// own ring of `stagesUsed()` shared-memory buffers with cp.async (L2 only), so
 // the loads in flight cost no registers and the warps never wait for each
 // other until the end, where their softmax states are merged as in the
 // CUDA-core kernel. Tile rows are padded by 16 bytes, so the eight rows one
@@ -131,7 +131,7 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
     OpBuilder &builder, gpu::GPUModuleOp module, const DecodeKernelConfig &c) {
   MLIRContext *ctx = builder.getContext();
   constexpr int64_t tileTokens = DecodeKernelConfig::kMmaTileTokens;
-  const int64_t numWarps = c.numWarps, stages = c.kvStages, d = c.headDim;
+  const int64_t numWarps = c.numWarps, stages = c.stagesUsed(), d = c.headDim;
   const int64_t heads = c.headsPerCTA();
   const int64_t headBlocks = c.mmaHeadBlocks();
   const int64_t paddedHeads = 8 * headBlocks;

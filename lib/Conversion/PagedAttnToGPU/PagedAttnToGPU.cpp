@@ -132,6 +132,7 @@ struct ConvertPagedAttnToGPUPass
     strings.minCTAsPerSM = minCTAsPerSM;
     strings.tensorCores = tensorCores;
     strings.kvStages = kvStages;
+    strings.sharedMemoryLimit = sharedMemoryLimit;
     auto parsed = parseDecodeKernelOptions(strings);
     if (auto *error = std::get_if<std::string>(&parsed)) {
       module.emitError() << *error;

@@ -1,8 +1,11 @@
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu -canonicalize -cse | FileCheck %s
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="kv-stages=2" -canonicalize -cse | FileCheck %s --check-prefix=STAGES2
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="tensor-cores=off" -canonicalize -cse | FileCheck %s --check-prefix=OFF
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="shared-memory-limit=101376" -canonicalize -cse | FileCheck %s --check-prefix=LIMIT99K
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="shared-memory-limit=49152" -canonicalize -cse | FileCheck %s --check-prefix=OFF
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="tensor-cores=maybe" 2>&1 | FileCheck %s --check-prefix=BADTC
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="kv-stages=5" 2>&1 | FileCheck %s --check-prefix=BADSTAGES
+// RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="shared-memory-limit=-1" 2>&1 | FileCheck %s --check-prefix=BADLIMIT
 
 // The tensor-core decode kernel, which `auto` picks for 16-bit caches with
 // four or more query heads per KV head.
@@ -42,6 +45,12 @@
 // CHECK: gpu.barrier
 // STAGES2: nvvm.cp.async.wait.group 1
 
+// A shared-memory limit drops stages until the kernel fits (99 KiB: two
+// stages), and below the two-stage size gives the config to the CUDA-core
+// kernel (the OFF checks, at 48 KiB).
+// LIMIT99K: dynamic_shared_memory_size %c69632_i32
+// LIMIT99K: nvvm.cp.async.wait.group 1
+
 // Off: the CUDA-core kernel with its static shared memory.
 // OFF: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4
 // OFF-NOT: dynamic_shared_memory_size
@@ -61,6 +70,7 @@
 
 // BADTC: tensor-cores must be auto, on or off, got 'maybe'
 // BADSTAGES: kv-stages must be in [2, 4], got 5
+// BADLIMIT: shared-memory-limit must not be negative, got -1
 
 func.func @gqa4(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>,
                 %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {

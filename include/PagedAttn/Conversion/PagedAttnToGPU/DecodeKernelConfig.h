@@ -46,6 +46,10 @@ struct DecodeKernelOptions {
   /// Shared-memory buffers per warp of the tensor-core kernel (K/V tiles
   /// in flight plus the one being computed on).
   int64_t kvStages = 3;
+  /// Shared memory one CTA may use on the target, in bytes (0: no limit).
+  /// The tensor-core kernel drops stages to fit, down to 2, and configs
+  /// that do not fit even then use the CUDA-core kernel.
+  int64_t sharedMemoryLimit = 0;
 };
 
 /// The options as the pass and paged-attn-compile spell them.
@@ -57,6 +61,7 @@ struct DecodeKernelOptionStrings {
   int64_t minCTAsPerSM = 0;
   std::string tensorCores = "auto";
   int64_t kvStages = 3;
+  int64_t sharedMemoryLimit = 0;
 };
 
 /// Checks and converts `strings`; on failure returns the message, which
@@ -79,6 +84,7 @@ struct DecodeKernelConfig {
   int64_t minCTAsPerSM = 0;
   TensorCoreUse tensorCores = TensorCoreUse::Auto;
   int64_t kvStages = 3;
+  int64_t sharedMemoryLimit = 0;
 
   /// The config of a verified decode op.
   static DecodeKernelConfig fromOp(DecodeOp op,
@@ -105,8 +111,14 @@ struct DecodeKernelConfig {
   /// Whether the tensor-core kernel can serve this config: 16-bit K/V,
   /// head_dim a multiple of 16 up to 128.
   bool supportsTensorCores() const;
-  /// Whether the decode kernel is the tensor-core one (resolves Auto).
+  /// Whether the decode kernel is the tensor-core one (resolves Auto and
+  /// the shared-memory limit).
   bool usesTensorCores() const;
+  /// K/V stages the tensor-core kernel is built with: kvStages, fewer where
+  /// the shared-memory limit asks for it.
+  int64_t stagesUsed() const;
+  /// Dynamic shared memory of the tensor-core kernel with `stages` stages.
+  int64_t mmaSharedMemoryBytes(int64_t stages) const;
   /// Tokens one warp of the tensor-core kernel computes on at a time (one
   /// mma tile).
   static constexpr int64_t kMmaTileTokens = 16;
@@ -137,7 +149,7 @@ struct DecodeKernelConfig {
   int64_t dynamicSharedMemoryBytes() const;
   /// Query heads the tensor-core kernel's accumulators are laid out for:
   /// 8 per mma column block.
-  int64_t mmaHeadBlocks() const { return (headsPerCTA() + 7) / 8; }
+  int64_t mmaHeadBlocks() const;
   /// Threads per CTA of the merge kernel.
   int64_t mergeBlockSize() const { return 128; }
 

@@ -37,6 +37,10 @@ int64_t mlir::paged_attn::getMaxSharedMemoryPerCTA(StringRef chip) {
       .Default(0);
 }
 
+bool mlir::paged_attn::supportsProgrammaticLaunch(StringRef chip) {
+  return chip == "sm_90" || chip == "sm_90a";
+}
+
 bool mlir::paged_attn::isSupportedChip(StringRef chip) {
   return !getDefaultPTXFeatures(chip).empty();
 }
@@ -64,6 +68,7 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   toGPU.tensorCores = options.tensorCores;
   toGPU.kvStages = options.kvStages;
   toGPU.sharedMemoryLimit = getMaxSharedMemoryPerCTA(options.chip);
+  toGPU.programmaticLaunch = supportsProgrammaticLaunch(options.chip);
   pm.addPass(createConvertPagedAttnToGPU(toGPU));
 
   GpuNVVMAttachTargetOptions target;

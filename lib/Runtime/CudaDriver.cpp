@@ -80,6 +80,9 @@ static LoadedDriver loadDriver() {
   resolve(d.cuGraphLaunch, "cuGraphLaunch");
   resolve(d.cuGraphExecDestroy, "cuGraphExecDestroy");
   resolve(d.cuGraphDestroy, "cuGraphDestroy");
+  // Optional: resolved after the check for the required entry points.
+  d.cuLaunchKernelEx = reinterpret_cast<decltype(d.cuLaunchKernelEx)>(
+      dlsym(lib, "cuLaunchKernelEx"));
   if (missing) {
     loaded.error = "CUDA driver too old: libcuda.so.1 lacks " + missingName;
     return loaded;

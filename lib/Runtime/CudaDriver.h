@@ -9,6 +9,7 @@
 #ifndef PAGEDATTN_LIB_RUNTIME_CUDADRIVER_H
 #define PAGEDATTN_LIB_RUNTIME_CUDADRIVER_H
 
+#include <cstddef>
 #include <string>
 
 namespace paged_attn {
@@ -35,6 +36,29 @@ constexpr int CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
 constexpr int CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2;
 constexpr int CU_MEMORYTYPE_DEVICE = 2;
 constexpr int CU_MEMORYTYPE_UNIFIED = 4;
+constexpr int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
+/// cuda.h's CUlaunchAttribute and CUlaunchConfig, laid out the same.
+struct CUlaunchAttribute {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    int programmaticStreamSerializationAllowed;
+  } value;
+};
+struct CUlaunchConfig {
+  unsigned gridDimX, gridDimY, gridDimZ;
+  unsigned blockDimX, blockDimY, blockDimZ;
+  unsigned sharedMemBytes;
+  CUstream hStream;
+  CUlaunchAttribute *attrs;
+  unsigned numAttrs;
+};
+static_assert(sizeof(CUlaunchAttribute) == 72, "cuda.h's CUlaunchAttribute");
+static_assert(offsetof(CUlaunchConfig, hStream) == 32 &&
+                  sizeof(CUlaunchConfig) == 56,
+              "cuda.h's CUlaunchConfig");
 
 struct Driver {
   CUresult (*cuInit)(unsigned);
@@ -53,6 +77,10 @@ struct Driver {
   CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
   CUresult (*cuModuleUnload)(CUmodule);
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+  /// Null where the driver predates it (CUDA 12.0); launches then fall back
+  /// to cuLaunchKernel.
+  CUresult (*cuLaunchKernelEx)(const CUlaunchConfig *, CUfunction, void **,
+                               void **);
   CUresult (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction,
                                                           int, size_t);
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,

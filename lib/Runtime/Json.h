@@ -37,6 +37,7 @@ struct Value {
   bool isArray() const { return kind == Kind::Array; }
   bool isString() const { return kind == Kind::String; }
   bool isNumber() const { return kind == Kind::Number; }
+  bool isBool() const { return kind == Kind::Bool; }
 };
 
 /// Parses `text`; on failure returns false and sets `error` to a message

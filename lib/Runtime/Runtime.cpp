@@ -103,6 +103,9 @@ struct KernelSpec {
   int64_t tokensPerIteration = 1;
   /// Dynamic shared memory of the decode kernel (0 in older manifests).
   int64_t decodeDynamicSharedBytes = 0;
+  /// The merge kernel waits on griddepcontrol and may be launched while
+  /// the decode grid runs.
+  bool mergeProgrammaticLaunch = false;
   std::shared_ptr<const std::string> ptx; // NUL-terminated
   /// Never reused within a process, unlike addresses: cache keys.
   uint64_t id = 0, ptxId = 0;
@@ -213,6 +216,11 @@ static Status parseKernel(const json::Value &entry, const std::string &where,
                spec->decodeDynamicSharedBytes) ||
        spec->decodeDynamicSharedBytes < 0))
     return bad("bad dynamic_shared_memory_bytes of the decode kernel");
+  if (const json::Value *pdl = merge->get("programmatic_launch")) {
+    if (!pdl->isBool())
+      return bad("programmatic_launch of the merge kernel is not a boolean");
+    spec->mergeProgrammaticLaunch = pdl->boolean;
+  }
 
   // The runtime passes parameters in a fixed order: make sure the manifest
   // was written for it.
@@ -868,9 +876,28 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
     mergeArgs.memref(partialLse, 3, lseSizes, lseStrides);
     mergeArgs.memref(p.out);
     mergeArgs.i32(numSplits);
-    r = d->cuLaunchKernel(kernels.merge, unsigned(c.numHeads), unsigned(batch),
-                          1, unsigned(spec_->mergeBlock), 1, 1, 0, stream,
-                          nullptr, mergeArgs.extra());
+    if (spec_->mergeProgrammaticLaunch && d->cuLaunchKernelEx) {
+      // The merge grid is scheduled while the decode grid finishes and
+      // waits for its results on the device (griddepcontrol.wait).
+      CUlaunchAttribute attribute = {};
+      attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+      attribute.value.programmaticStreamSerializationAllowed = 1;
+      CUlaunchConfig config = {};
+      config.gridDimX = unsigned(c.numHeads);
+      config.gridDimY = unsigned(batch);
+      config.gridDimZ = 1;
+      config.blockDimX = unsigned(spec_->mergeBlock);
+      config.blockDimY = config.blockDimZ = 1;
+      config.hStream = stream;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      r = d->cuLaunchKernelEx(&config, kernels.merge, nullptr,
+                              mergeArgs.extra());
+    } else {
+      r = d->cuLaunchKernel(kernels.merge, unsigned(c.numHeads),
+                            unsigned(batch), 1, unsigned(spec_->mergeBlock), 1,
+                            1, 0, stream, nullptr, mergeArgs.extra());
+    }
     if (r != CUDA_SUCCESS)
       return Status(StatusCode::CudaError,
                     "launching " + spec_->mergeName + ": " + describe(*d, r));

@@ -153,6 +153,7 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
            {"grid", llvm::json::Array{"num_heads", "batch", 1}},
            {"block", llvm::json::Array{c.mergeBlockSize(), 1, 1}},
            {"dynamic_shared_memory_bytes", 0},
+           {"programmatic_launch", c.programmaticLaunch},
            {"params", describeParams(ctx, getMergeKernelArgTypes(ctx, c),
                                      getMergeKernelArgNames())}}},
       {"check",
@@ -217,6 +218,7 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
   // them as built.
   for (DecodeKernelConfig c : configs) {
     c.sharedMemoryLimit = getMaxSharedMemoryPerCTA(options.chip);
+    c.programmaticLaunch = supportsProgrammaticLaunch(options.chip);
     kernels.push_back(describeKernels(ctx, c));
   }
   CompiledKernels result;

@@ -28,14 +28,19 @@
 // MMA: assembly = "
 // MMA-SAME: .extern .shared .align 16 .b8 __dynamic_shmem__0[]
 // MMA-SAME: .visible .entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
+// MMA-SAME: griddepcontrol.launch_dependents
 // MMA-SAME: cp.async.cg.shared.global [%rd{{[0-9]+}}], [%rd{{[0-9]+}}], 16
 // MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // MMA-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
 // MMA-SAME: .visible .entry paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
+// MMA-SAME: griddepcontrol.wait
 
+// sm_80 has no griddepcontrol: the merge kernel is launched after the
+// decode grid as usual.
 // SM80: #nvvm.target<O = 3, chip = "sm_80", features = "+ptx70">
 // SM80-SAME: .target sm_80
+// SM80-NOT: griddepcontrol
 
 // NVVM: gpu.module @paged_attn_kernels [#nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">]
 // NVVM: llvm.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4

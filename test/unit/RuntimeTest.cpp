@@ -24,7 +24,9 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 using namespace paged_attn;
@@ -239,6 +241,22 @@ TEST_F(RuntimeTest, ManifestErrors) {
   s = KernelLibrary::load(bad, &lib);
   EXPECT_EQ(s.code(), StatusCode::ParseError);
   EXPECT_NE(s.message().find("not a paged_attn manifest"), std::string::npos);
+  // A manifest field of the wrong type names the field.
+  std::ifstream in(directory + "/k.json");
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  size_t at = text.find("\"programmatic_launch\": ");
+  ASSERT_NE(at, std::string::npos);
+  size_t valueAt = at + std::strlen("\"programmatic_launch\": ");
+  text.replace(valueAt, text.find_first_of(",\n}", valueAt) - valueAt,
+               "\"yes\"");
+  std::ofstream(bad) << text;
+  s = KernelLibrary::load(bad, &lib);
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_NE(s.message().find("programmatic_launch of the merge kernel is not "
+                             "a boolean"),
+            std::string::npos)
+      << s.message();
   std::remove(bad.c_str());
   s = KernelLibrary::loadDirectory(directory + "/nowhere", &lib);
   EXPECT_EQ(s.code(), StatusCode::NotFound);

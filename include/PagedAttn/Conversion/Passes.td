@@ -63,6 +63,11 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
            "Shared memory a CTA may use on the target in bytes (0: no "
            "limit); the tensor-core kernel drops stages to fit, or gives way "
            "to the CUDA-core kernel">,
+    Option<"programmaticLaunch", "programmatic-launch", "bool",
+           /*default=*/"false",
+           "Let the merge kernel launch while the decode grid runs "
+           "(griddepcontrol, sm_90 and later); the runtime launches it with "
+           "programmatic stream serialization">,
   ];
 }
 

@@ -72,6 +72,9 @@ std::string getDefaultPTXFeatures(llvm::StringRef chip);
 /// chip this project does not know).
 int64_t getMaxSharedMemoryPerCTA(llvm::StringRef chip);
 
+/// True for chips with griddepcontrol (programmatic dependent launch).
+bool supportsProgrammaticLaunch(llvm::StringRef chip);
+
 /// True for the chips the kernels are built for.
 bool isSupportedChip(llvm::StringRef chip);
 

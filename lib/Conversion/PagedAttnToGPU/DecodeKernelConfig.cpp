@@ -39,6 +39,7 @@ mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
                          prefix, in.sharedMemoryLimit)
         .str();
   out.sharedMemoryLimit = in.sharedMemoryLimit;
+  out.programmaticLaunch = in.programmaticLaunch;
   std::optional<PageTablePrefetch> prefetch =
       parsePageTablePrefetch(in.prefetchPageTable);
   if (!prefetch)
@@ -65,6 +66,7 @@ void DecodeKernelConfig::setOptions(const DecodeKernelOptions &options) {
   tensorCores = options.tensorCores;
   kvStages = options.kvStages;
   sharedMemoryLimit = options.sharedMemoryLimit;
+  programmaticLaunch = options.programmaticLaunch;
 }
 
 DecodeKernelConfig

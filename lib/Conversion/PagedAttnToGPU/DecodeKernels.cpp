@@ -201,6 +201,12 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
                                           const DecodeKernelConfig &c,
                                           gpu::GPUFuncOp func) {
   ImplicitLocOpBuilder &b = e.b;
+  // The merge kernel may be scheduled now; it waits for this grid's
+  // results itself.
+  if (c.programmaticLaunch)
+    NVVM::GriddepcontrolOp::create(
+        b, NVVM::GridDepActionKindAttr::get(
+               b.getContext(), NVVM::GridDepActionKind::launch_dependents));
   DecodeCTA cta;
   cta.tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value ctaX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
@@ -579,6 +585,11 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
   Value partialOut = func.getArgument(0), partialLse = func.getArgument(1),
         out = func.getArgument(2);
   Value numSplits = e.toIndex(func.getArgument(3));
+  // Launched early (programmatic dependent launch): wait for the decode
+  // grid's partial results.
+  if (c.programmaticLaunch)
+    NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKindAttr::get(
+                                          ctx, NVVM::GridDepActionKind::wait));
   Value maxSmem = func.getWorkgroupAttributions()[0];
   Value sumSmem = func.getWorkgroupAttributions()[1];
   Value accSmem = func.getWorkgroupAttributions()[2];

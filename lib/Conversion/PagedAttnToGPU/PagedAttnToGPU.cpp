@@ -133,6 +133,7 @@ struct ConvertPagedAttnToGPUPass
     strings.tensorCores = tensorCores;
     strings.kvStages = kvStages;
     strings.sharedMemoryLimit = sharedMemoryLimit;
+    strings.programmaticLaunch = programmaticLaunch;
     auto parsed = parseDecodeKernelOptions(strings);
     if (auto *error = std::get_if<std::string>(&parsed)) {
       module.emitError() << *error;

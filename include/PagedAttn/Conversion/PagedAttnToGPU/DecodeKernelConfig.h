@@ -50,6 +50,10 @@ struct DecodeKernelOptions {
   /// The tensor-core kernel drops stages to fit, down to 2, and configs
   /// that do not fit even then use the CUDA-core kernel.
   int64_t sharedMemoryLimit = 0;
+  /// Programmatic dependent launch (sm_90): the decode kernel lets the
+  /// merge kernel launch early, and the merge kernel waits for the decode
+  /// grid's results with griddepcontrol.wait.
+  bool programmaticLaunch = false;
 };
 
 /// The options as the pass and paged-attn-compile spell them.
@@ -62,6 +66,7 @@ struct DecodeKernelOptionStrings {
   std::string tensorCores = "auto";
   int64_t kvStages = 3;
   int64_t sharedMemoryLimit = 0;
+  bool programmaticLaunch = false;
 };
 
 /// Checks and converts `strings`; on failure returns the message, which
@@ -85,6 +90,7 @@ struct DecodeKernelConfig {
   TensorCoreUse tensorCores = TensorCoreUse::Auto;
   int64_t kvStages = 3;
   int64_t sharedMemoryLimit = 0;
+  bool programmaticLaunch = false;
 
   /// The config of a verified decode op.
   static DecodeKernelConfig fromOp(DecodeOp op,

@@ -58,15 +58,7 @@ mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
 }
 
 void DecodeKernelConfig::setOptions(const DecodeKernelOptions &options) {
-  numWarps = options.numWarps;
-  tokensPerLaneGroup = options.tokensPerLaneGroup;
-  maxHeadsPerCTA = options.maxHeadsPerCTA;
-  prefetchPageTable = options.prefetchPageTable;
-  minCTAsPerSM = options.minCTAsPerSM;
-  tensorCores = options.tensorCores;
-  kvStages = options.kvStages;
-  sharedMemoryLimit = options.sharedMemoryLimit;
-  programmaticLaunch = options.programmaticLaunch;
+  static_cast<DecodeKernelOptions &>(*this) = options;
 }
 
 DecodeKernelConfig
@@ -116,16 +108,16 @@ int64_t DecodeKernelConfig::stagesUsed() const {
   return stages;
 }
 
+int64_t DecodeKernelConfig::mmaHeadsPerCTA() const {
+  for (int64_t heads = std::min<int64_t>(groupSize(), 16); heads > 1; --heads)
+    if (groupSize() % heads == 0 &&
+        (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
+      return heads;
+  return 1;
+}
+
 int64_t DecodeKernelConfig::mmaHeadBlocks() const {
-  // From the group directly: headsPerCTA asks usesTensorCores, which needs
-  // the shared memory, which needs this.
-  int64_t heads = 1;
-  for (int64_t h = std::min<int64_t>(groupSize(), 16); h > 1; --h)
-    if (groupSize() % h == 0 && (maxHeadsPerCTA <= 0 || h <= maxHeadsPerCTA)) {
-      heads = h;
-      break;
-    }
-  return (heads + 7) / 8;
+  return (mmaHeadsPerCTA() + 7) / 8;
 }
 
 int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
@@ -136,13 +128,8 @@ int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
 }
 
 int64_t DecodeKernelConfig::headsPerCTA() const {
-  if (usesTensorCores()) {
-    for (int64_t heads = std::min<int64_t>(groupSize(), 16); heads > 1; --heads)
-      if (groupSize() % heads == 0 &&
-          (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
-        return heads;
-    return 1;
-  }
+  if (usesTensorCores())
+    return mmaHeadsPerCTA();
   for (int64_t heads = groupSize(); heads > 1; --heads)
     if (groupSize() % heads == 0 && heads * elemsPerThread() <= 64 &&
         (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
@@ -171,49 +158,45 @@ bool DecodeKernelConfig::prefetchesPageTable() const {
   return false;
 }
 
+/// The auto/on/off switches share their spelling.
+template <typename Switch>
+static std::optional<Switch> parseAutoOnOff(StringRef s) {
+  if (s == "auto")
+    return Switch::Auto;
+  if (s == "on")
+    return Switch::On;
+  if (s == "off")
+    return Switch::Off;
+  return std::nullopt;
+}
+
+template <typename Switch> static StringRef stringifyAutoOnOff(Switch v) {
+  switch (v) {
+  case Switch::Auto:
+    return "auto";
+  case Switch::On:
+    return "on";
+  case Switch::Off:
+    return "off";
+  }
+  return "auto";
+}
+
 std::optional<PageTablePrefetch>
 mlir::paged_attn::parsePageTablePrefetch(StringRef s) {
-  if (s == "auto")
-    return PageTablePrefetch::Auto;
-  if (s == "on")
-    return PageTablePrefetch::On;
-  if (s == "off")
-    return PageTablePrefetch::Off;
-  return std::nullopt;
+  return parseAutoOnOff<PageTablePrefetch>(s);
 }
 
 std::optional<TensorCoreUse> mlir::paged_attn::parseTensorCoreUse(StringRef s) {
-  if (s == "auto")
-    return TensorCoreUse::Auto;
-  if (s == "on")
-    return TensorCoreUse::On;
-  if (s == "off")
-    return TensorCoreUse::Off;
-  return std::nullopt;
+  return parseAutoOnOff<TensorCoreUse>(s);
 }
 
 StringRef mlir::paged_attn::stringifyTensorCoreUse(TensorCoreUse t) {
-  switch (t) {
-  case TensorCoreUse::Auto:
-    return "auto";
-  case TensorCoreUse::On:
-    return "on";
-  case TensorCoreUse::Off:
-    return "off";
-  }
-  return "auto";
+  return stringifyAutoOnOff(t);
 }
 
 StringRef mlir::paged_attn::stringifyPageTablePrefetch(PageTablePrefetch p) {
-  switch (p) {
-  case PageTablePrefetch::Auto:
-    return "auto";
-  case PageTablePrefetch::On:
-    return "on";
-  case PageTablePrefetch::Off:
-    return "off";
-  }
-  return "auto";
+  return stringifyAutoOnOff(p);
 }
 
 int64_t DecodeKernelConfig::sharedMemoryBytes() const {

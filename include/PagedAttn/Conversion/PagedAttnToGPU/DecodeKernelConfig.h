@@ -75,22 +75,15 @@ std::variant<DecodeKernelOptions, std::string>
 parseDecodeKernelOptions(const DecodeKernelOptionStrings &strings,
                          llvm::StringRef prefix = "");
 
-struct DecodeKernelConfig {
+/// The op's shapes and types, with the code-generation options it is built
+/// with.
+struct DecodeKernelConfig : DecodeKernelOptions {
   int64_t numHeads = 0;
   int64_t numKVHeads = 0;
   int64_t headDim = 0;
   int64_t pageSize = 0;
   Type elementType;
   KVLayout layout = KVLayout::nhd;
-  int64_t numWarps = 4;
-  int64_t tokensPerLaneGroup = 0;
-  int64_t maxHeadsPerCTA = 0;
-  PageTablePrefetch prefetchPageTable = PageTablePrefetch::Auto;
-  int64_t minCTAsPerSM = 0;
-  TensorCoreUse tensorCores = TensorCoreUse::Auto;
-  int64_t kvStages = 3;
-  int64_t sharedMemoryLimit = 0;
-  bool programmaticLaunch = false;
 
   /// The config of a verified decode op.
   static DecodeKernelConfig fromOp(DecodeOp op,
@@ -156,6 +149,9 @@ struct DecodeKernelConfig {
   /// Query heads the tensor-core kernel's accumulators are laid out for:
   /// 8 per mma column block.
   int64_t mmaHeadBlocks() const;
+  /// Query heads one CTA of the tensor-core kernel serves (whether or not
+  /// the config uses it): the largest divisor of the group up to 16.
+  int64_t mmaHeadsPerCTA() const;
   /// Threads per CTA of the merge kernel.
   int64_t mergeBlockSize() const { return 128; }
 

@@ -18,27 +18,40 @@ using namespace mlir;
 using namespace mlir::paged_attn;
 
 std::string mlir::paged_attn::getDefaultPTXFeatures(StringRef chip) {
+  // PTX 7.4 for the cp.async prefetch hint; what the chip needs above that.
   return llvm::StringSwitch<std::string>(chip)
-      .Case("sm_80", "+ptx70")
-      .Case("sm_86", "+ptx71")
+      .Cases({"sm_80", "sm_86"}, "+ptx74")
       .Case("sm_89", "+ptx78")
-      .Case("sm_90", "+ptx80")
-      .Case("sm_90a", "+ptx80")
+      .Cases({"sm_90", "sm_90a"}, "+ptx80")
       .Default("");
 }
 
-int64_t mlir::paged_attn::getMaxSharedMemoryPerCTA(StringRef chip) {
-  // The opt-in limits of the CUDA programming guide's table of compute
-  // capabilities.
-  return llvm::StringSwitch<int64_t>(chip)
-      .Case("sm_80", 163 * 1024)
-      .Cases("sm_86", "sm_89", 99 * 1024)
-      .Cases("sm_90", "sm_90a", 227 * 1024)
-      .Default(0);
+/// The NN of a "+ptxNN" feature, or 0.
+static int64_t getPTXVersion(StringRef features) {
+  size_t at = features.find("+ptx");
+  if (at == StringRef::npos)
+    return 0;
+  StringRef digits = features.drop_front(at + 4).take_while(llvm::isDigit);
+  int64_t version = 0;
+  return digits.getAsInteger(10, version) ? 0 : version;
 }
 
-bool mlir::paged_attn::supportsProgrammaticLaunch(StringRef chip) {
-  return chip == "sm_90" || chip == "sm_90a";
+DecodeTargetLimits mlir::paged_attn::getDecodeTargetLimits(StringRef chip,
+                                                           StringRef features) {
+  std::string defaults = getDefaultPTXFeatures(chip);
+  if (features.empty())
+    features = defaults;
+  DecodeTargetLimits limits;
+  // The opt-in limits of the CUDA programming guide's table of compute
+  // capabilities.
+  limits.sharedMemoryLimit = llvm::StringSwitch<int64_t>(chip)
+                                 .Case("sm_80", 163 * 1024)
+                                 .Cases({"sm_86", "sm_89"}, 99 * 1024)
+                                 .Cases({"sm_90", "sm_90a"}, 227 * 1024)
+                                 .Default(0);
+  limits.programmaticLaunch = chip == "sm_90" || chip == "sm_90a";
+  limits.l2PrefetchHint = getPTXVersion(features) >= 74;
+  return limits;
 }
 
 bool mlir::paged_attn::isSupportedChip(StringRef chip) {
@@ -67,8 +80,11 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   toGPU.minCTAsPerSM = options.minCTAsPerSM;
   toGPU.tensorCores = options.tensorCores;
   toGPU.kvStages = options.kvStages;
-  toGPU.sharedMemoryLimit = getMaxSharedMemoryPerCTA(options.chip);
-  toGPU.programmaticLaunch = supportsProgrammaticLaunch(options.chip);
+  DecodeTargetLimits limits =
+      getDecodeTargetLimits(options.chip, options.features);
+  toGPU.l2Prefetch = limits.l2PrefetchHint ? options.l2Prefetch : 0;
+  toGPU.sharedMemoryLimit = limits.sharedMemoryLimit;
+  toGPU.programmaticLaunch = limits.programmaticLaunch;
   pm.addPass(createConvertPagedAttnToGPU(toGPU));
 
   GpuNVVMAttachTargetOptions target;
@@ -87,6 +103,8 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   ConvertGpuOpsToNVVMOpsOptions toNVVM;
   toNVVM.indexBitwidth = 64;
   kernels.addPass(createConvertGpuOpsToNVVMOps(toNVVM));
+  // nvvm.inline_ptx (cp.async with an L2 prefetch hint) to llvm.inline_asm.
+  kernels.addPass(createConvertNVVMToLLVMPass());
   kernels.addPass(createExternDynamicSharedMemory());
   kernels.addPass(createCanonicalizerPass());
   kernels.addPass(createCSEPass());

@@ -117,24 +117,33 @@ static llvm::json::Array describeParams(MLIRContext *ctx, ArrayRef<Type> types,
   return params;
 }
 
+/// The config section: the shapes, and the code-generation choices of the
+/// decode kernel the config uses (each kernel has its own).
+static llvm::json::Object describeConfig(const DecodeKernelConfig &c) {
+  llvm::json::Object config{{"name", c.name()},
+                            {"num_heads", c.numHeads},
+                            {"num_kv_heads", c.numKVHeads},
+                            {"head_dim", c.headDim},
+                            {"page_size", c.pageSize},
+                            {"dtype", c.elementTypeName()},
+                            {"layout", stringifyKVLayout(c.layout)},
+                            {"num_warps", c.numWarps},
+                            {"min_ctas_per_sm", c.minCTAsPerSM},
+                            {"tensor_cores", c.usesTensorCores()}};
+  if (c.usesTensorCores()) {
+    config["kv_stages"] = c.stagesUsed();
+    config["l2_prefetch_bytes"] = c.l2PrefetchBytes;
+  } else {
+    config["tokens_per_lane_group"] = c.tokensPerGroupIteration();
+    config["prefetch_page_table"] = c.prefetchesPageTable();
+  }
+  return config;
+}
+
 static llvm::json::Value describeKernels(MLIRContext *ctx,
                                          const DecodeKernelConfig &c) {
   return llvm::json::Object{
-      {"config",
-       llvm::json::Object{
-           {"name", c.name()},
-           {"num_heads", c.numHeads},
-           {"num_kv_heads", c.numKVHeads},
-           {"head_dim", c.headDim},
-           {"page_size", c.pageSize},
-           {"dtype", c.elementTypeName()},
-           {"layout", stringifyKVLayout(c.layout)},
-           {"num_warps", c.numWarps},
-           {"tokens_per_lane_group", c.tokensPerGroupIteration()},
-           {"prefetch_page_table", c.prefetchesPageTable()},
-           {"min_ctas_per_sm", c.minCTAsPerSM},
-           {"tensor_cores", c.usesTensorCores()},
-           {"kv_stages", c.stagesUsed()}}},
+      {"config", describeConfig(c)},
       {"decode",
        llvm::json::Object{
            {"name", c.decodeKernelName()},
@@ -205,6 +214,7 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
     pipeline.minCTAsPerSM = first.minCTAsPerSM;
     pipeline.tensorCores = stringifyTensorCoreUse(first.tensorCores).str();
     pipeline.kvStages = first.kvStages;
+    pipeline.l2Prefetch = first.l2PrefetchBytes;
   }
   buildPagedAttnToPTXPipeline(pm, pipeline);
   if (failed(pm.run(**module)))
@@ -216,9 +226,13 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
   llvm::json::Array kernels;
   // The pipeline fits the kernels to the chip's shared memory; describe
   // them as built.
+  DecodeTargetLimits limits =
+      getDecodeTargetLimits(options.chip, options.features);
   for (DecodeKernelConfig c : configs) {
-    c.sharedMemoryLimit = getMaxSharedMemoryPerCTA(options.chip);
-    c.programmaticLaunch = supportsProgrammaticLaunch(options.chip);
+    c.sharedMemoryLimit = limits.sharedMemoryLimit;
+    c.programmaticLaunch = limits.programmaticLaunch;
+    if (!limits.l2PrefetchHint)
+      c.l2PrefetchBytes = 0;
     kernels.push_back(describeKernels(ctx, c));
   }
   CompiledKernels result;

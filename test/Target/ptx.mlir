@@ -1,6 +1,7 @@
 // RUN: paged-attn-opt %s --paged-attn-to-ptx=tensor-cores=off | FileCheck %s
 // RUN: paged-attn-opt %s --paged-attn-to-ptx | FileCheck %s --check-prefix=MMA
 // RUN: paged-attn-opt %s --paged-attn-to-ptx="chip=sm_80" | FileCheck %s --check-prefix=SM80
+// RUN: paged-attn-opt %s --paged-attn-to-ptx="chip=sm_80 features=+ptx70" | FileCheck %s --check-prefix=PTX70
 // RUN: paged-attn-opt %s --paged-attn-to-ptx="emit-binary=false" | FileCheck %s --check-prefix=NVVM
 // RUN: paged-attn-opt %s --paged-attn-to-ptx | FileCheck %s --check-prefix=NOLOCAL
 // RUN: paged-attn-opt %s --paged-attn-to-ptx=tensor-cores=off | FileCheck %s --check-prefix=NOLOCAL
@@ -29,7 +30,7 @@
 // MMA-SAME: .extern .shared .align 16 .b8 __dynamic_shmem__0[]
 // MMA-SAME: .visible .entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
 // MMA-SAME: griddepcontrol.launch_dependents
-// MMA-SAME: cp.async.cg.shared.global [%rd{{[0-9]+}}], [%rd{{[0-9]+}}], 16
+// MMA-SAME: cp.async.cg.shared.global.L2::128B [%r{{[0-9]+}}], [%rd{{[0-9]+}}], 16
 // MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // MMA-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
@@ -37,10 +38,17 @@
 // MMA-SAME: griddepcontrol.wait
 
 // sm_80 has no griddepcontrol: the merge kernel is launched after the
-// decode grid as usual.
-// SM80: #nvvm.target<O = 3, chip = "sm_80", features = "+ptx70">
+// decode grid as usual. PTX 7.4 for the prefetch hint; with older PTX the
+// copies go without it.
+// SM80: #nvvm.target<O = 3, chip = "sm_80", features = "+ptx74">
 // SM80-SAME: .target sm_80
 // SM80-NOT: griddepcontrol
+// SM80-SAME: cp.async.cg.shared.global.L2::128B
+// SM80-NOT: griddepcontrol
+// PTX70: #nvvm.target<O = 3, chip = "sm_80", features = "+ptx70">
+// PTX70-NOT: L2::128B
+// PTX70: cp.async.cg.shared.global [
+// PTX70-NOT: L2::128B
 
 // NVVM: gpu.module @paged_attn_kernels [#nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">]
 // NVVM: llvm.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4

@@ -90,6 +90,11 @@ static cl::opt<int64_t>
              cl::desc("Shared-memory K/V tiles per warp of the tensor-core "
                       "kernel (2 to 4)"),
              cl::cat(category));
+static cl::opt<int64_t>
+    l2Prefetch("l2-prefetch", cl::init(128),
+               cl::desc("Bytes the tensor-core kernel's cp.async copies ask "
+                        "L2 to fetch around each request: 0, 64, 128 or 256"),
+               cl::cat(category));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
                                cl::cat(category));
@@ -144,6 +149,7 @@ int main(int argc, char **argv) {
   strings.minCTAsPerSM = minCTAsPerSM;
   strings.tensorCores = tensorCores;
   strings.kvStages = kvStages;
+  strings.l2PrefetchBytes = l2Prefetch;
   auto parsed = parseDecodeKernelOptions(strings, "--");
   if (auto *error = std::get_if<std::string>(&parsed))
     return fail(*error);

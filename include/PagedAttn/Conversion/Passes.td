@@ -58,6 +58,9 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     Option<"kvStages", "kv-stages", "int64_t", /*default=*/"3",
            "Shared-memory K/V tiles per warp of the tensor-core kernel "
            "(2 to 4)">,
+    Option<"l2Prefetch", "l2-prefetch", "int64_t", /*default=*/"128",
+           "Bytes the tensor-core kernel's cp.async copies ask L2 to fetch "
+           "around each request: 0 (no hint), 64, 128 or 256">,
     Option<"sharedMemoryLimit", "shared-memory-limit", "int64_t",
            /*default=*/"0",
            "Shared memory a CTA may use on the target in bytes (0: no "

@@ -54,6 +54,11 @@ struct PagedAttnToPTXOptions
       llvm::cl::desc("Shared-memory K/V tiles per warp of the tensor-core "
                      "kernel (2 to 4)"),
       llvm::cl::init(3)};
+  PassOptions::Option<int64_t> l2Prefetch{
+      *this, "l2-prefetch",
+      llvm::cl::desc("Bytes the tensor-core kernel's cp.async copies ask L2 "
+                     "to fetch around each request: 0, 64, 128 or 256"),
+      llvm::cl::init(128)};
   PassOptions::Option<int64_t> numSplits{
       *this, "num-splits",
       llvm::cl::desc("Chunks per sequence in the emitted host code"),
@@ -64,16 +69,24 @@ struct PagedAttnToPTXOptions
       llvm::cl::init(true)};
 };
 
-/// The PTX features sm_XX needs at least ("+ptx70" for sm_80, ...), or an
-/// empty string for a chip this project does not know.
+/// The PTX features the kernels need on sm_XX ("+ptx74" for sm_80, ...), or
+/// an empty string for a chip this project does not know.
 std::string getDefaultPTXFeatures(llvm::StringRef chip);
 
-/// The most shared memory one CTA may use on `chip`, in bytes (0 for a
-/// chip this project does not know).
-int64_t getMaxSharedMemoryPerCTA(llvm::StringRef chip);
+/// What the target decides of the decode kernels' code-generation options.
+struct DecodeTargetLimits {
+  /// The most shared memory one CTA may use, in bytes (0 for a chip this
+  /// project does not know).
+  int64_t sharedMemoryLimit = 0;
+  /// griddepcontrol (programmatic dependent launch), sm_90 and later.
+  bool programmaticLaunch = false;
+  /// The cp.async L2 prefetch-size hint, PTX ISA 7.4 and later.
+  bool l2PrefetchHint = false;
+};
 
-/// True for chips with griddepcontrol (programmatic dependent launch).
-bool supportsProgrammaticLaunch(llvm::StringRef chip);
+/// The limits for `chip` with PTX `features` (empty: the chip's default).
+DecodeTargetLimits getDecodeTargetLimits(llvm::StringRef chip,
+                                         llvm::StringRef features);
 
 /// True for the chips the kernels are built for.
 bool isSupportedChip(llvm::StringRef chip);

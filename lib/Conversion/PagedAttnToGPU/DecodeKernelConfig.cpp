@@ -34,6 +34,11 @@ mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
   if (in.kvStages < 2 || in.kvStages > 4)
     return outside("kv-stages", in.kvStages, 2, 4);
   out.kvStages = in.kvStages;
+  if (!llvm::is_contained({0, 64, 128, 256}, in.l2PrefetchBytes))
+    return llvm::formatv("{0}l2-prefetch must be 0, 64, 128 or 256, got {1}",
+                         prefix, in.l2PrefetchBytes)
+        .str();
+  out.l2PrefetchBytes = in.l2PrefetchBytes;
   if (in.sharedMemoryLimit < 0)
     return llvm::formatv("{0}shared-memory-limit must not be negative, got {1}",
                          prefix, in.sharedMemoryLimit)

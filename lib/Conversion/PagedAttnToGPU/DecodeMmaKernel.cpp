@@ -12,10 +12,10 @@
 // heads (8 per column block) instead of 16 padded rows.
 //
 // Warp w takes tiles w, w + W, ... of the chunk and streams them into its
-// own ring of `stagesUsed()` shared-memory buffers with cp.async (L2 only), so
-// the loads in flight cost no registers and the warps never wait for each
-// other until the end, where their softmax states are merged as in the
-// CUDA-core kernel. Tile rows are padded by 16 bytes, so the eight rows one
+// own ring of `stagesUsed()` shared-memory buffers with cp.async (L2 only,
+// with the L2 prefetch hint: AsyncCopy.cpp), so the loads in flight cost no
+// registers and the warps never wait for each other until the end, where
+// their softmax states are merged as in the CUDA-core kernel. Tile rows are padded by 16 bytes, so the eight rows one
 // ldmatrix reads sit in different banks while every address stays a
 // constant offset from a per-lane base (an XOR swizzle cost ptxas 16 more
 // registers of hoisted addresses).
@@ -185,6 +185,9 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
         smem, e.index(byteOffset), ValueRange{});
   };
   Value rings = view({numWarps * stages * 2 * tileElems}, elemType, 0);
+  AsyncCopyEmitter asyncCopy(e, smem, c.elementBytes(), c.l2PrefetchBytes);
+  AsyncCopyEmitter::Source kSource = asyncCopy.source(kCache),
+                           vSource = asyncCopy.source(vCache);
   Value accSmem = view({numWarps, paddedHeads, d}, f32, 0);
   Value statSmem =
       view({2, numWarps, paddedHeads}, f32, numWarps * paddedHeads * d * 4);
@@ -239,14 +242,9 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
           nhd ? SmallVector<Value>{rowPage, slot, kvHead, laneColumn}
               : SmallVector<Value>{rowPage, kvHead, slot, laneColumn};
       Value dst = e.add(e.mul(row, e.index(rowStride)), laneColumn);
-      nvgpu::DeviceAsyncCopyOp::create(b, rings, ValueRange{e.add(kTile, dst)},
-                                       kCache, src, b.getIndexAttr(8),
-                                       /*srcElements=*/Value(),
-                                       b.getUnitAttr());
-      nvgpu::DeviceAsyncCopyOp::create(b, rings, ValueRange{e.add(vTile, dst)},
-                                       vCache, src, b.getIndexAttr(8),
-                                       /*srcElements=*/Value(),
-                                       b.getUnitAttr());
+      Value elemBytes = e.index(c.elementBytes());
+      asyncCopy.copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes));
+      asyncCopy.copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes));
     }
   };
   auto issueTileIfAny = [&](Value i, Value stage, Value page) {

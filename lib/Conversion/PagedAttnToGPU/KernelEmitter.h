@@ -190,6 +190,35 @@ struct DecodeEpilogue {
 void emitMergeWarpsAndStore(KernelEmitter &e, const DecodeKernelConfig &c,
                             const DecodeEpilogue &ep);
 
+/// 16-byte cp.async.cg copies from a memref in global memory into a shared
+/// buffer, by byte address (AsyncCopy.cpp): inline PTX, for the L2
+/// prefetch-size hint (`l2PrefetchBytes` 64, 128 or 256; 0 for none) that
+/// NVVM's cp.async does not take.
+class AsyncCopyEmitter {
+public:
+  /// `sharedBytes`: the i8 workgroup buffer copies go into.
+  AsyncCopyEmitter(KernelEmitter &e, Value sharedBytes, int64_t elementBytes,
+                   int64_t l2PrefetchBytes);
+
+  /// A memref's global base address (its offset included) and strides,
+  /// computed once per kernel.
+  struct Source {
+    Value base;
+    SmallVector<Value> strides;
+  };
+  Source source(Value memref);
+
+  /// Copies the 16 bytes at `indices` of `src` (unit innermost stride) to
+  /// byte `sharedOffset` of the shared buffer.
+  void copy16(const Source &src, ValueRange indices, Value sharedOffset);
+
+private:
+  KernelEmitter &e;
+  int64_t elementBytes;
+  Value sharedBase;
+  std::string ptx;
+};
+
 /// The tensor-core decode kernel (DecodeMmaKernel.cpp); same arguments and
 /// grid as the CUDA-core one.
 gpu::GPUFuncOp buildMmaDecodeKernel(OpBuilder &builder, gpu::GPUModuleOp module,

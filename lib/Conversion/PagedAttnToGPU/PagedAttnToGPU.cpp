@@ -132,6 +132,7 @@ struct ConvertPagedAttnToGPUPass
     strings.minCTAsPerSM = minCTAsPerSM;
     strings.tensorCores = tensorCores;
     strings.kvStages = kvStages;
+    strings.l2PrefetchBytes = l2Prefetch;
     strings.sharedMemoryLimit = sharedMemoryLimit;
     strings.programmaticLaunch = programmaticLaunch;
     auto parsed = parseDecodeKernelOptions(strings);

@@ -6,6 +6,9 @@
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="tensor-cores=maybe" 2>&1 | FileCheck %s --check-prefix=BADTC
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="kv-stages=5" 2>&1 | FileCheck %s --check-prefix=BADSTAGES
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="shared-memory-limit=-1" 2>&1 | FileCheck %s --check-prefix=BADLIMIT
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="l2-prefetch=0" -canonicalize -cse | FileCheck %s --check-prefix=NOHINT
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="l2-prefetch=256" -canonicalize -cse | FileCheck %s --check-prefix=HINT256
+// RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="l2-prefetch=32" 2>&1 | FileCheck %s --check-prefix=BADHINT
 
 // The tensor-core decode kernel, which `auto` picks for 16-bit caches with
 // four or more query heads per KV head.
@@ -19,18 +22,24 @@
 // STAGES2: dynamic_shared_memory_size %c69632_i32
 
 // Device side: the rings and the merge buffers are views of dynamic shared
-// memory; K and V rows arrive by cp.async (L2 only) keyed by the shuffled
-// page; the loop carries the softmax state, 32 accumulator registers and the
+// memory; K and V rows arrive by cp.async (L2 only, asking L2 for the
+// surrounding 128 bytes) from byte addresses built from the caches' global
+// base addresses and strides, keyed by the shuffled page; the loop carries the softmax state, 32 accumulator registers and the
 // next tile's page; each tile is waited for with stages - 1 groups still in
 // flight, then read with ldmatrix (K as is, V transposed) into bf16 mma.sync.
 // CHECK: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
 // CHECK: %[[SMEM:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // CHECK: %[[RINGS:.*]] = memref.view %[[SMEM]][%c0][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<52224xbf16, #gpu.address_space<workgroup>>
+// CHECK: memref.extract_aligned_pointer_as_index %[[SMEM]]
+// CHECK: memref.extract_strided_metadata %arg1
+// CHECK: nvvm.inline_ptx "cvta.to.global.u64 $0, $1;"
+// CHECK: memref.extract_strided_metadata %arg2
+// CHECK: nvvm.inline_ptx "cvta.to.global.u64 $0, $1;"
 // CHECK: memref.view %[[SMEM]][%c0][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<4x8x128xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.view %[[SMEM]][%c16384][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<2x4x8xf32, #gpu.address_space<workgroup>>
 // CHECK: gpu.shuffle idx
-// CHECK: nvgpu.device_async_copy %arg1[{{.*}}], %[[RINGS]][{{.*}}], 8 {bypassL1}
-// CHECK: nvgpu.device_async_copy %arg2[{{.*}}], %[[RINGS]][{{.*}}], 8 {bypassL1}
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
 // CHECK-COUNT-2: nvvm.cp.async.commit.group
 // CHECK: scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, i32) {
 // CHECK: nvvm.cp.async.commit.group
@@ -71,6 +80,12 @@
 // BADTC: tensor-cores must be auto, on or off, got 'maybe'
 // BADSTAGES: kv-stages must be in [2, 4], got 5
 // BADLIMIT: shared-memory-limit must not be negative, got -1
+// BADHINT: l2-prefetch must be 0, 64, 128 or 256, got 32
+
+// The prefetch hint's size, or none.
+// NOHINT: nvvm.inline_ptx "cp.async.cg.shared.global [$0], [$1], 16;"
+// NOHINT-NOT: L2::
+// HINT256: nvvm.inline_ptx "cp.async.cg.shared.global.L2::256B [$0], [$1], 16;"
 
 func.func @gqa4(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>,
                 %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {

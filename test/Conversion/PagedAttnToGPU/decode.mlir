@@ -2,7 +2,9 @@
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu=tensor-cores=off -canonicalize -cse | FileCheck %s --check-prefix=UNSPLIT
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="prefetch-page-table=off tokens-per-lane-group=2 tensor-cores=off" -canonicalize -cse | FileCheck %s --check-prefix=NOPREFETCH
 // These check the CUDA-core kernel; decode-mma.mlir checks the tensor-core
-// one, which `auto` picks for this config.
+// one, which `auto` picks for this config. Its K/V rows are plain vector
+// loads: the L2 prefetch hint is the tensor-core kernel's (inline PTX loads
+// here cost 12 registers and were 3-8% slower on H200, bench/NOTES.md).
 
 // Without prefetching the page-table load sits in the loop before the K/V
 // loads that use it; two tokens per lane group make 16 per iteration.

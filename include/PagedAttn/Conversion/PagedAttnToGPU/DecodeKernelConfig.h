@@ -46,6 +46,11 @@ struct DecodeKernelOptions {
   /// Shared-memory buffers per warp of the tensor-core kernel (K/V tiles
   /// in flight plus the one being computed on).
   int64_t kvStages = 3;
+  /// Bytes the tensor-core kernel's cp.async copies ask L2 to fetch around
+  /// each 16-byte request (the .L2::64B/128B/256B prefetch-size hint; 0
+  /// for none). 128 made decode 2-3% faster on H100 and H200 than no hint
+  /// (bench/NOTES.md 18). Needs PTX 7.4.
+  int64_t l2PrefetchBytes = 128;
   /// Shared memory one CTA may use on the target, in bytes (0: no limit).
   /// The tensor-core kernel drops stages to fit, down to 2, and configs
   /// that do not fit even then use the CUDA-core kernel.
@@ -65,6 +70,7 @@ struct DecodeKernelOptionStrings {
   int64_t minCTAsPerSM = 0;
   std::string tensorCores = "auto";
   int64_t kvStages = 3;
+  int64_t l2PrefetchBytes = 128;
   int64_t sharedMemoryLimit = 0;
   bool programmaticLaunch = false;
 };

@@ -1,0 +1,404 @@
+// kv_stream.cu - how fast can a decode kernel stream a paged KV cache?
+//
+// A probe, not part of the library: it reads K and V of a paged cache
+// (bf16, 8 KV heads, head_dim 128, page 16, shuffled page table) with the
+// load pattern of the tensor-core decode kernel (one CTA per KV head,
+// sequence and split; each warp streams 16-token tiles into its own
+// shared-memory ring) and variations of it, with only a trivial use of the
+// data. Comparing it with the real kernel separates what the access
+// pattern costs from what the kernel's work costs.
+//
+// Build and run on the GPU machine:
+//   nvcc -O3 -std=c++17 -arch=sm_90a -o kv_stream bench/probes/kv_stream.cu
+//   ./kv_stream
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#define CHECK(x)                                                               \
+  do {                                                                         \
+    cudaError_t err = (x);                                                     \
+    if (err != cudaSuccess) {                                                  \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,                  \
+                   cudaGetErrorString(err));                                   \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (0)
+
+constexpr int kHeadDim = 128, kKvHeads = 8, kPage = 16, kTile = 16;
+constexpr int kRowBytes = kHeadDim * 2;
+constexpr int kRowStride = kRowBytes + 16; // padded shared-memory row
+constexpr int kTileBytes = kTile * kRowStride;
+
+enum class Copy { cpAsync, cpAsync128, cpAsync256, cpAsyncEvictFirst, bulk };
+const char *copyName(Copy c) {
+  switch (c) {
+  case Copy::cpAsync:
+    return "cp.async";
+  case Copy::cpAsync128:
+    return "cp.async L2::128B";
+  case Copy::cpAsync256:
+    return "cp.async L2::256B";
+  case Copy::cpAsyncEvictFirst:
+    return "cp.async evict_first";
+  case Copy::bulk:
+    return "cp.async.bulk rows";
+  }
+  return "?";
+}
+
+struct Params {
+  const char *k, *v;
+  const int *table;
+  int pagesPerSeq, seqLen, chunkTokens;
+  Copy copy;
+  bool hnd;            // [page, head, slot, d] instead of [page, slot, head, d]
+  bool warpContiguous; // warp w takes a contiguous run of tiles, not w + W*i
+  unsigned *sink;
+};
+
+__device__ __forceinline__ size_t rowOffset(const Params &p, int page, int slot,
+                                            int head) {
+  return p.hnd ? ((size_t(page) * kKvHeads + head) * kPage + slot) * kRowBytes
+               : ((size_t(page) * kPage + slot) * kKvHeads + head) * kRowBytes;
+}
+
+__device__ __forceinline__ unsigned smemAddress(const void *p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cpAsync16(unsigned dst, const void *src,
+                                          Copy copy, uint64_t policy) {
+  switch (copy) {
+  case Copy::cpAsync128:
+    asm volatile(
+        "cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(dst),
+        "l"(src));
+    break;
+  case Copy::cpAsync256:
+    asm volatile(
+        "cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst),
+        "l"(src));
+    break;
+  case Copy::cpAsyncEvictFirst:
+    asm volatile(
+        "cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(
+            dst),
+        "l"(src), "l"(policy));
+    break;
+  default:
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst),
+                 "l"(src));
+  }
+}
+
+template <int Stages, int Warps>
+__global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  __shared__ __align__(8) uint64_t barriers[Warps][Stages];
+  const int head = blockIdx.x, seq = blockIdx.y, split = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int begin = split * p.chunkTokens;
+  const int end = min(p.seqLen, begin + p.chunkTokens);
+  const int numTiles = (end - begin + kTile - 1) / kTile;
+  const int perWarp = (numTiles + Warps - 1) / Warps;
+  const int warpTiles = p.warpContiguous
+                            ? max(0, min(perWarp, numTiles - warp * perWarp))
+                            : (numTiles - warp + Warps - 1) / Warps;
+  auto tileToken = [&](int i) {
+    int tile = p.warpContiguous ? warp * perWarp + i : i * Warps + warp;
+    return begin + tile * kTile;
+  };
+  char *ring = smem + warp * Stages * 2 * kTileBytes;
+  uint64_t policy = 0;
+  if (p.copy == Copy::cpAsyncEvictFirst)
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;"
+                 : "=l"(policy));
+  const bool bulk = p.copy == Copy::bulk;
+  if (bulk && lane == 0) {
+    for (int s = 0; s < Stages; ++s)
+      asm volatile("mbarrier.init.shared.b64 [%0], 1;" ::"r"(
+          smemAddress(&barriers[warp][s])));
+    asm volatile("fence.mbarrier_init.release.cluster;");
+  }
+  __syncwarp();
+
+  // The page of token (tile i, row lane % 16), loaded a tile ahead as in
+  // the real kernel.
+  auto loadPage = [&](int i) {
+    int token = min(tileToken(i) + lane % 16, end - 1);
+    return p.table[seq * p.pagesPerSeq + token / kPage];
+  };
+  auto issue = [&](int i, int page) {
+    if (i < warpTiles) {
+      int stage = i % Stages;
+      char *kSlot = ring + (stage * 2) * kTileBytes;
+      if (bulk) {
+        unsigned bar = smemAddress(&barriers[warp][stage]);
+        if (lane == 0)
+          asm volatile(
+              "mbarrier.arrive.expect_tx.shared.b64 _, [%0], %1;" ::"r"(bar),
+              "r"(2 * kTile * kRowBytes));
+        __syncwarp();
+        asm volatile("fence.proxy.async.shared::cta;");
+        if (lane < kTile) {
+          int token = min(tileToken(i) + lane, end - 1);
+          size_t off = rowOffset(p, page, token % kPage, head);
+          unsigned dst = smemAddress(kSlot + lane * kRowStride);
+          asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::"
+                       "complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                       "l"(p.k + off), "r"(kRowBytes), "r"(bar)
+                       : "memory");
+          asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::"
+                       "complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                           dst + kTileBytes),
+                       "l"(p.v + off), "r"(kRowBytes), "r"(bar)
+                       : "memory");
+        }
+        return;
+      }
+      for (int c = 0; c < kTile / 2; ++c) {
+        int row = lane / 16 + 2 * c;
+        int rowPage = __shfl_sync(~0u, page, row);
+        int token = min(tileToken(i) + row, end - 1);
+        size_t off =
+            rowOffset(p, rowPage, token % kPage, head) + lane % 16 * 16;
+        unsigned dst = smemAddress(kSlot + row * kRowStride + lane % 16 * 16);
+        cpAsync16(dst, p.k + off, p.copy, policy);
+        cpAsync16(dst + kTileBytes, p.v + off, p.copy, policy);
+      }
+    }
+    if (!bulk)
+      asm volatile("cp.async.commit_group;");
+  };
+
+  int nextPage = 0;
+  for (int s = 0; s + 1 < Stages; ++s) {
+    int page = s < warpTiles ? loadPage(s) : 0;
+    if (bulk)
+      page = __shfl_sync(~0u, page, lane % 16);
+    issue(s, page);
+  }
+  if (Stages - 1 < warpTiles)
+    nextPage = loadPage(Stages - 1);
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  for (int i = 0; i < warpTiles; ++i) {
+    int ahead = i + Stages - 1;
+    issue(ahead, nextPage);
+    nextPage = ahead + 1 < warpTiles ? loadPage(ahead + 1) : 0;
+    int stage = i % Stages;
+    if (bulk) {
+      unsigned bar = smemAddress(&barriers[warp][stage]);
+      unsigned phase = (i / Stages) & 1, done = 0;
+      while (!done)
+        asm volatile("{\n .reg .pred p;\n"
+                     " mbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done)
+                     : "r"(bar), "r"(phase)
+                     : "memory");
+    } else {
+      asm volatile("cp.async.wait_group %0;" ::"n"(Stages - 1));
+    }
+    __syncwarp();
+    // Touch what an mma warp reads of the tile: 256 bytes per lane.
+    const char *kSlot = ring + (stage * 2) * kTileBytes;
+    for (int c = 0; c < 8; ++c) {
+      uint4 kx = *reinterpret_cast<const uint4 *>(
+          kSlot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16);
+      uint4 vx = *reinterpret_cast<const uint4 *>(kSlot + kTileBytes +
+                                                  (lane % 16) * kRowStride +
+                                                  (lane / 16 * 8 + c) * 16);
+      acc.x ^= kx.x + vx.x;
+      acc.y ^= kx.y + vx.y;
+      acc.z ^= kx.z + vx.z;
+      acc.w ^= kx.w + vx.w;
+    }
+    __syncwarp();
+  }
+  unsigned block =
+      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+
+// A plain streaming read of `words` 16-byte words: the read ceiling.
+__global__ void readAll(const uint4 *data, size_t words, unsigned *sink) {
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < words;
+       i += size_t(gridDim.x) * blockDim.x) {
+    uint4 x = __ldcs(data + i);
+    acc.x ^= x.x;
+    acc.y ^= x.y;
+    acc.z ^= x.z;
+    acc.w ^= x.w;
+  }
+  sink[blockIdx.x * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+
+struct Case {
+  int batch, seqLen, splits;
+};
+
+struct Variant {
+  const char *name;
+  int stages, warps;
+  Copy copy;
+  bool hnd, warpContiguous;
+  bool sequentialPages = false; // page table 0, 1, 2, ... instead of shuffled
+};
+
+using Kernel = void (*)(Params);
+Kernel kernelFor(int stages, int warps) {
+#define KERNEL(S, W)                                                           \
+  if (stages == S && warps == W)                                               \
+    return pagedStream<S, W>;
+  KERNEL(2, 4)
+  KERNEL(3, 4) KERNEL(4, 4) KERNEL(6, 4) KERNEL(3, 8) KERNEL(2, 8) KERNEL(3, 2)
+      KERNEL(6, 2)
+#undef KERNEL
+          std::fprintf(stderr, "no kernel for %d stages, %d warps\n", stages,
+                       warps);
+  std::exit(1);
+}
+
+template <typename Launch> float medianMicroseconds(Launch launch, int reps) {
+  cudaEvent_t start, stop;
+  CHECK(cudaEventCreate(&start));
+  CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 3; ++i)
+    launch();
+  std::vector<float> samples;
+  for (int r = 0; r < reps; ++r) {
+    CHECK(cudaEventRecord(start));
+    for (int i = 0; i < 10; ++i)
+      launch();
+    CHECK(cudaEventRecord(stop));
+    CHECK(cudaEventSynchronize(stop));
+    float ms;
+    CHECK(cudaEventElapsedTime(&ms, start, stop));
+    samples.push_back(ms * 100.0f); // µs per launch
+  }
+  CHECK(cudaGetLastError());
+  std::sort(samples.begin(), samples.end());
+  CHECK(cudaEventDestroy(start));
+  CHECK(cudaEventDestroy(stop));
+  return samples[samples.size() / 2];
+}
+
+int main(int argc, char **argv) {
+  int reps = argc > 1 ? std::atoi(argv[1]) : 30;
+  cudaDeviceProp prop;
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("# %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+
+  const std::vector<Case> cases = {
+      {32, 4096, 1}, {8, 8192, 4}, {1, 32768, 33}, {64, 8192, 1}};
+  const std::vector<Variant> variants = {
+      {"as the kernel (3 stages, 4 warps)", 3, 4, Copy::cpAsync, false, false},
+      {"L2::128B prefetch", 3, 4, Copy::cpAsync128, false, false},
+      {"L2::256B prefetch", 3, 4, Copy::cpAsync256, false, false},
+      {"evict_first", 3, 4, Copy::cpAsyncEvictFirst, false, false},
+      {"warp-contiguous tiles", 3, 4, Copy::cpAsync, false, true},
+      {"HND layout", 3, 4, Copy::cpAsync, true, false},
+      {"2 stages", 2, 4, Copy::cpAsync, false, false},
+      {"4 stages", 4, 4, Copy::cpAsync, false, false},
+      {"6 stages", 6, 4, Copy::cpAsync, false, false},
+      {"8 warps, 3 stages", 3, 8, Copy::cpAsync, false, false},
+      {"8 warps, 2 stages", 2, 8, Copy::cpAsync, false, false},
+      {"2 warps, 3 stages", 3, 2, Copy::cpAsync, false, false},
+      {"2 warps, 6 stages", 6, 2, Copy::cpAsync, false, false},
+      {"bulk rows, 3 stages", 3, 4, Copy::bulk, false, false},
+      {"bulk rows, 4 stages", 4, 4, Copy::bulk, false, false},
+      {"bulk rows, 6 stages", 6, 4, Copy::bulk, false, false},
+      {"L2::128B, 2 stages", 2, 4, Copy::cpAsync128, false, false},
+      {"L2::128B, 4 stages", 4, 4, Copy::cpAsync128, false, false},
+      {"L2::128B, 8 warps, 2 stages", 2, 8, Copy::cpAsync128, false, false},
+      {"sequential pages", 3, 4, Copy::cpAsync, false, false, true},
+      {"L2::128B, sequential pages", 3, 4, Copy::cpAsync128, false, false,
+       true},
+  };
+
+  size_t maxPages = 0;
+  for (const Case &c : cases)
+    maxPages = std::max(maxPages, size_t(c.batch) * (c.seqLen / kPage));
+  const size_t cacheBytes = maxPages * kPage * kKvHeads * kRowBytes;
+  char *k, *v;
+  unsigned *sink;
+  int *table, *sequentialTable;
+  CHECK(cudaMalloc(&k, cacheBytes));
+  CHECK(cudaMalloc(&v, cacheBytes));
+  CHECK(cudaMemset(k, 1, cacheBytes));
+  CHECK(cudaMemset(v, 2, cacheBytes));
+  CHECK(cudaMalloc(&sink, 64 << 20));
+  CHECK(cudaMalloc(&table, maxPages * sizeof(int)));
+  CHECK(cudaMalloc(&sequentialTable, maxPages * sizeof(int)));
+  {
+    std::vector<int> pages(maxPages);
+    std::iota(pages.begin(), pages.end(), 0);
+    CHECK(cudaMemcpy(sequentialTable, pages.data(), maxPages * sizeof(int),
+                     cudaMemcpyHostToDevice));
+  }
+
+  // The ceiling: K and V read once, back to back.
+  size_t words = 2 * cacheBytes / 16;
+  float ceilingUs = medianMicroseconds(
+      [&] {
+        readAll<<<prop.multiProcessorCount * 8, 512>>>(
+            reinterpret_cast<const uint4 *>(k), cacheBytes / 16, sink);
+        readAll<<<prop.multiProcessorCount * 8, 512>>>(
+            reinterpret_cast<const uint4 *>(v), cacheBytes / 16, sink);
+      },
+      reps);
+  double ceiling = words * 16 / (ceilingUs * 1e-6) / 1e12;
+  std::printf("# read ceiling: %.3f TB/s (%.1f MB in %.1f µs)\n", ceiling,
+              words * 16 / 1e6, ceilingUs);
+
+  std::mt19937 rng(7);
+  for (const Case &c : cases) {
+    int pagesPerSeq = c.seqLen / kPage;
+    std::vector<int> pages(size_t(c.batch) * pagesPerSeq);
+    std::iota(pages.begin(), pages.end(), 0);
+    std::shuffle(pages.begin(), pages.end(), rng);
+    CHECK(cudaMemcpy(table, pages.data(), pages.size() * sizeof(int),
+                     cudaMemcpyHostToDevice));
+    int chunk = (c.seqLen + c.splits - 1) / c.splits;
+    chunk = (chunk + kTile - 1) / kTile * kTile;
+    int splits = (c.seqLen + chunk - 1) / chunk;
+    double bytes = 2.0 * c.batch * c.seqLen * kKvHeads * kRowBytes;
+    std::printf("\n## %d x %d, %d splits, %.0f MB\n", c.batch, c.seqLen, splits,
+                bytes / 1e6);
+    std::printf("| variant | µs | TB/s | of ceiling |\n|---|---|---|---|\n");
+    for (const Variant &var : variants) {
+      Params p{
+          k,           v,        var.sequentialPages ? sequentialTable : table,
+          pagesPerSeq, c.seqLen, chunk,
+          var.copy,    var.hnd,  var.warpContiguous,
+          sink};
+      Kernel kernel = kernelFor(var.stages, var.warps);
+      int smemBytes = var.warps * var.stages * 2 * kTileBytes;
+      CHECK(cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smemBytes));
+      int perSM = 0;
+      CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &perSM, kernel, var.warps * 32, smemBytes));
+      dim3 grid(kKvHeads, c.batch, splits);
+      float us = medianMicroseconds(
+          [&] { kernel<<<grid, var.warps * 32, smemBytes>>>(p); }, reps);
+      double tbs = bytes / (us * 1e-6) / 1e12;
+      std::printf("| %s (%d CTAs/SM) | %.1f | %.3f | %.1f%% |\n", var.name,
+                  perSM, us, tbs, 100 * tbs / ceiling);
+    }
+  }
+  CHECK(cudaFree(k));
+  CHECK(cudaFree(v));
+  CHECK(cudaFree(sink));
+  CHECK(cudaFree(table));
+  CHECK(cudaFree(sequentialTable));
+  return 0;
+}

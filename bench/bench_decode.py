@@ -142,6 +142,58 @@ class Case:
                 f"D={self.d} page={self.page} {dt}")
 
 
+class Arena:
+    """One allocation made before any case, handed out front to back and
+    reset between cases, like a serving system's KV cache pool.
+
+    Caches allocated per case ran up to 15% slower once earlier cases' memory
+    had gone back to the driver and come back (bench/NOTES.md 17): the
+    timings depended on the order of the cases. Carving every case's KV out
+    of memory allocated once at the start removes that."""
+
+    def __init__(self, nbytes):
+        self.buffer = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+        self.used = 0
+
+    def take(self, shape, dtype):
+        n = math.prod(shape) * torch.finfo(dtype).bits // 8
+        if self.used + n > self.buffer.numel():
+            raise RuntimeError(f"arena of {self.buffer.numel()} bytes is too "
+                               f"small for {n} more after {self.used}")
+        t = self.buffer[self.used:self.used + n].view(dtype).view(shape)
+        self.used = (self.used + n + 255) // 256 * 256
+        return t
+
+    def reset(self):
+        self.used = 0
+
+
+L2_ROTATION_BYTES = 3 * 60e6
+
+
+def input_sets(kv_bytes):
+    """Input sets to rotate among so that L2 does not hold the KV."""
+    return max(1, min(8, math.ceil(L2_ROTATION_BYTES / kv_bytes)))
+
+
+def arena_bytes(cases):
+    """Enough for the K and V caches of any one case in all its input sets:
+    sets x kv is kv for one set and below L2_ROTATION_BYTES + kv for more.
+    Ragged lengths are at most 2 x seq_len; pages round up."""
+    most = 0
+    for c in cases:
+        el = torch.finfo(c.dtype).bits // 8
+        tokens = c.batch * (2 if c.ragged else 1) * c.seq_len
+        kv = 2 * (tokens + c.batch * c.page + c.page) * c.hkv * c.d * el
+        most = max(most, kv + int(L2_ROTATION_BYTES))
+    return most + (16 << 20)  # 256-byte alignment of each piece
+
+
+# Set by main(): where the paged caches and their contiguous copies live.
+PAGED_ARENA = None
+CONTIGUOUS_ARENA = None
+
+
 def make_inputs(c, seed):
     """One paged cache plus the same KV laid out contiguously."""
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -160,8 +212,13 @@ def make_inputs(c, seed):
         bt[b, :n] = perm[nxt:nxt + n].to(torch.int32)
         nxt += n
     dev = "cuda"
-    k = torch.randn(num_pages, c.page, c.hkv, c.d, device=dev, dtype=c.dtype)
-    v = torch.randn(num_pages, c.page, c.hkv, c.d, device=dev, dtype=c.dtype)
+    shape = (num_pages, c.page, c.hkv, c.d)
+    if PAGED_ARENA is not None:
+        k = PAGED_ARENA.take(shape, c.dtype).normal_()
+        v = PAGED_ARENA.take(shape, c.dtype).normal_()
+    else:
+        k = torch.randn(shape, device=dev, dtype=c.dtype)
+        v = torch.randn(shape, device=dev, dtype=c.dtype)
     q = torch.randn(c.batch, c.hq, c.d, device=dev, dtype=c.dtype)
     bt = bt.to(dev)
     sl = lens.to(torch.int32).to(dev)
@@ -278,9 +335,12 @@ def read_ceiling_tbps():
 def run_case(pa, c, args):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    if PAGED_ARENA is not None:
+        PAGED_ARENA.reset()
+        CONTIGUOUS_ARENA.reset()
     probe = make_inputs(c, 0)
     kv_bytes = bytes_moved(c, probe)
-    sets = max(1, min(8, math.ceil(3 * 60e6 / kv_bytes)))
+    sets = input_sets(kv_bytes)
     inputs = [probe] + [make_inputs(c, s) for s in range(1, sets)]
     # Same lengths in every set (ragged draws differ per seed otherwise).
     if c.ragged:
@@ -325,9 +385,16 @@ def run_case(pa, c, args):
     if not c.ragged and args.peers:
         contig = []
         for inp in inputs:
-            k4 = gather_contiguous(inp["k"], inp["bt"], inp["max_len"]).contiguous()
-            v4 = gather_contiguous(inp["v"], inp["bt"], inp["max_len"]).contiguous()
-            contig.append((inp["q"][:, :, None], k4, v4))
+            kv4 = []
+            for x in (inp["k"], inp["v"]):
+                gathered = gather_contiguous(x, inp["bt"], inp["max_len"])
+                if CONTIGUOUS_ARENA is not None:
+                    kv4.append(CONTIGUOUS_ARENA.take(gathered.shape, c.dtype)
+                               .copy_(gathered))
+                else:
+                    kv4.append(gathered.contiguous())
+                del gathered
+            contig.append((inp["q"][:, :, None], kv4[0], kv4[1]))
         for name, backend in (("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION),
                               ("sdpa_flash", SDPBackend.FLASH_ATTENTION)):
             try:
@@ -365,8 +432,6 @@ def run_case(pa, c, args):
 
     for k, us in result["us"].items():
         result["tbps"][k] = kv_bytes / (us * 1e-6) / 1e12
-    del inputs, probe
-    torch.cuda.empty_cache()
     return result
 
 
@@ -457,12 +522,15 @@ def main():
     torch.manual_seed(0)
     card = torch.cuda.get_device_name(0)
     pa = PagedAttn(args.lib, args.kernels)
+    selected = [c for c in cases(args.cases)
+                if not args.filter or args.filter in c.name()]
+    global PAGED_ARENA, CONTIGUOUS_ARENA
+    PAGED_ARENA = Arena(arena_bytes(selected))
+    CONTIGUOUS_ARENA = Arena(arena_bytes(selected))
     ceiling, how = read_ceiling_tbps()
     print(f"{card}: read ceiling {ceiling:.2f} TB/s ({how})", flush=True)
     results = []
-    for c in cases(args.cases):
-        if args.filter and args.filter not in c.name():
-            continue
+    for c in selected:
         r = run_case(pa, c, args)
         results.append(r)
         summary = ", ".join(f"{k} {v:.1f} us ({r['tbps'][k]:.2f} TB/s)"

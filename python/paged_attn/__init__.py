@@ -85,8 +85,10 @@ class _Desc:
     __slots__ = ("ptr", "dtype", "shape", "strides", "device")
 
     def __init__(self, ptr, dtype, shape, strides, device):
-        self.ptr, self.dtype, self.shape = ptr, dtype, tuple(shape)
-        self.strides, self.device = tuple(strides), device
+        # shape and strides: tuples (the caller converts; this runs six times
+        # per decode call).
+        self.ptr, self.dtype, self.shape = ptr, dtype, shape
+        self.strides, self.device = strides, device
 
     def as_tuple(self):
         return (self.ptr, self.dtype, self.shape, self.strides)
@@ -99,12 +101,13 @@ def _describe(name, t):
         if not t.is_cuda:
             raise ValueError(f"{name} must be a CUDA tensor, got device "
                              f"{t.device}")
-        dt = _torch_dtype_names().get(t.dtype)
+        dt = (_TORCH_DTYPE_NAMES or _torch_dtype_names()).get(t.dtype)
         if dt is None:
             raise ValueError(f"{name} has dtype {t.dtype}; expected float16, "
                              f"bfloat16, float32 (or int32 for block_table and "
                              f"seq_lens)")
-        return _Desc(t.data_ptr(), dt, t.shape, t.stride(), t.get_device())
+        return _Desc(t.data_ptr(), dt, tuple(t.shape), t.stride(),
+                     t.get_device())
     cai = getattr(t, "__cuda_array_interface__", None)
     if cai is None and hasattr(t, "__dlpack__"):
         torch = _torch()

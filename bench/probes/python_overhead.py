@@ -37,6 +37,7 @@ def main():
                      dtype=torch.uint8, device="cuda")
     stream = torch.cuda.current_stream().cuda_stream
     dec = pa._decoder(hq, hkv, d, page, "bf16", "nhd")
+    plan = paged_attn.DecodePlan(q, k, v, bt, sl, out=out, workspace=ws)
     descs = [pa._describe(n, t) for n, t in (("q", q), ("k", k), ("v", v),
                                             ("bt", bt), ("sl", sl),
                                             ("out", out))]
@@ -46,9 +47,10 @@ def main():
          lambda: paged_attn.decode(q, k, v, bt, sl, out=out, workspace=ws)),
         ("decode() allocating out and workspace",
          lambda: paged_attn.decode(q, k, v, bt, sl)),
-        ("_decode_into (no stream lookup, no DLPack checks)",
-         lambda: pa._decode_into(q, k, v, bt, sl, out, None, "nhd", ws, 0,
-                                 None, False, stream)),
+        ("DecodePlan.run() (tensors checked once)", plan.run),
+        ("_prepare (describe and check six tensors)",
+         lambda: pa._prepare(q, k, v, bt, sl, out, ws, None, "nhd", 0, None,
+                             False)),
         ("6 x _describe", lambda: [pa._describe("q", t) for t in
                                    (q, k, v, bt, sl, out)]),
         ("_check_and_config", lambda: pa._check_and_config(*descs[:5], "nhd")),

@@ -12,6 +12,12 @@ the launch goes on torch's current stream (or `stream`), allocates nothing
 when `out` and `workspace` are given, and does not synchronise, so CUDA
 graphs can capture it.
 
+A loop that decodes into the same tensors every step (a serving loop with
+persistent buffers, or one captured in a CUDA graph) can check them once:
+
+    plan = paged_attn.DecodePlan(q, k_cache, v_cache, block_table, seq_lens)
+    out = plan.run()   # each step, after writing q, the caches, seq_lens
+
 Kernels come from the compiler when this build has it (compiled on first use
 and cached on disk in $PAGED_ATTN_CACHE_DIR, default ~/.cache/paged_attn,
 keyed by config and compiler version), else from the compiled kernels
@@ -35,8 +41,8 @@ class PagedAttnError(RuntimeError):
 
 _ext.set_error_type(PagedAttnError)
 
-__all__ = ["decode", "compile", "workspace_size", "PagedAttnError",
-           "has_compiler", "has_driver", "cache_dir"]
+__all__ = ["decode", "DecodePlan", "compile", "workspace_size",
+           "PagedAttnError", "has_compiler", "has_driver", "cache_dir"]
 
 _DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32",
                 "int32": "i32"}
@@ -300,9 +306,10 @@ def _check_and_config(q, k, v, bt, sl, layout):
     return batch, hq, hkv, d, page
 
 
-def _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, scale,
-                 layout, workspace, num_splits, max_seq_len, check_page_table,
-                 stream):
+def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
+             scale, layout, num_splits, max_seq_len, check_page_table):
+    """Checks a call and returns (decoder, the decoder's arguments but the
+    stream)."""
     qd = _describe("q", q)
     kd = _describe("k_cache", k_cache)
     vd = _describe("v_cache", v_cache)
@@ -321,11 +328,10 @@ def _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, scale,
         max_seq_len = btd.shape[1] * page
     dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
     ws_ptr, ws_bytes = _buffer("workspace", workspace)
-    dec.decode(qd.as_tuple(), kd.as_tuple(), vd.as_tuple(), btd.as_tuple(),
-               sld.as_tuple(), od.as_tuple(), float(scale), int(max_seq_len),
-               int(num_splits), ws_ptr, ws_bytes, bool(check_page_table),
-               int(stream))
-    return dec
+    return dec, (qd.as_tuple(), kd.as_tuple(), vd.as_tuple(), btd.as_tuple(),
+                 sld.as_tuple(), od.as_tuple(), float(scale),
+                 int(max_seq_len), int(num_splits), ws_ptr, ws_bytes,
+                 bool(check_page_table))
 
 
 def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
@@ -359,6 +365,50 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     stream: a CUDA stream handle (int) or torch.cuda.Stream; default torch's
     current stream.
     """
+    tensors = _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens,
+                               out, workspace, layout, max_seq_len, num_splits)
+    dec, args = _prepare(*tensors, scale, layout, num_splits, max_seq_len,
+                         check_page_table)
+    dec.decode(*args, _resolve_stream(stream, tensors[0]))
+    return tensors[5]
+
+
+class DecodePlan:
+    """decode() with its tensors fixed: checked once, launched by run().
+
+    Takes decode()'s arguments (but the stream) and keeps references to the
+    tensors, whose addresses, shapes and strides run() reuses: write new
+    values into them between runs (q, the caches, block_table, seq_lens),
+    never new tensors. seq_lens may grow up to max_seq_len (default: the
+    page table's capacity). run() returns `out`; its host time is the C++
+    runtime's (which still checks shapes, alignment and capacity, and
+    raises as decode() does) plus one call, where decode() also describes
+    and checks six tensors in Python.
+    """
+
+    def __init__(self, q, k_cache, v_cache, block_table, seq_lens, *,
+                 scale=None, layout="nhd", out=None, workspace=None,
+                 num_splits=0, max_seq_len=None, check_page_table=False):
+        self._tensors = _resolve_tensors(q, k_cache, v_cache, block_table,
+                                         seq_lens, out, workspace, layout,
+                                         max_seq_len, num_splits)
+        self._decoder, self._args = _prepare(*self._tensors, scale, layout,
+                                             num_splits, max_seq_len,
+                                             check_page_table)
+        self.out = self._tensors[5]
+
+    def run(self, stream=None):
+        """Launches the decode on `stream` (default: torch's current stream
+        on the tensors' device) and returns `out`."""
+        self._decoder.decode(*self._args,
+                             _resolve_stream(stream, self._tensors[0]))
+        return self.out
+
+
+def _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens, out,
+                     workspace, layout, max_seq_len, num_splits):
+    """decode()'s tensors with DLPack exporters read through torch, and out
+    and the workspace allocated from torch when not given."""
     torch = _torch()
     if torch is not None:
         # DLPack exporters become zero-copy torch views, so they get torch's
@@ -371,23 +421,27 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
         if not is_torch:
             raise ValueError("out is required unless q is a torch tensor")
         out = torch.empty_like(q)
-    if stream is None:
-        if is_torch:
-            stream = _current_stream(torch, q.get_device())
-        elif torch is not None and torch.cuda.is_available():
-            stream = torch.cuda.current_stream().cuda_stream
-        else:
-            stream = 0
-    elif hasattr(stream, "cuda_stream"):
-        stream = stream.cuda_stream
     if workspace is None and is_torch:
         n = workspace_size(q, k_cache, block_table, layout=layout,
                            max_seq_len=max_seq_len, num_splits=num_splits)
         if n:
             workspace = torch.empty(n, dtype=torch.uint8, device=q.device)
-    _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, scale, layout,
-                 workspace, num_splits, max_seq_len, check_page_table, stream)
-    return out
+    return q, k_cache, v_cache, block_table, seq_lens, out, workspace
+
+
+def _resolve_stream(stream, q):
+    """A raw stream handle: `stream` itself, a torch stream's handle, or
+    torch's current stream (on q's device for a torch q), or 0."""
+    if stream is None:
+        torch = _torch()
+        if torch is not None and type(q).__module__ == "torch":
+            return _current_stream(torch, q.get_device())
+        if torch is not None and torch.cuda.is_available():
+            return torch.cuda.current_stream().cuda_stream
+        return 0
+    if hasattr(stream, "cuda_stream"):
+        return stream.cuda_stream
+    return int(stream)
 
 
 _TORCH = None

@@ -173,3 +173,35 @@ def test_runtime_checks_reach_python():
 def test_no_driver_is_a_clear_error():
     with pytest.raises(paged_attn.PagedAttnError, match="no CUDA driver"):
         call()
+
+
+def plan(**kw):
+    args = inputs()
+    extra = {k: kw.pop(k) for k in list(kw) if k not in args}
+    args.update(kw)
+    return paged_attn.DecodePlan(args.pop("q"), args.pop("k_cache"),
+                                 args.pop("v_cache"), args.pop("block_table"),
+                                 args.pop("seq_lens"), out=args.pop("out"),
+                                 **extra)
+
+
+def test_plan_checks_its_tensors_when_made():
+    with pytest.raises(ValueError, match="layout must be 'nhd' or 'hnd', got "
+                                         "'nchw'"):
+        plan(layout="nchw")
+    with pytest.raises(ValueError, match="k_cache and v_cache shapes differ"):
+        plan(v_cache=Cuda((99, 16, 8, 128)))
+    a = inputs()
+    with pytest.raises(ValueError, match="out is required unless q is a torch "
+                                         "tensor"):
+        paged_attn.DecodePlan(a["q"], a["k_cache"], a["v_cache"],
+                              a["block_table"], a["seq_lens"])
+
+
+@pytest.mark.skipif(not _kernels_available(), reason="no compiler, no kernels")
+def test_plan_run_raises_what_decode_raises():
+    # The runtime's own checks happen at every run, as in decode().
+    misaligned = plan(k_cache=Cuda((100, 16, 8, 128), ptr=(1 << 41) + 2))
+    with pytest.raises(ValueError, match="k_cache data pointer is not 16-byte "
+                                         "aligned"):
+        misaligned.run(stream=0)

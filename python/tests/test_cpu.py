@@ -30,14 +30,20 @@ def inputs(batch=4, hq=32, hkv=8, d=128, page=16, pages=100, typestr="<f2"):
                 out=Cuda((batch, hq, d), typestr, ptr=1 << 45))
 
 
-def call(**kw):
+def arguments(kw):
+    """inputs() with the tensors in `kw` replaced: (the five positional
+    tensors, out, the other keyword arguments)."""
     args = inputs()
     extra = {k: kw.pop(k) for k in list(kw) if k not in args}
     args.update(kw)
-    return paged_attn.decode(args.pop("q"), args.pop("k_cache"),
-                             args.pop("v_cache"), args.pop("block_table"),
-                             args.pop("seq_lens"), out=args.pop("out"),
-                             stream=0, **extra)
+    tensors = [args[n] for n in ("q", "k_cache", "v_cache", "block_table",
+                                 "seq_lens")]
+    return tensors, args["out"], extra
+
+
+def call(**kw):
+    tensors, out, extra = arguments(kw)
+    return paged_attn.decode(*tensors, out=out, stream=0, **extra)
 
 
 @needs_compiler
@@ -176,13 +182,8 @@ def test_no_driver_is_a_clear_error():
 
 
 def plan(**kw):
-    args = inputs()
-    extra = {k: kw.pop(k) for k in list(kw) if k not in args}
-    args.update(kw)
-    return paged_attn.DecodePlan(args.pop("q"), args.pop("k_cache"),
-                                 args.pop("v_cache"), args.pop("block_table"),
-                                 args.pop("seq_lens"), out=args.pop("out"),
-                                 **extra)
+    tensors, out, extra = arguments(kw)
+    return paged_attn.DecodePlan(*tensors, out=out, **extra)
 
 
 def test_plan_checks_its_tensors_when_made():

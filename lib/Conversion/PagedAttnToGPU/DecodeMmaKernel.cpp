@@ -15,10 +15,10 @@
 // own ring of `stagesUsed()` shared-memory buffers with cp.async (L2 only,
 // with the L2 prefetch hint: AsyncCopy.cpp), so the loads in flight cost no
 // registers and the warps never wait for each other until the end, where
-// their softmax states are merged as in the CUDA-core kernel. Tile rows are padded by 16 bytes, so the eight rows one
-// ldmatrix reads sit in different banks while every address stays a
-// constant offset from a per-lane base (an XOR swizzle cost ptxas 16 more
-// registers of hoisted addresses).
+// their softmax states are merged as in the CUDA-core kernel. Tile rows are
+// padded by 16 bytes, so the eight rows one ldmatrix reads sit in different
+// banks while every address stays a constant offset from a per-lane base (an
+// XOR swizzle cost ptxas 16 more registers of hoisted addresses).
 //
 //===----------------------------------------------------------------------===//
 

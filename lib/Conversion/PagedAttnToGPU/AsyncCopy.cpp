@@ -2,10 +2,11 @@
 //
 // The tensor-core kernel copies every K/V row whole, 16 bytes a lane. The
 // `.L2::128B` qualifier of cp.async has L2 fetch the surrounding 128 bytes
-// on a miss, so DRAM sees fewer, larger requests: about 2% more bandwidth
-// on H100 and H200 (bench/NOTES.md 18). NVVM's cp.async takes no such
-// qualifier, so the copy is one line of inline PTX on byte addresses built
-// from the cache's base pointer and strides.
+// on a miss, so DRAM sees fewer, larger requests: decode 1-3% faster on
+// H200, the same load pattern 2-3% faster in a probe on H100 (bench/NOTES.md
+// 18). NVVM's cp.async takes no such qualifier, so the copy is one line of
+// inline PTX on byte addresses built from the cache's base pointer and
+// strides.
 //
 //===----------------------------------------------------------------------===//
 

@@ -12,28 +12,28 @@ using namespace mlir::paged_attn;
 std::variant<DecodeKernelOptions, std::string>
 mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
                                            StringRef prefix) {
-  auto outside = [&](StringRef name, int64_t value, int64_t lo,
-                     int64_t hi) -> std::string {
-    return llvm::formatv("{0}{1} must be in [{2}, {3}], got {4}", prefix, name,
-                         lo, hi, value)
-        .str();
-  };
   DecodeKernelOptions out;
-  if (in.numWarps < 1 || in.numWarps > 32)
-    return outside("num-warps", in.numWarps, 1, 32);
-  out.numWarps = in.numWarps;
-  if (in.tokensPerLaneGroup < 0 || in.tokensPerLaneGroup > 16)
-    return outside("tokens-per-lane-group", in.tokensPerLaneGroup, 0, 16);
-  out.tokensPerLaneGroup = in.tokensPerLaneGroup;
-  if (in.maxHeadsPerCTA < 0 || in.maxHeadsPerCTA > 256)
-    return outside("max-heads-per-cta", in.maxHeadsPerCTA, 0, 256);
-  out.maxHeadsPerCTA = in.maxHeadsPerCTA;
-  if (in.minCTAsPerSM < 0 || in.minCTAsPerSM > 32)
-    return outside("min-ctas-per-sm", in.minCTAsPerSM, 0, 32);
-  out.minCTAsPerSM = in.minCTAsPerSM;
-  if (in.kvStages < 2 || in.kvStages > 4)
-    return outside("kv-stages", in.kvStages, 2, 4);
-  out.kvStages = in.kvStages;
+  std::string error;
+  // Copies `value` into `field` when it is in [lo, hi], else sets `error`.
+  auto inRange = [&](StringRef name, int64_t value, int64_t lo, int64_t hi,
+                     int64_t &field) {
+    if (value < lo || value > hi) {
+      error = llvm::formatv("{0}{1} must be in [{2}, {3}], got {4}", prefix,
+                            name, lo, hi, value)
+                  .str();
+      return false;
+    }
+    field = value;
+    return true;
+  };
+  if (!inRange("num-warps", in.numWarps, 1, 32, out.numWarps) ||
+      !inRange("tokens-per-lane-group", in.tokensPerLaneGroup, 0, 16,
+               out.tokensPerLaneGroup) ||
+      !inRange("max-heads-per-cta", in.maxHeadsPerCTA, 0, 256,
+               out.maxHeadsPerCTA) ||
+      !inRange("min-ctas-per-sm", in.minCTAsPerSM, 0, 32, out.minCTAsPerSM) ||
+      !inRange("kv-stages", in.kvStages, 2, 4, out.kvStages))
+    return error;
   if (!llvm::is_contained({0, 64, 128, 256}, in.l2PrefetchBytes))
     return llvm::formatv("{0}l2-prefetch must be 0, 64, 128 or 256, got {1}",
                          prefix, in.l2PrefetchBytes)

@@ -4,7 +4,7 @@
 // These check the CUDA-core kernel; decode-mma.mlir checks the tensor-core
 // one, which `auto` picks for this config. Its K/V rows are plain vector
 // loads: the L2 prefetch hint is the tensor-core kernel's (inline PTX loads
-// here cost 12 registers and were 3-8% slower on H200, bench/NOTES.md).
+// here cost up to 12 registers and were 3-8% slower on H200, bench/NOTES.md).
 
 // Without prefetching the page-table load sits in the loop before the K/V
 // loads that use it; two tokens per lane group make 16 per iteration.

@@ -48,8 +48,9 @@ struct DecodeKernelOptions {
   int64_t kvStages = 3;
   /// Bytes the tensor-core kernel's cp.async copies ask L2 to fetch around
   /// each 16-byte request (the .L2::64B/128B/256B prefetch-size hint; 0
-  /// for none). 128 made decode 2-3% faster on H100 and H200 than no hint
-  /// (bench/NOTES.md 18). Needs PTX 7.4.
+  /// for none). 128 made decode 1-3% faster on H200 than no hint, and the
+  /// same load pattern 2-3% faster in a probe on H100 (bench/NOTES.md 18).
+  /// Needs PTX 7.4.
   int64_t l2PrefetchBytes = 128;
   /// Shared memory one CTA may use on the target, in bytes (0: no limit).
   /// The tensor-core kernel drops stages to fit, down to 2, and configs

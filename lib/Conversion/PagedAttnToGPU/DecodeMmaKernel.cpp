@@ -210,16 +210,34 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
         e.index(tileElems));
   };
 
-  // Tile `i` of this warp into ring slot `stage`. Each copy instruction
-  // moves whole rows (`lanesPerRow` lanes of 16 bytes each), so every row
-  // is requested at once as full cache lines. Lane l holds the page of the
-  // tile's token l mod 16 (`page`, loaded one tile ahead); the copying
+  // Tile `i` of this warp into ring slot `stage`. The tile's 16 rows are
+  // 16 * chunksPerRow 16-byte chunks (a multiple of 32: head_dim is a
+  // multiple of 16), which the warp copies 32 at a time in row-major order,
+  // so every row is requested at once as full cache lines. When a row's
+  // chunks divide 32, copy k moves whole rows: lane l takes row
+  // l / chunksPerRow + k * (32 / chunksPerRow) at the same column every
+  // time. Otherwise (head_dim 48, 80, 96, 112) a copy ends inside a row and
+  // each copy has its own row and column per lane. Lane l holds the page of
+  // the tile's token l mod 16 (`page`, loaded one tile ahead); the copying
   // lanes take it by shuffle. Tokens past the chunk's end copy its last
   // token (their logits are masked).
-  const int64_t lanesPerRow = chunksPerRow;
-  const int64_t rowsPerCopy = 32 / lanesPerRow;
-  Value laneRow = e.div(lane, e.index(lanesPerRow));
-  Value laneColumn = e.mul(e.rem(lane, e.index(lanesPerRow)), e.index(8));
+  const int64_t copiesPerTile = tileTokens * chunksPerRow / 32;
+  const bool wholeRows = 32 % chunksPerRow == 0;
+  // (row, column in elements) of the chunk that this lane moves in copy
+  // `copy`.
+  auto chunkPosition = [&](Value chunk) -> std::pair<Value, Value> {
+    return {e.div(chunk, e.index(chunksPerRow)),
+            e.mul(e.rem(chunk, e.index(chunksPerRow)), e.index(8))};
+  };
+  std::pair<Value, Value> laneChunk;
+  if (wholeRows)
+    laneChunk = chunkPosition(lane);
+  auto copiedChunk = [&](int64_t copy) -> std::pair<Value, Value> {
+    if (!wholeRows)
+      return chunkPosition(e.add(lane, e.index(copy * 32)));
+    return {e.add(laneChunk.first, e.index(copy * (32 / chunksPerRow))),
+            laneChunk.second};
+  };
   auto loadTilePage = [&](Value i) -> Value {
     Value token =
         e.min(e.add(tileBase(i), e.rem(lane, e.index(tileTokens))), lastToken);
@@ -229,8 +247,8 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
   auto issueTile = [&](Value i, Value stage, Value page) {
     Value base = tileBase(i);
     Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
-    for (int64_t copy = 0; copy < tileTokens / rowsPerCopy; ++copy) {
-      Value row = e.add(laneRow, e.index(copy * rowsPerCopy));
+    for (int64_t copy = 0; copy < copiesPerTile; ++copy) {
+      auto [row, column] = copiedChunk(copy);
       Value rowPage = e.toIndex(
           gpu::ShuffleOp::create(
               b, page, arith::IndexCastOp::create(b, b.getI32Type(), row),
@@ -239,9 +257,9 @@ gpu::GPUFuncOp mlir::paged_attn::buildMmaDecodeKernel(
       Value slot =
           e.rem(e.min(e.add(base, row), lastToken), e.index(c.pageSize));
       SmallVector<Value> src =
-          nhd ? SmallVector<Value>{rowPage, slot, kvHead, laneColumn}
-              : SmallVector<Value>{rowPage, kvHead, slot, laneColumn};
-      Value dst = e.add(e.mul(row, e.index(rowStride)), laneColumn);
+          nhd ? SmallVector<Value>{rowPage, slot, kvHead, column}
+              : SmallVector<Value>{rowPage, kvHead, slot, column};
+      Value dst = e.add(e.mul(row, e.index(rowStride)), column);
       Value elemBytes = e.index(c.elementBytes());
       asyncCopy.copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes));
       asyncCopy.copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes));

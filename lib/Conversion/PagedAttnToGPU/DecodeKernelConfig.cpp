@@ -80,8 +80,13 @@ DecodeKernelConfig::fromOp(DecodeOp op, const DecodeKernelOptions &options) {
 }
 
 int64_t DecodeKernelConfig::threadsPerToken() const {
+  int64_t vectors = vectorsPerRow();
   int64_t threads = 1;
-  while (threads < 32 && vectorsPerRow() % (threads * 2) == 0)
+  while (threads < 32 && vectors % (threads * 2) == 0)
+    threads *= 2;
+  if (vectors / threads <= kMaxVectorsPerLane)
+    return threads;
+  while (threads < 32 && threads * 2 <= vectors)
     threads *= 2;
   return threads;
 }
@@ -135,7 +140,8 @@ int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
 int64_t DecodeKernelConfig::headsPerCTA() const {
   if (usesTensorCores())
     return mmaHeadsPerCTA();
-  for (int64_t heads = groupSize(); heads > 1; --heads)
+  for (int64_t heads = std::min(groupSize(), kMaxCudaCoreHeadsPerCTA);
+       heads > 1; --heads)
     if (groupSize() % heads == 0 && heads * elemsPerThread() <= 64 &&
         (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
       return heads;

@@ -353,11 +353,21 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
   Value group = e.add(e.mul(warp, e.index(tokensPerWarp)),
                       e.div(lane, e.index(threadsPerToken)));
   // Column (in elements) of each vector this lane holds: consecutive lanes
-  // read consecutive 16-byte pieces of a row.
+  // read consecutive 16-byte pieces of a row. Where the lanes do not divide
+  // the row, the last vector of some lanes is past its end (`lastPresent`
+  // false): it reads the row's last vector instead, its q is zero so the
+  // logits are right, and its accumulator is never stored.
   SmallVector<Value> columns;
-  for (int64_t v = 0; v < vecsPerThread; ++v)
-    columns.push_back(e.mul(e.add(laneInGroup, e.index(v * threadsPerToken)),
-                            e.index(vecElems)));
+  Value lastPresent;
+  for (int64_t v = 0; v < vecsPerThread; ++v) {
+    Value vector = e.add(laneInGroup, e.index(v * threadsPerToken));
+    if (c.hasEmptyVectors() && v + 1 == vecsPerThread) {
+      Value lastVector = e.index(c.vectorsPerRow() - 1);
+      lastPresent = e.ult(vector, e.index(c.vectorsPerRow()));
+      vector = e.min(vector, lastVector);
+    }
+    columns.push_back(e.mul(vector, e.index(vecElems)));
+  }
 
   Value step = e.index(c.tokensPerIteration());
 
@@ -370,6 +380,9 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
     for (int64_t v = 0; v < vecsPerThread; ++v)
       qRegs[h].push_back(e.fmul(
           e.loadF32Vector(q, {batch, head, columns[v]}, vecElems), qScaleVec));
+    if (lastPresent)
+      qRegs[h].back() =
+          e.select(lastPresent, qRegs[h].back(), e.zeroVector(vecElems));
   }
 
   SoftmaxState init;
@@ -526,9 +539,18 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(publish.thenBlock());
+    int64_t storedVectors = lastPresent ? vecsPerThread - 1 : vecsPerThread;
     for (int64_t h = 0; h < heads; ++h)
-      for (int64_t v = 0; v < vecsPerThread; ++v)
+      for (int64_t v = 0; v < storedVectors; ++v)
         e.storeVector(s.acc[h][v], accSmem, {warp, e.index(h), columns[v]});
+    if (lastPresent) {
+      auto ifPresent = scf::IfOp::create(b, lastPresent, /*withElse=*/false);
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(ifPresent.thenBlock());
+      for (int64_t h = 0; h < heads; ++h)
+        e.storeVector(s.acc[h].back(), accSmem,
+                      {warp, e.index(h), columns.back()});
+    }
     auto first = scf::IfOp::create(b, e.ult(lane, e.index(1)), false);
     b.setInsertionPointToStart(first.thenBlock());
     for (int64_t h = 0; h < heads; ++h) {
@@ -559,13 +581,15 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
   // One CTA per (head, sequence). Its threads split the work two ways: a
   // thread owns one 16-byte column of the output row (`colThreads` of them)
   // and every `splitLanes`-th split, so the partials of many splits are
-  // loaded at once; the split lanes are then summed through shared memory.
+  // loaded at once; the split lanes are then summed through shared memory
+  // (by one thread per column: at most 32 lanes, which rows of one to three
+  // vectors would exceed, keep that sum within registers on sm_80).
   MLIRContext *ctx = builder.getContext();
   const int64_t block = c.mergeBlockSize();
   const int64_t vecElems = c.vectorElems();
   const int64_t vecs = c.vectorsPerRow();
   const int64_t colThreads = std::min(vecs, block);
-  const int64_t splitLanes = block / colThreads;
+  const int64_t splitLanes = std::min<int64_t>(block / colThreads, 32);
   // The partial outputs are f32: loaded and kept in 16-byte pieces.
   const int64_t f32VecElems = 4;
   const int64_t pieces = vecElems / f32VecElems;

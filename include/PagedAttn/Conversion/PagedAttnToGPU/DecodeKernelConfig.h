@@ -106,11 +106,25 @@ struct DecodeKernelConfig : DecodeKernelOptions {
   int64_t vectorElems() const { return 16 / elementBytes(); }
   int64_t vectorsPerRow() const { return headDim / vectorElems(); }
   /// Lanes that share one token's row: the largest power of two that
-  /// divides the row's vector count, at most a warp.
+  /// divides the row's vector count, at most a warp; but where that leaves
+  /// a lane more than kMaxVectorsPerLane vectors (a row of 13, 15, 17, ...
+  /// vectors), the largest power of two up to the vector count (and a
+  /// warp), with the last vector of some lanes empty.
   int64_t threadsPerToken() const;
+  /// Vectors of a row one lane holds (the last may be past the row's end:
+  /// hasEmptyVectors()).
   int64_t vectorsPerThread() const {
-    return vectorsPerRow() / threadsPerToken();
+    return (vectorsPerRow() + threadsPerToken() - 1) / threadsPerToken();
   }
+  /// Whether some lanes' last vector lies past the end of the row.
+  bool hasEmptyVectors() const {
+    return vectorsPerRow() % threadsPerToken() != 0;
+  }
+  /// More vectors per lane than this spill registers (ptxas matrix).
+  static constexpr int64_t kMaxVectorsPerLane = 8;
+  /// Most query heads a CTA of the CUDA-core kernel serves: with 16, the
+  /// per-head softmax statistics push f32 kernels past 255 registers.
+  static constexpr int64_t kMaxCudaCoreHeadsPerCTA = 8;
   int64_t elemsPerThread() const { return vectorsPerThread() * vectorElems(); }
   /// Tokens a warp works on at once (one per lane group).
   int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
@@ -130,8 +144,9 @@ struct DecodeKernelConfig : DecodeKernelOptions {
   static constexpr int64_t kMmaTileTokens = 16;
   /// Query heads one CTA serves. Tensor cores: the largest divisor of the
   /// group size up to 16 (the rows of one mma). CUDA cores: the largest divisor
-  /// of the group size that keeps q and the accumulators of a thread within 64
-  /// registers each (and within maxHeadsPerCTA when set).
+  /// of the group size up to kMaxCudaCoreHeadsPerCTA that keeps q and the
+  /// accumulators of a thread within 64 registers each (and within
+  /// maxHeadsPerCTA when set).
   int64_t headsPerCTA() const;
   /// CTAs along grid x for one KV head.
   int64_t ctasPerKVHead() const { return groupSize() / headsPerCTA(); }

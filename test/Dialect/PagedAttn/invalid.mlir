@@ -219,6 +219,15 @@ func.func @gqa_ratio(%q: memref<?x30x128xbf16>, %k: memref<?x16x8x128xbf16>, %v:
 
 // -----
 
+// head-dim-bound
+func.func @head_dim_bound(%q: memref<?x32x264xbf16>, %k: memref<?x16x8x264xbf16>, %v: memref<?x16x8x264xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x264xbf16>) {
+  // expected-error @+1 {{head_dim (264) must be at most 256}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x264xbf16>) : memref<?x32x264xbf16>, memref<?x16x8x264xbf16>, memref<?x16x8x264xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
 // row-bytes
 func.func @row_bytes(%q: memref<?x32x36xbf16>, %k: memref<?x16x8x36xbf16>, %v: memref<?x16x8x36xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x36xbf16>) {
   // expected-error @+1 {{a row of head_dim (36) 'bf16' elements is 72 bytes; it must be a multiple of 16 bytes}}

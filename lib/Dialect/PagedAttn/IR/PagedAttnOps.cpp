@@ -82,6 +82,9 @@ static std::string formatShape(ArrayRef<int64_t> shape) {
   return s;
 }
 
+/// The largest head_dim the op accepts.
+static constexpr int64_t kMaxHeadDim = 256;
+
 /// Element types the op computes on (K/V share the type of q until fp8).
 static bool isSupportedElementType(Type t) {
   return t.isF16() || t.isBF16() || t.isF32();
@@ -231,6 +234,12 @@ LogicalResult DecodeOp::verify() {
     return emitOpError() << "num_heads (" << numHeads
                          << ") must be a multiple of num_kv_heads ("
                          << numKVHeads << ")";
+
+  // The GPU kernels keep a thread's share of a row in registers; the test
+  // matrix proves every head_dim up to this bound on both kernels.
+  if (headDim > kMaxHeadDim)
+    return emitOpError() << "head_dim (" << headDim << ") must be at most "
+                         << kMaxHeadDim;
 
   // 16-byte rows make every row, and so every page, 16-byte aligned: rows
   // are loaded as 16-byte vectors and pages can be bulk-copied.

@@ -39,7 +39,9 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     | out / result | `[batch, num_heads, head_dim]` |
 
     `num_heads`, `num_kv_heads`, `head_dim` and `page` are static; the batch,
-    the page pool and `max_pages` may be dynamic.
+    the page pool and `max_pages` may be dynamic. `head_dim` is at most 256
+    and a row of it is a multiple of 16 bytes (8 f16/bf16 or 4 f32
+    elements).
 
     The op has two forms. With tensors it has value semantics and a result:
 

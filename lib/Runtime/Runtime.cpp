@@ -74,6 +74,40 @@ std::string KernelConfig::name() const {
   return os.str();
 }
 
+Status KernelConfig::validate() const {
+  auto invalidConfig = [](const std::string &message) {
+    return Status(StatusCode::InvalidArgument, message);
+  };
+  const std::pair<const char *, int64_t> sizes[] = {
+      {"num_heads", numHeads},
+      {"head_dim", headDim},
+      {"num_kv_heads", numKVHeads},
+      {"page_size", pageSize},
+      {"num_warps", numWarps}};
+  for (auto [name, size] : sizes)
+    if (size < 1)
+      return invalidConfig(std::string(name) + " must be at least 1, got " +
+                           std::to_string(size));
+  if (numHeads % numKVHeads != 0)
+    return invalidConfig("num_heads (" + std::to_string(numHeads) +
+                         ") must be a multiple of num_kv_heads (" +
+                         std::to_string(numKVHeads) + ")");
+  if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
+    return invalidConfig(std::string("the dtype must be f16, bf16 or f32, "
+                                     "got ") +
+                         dtypeName(dtype));
+  if (headDim > 256)
+    return invalidConfig("head_dim (" + std::to_string(headDim) +
+                         ") must be at most 256");
+  int64_t rowBytes = headDim * int64_t(dtypeBytes(dtype));
+  if (rowBytes % 16 != 0)
+    return invalidConfig("a row of head_dim (" + std::to_string(headDim) +
+                         ") '" + dtypeName(dtype) + "' elements is " +
+                         std::to_string(rowBytes) +
+                         " bytes; it must be a multiple of 16 bytes");
+  return Status::ok();
+}
+
 static std::string shapeString(const Tensor &t) {
   std::ostringstream os;
   os << "[";
@@ -106,6 +140,8 @@ struct KernelSpec {
   /// The merge kernel waits on griddepcontrol and may be launched while
   /// the decode grid runs.
   bool mergeProgrammaticLaunch = false;
+  /// The decode kernel computes with mma.sync (the config's tensor_cores).
+  bool tensorCores = false;
   std::shared_ptr<const std::string> ptx; // NUL-terminated
   /// Never reused within a process, unlike addresses: cache keys.
   uint64_t id = 0, ptxId = 0;
@@ -180,6 +216,11 @@ static Status parseKernel(const json::Value &entry, const std::string &where,
       !getString(*config, "dtype", dtype) ||
       !getString(*config, "layout", layout))
     return bad("incomplete config");
+  if (const json::Value *tc = config->get("tensor_cores")) {
+    if (!tc->isBool())
+      return bad("tensor_cores of the config is not a boolean");
+    spec->tensorCores = tc->boolean;
+  }
   if (dtype == "f16")
     c.dtype = DType::F16;
   else if (dtype == "bf16")
@@ -365,24 +406,29 @@ public:
 
   Status lookup(const Driver &d, CUcontext ctx, const KernelSpec &spec,
                 LoadedKernels *out) {
-    std::lock_guard<std::mutex> lock(mutex);
     auto key = std::make_pair(ctx, spec.id);
-    auto it = kernels.find(key);
-    if (it != kernels.end()) {
-      *out = it->second;
-      return Status::ok();
+    std::shared_ptr<ModuleSlot> slot;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = kernels.find(key);
+      if (it != kernels.end()) {
+        *out = it->second;
+        return Status::ok();
+      }
+      std::shared_ptr<ModuleSlot> &entry =
+          modules[std::make_pair(ctx, spec.ptxId)];
+      if (!entry)
+        entry = std::make_shared<ModuleSlot>();
+      slot = entry;
     }
-    CUmodule module = nullptr;
-    auto modKey = std::make_pair(ctx, spec.ptxId);
-    auto mit = modules.find(modKey);
-    if (mit != modules.end()) {
-      module = mit->second;
-    } else {
-      Status s = loadModule(d, *spec.ptx, &module);
-      if (!s)
-        return s;
-      modules[modKey] = module;
-    }
+    // JIT compilation takes long: modules of different PTX load in
+    // parallel, and threads that need the same one wait for its first load.
+    std::call_once(slot->once, [&] {
+      slot->status = loadModule(d, *spec.ptx, &slot->module);
+    });
+    if (!slot->status)
+      return slot->status;
+    CUmodule module = slot->module;
     LoadedKernels loaded;
     const std::pair<const std::string *, CUfunction *> entries[] = {
         {&spec.decodeName, &loaded.decode},
@@ -421,6 +467,7 @@ public:
         perSM < 1)
       perSM = 1;
     loaded.decodeCTAsPerSM = perSM;
+    std::lock_guard<std::mutex> lock(mutex);
     kernels[key] = loaded;
     *out = loaded;
     return Status::ok();
@@ -458,8 +505,16 @@ private:
     return Status::ok();
   }
 
+  /// A module loaded once; its status is the load's.
+  struct ModuleSlot {
+    std::once_flag once;
+    CUmodule module = nullptr;
+    Status status;
+  };
+
   std::mutex mutex;
-  std::map<std::pair<CUcontext, uint64_t>, CUmodule> modules;
+  std::map<std::pair<CUcontext, uint64_t>, std::shared_ptr<ModuleSlot>>
+      modules;
   std::map<std::pair<CUcontext, uint64_t>, LoadedKernels> kernels;
   std::map<CUdevice, int> smCounts;
 };
@@ -587,11 +642,20 @@ Status Decoder::create(std::shared_ptr<const KernelLibrary> library,
                        std::unique_ptr<Decoder> *result) {
   if (!library)
     return invalid("no kernel library");
+  // The op's rules first: a config that breaks one has no kernel anywhere.
+  if (Status s = config.validate(); !s)
+    return s;
   const KernelSpec *spec = library->find(config);
   if (!spec) {
+    // Name a few of the library's configs: enough to spot a near miss
+    // without a message as long as a test matrix.
+    constexpr size_t kNamed = 8;
+    std::vector<KernelConfig> configs = library->configs();
     std::string known;
-    for (const KernelConfig &c : library->configs())
-      known += (known.empty() ? "" : ", ") + c.name();
+    for (size_t i = 0; i < configs.size() && i < kNamed; ++i)
+      known += (i ? ", " : "") + configs[i].name();
+    if (configs.size() > kNamed)
+      known += " and " + std::to_string(configs.size() - kNamed) + " more";
     return Status(StatusCode::NotFound, "no kernel for config " +
                                             config.name() +
                                             " (library holds: " + known + ")");
@@ -602,6 +666,10 @@ Status Decoder::create(std::shared_ptr<const KernelLibrary> library,
   decoder->config_ = spec->config;
   *result = std::move(decoder);
   return Status::ok();
+}
+
+const char *Decoder::kernelKind() const {
+  return spec_->tensorCores ? "tensor-cores" : "cuda-cores";
 }
 
 size_t Decoder::workspaceSize(int64_t batch, int numSplits) const {

@@ -123,6 +123,34 @@ TEST_F(RuntimeTest, UnknownConfigNamesWhatTheLibraryHolds) {
             std::string::npos);
 }
 
+// A config that breaks one of the op's rules gets the rule's message, not
+// a missing kernel.
+TEST_F(RuntimeTest, ConfigRulesComeBeforeKernelLookup) {
+  auto message = [&](KernelConfig c) {
+    std::unique_ptr<Decoder> d;
+    Status s = Decoder::create(library, c, &d);
+    EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+    return s.message();
+  };
+  KernelConfig gqa = config;
+  gqa.numKVHeads = 3;
+  EXPECT_EQ(message(gqa), "num_heads (32) must be a multiple of num_kv_heads "
+                          "(3)");
+  KernelConfig dtype = config;
+  dtype.dtype = DType::I32;
+  EXPECT_EQ(message(dtype), "the dtype must be f16, bf16 or f32, got i32");
+  KernelConfig large = config;
+  large.headDim = 264;
+  EXPECT_EQ(message(large), "head_dim (264) must be at most 256");
+  KernelConfig row = config;
+  row.headDim = 36;
+  EXPECT_EQ(message(row), "a row of head_dim (36) 'bf16' elements is 72 "
+                          "bytes; it must be a multiple of 16 bytes");
+  KernelConfig empty = config;
+  empty.pageSize = 0;
+  EXPECT_EQ(message(empty), "page_size must be at least 1, got 0");
+}
+
 TEST_F(RuntimeTest, ValidParamsPassValidation) {
   if (hasDriver())
     GTEST_SKIP() << "fake pointers must not reach a real GPU";

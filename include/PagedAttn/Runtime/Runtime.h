@@ -76,6 +76,11 @@ struct KernelConfig {
 
   /// "h32_kv8_d128_p16_bf16_nhd_w4", as in manifests.
   std::string name() const;
+  /// The op's rules on these sizes and dtype, with the verifier's messages
+  /// (InvalidArgument): sizes at least 1, num_heads a multiple of
+  /// num_kv_heads, a 16-bit or f32 dtype, head_dim at most 256 with rows of
+  /// a multiple of 16 bytes.
+  Status validate() const;
 };
 
 struct DecodeParams {
@@ -113,6 +118,9 @@ public:
   ~Decoder();
 
   const KernelConfig &config() const { return config_; }
+  /// Which decode kernel the config was compiled to: "tensor-cores" or
+  /// "cuda-cores".
+  const char *kernelKind() const;
 
   /// Bytes of workspace decode() needs for `batch` sequences split
   /// `numSplits` ways (0 when numSplits is 1).

@@ -268,30 +268,28 @@ def _decoder(hq, hkv, d, page, dtype, layout):
 # ---------------------------------------------------------------------------
 
 
-def _check_and_config(q, k, v, bt, sl, layout):
-    if layout not in ("nhd", "hnd"):
-        raise ValueError(f"layout must be 'nhd' or 'hnd', got {layout!r}")
-    for name, t, rank in (("q", q, 3), ("k_cache", k, 4), ("v_cache", v, 4),
-                          ("block_table", bt, 2), ("seq_lens", sl, 1)):
+def _check_ranks(tensors):
+    for name, t, rank in tensors:
         if len(t.shape) != rank:
             raise ValueError(f"{name} must have {rank} dimensions, got shape "
                              f"{tuple(t.shape)}")
+
+
+def _config(q, k, bt, layout):
+    """(hq, hkv, d, page) of q and a cache, after the op's rules on them:
+    ranks, dtypes, head_dim, the GQA ratio. Checked before any kernel is
+    looked up, so a call that breaks a rule gets the rule's message."""
+    if layout not in ("nhd", "hnd"):
+        raise ValueError(f"layout must be 'nhd' or 'hnd', got {layout!r}")
+    _check_ranks((("q", q, 3), ("k_cache", k, 4), ("block_table", bt, 2)))
     if q.dtype not in ("f16", "bf16", "f32"):
         raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
-    for name, t in (("k_cache", k), ("v_cache", v)):
-        if t.dtype != q.dtype:
-            raise ValueError(f"{name} dtype ({t.dtype}) must equal q's "
-                             f"({q.dtype})")
-    for name, t in (("block_table", bt), ("seq_lens", sl)):
-        if t.dtype != "i32":
-            raise ValueError(f"{name} must be int32, got {t.dtype}")
-    if k.shape != v.shape:
-        raise ValueError(f"k_cache and v_cache shapes differ: {k.shape} and "
-                         f"{v.shape}")
-    devices = {t.device for t in (q, k, v, bt, sl) if t.device is not None}
-    if len(devices) > 1:
-        raise ValueError(f"all tensors must be on one device, got {devices}")
-    batch, hq, d = q.shape
+    if k.dtype != q.dtype:
+        raise ValueError(f"k_cache dtype ({k.dtype}) must equal q's "
+                         f"({q.dtype})")
+    if bt.dtype != "i32":
+        raise ValueError(f"block_table must be int32, got {bt.dtype}")
+    _, hq, d = q.shape
     page, hkv = (k.shape[1], k.shape[2]) if layout == "nhd" else (k.shape[2],
                                                                   k.shape[1])
     if k.shape[3] != d:
@@ -300,6 +298,25 @@ def _check_and_config(q, k, v, bt, sl, layout):
     if hkv < 1 or hq % hkv:
         raise ValueError(f"num_heads ({hq}) must be a multiple of "
                          f"num_kv_heads ({hkv}) (layout {layout!r})")
+    return hq, hkv, d, page
+
+
+def _check_and_config(q, k, v, bt, sl, layout):
+    _check_ranks((("q", q, 3), ("k_cache", k, 4), ("v_cache", v, 4),
+                  ("block_table", bt, 2), ("seq_lens", sl, 1)))
+    hq, hkv, d, page = _config(q, k, bt, layout)
+    if v.dtype != q.dtype:
+        raise ValueError(f"v_cache dtype ({v.dtype}) must equal q's "
+                         f"({q.dtype})")
+    if sl.dtype != "i32":
+        raise ValueError(f"seq_lens must be int32, got {sl.dtype}")
+    if k.shape != v.shape:
+        raise ValueError(f"k_cache and v_cache shapes differ: {k.shape} and "
+                         f"{v.shape}")
+    devices = {t.device for t in (q, k, v, bt, sl) if t.device is not None}
+    if len(devices) > 1:
+        raise ValueError(f"all tensors must be on one device, got {devices}")
+    batch = q.shape[0]
     if bt.shape[0] != batch or sl.shape[0] != batch:
         raise ValueError(f"batch sizes disagree: q {batch}, block_table "
                          f"{bt.shape[0]}, seq_lens {sl.shape[0]}")
@@ -341,9 +358,8 @@ def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
     qd = _describe("q", q)
     kd = _describe("k_cache", k_cache)
     btd = _describe("block_table", block_table)
-    page, hkv = (kd.shape[1], kd.shape[2]) if layout == "nhd" else (
-        kd.shape[2], kd.shape[1])
-    dec = _decoder(qd.shape[1], hkv, qd.shape[2], page, qd.dtype, layout)
+    hq, hkv, d, page = _config(qd, kd, btd, layout)
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
     if num_splits:
         return dec.workspace_size(qd.shape[0], int(num_splits))
     if max_seq_len is None:

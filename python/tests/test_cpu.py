@@ -137,6 +137,24 @@ def test_rejects_bad_shapes():
         call(v_cache=Cuda((99, 16, 8, 128)))
 
 
+def test_workspace_size_checks_the_rules_first():
+    # Rule messages, not a missing kernel (or a compile attempt).
+    a = inputs(hkv=3)
+    with pytest.raises(ValueError, match=r"num_heads \(32\) must be a "
+                                         r"multiple of num_kv_heads \(3\)"):
+        paged_attn.workspace_size(a["q"], a["k_cache"], a["block_table"])
+    a = inputs()
+    with pytest.raises(ValueError, match=r"k_cache dtype \(bf16\) must equal "
+                                         r"q's \(f32\)"):
+        k = Cuda((100, 16, 8, 128), "<V2")
+        k.dtype = "torch.bfloat16"
+        paged_attn.workspace_size(Cuda((4, 32, 128), "<f4"), k,
+                                  a["block_table"])
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions"):
+        paged_attn.workspace_size(Cuda((4096,)), a["k_cache"],
+                                  a["block_table"])
+
+
 def test_out_is_required_for_cuda_arrays():
     a = inputs()
     with pytest.raises(ValueError, match="out is required unless q is a torch "

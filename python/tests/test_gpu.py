@@ -84,6 +84,45 @@ def test_matches_float64(dtype, d, page, group, layout):
     assert torch.all(out[0] == 0)  # the empty sequence
 
 
+def _matrix():
+    """test/gpu/matrix.py, the GPU test matrix, from the source tree."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "test", "gpu",
+                        "matrix.py")
+    spec = importlib.util.spec_from_file_location("paged_attn_matrix", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _one_config_per_head_dim():
+    """Every (dtype, head_dim) the op accepts, one group each (rotating)."""
+    matrix = _matrix()
+    configs = {}
+    for c in matrix.head_dim_configs():
+        key = (c.dtype, c.head_dim)
+        index = len(configs) % len(matrix.GROUPS)
+        if key not in configs and c.group == matrix.GROUPS[index]:
+            configs[key] = c
+    return [(c.dtype, c.head_dim, c.page, c.group, c.layout)
+            for c in configs.values()]
+
+
+@pytest.mark.parametrize("dtype,d,page,group,layout",
+                         _one_config_per_head_dim())
+def test_every_head_dim_matches_float64(dtype, d, page, group, layout):
+    lens = [0, 1, page + 1, 700 + d, 33]
+    hkv = 2
+    q, k, v, bt, sl = make(lens, hkv * group, hkv, d, page, dtype, layout,
+                           seed=d)
+    for splits in (1, 3):
+        out = torch.full_like(q, float("nan"))
+        paged_attn.decode(q, k, v, bt, sl, layout=layout, out=out,
+                          num_splits=splits)
+        torch.cuda.synchronize()
+        assert rel_err(out, reference(q, k, v, bt, sl, layout)) <= LIMITS[dtype]
+
+
 def test_ragged_long_with_auto_split_and_scale():
     lens = [0, 1, 15, 17, 20000, 9999, 4096, 12345]
     q, k, v, bt, sl = make(lens, 8, 2, 128, 16, "bf16", "nhd", seed=7)

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""The GPU test matrix: the decode configs the GPU tests run, and their
+kernels compiled by paged-attn-compile into one directory per kernel set.
+
+Every head_dim the verifier accepts is in it: 16-bit caches take multiples
+of 8 up to 256, f32 caches multiples of 4 up to 256 (a row is a multiple of
+16 bytes; 256 is the op's bound).
+
+Kernel sets (one directory each under the output directory):
+
+  auto          the default kernel choice (tensor-cores=auto), on
+                - core: dtype {f16, bf16, f32} x head_dim {64, 128, 256} x
+                  page {1, 8, 16, 128} x group {1, 2, 4, 8, 16} x {nhd, hnd};
+                - head-dims: every accepted head_dim of each dtype x group
+                  {1, 2, 4, 8, 16}, the page and layout rotating so that each
+                  head_dim meets every page size and both layouts; and groups
+                  {3, 7, 12, 32} (partial and several mma head blocks, several
+                  CTAs per KV head) for head_dim 64, 80 and 128;
+                - the regression configs and those the Python tests use.
+  tensor-cores  tensor-cores=on for every head-dims config the tensor-core
+                kernel serves (f16/bf16, head_dim a multiple of 16 up to 128).
+  cuda-cores    tensor-cores=off for the same configs.
+
+So both decode kernels run every (dtype, head_dim, group) the tensor-core
+kernel serves, and the CUDA-core kernel everything else.
+
+    matrix.py compile --compiler PATH --out DIR [--chip CHIP] [--jobs N]
+    matrix.py ptxas --ptxas PATH --arch sm_XX [--jobs N] DIR
+    matrix.py list [SET]
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+DTYPES = ["f16", "bf16", "f32"]
+GROUPS = [1, 2, 4, 8, 16]
+PAGES = [1, 8, 16, 128]
+LAYOUTS = ["nhd", "hnd"]
+ODD_GROUPS = [3, 7, 12, 32]
+ODD_GROUP_DIMS = [64, 80, 128]
+MAX_HEAD_DIM = 256
+KV_HEADS = 2
+
+# What the tensor-core kernel serves (docs/design.md); the compile step
+# checks each manifest against it.
+TENSOR_CORE_MAX_HEAD_DIM = 128
+
+
+def elem_bytes(dtype):
+    return 4 if dtype == "f32" else 2
+
+
+def head_dims(dtype):
+    """Every head_dim the verifier accepts for `dtype`."""
+    step = 16 // elem_bytes(dtype)
+    return list(range(step, MAX_HEAD_DIM + 1, step))
+
+
+def tensor_cores_serve(dtype, head_dim):
+    return (dtype != "f32" and head_dim % 16 == 0
+            and head_dim <= TENSOR_CORE_MAX_HEAD_DIM)
+
+
+class Config:
+    __slots__ = ("dtype", "head_dim", "page", "group", "layout", "kv_heads")
+
+    def __init__(self, dtype, head_dim, page, group, layout,
+                 kv_heads=KV_HEADS):
+        self.dtype, self.head_dim, self.page = dtype, head_dim, page
+        self.group, self.layout, self.kv_heads = group, layout, kv_heads
+
+    @property
+    def num_heads(self):
+        return self.kv_heads * self.group
+
+    @property
+    def name(self):
+        """The runtime's config name (KernelConfig::name)."""
+        return (f"h{self.num_heads}_kv{self.kv_heads}_d{self.head_dim}"
+                f"_p{self.page}_{self.dtype}_{self.layout}_w4")
+
+
+# Configs that once computed garbage (issue 11: the tensor-core kernel's
+# copies for head_dim 48, 80, 96, 112), run by name in gpu-decode-test.
+REGRESSIONS = [
+    Config("bf16", 80, 8, 8, "nhd"),
+    Config("f16", 80, 16, 4, "hnd"),
+    Config("bf16", 80, 16, 8, "nhd", kv_heads=1),
+    Config("bf16", 48, 16, 8, "nhd"),
+    Config("f16", 96, 16, 8, "nhd"),
+    Config("bf16", 112, 16, 8, "hnd"),
+]
+
+# The shapes the Python GPU tests and examples use beyond the matrix.
+PYTHON_TEST_CONFIGS = [
+    Config("bf16", 128, 16, 4, "nhd", kv_heads=8),
+    Config("f16", 128, 16, 4, "hnd", kv_heads=8),
+    Config("bf16", 64, 16, 4, "nhd", kv_heads=4),
+    Config("f16", 128, 16, 4, "nhd", kv_heads=8),
+]
+
+
+def core_configs():
+    return [Config(t, d, p, g, l) for t in DTYPES for d in (64, 128, 256)
+            for p in PAGES for g in GROUPS for l in LAYOUTS]
+
+
+def head_dim_configs():
+    configs = []
+    for ti, dtype in enumerate(DTYPES):
+        for di, d in enumerate(head_dims(dtype)):
+            for gi, g in enumerate(GROUPS):
+                page = PAGES[(gi + di) % len(PAGES)]
+                layout = LAYOUTS[(gi + di + ti) % len(LAYOUTS)]
+                configs.append(Config(dtype, d, page, g, layout))
+            if d in ODD_GROUP_DIMS:
+                for gi, g in enumerate(ODD_GROUPS):
+                    configs.append(Config(dtype, d, 16, g,
+                                          LAYOUTS[(gi + ti) % len(LAYOUTS)]))
+    return configs
+
+
+def kernel_sets():
+    """{set: (tensor-cores option, configs)}, names unique within a set."""
+    auto = {c.name: c for c in core_configs() + head_dim_configs() +
+            REGRESSIONS + PYTHON_TEST_CONFIGS}
+    served = [c for c in head_dim_configs()
+              if tensor_cores_serve(c.dtype, c.head_dim)]
+    return {
+        "auto": ("auto", list(auto.values())),
+        "tensor-cores": ("on", served),
+        "cuda-cores": ("off", served),
+    }
+
+
+def decode_func(c):
+    if c.layout == "nhd":
+        cache = f"?x{c.page}x{c.kv_heads}x{c.head_dim}x{c.dtype}"
+    else:
+        cache = f"?x{c.kv_heads}x{c.page}x{c.head_dim}x{c.dtype}"
+    q = f"?x{c.num_heads}x{c.head_dim}x{c.dtype}"
+    return (
+        f"func.func @decode_{c.name}(%q: memref<{q}>, %k: memref<{cache}>, "
+        f"%v: memref<{cache}>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, "
+        f"%o: memref<{q}>) {{\n"
+        f"  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<{q}>) "
+        f"{{layout = #paged_attn.kv_layout<{c.layout}>}} : memref<{q}>, "
+        f"memref<{cache}>, memref<{cache}>, memref<?x?xi32>, memref<?xi32>\n"
+        f"  return\n}}\n")
+
+
+def modules(configs):
+    """The configs grouped into one module per (dtype, head_dim): small
+    modules are compiled in parallel and loaded by the runtime on first
+    use."""
+    groups = {}
+    for c in configs:
+        groups.setdefault(f"{c.dtype}_d{c.head_dim}", []).append(c)
+    return groups
+
+
+def compile_module(compiler, chip, option, mlir_path, out_base):
+    cmd = [compiler, mlir_path, "--chip", chip, "--tensor-cores", option,
+           "-o", out_base]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr}")
+
+
+def check_kernel_choice(set_name, manifest_path):
+    """The forced sets must have got the kernel they ask for."""
+    want = {"tensor-cores": True, "cuda-cores": False}.get(set_name)
+    if want is None:
+        return
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    for kernel in manifest["kernels"]:
+        config = kernel["config"]
+        if config["tensor_cores"] != want:
+            raise RuntimeError(f"{manifest_path}: {config['name']} uses "
+                               f"tensor_cores={config['tensor_cores']}, set "
+                               f"{set_name} expects {want}")
+
+
+def compile_all(args):
+    out = os.path.abspath(args.out)
+    work = os.path.join(out, "mlir")
+    jobs = []
+    for set_name, (option, configs) in kernel_sets().items():
+        set_dir = os.path.join(out, set_name)
+        # Rebuilt whole: a stale manifest would add configs to the set.
+        shutil.rmtree(set_dir, ignore_errors=True)
+        os.makedirs(set_dir)
+        os.makedirs(os.path.join(work, set_name), exist_ok=True)
+        for module, members in sorted(modules(configs).items()):
+            mlir_path = os.path.join(work, set_name, module + ".mlir")
+            with open(mlir_path, "w") as f:
+                f.write("// Generated by test/gpu/matrix.py.\n")
+                f.write("\n".join(decode_func(c) for c in members))
+            jobs.append((set_name, option, mlir_path,
+                         os.path.join(set_dir, module)))
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(compile_module, args.compiler, args.chip,
+                               option, mlir_path, base)
+                   for _, option, mlir_path, base in jobs]
+        for future in futures:
+            future.result()
+    for set_name, _, _, base in jobs:
+        check_kernel_choice(set_name, base + ".json")
+    with open(os.path.join(out, "matrix.stamp"), "w") as f:
+        f.write(f"{len(jobs)} modules\n")
+
+
+def assemble(ptxas, arch, ptx_path):
+    """ptxas -v output of one module."""
+    cmd = [ptxas, f"-arch={arch}", "-v", ptx_path, "-o", os.devnull]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr}")
+    return result.stderr
+
+
+def assemble_all(args):
+    """Assembles every module of the matrix with ptxas and prints, per
+    kernel set, how many kernels assembled and which spill registers."""
+    for set_name in kernel_sets():
+        set_dir = os.path.join(args.kernels, set_name)
+        modules = sorted(os.path.join(set_dir, f) for f in os.listdir(set_dir)
+                         if f.endswith(".ptx"))
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            logs = list(pool.map(
+                lambda m: assemble(args.ptxas, args.arch, m), modules))
+        kernels, spilling, function = 0, [], None
+        for line in "\n".join(logs).splitlines():
+            if "Compiling entry function" in line:
+                function = line.split("'")[1]
+            elif "bytes stack frame" in line:
+                kernels += 1
+                if not line.strip().startswith("0 bytes stack frame, 0 bytes "
+                                                "spill stores, 0 bytes spill "
+                                                "loads"):
+                    spilling.append(f"{function}: {line.strip()}")
+        print(f"{set_name}: {kernels} kernels assembled for {args.arch}, "
+              f"{len(spilling)} with a stack frame or spills")
+        for entry in spilling:
+            print(f"  {entry}")
+
+
+def list_sets(args):
+    for set_name, (option, configs) in kernel_sets().items():
+        if args.set and set_name != args.set:
+            continue
+        print(f"# {set_name} (tensor-cores={option}): {len(configs)} configs")
+        for c in configs:
+            print(c.name)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    comp = sub.add_parser("compile")
+    comp.add_argument("--compiler", required=True)
+    comp.add_argument("--out", required=True)
+    comp.add_argument("--chip", default="sm_90")
+    comp.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    comp.set_defaults(run=compile_all)
+    asm = sub.add_parser("ptxas")
+    asm.add_argument("--ptxas", required=True)
+    asm.add_argument("--arch", required=True)
+    asm.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    asm.add_argument("kernels")
+    asm.set_defaults(run=assemble_all)
+    lst = sub.add_parser("list")
+    lst.add_argument("set", nargs="?")
+    lst.set_defaults(run=list_sets)
+    args = parser.parse_args()
+    try:
+        args.run(args)
+    except RuntimeError as e:
+        sys.exit(f"matrix.py: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The GPU suite on a machine with a GPU and no LLVM/MLIR: builds the runtime
+# and gpu-decode-test without the compiler, runs the kernel matrix compiled
+# elsewhere (test/gpu/matrix.py compile --out KERNELS), compute-sanitizer's
+# memcheck, racecheck, synccheck and initcheck, and the Python package's
+# tests; one log per step in LOGS.
+#
+#   test/gpu/run-gpu-suite.sh KERNELS LOGS [STEP...]
+#
+# Steps (default: all): matrix memcheck racecheck synccheck initcheck pytest.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+kernels="$(cd "$1" && pwd)"
+logs="$(mkdir -p "$2" && cd "$2" && pwd)"
+shift 2
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] &&
+  steps=(matrix memcheck racecheck synccheck initcheck pytest)
+build="${BUILD_DIR:-/tmp/paged-attn-gpu-build}"
+# The JIT cache keeps the matrix's compiled modules for the later steps.
+export CUDA_CACHE_MAXSIZE=4294967296
+
+card="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader |
+        head -1)"
+header="# card: ${card}; date: $(date -u +%F); runtime-only build, kernels from test/gpu/matrix.py (sm_90)"
+
+cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+  -DPAGED_ATTN_ENABLE_COMPILER=OFF -DPAGED_ATTN_KERNEL_DIR="$kernels" \
+  >"$logs/build.log" 2>&1 &&
+  cmake --build "$build" >>"$logs/build.log" 2>&1 ||
+  { cat "$logs/build.log"; exit 1; }
+test_bin="$build/bin/gpu-decode-test"
+sanitize() { # TOOL LOG ARGS...
+  local tool=$1 log=$2
+  shift 2
+  { echo "$header"; echo "# compute-sanitizer --tool $tool gpu-decode-test $*"
+    compute-sanitizer --tool "$tool" --error-exitcode 1 "$test_bin" \
+      --kernels "$kernels" --jobs 1 "$@"; } >"$log" 2>&1
+  local rc=$?
+  echo "$tool: exit $rc ($(grep -c '^\[PASS\]' "$log") passed," \
+       "$(grep -c '^\[FAIL\]' "$log") failed; $(tail -1 "$log"))"
+  return $rc
+}
+status=0
+for step in "${steps[@]}"; do
+  case $step in
+  matrix)
+    { echo "$header"; "$test_bin" --kernels "$kernels"; } \
+      >"$logs/gpu-decode-test.log" 2>&1 || status=1
+    tail -2 "$logs/gpu-decode-test.log" ;;
+  memcheck)
+    # Every (set, dtype, head_dim) once, the regressions and the named cases.
+    sanitize memcheck "$logs/memcheck.log" --one-per-module || status=1 ;;
+  racecheck | synccheck)
+    # The tensor-core kernel's cp.async rings, ldmatrix and cross-warp merge
+    # in shared memory, for every head_dim it serves.
+    sanitize "$step" "$logs/$step.log" --one-per-module \
+      --filter '^(tensor-cores/|regression/)' || status=1 ;;
+  initcheck)
+    # One case per kernel: tensor cores, CUDA cores, the merge.
+    sanitize initcheck "$logs/initcheck.log" --filter \
+      '^(tensor-cores/h8_kv2_d80_.*|cuda-cores/h8_kv2_d80_.*|auto/h2_kv2_d104_.*)/split3$' ||
+      status=1 ;;
+  pytest)
+    python3 -m pip install -q --no-build-isolation "$root/python" \
+      >"$logs/pytest.log" 2>&1 || { cat "$logs/pytest.log"; status=1; continue; }
+    { echo "$header"
+      cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 -m pytest -q \
+        -p no:cacheprovider "$root/python/tests"; } >>"$logs/pytest.log" 2>&1 ||
+      status=1
+    tail -1 "$logs/pytest.log" ;;
+  *) echo "unknown step $step"; status=1 ;;
+  esac
+done
+exit $status

@@ -3,7 +3,7 @@
 #include "PagedAttn/Runtime/Runtime.h"
 
 #include "CudaDriver.h"
-#include "Json.h"
+#include "PagedAttn/Spec/Json.h"
 
 #include <algorithm>
 #include <atomic>
@@ -22,24 +22,6 @@ using namespace paged_attn::cuda;
 //===----------------------------------------------------------------------===//
 // Small helpers
 //===----------------------------------------------------------------------===//
-
-const char *paged_attn::dtypeName(DType dtype) {
-  switch (dtype) {
-  case DType::F16:
-    return "f16";
-  case DType::BF16:
-    return "bf16";
-  case DType::F32:
-    return "f32";
-  case DType::I32:
-    return "i32";
-  }
-  return "?";
-}
-
-size_t paged_attn::dtypeBytes(DType dtype) {
-  return dtype == DType::F16 || dtype == DType::BF16 ? 2 : 4;
-}
 
 Tensor Tensor::contiguous(void *data, DType dtype,
                           std::initializer_list<int64_t> sizes) {
@@ -64,48 +46,6 @@ int64_t Tensor::numElements() const {
   for (int d = 0; d < rank; ++d)
     n *= sizes[d];
   return n;
-}
-
-std::string KernelConfig::name() const {
-  std::ostringstream os;
-  os << "h" << numHeads << "_kv" << numKVHeads << "_d" << headDim << "_p"
-     << pageSize << "_" << dtypeName(dtype) << "_"
-     << (layout == Layout::NHD ? "nhd" : "hnd") << "_w" << numWarps;
-  return os.str();
-}
-
-Status KernelConfig::validate() const {
-  auto invalidConfig = [](const std::string &message) {
-    return Status(StatusCode::InvalidArgument, message);
-  };
-  const std::pair<const char *, int64_t> sizes[] = {
-      {"num_heads", numHeads},
-      {"head_dim", headDim},
-      {"num_kv_heads", numKVHeads},
-      {"page_size", pageSize},
-      {"num_warps", numWarps}};
-  for (auto [name, size] : sizes)
-    if (size < 1)
-      return invalidConfig(std::string(name) + " must be at least 1, got " +
-                           std::to_string(size));
-  if (numHeads % numKVHeads != 0)
-    return invalidConfig("num_heads (" + std::to_string(numHeads) +
-                         ") must be a multiple of num_kv_heads (" +
-                         std::to_string(numKVHeads) + ")");
-  if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
-    return invalidConfig(std::string("the dtype must be f16, bf16 or f32, "
-                                     "got ") +
-                         dtypeName(dtype));
-  if (headDim > 256)
-    return invalidConfig("head_dim (" + std::to_string(headDim) +
-                         ") must be at most 256");
-  int64_t rowBytes = headDim * int64_t(dtypeBytes(dtype));
-  if (rowBytes % 16 != 0)
-    return invalidConfig("a row of head_dim (" + std::to_string(headDim) +
-                         ") '" + dtypeName(dtype) + "' elements is " +
-                         std::to_string(rowBytes) +
-                         " bytes; it must be a multiple of 16 bytes");
-  return Status::ok();
 }
 
 static std::string shapeString(const Tensor &t) {
@@ -643,8 +583,8 @@ Status Decoder::create(std::shared_ptr<const KernelLibrary> library,
   if (!library)
     return invalid("no kernel library");
   // The op's rules first: a config that breaks one has no kernel anywhere.
-  if (Status s = config.validate(); !s)
-    return s;
+  if (std::string error = config.validate(); !error.empty())
+    return invalid(error);
   const KernelSpec *spec = library->find(config);
   if (!spec) {
     // Name a few of the library's configs: enough to spot a near miss

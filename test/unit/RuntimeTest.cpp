@@ -138,7 +138,8 @@ TEST_F(RuntimeTest, ConfigRulesComeBeforeKernelLookup) {
                           "(3)");
   KernelConfig dtype = config;
   dtype.dtype = DType::I32;
-  EXPECT_EQ(message(dtype), "the dtype must be f16, bf16 or f32, got i32");
+  EXPECT_EQ(message(dtype), "the element type must be f16, bf16 or f32, got "
+                            "i32");
   KernelConfig large = config;
   large.headDim = 264;
   EXPECT_EQ(message(large), "head_dim (264) must be at most 256");

@@ -13,6 +13,8 @@
 #ifndef PAGEDATTN_RUNTIME_RUNTIME_H
 #define PAGEDATTN_RUNTIME_RUNTIME_H
 
+#include "PagedAttn/Spec/DecodeSpec.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -47,12 +49,6 @@ private:
   std::string message_;
 };
 
-enum class DType { F16, BF16, F32, I32 };
-enum class Layout { NHD, HND };
-
-const char *dtypeName(DType dtype);
-size_t dtypeBytes(DType dtype);
-
 /// A strided view of device memory. Sizes and strides are in elements.
 struct Tensor {
   void *data = nullptr;
@@ -67,21 +63,9 @@ struct Tensor {
   int64_t numElements() const;
 };
 
-/// What a kernel pair is specialised on.
-struct KernelConfig {
-  int64_t numHeads = 0, numKVHeads = 0, headDim = 0, pageSize = 0;
-  DType dtype = DType::BF16;
-  Layout layout = Layout::NHD;
-  int64_t numWarps = 4;
-
-  /// "h32_kv8_d128_p16_bf16_nhd_w4", as in manifests.
-  std::string name() const;
-  /// The op's rules on these sizes and dtype, with the verifier's messages
-  /// (InvalidArgument): sizes at least 1, num_heads a multiple of
-  /// num_kv_heads, a 16-bit or f32 dtype, head_dim at most 256 with rows of
-  /// a multiple of 16 bytes.
-  Status validate() const;
-};
+/// What a kernel pair is specialised on: the decode's spec (its name, as in
+/// manifests, and its validate(), the op's rules).
+using KernelConfig = DecodeSpec;
 
 struct DecodeParams {
   Tensor q;           ///< [batch, num_heads, head_dim]

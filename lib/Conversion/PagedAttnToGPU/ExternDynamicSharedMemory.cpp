@@ -17,7 +17,7 @@ using namespace mlir;
 
 namespace {
 struct ExternDynamicSharedMemoryPass
-    : public paged_attn::impl::ExternDynamicSharedMemoryBase<
+    : public mlir::paged_attn::impl::ExternDynamicSharedMemoryBase<
           ExternDynamicSharedMemoryPass> {
   void runOnOperation() override {
     getOperation().walk([](LLVM::GlobalOp global) {

@@ -113,7 +113,7 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
 
 namespace {
 struct ConvertPagedAttnToGPUPass
-    : public paged_attn::impl::ConvertPagedAttnToGPUBase<
+    : public mlir::paged_attn::impl::ConvertPagedAttnToGPUBase<
           ConvertPagedAttnToGPUPass> {
   using Base::Base;
 

@@ -169,7 +169,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
 };
 
 struct ConvertPagedAttnToLoopsPass
-    : public paged_attn::impl::ConvertPagedAttnToLoopsBase<
+    : public mlir::paged_attn::impl::ConvertPagedAttnToLoopsBase<
           ConvertPagedAttnToLoopsPass> {
   void runOnOperation() override {
     WalkResult walk = getOperation()->walk([](DecodeOp op) {

@@ -1,5 +1,6 @@
 //===- PagedAttnOps.cpp - paged_attn operations ---------------------------===//
 
+#include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
 #include "mlir/IR/Builders.h"
@@ -38,6 +39,16 @@ void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
   build(b, state, /*result=*/Type(), q, kCache, vCache, blockTable, seqLens,
         out, KVLayoutAttr::get(b.getContext(), layout),
         buildScaleAttr(b, scale));
+}
+
+int64_t DecodeOp::getNumKVHeads() {
+  return getCacheType().getDimSize(
+      ::paged_attn::cacheDims(toLayout(getLayout())).kvHeads);
+}
+
+int64_t DecodeOp::getPageSize() {
+  return getCacheType().getDimSize(
+      ::paged_attn::cacheDims(toLayout(getLayout())).page);
 }
 
 float DecodeOp::getEffectiveScale() {
@@ -82,12 +93,10 @@ static std::string formatShape(ArrayRef<int64_t> shape) {
   return s;
 }
 
-/// The largest head_dim the op accepts.
-static constexpr int64_t kMaxHeadDim = 256;
-
-/// Element types the op computes on (K/V share the type of q until fp8).
+/// Element types the op computes on: the spec's floating-point dtypes.
 static bool isSupportedElementType(Type t) {
-  return t.isF16() || t.isBF16() || t.isF32();
+  std::optional<DType> dtype = toDType(t);
+  return dtype && isDataDType(*dtype);
 }
 
 /// The vector-loaded operands of the memref form need unit innermost stride
@@ -208,46 +217,14 @@ LogicalResult DecodeOp::verify() {
                          << formatShape(kType.getShape()) << " and "
                          << formatShape(vType.getShape());
 
-  bool nhd = getLayout() == KVLayout::nhd;
-  StringRef layoutName = stringifyKVLayout(getLayout());
-  int64_t numHeads = getNumHeads(), headDim = getHeadDim();
-  int64_t numKVHeads = getNumKVHeads(), pageSize = getPageSize();
-  std::pair<StringRef, int64_t> sizes[] = {{"num_heads", numHeads},
-                                           {"head_dim", headDim},
-                                           {"num_kv_heads", numKVHeads},
-                                           {"page_size", pageSize}};
-  for (auto [name, size] : sizes)
-    if (size < 1)
-      return emitOpError() << name << " must be at least 1, got " << size;
-
-  if (kType.getDimSize(3) != headDim)
+  DecodeSpec spec = getDecodeSpec(*this);
+  if (spec.headDim >= 1 && kType.getDimSize(3) != spec.headDim)
     return emitOpError() << "'k_cache' head_dim (" << kType.getDimSize(3)
-                         << ") must equal the head_dim of 'q' (" << headDim
+                         << ") must equal the head_dim of 'q' (" << spec.headDim
                          << ")";
-  if (numKVHeads > numHeads)
-    return emitOpError() << "with layout " << layoutName
-                         << ", num_kv_heads is 'k_cache' dim " << (nhd ? 2 : 1)
-                         << ": got " << numKVHeads << ", more than num_heads ("
-                         << numHeads << "); does the cache use layout "
-                         << (nhd ? "hnd" : "nhd") << "?";
-  if (numHeads % numKVHeads != 0)
-    return emitOpError() << "num_heads (" << numHeads
-                         << ") must be a multiple of num_kv_heads ("
-                         << numKVHeads << ")";
-
-  // The GPU kernels keep a thread's share of a row in registers; the test
-  // matrix proves every head_dim up to this bound on both kernels.
-  if (headDim > kMaxHeadDim)
-    return emitOpError() << "head_dim (" << headDim << ") must be at most "
-                         << kMaxHeadDim;
-
-  // 16-byte rows make every row, and so every page, 16-byte aligned: rows
-  // are loaded as 16-byte vectors and pages can be bulk-copied.
-  int64_t elemBytes = elemType.getIntOrFloatBitWidth() / 8;
-  if ((headDim * elemBytes) % 16 != 0)
-    return emitOpError() << "a row of head_dim (" << headDim << ") " << elemType
-                         << " elements is " << headDim * elemBytes
-                         << " bytes; it must be a multiple of 16 bytes";
+  // The rules on the sizes and dtype, shared with every layer.
+  if (std::string error = spec.validate(); !error.empty())
+    return emitOpError() << error;
 
   // Batch sizes, where static.
   std::pair<StringRef, int64_t> batches[] = {

@@ -109,17 +109,12 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     }
     ::mlir::Type getElementType() { return getQType().getElementType(); }
 
-    /// Static sizes; valid once the op verifies.
+    /// Static sizes; valid once the op verifies (the layout's dims:
+    /// PagedAttn/Spec; getDecodeSpec in DecodeSpec.h gives all of them).
     int64_t getNumHeads() { return getQType().getDimSize(1); }
     int64_t getHeadDim() { return getQType().getDimSize(2); }
-    int64_t getNumKVHeads() {
-      return getCacheType().getDimSize(
-          getLayout() == ::mlir::paged_attn::KVLayout::nhd ? 2 : 1);
-    }
-    int64_t getPageSize() {
-      return getCacheType().getDimSize(
-          getLayout() == ::mlir::paged_attn::KVLayout::nhd ? 1 : 2);
-    }
+    int64_t getNumKVHeads();
+    int64_t getPageSize();
     /// `scale` if set, else 1/sqrt(head_dim).
     float getEffectiveScale();
   }];

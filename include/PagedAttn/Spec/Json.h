@@ -5,8 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef PAGEDATTN_LIB_RUNTIME_JSON_H
-#define PAGEDATTN_LIB_RUNTIME_JSON_H
+#ifndef PAGEDATTN_SPEC_JSON_H
+#define PAGEDATTN_SPEC_JSON_H
 
 #include <cstdint>
 #include <map>
@@ -47,4 +47,4 @@ bool parse(const std::string &text, Value &out, std::string &error);
 } // namespace json
 } // namespace paged_attn
 
-#endif // PAGEDATTN_LIB_RUNTIME_JSON_H
+#endif // PAGEDATTN_SPEC_JSON_H

@@ -1,6 +1,6 @@
 //===- Json.cpp - a small JSON reader for kernel manifests ----------------===//
 
-#include "Json.h"
+#include "PagedAttn/Spec/Json.h"
 
 #include <cstdlib>
 #include <cstring>

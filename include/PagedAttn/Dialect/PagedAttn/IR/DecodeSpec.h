@@ -1,0 +1,40 @@
+//===- DecodeSpec.h - the op as the shared DecodeSpec -----------*- C++ -*-===//
+//
+// Between the dialect and the LLVM-free description of a decode every layer
+// shares (PagedAttn/Spec): a decode op's spec, and the MLIR spelling of the
+// spec's dtypes and layouts. Kept out of PagedAttn.h: the spec lives in the
+// top-level `paged_attn` namespace, which would make `paged_attn::` ambiguous
+// in code that says `using namespace mlir`.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PAGEDATTN_DIALECT_PAGEDATTN_IR_DECODESPEC_H
+#define PAGEDATTN_DIALECT_PAGEDATTN_IR_DECODESPEC_H
+
+#include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
+#include "PagedAttn/Spec/DecodeSpec.h"
+
+#include <optional>
+
+namespace mlir {
+namespace paged_attn {
+using ::paged_attn::DecodeSpec;
+using ::paged_attn::DType;
+using ::paged_attn::Layout;
+
+/// What `op` computes: its sizes (static once the op verifies), dtype and
+/// layout.
+DecodeSpec getDecodeSpec(DecodeOp op);
+
+/// The spec's dtype of an MLIR element type, if it is one of them.
+std::optional<DType> toDType(Type type);
+/// The MLIR element type of a dtype.
+Type toMLIRType(MLIRContext *ctx, DType dtype);
+/// The attribute's layout as the spec names it, and back.
+Layout toLayout(KVLayout layout);
+KVLayout toKVLayout(Layout layout);
+
+} // namespace paged_attn
+} // namespace mlir
+
+#endif // PAGEDATTN_DIALECT_PAGEDATTN_IR_DECODESPEC_H

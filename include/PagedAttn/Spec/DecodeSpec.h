@@ -1,0 +1,113 @@
+//===- DecodeSpec.h - what one paged decode is, for every layer -*- C++ -*-===//
+//
+// The facts about a paged decode that the verifier, the kernel builders, the
+// compiler's manifest, the runtime, the C API, Python and the tools share:
+// its sizes, dtype and layout, its name, the op's rules on them (with the
+// verifier's messages), where a layout keeps pages and KV heads, and the
+// manifest's config section. Free of LLVM and MLIR: the runtime links it
+// without them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PAGEDATTN_SPEC_DECODESPEC_H
+#define PAGEDATTN_SPEC_DECODESPEC_H
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace paged_attn {
+
+/// Element types of the op's operands and kernel parameters: the caches, q
+/// and out are one of the floating-point ones, the page table and lengths
+/// I32 (I64: the page-table check's result).
+enum class DType { F16, BF16, F32, I32, I64 };
+
+/// "f16", "bf16", "f32", "i32", "i64".
+const char *dtypeName(DType dtype);
+size_t dtypeBytes(DType dtype);
+/// The dtype named `name`.
+std::optional<DType> parseDType(std::string_view name);
+/// Whether q, the caches and out may have this dtype.
+bool isDataDType(DType dtype);
+
+/// How a KV cache orders a page's tokens and KV heads.
+enum class Layout {
+  NHD, ///< [num_pages, page_size, num_kv_heads, head_dim]
+  HND, ///< [num_pages, num_kv_heads, page_size, head_dim]
+};
+
+/// "nhd", "hnd".
+const char *layoutName(Layout layout);
+std::optional<Layout> parseLayout(std::string_view name);
+
+/// Which dims of a 4-D cache hold the page's tokens and the KV heads (dim 0
+/// is the page pool, dim 3 head_dim) under `layout`.
+struct CacheDims {
+  int page;
+  int kvHeads;
+};
+CacheDims cacheDims(Layout layout);
+/// "[num_pages, page_size, num_kv_heads, head_dim]" or the hnd order.
+const char *cacheShapeDoc(Layout layout);
+
+/// One decode: the sizes and dtype its kernels are specialised on.
+struct DecodeSpec {
+  int64_t numHeads = 0, numKVHeads = 0, headDim = 0, pageSize = 0;
+  DType dtype = DType::BF16;
+  Layout layout = Layout::NHD;
+  int64_t numWarps = 4;
+
+  /// The largest head_dim the op accepts.
+  static constexpr int64_t kMaxHeadDim = 256;
+
+  /// The spec of q [batch, num_heads, head_dim] and a cache `cacheShape`
+  /// laid out as `layout`, unchecked (validate() says whether it is one).
+  static DecodeSpec fromShapes(const int64_t qShape[3],
+                               const int64_t cacheShape[4], DType dtype,
+                               Layout layout);
+
+  /// "h32_kv8_d128_p16_bf16_nhd_w4": kernels and manifests are named by it.
+  std::string name() const;
+  /// Query heads per KV head.
+  int64_t groupSize() const { return numHeads / numKVHeads; }
+  size_t elementBytes() const { return dtypeBytes(dtype); }
+  /// [num_pages, ...] of a cache of `numPages` pages under the layout.
+  std::array<int64_t, 4> cacheShape(int64_t numPages) const;
+
+  /// The op's rules on these sizes and dtype: empty when they hold, else
+  /// the first broken rule's message (the verifier's): sizes at least 1,
+  /// num_kv_heads at most num_heads (else a hint about the layout), a
+  /// multiple of it, a floating-point dtype, head_dim at most kMaxHeadDim
+  /// with rows of a multiple of 16 bytes.
+  std::string validate() const;
+
+  bool operator==(const DecodeSpec &other) const;
+  bool operator!=(const DecodeSpec &other) const { return !(*this == other); }
+};
+
+/// A field of a manifest's config section: a key and an integer, string or
+/// boolean value. The compiler writes these and the runtime reads them back.
+using ConfigValue = std::variant<int64_t, std::string, bool>;
+using ConfigField = std::pair<std::string, ConfigValue>;
+
+/// The spec's part of a manifest's config section.
+std::vector<ConfigField> specConfigFields(const DecodeSpec &spec);
+
+namespace json {
+struct Value;
+} // namespace json
+
+/// Reads the fields specConfigFields writes from a manifest's config object
+/// into `spec`; returns empty, or what is missing or malformed.
+std::string specFromConfig(const json::Value &config, DecodeSpec *spec);
+
+} // namespace paged_attn
+
+#endif // PAGEDATTN_SPEC_DECODESPEC_H

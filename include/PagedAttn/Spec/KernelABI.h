@@ -1,0 +1,70 @@
+//===- KernelABI.h - the decode kernels' parameters and workspace -*- C++ -*-===//
+//
+// How the kernels of a decode are called: their parameters in launch order
+// (the conversion builds the kernels' signatures from them, the compiler
+// describes them in the manifest and the runtime passes them), and the
+// split-KV workspace the decode kernel writes and the merge kernel reads.
+// Free of LLVM and MLIR.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PAGEDATTN_SPEC_KERNELABI_H
+#define PAGEDATTN_SPEC_KERNELABI_H
+
+#include "PagedAttn/Spec/DecodeSpec.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace paged_attn {
+
+/// A dimension of a kernel parameter that is not fixed by the spec.
+constexpr int64_t kDynamicSize = -1;
+
+/// One parameter of a kernel. A memref is passed as its descriptor
+/// (allocated pointer, aligned pointer, offset, sizes, strides: i64, in
+/// elements); a scalar as itself.
+struct KernelParam {
+  const char *name;
+  bool isMemRef;
+  /// The element (or scalar) type: the decode's own dtype for q, the
+  /// caches and out.
+  DType dtype;
+  /// Static sizes from the spec, kDynamicSize elsewhere (memrefs only).
+  std::vector<int64_t> shape;
+  /// Whether the kernel loads 16-byte vectors along the last dimension
+  /// (which then has unit stride); other strides are free.
+  bool unitInnermostStride;
+};
+
+/// q, k_cache, v_cache, block_table, seq_lens, out, partial_out,
+/// partial_lse, scale (f32), num_splits (i32).
+std::vector<KernelParam> decodeKernelParams(const DecodeSpec &spec);
+/// partial_out, partial_lse, out, num_splits (i32).
+std::vector<KernelParam> mergeKernelParams(const DecodeSpec &spec);
+/// block_table, seq_lens, num_pages (i32), first_bad (i64 [1]).
+std::vector<KernelParam> checkKernelParams(const DecodeSpec &spec);
+
+/// The split-KV workspace of `batch` sequences split `numSplits` ways:
+/// partial_out f32 [batch, num_heads, num_splits, head_dim], then
+/// partial_lse f32 [batch, num_heads, num_splits], each 256-byte aligned.
+struct SplitWorkspace {
+  /// 0 when numSplits is 1 (the decode kernel writes out directly).
+  size_t bytes = 0;
+  size_t lseOffset = 0;
+  int64_t outSizes[4] = {0, 0, 0, 0}, outStrides[4] = {0, 0, 0, 0};
+  int64_t lseSizes[3] = {0, 0, 0}, lseStrides[3] = {0, 0, 0};
+};
+
+/// Lays out the workspace; returns empty, or why it cannot be (sizes below
+/// 1, or more bytes than size_t holds).
+std::string layOutSplitWorkspace(const DecodeSpec &spec, int64_t batch,
+                                 int64_t numSplits, SplitWorkspace *result);
+
+/// The layout in words, for manifests.
+const char *splitWorkspaceDoc();
+
+} // namespace paged_attn
+
+#endif // PAGEDATTN_SPEC_KERNELABI_H

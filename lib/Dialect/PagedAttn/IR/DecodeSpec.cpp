@@ -1,0 +1,53 @@
+//===- DecodeSpec.cpp - the op as the shared DecodeSpec -------------------===//
+
+#include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
+
+using namespace mlir;
+using namespace mlir::paged_attn;
+
+DecodeSpec mlir::paged_attn::getDecodeSpec(DecodeOp op) {
+  // The verifier calls this once the ranks are right.
+  ArrayRef<int64_t> q = op.getQType().getShape();
+  ArrayRef<int64_t> cache = op.getCacheType().getShape();
+  DType dtype = toDType(op.getElementType()).value_or(DType::F32);
+  return DecodeSpec::fromShapes(q.data(), cache.data(), dtype,
+                                toLayout(op.getLayout()));
+}
+
+std::optional<DType> mlir::paged_attn::toDType(Type type) {
+  if (type.isF16())
+    return DType::F16;
+  if (type.isBF16())
+    return DType::BF16;
+  if (type.isF32())
+    return DType::F32;
+  if (type.isSignlessInteger(32))
+    return DType::I32;
+  if (type.isSignlessInteger(64))
+    return DType::I64;
+  return std::nullopt;
+}
+
+Type mlir::paged_attn::toMLIRType(MLIRContext *ctx, DType dtype) {
+  switch (dtype) {
+  case DType::F16:
+    return Float16Type::get(ctx);
+  case DType::BF16:
+    return BFloat16Type::get(ctx);
+  case DType::F32:
+    return Float32Type::get(ctx);
+  case DType::I32:
+    return IntegerType::get(ctx, 32);
+  case DType::I64:
+    return IntegerType::get(ctx, 64);
+  }
+  return Type();
+}
+
+Layout mlir::paged_attn::toLayout(KVLayout layout) {
+  return layout == KVLayout::nhd ? Layout::NHD : Layout::HND;
+}
+
+KVLayout mlir::paged_attn::toKVLayout(Layout layout) {
+  return layout == Layout::NHD ? KVLayout::nhd : KVLayout::hnd;
+}

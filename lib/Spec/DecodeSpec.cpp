@@ -1,0 +1,186 @@
+//===- DecodeSpec.cpp - what one paged decode is, for every layer ---------===//
+
+#include "PagedAttn/Spec/DecodeSpec.h"
+#include "PagedAttn/Spec/Json.h"
+
+#include <cmath>
+
+using namespace paged_attn;
+
+namespace {
+struct DTypeRow {
+  DType dtype;
+  const char *name;
+  size_t bytes;
+  bool data;
+};
+// Every fact about a dtype, in one table.
+constexpr DTypeRow kDTypes[] = {
+    {DType::F16, "f16", 2, true},
+    {DType::BF16, "bf16", 2, true},
+    {DType::F32, "f32", 4, true},
+    {DType::I32, "i32", 4, false},
+    {DType::I64, "i64", 8, false},
+};
+
+const DTypeRow &row(DType dtype) {
+  for (const DTypeRow &r : kDTypes)
+    if (r.dtype == dtype)
+      return r;
+  return kDTypes[0];
+}
+} // namespace
+
+const char *paged_attn::dtypeName(DType dtype) { return row(dtype).name; }
+size_t paged_attn::dtypeBytes(DType dtype) { return row(dtype).bytes; }
+bool paged_attn::isDataDType(DType dtype) { return row(dtype).data; }
+
+std::optional<DType> paged_attn::parseDType(std::string_view name) {
+  for (const DTypeRow &r : kDTypes)
+    if (name == r.name)
+      return r.dtype;
+  return std::nullopt;
+}
+
+const char *paged_attn::layoutName(Layout layout) {
+  return layout == Layout::NHD ? "nhd" : "hnd";
+}
+
+std::optional<Layout> paged_attn::parseLayout(std::string_view name) {
+  if (name == "nhd")
+    return Layout::NHD;
+  if (name == "hnd")
+    return Layout::HND;
+  return std::nullopt;
+}
+
+CacheDims paged_attn::cacheDims(Layout layout) {
+  return layout == Layout::NHD ? CacheDims{1, 2} : CacheDims{2, 1};
+}
+
+const char *paged_attn::cacheShapeDoc(Layout layout) {
+  return layout == Layout::NHD
+             ? "[num_pages, page_size, num_kv_heads, head_dim]"
+             : "[num_pages, num_kv_heads, page_size, head_dim]";
+}
+
+DecodeSpec DecodeSpec::fromShapes(const int64_t qShape[3],
+                                  const int64_t cacheShape[4], DType dtype,
+                                  Layout layout) {
+  CacheDims dims = cacheDims(layout);
+  DecodeSpec spec;
+  spec.numHeads = qShape[1];
+  spec.headDim = qShape[2];
+  spec.numKVHeads = cacheShape[dims.kvHeads];
+  spec.pageSize = cacheShape[dims.page];
+  spec.dtype = dtype;
+  spec.layout = layout;
+  return spec;
+}
+
+std::string DecodeSpec::name() const {
+  return "h" + std::to_string(numHeads) + "_kv" + std::to_string(numKVHeads) +
+         "_d" + std::to_string(headDim) + "_p" + std::to_string(pageSize) +
+         "_" + dtypeName(dtype) + "_" + layoutName(layout) + "_w" +
+         std::to_string(numWarps);
+}
+
+std::array<int64_t, 4> DecodeSpec::cacheShape(int64_t numPages) const {
+  std::array<int64_t, 4> shape = {numPages, 0, 0, headDim};
+  CacheDims dims = cacheDims(layout);
+  shape[dims.page] = pageSize;
+  shape[dims.kvHeads] = numKVHeads;
+  return shape;
+}
+
+std::string DecodeSpec::validate() const {
+  const std::pair<const char *, int64_t> sizes[] = {
+      {"num_heads", numHeads},
+      {"head_dim", headDim},
+      {"num_kv_heads", numKVHeads},
+      {"page_size", pageSize},
+      {"num_warps", numWarps}};
+  for (auto [what, size] : sizes)
+    if (size < 1)
+      return std::string(what) + " must be at least 1, got " +
+             std::to_string(size);
+  if (numKVHeads > numHeads) {
+    bool nhd = layout == Layout::NHD;
+    return std::string("with layout ") + layoutName(layout) +
+           ", num_kv_heads is 'k_cache' dim " +
+           std::to_string(cacheDims(layout).kvHeads) + ": got " +
+           std::to_string(numKVHeads) + ", more than num_heads (" +
+           std::to_string(numHeads) + "); does the cache use layout " +
+           (nhd ? "hnd" : "nhd") + "?";
+  }
+  if (numHeads % numKVHeads != 0)
+    return "num_heads (" + std::to_string(numHeads) +
+           ") must be a multiple of num_kv_heads (" +
+           std::to_string(numKVHeads) + ")";
+  if (!isDataDType(dtype))
+    return std::string("the element type must be f16, bf16 or f32, got ") +
+           dtypeName(dtype);
+  if (headDim > kMaxHeadDim)
+    return "head_dim (" + std::to_string(headDim) + ") must be at most " +
+           std::to_string(kMaxHeadDim);
+  // 16-byte rows make every row, and so every page, 16-byte aligned: rows
+  // are loaded as 16-byte vectors.
+  int64_t rowBytes = headDim * int64_t(elementBytes());
+  if (rowBytes % 16 != 0)
+    return "a row of head_dim (" + std::to_string(headDim) + ") '" +
+           dtypeName(dtype) + "' elements is " + std::to_string(rowBytes) +
+           " bytes; it must be a multiple of 16 bytes";
+  return "";
+}
+
+bool DecodeSpec::operator==(const DecodeSpec &o) const {
+  return numHeads == o.numHeads && numKVHeads == o.numKVHeads &&
+         headDim == o.headDim && pageSize == o.pageSize && dtype == o.dtype &&
+         layout == o.layout && numWarps == o.numWarps;
+}
+
+std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
+  return {{"name", spec.name()},
+          {"num_heads", spec.numHeads},
+          {"num_kv_heads", spec.numKVHeads},
+          {"head_dim", spec.headDim},
+          {"page_size", spec.pageSize},
+          {"dtype", std::string(dtypeName(spec.dtype))},
+          {"layout", std::string(layoutName(spec.layout))},
+          {"num_warps", spec.numWarps}};
+}
+
+/// The integer at `key`, if it is one that int64_t holds exactly.
+static bool getInteger(const json::Value &object, const char *key,
+                       int64_t *out) {
+  const json::Value *v = object.get(key);
+  if (!v || !v->isNumber() || !std::isfinite(v->number) ||
+      v->number != std::floor(v->number) || std::fabs(v->number) > 9.0e15)
+    return false;
+  *out = static_cast<int64_t>(v->number);
+  return true;
+}
+
+std::string paged_attn::specFromConfig(const json::Value &config,
+                                       DecodeSpec *spec) {
+  const char *const integers[] = {"num_heads", "num_kv_heads", "head_dim",
+                                  "page_size", "num_warps"};
+  int64_t *fields[] = {&spec->numHeads, &spec->numKVHeads, &spec->headDim,
+                       &spec->pageSize, &spec->numWarps};
+  for (size_t i = 0; i < std::size(integers); ++i)
+    if (!getInteger(config, integers[i], fields[i]))
+      return std::string("config has no integer '") + integers[i] + "'";
+  const json::Value *dtype = config.get("dtype");
+  const json::Value *layout = config.get("layout");
+  std::optional<DType> parsedDType;
+  std::optional<Layout> parsedLayout;
+  if (!dtype || !dtype->isString() ||
+      !(parsedDType = parseDType(dtype->string)))
+    return "config has no dtype f16, bf16 or f32";
+  if (!layout || !layout->isString() ||
+      !(parsedLayout = parseLayout(layout->string)))
+    return "config has no layout nhd or hnd";
+  spec->dtype = *parsedDType;
+  spec->layout = *parsedLayout;
+  return spec->validate();
+}

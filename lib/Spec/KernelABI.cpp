@@ -1,0 +1,116 @@
+//===- KernelABI.cpp - the decode kernels' parameters and workspace -------===//
+
+#include "PagedAttn/Spec/KernelABI.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+using namespace paged_attn;
+
+namespace {
+constexpr int64_t dyn = kDynamicSize;
+
+KernelParam memref(const char *name, DType dtype, std::vector<int64_t> shape,
+                   bool unitInnermostStride) {
+  return {name, true, dtype, std::move(shape), unitInnermostStride};
+}
+
+KernelParam scalar(const char *name, DType dtype) {
+  return {name, false, dtype, {}, false};
+}
+
+std::vector<int64_t> cacheShape(const DecodeSpec &s) {
+  std::array<int64_t, 4> shape = s.cacheShape(dyn);
+  return {shape.begin(), shape.end()};
+}
+
+// The split-KV partials are f32 whatever the decode's dtype.
+KernelParam partialOut(const DecodeSpec &s) {
+  return memref("partial_out", DType::F32, {dyn, s.numHeads, dyn, s.headDim},
+                true);
+}
+KernelParam partialLse(const DecodeSpec &s) {
+  return memref("partial_lse", DType::F32, {dyn, s.numHeads, dyn}, false);
+}
+KernelParam blockTable() {
+  return memref("block_table", DType::I32, {dyn, dyn}, false);
+}
+KernelParam seqLens() { return memref("seq_lens", DType::I32, {dyn}, false); }
+KernelParam out(const DecodeSpec &s) {
+  return memref("out", s.dtype, {dyn, s.numHeads, s.headDim}, true);
+}
+} // namespace
+
+std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
+  return {memref("q", s.dtype, {dyn, s.numHeads, s.headDim}, true),
+          memref("k_cache", s.dtype, cacheShape(s), true),
+          memref("v_cache", s.dtype, cacheShape(s), true),
+          blockTable(),
+          seqLens(),
+          out(s),
+          partialOut(s),
+          partialLse(s),
+          scalar("scale", DType::F32),
+          scalar("num_splits", DType::I32)};
+}
+
+std::vector<KernelParam> paged_attn::mergeKernelParams(const DecodeSpec &s) {
+  return {partialOut(s), partialLse(s), out(s),
+          scalar("num_splits", DType::I32)};
+}
+
+std::vector<KernelParam> paged_attn::checkKernelParams(const DecodeSpec &) {
+  return {blockTable(), seqLens(), scalar("num_pages", DType::I32),
+          memref("first_bad", DType::I64, {1}, false)};
+}
+
+static size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+std::string paged_attn::layOutSplitWorkspace(const DecodeSpec &spec,
+                                             int64_t batch, int64_t numSplits,
+                                             SplitWorkspace *result) {
+  if (batch < 0 || numSplits < 1)
+    return "a split workspace needs batch >= 0 and num_splits >= 1, got " +
+           std::to_string(batch) + " and " + std::to_string(numSplits);
+  SplitWorkspace w;
+  if (numSplits == 1 || batch == 0) {
+    *result = w;
+    return "";
+  }
+  // rows = batch * num_heads * num_splits; bytes = rows * (head_dim + 1) *
+  // 4 plus alignment, all checked: a size that overflows is an error, not
+  // a small workspace.
+  uint64_t rows = 0, outElems = 0, outBytes = 0, lseBytes = 0, total = 0;
+  if (__builtin_mul_overflow(uint64_t(batch), uint64_t(spec.numHeads), &rows) ||
+      __builtin_mul_overflow(rows, uint64_t(numSplits), &rows) ||
+      __builtin_mul_overflow(rows, uint64_t(spec.headDim), &outElems) ||
+      __builtin_mul_overflow(outElems, uint64_t(4), &outBytes) ||
+      __builtin_mul_overflow(rows, uint64_t(4), &lseBytes) ||
+      outBytes > SIZE_MAX - 512 || lseBytes > SIZE_MAX - 512 ||
+      __builtin_add_overflow(alignUp(outBytes, 256), alignUp(lseBytes, 256),
+                             &total) ||
+      total > uint64_t(INT64_MAX))
+    return "the split-KV workspace of " + std::to_string(batch) +
+           " sequences split " + std::to_string(numSplits) +
+           " ways is larger than memory can be";
+  w.bytes = size_t(total);
+  w.lseOffset = alignUp(size_t(outBytes), 256);
+  int64_t h = spec.numHeads, d = spec.headDim;
+  const int64_t outSizes[4] = {batch, h, numSplits, d};
+  const int64_t outStrides[4] = {h * numSplits * d, numSplits * d, d, 1};
+  const int64_t lseSizes[3] = {batch, h, numSplits};
+  const int64_t lseStrides[3] = {h * numSplits, numSplits, 1};
+  std::copy(outSizes, outSizes + 4, w.outSizes);
+  std::copy(outStrides, outStrides + 4, w.outStrides);
+  std::copy(lseSizes, lseSizes + 3, w.lseSizes);
+  std::copy(lseStrides, lseStrides + 3, w.lseStrides);
+  *result = w;
+  return "";
+}
+
+const char *paged_attn::splitWorkspaceDoc() {
+  return "partial_out f32 [batch, num_heads, num_splits, head_dim], then "
+         "partial_lse f32 [batch, num_heads, num_splits], each 256-byte "
+         "aligned";
+}

@@ -1,7 +1,9 @@
 //===- Pipelines.cpp - paged_attn lowering pipelines ----------------------===//
 
 #include "PagedAttn/Pipelines/Pipelines.h"
+#include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
 #include "PagedAttn/Conversion/Passes.h"
+#include "PagedAttn/Spec/TargetInfo.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
@@ -12,50 +14,35 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
-#include "llvm/ADT/StringSwitch.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 using namespace mlir::paged_attn;
 
-std::string mlir::paged_attn::getDefaultPTXFeatures(StringRef chip) {
-  // PTX 7.4 for the cp.async prefetch hint; what the chip needs above that.
-  return llvm::StringSwitch<std::string>(chip)
-      .Cases({"sm_80", "sm_86"}, "+ptx74")
-      .Case("sm_89", "+ptx78")
-      .Cases({"sm_90", "sm_90a"}, "+ptx80")
-      .Default("");
-}
-
-/// The NN of a "+ptxNN" feature, or 0.
-static int64_t getPTXVersion(StringRef features) {
-  size_t at = features.find("+ptx");
-  if (at == StringRef::npos)
-    return 0;
-  StringRef digits = features.drop_front(at + 4).take_while(llvm::isDigit);
-  int64_t version = 0;
-  return digits.getAsInteger(10, version) ? 0 : version;
-}
-
-DecodeTargetLimits mlir::paged_attn::getDecodeTargetLimits(StringRef chip,
-                                                           StringRef features) {
-  std::string defaults = getDefaultPTXFeatures(chip);
+std::string mlir::paged_attn::checkTarget(StringRef chip, StringRef features) {
+  const ::paged_attn::TargetInfo *target = ::paged_attn::lookupTarget(chip);
+  if (!target)
+    return llvm::formatv("unsupported chip '{0}' (expected {1})", chip,
+                         ::paged_attn::supportedChipList())
+        .str();
   if (features.empty())
-    features = defaults;
-  DecodeTargetLimits limits;
-  // The opt-in limits of the CUDA programming guide's table of compute
-  // capabilities.
-  limits.sharedMemoryLimit = llvm::StringSwitch<int64_t>(chip)
-                                 .Case("sm_80", 163 * 1024)
-                                 .Cases({"sm_86", "sm_89"}, 99 * 1024)
-                                 .Cases({"sm_90", "sm_90a"}, 227 * 1024)
-                                 .Default(0);
-  limits.programmaticLaunch = chip == "sm_90" || chip == "sm_90a";
-  limits.l2PrefetchHint = getPTXVersion(features) >= 74;
-  return limits;
-}
-
-bool mlir::paged_attn::isSupportedChip(StringRef chip) {
-  return !getDefaultPTXFeatures(chip).empty();
+    return "";
+  int version = ::paged_attn::ptxVersionOf(features);
+  if (features != ::paged_attn::ptxFeature(version) ||
+      !::paged_attn::isKnownPTXVersion(version))
+    return llvm::formatv("PTX features must be one +ptxNN of a PTX ISA "
+                         "version the compiler knows (+ptx70 to +ptx90), "
+                         "got '{0}'",
+                         features)
+        .str();
+  if (version < target->minPTXVersion)
+    return llvm::formatv("PTX {0}.{1} cannot target {2}: it needs {3} or "
+                         "later",
+                         version / 10, version % 10, chip,
+                         ::paged_attn::ptxFeature(target->minPTXVersion))
+        .str();
+  return "";
 }
 
 /// Tensor form to memref form; function arguments keep identity layouts so
@@ -68,30 +55,34 @@ static void addBufferization(OpPassManager &pm) {
   pm.addPass(bufferization::createOneShotBufferizePass(options));
 }
 
-void mlir::paged_attn::buildPagedAttnToPTXPipeline(
-    OpPassManager &pm, const PagedAttnToPTXOptions &options) {
+/// The PTX features the kernels are compiled with.
+static std::string getFeatures(const PagedAttnToPTXOptions &options) {
+  if (!options.features.empty())
+    return options.features;
+  const ::paged_attn::TargetInfo *target =
+      ::paged_attn::lookupTarget(options.chip);
+  return target ? ::paged_attn::ptxFeature(target->defaultPTXVersion) : "";
+}
+
+void mlir::paged_attn::buildPagedAttnSelectionPipeline(
+    OpPassManager &pm, const PagedAttnToPTXOptions &options,
+    const DecodeKernelOptions &kernels) {
   addBufferization(pm);
+  const ::paged_attn::TargetInfo *target =
+      ::paged_attn::lookupTarget(options.chip);
+  pm.addPass(createSelectDecodeKernelPass(
+      target ? kernels.forTarget(*target, options.features) : kernels));
+}
+
+void mlir::paged_attn::buildPagedAttnKernelPipeline(
+    OpPassManager &pm, const PagedAttnToPTXOptions &options) {
   ConvertPagedAttnToGPUOptions toGPU;
-  toGPU.numWarps = options.numWarps;
   toGPU.numSplits = options.numSplits;
-  toGPU.tokensPerLaneGroup = options.tokensPerLaneGroup;
-  toGPU.maxHeadsPerCTA = options.maxHeadsPerCTA;
-  toGPU.prefetchPageTable = options.prefetchPageTable;
-  toGPU.minCTAsPerSM = options.minCTAsPerSM;
-  toGPU.tensorCores = options.tensorCores;
-  toGPU.kvStages = options.kvStages;
-  DecodeTargetLimits limits =
-      getDecodeTargetLimits(options.chip, options.features);
-  toGPU.l2Prefetch = limits.l2PrefetchHint ? options.l2Prefetch : 0;
-  toGPU.sharedMemoryLimit = limits.sharedMemoryLimit;
-  toGPU.programmaticLaunch = limits.programmaticLaunch;
   pm.addPass(createConvertPagedAttnToGPU(toGPU));
 
   GpuNVVMAttachTargetOptions target;
   target.chip = options.chip;
-  target.features = options.features.empty()
-                        ? getDefaultPTXFeatures(options.chip)
-                        : std::string(options.features);
+  target.features = getFeatures(options);
   target.optLevel = options.optLevel;
   pm.addPass(createGpuNVVMAttachTarget(target));
 
@@ -117,6 +108,13 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   }
 }
 
+void mlir::paged_attn::buildPagedAttnToPTXPipeline(
+    OpPassManager &pm, const PagedAttnToPTXOptions &options,
+    const DecodeKernelOptions &kernels) {
+  buildPagedAttnSelectionPipeline(pm, options, kernels);
+  buildPagedAttnKernelPipeline(pm, options);
+}
+
 void mlir::paged_attn::buildPagedAttnToCPUPipeline(OpPassManager &pm) {
   addBufferization(pm);
   pm.addPass(createConvertPagedAttnToLoops());
@@ -130,13 +128,87 @@ void mlir::paged_attn::buildPagedAttnToCPUPipeline(OpPassManager &pm) {
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
+//===----------------------------------------------------------------------===//
+// Registration
+//===----------------------------------------------------------------------===//
+
+/// The names of PagedAttnToPTXOptions' own options, as it prints them.
+static llvm::StringSet<> getOwnOptionNames() {
+  std::string printed;
+  llvm::raw_string_ostream os(printed);
+  PagedAttnToPTXOptions().print(os);
+  llvm::StringSet<> names;
+  for (StringRef entry : llvm::split(StringRef(printed).trim("{} "), ' '))
+    if (!entry.empty())
+      names.insert(entry.split('=').first);
+  return names;
+}
+
+/// Splits a pipeline's option text ("chip=sm_90 kv-stages=2") into
+/// PagedAttnToPTXOptions' own options and the rest, which belong to
+/// paged-attn-select-decode-kernel. Values may be quoted or braced.
+static std::pair<std::string, std::string> splitOptions(StringRef text) {
+  static const llvm::StringSet<> own = getOwnOptionNames();
+  std::string ownText, forwarded;
+  StringRef rest = text.trim();
+  while (!rest.empty()) {
+    size_t end = 0;
+    int depth = 0;
+    char quote = 0;
+    for (; end < rest.size(); ++end) {
+      char ch = rest[end];
+      if (quote) {
+        quote = ch == quote ? 0 : quote;
+      } else if (ch == '"' || ch == '\'') {
+        quote = ch;
+      } else if (ch == '{') {
+        ++depth;
+      } else if (ch == '}') {
+        --depth;
+      } else if (ch == ' ' && depth == 0) {
+        break;
+      }
+    }
+    StringRef token = rest.take_front(end);
+    StringRef key = token.split('=').first;
+    std::string &into = own.contains(key) ? ownText : forwarded;
+    into += (into.empty() ? "" : " ") + token.str();
+    rest = rest.drop_front(end).ltrim();
+  }
+  return {ownText, forwarded};
+}
+
 void mlir::paged_attn::registerPagedAttnPipelines() {
-  PassPipelineRegistration<PagedAttnToPTXOptions>(
-      "paged-attn-to-ptx",
-      "Lower paged_attn to GPU kernels and on to a gpu.binary holding PTX",
-      buildPagedAttnToPTXPipeline);
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<> cpu(
       "paged-attn-to-cpu",
       "Lower paged_attn to loops and on to the LLVM dialect for the CPU",
       buildPagedAttnToCPUPipeline);
+  // paged-attn-to-ptx takes its own options and forwards the kernel
+  // options to the selection pass, which parses (and checks) them: they
+  // are declared once, in Passes.td.
+  registerPassPipeline(
+      "paged-attn-to-ptx",
+      "Lower paged_attn to GPU kernels and on to a gpu.binary holding PTX "
+      "(also takes every option of paged-attn-select-decode-kernel)",
+      [](OpPassManager &pm, StringRef text,
+         function_ref<LogicalResult(const Twine &)> errorHandler) {
+        PagedAttnToPTXOptions options;
+        auto [own, forwarded] = splitOptions(text);
+        std::string parseError;
+        llvm::raw_string_ostream os(parseError);
+        if (failed(options.parseFromString(own, os)))
+          return errorHandler(parseError);
+        if (std::string error = checkTarget(options.chip, options.features);
+            !error.empty())
+          return errorHandler(error);
+        auto kernels = parseDecodeKernelOptionText(forwarded);
+        if (auto *error = std::get_if<std::string>(&kernels))
+          return errorHandler(*error);
+        buildPagedAttnToPTXPipeline(pm, options,
+                                    std::get<DecodeKernelOptions>(kernels));
+        return success();
+      },
+      [](function_ref<void(const mlir::detail::PassOptions &)> optHandler) {
+        optHandler(PagedAttnToPTXOptions());
+      });
 }

@@ -60,3 +60,9 @@ int paged_attn::ptxVersionOf(std::string_view features) {
     version = version * 10 + (features[i] - '0');
   return version;
 }
+
+bool paged_attn::isKnownPTXVersion(int version) {
+  // 7.0-7.8, 8.0-8.8 and 9.0: the versions LLVM 22's NVPTX back end lists.
+  return (version >= 70 && version <= 78) || (version >= 80 && version <= 88) ||
+         version == 90;
+}

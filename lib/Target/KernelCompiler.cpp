@@ -3,6 +3,7 @@
 #include "PagedAttn/Target/KernelCompiler.h"
 
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
+#include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
 #include "PagedAttn/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -23,34 +24,33 @@ std::string mlir::paged_attn::getCompilerVersion() {
 
 FailureOr<OwningOpRef<ModuleOp>>
 mlir::paged_attn::buildDecodeModule(MLIRContext *ctx,
-                                    ArrayRef<DecodeKernelConfig> configs) {
+                                    ArrayRef<DecodeSpec> specs) {
   ctx->loadDialect<PagedAttnDialect, func::FuncDialect>();
   OpBuilder b(ctx);
   Location loc = UnknownLoc::get(ctx);
   OwningOpRef<ModuleOp> module = ModuleOp::create(b, loc);
   b.setInsertionPointToEnd(module->getBody());
   int64_t dyn = ShapedType::kDynamic;
-  for (const DecodeKernelConfig &c : configs) {
+  for (const DecodeSpec &spec : specs) {
     Type i32 = b.getI32Type();
-    auto qType = MemRefType::get({dyn, c.numHeads, c.headDim}, c.elementType);
-    auto cacheType = MemRefType::get(
-        c.layout == KVLayout::nhd
-            ? SmallVector<int64_t>{dyn, c.pageSize, c.numKVHeads, c.headDim}
-            : SmallVector<int64_t>{dyn, c.numKVHeads, c.pageSize, c.headDim},
-        c.elementType);
+    Type element = toMLIRType(ctx, spec.dtype);
+    auto qType =
+        MemRefType::get({dyn, spec.numHeads, spec.headDim}, element);
+    std::array<int64_t, 4> cacheShape = spec.cacheShape(dyn);
+    auto cacheType = MemRefType::get(cacheShape, element);
     SmallVector<Type> argTypes = {qType,
                                   cacheType,
                                   cacheType,
                                   MemRefType::get({dyn, dyn}, i32),
                                   MemRefType::get({dyn}, i32),
                                   qType};
-    auto func = func::FuncOp::create(b, loc, "decode_" + c.name(),
+    auto func = func::FuncOp::create(b, loc, "decode_" + spec.name(),
                                      b.getFunctionType(argTypes, {}));
     Block *body = func.addEntryBlock();
     OpBuilder fb = OpBuilder::atBlockBegin(body);
     auto args = body->getArguments();
     DecodeOp::create(fb, loc, args[0], args[1], args[2], args[3], args[4],
-                     args[5], c.layout, std::nullopt);
+                     args[5], toKVLayout(spec.layout), std::nullopt);
     func::ReturnOp::create(fb, loc);
   }
   if (failed(verify(*module)))
@@ -58,17 +58,15 @@ mlir::paged_attn::buildDecodeModule(MLIRContext *ctx,
   return module;
 }
 
-SmallVector<DecodeKernelConfig>
-mlir::paged_attn::collectDecodeConfigs(ModuleOp module,
-                                       const DecodeKernelOptions &options) {
-  SmallVector<DecodeKernelConfig> configs;
+SmallVector<DecodeSpec> mlir::paged_attn::collectDecodeSpecs(ModuleOp module) {
+  SmallVector<DecodeSpec> specs;
   llvm::StringSet<> seen;
   module.walk([&](DecodeOp op) {
-    DecodeKernelConfig c = DecodeKernelConfig::fromOp(op, options);
-    if (seen.insert(c.name()).second)
-      configs.push_back(c);
+    DecodeSpec spec = getDecodeSpec(op);
+    if (seen.insert(spec.name()).second)
+      specs.push_back(spec);
   });
-  return configs;
+  return specs;
 }
 
 FailureOr<std::string> mlir::paged_attn::extractPTX(ModuleOp module) {
@@ -85,161 +83,174 @@ FailureOr<std::string> mlir::paged_attn::extractPTX(ModuleOp module) {
   return ptx;
 }
 
-static llvm::json::Array describeParams(MLIRContext *ctx, ArrayRef<Type> types,
-                                        ArrayRef<StringRef> names) {
-  llvm::json::Array params;
-  for (auto [type, name] : llvm::zip_equal(types, names)) {
-    llvm::json::Object param{{"name", name}};
+//===----------------------------------------------------------------------===//
+// Manifest
+//===----------------------------------------------------------------------===//
+
+static llvm::json::Array
+describeParams(MLIRContext *ctx, ArrayRef<::paged_attn::KernelParam> params) {
+  llvm::json::Array described;
+  for (auto [param, type] :
+       llvm::zip_equal(params, getKernelArgTypes(ctx, params))) {
+    llvm::json::Object entry{{"name", param.name}};
+    std::string typeName;
+    llvm::raw_string_ostream os(typeName);
     if (auto memref = dyn_cast<MemRefType>(type)) {
-      param["kind"] = "memref";
-      std::string elem;
-      llvm::raw_string_ostream os(elem);
+      entry["kind"] = "memref";
       os << memref.getElementType();
-      param["element_type"] = elem;
-      param["rank"] = memref.getRank();
+      entry["element_type"] = typeName;
+      entry["rank"] = memref.getRank();
       llvm::json::Array shape;
       for (int64_t d : memref.getShape())
         shape.push_back(ShapedType::isDynamic(d) ? int64_t(-1) : d);
-      param["shape"] = std::move(shape);
-      SmallVector<int64_t> strides;
-      int64_t offset;
-      (void)memref.getStridesAndOffset(strides, offset);
-      param["unit_innermost_stride"] = strides.back() == 1;
+      entry["shape"] = std::move(shape);
+      entry["unit_innermost_stride"] = param.unitInnermostStride;
     } else {
-      param["kind"] = "scalar";
-      std::string scalar;
-      llvm::raw_string_ostream os(scalar);
+      entry["kind"] = "scalar";
       os << type;
-      param["type"] = scalar;
+      entry["type"] = typeName;
     }
-    params.push_back(std::move(param));
+    described.push_back(std::move(entry));
   }
-  return params;
+  return described;
 }
 
-/// The config section: the shapes, and the code-generation choices of the
-/// decode kernel the config uses (each kernel has its own).
+/// The config section: the spec's fields, and the strategy the decode
+/// kernel was built with (each kernel has its own choices).
 static llvm::json::Object describeConfig(const DecodeKernelConfig &c) {
-  llvm::json::Object config{{"name", c.name()},
-                            {"num_heads", c.numHeads},
-                            {"num_kv_heads", c.numKVHeads},
-                            {"head_dim", c.headDim},
-                            {"page_size", c.pageSize},
-                            {"dtype", c.elementTypeName()},
-                            {"layout", stringifyKVLayout(c.layout)},
-                            {"num_warps", c.numWarps},
-                            {"min_ctas_per_sm", c.minCTAsPerSM},
-                            {"tensor_cores", c.usesTensorCores()}};
+  llvm::json::Object config;
+  for (const ::paged_attn::ConfigField &field :
+       ::paged_attn::specConfigFields(c.spec))
+    std::visit([&](const auto &value) { config[field.first] = value; },
+               field.second);
+  const DecodeStrategy &s = c.strategy;
+  config["min_ctas_per_sm"] = s.minCTAsPerSM;
+  config["tensor_cores"] = c.usesTensorCores();
   if (c.usesTensorCores()) {
-    config["kv_stages"] = c.stagesUsed();
-    config["l2_prefetch_bytes"] = c.l2PrefetchBytes;
+    config["kv_stages"] = s.kvStages;
+    config["l2_prefetch_bytes"] = s.l2PrefetchBytes;
   } else {
-    config["tokens_per_lane_group"] = c.tokensPerGroupIteration();
-    config["prefetch_page_table"] = c.prefetchesPageTable();
+    config["tokens_per_lane_group"] = s.tokensPerLaneGroup;
+    config["prefetch_page_table"] = s.prefetchPageTable;
   }
   return config;
 }
 
+static llvm::json::Object describeKernel(std::string name,
+                                         llvm::json::Array grid,
+                                         int64_t block, int64_t dynamicShared,
+                                         llvm::json::Array params) {
+  return llvm::json::Object{
+      {"name", std::move(name)},
+      {"grid", std::move(grid)},
+      {"block", llvm::json::Array{block, 1, 1}},
+      {"dynamic_shared_memory_bytes", dynamicShared},
+      {"params", std::move(params)}};
+}
+
 static llvm::json::Value describeKernels(MLIRContext *ctx,
                                          const DecodeKernelConfig &c) {
+  llvm::json::Object decode = describeKernel(
+      c.decodeKernelName(),
+      llvm::json::Array{"num_kv_heads * ctas_per_kv_head", "batch",
+                        "num_splits"},
+      c.blockSize(), c.dynamicSharedMemoryBytes(),
+      describeParams(ctx, ::paged_attn::decodeKernelParams(c.spec)));
+  decode["ctas_per_kv_head"] = c.ctasPerKVHead();
+  decode["heads_per_cta"] = c.headsPerCTA();
+  decode["static_shared_memory_bytes"] = c.sharedMemoryBytes();
+  llvm::json::Object merge = describeKernel(
+      c.mergeKernelName(), llvm::json::Array{"num_heads", "batch", 1},
+      c.mergeBlockSize(), 0,
+      describeParams(ctx, ::paged_attn::mergeKernelParams(c.spec)));
+  merge["programmatic_launch"] = c.strategy.programmaticLaunch;
   return llvm::json::Object{
       {"config", describeConfig(c)},
-      {"decode",
-       llvm::json::Object{
-           {"name", c.decodeKernelName()},
-           {"grid", llvm::json::Array{"num_kv_heads * ctas_per_kv_head",
-                                      "batch", "num_splits"}},
-           {"ctas_per_kv_head", c.ctasPerKVHead()},
-           {"heads_per_cta", c.headsPerCTA()},
-           {"block", llvm::json::Array{c.blockSize(), 1, 1}},
-           {"static_shared_memory_bytes", c.sharedMemoryBytes()},
-           {"dynamic_shared_memory_bytes", c.dynamicSharedMemoryBytes()},
-           {"params", describeParams(ctx, getDecodeKernelArgTypes(ctx, c),
-                                     getDecodeKernelArgNames())}}},
-      {"merge",
-       llvm::json::Object{
-           {"name", c.mergeKernelName()},
-           {"grid", llvm::json::Array{"num_heads", "batch", 1}},
-           {"block", llvm::json::Array{c.mergeBlockSize(), 1, 1}},
-           {"dynamic_shared_memory_bytes", 0},
-           {"programmatic_launch", c.programmaticLaunch},
-           {"params", describeParams(ctx, getMergeKernelArgTypes(ctx, c),
-                                     getMergeKernelArgNames())}}},
-      {"check",
-       llvm::json::Object{
-           {"name", c.checkKernelName()},
-           {"grid", llvm::json::Array{"batch", 1, 1}},
-           {"block", llvm::json::Array{c.checkBlockSize(), 1, 1}},
-           {"dynamic_shared_memory_bytes", 0},
-           {"params", describeParams(ctx, getCheckKernelArgTypes(ctx, c),
-                                     getCheckKernelArgNames())}}},
+      {"decode", std::move(decode)},
+      {"merge", std::move(merge)},
+      {"check", describeKernel(c.checkKernelName(),
+                               llvm::json::Array{"batch", 1, 1},
+                               c.checkBlockSize(), 0,
+                               describeParams(ctx, ::paged_attn::checkKernelParams(
+                                                       c.spec)))},
       {"split_kv",
        llvm::json::Object{
            {"tokens_per_iteration", c.tokensPerIteration()},
-           {"workspace",
-            "partial_out f32 [batch, num_heads, num_splits, head_dim], then "
-            "partial_lse f32 [batch, num_heads, num_splits], each 256-byte "
-            "aligned"},
+           {"workspace", ::paged_attn::splitWorkspaceDoc()},
            {"merge_when", "num_splits > 1"}}}};
 }
 
+//===----------------------------------------------------------------------===//
+// Compilation
+//===----------------------------------------------------------------------===//
+
+/// The strategies the selection recorded on the decode ops of `module`.
+static FailureOr<SmallVector<DecodeKernelConfig>>
+readStrategies(ModuleOp module, const DecodeKernelOptions &kernels) {
+  SmallVector<DecodeKernelConfig> configs;
+  WalkResult walk = module.walk([&](DecodeOp op) {
+    FailureOr<DecodeKernelConfig> config = getDecodeKernelConfig(op, kernels);
+    if (failed(config))
+      return WalkResult::interrupt();
+    configs.push_back(*config);
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  return configs;
+}
+
 FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
-    MLIRContext *ctx, ArrayRef<DecodeKernelConfig> configs,
+    MLIRContext *ctx, ArrayRef<DecodeSpec> specs,
     const KernelCompileOptions &options, StringRef ptxFileName) {
-  if (!isSupportedChip(options.chip))
-    return emitError(UnknownLoc::get(ctx))
-           << "unsupported chip '" << options.chip
-           << "' (expected sm_80, sm_86, sm_89, sm_90 or sm_90a)";
+  Location loc = UnknownLoc::get(ctx);
+  if (std::string error = checkTarget(options.chip, options.features);
+      !error.empty())
+    return emitError(loc) << error;
   if (options.optLevel < 0 || options.optLevel > 3)
-    return emitError(UnknownLoc::get(ctx))
-           << "opt level must be 0 to 3, got " << options.optLevel;
-  FailureOr<OwningOpRef<ModuleOp>> module = buildDecodeModule(ctx, configs);
+    return emitError(loc) << "opt level must be 0 to 3, got "
+                          << options.optLevel;
+  for (const DecodeSpec &spec : specs)
+    if (spec.numWarps != options.kernels.numWarps)
+      return emitError(loc) << spec.name() << " asks for " << spec.numWarps
+                            << " warps, the options for "
+                            << options.kernels.numWarps;
+  FailureOr<OwningOpRef<ModuleOp>> module = buildDecodeModule(ctx, specs);
   if (failed(module))
     return failure();
 
-  PassManager pm(ctx);
   PagedAttnToPTXOptions pipeline;
   pipeline.chip = options.chip;
   pipeline.features = options.features;
   pipeline.optLevel = options.optLevel;
-  if (!configs.empty()) {
-    // The conversion builds every kernel of a module with one set of
-    // code-generation options.
-    const DecodeKernelConfig &first = configs.front();
-    pipeline.numWarps = first.numWarps;
-    pipeline.tokensPerLaneGroup = first.tokensPerLaneGroup;
-    pipeline.maxHeadsPerCTA = first.maxHeadsPerCTA;
-    pipeline.prefetchPageTable =
-        stringifyPageTablePrefetch(first.prefetchPageTable).str();
-    pipeline.minCTAsPerSM = first.minCTAsPerSM;
-    pipeline.tensorCores = stringifyTensorCoreUse(first.tensorCores).str();
-    pipeline.kvStages = first.kvStages;
-    pipeline.l2Prefetch = first.l2PrefetchBytes;
-  }
-  buildPagedAttnToPTXPipeline(pm, pipeline);
-  if (failed(pm.run(**module)))
+  // The strategies are chosen once, read back for the manifest, and built.
+  PassManager select(ctx);
+  buildPagedAttnSelectionPipeline(select, pipeline, options.kernels);
+  if (failed(select.run(**module)))
+    return failure();
+  FailureOr<SmallVector<DecodeKernelConfig>> configs =
+      readStrategies(**module, options.kernels);
+  if (failed(configs))
+    return failure();
+  PassManager build(ctx);
+  buildPagedAttnKernelPipeline(build, pipeline);
+  if (failed(build.run(**module)))
     return failure();
   FailureOr<std::string> ptx = extractPTX(**module);
   if (failed(ptx))
     return failure();
 
   llvm::json::Array kernels;
-  // The pipeline fits the kernels to the chip's shared memory; describe
-  // them as built.
-  DecodeTargetLimits limits =
-      getDecodeTargetLimits(options.chip, options.features);
-  for (DecodeKernelConfig c : configs) {
-    c.sharedMemoryLimit = limits.sharedMemoryLimit;
-    c.programmaticLaunch = limits.programmaticLaunch;
-    if (!limits.l2PrefetchHint)
-      c.l2PrefetchBytes = 0;
+  for (const DecodeKernelConfig &c : *configs)
     kernels.push_back(describeKernels(ctx, c));
-  }
   CompiledKernels result;
   result.ptx = std::move(*ptx);
-  std::string features = options.features.empty()
-                             ? getDefaultPTXFeatures(options.chip)
-                             : options.features;
+  const ::paged_attn::TargetInfo *target =
+      ::paged_attn::lookupTarget(options.chip);
+  std::string features =
+      options.features.empty()
+          ? ::paged_attn::ptxFeature(target->defaultPTXVersion)
+          : options.features;
   result.manifest = llvm::json::Object{
       {"format", "paged_attn.manifest"},
       {"version", 1},

@@ -221,35 +221,30 @@ NB_MODULE(_ext, m) {
             firstError = diag.str();
           return success();
         });
-        mlir::paged_attn::DecodeKernelConfig c;
-        c.numHeads = numHeads;
-        c.numKVHeads = numKVHeads;
-        c.headDim = headDim;
-        c.pageSize = pageSize;
-        if (dtype == "f16")
-          c.elementType = Float16Type::get(&ctx);
-        else if (dtype == "bf16")
-          c.elementType = BFloat16Type::get(&ctx);
-        else if (dtype == "f32")
-          c.elementType = Float32Type::get(&ctx);
-        else
+        std::optional<DType> dataType = ::paged_attn::parseDType(dtype);
+        if (!dataType || !isDataDType(*dataType))
           throw nb::value_error(
               ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
-        auto kvLayout = mlir::paged_attn::symbolizeKVLayout(layout);
+        std::optional<Layout> kvLayout = ::paged_attn::parseLayout(layout);
         if (!kvLayout)
           throw nb::value_error(
               ("layout must be 'nhd' or 'hnd', got '" + layout + "'").c_str());
-        c.layout = *kvLayout;
-        mlir::paged_attn::DecodeKernelOptions options;
-        options.numWarps = numWarps;
-        c.setOptions(options);
+        DecodeSpec spec;
+        spec.numHeads = numHeads;
+        spec.numKVHeads = numKVHeads;
+        spec.headDim = headDim;
+        spec.pageSize = pageSize;
+        spec.dtype = *dataType;
+        spec.layout = *kvLayout;
+        spec.numWarps = numWarps;
         mlir::paged_attn::KernelCompileOptions compileOptions;
         compileOptions.chip = chip;
+        compileOptions.kernels.numWarps = numWarps;
         FailureOr<mlir::paged_attn::CompiledKernels> compiled;
         {
           nb::gil_scoped_release release;
           compiled = mlir::paged_attn::compileDecodeKernels(
-              &ctx, {c}, compileOptions, ptxName);
+              &ctx, {spec}, compileOptions, ptxName);
         }
         if (failed(compiled))
           throw nb::value_error(firstError.empty() ? "compilation failed"

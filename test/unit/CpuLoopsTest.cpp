@@ -93,17 +93,14 @@ TEST_P(CpuLoopsTest, MatchesFloat64Reference) {
   ctx.loadAllAvailableDialects();
 
   const int64_t numKVHeads = 2, numHeads = numKVHeads * c.group;
-  mlir::paged_attn::DecodeKernelConfig config;
-  config.numHeads = numHeads;
-  config.numKVHeads = numKVHeads;
-  config.headDim = c.headDim;
-  config.pageSize = c.pageSize;
-  config.elementType = c.dtype == DType::F32   ? Type(Float32Type::get(&ctx))
-                       : c.dtype == DType::F16 ? Type(Float16Type::get(&ctx))
-                                               : Type(BFloat16Type::get(&ctx));
-  config.layout =
-      c.hnd ? mlir::paged_attn::KVLayout::hnd : mlir::paged_attn::KVLayout::nhd;
-  auto module = mlir::paged_attn::buildDecodeModule(&ctx, {config});
+  ::paged_attn::DecodeSpec spec;
+  spec.numHeads = numHeads;
+  spec.numKVHeads = numKVHeads;
+  spec.headDim = c.headDim;
+  spec.pageSize = c.pageSize;
+  spec.dtype = c.dtype;
+  spec.layout = c.hnd ? Layout::HND : Layout::NHD;
+  auto module = mlir::paged_attn::buildDecodeModule(&ctx, {spec});
   ASSERT_TRUE(succeeded(module));
   auto func = *(**module).getOps<func::FuncOp>().begin();
   func->setAttr("llvm.emit_c_interface", UnitAttr::get(&ctx));

@@ -41,13 +41,13 @@ protected:
     mlir::paged_attn::registerAllDialects(registry);
     mlir::MLIRContext ctx(registry);
     ctx.loadAllAvailableDialects();
-    mlir::paged_attn::DecodeKernelConfig c;
+    KernelConfig c;
     c.numHeads = 32;
     c.numKVHeads = 8;
     c.headDim = 128;
     c.pageSize = 16;
-    c.elementType = mlir::BFloat16Type::get(&ctx);
-    c.layout = mlir::paged_attn::KVLayout::nhd;
+    c.dtype = DType::BF16;
+    c.layout = Layout::NHD;
     auto compiled = mlir::paged_attn::compileDecodeKernels(
         &ctx, {c}, mlir::paged_attn::KernelCompileOptions(), "k.ptx");
     ASSERT_TRUE(mlir::succeeded(compiled));

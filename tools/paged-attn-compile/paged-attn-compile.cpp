@@ -8,12 +8,15 @@
 //===----------------------------------------------------------------------===//
 
 #include "PagedAttn/InitAll.h"
+#include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
+#include "PagedAttn/Spec/TargetInfo.h"
 #include "PagedAttn/Target/KernelCompiler.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -52,7 +55,8 @@ static cl::opt<std::string> layout("layout", cl::init("nhd"),
                                    cl::desc("KV cache layout: nhd or hnd"),
                                    cl::cat(category));
 static cl::opt<std::string> chip("chip", cl::init("sm_90"),
-                                 cl::desc("sm_80, sm_86, sm_89, sm_90, sm_90a"),
+                                 cl::desc("Target chip (paged-attn-compile "
+                                          "--help lists them)"),
                                  cl::cat(category));
 static cl::opt<std::string>
     features("features", cl::init(""),
@@ -64,37 +68,6 @@ static cl::opt<int> optLevel("opt-level", cl::init(3),
 static cl::opt<int64_t> numWarps("num-warps", cl::init(4),
                                  cl::desc("Warps per decode CTA"),
                                  cl::cat(category));
-static cl::opt<int64_t> tokensPerLaneGroup(
-    "tokens-per-lane-group", cl::init(0),
-    cl::desc("Tokens a lane group loads per loop iteration (0: auto)"),
-    cl::cat(category));
-static cl::opt<int64_t>
-    maxHeadsPerCTA("max-heads-per-cta", cl::init(0),
-                   cl::desc("Most query heads one CTA serves (0: auto)"),
-                   cl::cat(category));
-static cl::opt<int64_t> minCTAsPerSM(
-    "min-ctas-per-sm", cl::init(0),
-    cl::desc("CTAs per SM ptxas must fit the decode kernel to (0: no limit)"),
-    cl::cat(category));
-static cl::opt<std::string> prefetchPageTable(
-    "prefetch-page-table", cl::init("auto"),
-    cl::desc("Load the next iteration's page-table entries early: auto, on "
-             "or off"),
-    cl::cat(category));
-static cl::opt<std::string> tensorCores(
-    "tensor-cores", cl::init("auto"),
-    cl::desc("Decode with mma.sync over the query group: auto, on or off"),
-    cl::cat(category));
-static cl::opt<int64_t>
-    kvStages("kv-stages", cl::init(3),
-             cl::desc("Shared-memory K/V tiles per warp of the tensor-core "
-                      "kernel (2 to 4)"),
-             cl::cat(category));
-static cl::opt<int64_t>
-    l2Prefetch("l2-prefetch", cl::init(128),
-               cl::desc("Bytes the tensor-core kernel's cp.async copies ask "
-                        "L2 to fetch around each request: 0, 64, 128 or 256"),
-               cl::cat(category));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
                                cl::cat(category));
@@ -104,21 +77,51 @@ static int fail(const llvm::Twine &message) {
   return 1;
 }
 
-static std::optional<Type> parseDType(MLIRContext &ctx, StringRef name) {
-  if (name == "f16")
-    return Float16Type::get(&ctx);
-  if (name == "bf16")
-    return BFloat16Type::get(&ctx);
-  if (name == "f32")
-    return Float32Type::get(&ctx);
-  return std::nullopt;
+/// Moves the arguments this tool does not declare out of `args`: they are
+/// options of paged-attn-select-decode-kernel (tensor-cores, kv-stages,
+/// ...), returned as its option text ("kv-stages=2"). `--name value` is
+/// taken as one option where `name=value` is one.
+static std::string takeKernelOptions(SmallVectorImpl<const char *> &args) {
+  auto &declared = cl::getRegisteredOptions();
+  std::string text;
+  SmallVector<const char *> kept = {args.front()};
+  for (size_t i = 1; i < args.size(); ++i) {
+    StringRef arg = args[i];
+    StringRef name = arg.drop_while([](char c) { return c == '-'; });
+    if (!arg.starts_with("-") || name.empty() ||
+        declared.count(name.split('=').first)) {
+      kept.push_back(args[i]);
+      continue;
+    }
+    std::string option = name.str();
+    if (!name.contains('=') && i + 1 < args.size() &&
+        !StringRef(args[i + 1]).starts_with("-")) {
+      std::string withValue = option + "=" + args[i + 1];
+      if (std::holds_alternative<DecodeKernelOptions>(
+              parseDecodeKernelOptionText(withValue))) {
+        option = withValue;
+        ++i;
+      }
+    }
+    text += (text.empty() ? "" : " ") + option;
+  }
+  args.assign(kept.begin(), kept.end());
+  return text;
 }
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
-  cl::ParseCommandLineOptions(argc, argv,
-                              "PagedAttn decode kernels to PTX and manifest\n");
+  SmallVector<const char *> args(argv, argv + argc);
+  std::string kernelOptionText = takeKernelOptions(args);
+  cl::ParseCommandLineOptions(
+      args.size(), args.data(),
+      "PagedAttn decode kernels to PTX and manifest\n\n"
+      "Also takes the options of paged-attn-select-decode-kernel "
+      "(--tensor-cores, --kv-stages, --l2-prefetch, --prefetch-page-table, "
+      "--tokens-per-lane-group, --max-heads-per-cta, --min-ctas-per-sm; "
+      "paged-attn-opt --help describes them). Chips: " +
+          ::paged_attn::supportedChipList() + ".\n");
   if (outputName.empty())
     return fail("no output name: pass -o NAME");
 
@@ -141,60 +144,55 @@ int main(int argc, char **argv) {
     return success();
   });
 
-  DecodeKernelOptionStrings strings;
-  strings.numWarps = numWarps;
-  strings.tokensPerLaneGroup = tokensPerLaneGroup;
-  strings.maxHeadsPerCTA = maxHeadsPerCTA;
-  strings.prefetchPageTable = prefetchPageTable;
-  strings.minCTAsPerSM = minCTAsPerSM;
-  strings.tensorCores = tensorCores;
-  strings.kvStages = kvStages;
-  strings.l2PrefetchBytes = l2Prefetch;
-  auto parsed = parseDecodeKernelOptions(strings, "--");
+  auto parsed = parseDecodeKernelOptionText(
+      "num-warps=" + std::to_string(numWarps) + " " + kernelOptionText, "--");
   if (auto *error = std::get_if<std::string>(&parsed))
     return fail(*error);
   const DecodeKernelOptions &kernelOptions =
       std::get<DecodeKernelOptions>(parsed);
 
-  SmallVector<DecodeKernelConfig> configs;
+  SmallVector<DecodeSpec> specs;
   if (!inputFile.empty()) {
     llvm::SourceMgr sourceMgr;
-    std::string errorMessage;
     OwningOpRef<ModuleOp> input =
         parseSourceFile<ModuleOp>(inputFile, sourceMgr, ParserConfig(&ctx));
     if (!input)
       return fail(firstError.empty() ? "cannot read '" + inputFile + "'"
                                      : llvm::Twine(firstError));
-    configs = collectDecodeConfigs(*input, kernelOptions);
-    if (configs.empty())
+    specs = collectDecodeSpecs(*input);
+    if (specs.empty())
       return fail("'" + inputFile + "' holds no paged_attn.decode op");
   } else {
-    std::optional<Type> elemType = parseDType(ctx, dtype);
-    if (!elemType)
+    std::optional<::paged_attn::DType> dataType =
+        ::paged_attn::parseDType(dtype);
+    if (!dataType || !::paged_attn::isDataDType(*dataType))
       return fail("--dtype must be f16, bf16 or f32, got '" + dtype + "'");
-    std::optional<KVLayout> kvLayout = symbolizeKVLayout(layout);
+    std::optional<::paged_attn::Layout> kvLayout =
+        ::paged_attn::parseLayout(layout);
     if (!kvLayout)
       return fail("--layout must be nhd or hnd, got '" + layout + "'");
-    DecodeKernelConfig config;
-    config.numHeads = numHeads;
-    config.numKVHeads = numKVHeads;
-    config.headDim = headDim;
-    config.pageSize = pageSize;
-    config.elementType = *elemType;
-    config.layout = *kvLayout;
-    config.setOptions(kernelOptions);
-    configs.push_back(config);
+    DecodeSpec spec;
+    spec.numHeads = numHeads;
+    spec.numKVHeads = numKVHeads;
+    spec.headDim = headDim;
+    spec.pageSize = pageSize;
+    spec.dtype = *dataType;
+    spec.layout = *kvLayout;
+    specs.push_back(spec);
   }
+  for (DecodeSpec &spec : specs)
+    spec.numWarps = kernelOptions.numWarps;
 
   KernelCompileOptions options;
   options.chip = chip;
   options.features = features;
   options.optLevel = optLevel;
+  options.kernels = kernelOptions;
   std::string ptxPath = outputName + ".ptx";
   std::string jsonPath = outputName + ".json";
   auto start = std::chrono::steady_clock::now();
   FailureOr<CompiledKernels> compiled = compileDecodeKernels(
-      &ctx, configs, options, llvm::sys::path::filename(ptxPath));
+      &ctx, specs, options, llvm::sys::path::filename(ptxPath));
   if (failed(compiled))
     return fail(firstError.empty() ? "compilation failed"
                                    : llvm::Twine(firstError));
@@ -220,6 +218,6 @@ int main(int argc, char **argv) {
   jsonFile.keep();
   if (printTime)
     llvm::outs() << llvm::formatv("compiled {0} config(s) in {1:F3} s\n",
-                                  configs.size(), seconds);
+                                  specs.size(), seconds);
   return 0;
 }

@@ -230,23 +230,11 @@ Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
       firstError = diag.str();
     return mlir::success();
   });
-  mlir::paged_attn::DecodeKernelConfig c;
-  c.numHeads = o.config.numHeads;
-  c.numKVHeads = o.config.numKVHeads;
-  c.headDim = o.config.headDim;
-  c.pageSize = o.config.pageSize;
-  c.elementType = o.config.dtype == DType::F16
-                      ? mlir::Type(mlir::Float16Type::get(&ctx))
-                  : o.config.dtype == DType::BF16
-                      ? mlir::Type(mlir::BFloat16Type::get(&ctx))
-                      : mlir::Type(mlir::Float32Type::get(&ctx));
-  c.layout = o.config.layout == Layout::NHD ? mlir::paged_attn::KVLayout::nhd
-                                            : mlir::paged_attn::KVLayout::hnd;
-  c.numWarps = o.config.numWarps;
   mlir::paged_attn::KernelCompileOptions options;
   options.chip = o.chip;
-  auto compiled =
-      mlir::paged_attn::compileDecodeKernels(&ctx, {c}, options, "kernels.ptx");
+  options.kernels.numWarps = o.config.numWarps;
+  auto compiled = mlir::paged_attn::compileDecodeKernels(&ctx, {o.config},
+                                                         options, "kernels.ptx");
   if (mlir::failed(compiled))
     return Status(StatusCode::InvalidArgument,
                   "cannot compile the kernel: " + firstError);

@@ -5,6 +5,63 @@
 
 include "mlir/Pass/PassBase.td"
 
+// The decode kernels' code-generation options: declared once, shared by the
+// passes that choose a kernel strategy (DecodeKernelOptions is their typed
+// form; paged-attn-to-ptx and paged-attn-compile forward them here).
+defvar PagedAttn_DecodeKernelOptions = [
+  Option<"numWarps", "num-warps", "int64_t", /*default=*/"4",
+         "Warps per CTA of the decode kernel">,
+  Option<"tokensPerLaneGroup", "tokens-per-lane-group", "int64_t",
+         /*default=*/"0",
+         "Tokens a lane group loads per loop iteration (0: by registers)">,
+  Option<"maxHeadsPerCTA", "max-heads-per-cta", "int64_t", /*default=*/"0",
+         "Most query heads one CTA serves (0: by registers)">,
+  Option<"prefetchPageTable", "prefetch-page-table", "std::string",
+         /*default=*/"\"auto\"",
+         "Load the next iteration's page-table entries during this one: "
+         "auto (when a thread's softmax state is small), on or off">,
+  Option<"minCTAsPerSM", "min-ctas-per-sm", "int64_t", /*default=*/"0",
+         "CTAs per SM ptxas must fit the decode kernel to (0: no limit)">,
+  Option<"tensorCores", "tensor-cores", "std::string", /*default=*/"\"auto\"",
+         "Decode with mma.sync over the query group: auto (16-bit caches, "
+         "groups of 4 or more heads), on (wherever supported) or off">,
+  Option<"kvStages", "kv-stages", "int64_t", /*default=*/"3",
+         "Shared-memory K/V tiles per warp of the tensor-core kernel "
+         "(2 to 4)">,
+  Option<"l2Prefetch", "l2-prefetch", "int64_t", /*default=*/"128",
+         "Bytes the tensor-core kernel's cp.async copies ask L2 to fetch "
+         "around each request: 0 (no hint), 64, 128 or 256">,
+  Option<"sharedMemoryLimit", "shared-memory-limit", "int64_t",
+         /*default=*/"0",
+         "Shared memory a CTA may use on the target in bytes (0: no "
+         "limit); the tensor-core kernel drops stages to fit, or gives way "
+         "to the CUDA-core kernel">,
+  Option<"programmaticLaunch", "programmatic-launch", "bool",
+         /*default=*/"false",
+         "Let the merge kernel launch while the decode grid runs "
+         "(griddepcontrol, sm_90 and later); the runtime launches it with "
+         "programmatic stream serialization">,
+];
+
+def SelectDecodeKernel
+    : Pass<"paged-attn-select-decode-kernel", "ModuleOp"> {
+  let summary = "Choose each decode op's kernel strategy and record it";
+  let description = [{
+    Decides, for every `paged_attn.decode` op without one, how it is lowered
+    to GPU kernels, and records the choice on the op as the discardable
+    attribute `paged_attn.strategy` (a `#paged_attn.decode_strategy`):
+    which decode kernel (tensor cores for 16-bit caches with head_dim a
+    multiple of 16 up to 128 when `tensor-cores` asks for them and the
+    kernel fits the shared memory, else CUDA cores), its warps, query heads
+    per CTA, the tensor-core kernel's shared-memory stages and L2 prefetch
+    hint, the CUDA-core kernel's tokens per lane group and page-table
+    prefetch. `convert-paged-attn-to-gpu` builds what the attribute says, and
+    `paged-attn-compile` reads it back into the manifest. `paged-attn-to-ptx`
+    runs this pass with the limits of its chip.
+  }];
+  let options = PagedAttn_DecodeKernelOptions;
+}
+
 def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
   let summary = "Lower the memref form of paged_attn.decode to GPU kernels";
   let description = [{
@@ -23,6 +80,10 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     shared memory. The CUDA-core one reads rows as 16-byte vectors into
     registers, with lanes of a row reducing by warp shuffles.
 
+    An op's kernels are those of its `paged_attn.strategy` attribute (set by
+    `paged-attn-select-decode-kernel`, or by hand: it is checked against the
+    op); an op without one gets the strategy this pass's options select.
+
     The kernels take `num_splits` and `scale` as launch arguments, so one
     compiled pair serves every batch size, sequence length and scale. With
     `num_splits` 1 the decode kernel writes `out` directly; otherwise it
@@ -36,42 +97,10 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     "::mlir::NVVM::NVVMDialect", "::mlir::nvgpu::NVGPUDialect",
     "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
   ];
-  let options = [
+  let options = !listconcat([
     Option<"numSplits", "num-splits", "int64_t", /*default=*/"1",
-           "Chunks each sequence is split into by the emitted host code">,
-    Option<"numWarps", "num-warps", "int64_t", /*default=*/"4",
-           "Warps per CTA of the decode kernel">,
-    Option<"tokensPerLaneGroup", "tokens-per-lane-group", "int64_t",
-           /*default=*/"0",
-           "Tokens a lane group loads per loop iteration (0: by registers)">,
-    Option<"maxHeadsPerCTA", "max-heads-per-cta", "int64_t", /*default=*/"0",
-           "Most query heads one CTA serves (0: by registers)">,
-    Option<"prefetchPageTable", "prefetch-page-table", "std::string",
-           /*default=*/"\"auto\"",
-           "Load the next iteration's page-table entries during this one: "
-           "auto (when a thread's softmax state is small), on or off">,
-    Option<"minCTAsPerSM", "min-ctas-per-sm", "int64_t", /*default=*/"0",
-           "CTAs per SM ptxas must fit the decode kernel to (0: no limit)">,
-    Option<"tensorCores", "tensor-cores", "std::string", /*default=*/"\"auto\"",
-           "Decode with mma.sync over the query group: auto (16-bit caches, "
-           "groups of 4 or more heads), on (wherever supported) or off">,
-    Option<"kvStages", "kv-stages", "int64_t", /*default=*/"3",
-           "Shared-memory K/V tiles per warp of the tensor-core kernel "
-           "(2 to 4)">,
-    Option<"l2Prefetch", "l2-prefetch", "int64_t", /*default=*/"128",
-           "Bytes the tensor-core kernel's cp.async copies ask L2 to fetch "
-           "around each request: 0 (no hint), 64, 128 or 256">,
-    Option<"sharedMemoryLimit", "shared-memory-limit", "int64_t",
-           /*default=*/"0",
-           "Shared memory a CTA may use on the target in bytes (0: no "
-           "limit); the tensor-core kernel drops stages to fit, or gives way "
-           "to the CUDA-core kernel">,
-    Option<"programmaticLaunch", "programmatic-launch", "bool",
-           /*default=*/"false",
-           "Let the merge kernel launch while the decode grid runs "
-           "(griddepcontrol, sm_90 and later); the runtime launches it with "
-           "programmatic stream serialization">,
-  ];
+           "Chunks each sequence is split into by the emitted host code">],
+    PagedAttn_DecodeKernelOptions);
 }
 
 def ConvertPagedAttnToLoops : Pass<"convert-paged-attn-to-loops"> {

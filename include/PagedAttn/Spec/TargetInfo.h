@@ -48,6 +48,10 @@ std::string supportedChipList();
 /// The PTX ISA version the cp.async L2 prefetch-size hint needs.
 constexpr int kL2PrefetchHintPTXVersion = 74;
 
+/// Whether the compiler (LLVM 22's NVPTX back end) knows PTX ISA `version`
+/// (7.0 to 9.0, as LLVM numbers them).
+bool isKnownPTXVersion(int version);
+
 /// "+ptx80" for 80.
 std::string ptxFeature(int version);
 /// The PTX version `features` ask for ("+ptx80" gives 80); 0 when they

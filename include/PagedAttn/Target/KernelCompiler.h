@@ -1,8 +1,9 @@
 //===- KernelCompiler.h - decode kernels to PTX and a manifest --*- C++ -*-===//
 //
-// Compiles decode kernel pairs for a set of configs to one PTX module and
-// describes them in a JSON manifest (entry names, parameter ABI, launch
-// shape, split-KV workspace) that the runtime reads.
+// Compiles the kernels of a set of decodes to one PTX module and describes
+// them in a JSON manifest (entry names, parameter ABI, launch shape,
+// split-KV workspace, the strategy each was built with) that the runtime
+// reads.
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,9 +23,12 @@ namespace paged_attn {
 
 struct KernelCompileOptions {
   std::string chip = "sm_90";
-  /// Empty: the lowest PTX version the chip needs.
+  /// Empty: the chip's default PTX version.
   std::string features;
   int optLevel = 3;
+  /// Code-generation options; fitted to the chip before the strategies are
+  /// chosen. Their numWarps is every spec's.
+  DecodeKernelOptions kernels;
 };
 
 struct CompiledKernels {
@@ -32,21 +36,22 @@ struct CompiledKernels {
   llvm::json::Value manifest = nullptr;
 };
 
-/// A module holding one function per config, each with a memref-form decode
-/// op. Fails (with a diagnostic) when a config does not verify.
-FailureOr<OwningOpRef<ModuleOp>>
-buildDecodeModule(MLIRContext *ctx, ArrayRef<DecodeKernelConfig> configs);
+/// A module holding one function per spec, each with a memref-form decode
+/// op. Fails (with a diagnostic) when a spec does not verify.
+FailureOr<OwningOpRef<ModuleOp>> buildDecodeModule(MLIRContext *ctx,
+                                                   ArrayRef<DecodeSpec> specs);
 
-/// The configs of all decode ops in `module`, without duplicates.
-SmallVector<DecodeKernelConfig>
-collectDecodeConfigs(ModuleOp module, const DecodeKernelOptions &options);
+/// The specs of all decode ops in `module`, without duplicates.
+SmallVector<DecodeSpec> collectDecodeSpecs(ModuleOp module);
 
 /// The PTX of the gpu.binary ops in `module` (format=isa objects).
 FailureOr<std::string> extractPTX(ModuleOp module);
 
-/// Compiles `configs` to PTX; `ptxFileName` is recorded in the manifest.
+/// Compiles the kernels of `specs` to PTX; `ptxFileName` is recorded in the
+/// manifest. Fails with a diagnostic for a bad chip, PTX features or
+/// option, or a spec that breaks a rule of the op.
 FailureOr<CompiledKernels>
-compileDecodeKernels(MLIRContext *ctx, ArrayRef<DecodeKernelConfig> configs,
+compileDecodeKernels(MLIRContext *ctx, ArrayRef<DecodeSpec> specs,
                      const KernelCompileOptions &options,
                      StringRef ptxFileName);
 

@@ -9,6 +9,10 @@
 using namespace mlir;
 using namespace mlir::paged_attn;
 
+//===----------------------------------------------------------------------===//
+// Options
+//===----------------------------------------------------------------------===//
+
 std::variant<DecodeKernelOptions, std::string>
 mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
                                            StringRef prefix) {
@@ -62,111 +66,18 @@ mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
   return out;
 }
 
-void DecodeKernelConfig::setOptions(const DecodeKernelOptions &options) {
-  static_cast<DecodeKernelOptions &>(*this) = options;
-}
-
-DecodeKernelConfig
-DecodeKernelConfig::fromOp(DecodeOp op, const DecodeKernelOptions &options) {
-  DecodeKernelConfig config;
-  config.numHeads = op.getNumHeads();
-  config.numKVHeads = op.getNumKVHeads();
-  config.headDim = op.getHeadDim();
-  config.pageSize = op.getPageSize();
-  config.elementType = op.getElementType();
-  config.layout = op.getLayout();
-  config.setOptions(options);
-  return config;
-}
-
-int64_t DecodeKernelConfig::threadsPerToken() const {
-  int64_t vectors = vectorsPerRow();
-  int64_t threads = 1;
-  while (threads < 32 && vectors % (threads * 2) == 0)
-    threads *= 2;
-  if (vectors / threads <= kMaxVectorsPerLane)
-    return threads;
-  while (threads < 32 && threads * 2 <= vectors)
-    threads *= 2;
-  return threads;
-}
-
-bool DecodeKernelConfig::supportsTensorCores() const {
-  return (elementType.isBF16() || elementType.isF16()) && headDim % 16 == 0 &&
-         headDim <= 128;
-}
-
-bool DecodeKernelConfig::usesTensorCores() const {
-  bool fits = sharedMemoryLimit <= 0 ||
-              mmaSharedMemoryBytes(/*stages=*/2) <= sharedMemoryLimit;
-  switch (tensorCores) {
-  case TensorCoreUse::On:
-    return supportsTensorCores() && fits;
-  case TensorCoreUse::Off:
-    return false;
-  case TensorCoreUse::Auto:
-    return supportsTensorCores() && fits && groupSize() >= 4;
-  }
-  return false;
-}
-
-int64_t DecodeKernelConfig::stagesUsed() const {
-  int64_t stages = kvStages;
-  while (stages > 2 && sharedMemoryLimit > 0 &&
-         mmaSharedMemoryBytes(stages) > sharedMemoryLimit)
-    --stages;
-  return stages;
-}
-
-int64_t DecodeKernelConfig::mmaHeadsPerCTA() const {
-  for (int64_t heads = std::min<int64_t>(groupSize(), 16); heads > 1; --heads)
-    if (groupSize() % heads == 0 &&
-        (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
-      return heads;
-  return 1;
-}
-
-int64_t DecodeKernelConfig::mmaHeadBlocks() const {
-  return (mmaHeadsPerCTA() + 7) / 8;
-}
-
-int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
-  int64_t rings =
-      numWarps * stages * 2 * kMmaTileTokens * (headDim + 8) * elementBytes();
-  int64_t merge = numWarps * mmaHeadBlocks() * 8 * (headDim + 2) * 4;
-  return std::max(rings, merge);
-}
-
-int64_t DecodeKernelConfig::headsPerCTA() const {
-  if (usesTensorCores())
-    return mmaHeadsPerCTA();
-  for (int64_t heads = std::min(groupSize(), kMaxCudaCoreHeadsPerCTA);
-       heads > 1; --heads)
-    if (groupSize() % heads == 0 && heads * elemsPerThread() <= 64 &&
-        (maxHeadsPerCTA <= 0 || heads <= maxHeadsPerCTA))
-      return heads;
-  return 1;
-}
-
-int64_t DecodeKernelConfig::tokensPerGroupIteration() const {
-  if (tokensPerLaneGroup > 0)
-    return tokensPerLaneGroup;
-  // Keep the K and V slices loaded ahead within about 32 registers.
-  int64_t regsPerToken =
-      std::max<int64_t>(1, elemsPerThread() * elementBytes() / 4);
-  return std::clamp<int64_t>(16 / regsPerToken, 1, 4);
-}
-
-bool DecodeKernelConfig::prefetchesPageTable() const {
-  switch (prefetchPageTable) {
-  case PageTablePrefetch::On:
-    return true;
-  case PageTablePrefetch::Off:
-    return false;
-  case PageTablePrefetch::Auto:
-    return headsPerCTA() * elemsPerThread() <= 16;
-  }
-  return false;
+DecodeKernelOptions
+DecodeKernelOptions::forTarget(const ::paged_attn::TargetInfo &target,
+                               StringRef features) const {
+  int ptx = ::paged_attn::ptxVersionOf(features);
+  if (ptx == 0)
+    ptx = target.defaultPTXVersion;
+  DecodeKernelOptions options = *this;
+  options.sharedMemoryLimit = target.sharedMemoryPerBlockOptIn;
+  options.programmaticLaunch = target.programmaticLaunch;
+  if (ptx < ::paged_attn::kL2PrefetchHintPTXVersion)
+    options.l2PrefetchBytes = 0;
+  return options;
 }
 
 /// The auto/on/off switches share their spelling.
@@ -181,18 +92,6 @@ static std::optional<Switch> parseAutoOnOff(StringRef s) {
   return std::nullopt;
 }
 
-template <typename Switch> static StringRef stringifyAutoOnOff(Switch v) {
-  switch (v) {
-  case Switch::Auto:
-    return "auto";
-  case Switch::On:
-    return "on";
-  case Switch::Off:
-    return "off";
-  }
-  return "auto";
-}
-
 std::optional<PageTablePrefetch>
 mlir::paged_attn::parsePageTablePrefetch(StringRef s) {
   return parseAutoOnOff<PageTablePrefetch>(s);
@@ -202,37 +101,233 @@ std::optional<TensorCoreUse> mlir::paged_attn::parseTensorCoreUse(StringRef s) {
   return parseAutoOnOff<TensorCoreUse>(s);
 }
 
-StringRef mlir::paged_attn::stringifyTensorCoreUse(TensorCoreUse t) {
-  return stringifyAutoOnOff(t);
+//===----------------------------------------------------------------------===//
+// Strategy
+//===----------------------------------------------------------------------===//
+
+DecodeStrategy DecodeStrategy::fromAttr(DecodeStrategyAttr attr) {
+  DecodeStrategy s;
+  s.kernel = attr.getKernel();
+  s.headsPerCTA = attr.getHeadsPerCta();
+  s.kvStages = attr.getKvStages();
+  s.l2PrefetchBytes = attr.getL2Prefetch();
+  s.tokensPerLaneGroup = attr.getTokensPerLaneGroup();
+  s.prefetchPageTable = attr.getPrefetchPageTable();
+  s.minCTAsPerSM = attr.getMinCtasPerSm();
+  s.programmaticLaunch = attr.getProgrammaticLaunch();
+  return s;
 }
 
-StringRef mlir::paged_attn::stringifyPageTablePrefetch(PageTablePrefetch p) {
-  return stringifyAutoOnOff(p);
+DecodeStrategyAttr DecodeStrategy::toAttr(MLIRContext *ctx,
+                                          int64_t numWarps) const {
+  return DecodeStrategyAttr::get(ctx, kernel, numWarps, headsPerCTA, kvStages,
+                                 l2PrefetchBytes, tokensPerLaneGroup,
+                                 prefetchPageTable, minCTAsPerSM,
+                                 programmaticLaunch);
+}
+
+/// Whether the tensor-core kernel can compute `spec`: 16-bit K/V, head_dim
+/// a multiple of 16 up to 128.
+static bool tensorCoresServe(const DecodeSpec &spec) {
+  return (spec.dtype == DType::BF16 || spec.dtype == DType::F16) &&
+         spec.headDim % 16 == 0 && spec.headDim <= 128;
+}
+
+/// The largest divisor of the group up to `cap` that `fits`.
+template <typename Fits>
+static int64_t largestHeadDivisor(int64_t group, int64_t cap, Fits fits) {
+  for (int64_t heads = std::min(group, cap); heads > 1; --heads)
+    if (group % heads == 0 && fits(heads))
+      return heads;
+  return 1;
+}
+
+/// Tensor cores: the largest divisor of the group up to 16 (the rows of one
+/// mma) and maxHeadsPerCTA.
+static int64_t tensorCoreHeads(const DecodeSpec &spec,
+                               const DecodeKernelOptions &o) {
+  return largestHeadDivisor(spec.groupSize(), 16, [&](int64_t heads) {
+    return o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA;
+  });
+}
+
+/// The tensor-core kernel's stages: kvStages, fewer where the shared-memory
+/// limit asks for it, down to 2; none when even 2 do not fit.
+static std::optional<int64_t> tensorCoreStages(const DecodeKernelConfig &c,
+                                               const DecodeKernelOptions &o) {
+  auto fits = [&](int64_t stages) {
+    return o.sharedMemoryLimit <= 0 ||
+           c.mmaSharedMemoryBytes(stages) <= o.sharedMemoryLimit;
+  };
+  if (!fits(2))
+    return std::nullopt;
+  int64_t stages = o.kvStages;
+  while (stages > 2 && !fits(stages))
+    --stages;
+  return stages;
+}
+
+/// The tensor-core strategy, when the kernel serves the spec and fits.
+static std::optional<DecodeKernelConfig>
+selectTensorCores(MLIRContext *ctx, const DecodeSpec &spec,
+                  const DecodeKernelOptions &o) {
+  bool wanted = o.tensorCores == TensorCoreUse::On ||
+                (o.tensorCores == TensorCoreUse::Auto && spec.groupSize() >= 4);
+  if (!wanted || !tensorCoresServe(spec))
+    return std::nullopt;
+  DecodeStrategy s;
+  s.kernel = DecodeKernelKind::tensor_cores;
+  s.headsPerCTA = tensorCoreHeads(spec, o);
+  DecodeKernelConfig c = DecodeKernelConfig::get(ctx, spec, s);
+  std::optional<int64_t> stages = tensorCoreStages(c, o);
+  if (!stages)
+    return std::nullopt;
+  c.strategy.kvStages = *stages;
+  c.strategy.l2PrefetchBytes = o.l2PrefetchBytes;
+  return c;
+}
+
+/// The CUDA-core strategy: heads within 64 registers of q and of the
+/// accumulators each, loads in flight within about 32 registers, and the
+/// page-table prefetch when a thread's softmax state is small.
+static DecodeKernelConfig selectCudaCores(MLIRContext *ctx,
+                                          const DecodeSpec &spec,
+                                          const DecodeKernelOptions &o) {
+  DecodeStrategy s;
+  s.kernel = DecodeKernelKind::cuda_cores;
+  DecodeKernelConfig c = DecodeKernelConfig::get(ctx, spec, s);
+  int64_t elems = c.elemsPerThread();
+  c.strategy.headsPerCTA = largestHeadDivisor(
+      spec.groupSize(), DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA,
+      [&](int64_t heads) {
+        return heads * elems <= 64 &&
+               (o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA);
+      });
+  int64_t regsPerToken = std::max<int64_t>(1, elems * c.elementBytes() / 4);
+  c.strategy.tokensPerLaneGroup =
+      o.tokensPerLaneGroup > 0
+          ? o.tokensPerLaneGroup
+          : std::clamp<int64_t>(16 / regsPerToken, 1, 4);
+  switch (o.prefetchPageTable) {
+  case PageTablePrefetch::On:
+    c.strategy.prefetchPageTable = true;
+    break;
+  case PageTablePrefetch::Off:
+    c.strategy.prefetchPageTable = false;
+    break;
+  case PageTablePrefetch::Auto:
+    c.strategy.prefetchPageTable = c.headsPerCTA() * elems <= 16;
+    break;
+  }
+  return c;
+}
+
+DecodeKernelConfig
+DecodeKernelConfig::select(MLIRContext *ctx, const DecodeSpec &spec,
+                           const DecodeKernelOptions &options) {
+  std::optional<DecodeKernelConfig> config =
+      selectTensorCores(ctx, spec, options);
+  if (!config)
+    config = selectCudaCores(ctx, spec, options);
+  config->strategy.minCTAsPerSM = options.minCTAsPerSM;
+  config->strategy.programmaticLaunch = options.programmaticLaunch;
+  return *config;
+}
+
+DecodeKernelConfig DecodeKernelConfig::get(MLIRContext *ctx,
+                                           const DecodeSpec &spec,
+                                           const DecodeStrategy &strategy) {
+  return {spec, strategy, toMLIRType(ctx, spec.dtype)};
+}
+
+//===----------------------------------------------------------------------===//
+// Thread mapping
+//===----------------------------------------------------------------------===//
+
+int64_t DecodeKernelConfig::threadsPerToken() const {
+  int64_t vectors = vectorsPerRow();
+  int64_t threads = 1;
+  while (threads < 32 && vectors % (threads * 2) == 0)
+    threads *= 2;
+  if (vectors / threads <= kMaxVectorsPerLane)
+    return threads;
+  while (threads < 32 && threads * 2 <= vectors)
+    threads *= 2;
+  return threads;
+}
+
+int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
+  int64_t headDim = spec.headDim;
+  int64_t rings = numWarps() * stages * 2 * kMmaTileTokens * (headDim + 8) *
+                  elementBytes();
+  int64_t merge = numWarps() * mmaHeadBlocks() * 8 * (headDim + 2) * 4;
+  return std::max(rings, merge);
+}
+
+int64_t DecodeKernelConfig::tokensPerIteration() const {
+  if (usesTensorCores())
+    return numWarps() * kMmaTileTokens;
+  return numWarps() * tokensPerWarp() * strategy.tokensPerLaneGroup;
 }
 
 int64_t DecodeKernelConfig::sharedMemoryBytes() const {
   if (usesTensorCores())
     return 0;
-  return numWarps * headsPerCTA() * (headDim + 2) * 4;
+  return numWarps() * headsPerCTA() * (spec.headDim + 2) * 4;
 }
 
 int64_t DecodeKernelConfig::dynamicSharedMemoryBytes() const {
   if (!usesTensorCores())
     return 0;
-  return mmaSharedMemoryBytes(stagesUsed());
+  return mmaSharedMemoryBytes(strategy.kvStages);
 }
 
-std::string DecodeKernelConfig::elementTypeName() const {
-  if (elementType.isBF16())
-    return "bf16";
-  if (elementType.isF16())
-    return "f16";
-  return "f32";
-}
+//===----------------------------------------------------------------------===//
+// A strategy given by hand
+//===----------------------------------------------------------------------===//
 
-std::string DecodeKernelConfig::name() const {
-  return llvm::formatv("h{0}_kv{1}_d{2}_p{3}_{4}_{5}_w{6}", numHeads,
-                       numKVHeads, headDim, pageSize, elementTypeName(),
-                       stringifyKVLayout(layout), numWarps)
-      .str();
+std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
+                                            const DecodeSpec &spec,
+                                            int64_t numWarps,
+                                            const DecodeStrategy &s,
+                                            int64_t sharedMemoryLimit) {
+  auto outside = [](const char *what, int64_t v, int64_t lo, int64_t hi) {
+    return std::string(what) + " must be in [" + std::to_string(lo) + ", " +
+           std::to_string(hi) + "], got " + std::to_string(v);
+  };
+  bool tensorCores = s.kernel == DecodeKernelKind::tensor_cores;
+  int64_t maxHeads =
+      tensorCores ? 16 : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
+  if (numWarps < 1 || numWarps > 32)
+    return outside("num_warps", numWarps, 1, 32);
+  if (s.headsPerCTA < 1 || s.headsPerCTA > maxHeads)
+    return outside("heads_per_cta", s.headsPerCTA, 1, maxHeads);
+  if (spec.groupSize() % s.headsPerCTA != 0)
+    return "heads_per_cta (" + std::to_string(s.headsPerCTA) +
+           ") must divide the query heads per KV head (" +
+           std::to_string(spec.groupSize()) + ")";
+  if (s.minCTAsPerSM < 0 || s.minCTAsPerSM > 32)
+    return outside("min_ctas_per_sm", s.minCTAsPerSM, 0, 32);
+  if (!tensorCores) {
+    if (s.tokensPerLaneGroup < 1 || s.tokensPerLaneGroup > 16)
+      return outside("tokens_per_lane_group", s.tokensPerLaneGroup, 1, 16);
+    return "";
+  }
+  if (!tensorCoresServe(spec))
+    return "the tensor-core kernel serves f16/bf16 with head_dim a multiple "
+           "of 16 up to 128";
+  if (s.kvStages < 2 || s.kvStages > 4)
+    return outside("kv_stages", s.kvStages, 2, 4);
+  if (!llvm::is_contained({0, 64, 128, 256}, s.l2PrefetchBytes))
+    return "l2_prefetch must be 0, 64, 128 or 256, got " +
+           std::to_string(s.l2PrefetchBytes);
+  DecodeSpec withWarps = spec;
+  withWarps.numWarps = numWarps;
+  int64_t bytes = DecodeKernelConfig::get(ctx, withWarps, s)
+                      .dynamicSharedMemoryBytes();
+  if (sharedMemoryLimit > 0 && bytes > sharedMemoryLimit)
+    return std::to_string(s.kvStages) + " stages need " +
+           std::to_string(bytes) + " bytes of shared memory, more than " +
+           std::to_string(sharedMemoryLimit);
+  return "";
 }

@@ -1,9 +1,7 @@
 //===- KernelEmitter.h - shared pieces of the decode kernels ----*- C++ -*-===//
 //
 // Private to the PagedAttnToGPU conversion: the arithmetic helpers every
-// kernel is written with, kernel creation, and the end of a decode kernel
-// (merging the warps' softmax states and writing the output), which the
-// CUDA-core and tensor-core decode kernels share.
+// kernel is written with, and kernel creation.
 //
 //===----------------------------------------------------------------------===//
 
@@ -158,71 +156,6 @@ inline gpu::GPUFuncOp lookupKernel(gpu::GPUModuleOp module, StringRef name) {
 gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                             StringRef name, ArrayRef<Type> argTypes,
                             ArrayRef<Type> workgroupTypes, int64_t blockSize);
-
-/// Where a decode kernel's CTA and thread are, and the tokens
-/// [chunkBegin, chunkEnd) of the sequence its split covers.
-struct DecodeCTA {
-  Value tid, batch, split, kvHead, firstHead, warp, lane;
-  Value seqLen, numSplits, chunkBegin, chunkEnd;
-};
-
-/// Emits DecodeCTA for `func` (decode kernel arguments): chunks are the
-/// sequence split `num_splits` ways, rounded up to whole loop iterations
-/// (`tokensPerIteration`) so only the last chunk has a partial one.
-DecodeCTA emitDecodeCTA(KernelEmitter &e, const DecodeKernelConfig &c,
-                        gpu::GPUFuncOp func);
-
-/// The values the end of a decode kernel works on.
-struct DecodeEpilogue {
-  /// f32 [num_warps][>= heads][head_dim]: each warp's accumulator.
-  Value accSmem;
-  /// f32 [2][num_warps][>= heads]: each warp's running max (base-2 logits)
-  /// and sum.
-  Value statSmem;
-  Value tid, batch, split, firstHead, numSplits;
-  Value out, partialOut, partialLse;
-};
-
-/// After a barrier that published every warp's state in shared memory:
-/// merges the warps by log-sum-exp and writes the output itself when
-/// unsplit, else this chunk's normalised partial output and its
-/// log-sum-exp (base 2).
-void emitMergeWarpsAndStore(KernelEmitter &e, const DecodeKernelConfig &c,
-                            const DecodeEpilogue &ep);
-
-/// 16-byte cp.async.cg copies from a memref in global memory into a shared
-/// buffer, by byte address (AsyncCopy.cpp): inline PTX, for the L2
-/// prefetch-size hint (`l2PrefetchBytes` 64, 128 or 256; 0 for none) that
-/// NVVM's cp.async does not take.
-class AsyncCopyEmitter {
-public:
-  /// `sharedBytes`: the i8 workgroup buffer copies go into.
-  AsyncCopyEmitter(KernelEmitter &e, Value sharedBytes, int64_t elementBytes,
-                   int64_t l2PrefetchBytes);
-
-  /// A memref's global base address (its offset included) and strides,
-  /// computed once per kernel.
-  struct Source {
-    Value base;
-    SmallVector<Value> strides;
-  };
-  Source source(Value memref);
-
-  /// Copies the 16 bytes at `indices` of `src` (unit innermost stride) to
-  /// byte `sharedOffset` of the shared buffer.
-  void copy16(const Source &src, ValueRange indices, Value sharedOffset);
-
-private:
-  KernelEmitter &e;
-  int64_t elementBytes;
-  Value sharedBase;
-  std::string ptx;
-};
-
-/// The tensor-core decode kernel (DecodeMmaKernel.cpp); same arguments and
-/// grid as the CUDA-core one.
-gpu::GPUFuncOp buildMmaDecodeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
-                                    const DecodeKernelConfig &c);
 
 } // namespace paged_attn
 } // namespace mlir

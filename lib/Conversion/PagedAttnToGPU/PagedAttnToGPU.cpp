@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
+#include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
 #include "PagedAttn/Conversion/Passes.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
@@ -44,10 +45,9 @@ static Value castTo(ImplicitLocOpBuilder &b, Value v, Type type) {
   return memref::CastOp::create(b, type, v);
 }
 
-static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
-                          const DecodeKernelOptions &options,
+static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
+                          gpu::GPUModuleOp kernelModule,
                           int64_t numSplitsOption) {
-  DecodeKernelConfig config = DecodeKernelConfig::fromOp(op, options);
   OpBuilder builder(op);
   gpu::GPUFuncOp decode = getOrBuildDecodeKernel(builder, kernelModule, config);
   gpu::GPUFuncOp merge = getOrBuildMergeKernel(builder, kernelModule, config);
@@ -67,8 +67,8 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
   Type f32 = b.getF32Type();
   int64_t dyn = ShapedType::kDynamic;
   auto partialOutType =
-      MemRefType::get({dyn, config.numHeads, dyn, config.headDim}, f32);
-  auto partialLseType = MemRefType::get({dyn, config.numHeads, dyn}, f32);
+      MemRefType::get({dyn, config.spec.numHeads, dyn, config.spec.headDim}, f32);
+  auto partialLseType = MemRefType::get({dyn, config.spec.numHeads, dyn}, f32);
   Value partialOut = gpu::AllocOp::create(
                          b, partialOutType, /*asyncToken=*/Type(), ValueRange{},
                          ValueRange{batch, numSplits}, ValueRange{})
@@ -92,8 +92,8 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
   Value one = index(1);
   gpu::LaunchFuncOp::create(
       b, decode,
-      gpu::KernelDim3{index(config.numKVHeads * config.ctasPerKVHead()), batch,
-                      numSplits},
+      gpu::KernelDim3{index(config.spec.numKVHeads * config.ctasPerKVHead()),
+                      batch, numSplits},
       gpu::KernelDim3{index(config.blockSize()), one, one},
       config.dynamicSharedMemoryBytes() > 0
           ? arith::ConstantIntOp::create(b, b.getI32Type(),
@@ -103,7 +103,7 @@ static void lowerDecodeOp(DecodeOp op, gpu::GPUModuleOp kernelModule,
       decodeArgs);
   if (numSplitsOption > 1)
     gpu::LaunchFuncOp::create(
-        b, merge, gpu::KernelDim3{index(config.numHeads), batch, one},
+        b, merge, gpu::KernelDim3{index(config.spec.numHeads), batch, one},
         gpu::KernelDim3{index(config.mergeBlockSize()), one, one}, Value(),
         ValueRange{decodeArgs[6], decodeArgs[7], decodeArgs[5], decodeArgs[9]});
   gpu::DeallocOp::create(b, Type(), ValueRange{}, partialOut);
@@ -116,6 +116,10 @@ struct ConvertPagedAttnToGPUPass
     : public mlir::paged_attn::impl::ConvertPagedAttnToGPUBase<
           ConvertPagedAttnToGPUPass> {
   using Base::Base;
+  // Reads the options the shared list declares (protected in the base).
+  template <typename PassT>
+  friend DecodeKernelOptionStrings
+  mlir::paged_attn::getDecodeKernelOptionStrings(const PassT &);
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -124,18 +128,8 @@ struct ConvertPagedAttnToGPUPass
                          << static_cast<int64_t>(numSplits);
       return signalPassFailure();
     }
-    DecodeKernelOptionStrings strings;
-    strings.numWarps = numWarps;
-    strings.tokensPerLaneGroup = tokensPerLaneGroup;
-    strings.maxHeadsPerCTA = maxHeadsPerCTA;
-    strings.prefetchPageTable = prefetchPageTable;
-    strings.minCTAsPerSM = minCTAsPerSM;
-    strings.tensorCores = tensorCores;
-    strings.kvStages = kvStages;
-    strings.l2PrefetchBytes = l2Prefetch;
-    strings.sharedMemoryLimit = sharedMemoryLimit;
-    strings.programmaticLaunch = programmaticLaunch;
-    auto parsed = parseDecodeKernelOptions(strings);
+    auto parsed =
+        parseDecodeKernelOptions(getDecodeKernelOptionStrings(*this));
     if (auto *error = std::get_if<std::string>(&parsed)) {
       module.emitError() << *error;
       return signalPassFailure();
@@ -155,9 +149,16 @@ struct ConvertPagedAttnToGPUPass
       return signalPassFailure();
     if (ops.empty())
       return;
+    SmallVector<DecodeKernelConfig> configs;
+    for (DecodeOp op : ops) {
+      FailureOr<DecodeKernelConfig> config = getDecodeKernelConfig(op, options);
+      if (failed(config))
+        return signalPassFailure();
+      configs.push_back(*config);
+    }
     gpu::GPUModuleOp kernelModule = getOrCreateKernelModule(module);
-    for (DecodeOp op : ops)
-      lowerDecodeOp(op, kernelModule, options, numSplits);
+    for (auto [op, config] : llvm::zip_equal(ops, configs))
+      lowerDecodeOp(op, config, kernelModule, numSplits);
   }
 };
 } // namespace

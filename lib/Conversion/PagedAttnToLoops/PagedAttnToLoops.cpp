@@ -1,13 +1,17 @@
 //===- PagedAttnToLoops.cpp - paged_attn.decode to scalar loops -----------===//
 //
 // The reference semantics of decode: for every sequence and query head, a
-// first pass over the sequence's tokens finds the largest logit, a second
-// accumulates exp(logit - max) and exp(logit - max) * V in f32, and the
-// result is the accumulator over the sum (zeros for an empty sequence).
+// first pass over the sequence's visible tokens finds the largest logit, a
+// second accumulates exp(logit - max) and exp(logit - max) * V in f32, and
+// the result is the accumulator over the sum (zeros for an empty sequence).
+// A variant's score rules (ScoreModifiers, shared with the GPU kernels)
+// apply to each logit and decide the first visible token.
 //
 //===----------------------------------------------------------------------===//
 
 #include "PagedAttn/Conversion/Passes.h"
+#include "PagedAttn/Conversion/ScoreModifiers.h"
+#include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -59,6 +63,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value negInf = arith::ConstantOp::create(
         b, b.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
     bool nhd = op.getLayout() == KVLayout::nhd;
+    ScoreModifiers rules(getDecodeSpec(op));
     Value acc =
         memref::AllocaOp::create(b, MemRefType::get({op.getHeadDim()}, f32));
 
@@ -74,9 +79,9 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
       return nhd ? SmallVector<Value>{page, slot, kvHead, d}
                  : SmallVector<Value>{page, kvHead, slot, d};
     };
-    // scale * q[batch, head, :] . K[token, :]
-    auto logit = [&](Value batch, Value head, Value kvHead,
-                     Value token) -> Value {
+    // The rules on scale * q[batch, head, :] . K[token, :].
+    auto logit = [&](Value batch, Value head, Value kvHead, Value token,
+                     Value seqLen) -> Value {
       auto dot = scf::ForOp::create(b, zero, headDim, one, ValueRange{f32Zero});
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(dot.getBody());
@@ -88,7 +93,10 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
       scf::YieldOp::create(b, ValueRange{math::FmaOp::create(
                                   b, qv, kv, dot.getRegionIterArgs()[0])});
       b.setInsertionPointAfter(dot);
-      return arith::MulFOp::create(b, dot.getResult(0), scale);
+      Value score = arith::MulFOp::create(b, dot.getResult(0), scale);
+      if (rules.empty())
+        return score;
+      return rules.apply(b, score, ScorePosition{token, seqLen, head});
     };
 
     Value batchSize = memref::DimOp::create(b, op.getQ(), 0);
@@ -102,13 +110,17 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     b.setInsertionPointToStart(headLoop.getBody());
     Value head = headLoop.getInductionVar();
     Value kvHead = arith::DivUIOp::create(b, head, groupSize);
+    Value firstKey = rules.firstVisibleKey(b, seqLen);
+    if (!firstKey)
+      firstKey = zero;
 
     // Pass 1: the largest logit.
-    auto maxLoop = scf::ForOp::create(b, zero, seqLen, one, ValueRange{negInf});
+    auto maxLoop =
+        scf::ForOp::create(b, firstKey, seqLen, one, ValueRange{negInf});
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(maxLoop.getBody());
-      Value s = logit(batch, head, kvHead, maxLoop.getInductionVar());
+      Value s = logit(batch, head, kvHead, maxLoop.getInductionVar(), seqLen);
       scf::YieldOp::create(b, ValueRange{arith::MaximumFOp::create(
                                   b, maxLoop.getRegionIterArgs()[0], s)});
     }
@@ -123,13 +135,14 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
                               ValueRange{clear.getInductionVar()});
     }
     auto sumLoop =
-        scf::ForOp::create(b, zero, seqLen, one, ValueRange{f32Zero});
+        scf::ForOp::create(b, firstKey, seqLen, one, ValueRange{f32Zero});
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(sumLoop.getBody());
       Value token = sumLoop.getInductionVar();
       Value p = math::ExpOp::create(
-          b, arith::SubFOp::create(b, logit(batch, head, kvHead, token), max));
+          b, arith::SubFOp::create(b, logit(batch, head, kvHead, token, seqLen),
+                                   max));
       auto dLoop = scf::ForOp::create(b, zero, headDim, one);
       {
         OpBuilder::InsertionGuard g2(b);

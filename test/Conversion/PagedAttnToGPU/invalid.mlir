@@ -15,3 +15,37 @@ func.func @tensor_form(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %
        : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
 }
+
+// -----
+
+// A hand-written strategy is checked against the op.
+func.func @tensor_cores_for_f32(%q: memref<?x8x64xf32>, %k: memref<?x16x2x64xf32>, %v: memref<?x16x2x64xf32>,
+                                %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x8x64xf32>) {
+  // expected-error @+1 {{cannot be built with its strategy: the tensor-core kernel serves f16/bf16 with head_dim a multiple of 16 up to 128}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x8x64xf32>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 3, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>}
+    : memref<?x8x64xf32>, memref<?x16x2x64xf32>, memref<?x16x2x64xf32>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+func.func @heads_not_dividing(%q: memref<?x8x64xf16>, %k: memref<?x16x2x64xf16>, %v: memref<?x16x2x64xf16>,
+                              %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x8x64xf16>) {
+  // expected-error @+1 {{cannot be built with its strategy: heads_per_cta (3) must divide the query heads per KV head (4)}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x8x64xf16>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 4, heads_per_cta = 3, kv_stages = 0, l2_prefetch = 0, tokens_per_lane_group = 4, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>}
+    : memref<?x8x64xf16>, memref<?x16x2x64xf16>, memref<?x16x2x64xf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+func.func @not_a_strategy(%q: memref<?x8x64xf16>, %k: memref<?x16x2x64xf16>, %v: memref<?x16x2x64xf16>,
+                          %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x8x64xf16>) {
+  // expected-error @+1 {{'paged_attn.strategy' must be a #paged_attn.decode_strategy, got "fast"}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x8x64xf16>)
+    {paged_attn.strategy = "fast"}
+    : memref<?x8x64xf16>, memref<?x16x2x64xf16>, memref<?x16x2x64xf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}

@@ -1,15 +1,20 @@
 //===- DecodeKernelConfig.h - what a decode kernel is built for -*- C++ -*-===//
 //
-// The static parameters a decode kernel pair is specialised on, and the
-// thread mapping derived from them. The conversion builds kernels from it and
-// paged-attn-compile writes it into the manifest the runtime reads.
+// Three steps from an op to a kernel:
+//   DecodeKernelOptions  what the user asks for (auto/on/off, stages, ...);
+//   DecodeStrategy       what the selection decided for one decode (which
+//                        kernel, its stages, heads per CTA, ...), recorded
+//                        on the op as #paged_attn.decode_strategy;
+//   DecodeKernelConfig   a DecodeSpec with its strategy, and the thread
+//                        mapping both imply, which the kernel builders read
+//                        and paged-attn-compile writes into the manifest.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELCONFIG_H
 #define PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELCONFIG_H
 
-#include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
+#include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
 
 #include <optional>
 #include <string>
@@ -27,7 +32,8 @@ enum class PageTablePrefetch { Auto, On, Off };
 /// one lane group per token on the CUDA cores.
 enum class TensorCoreUse { Auto, On, Off };
 
-/// Code-generation choices that do not change what a kernel computes.
+/// Code-generation choices that do not change what a kernel computes, as
+/// the user asks for them.
 struct DecodeKernelOptions {
   int64_t numWarps = 4;
   /// Tokens each lane group loads per loop iteration; 0 picks by registers.
@@ -60,9 +66,16 @@ struct DecodeKernelOptions {
   /// merge kernel launch early, and the merge kernel waits for the decode
   /// grid's results with griddepcontrol.wait.
   bool programmaticLaunch = false;
+
+  /// The options a target allows: its shared memory, programmatic launch,
+  /// and no L2 prefetch hint below PTX 7.4 (`features` empty: the chip's
+  /// default PTX version).
+  DecodeKernelOptions forTarget(const ::paged_attn::TargetInfo &target,
+                                StringRef features) const;
 };
 
-/// The options as the pass and paged-attn-compile spell them.
+/// The options as the passes spell them: their textual form is the only
+/// place where the enums are strings.
 struct DecodeKernelOptionStrings {
   int64_t numWarps = 4;
   int64_t tokensPerLaneGroup = 0;
@@ -82,34 +95,82 @@ std::variant<DecodeKernelOptions, std::string>
 parseDecodeKernelOptions(const DecodeKernelOptionStrings &strings,
                          llvm::StringRef prefix = "");
 
-/// The op's shapes and types, with the code-generation options it is built
-/// with.
-struct DecodeKernelConfig : DecodeKernelOptions {
-  int64_t numHeads = 0;
-  int64_t numKVHeads = 0;
-  int64_t headDim = 0;
-  int64_t pageSize = 0;
+/// The options of a pass generated from the shared option list
+/// (Passes.td), in their string form.
+template <typename PassOptionsT>
+DecodeKernelOptionStrings getDecodeKernelOptionStrings(const PassOptionsT &o) {
+  DecodeKernelOptionStrings s;
+  s.numWarps = o.numWarps;
+  s.tokensPerLaneGroup = o.tokensPerLaneGroup;
+  s.maxHeadsPerCTA = o.maxHeadsPerCTA;
+  s.prefetchPageTable = o.prefetchPageTable;
+  s.minCTAsPerSM = o.minCTAsPerSM;
+  s.tensorCores = o.tensorCores;
+  s.kvStages = o.kvStages;
+  s.l2PrefetchBytes = o.l2Prefetch;
+  s.sharedMemoryLimit = o.sharedMemoryLimit;
+  s.programmaticLaunch = o.programmaticLaunch;
+  return s;
+}
+
+/// What the selection decided for one decode: every choice resolved.
+struct DecodeStrategy {
+  DecodeKernelKind kernel = DecodeKernelKind::cuda_cores;
+  /// Query heads one CTA serves.
+  int64_t headsPerCTA = 1;
+  /// Tensor cores: shared-memory K/V stages per warp and the L2 prefetch
+  /// hint (0 for the CUDA-core kernel).
+  int64_t kvStages = 0;
+  int64_t l2PrefetchBytes = 0;
+  /// CUDA cores: tokens a lane group loads per iteration, and whether the
+  /// next iteration's page-table entries are loaded early (0 and false for
+  /// the tensor-core kernel).
+  int64_t tokensPerLaneGroup = 0;
+  bool prefetchPageTable = false;
+  int64_t minCTAsPerSM = 0;
+  bool programmaticLaunch = false;
+
+  static DecodeStrategy fromAttr(DecodeStrategyAttr attr);
+  DecodeStrategyAttr toAttr(MLIRContext *ctx, int64_t numWarps) const;
+};
+
+/// Whether `strategy` can build `spec`'s kernels (a hand-written
+/// strategy attribute is checked with it): empty, or what is wrong.
+std::string checkStrategy(MLIRContext *ctx, const DecodeSpec &spec,
+                          int64_t numWarps,
+                          const DecodeStrategy &strategy,
+                          int64_t sharedMemoryLimit);
+
+/// A decode spec with its strategy, and the thread mapping they imply.
+struct DecodeKernelConfig {
+  DecodeSpec spec;
+  DecodeStrategy strategy;
+  /// The MLIR type of spec.dtype.
   Type elementType;
-  KVLayout layout = KVLayout::nhd;
 
-  /// The config of a verified decode op.
-  static DecodeKernelConfig fromOp(DecodeOp op,
+  /// The selection: the strategy `options` give for `spec` (whose numWarps
+  /// must be options.numWarps).
+  static DecodeKernelConfig select(MLIRContext *ctx, const DecodeSpec &spec,
                                    const DecodeKernelOptions &options);
-  void setOptions(const DecodeKernelOptions &options);
+  /// The config of a verified decode op built with `strategy`.
+  static DecodeKernelConfig get(MLIRContext *ctx, const DecodeSpec &spec,
+                                const DecodeStrategy &strategy);
 
-  int64_t elementBytes() const {
-    return elementType.getIntOrFloatBitWidth() / 8;
+  bool usesTensorCores() const {
+    return strategy.kernel == DecodeKernelKind::tensor_cores;
   }
-  /// Query heads per KV head.
-  int64_t groupSize() const { return numHeads / numKVHeads; }
+  int64_t numWarps() const { return spec.numWarps; }
+  int64_t elementBytes() const { return spec.elementBytes(); }
+  int64_t groupSize() const { return spec.groupSize(); }
   /// Elements in one 16-byte vector.
   int64_t vectorElems() const { return 16 / elementBytes(); }
-  int64_t vectorsPerRow() const { return headDim / vectorElems(); }
-  /// Lanes that share one token's row: the largest power of two that
-  /// divides the row's vector count, at most a warp; but where that leaves
-  /// a lane more than kMaxVectorsPerLane vectors (a row of 13, 15, 17, ...
-  /// vectors), the largest power of two up to the vector count (and a
-  /// warp), with the last vector of some lanes empty.
+  int64_t vectorsPerRow() const { return spec.headDim / vectorElems(); }
+
+  /// CUDA-core kernel: lanes that share one token's row. The largest power
+  /// of two that divides the row's vector count, at most a warp; but where
+  /// that leaves a lane more than kMaxVectorsPerLane vectors (a row of 13,
+  /// 15, 17, ... vectors), the largest power of two up to the vector count
+  /// (and a warp), with the last vector of some lanes empty.
   int64_t threadsPerToken() const;
   /// Vectors of a row one lane holds (the last may be past the row's end:
   /// hasEmptyVectors()).
@@ -120,79 +181,46 @@ struct DecodeKernelConfig : DecodeKernelOptions {
   bool hasEmptyVectors() const {
     return vectorsPerRow() % threadsPerToken() != 0;
   }
+  int64_t elemsPerThread() const { return vectorsPerThread() * vectorElems(); }
+  /// Tokens a warp works on at once (one per lane group).
+  int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
   /// More vectors per lane than this spill registers (ptxas matrix).
   static constexpr int64_t kMaxVectorsPerLane = 8;
   /// Most query heads a CTA of the CUDA-core kernel serves: with 16, the
   /// per-head softmax statistics push f32 kernels past 255 registers.
   static constexpr int64_t kMaxCudaCoreHeadsPerCTA = 8;
-  int64_t elemsPerThread() const { return vectorsPerThread() * vectorElems(); }
-  /// Tokens a warp works on at once (one per lane group).
-  int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
-  /// Whether the tensor-core kernel can serve this config: 16-bit K/V,
-  /// head_dim a multiple of 16 up to 128.
-  bool supportsTensorCores() const;
-  /// Whether the decode kernel is the tensor-core one (resolves Auto and
-  /// the shared-memory limit).
-  bool usesTensorCores() const;
-  /// K/V stages the tensor-core kernel is built with: kvStages, fewer where
-  /// the shared-memory limit asks for it.
-  int64_t stagesUsed() const;
-  /// Dynamic shared memory of the tensor-core kernel with `stages` stages.
-  int64_t mmaSharedMemoryBytes(int64_t stages) const;
-  /// Tokens one warp of the tensor-core kernel computes on at a time (one
-  /// mma tile).
+
+  /// Tensor-core kernel: tokens one warp computes on at a time (one mma
+  /// tile), the query heads its accumulators are laid out for (8 per mma
+  /// column block), and its dynamic shared memory with `stages` stages.
   static constexpr int64_t kMmaTileTokens = 16;
-  /// Query heads one CTA serves. Tensor cores: the largest divisor of the
-  /// group size up to 16 (the rows of one mma). CUDA cores: the largest divisor
-  /// of the group size up to kMaxCudaCoreHeadsPerCTA that keeps q and the
-  /// accumulators of a thread within 64 registers each (and within
-  /// maxHeadsPerCTA when set).
-  int64_t headsPerCTA() const;
+  int64_t mmaHeadBlocks() const { return (headsPerCTA() + 7) / 8; }
+  int64_t mmaSharedMemoryBytes(int64_t stages) const;
+
+  int64_t headsPerCTA() const { return strategy.headsPerCTA; }
   /// CTAs along grid x for one KV head.
   int64_t ctasPerKVHead() const { return groupSize() / headsPerCTA(); }
-  /// Tokens each lane group loads before it computes (loads in flight):
-  /// tokensPerLaneGroup when set, else by registers.
-  int64_t tokensPerGroupIteration() const;
-  int64_t blockSize() const { return numWarps * 32; }
-  /// Whether the kernel prefetches page-table entries (resolves Auto).
-  bool prefetchesPageTable() const;
+  int64_t blockSize() const { return numWarps() * 32; }
   /// Tokens a CTA consumes per loop iteration; split-KV chunks are rounded
   /// up to a multiple of it.
-  int64_t tokensPerIteration() const {
-    if (usesTensorCores())
-      return numWarps * kMmaTileTokens;
-    return numWarps * tokensPerWarp() * tokensPerGroupIteration();
-  }
-  /// Static shared memory of the decode kernel in bytes.
+  int64_t tokensPerIteration() const;
+  /// Static and dynamic shared memory of the decode kernel in bytes
+  /// (tensor cores: the K/V stages, reused for the cross-warp merge).
   int64_t sharedMemoryBytes() const;
-  /// Dynamic shared memory of the decode kernel in bytes (tensor-core
-  /// kernel: the K/V stages, reused for the cross-warp merge).
   int64_t dynamicSharedMemoryBytes() const;
-  /// Query heads the tensor-core kernel's accumulators are laid out for:
-  /// 8 per mma column block.
-  int64_t mmaHeadBlocks() const;
-  /// Query heads one CTA of the tensor-core kernel serves (whether or not
-  /// the config uses it): the largest divisor of the group up to 16.
-  int64_t mmaHeadsPerCTA() const;
-  /// Threads per CTA of the merge kernel.
+  /// Threads per CTA of the merge and page-table check kernels.
   int64_t mergeBlockSize() const { return 128; }
+  int64_t checkBlockSize() const { return 128; }
 
-  /// "h32_kv8_d128_p16_bf16_nhd_w4".
-  std::string name() const;
-  std::string elementTypeName() const;
+  std::string name() const { return spec.name(); }
   std::string decodeKernelName() const { return "paged_attn_decode_" + name(); }
   std::string mergeKernelName() const { return "paged_attn_merge_" + name(); }
   std::string checkKernelName() const { return "paged_attn_check_" + name(); }
-  /// Threads per CTA of the page-table check kernel.
-  int64_t checkBlockSize() const { return 128; }
 };
 
 /// "auto", "on" or "off"; std::nullopt for anything else.
 std::optional<PageTablePrefetch> parsePageTablePrefetch(llvm::StringRef s);
-llvm::StringRef stringifyPageTablePrefetch(PageTablePrefetch p);
-/// "auto", "on" or "off"; std::nullopt for anything else.
 std::optional<TensorCoreUse> parseTensorCoreUse(llvm::StringRef s);
-llvm::StringRef stringifyTensorCoreUse(TensorCoreUse t);
 
 } // namespace paged_attn
 } // namespace mlir

@@ -1,34 +1,32 @@
-//===- DecodeKernels.h - build decode and merge kernels ---------*- C++ -*-===//
+//===- DecodeKernels.h - build decode, merge and check kernels --*- C++ -*-===//
+//
+// The kernels a decode lowers to, built into a gpu.module once per config:
+// the decode kernel of the config's strategy (CUDA cores or tensor cores),
+// the kernel that merges split-KV partial results, and the opt-in
+// page-table check. Their parameters are the Spec's kernel ABI
+// (PagedAttn/Spec/KernelABI.h).
+//
+//===----------------------------------------------------------------------===//
 
 #ifndef PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELS_H
 #define PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELS_H
 
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernelConfig.h"
+#include "PagedAttn/Spec/KernelABI.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 
 namespace mlir {
 namespace paged_attn {
 
-/// Kernel argument types (memrefs with dynamic outer strides and offset, so
-/// any strided tensor with a unit innermost stride can be passed).
-/// Decode kernel:  q, k_cache, v_cache, block_table, seq_lens, out,
-///                 partial_out, partial_lse, scale (f32), num_splits (i32).
-/// Merge kernel:   partial_out, partial_lse, out, num_splits (i32).
+/// The MLIR types of `params` (memrefs with dynamic strides and offset,
+/// and a unit innermost stride where the kernel loads vectors, so any
+/// strided tensor of that kind can be passed).
+SmallVector<Type> getKernelArgTypes(MLIRContext *ctx,
+                                    ArrayRef<::paged_attn::KernelParam> params);
+/// The decode kernel's argument types for `config`.
 SmallVector<Type> getDecodeKernelArgTypes(MLIRContext *ctx,
                                           const DecodeKernelConfig &config);
-SmallVector<Type> getMergeKernelArgTypes(MLIRContext *ctx,
-                                         const DecodeKernelConfig &config);
-
-/// Page-table check kernel: block_table, seq_lens, num_pages (i32),
-/// first_bad (memref<1xi64>).
-SmallVector<Type> getCheckKernelArgTypes(MLIRContext *ctx,
-                                         const DecodeKernelConfig &config);
-
-/// Names of the kernel arguments, in order, for manifests and diagnostics.
-ArrayRef<StringRef> getDecodeKernelArgNames();
-ArrayRef<StringRef> getMergeKernelArgNames();
-ArrayRef<StringRef> getCheckKernelArgNames();
 
 /// Returns the decode kernel for `config` in `module`, building it first if
 /// the module does not hold it yet.

@@ -13,6 +13,7 @@
 
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
+#include "PagedAttn/Spec/TargetInfo.h"
 
 #include <optional>
 

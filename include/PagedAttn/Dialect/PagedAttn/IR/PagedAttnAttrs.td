@@ -24,4 +24,51 @@ def PagedAttn_KVLayoutAttr : EnumAttr<PagedAttn_Dialect, PagedAttn_KVLayout,
   let assemblyFormat = "`<` $value `>`";
 }
 
+def PagedAttn_DecodeKernelCudaCores : I32EnumAttrCase<"cuda_cores", 0>;
+def PagedAttn_DecodeKernelTensorCores : I32EnumAttrCase<"tensor_cores", 1>;
+
+def PagedAttn_DecodeKernelKind : I32EnumAttr<"DecodeKernelKind",
+    "the decode kernel a strategy uses",
+    [PagedAttn_DecodeKernelCudaCores, PagedAttn_DecodeKernelTensorCores]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::paged_attn";
+}
+
+def PagedAttn_DecodeStrategyAttr
+    : AttrDef<PagedAttn_Dialect, "DecodeStrategy"> {
+  let mnemonic = "decode_strategy";
+  let summary = "how a decode op is lowered to GPU kernels";
+  let description = [{
+    The kernel strategy `paged-attn-select-decode-kernel` chose for one
+    decode op, kept on the op as the discardable attribute
+    `paged_attn.strategy` until `convert-paged-attn-to-gpu` builds its
+    kernels, and read back by `paged-attn-compile` for the manifest: the
+    kernel (`cuda_cores` or `tensor_cores`), warps per CTA, query heads per
+    CTA, the tensor-core kernel's shared-memory K/V stages and L2 prefetch
+    hint (0 for the CUDA-core kernel), the CUDA-core kernel's tokens per lane
+    group and page-table prefetch (0 and false for the tensor-core kernel),
+    the CTAs per SM asked of ptxas, and whether the merge kernel is launched
+    programmatically.
+
+    ```mlir
+    paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores,
+      num_warps = 4, heads_per_cta = 4, kv_stages = 3, l2_prefetch = 128,
+      tokens_per_lane_group = 0, prefetch_page_table = false,
+      min_ctas_per_sm = 0, programmatic_launch = true>
+    ```
+  }];
+  let parameters = (ins
+    EnumParameter<PagedAttn_DecodeKernelKind>:$kernel,
+    "int64_t":$num_warps,
+    "int64_t":$heads_per_cta,
+    "int64_t":$kv_stages,
+    "int64_t":$l2_prefetch,
+    "int64_t":$tokens_per_lane_group,
+    "bool":$prefetch_page_table,
+    "int64_t":$min_ctas_per_sm,
+    "bool":$programmatic_launch
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+}
+
 #endif // PAGEDATTN_DIALECT_PAGEDATTN_IR_PAGEDATTNATTRS_TD

@@ -1,0 +1,211 @@
+//===- DecodeStages.cpp - the named stages of a decode kernel -------------===//
+
+#include "DecodeStages.h"
+
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::paged_attn;
+
+//===----------------------------------------------------------------------===//
+// 1. The CTA and its chunk
+//===----------------------------------------------------------------------===//
+
+DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
+                                          const DecodeKernelConfig &c,
+                                          gpu::GPUFuncOp func) {
+  ImplicitLocOpBuilder &b = e.b;
+  // The merge kernel may be scheduled now; it waits for this grid's
+  // results itself.
+  if (c.strategy.programmaticLaunch)
+    NVVM::GriddepcontrolOp::create(
+        b, NVVM::GridDepActionKindAttr::get(
+               b.getContext(), NVVM::GridDepActionKind::launch_dependents));
+  DecodeCTA cta;
+  cta.tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value ctaX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  cta.batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  cta.split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
+  cta.kvHead = e.div(ctaX, e.index(c.ctasPerKVHead()));
+  cta.firstHead = e.add(
+      e.mul(cta.kvHead, e.index(c.groupSize())),
+      e.mul(e.rem(ctaX, e.index(c.ctasPerKVHead())), e.index(c.headsPerCTA())));
+  cta.warp = e.div(cta.tid, e.index(32));
+  cta.lane = e.rem(cta.tid, e.index(32));
+
+  Value seqLens = func.getArgument(4), numSplitsArg = func.getArgument(9);
+  cta.seqLen =
+      e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{cta.batch}));
+  cta.numSplits = e.toIndex(numSplitsArg);
+  // The splits share the keys the query sees: all of them, or from a
+  // variant's first visible key on.
+  Value firstKey = ScoreModifiers(c.spec).firstVisibleKey(b, cta.seqLen);
+  Value visible = firstKey ? arith::SubIOp::create(b, cta.seqLen, firstKey)
+                           : cta.seqLen;
+  Value step = e.index(c.tokensPerIteration());
+  Value chunk =
+      e.mul(e.ceilDiv(e.ceilDiv(visible, cta.numSplits), step), step);
+  cta.chunkBegin = e.min(e.mul(cta.split, chunk), visible);
+  cta.chunkEnd = e.min(e.add(cta.chunkBegin, chunk), visible);
+  if (firstKey) {
+    cta.chunkBegin = e.add(cta.chunkBegin, firstKey);
+    cta.chunkEnd = e.add(cta.chunkEnd, firstKey);
+  }
+  return cta;
+}
+
+//===----------------------------------------------------------------------===//
+// 2-4. Page lookup, rows as f32, score rules
+//===----------------------------------------------------------------------===//
+
+Value mlir::paged_attn::loadPageEntry(KernelEmitter &e, Value blockTable,
+                                      Value batch, Value token,
+                                      int64_t pageSize) {
+  return memref::LoadOp::create(
+      e.b, blockTable, ValueRange{batch, e.div(token, e.index(pageSize))});
+}
+
+Value mlir::paged_attn::applyScoreRules(
+    KernelEmitter &e, const ScoreModifiers &rules, Value base2Logit,
+    function_ref<ScorePosition()> position) {
+  if (rules.empty())
+    return base2Logit;
+  Value natural = e.fmul(base2Logit, e.f32Const(M_LN2));
+  return e.fmul(rules.apply(e.b, natural, position()), e.f32Const(M_LOG2E));
+}
+
+//===----------------------------------------------------------------------===//
+// 5. Online softmax
+//===----------------------------------------------------------------------===//
+
+SmallVector<Value> OnlineSoftmax::State::flatten() const {
+  SmallVector<Value> values(max);
+  values.append(sum);
+  values.append(acc);
+  return values;
+}
+
+OnlineSoftmax::State OnlineSoftmax::State::unflatten(ValueRange values,
+                                                     int64_t rows) {
+  State s;
+  s.max.assign(values.begin(), values.begin() + rows);
+  s.sum.assign(values.begin() + rows, values.begin() + 2 * rows);
+  s.acc.assign(values.begin() + 2 * rows, values.end());
+  return s;
+}
+
+Value OnlineSoftmax::inverseSum(Value sum) {
+  return e.select(nonEmpty(sum),
+                  arith::DivFOp::create(e.b, e.f32Const(1.0), sum),
+                  e.f32Const(0.0));
+}
+
+Value OnlineSoftmax::inverseSum(Value sum, Value nonEmpty) {
+  return e.select(nonEmpty, arith::DivFOp::create(e.b, e.f32Const(1.0), sum),
+                  e.f32Const(0.0));
+}
+
+Value OnlineSoftmax::logSumExp(Value ref, Value sum, Value nonEmpty) {
+  return e.select(nonEmpty, e.fadd(ref, e.log2(sum)), e.negInf());
+}
+
+void OnlineSoftmax::merge(State &s, const State &o, int64_t accPerRow,
+                          int64_t vecElems) {
+  for (size_t h = 0; h < s.max.size(); ++h) {
+    Value newMax = e.fmax(s.max[h], o.max[h]);
+    Value ref = reference(newMax);
+    Value a = weight(s.max[h], ref);
+    Value c = weight(o.max[h], ref);
+    s.sum[h] = e.fma(s.sum[h], a, e.fmul(o.sum[h], c));
+    Value aVec = e.splat(a, vecElems), cVec = e.splat(c, vecElems);
+    for (int64_t v = 0; v < accPerRow; ++v) {
+      Value &acc = s.acc[h * accPerRow + v];
+      acc = e.fma(acc, aVec, e.fmul(o.acc[h * accPerRow + v], cVec));
+    }
+    s.max[h] = newMax;
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// 6. The end of a decode kernel
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// A row slice merged across the warps.
+struct MergedRow {
+  Value result; // normalised
+  Value ref, sum, nonEmpty;
+};
+} // namespace
+
+/// Merges the warps' states of row `h`, column `column` (in elements) from
+/// shared memory.
+static MergedRow mergeWarpsOfRow(KernelEmitter &e, const DecodeKernelConfig &c,
+                const DecodeEpilogue &ep, Value h, Value column) {
+  ImplicitLocOpBuilder &b = e.b;
+  OnlineSoftmax softmax(e);
+  const int64_t vecElems = c.vectorElems();
+  SmallVector<Value> maxes;
+  Value max = e.negInf();
+  for (int64_t w = 0; w < c.numWarps(); ++w) {
+    maxes.push_back(memref::LoadOp::create(
+        b, ep.statSmem, ValueRange{e.index(0), e.index(w), h}));
+    max = e.fmax(max, maxes.back());
+  }
+  Value ref = softmax.reference(max);
+  Value sum = e.f32Const(0.0);
+  Value acc = e.zeroVector(vecElems);
+  for (int64_t w = 0; w < c.numWarps(); ++w) {
+    Value weight = softmax.weight(maxes[w], ref);
+    Value warpSum = memref::LoadOp::create(
+        b, ep.statSmem, ValueRange{e.index(1), e.index(w), h});
+    sum = e.fma(weight, warpSum, sum);
+    Value warpAcc = vector::LoadOp::create(
+        b, VectorType::get({vecElems}, e.f32), ep.accSmem,
+        ValueRange{e.index(w), h, column}, false, llvm::MaybeAlign(16));
+    acc = e.fma(e.splat(weight, vecElems), warpAcc, acc);
+  }
+  Value nonEmpty = softmax.nonEmpty(sum);
+  Value inv = softmax.inverseSum(sum, nonEmpty);
+  return {e.fmul(acc, e.splat(inv, vecElems)), ref, sum, nonEmpty};
+}
+
+void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
+                                              const DecodeKernelConfig &c,
+                                              const DecodeEpilogue &ep) {
+  ImplicitLocOpBuilder &b = e.b;
+  OnlineSoftmax softmax(e);
+  const int64_t heads = c.headsPerCTA();
+  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
+                                        ep.numSplits, e.index(1));
+  auto outLoop = scf::ForOp::create(b, ep.tid,
+                                    e.index(heads * c.vectorsPerRow()),
+                                    e.index(c.blockSize()));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(outLoop.getBody());
+  Value idx = outLoop.getInductionVar();
+  Value h = e.div(idx, e.index(c.vectorsPerRow()));
+  Value col = e.rem(idx, e.index(c.vectorsPerRow()));
+  Value column = e.mul(col, e.index(c.vectorElems()));
+  MergedRow row = mergeWarpsOfRow(e, c, ep, h, column);
+  Value head = e.add(ep.firstHead, h);
+
+  auto ifSplit = scf::IfOp::create(b, isSplit, /*withElse=*/true);
+  b.setInsertionPointToStart(ifSplit.thenBlock());
+  e.storeVector(row.result, ep.partialOut, {ep.batch, head, ep.split, column});
+  auto firstColumn = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
+  {
+    OpBuilder::InsertionGuard g2(b);
+    b.setInsertionPointToStart(firstColumn.thenBlock());
+    Value lse = softmax.logSumExp(row.ref, row.sum, row.nonEmpty);
+    memref::StoreOp::create(b, lse, ep.partialLse,
+                            ValueRange{ep.batch, head, ep.split});
+  }
+  b.setInsertionPointToStart(ifSplit.elseBlock());
+  e.storeVector(e.truncateTo(row.result, c.elementType), ep.out,
+                {ep.batch, head, column});
+}

@@ -1,0 +1,137 @@
+//===- DecodeStages.h - the named stages of a decode kernel -----*- C++ -*-===//
+//
+// Private to the PagedAttnToGPU conversion. Both decode kernels are built
+// from these stages, in this order:
+//
+//   1. emitDecodeCTA      where the CTA and thread are; the chunk of the
+//                         sequence its split covers;
+//   2. loadPageEntry      page-table lookup of a token;
+//   3. (kernel's own)     K/V rows into registers or shared memory;
+//      dequantizeToF32    a row slice as f32 (where fp8 caches will widen);
+//   4. applyScoreRules    the variants' score modifiers on the logits
+//                         (ScoreModifiers: shared with the loops lowering);
+//   5. OnlineSoftmax      the running max, sum and accumulators, their
+//                         updates and merges (also the split merge kernel's);
+//   6. emitMergeWarpsAndStore  the warps merged, out or the split partials
+//                         written.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LIB_CONVERSION_PAGEDATTNTOGPU_DECODESTAGES_H
+#define LIB_CONVERSION_PAGEDATTNTOGPU_DECODESTAGES_H
+
+#include "KernelEmitter.h"
+
+#include "PagedAttn/Conversion/ScoreModifiers.h"
+
+namespace mlir {
+namespace paged_attn {
+
+//===----------------------------------------------------------------------===//
+// 1. The CTA and its chunk
+//===----------------------------------------------------------------------===//
+
+/// Where a decode kernel's CTA and thread are, and the tokens
+/// [chunkBegin, chunkEnd) of the sequence its split covers.
+struct DecodeCTA {
+  Value tid, batch, split, kvHead, firstHead, warp, lane;
+  Value seqLen, numSplits, chunkBegin, chunkEnd;
+};
+
+/// Emits DecodeCTA for `func` (decode kernel arguments): chunks are the
+/// visible keys split `num_splits` ways, rounded up to whole loop
+/// iterations (`tokensPerIteration`) so only the last chunk has a partial
+/// one.
+DecodeCTA emitDecodeCTA(KernelEmitter &e, const DecodeKernelConfig &c,
+                        gpu::GPUFuncOp func);
+
+//===----------------------------------------------------------------------===//
+// 2-4. Page lookup, rows as f32, score rules
+//===----------------------------------------------------------------------===//
+
+/// The block-table entry (i32) of the page holding `token` of `batch`.
+Value loadPageEntry(KernelEmitter &e, Value blockTable, Value batch,
+                    Value token, int64_t pageSize);
+
+/// A K/V row slice as loaded from the cache, widened to f32.
+inline Value dequantizeToF32(KernelEmitter &e, Value slice) {
+  return e.extendToF32(slice);
+}
+
+/// The score rules on a base-2 logit (scale * log2(e) * q.k, as the
+/// kernels keep them) of the key `position` gives: converted to natural
+/// units around the rules, and nothing emitted when there are none.
+Value applyScoreRules(KernelEmitter &e, const ScoreModifiers &rules,
+                      Value base2Logit,
+                      function_ref<ScorePosition()> position);
+
+//===----------------------------------------------------------------------===//
+// 5. Online softmax
+//===----------------------------------------------------------------------===//
+
+/// The online softmax over base-2 logits, shared by both decode kernels and
+/// the split merge kernel: its state and its log-sum-exp arithmetic.
+class OnlineSoftmax {
+public:
+  /// Per row (query head, or head block): the running max and sum, and the
+  /// accumulator registers, row by row in the order the kernel lays them
+  /// out (f32 vectors or scalars).
+  struct State {
+    SmallVector<Value> max, sum, acc;
+
+    SmallVector<Value> flatten() const;
+    static State unflatten(ValueRange values, int64_t rows);
+  };
+
+  explicit OnlineSoftmax(KernelEmitter &e) : e(e) {}
+
+  /// A reference point for exp2(x - ref) of a running max: the max, or 0
+  /// where it is still -inf (nothing seen; avoids -inf - -inf).
+  Value reference(Value max) { return e.safeMax(max); }
+  /// exp2(x - ref): the weight of a logit, or of a state whose running max
+  /// is x, against `ref`.
+  Value weight(Value x, Value ref) { return e.exp2(e.fsub(x, ref)); }
+  /// Whether a row has seen a key (its sum is positive).
+  Value nonEmpty(Value sum) { return e.fgt(sum, e.f32Const(0.0)); }
+  /// 1 / sum, or 0 for a row that saw no key (`nonEmpty`, when the caller
+  /// has it already).
+  Value inverseSum(Value sum);
+  Value inverseSum(Value sum, Value nonEmpty);
+  /// The row's log-sum-exp (base 2), ref + log2(sum); -inf where it saw no
+  /// key.
+  Value logSumExp(Value ref, Value sum, Value nonEmpty);
+  /// Merges `other` into `s` by log-sum-exp, row by row; each row has
+  /// `accPerRow` accumulator values of `vecElems` lanes each.
+  void merge(State &s, const State &other, int64_t accPerRow,
+             int64_t vecElems);
+
+private:
+  KernelEmitter &e;
+};
+
+//===----------------------------------------------------------------------===//
+// 6. The end of a decode kernel
+//===----------------------------------------------------------------------===//
+
+/// The values the end of a decode kernel works on.
+struct DecodeEpilogue {
+  /// f32 [num_warps][>= heads][head_dim]: each warp's accumulator.
+  Value accSmem;
+  /// f32 [2][num_warps][>= heads]: each warp's running max (base-2 logits)
+  /// and sum.
+  Value statSmem;
+  Value tid, batch, split, firstHead, numSplits;
+  Value out, partialOut, partialLse;
+};
+
+/// After a barrier that published every warp's state in shared memory:
+/// merges the warps by log-sum-exp and writes the output itself when
+/// unsplit, else this chunk's normalised partial output and its
+/// log-sum-exp (base 2).
+void emitMergeWarpsAndStore(KernelEmitter &e, const DecodeKernelConfig &c,
+                            const DecodeEpilogue &ep);
+
+} // namespace paged_attn
+} // namespace mlir
+
+#endif // LIB_CONVERSION_PAGEDATTNTOGPU_DECODESTAGES_H

@@ -1,0 +1,227 @@
+//===- MergeKernel.cpp - combine split-KV partial results -----------------===//
+//
+// Grid (num_heads, batch): one CTA per (head, sequence) combines the
+// per-chunk partial outputs by their log-sum-exps, many splits at a time.
+// Its threads split the work two ways: a thread owns one 16-byte column of
+// the output row (`colThreads` of them) and every `splitLanes`-th split, so
+// the partials of many splits are loaded at once; the split lanes are then
+// summed through shared memory (by one thread per column: at most 32 lanes,
+// which rows of one to three vectors would exceed, keep that sum within
+// registers on sm_80).
+//
+//===----------------------------------------------------------------------===//
+
+#include "DecodeKernelBuilders.h"
+#include "DecodeStages.h"
+#include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
+
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace mlir::paged_attn;
+
+namespace {
+class MergeKernelBuilder {
+public:
+  MergeKernelBuilder(OpBuilder &builder, gpu::GPUModuleOp module,
+                     const DecodeKernelConfig &c)
+      : c(c), builder(builder), module(module), block(c.mergeBlockSize()),
+        vecElems(c.vectorElems()), vecs(c.vectorsPerRow()),
+        colThreads(std::min(vecs, block)),
+        splitLanes(std::min<int64_t>(block / colThreads, 32)),
+        pieces(vecElems / kF32VecElems) {}
+  gpu::GPUFuncOp build();
+
+private:
+  /// The partial outputs are f32: loaded and kept in 16-byte pieces.
+  static constexpr int64_t kF32VecElems = 4;
+
+  /// The largest log-sum-exp: every thread takes every block-th split, then
+  /// warps and the CTA reduce.
+  Value emitMaxLse();
+  /// This thread's weighted sum of its splits' partials of column `column`:
+  /// (the sum of weights, the pieces).
+  scf::ForOp emitSplitLoop(Value column, Value first, Value ref);
+  /// Split lane 0 of each column adds up the lanes and writes.
+  void emitWrite(Value column);
+
+  const DecodeKernelConfig &c;
+  OpBuilder &builder;
+  gpu::GPUModuleOp module;
+  const int64_t block, vecElems, vecs, colThreads, splitLanes, pieces;
+  gpu::GPUFuncOp func;
+  std::optional<ImplicitLocOpBuilder> bStorage;
+  std::optional<KernelEmitter> eStorage;
+  Value numSplits, tid, head, batch, warp, lane, colInGroup;
+
+  ImplicitLocOpBuilder &b() { return *bStorage; }
+  KernelEmitter &e() { return *eStorage; }
+  Value smem(unsigned i) { return func.getWorkgroupAttributions()[i]; }
+};
+} // namespace
+
+Value MergeKernelBuilder::emitMaxLse() {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  auto maxLoop = scf::ForOp::create(b, tid, numSplits, e.index(block),
+                                    ValueRange{e.negInf()});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(maxLoop.getBody());
+    Value lse = memref::LoadOp::create(
+        b, func.getArgument(1),
+        ValueRange{batch, head, maxLoop.getInductionVar()});
+    scf::YieldOp::create(b, e.fmax(maxLoop.getRegionIterArgs()[0], lse));
+  }
+  Value warpMax = maxLoop.getResult(0);
+  for (int64_t offset = 16; offset > 0; offset /= 2)
+    warpMax = e.fmax(warpMax, e.shuffleXor(warpMax, offset));
+  auto firstLane = scf::IfOp::create(b, e.ult(lane, e.index(1)), false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(firstLane.thenBlock());
+    memref::StoreOp::create(b, warpMax, smem(0), ValueRange{warp});
+  }
+  gpu::BarrierOp::create(b);
+  Value max = e.negInf();
+  for (int64_t w = 0; w < block / 32; ++w)
+    max =
+        e.fmax(max, memref::LoadOp::create(b, smem(0), ValueRange{e.index(w)}));
+  return max;
+}
+
+scf::ForOp MergeKernelBuilder::emitSplitLoop(Value column, Value first,
+                                             Value ref) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  OnlineSoftmax softmax(e);
+  SmallVector<Value> init = {e.f32Const(0.0)};
+  for (int64_t p = 0; p < pieces; ++p)
+    init.push_back(e.zeroVector(kF32VecElems));
+  auto splitLoop =
+      scf::ForOp::create(b, first, numSplits, e.index(splitLanes), init);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(splitLoop.getBody());
+  Value sp = splitLoop.getInductionVar();
+  ValueRange carried = splitLoop.getRegionIterArgs();
+  Value lse =
+      memref::LoadOp::create(b, func.getArgument(1), ValueRange{batch, head, sp});
+  Value weight = softmax.weight(lse, ref);
+  SmallVector<Value> next = {e.fadd(carried[0], weight)};
+  for (int64_t p = 0; p < pieces; ++p) {
+    Value piece = vector::LoadOp::create(
+        b, VectorType::get({kF32VecElems}, e.f32), func.getArgument(0),
+        ValueRange{batch, head, sp, e.add(column, e.index(p * kF32VecElems))},
+        false, llvm::MaybeAlign(16));
+    next.push_back(
+        e.fma(e.splat(weight, kF32VecElems), piece, carried[1 + p]));
+  }
+  scf::YieldOp::create(b, next);
+  return splitLoop;
+}
+
+void MergeKernelBuilder::emitWrite(Value column) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  Value total = e.f32Const(0.0);
+  SmallVector<Value> acc(pieces, e.zeroVector(kF32VecElems));
+  for (int64_t l = 0; l < splitLanes; ++l) {
+    Value slot = e.add(colInGroup, e.index(l * colThreads));
+    total = e.fadd(total, memref::LoadOp::create(b, smem(1), ValueRange{slot}));
+    for (int64_t p = 0; p < pieces; ++p)
+      acc[p] = e.fadd(acc[p],
+                      vector::LoadOp::create(
+                          b, VectorType::get({kF32VecElems}, e.f32), smem(2),
+                          ValueRange{slot, e.index(p * kF32VecElems)}, false,
+                          llvm::MaybeAlign(16)));
+  }
+  Value inv = OnlineSoftmax(e).inverseSum(total);
+  Value invVec = e.splat(inv, kF32VecElems);
+  for (Value &a : acc)
+    a = e.fmul(a, invVec);
+  // 16-bit outputs take 8 elements per 16-byte store: join the halves.
+  Value result = acc[0];
+  if (pieces == 2)
+    result = vector::ShuffleOp::create(
+        b, acc[0], acc[1], ArrayRef<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
+  e.storeVector(e.truncateTo(result, c.elementType), func.getArgument(2),
+                {batch, head, column});
+}
+
+gpu::GPUFuncOp MergeKernelBuilder::build() {
+  MLIRContext *ctx = builder.getContext();
+  Type f32 = builder.getF32Type();
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto smemType = [&](ArrayRef<int64_t> shape) {
+    return MemRefType::get(shape, f32, MemRefLayoutAttrInterface(), workgroup);
+  };
+  // Shared memory: the warps' max log-sum-exps, then the split lanes' sums
+  // and accumulators.
+  func = createKernel(
+      builder, module, c.mergeKernelName(),
+      getKernelArgTypes(ctx, ::paged_attn::mergeKernelParams(c.spec)),
+      {smemType({block / 32}), smemType({block}), smemType({block, vecElems})},
+      block);
+  bStorage.emplace(func.getLoc(), builder);
+  b().setInsertionPointToStart(&func.getBody().front());
+  eStorage.emplace(b());
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  numSplits = e.toIndex(func.getArgument(3));
+  // Launched early (programmatic dependent launch): wait for the decode
+  // grid's partial results.
+  if (c.strategy.programmaticLaunch)
+    NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKindAttr::get(
+                                          ctx, NVVM::GridDepActionKind::wait));
+  tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  head = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  warp = e.div(tid, e.index(32));
+  lane = e.rem(tid, e.index(32));
+  Value ref = OnlineSoftmax(e).reference(emitMaxLse());
+
+  colInGroup = e.rem(tid, e.index(colThreads));
+  Value splitLane = e.div(tid, e.index(colThreads));
+  Value activeLane = e.ult(splitLane, e.index(splitLanes));
+  // A uniform loop over groups of columns: every thread reaches the
+  // barriers in it.
+  auto colLoop =
+      scf::ForOp::create(b, e.index(0), e.index(vecs), e.index(colThreads));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(colLoop.getBody());
+    Value col = e.add(colLoop.getInductionVar(), colInGroup);
+    Value valid =
+        arith::AndIOp::create(b, activeLane, e.ult(col, e.index(vecs)));
+    Value column = e.mul(col, e.index(vecElems));
+    scf::ForOp splitLoop =
+        emitSplitLoop(column, e.select(valid, splitLane, numSplits), ref);
+    memref::StoreOp::create(b, splitLoop.getResult(0), smem(1),
+                            ValueRange{tid});
+    for (int64_t p = 0; p < pieces; ++p)
+      e.storeVector(splitLoop.getResult(1 + p), smem(2),
+                    {tid, e.index(p * kF32VecElems)});
+    gpu::BarrierOp::create(b);
+    auto writer = scf::IfOp::create(
+        b, arith::AndIOp::create(b, valid, e.ult(splitLane, e.index(1))),
+        false);
+    {
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(writer.thenBlock());
+      emitWrite(column);
+    }
+    // The next group of columns reuses the buffers.
+    gpu::BarrierOp::create(b);
+  }
+  gpu::ReturnOp::create(b);
+  return func;
+}
+
+gpu::GPUFuncOp mlir::paged_attn::buildMergeKernel(OpBuilder &builder,
+                                                  gpu::GPUModuleOp module,
+                                                  const DecodeKernelConfig &c) {
+  return MergeKernelBuilder(builder, module, c).build();
+}

@@ -1,0 +1,110 @@
+//===- SelectDecodeKernel.cpp - choosing a decode's kernel strategy -------===//
+//
+// The kernel strategy is chosen once per decode op and kept on it, as IREE
+// keeps its lowering configuration: the conversion builds what it says and
+// the compiler's manifest reads it back, so nothing recomputes it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
+#include "PagedAttn/Conversion/Passes.h"
+
+namespace mlir {
+namespace paged_attn {
+#define GEN_PASS_DEF_SELECTDECODEKERNEL
+#include "PagedAttn/Conversion/Passes.h.inc"
+} // namespace paged_attn
+} // namespace mlir
+
+using namespace mlir;
+using namespace mlir::paged_attn;
+
+FailureOr<DecodeKernelConfig>
+mlir::paged_attn::getDecodeKernelConfig(DecodeOp op,
+                                        const DecodeKernelOptions &options) {
+  MLIRContext *ctx = op.getContext();
+  DecodeSpec spec = getDecodeSpec(op);
+  Attribute attr = op->getDiscardableAttr(kStrategyAttrName);
+  if (!attr) {
+    spec.numWarps = options.numWarps;
+    return DecodeKernelConfig::select(ctx, spec, options);
+  }
+  auto strategyAttr = dyn_cast<DecodeStrategyAttr>(attr);
+  if (!strategyAttr)
+    return op.emitOpError() << "'" << kStrategyAttrName
+                            << "' must be a #paged_attn.decode_strategy, got "
+                            << attr;
+  spec.numWarps = strategyAttr.getNumWarps();
+  DecodeStrategy strategy = DecodeStrategy::fromAttr(strategyAttr);
+  if (std::string error = checkStrategy(ctx, spec, spec.numWarps, strategy,
+                                        options.sharedMemoryLimit);
+      !error.empty())
+    return op.emitOpError() << "cannot be built with its strategy: " << error;
+  return DecodeKernelConfig::get(ctx, spec, strategy);
+}
+
+namespace {
+struct SelectDecodeKernelPass
+    : public mlir::paged_attn::impl::SelectDecodeKernelBase<
+          SelectDecodeKernelPass> {
+  using Base::Base;
+  // Reads the options the shared list declares (protected in the base).
+  template <typename PassT>
+  friend DecodeKernelOptionStrings
+  mlir::paged_attn::getDecodeKernelOptionStrings(const PassT &);
+  explicit SelectDecodeKernelPass(const DecodeKernelOptions &typed)
+      : typed(typed) {}
+
+  /// The typed options: as constructed, or parsed from the textual ones.
+  std::variant<DecodeKernelOptions, std::string> options() const {
+    if (typed)
+      return *typed;
+    return parseDecodeKernelOptions(getDecodeKernelOptionStrings(*this));
+  }
+
+  void runOnOperation() override {
+    auto parsed = options();
+    if (auto *error = std::get_if<std::string>(&parsed)) {
+      getOperation().emitError() << *error;
+      return signalPassFailure();
+    }
+    const DecodeKernelOptions &o = std::get<DecodeKernelOptions>(parsed);
+    WalkResult walk = getOperation().walk([&](DecodeOp op) {
+      FailureOr<DecodeKernelConfig> config = getDecodeKernelConfig(op, o);
+      if (failed(config))
+        return WalkResult::interrupt();
+      op->setDiscardableAttr(kStrategyAttrName,
+                             config->strategy.toAttr(op.getContext(),
+                                                     config->numWarps()));
+      return WalkResult::advance();
+    });
+    if (walk.wasInterrupted())
+      signalPassFailure();
+  }
+
+  std::optional<DecodeKernelOptions> typed;
+};
+} // namespace
+
+std::unique_ptr<Pass> mlir::paged_attn::createSelectDecodeKernelPass(
+    const DecodeKernelOptions &options) {
+  return std::make_unique<SelectDecodeKernelPass>(options);
+}
+
+std::variant<DecodeKernelOptions, std::string>
+mlir::paged_attn::parseDecodeKernelOptionText(StringRef text,
+                                              StringRef prefix) {
+  SelectDecodeKernelPass pass;
+  std::string error;
+  if (failed(pass.initializeOptions(text, [&](const Twine &message) {
+        error = message.str();
+        return failure();
+      }))) {
+    // The options parser names an unknown option in its own words.
+    StringRef unknown = StringRef(error).split("no such option ").second;
+    if (!unknown.empty())
+      return "unknown option '" + prefix.str() + unknown.trim().str() + "'";
+    return error.empty() ? "cannot parse '" + text.str() + "'" : error;
+  }
+  return parseDecodeKernelOptions(getDecodeKernelOptionStrings(pass), prefix);
+}

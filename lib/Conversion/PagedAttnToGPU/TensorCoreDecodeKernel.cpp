@@ -1,0 +1,608 @@
+//===- TensorCoreDecodeKernel.cpp - the tensor-core decode kernel ---------===//
+//
+// For query groups of several heads. The grid and arguments are those of
+// the CUDA-core kernel: one CTA per (KV head or part of its group, sequence,
+// chunk). Each warp works on tiles of 16 tokens with mma.sync m16n8k16:
+//
+//   S   [heads x 16 tokens] = Q [heads, rows padded to 16 x D] * K^T
+//   O^T [D x heads]        += V^T [D x 16 tokens] * P^T [16 tokens x heads]
+//
+// Computing O transposed lets the B operand P^T come straight from S's
+// accumulator registers, and keeps the output accumulators to the real
+// heads (8 per column block) instead of 16 padded rows.
+//
+// Warp w takes tiles w, w + W, ... of the chunk and streams them into its
+// own ring of `kv_stages` shared-memory buffers with cp.async (L2 only,
+// with the L2 prefetch hint: AsyncCopy.cpp), so the loads in flight cost no
+// registers and the warps never wait for each other until the end, where
+// their softmax states are merged as in the CUDA-core kernel. Tile rows are
+// padded by 16 bytes, so the eight rows one ldmatrix reads sit in different
+// banks while every address stays a constant offset from a per-lane base (an
+// XOR swizzle cost ptxas 16 more registers of hoisted addresses).
+//
+//===----------------------------------------------------------------------===//
+
+#include "AsyncCopy.h"
+#include "DecodeKernelBuilders.h"
+#include "DecodeStages.h"
+#include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
+
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::paged_attn;
+
+namespace {
+/// mma.sync m16n8k16 with f32 accumulators on 16-bit operands, and the
+/// register plumbing around it.
+class MmaEmitter {
+public:
+  MmaEmitter(KernelEmitter &e, Type elemType)
+      : e(e), b(e.b), elemType(elemType),
+        pairType(VectorType::get({2}, elemType)) {}
+
+  /// One operand register from two 16-bit elements: i32 for bf16 (what
+  /// NVVM's mma takes), vector<2xf16> for f16.
+  Value operand(Value pair) {
+    if (!elemType.isBF16())
+      return pair;
+    Value word = vector::BitCastOp::create(
+        b, VectorType::get({1}, b.getI32Type()), pair);
+    return vector::ExtractOp::create(b, word, 0);
+  }
+  Value zeroOperand() {
+    return operand(arith::ConstantOp::create(
+        b, DenseElementsAttr::get(pairType, b.getFloatAttr(elemType, 0.0))));
+  }
+  /// Register `i` of an ldmatrix result.
+  Value fragment(Value loaded, int64_t i) {
+    return operand(vector::ExtractOp::create(b, loaded, i));
+  }
+  /// Two f32 values rounded into one operand register.
+  Value pack(Value x, Value y) {
+    Value pair = vector::FromElementsOp::create(b, VectorType::get({2}, e.f32),
+                                                ValueRange{x, y});
+    return operand(arith::TruncFOp::create(b, pairType, pair));
+  }
+  /// d = a * b + c for one m16n8k16 tile; c and d are the four f32
+  /// accumulator registers.
+  SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bOperand,
+                         ArrayRef<Value> c) {
+    Type f32 = e.f32;
+    auto resultType =
+        LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+    NVVM::MMATypes type =
+        elemType.isBF16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+    Value d = NVVM::MmaOp::create(
+        b, resultType, a, bOperand, c, ArrayRef<int64_t>{16, 8, 16},
+        std::nullopt, std::nullopt, std::array<NVVM::MMATypes, 2>{type, type},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                       NVVM::MMALayout::col});
+    SmallVector<Value> result;
+    for (int64_t i = 0; i < 4; ++i)
+      result.push_back(
+          LLVM::ExtractValueOp::create(b, d, ArrayRef<int64_t>{i}));
+    return result;
+  }
+
+private:
+  KernelEmitter &e;
+  ImplicitLocOpBuilder &b;
+  Type elemType;
+  VectorType pairType;
+};
+
+/// Builds one tensor-core decode kernel, stage by stage. Each warp's online
+/// softmax state has a row per 8-head block; its accumulators are the O^T
+/// registers [d block][head block][4].
+class TensorCoreDecodeBuilder {
+public:
+  TensorCoreDecodeBuilder(OpBuilder &builder, gpu::GPUModuleOp module,
+                          const DecodeKernelConfig &c);
+  gpu::GPUFuncOp build();
+
+private:
+  static constexpr int64_t tileTokens = DecodeKernelConfig::kMmaTileTokens;
+
+  void emitSharedMemory();
+  void emitTileShares();
+  void emitCopyMapping();
+  /// The page of token l mod 16 of tile `i`, for lane l.
+  Value loadTilePage(Value i);
+  /// Tile `i` of this warp into ring slot `stage` by cp.async.
+  void issueTile(Value i, Value stage, Value page);
+  void issueTileIfAny(Value i, Value stage, Value page);
+  void loadQFragments();
+  Value emitPrologue();
+  void emitLdMatrixLanes();
+  Value ldmatrix(Value tileOffset, int64_t block, bool transpose);
+  void emitLoopBody(scf::ForOp loop);
+  SmallVector<SmallVector<Value>> computeScores(Value kTile);
+  SmallVector<Value> updateSoftmax(OnlineSoftmax::State &s,
+                                   ArrayRef<SmallVector<Value>> scores,
+                                   Value base,
+                                   SmallVector<SmallVector<Value>> &pFragments);
+  void rescaleAccumulators(OnlineSoftmax::State &s, ArrayRef<Value> alpha);
+  void accumulatePV(OnlineSoftmax::State &s, Value vTile,
+                    ArrayRef<SmallVector<Value>> pFragments);
+  void publishWarpState(const OnlineSoftmax::State &s);
+  Value tileBase(Value i);
+  Value ringOffset(Value stage, int64_t kv);
+  /// O^T registers of d block `md` and head block `r`.
+  MutableArrayRef<Value> accRegs(OnlineSoftmax::State &s, int64_t md,
+                                 int64_t r) {
+    return MutableArrayRef<Value>(s.acc).slice((md * headBlocks + r) * 4, 4);
+  }
+
+  const DecodeKernelConfig &c;
+  OpBuilder &builder;
+  gpu::GPUModuleOp module;
+  gpu::GPUFuncOp func;
+  std::optional<ImplicitLocOpBuilder> bStorage;
+  std::optional<KernelEmitter> eStorage;
+  std::optional<MmaEmitter> mmaStorage;
+  std::optional<AsyncCopyEmitter> asyncCopy;
+  ScoreModifiers rules;
+  const int64_t numWarps, stages, d, heads, headBlocks, paddedHeads;
+  // 16-wide blocks of the head dimension: the k steps of Q*K^T and the row
+  // blocks of O^T.
+  const int64_t dBlocks;
+  const int64_t chunksPerRow; // 16-byte chunks
+  const int64_t rowStride;    // elements, padded
+  const int64_t tileElems;
+  DecodeCTA cta;
+  // In mma fragments a lane holds row `quadRow` (and quadRow + 8) and
+  // columns 2 * quadCol, 2 * quadCol + 1.
+  Value quadRow, quadCol;
+  Value smem, rings, accSmem, statSmem;
+  AsyncCopyEmitter::Source kSource, vSource;
+  Value warpTiles, lastToken, fullMask, logitScale, ldLaneOffset;
+  std::pair<Value, Value> laneChunk;
+  SmallVector<SmallVector<Value>> qFragments;
+
+  ImplicitLocOpBuilder &b() { return *bStorage; }
+  KernelEmitter &e() { return *eStorage; }
+  MmaEmitter &mma() { return *mmaStorage; }
+  Value arg(unsigned i) { return func.getArgument(i); }
+  bool wholeRows() const { return 32 % chunksPerRow == 0; }
+};
+} // namespace
+
+TensorCoreDecodeBuilder::TensorCoreDecodeBuilder(OpBuilder &builder,
+                                                 gpu::GPUModuleOp module,
+                                                 const DecodeKernelConfig &c)
+    : c(c), builder(builder), module(module), rules(c.spec),
+      numWarps(c.numWarps()), stages(c.strategy.kvStages), d(c.spec.headDim),
+      heads(c.headsPerCTA()), headBlocks(c.mmaHeadBlocks()),
+      paddedHeads(8 * headBlocks), dBlocks(d / 16), chunksPerRow(d / 8),
+      rowStride(d + 8), tileElems(tileTokens * rowStride) {}
+
+/// Shared memory: per warp `stages` pairs of K and V tiles; after the loop,
+/// the warps' accumulators and softmax statistics.
+void TensorCoreDecodeBuilder::emitSharedMemory() {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  Type f32 = b.getF32Type();
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+  smem = gpu::DynamicSharedMemoryOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                         MemRefLayoutAttrInterface(), workgroup));
+  auto view = [&](ArrayRef<int64_t> shape, Type type, int64_t byteOffset) {
+    return memref::ViewOp::create(
+        b, MemRefType::get(shape, type, MemRefLayoutAttrInterface(), workgroup),
+        smem, e.index(byteOffset), ValueRange{});
+  };
+  rings = view({numWarps * stages * 2 * tileElems}, c.elementType, 0);
+  asyncCopy.emplace(e, smem, c.elementBytes(), c.strategy.l2PrefetchBytes);
+  kSource = asyncCopy->source(arg(1));
+  vSource = asyncCopy->source(arg(2));
+  accSmem = view({numWarps, paddedHeads, d}, f32, 0);
+  statSmem =
+      view({2, numWarps, paddedHeads}, f32, numWarps * paddedHeads * d * 4);
+}
+
+/// This warp's share of the chunk's 16-token tiles.
+void TensorCoreDecodeBuilder::emitTileShares() {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  Value numTiles = arith::CeilDivUIOp::create(
+      b, arith::SubIOp::create(b, cta.chunkEnd, cta.chunkBegin),
+      e.index(tileTokens));
+  warpTiles = e.div(arith::SubIOp::create(
+                        b, e.add(numTiles, e.index(numWarps - 1)), cta.warp),
+                    e.index(numWarps));
+  lastToken = arith::SubIOp::create(b, cta.chunkEnd, e.index(1));
+}
+
+Value TensorCoreDecodeBuilder::tileBase(Value i) {
+  KernelEmitter &e = this->e();
+  return e.add(cta.chunkBegin,
+               e.mul(e.add(e.mul(i, e.index(numWarps)), cta.warp),
+                     e.index(tileTokens)));
+}
+
+Value TensorCoreDecodeBuilder::ringOffset(Value stage, int64_t kv) {
+  KernelEmitter &e = this->e();
+  return e.mul(
+      e.add(e.mul(e.add(e.mul(cta.warp, e.index(stages)), stage), e.index(2)),
+            e.index(kv)),
+      e.index(tileElems));
+}
+
+// The tile's 16 rows are 16 * chunksPerRow 16-byte chunks (a multiple of
+// 32: head_dim is a multiple of 16), which the warp copies 32 at a time in
+// row-major order, so every row is requested at once as full cache lines.
+// When a row's chunks divide 32, copy k moves whole rows: lane l takes row
+// l / chunksPerRow + k * (32 / chunksPerRow) at the same column every time.
+// Otherwise (head_dim 48, 80, 96, 112) a copy ends inside a row and each
+// copy has its own row and column per lane. Lane l holds the page of the
+// tile's token l mod 16 (`page`, loaded one tile ahead); the copying lanes
+// take it by shuffle. Tokens past the chunk's end copy its last token
+// (their logits are masked).
+
+/// (row, column in elements) of 16-byte chunk `chunk` of a tile.
+static std::pair<Value, Value> chunkPosition(KernelEmitter &e, Value chunk,
+                                             int64_t chunksPerRow) {
+  return {e.div(chunk, e.index(chunksPerRow)),
+          e.mul(e.rem(chunk, e.index(chunksPerRow)), e.index(8))};
+}
+
+void TensorCoreDecodeBuilder::emitCopyMapping() {
+  if (wholeRows())
+    laneChunk = chunkPosition(e(), cta.lane, chunksPerRow);
+}
+
+Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
+  KernelEmitter &e = this->e();
+  Value token = e.min(
+      e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))), lastToken);
+  return loadPageEntry(e, arg(3), cta.batch, token, c.spec.pageSize);
+}
+
+void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  const bool nhd = c.spec.layout == Layout::NHD;
+  const int64_t copiesPerTile = tileTokens * chunksPerRow / 32;
+  Value base = tileBase(i);
+  Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
+  for (int64_t copy = 0; copy < copiesPerTile; ++copy) {
+    auto [row, column] =
+        wholeRows()
+            ? std::make_pair(e.add(laneChunk.first,
+                                   e.index(copy * (32 / chunksPerRow))),
+                             laneChunk.second)
+            : chunkPosition(e, e.add(cta.lane, e.index(copy * 32)),
+                            chunksPerRow);
+    Value rowPage = e.toIndex(
+        gpu::ShuffleOp::create(
+            b, page, arith::IndexCastOp::create(b, b.getI32Type(), row),
+            e.i32(32), gpu::ShuffleMode::IDX)
+            .getShuffleResult());
+    Value slot =
+        e.rem(e.min(e.add(base, row), lastToken), e.index(c.spec.pageSize));
+    SmallVector<Value> src =
+        nhd ? SmallVector<Value>{rowPage, slot, cta.kvHead, column}
+            : SmallVector<Value>{rowPage, cta.kvHead, slot, column};
+    Value dst = e.add(e.mul(row, e.index(rowStride)), column);
+    Value elemBytes = e.index(c.elementBytes());
+    asyncCopy->copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes));
+    asyncCopy->copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes));
+  }
+}
+
+void TensorCoreDecodeBuilder::issueTileIfAny(Value i, Value stage,
+                                             Value page) {
+  ImplicitLocOpBuilder &b = this->b();
+  auto ifAny = scf::IfOp::create(b, e().ult(i, warpTiles), false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(ifAny.thenBlock());
+    issueTile(i, stage, page);
+  }
+  // Empty groups too, so that group counts are the same in every warp.
+  NVVM::CpAsyncCommitGroupOp::create(b);
+}
+
+/// q as mma A fragments, one per k step: rows are heads (zero past this
+/// CTA's heads), the logit scale is applied to S in f32.
+void TensorCoreDecodeBuilder::loadQFragments() {
+  KernelEmitter &e = this->e();
+  Value zeroOperand = mma().zeroOperand();
+  auto qOperand = [&](int64_t rowBlock, Value column) -> Value {
+    if (rowBlock >= headBlocks)
+      return zeroOperand;
+    Value row = e.add(quadRow, e.index(8 * rowBlock));
+    Value valid = e.ult(row, e.index(heads));
+    Value head = e.add(cta.firstHead, e.select(valid, row, e.index(0)));
+    Value pair = vector::LoadOp::create(
+        b(), VectorType::get({2}, c.elementType), arg(0),
+        ValueRange{cta.batch, head, column},
+        /*nontemporal=*/false, llvm::MaybeAlign(4));
+    return e.select(valid, mma().operand(pair), zeroOperand);
+  };
+  for (int64_t ks = 0; ks < dBlocks; ++ks) {
+    Value col = e.add(e.index(ks * 16), e.mul(quadCol, e.index(2)));
+    Value colHigh = e.add(col, e.index(8));
+    qFragments.push_back({qOperand(0, col), qOperand(1, col),
+                          qOperand(0, colHigh), qOperand(1, colHigh)});
+  }
+  logitScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
+}
+
+/// The first stages - 1 tiles in flight, and the pages of the next one. A
+/// warp with no tiles loads no pages: its chunk may be empty.
+Value TensorCoreDecodeBuilder::emitPrologue() {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  Value hasTiles = e.ult(e.index(0), warpTiles);
+  auto firstPages = scf::IfOp::create(b, TypeRange{b.getI32Type()}, hasTiles,
+                                      /*withElse=*/true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(firstPages.thenBlock());
+    for (int64_t s = 0; s + 1 < stages; ++s) {
+      Value tile = e.index(s);
+      Value page = loadTilePage(tile);
+      auto ifAny = scf::IfOp::create(b, e.ult(tile, warpTiles), false);
+      b.setInsertionPointToStart(ifAny.thenBlock());
+      issueTile(tile, tile, page);
+      b.setInsertionPointAfter(ifAny);
+    }
+    scf::YieldOp::create(b, loadTilePage(e.index(stages - 1)));
+    b.setInsertionPointToStart(firstPages.elseBlock());
+    scf::YieldOp::create(b, e.i32(0));
+  }
+  for (int64_t s = 0; s + 1 < stages; ++s)
+    NVVM::CpAsyncCommitGroupOp::create(b);
+  return firstPages.getResult(0);
+}
+
+/// The row and 16-byte chunk whose address this lane gives ldmatrix: its
+/// four 8x8 matrices are (tokens 0-7, chunk 2k), (0-7, 2k+1), (8-15, 2k),
+/// (8-15, 2k+1), which are the B fragments of two 8-token column blocks of
+/// K^T and, transposed, the A fragment of one 16-row block of V^T.
+void TensorCoreDecodeBuilder::emitLdMatrixLanes() {
+  KernelEmitter &e = this->e();
+  Value ldRow = e.add(e.mul(e.div(cta.lane, e.index(16)), e.index(8)),
+                      e.rem(cta.lane, e.index(8)));
+  Value ldHalf = e.rem(e.div(cta.lane, e.index(8)), e.index(2));
+  ldLaneOffset =
+      e.add(e.mul(ldRow, e.index(rowStride)), e.mul(ldHalf, e.index(8)));
+}
+
+Value TensorCoreDecodeBuilder::ldmatrix(Value tileOffset, int64_t block,
+                                        bool transpose) {
+  KernelEmitter &e = this->e();
+  Value offset = e.add(e.add(tileOffset, ldLaneOffset), e.index(block * 16));
+  return nvgpu::LdMatrixOp::create(b(), VectorType::get({4, 2}, c.elementType),
+                                   rings, ValueRange{offset}, transpose,
+                                   /*numTiles=*/4);
+}
+
+/// S for the two 8-token column blocks of this tile.
+SmallVector<SmallVector<Value>>
+TensorCoreDecodeBuilder::computeScores(Value kTile) {
+  Value zero = e().f32Const(0.0);
+  SmallVector<SmallVector<Value>> scores(2, SmallVector<Value>(4, zero));
+  for (int64_t ks = 0; ks < dBlocks; ++ks) {
+    Value k = ldmatrix(kTile, ks, /*transpose=*/false);
+    scores[0] = mma().mma(qFragments[ks],
+                          {mma().fragment(k, 0), mma().fragment(k, 1)},
+                          scores[0]);
+    scores[1] = mma().mma(qFragments[ks],
+                          {mma().fragment(k, 2), mma().fragment(k, 3)},
+                          scores[1]);
+  }
+  return scores;
+}
+
+/// The online softmax per head row; a row's 16 logits are spread over the
+/// four lanes of a quad. Returns each row's correction factor; P^T's B
+/// fragments are S's registers, rounded. Every tile holds at least one
+/// token of the chunk, so the new max is finite.
+SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
+    OnlineSoftmax::State &s, ArrayRef<SmallVector<Value>> scores, Value base,
+    SmallVector<SmallVector<Value>> &pFragments) {
+  KernelEmitter &e = this->e();
+  OnlineSoftmax softmax(e);
+  SmallVector<Value> alpha;
+  for (int64_t r = 0; r < headBlocks; ++r) {
+    SmallVector<Value> logits;
+    Value tileMax = e.negInf();
+    for (int64_t nb = 0; nb < 2; ++nb)
+      for (int64_t j = 0; j < 2; ++j) {
+        Value token = e.add(
+            base, e.add(e.mul(quadCol, e.index(2)), e.index(nb * 8 + j)));
+        Value logit = applyScoreRules(
+            e, rules, e.fmul(scores[nb][2 * r + j], logitScale), [&] {
+              // Accumulator registers 2r and 2r + 1 hold row quadRow + 8r.
+              Value row = e.add(quadRow, e.index(8 * r));
+              return ScorePosition{token, cta.seqLen,
+                                   e.add(cta.firstHead, row)};
+            });
+        Value x = e.select(e.ult(token, cta.chunkEnd), logit, e.negInf());
+        logits.push_back(x);
+        tileMax = e.fmax(tileMax, x);
+      }
+    for (int64_t offset = 1; offset < 4; offset *= 2)
+      tileMax = e.fmax(tileMax, e.shuffleXor(tileMax, offset));
+    Value newMax = e.fmax(s.max[r], tileMax);
+    alpha.push_back(softmax.weight(s.max[r], newMax));
+    SmallVector<Value> p;
+    Value sum = e.fmul(s.sum[r], alpha.back());
+    for (Value x : logits) {
+      p.push_back(softmax.weight(x, newMax));
+      sum = e.fadd(sum, p.back());
+    }
+    s.max[r] = newMax;
+    s.sum[r] = sum;
+    pFragments.push_back({mma().pack(p[0], p[1]), mma().pack(p[2], p[3])});
+  }
+  return alpha;
+}
+
+/// Rescales O^T: its columns 2 * quadCol + {0, 1} are heads whose
+/// correction factors live in lanes 4 * head.
+void TensorCoreDecodeBuilder::rescaleAccumulators(OnlineSoftmax::State &s,
+                                                  ArrayRef<Value> alpha) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  for (int64_t r = 0; r < headBlocks; ++r) {
+    Value srcLane = arith::IndexCastOp::create(b, b.getI32Type(),
+                                               e.mul(quadCol, e.index(8)));
+    Value a0 = gpu::ShuffleOp::create(b, alpha[r], srcLane, e.i32(32),
+                                      gpu::ShuffleMode::IDX)
+                   .getShuffleResult();
+    Value a1 = gpu::ShuffleOp::create(
+                   b, alpha[r], arith::AddIOp::create(b, srcLane, e.i32(4)),
+                   e.i32(32), gpu::ShuffleMode::IDX)
+                   .getShuffleResult();
+    for (int64_t md = 0; md < dBlocks; ++md) {
+      MutableArrayRef<Value> regs = accRegs(s, md, r);
+      SmallVector<Value> scaled = {e.fmul(regs[0], a0), e.fmul(regs[1], a1),
+                                   e.fmul(regs[2], a0), e.fmul(regs[3], a1)};
+      llvm::copy(scaled, regs.begin());
+    }
+  }
+}
+
+/// O^T += V^T * P^T.
+void TensorCoreDecodeBuilder::accumulatePV(
+    OnlineSoftmax::State &s, Value vTile,
+    ArrayRef<SmallVector<Value>> pFragments) {
+  for (int64_t md = 0; md < dBlocks; ++md) {
+    Value v = ldmatrix(vTile, md, /*transpose=*/true);
+    SmallVector<Value> a = {mma().fragment(v, 0), mma().fragment(v, 1),
+                            mma().fragment(v, 2), mma().fragment(v, 3)};
+    for (int64_t r = 0; r < headBlocks; ++r) {
+      MutableArrayRef<Value> regs = accRegs(s, md, r);
+      SmallVector<Value> sum = mma().mma(a, pFragments[r], regs);
+      llvm::copy(sum, regs.begin());
+    }
+  }
+}
+
+void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  Value i = loop.getInductionVar();
+  ValueRange iterArgs = loop.getRegionIterArgs();
+  OnlineSoftmax::State s =
+      OnlineSoftmax::State::unflatten(iterArgs.drop_back(), headBlocks);
+  Value ahead = e.add(i, e.index(stages - 1));
+  issueTileIfAny(ahead, e.rem(ahead, e.index(stages)), iterArgs.back());
+  Value nextPage = loadTilePage(e.add(ahead, e.index(1)));
+  NVVM::CpAsyncWaitGroupOp::create(b, static_cast<uint32_t>(stages - 1));
+  NVVM::SyncWarpOp::create(b, fullMask);
+
+  Value stage = e.rem(i, e.index(stages));
+  Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
+  Value base = tileBase(i);
+  SmallVector<SmallVector<Value>> scores = computeScores(kTile);
+  SmallVector<SmallVector<Value>> pFragments;
+  SmallVector<Value> alpha = updateSoftmax(s, scores, base, pFragments);
+  rescaleAccumulators(s, alpha);
+  accumulatePV(s, vTile, pFragments);
+  // Every lane is done with this slot before it is refilled.
+  NVVM::SyncWarpOp::create(b, fullMask);
+  SmallVector<Value> yielded = s.flatten();
+  yielded.push_back(nextPage);
+  scf::YieldOp::create(b, yielded);
+}
+
+/// Publishes each warp's state over the (now idle) rings.
+void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  gpu::BarrierOp::create(b);
+  for (int64_t md = 0; md < dBlocks; ++md)
+    for (int64_t r = 0; r < headBlocks; ++r) {
+      Value dim = e.add(e.index(md * 16), quadRow);
+      Value head = e.add(e.index(8 * r), e.mul(quadCol, e.index(2)));
+      for (int64_t k = 0; k < 4; ++k)
+        memref::StoreOp::create(
+            b, s.acc[(md * headBlocks + r) * 4 + k], accSmem,
+            ValueRange{cta.warp, e.add(head, e.index(k % 2)),
+                       e.add(dim, e.index(8 * (k / 2)))});
+    }
+  auto firstInQuad = scf::IfOp::create(b, e.ult(quadCol, e.index(1)), false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(firstInQuad.thenBlock());
+    for (int64_t r = 0; r < headBlocks; ++r) {
+      Value head = e.add(quadRow, e.index(8 * r));
+      memref::StoreOp::create(b, s.max[r], statSmem,
+                              ValueRange{e.index(0), cta.warp, head});
+      memref::StoreOp::create(b, s.sum[r], statSmem,
+                              ValueRange{e.index(1), cta.warp, head});
+    }
+  }
+  gpu::BarrierOp::create(b);
+}
+
+gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
+  MLIRContext *ctx = builder.getContext();
+  func = createKernel(builder, module, c.decodeKernelName(),
+                      getDecodeKernelArgTypes(ctx, c), {}, c.blockSize());
+  if (c.strategy.minCTAsPerSM > 0)
+    func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                  builder.getI32IntegerAttr(c.strategy.minCTAsPerSM));
+  bStorage.emplace(func.getLoc(), builder);
+  b().setInsertionPointToStart(&func.getBody().front());
+  eStorage.emplace(b());
+  mmaStorage.emplace(e(), c.elementType);
+  KernelEmitter &e = this->e();
+
+  cta = emitDecodeCTA(e, c, func);
+  quadRow = e.div(cta.lane, e.index(4));
+  quadCol = e.rem(cta.lane, e.index(4));
+  emitSharedMemory();
+  emitTileShares();
+  emitCopyMapping();
+  fullMask = e.i32(-1);
+  loadQFragments();
+  Value firstPage = emitPrologue();
+
+  OnlineSoftmax::State init;
+  for (int64_t r = 0; r < headBlocks; ++r) {
+    init.max.push_back(e.negInf());
+    init.sum.push_back(e.f32Const(0.0));
+  }
+  init.acc.assign(dBlocks * headBlocks * 4, e.f32Const(0.0));
+  emitLdMatrixLanes();
+
+  SmallVector<Value> loopInit = init.flatten();
+  loopInit.push_back(firstPage);
+  auto loop =
+      scf::ForOp::create(b(), e.index(0), warpTiles, e.index(1), loopInit);
+  {
+    OpBuilder::InsertionGuard guard(b());
+    b().setInsertionPointToStart(loop.getBody());
+    emitLoopBody(loop);
+  }
+  OnlineSoftmax::State s =
+      OnlineSoftmax::State::unflatten(loop.getResults().drop_back(), headBlocks);
+  for (int64_t r = 0; r < headBlocks; ++r)
+    for (int64_t offset = 1; offset < 4; offset *= 2)
+      s.sum[r] = e.fadd(s.sum[r], e.shuffleXor(s.sum[r], offset));
+  publishWarpState(s);
+
+  DecodeEpilogue ep{accSmem,       statSmem,      cta.tid, cta.batch,
+                    cta.split,     cta.firstHead, cta.numSplits, arg(5),
+                    arg(6),        arg(7)};
+  emitMergeWarpsAndStore(e, c, ep);
+  gpu::ReturnOp::create(b());
+  return func;
+}
+
+gpu::GPUFuncOp mlir::paged_attn::buildTensorCoreDecodeKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, const DecodeKernelConfig &c) {
+  return TensorCoreDecodeBuilder(builder, module, c).build();
+}

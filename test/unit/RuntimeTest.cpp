@@ -10,10 +10,10 @@
 
 #include "PagedAttn-c/Runtime.h"
 #include "PagedAttn/InitAll.h"
-#include "PagedAttn/Runtime/Float16.h"
-#include "PagedAttn/Runtime/Reference.h"
 #include "PagedAttn/Runtime/Runtime.h"
 #include "PagedAttn/Target/KernelCompiler.h"
+#include "PagedAttn/Testing/Float16.h"
+#include "PagedAttn/Testing/Reference.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/FileSystem.h"

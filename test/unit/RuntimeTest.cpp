@@ -291,6 +291,51 @@ TEST_F(RuntimeTest, ManifestErrors) {
   EXPECT_EQ(s.code(), StatusCode::NotFound);
 }
 
+// Manifests are checked against the Spec when loaded: the config against
+// the op's rules, each kernel's parameters against the lists launches pack.
+TEST_F(RuntimeTest, ManifestsAreCheckedAgainstTheSpec) {
+  std::ifstream in(directory + "/k.json");
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  std::string changed = directory + "/changed.json";
+  auto loadWith = [&](const std::string &from, const std::string &to) {
+    std::string edited = text;
+    size_t at = edited.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos)
+      edited.replace(at, from.size(), to);
+    std::ofstream(changed) << edited;
+    std::shared_ptr<KernelLibrary> lib;
+    Status s = KernelLibrary::load(changed, &lib);
+    EXPECT_EQ(s.code(), StatusCode::ParseError) << s.message();
+    return s.message();
+  };
+  EXPECT_EQ(loadWith("\"num_kv_heads\": 8", "\"num_kv_heads\": 3"),
+            changed + ": num_heads (32) must be a multiple of num_kv_heads "
+                      "(3)");
+  EXPECT_EQ(loadWith("\"head_dim\": 128", "\"head_dim\": 128.5"),
+            changed + ": config has no integer 'head_dim'");
+  EXPECT_EQ(loadWith("\"layout\": \"nhd\"", "\"layout\": \"nchw\""),
+            changed + ": config has no layout nhd or hnd");
+  EXPECT_EQ(loadWith("\"name\": \"num_pages\"", "\"name\": \"pages\""),
+            changed + ": check kernel parameter 2 is 'pages', this runtime "
+                      "expects 'num_pages'");
+  EXPECT_EQ(loadWith("\"type\": \"i32\"", "\"type\": \"i64\""),
+            changed + ": check kernel parameter 'num_pages' is not a scalar "
+                      "i32, as this runtime passes it");
+  EXPECT_EQ(loadWith("\"element_type\": \"bf16\"",
+                     "\"element_type\": \"f16\""),
+            changed + ": decode kernel parameter 'q' is not a rank-3 memref "
+                      "of bf16, as this runtime passes it");
+  std::remove(changed.c_str());
+}
+
+TEST_F(RuntimeTest, WorkspaceTooLargeForMemory) {
+  // No size would be right: 0, and decode() would say why.
+  EXPECT_EQ(decoder->workspaceSize(int64_t(1) << 50, 65535), 0u);
+  EXPECT_EQ(decoder->workspaceSize(-1, 4), 0u);
+}
+
 TEST_F(RuntimeTest, CApiReportsErrors) {
   paged_attn_library lib = nullptr;
   EXPECT_EQ(paged_attn_library_load(nullptr, &lib),

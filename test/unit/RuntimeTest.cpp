@@ -336,6 +336,29 @@ TEST_F(RuntimeTest, WorkspaceTooLargeForMemory) {
   EXPECT_EQ(decoder->workspaceSize(-1, 4), 0u);
 }
 
+TEST_F(RuntimeTest, CApiTakesTheRulesFromTheSpec) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_I32, PAGED_ATTN_NHD, 0};
+  paged_attn_decoder dec = nullptr;
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &dec),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "the element type must be f16, bf16 or f32, got i32");
+  c.dtype = static_cast<paged_attn_dtype>(9);
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &dec),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "unknown dtype");
+  c.dtype = PAGED_ATTN_BF16;
+  c.layout = PAGED_ATTN_HND;
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_NOT_FOUND);
+  EXPECT_NE(std::string(paged_attn_last_error())
+                .find("no kernel for config h32_kv8_d128_p16_bf16_hnd_w4"),
+            std::string::npos);
+  paged_attn_library_destroy(lib);
+}
+
 TEST_F(RuntimeTest, CApiReportsErrors) {
   paged_attn_library lib = nullptr;
   EXPECT_EQ(paged_attn_library_load(nullptr, &lib),

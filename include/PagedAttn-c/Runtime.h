@@ -91,6 +91,9 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
                                             paged_attn_decoder *decoder);
 void paged_attn_decoder_destroy(paged_attn_decoder decoder);
 
+/* Bytes of workspace for `batch` sequences split `num_splits` ways: 0 when
+ * num_splits <= 1, and 0 when the size does not fit in size_t (then
+ * paged_attn_decode fails with PAGED_ATTN_INVALID_ARGUMENT, saying so). */
 size_t paged_attn_decoder_workspace_size(paged_attn_decoder decoder,
                                          int64_t batch, int32_t num_splits);
 paged_attn_status

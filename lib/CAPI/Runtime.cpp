@@ -1,4 +1,12 @@
 //===- Runtime.cpp - C API of the PagedAttn runtime -----------------------===//
+//
+// A thin layer over the C++ API: handles own the C++ objects, statuses
+// become return codes and messages for paged_attn_last_error(). The C enums
+// are cast to the Spec's, so they must agree value for value; the op's
+// rules on a config (and their messages) are the Spec's validate(), run by
+// Decoder::create.
+//
+//===----------------------------------------------------------------------===//
 
 #include "PagedAttn-c/Runtime.h"
 #include "PagedAttn/Runtime/Runtime.h"
@@ -6,6 +14,15 @@
 #include <string>
 
 using namespace paged_attn;
+
+static_assert(PAGED_ATTN_F16 == int(DType::F16) &&
+                  PAGED_ATTN_BF16 == int(DType::BF16) &&
+                  PAGED_ATTN_F32 == int(DType::F32) &&
+                  PAGED_ATTN_I32 == int(DType::I32),
+              "paged_attn_dtype is cast to the Spec's DType");
+static_assert(PAGED_ATTN_NHD == int(Layout::NHD) &&
+                  PAGED_ATTN_HND == int(Layout::HND),
+              "paged_attn_layout is cast to the Spec's Layout");
 
 struct paged_attn_library_s {
   std::shared_ptr<KernelLibrary> library;
@@ -109,19 +126,19 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
     return nullArgument("config");
   if (!decoder)
     return nullArgument("decoder");
+  // Out-of-range enum values are refused here: the Spec's names and rules
+  // are defined on its enums' values only.
   if (config->layout != PAGED_ATTN_NHD && config->layout != PAGED_ATTN_HND)
     return report(Status(StatusCode::InvalidArgument, "unknown layout"));
-  if (config->dtype != PAGED_ATTN_F16 && config->dtype != PAGED_ATTN_BF16 &&
-      config->dtype != PAGED_ATTN_F32)
-    return report(
-        Status(StatusCode::InvalidArgument, "dtype must be f16, bf16 or f32"));
+  if (config->dtype < PAGED_ATTN_F16 || config->dtype > PAGED_ATTN_I32)
+    return report(Status(StatusCode::InvalidArgument, "unknown dtype"));
   KernelConfig c;
   c.numHeads = config->num_heads;
   c.numKVHeads = config->num_kv_heads;
   c.headDim = config->head_dim;
   c.pageSize = config->page_size;
   c.dtype = static_cast<DType>(config->dtype);
-  c.layout = config->layout == PAGED_ATTN_NHD ? Layout::NHD : Layout::HND;
+  c.layout = static_cast<Layout>(config->layout);
   c.numWarps = config->num_warps ? config->num_warps : 4;
   auto handle = std::make_unique<paged_attn_decoder_s>();
   Status s = Decoder::create(library->library, c, &handle->decoder);

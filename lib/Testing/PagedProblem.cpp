@@ -5,6 +5,7 @@
 #include "../Runtime/CudaDriver.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -284,14 +285,11 @@ DecodeParams Problem::params() const {
   DecodeParams p;
   p.q = Tensor::contiguous(q_.data(), c.dtype,
                            {ref_.batch, c.numHeads, c.headDim});
-  // nhd: [pages, page, kv heads, dim]; hnd: [pages, kv heads, page, dim].
-  bool nhd = c.layout == Layout::NHD;
-  int64_t dim1 = nhd ? c.pageSize : c.numKVHeads;
-  int64_t dim2 = nhd ? c.numKVHeads : c.pageSize;
+  std::array<int64_t, 4> cache = c.cacheShape(ref_.numPages);
   p.kCache = Tensor::contiguous(k_.data(), c.dtype,
-                                {ref_.numPages, dim1, dim2, c.headDim});
+                                {cache[0], cache[1], cache[2], cache[3]});
   p.vCache = Tensor::contiguous(v_.data(), c.dtype,
-                                {ref_.numPages, dim1, dim2, c.headDim});
+                                {cache[0], cache[1], cache[2], cache[3]});
   p.blockTable = Tensor::contiguous(blockTable_.data(), DType::I32,
                                     {ref_.batch, ref_.maxPages});
   p.seqLens = Tensor::contiguous(seqLens_.data(), DType::I32, {ref_.batch});

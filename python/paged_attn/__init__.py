@@ -44,12 +44,16 @@ _ext.set_error_type(PagedAttnError)
 __all__ = ["decode", "DecodePlan", "compile", "workspace_size",
            "PagedAttnError", "has_compiler", "has_driver", "cache_dir"]
 
+# torch dtype -> the runtime's dtype name.
 _DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32",
                 "int32": "i32"}
 # __cuda_array_interface__ typestr -> dtype name (bf16 has no typestr of its
 # own; "<V2" is accepted as bf16 only when the object says so via .dtype).
 _TYPESTRS = {"<f2": "f16", "<f4": "f32", "<i4": "i32"}
-_ELEM_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "i32": 4}
+# The C++ Spec's dtypes: their sizes, and those q, the caches and out may
+# have.
+_ELEM_BYTES = {name: size for name, size, _ in _ext.dtypes()}
+_DATA_DTYPES = frozenset(name for name, _, data in _ext.dtypes() if data)
 
 
 def has_compiler():
@@ -179,18 +183,48 @@ _lock = threading.Lock()
 _decoders = {}
 
 
+_spec_names = {}
+
+
 def _config_name(hq, hkv, d, page, dtype, layout, warps=4):
-    return f"h{hq}_kv{hkv}_d{d}_p{page}_{dtype}_{layout}_w{warps}"
+    """The config's name (its kernels' and manifest's), after the op's rules
+    on it: the C++ Spec's, raising ValueError with the broken rule's
+    message."""
+    return _ext.decode_spec(hq, hkv, d, page, dtype, layout, warps)
+
+
+def _checked_name(hq, hkv, d, page, dtype, layout):
+    """_config_name, remembered for configs that obey the rules: decode()
+    asks on every call."""
+    key = (hq, hkv, d, page, dtype, layout)
+    name = _spec_names.get(key)
+    if name is None:
+        name = _spec_names[key] = _config_name(*key)
+    return name
+
+
+_CACHE_DIMS = {}
+
+
+def _cache_dims(layout):
+    """(page dim, kv_heads dim) of a cache under `layout`, from the C++
+    Spec; ValueError for a layout it does not know."""
+    dims = _CACHE_DIMS.get(layout) if type(layout) is str else None
+    if dims is None:
+        dims = _ext.cache_dims(layout)
+        _CACHE_DIMS[layout] = dims
+    return dims
 
 
 def _current_chip():
+    """The chip the current device runs, as the C++ chip table names it, or
+    sm_90 (the common target) without torch, a GPU or a row for it."""
     try:
         import torch
-        major, minor = torch.cuda.get_device_capability()
-        chip = f"sm_{major}{minor}"
+        chip = _ext.chip_for_capability(*torch.cuda.get_device_capability())
     except Exception:  # noqa: BLE001 - no torch or no GPU: the common target
-        chip = "sm_90"
-    return chip if chip in ("sm_80", "sm_86", "sm_89", "sm_90") else "sm_90"
+        chip = None
+    return chip or "sm_90"
 
 
 def compile(num_heads, num_kv_heads, head_dim, page_size, dtype="bf16",
@@ -245,7 +279,7 @@ def _decoder(hq, hkv, d, page, dtype, layout):
         dec = _decoders.get(key)
         if dec is not None:
             return dec
-        name = _config_name(hq, hkv, d, page, dtype, layout)
+        name = _checked_name(hq, hkv, d, page, dtype, layout)
         kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
         if _ext.has_compiler() and not kernel_dir:
             chip = _current_chip()
@@ -276,13 +310,13 @@ def _check_ranks(tensors):
 
 
 def _config(q, k, bt, layout):
-    """(hq, hkv, d, page) of q and a cache, after the op's rules on them:
-    ranks, dtypes, head_dim, the GQA ratio. Checked before any kernel is
-    looked up, so a call that breaks a rule gets the rule's message."""
-    if layout not in ("nhd", "hnd"):
-        raise ValueError(f"layout must be 'nhd' or 'hnd', got {layout!r}")
+    """(hq, hkv, d, page) of q and a cache, after the tensors' own checks
+    (ranks, dtypes, head_dim) and the op's rules (the C++ Spec's: the GQA
+    ratio, head_dim's bound, row bytes). Checked before any kernel is looked
+    up, so a call that breaks a rule gets the rule's message."""
+    page_dim, kv_dim = _cache_dims(layout)
     _check_ranks((("q", q, 3), ("k_cache", k, 4), ("block_table", bt, 2)))
-    if q.dtype not in ("f16", "bf16", "f32"):
+    if q.dtype not in _DATA_DTYPES:
         raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
     if k.dtype != q.dtype:
         raise ValueError(f"k_cache dtype ({k.dtype}) must equal q's "
@@ -290,14 +324,11 @@ def _config(q, k, bt, layout):
     if bt.dtype != "i32":
         raise ValueError(f"block_table must be int32, got {bt.dtype}")
     _, hq, d = q.shape
-    page, hkv = (k.shape[1], k.shape[2]) if layout == "nhd" else (k.shape[2],
-                                                                  k.shape[1])
+    page, hkv = k.shape[page_dim], k.shape[kv_dim]
     if k.shape[3] != d:
         raise ValueError(f"k_cache head_dim ({k.shape[3]}) must equal q's "
                          f"({d})")
-    if hkv < 1 or hq % hkv:
-        raise ValueError(f"num_heads ({hq}) must be a multiple of "
-                         f"num_kv_heads ({hkv}) (layout {layout!r})")
+    _checked_name(hq, hkv, d, page, q.dtype, layout)
     return hq, hkv, d, page
 
 

@@ -5,9 +5,16 @@
 // runtime. Runtime errors become paged_attn.PagedAttnError (or ValueError for
 // bad arguments), carrying the runtime's message.
 //
+// The facts of a decode that Python needs (its name, the op's rules and
+// their messages, where a layout keeps pages and KV heads, the dtypes and
+// their sizes, the chips) come from the C++ Spec through this module, so
+// that Python has no copy of them to fall out of step.
+//
 //===----------------------------------------------------------------------===//
 
 #include "PagedAttn/Runtime/Runtime.h"
+#include "PagedAttn/Spec/DecodeSpec.h"
+#include "PagedAttn/Spec/TargetInfo.h"
 
 #ifdef PAGED_ATTN_HAVE_COMPILER
 #include "PagedAttn/InitAll.h"
@@ -18,12 +25,14 @@
 #endif
 
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -47,25 +56,53 @@ void check(const Status &s) {
     raise(s);
 }
 
-DType parseDType(const std::string &name) {
-  if (name == "f16")
-    return DType::F16;
-  if (name == "bf16")
-    return DType::BF16;
-  if (name == "f32")
-    return DType::F32;
-  if (name == "i32")
-    return DType::I32;
+DType dtypeNamed(const std::string &name) {
+  if (std::optional<DType> dtype = parseDType(name))
+    return *dtype;
   throw nb::value_error(("unknown dtype '" + name + "'").c_str());
 }
 
-Layout parseLayout(const std::string &name) {
-  if (name == "nhd")
-    return Layout::NHD;
-  if (name == "hnd")
-    return Layout::HND;
+[[noreturn]] void badLayout(const std::string &shown) {
   throw nb::value_error(
-      ("layout must be 'nhd' or 'hnd', got '" + name + "'").c_str());
+      ("layout must be 'nhd' or 'hnd', got " + shown).c_str());
+}
+
+Layout layoutNamed(const std::string &name) {
+  if (std::optional<Layout> layout = parseLayout(name))
+    return *layout;
+  badLayout("'" + name + "'");
+}
+
+/// The layout a Python object names; anything but "nhd" or "hnd" is shown
+/// in the error as Python's repr shows it.
+Layout layoutOf(nb::handle layout) {
+  if (nb::isinstance<nb::str>(layout))
+    if (std::optional<Layout> parsed =
+            parseLayout(nb::cast<std::string>(layout)))
+      return *parsed;
+  badLayout(nb::repr(layout).c_str());
+}
+
+/// The spec of a decode, after the op's rules (ValueError with the rule's
+/// message when one is broken).
+DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
+                       int64_t pageSize, const std::string &dtype,
+                       nb::handle layout, int64_t numWarps) {
+  std::optional<DType> parsed = parseDType(dtype);
+  if (!parsed)
+    throw nb::value_error(
+        ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
+  DecodeSpec spec;
+  spec.numHeads = numHeads;
+  spec.numKVHeads = numKVHeads;
+  spec.headDim = headDim;
+  spec.pageSize = pageSize;
+  spec.dtype = *parsed;
+  spec.layout = layoutOf(layout);
+  spec.numWarps = numWarps;
+  if (std::string error = spec.validate(); !error.empty())
+    throw nb::value_error(error.c_str());
+  return spec;
 }
 
 /// (data pointer, dtype name, sizes, strides in elements)
@@ -80,7 +117,7 @@ Tensor toTensor(const TensorDesc &desc, const char *name) {
             .c_str());
   Tensor t;
   t.data = reinterpret_cast<void *>(ptr);
-  t.dtype = parseDType(dtype);
+  t.dtype = dtypeNamed(dtype);
   t.rank = static_cast<int>(sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i) {
     t.sizes[i] = sizes[i];
@@ -112,6 +149,63 @@ NB_MODULE(_ext, m) {
         return std::make_tuple(ok, why);
       },
       "(True, '') when a CUDA driver is usable, else (False, why)");
+
+  m.def(
+      "decode_spec",
+      [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
+         int64_t pageSize, const std::string &dtype, nb::handle layout,
+         int64_t numWarps) {
+        return checkedSpec(numHeads, numKVHeads, headDim, pageSize, dtype,
+                           layout, numWarps)
+            .name();
+      },
+      nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
+      nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
+      nb::arg("num_warps") = 4,
+      "The config's name (h32_kv8_d128_p16_bf16_nhd_w4), after the op's "
+      "rules on it: ValueError with the rule's message when one is broken");
+
+  m.def(
+      "cache_dims",
+      [](nb::handle layout) {
+        CacheDims dims = cacheDims(layoutOf(layout));
+        return std::make_tuple(dims.page, dims.kvHeads);
+      },
+      nb::arg("layout").none(),
+      "(page dim, kv_heads dim) of a 4-D cache under `layout`");
+
+  m.def(
+      "dtypes",
+      []() {
+        std::vector<std::tuple<std::string, size_t, bool>> rows;
+        for (DType dtype :
+             {DType::F16, DType::BF16, DType::F32, DType::I32, DType::I64})
+          rows.emplace_back(dtypeName(dtype), dtypeBytes(dtype),
+                            isDataDType(dtype));
+        return rows;
+      },
+      "[(name, bytes, whether q, the caches and out may have it)]");
+
+  m.def(
+      "chip_for_capability",
+      [](int major, int minor) -> std::optional<std::string> {
+        if (const TargetInfo *target = targetForComputeCapability(major, minor))
+          return std::string(target->chip);
+        return std::nullopt;
+      },
+      nb::arg("major"), nb::arg("minor"),
+      "The chip the kernels are built for on a device of this compute "
+      "capability, or None");
+
+  m.def(
+      "supported_chips",
+      []() {
+        std::vector<std::string> chips;
+        for (const TargetInfo &target : supportedTargets())
+          chips.push_back(target.chip);
+        return chips;
+      },
+      "The chips the kernels can be built for, oldest first");
 
   m.def("has_compiler", []() {
 #ifdef PAGED_ATTN_HAVE_COMPILER
@@ -150,8 +244,8 @@ NB_MODULE(_ext, m) {
             c.numKVHeads = numKVHeads;
             c.headDim = headDim;
             c.pageSize = pageSize;
-            c.dtype = parseDType(dtype);
-            c.layout = parseLayout(layout);
+            c.dtype = dtypeNamed(dtype);
+            c.layout = layoutNamed(layout);
             c.numWarps = numWarps;
             check(Decoder::create(library.library, c, &self->decoder));
           },

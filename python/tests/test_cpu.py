@@ -224,3 +224,46 @@ def test_plan_run_raises_what_decode_raises():
     with pytest.raises(ValueError, match="k_cache data pointer is not 16-byte "
                                          "aligned"):
         misaligned.run(stream=0)
+
+
+def test_the_specs_facts_come_from_cpp():
+    ext = paged_attn._ext
+    assert ext.decode_spec(32, 8, 128, 16, "bf16", "nhd") == \
+        "h32_kv8_d128_p16_bf16_nhd_w4"
+    with pytest.raises(ValueError, match=r"head_dim \(264\) must be at most "
+                                         r"256"):
+        ext.decode_spec(32, 8, 264, 16, "bf16", "nhd")
+    with pytest.raises(ValueError, match="does the cache use layout hnd"):
+        ext.decode_spec(8, 16, 128, 16, "f16", "nhd")
+    with pytest.raises(ValueError, match="layout must be 'nhd' or 'hnd', got "
+                                         "None"):
+        ext.decode_spec(32, 8, 128, 16, "bf16", None)
+    assert ext.cache_dims("nhd") == (1, 2)
+    assert ext.cache_dims("hnd") == (2, 1)
+    assert ("bf16", 2, True) in ext.dtypes()
+    assert ("i32", 4, False) in ext.dtypes()
+    assert ext.chip_for_capability(9, 0) == "sm_90"
+    assert ext.chip_for_capability(7, 5) is None
+    assert "sm_80" in ext.supported_chips()
+
+
+def test_rules_the_runtime_shares_reach_python_calls():
+    # head_dim's bound and the row-byte rule are the Spec's, checked before
+    # any kernel is looked up.
+    with pytest.raises(ValueError, match=r"head_dim \(264\) must be at most "
+                                         r"256"):
+        call(q=Cuda((4, 32, 264)), k_cache=Cuda((100, 16, 8, 264)),
+             v_cache=Cuda((100, 16, 8, 264)), out=Cuda((4, 32, 264)))
+    with pytest.raises(ValueError, match=r"a row of head_dim \(36\) 'f16' "
+                                         r"elements is 72 bytes"):
+        call(q=Cuda((4, 32, 36)), k_cache=Cuda((100, 16, 8, 36)),
+             v_cache=Cuda((100, 16, 8, 36)), out=Cuda((4, 32, 36)))
+    # hnd keeps the KV heads in dim 1: the same cache read as hnd has 16.
+    with pytest.raises(ValueError, match="does the cache use layout nhd"):
+        call(layout="hnd", q=Cuda((4, 8, 128)), out=Cuda((4, 8, 128)))
+
+
+def test_layout_that_is_not_a_string():
+    with pytest.raises(ValueError, match="layout must be 'nhd' or 'hnd', got "
+                                         "None"):
+        call(layout=None)

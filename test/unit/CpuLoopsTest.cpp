@@ -15,8 +15,8 @@
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 #include "PagedAttn/InitAll.h"
 #include "PagedAttn/Pipelines/Pipelines.h"
-#include "PagedAttn/Runtime/Reference.h"
 #include "PagedAttn/Target/KernelCompiler.h"
+#include "PagedAttn/Testing/Reference.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/CRunnerUtils.h"

@@ -10,10 +10,10 @@
 
 #include "PagedAttn-c/Runtime.h"
 #include "PagedAttn/InitAll.h"
-#include "PagedAttn/Runtime/Float16.h"
-#include "PagedAttn/Runtime/Reference.h"
 #include "PagedAttn/Runtime/Runtime.h"
 #include "PagedAttn/Target/KernelCompiler.h"
+#include "PagedAttn/Testing/Float16.h"
+#include "PagedAttn/Testing/Reference.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/FileSystem.h"
@@ -289,6 +289,74 @@ TEST_F(RuntimeTest, ManifestErrors) {
   std::remove(bad.c_str());
   s = KernelLibrary::loadDirectory(directory + "/nowhere", &lib);
   EXPECT_EQ(s.code(), StatusCode::NotFound);
+}
+
+// Manifests are checked against the Spec when loaded: the config against
+// the op's rules, each kernel's parameters against the lists launches pack.
+TEST_F(RuntimeTest, ManifestsAreCheckedAgainstTheSpec) {
+  std::ifstream in(directory + "/k.json");
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  std::string changed = directory + "/changed.json";
+  auto loadWith = [&](const std::string &from, const std::string &to) {
+    std::string edited = text;
+    size_t at = edited.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos)
+      edited.replace(at, from.size(), to);
+    std::ofstream(changed) << edited;
+    std::shared_ptr<KernelLibrary> lib;
+    Status s = KernelLibrary::load(changed, &lib);
+    EXPECT_EQ(s.code(), StatusCode::ParseError) << s.message();
+    return s.message();
+  };
+  EXPECT_EQ(loadWith("\"num_kv_heads\": 8", "\"num_kv_heads\": 3"),
+            changed + ": num_heads (32) must be a multiple of num_kv_heads "
+                      "(3)");
+  EXPECT_EQ(loadWith("\"head_dim\": 128", "\"head_dim\": 128.5"),
+            changed + ": config has no integer 'head_dim'");
+  EXPECT_EQ(loadWith("\"layout\": \"nhd\"", "\"layout\": \"nchw\""),
+            changed + ": config has no layout nhd or hnd");
+  EXPECT_EQ(loadWith("\"name\": \"num_pages\"", "\"name\": \"pages\""),
+            changed + ": check kernel parameter 2 is 'pages', this runtime "
+                      "expects 'num_pages'");
+  EXPECT_EQ(loadWith("\"type\": \"i32\"", "\"type\": \"i64\""),
+            changed + ": check kernel parameter 'num_pages' is not a scalar "
+                      "i32, as this runtime passes it");
+  EXPECT_EQ(loadWith("\"element_type\": \"bf16\"",
+                     "\"element_type\": \"f16\""),
+            changed + ": decode kernel parameter 'q' is not a rank-3 memref "
+                      "of bf16, as this runtime passes it");
+  std::remove(changed.c_str());
+}
+
+TEST_F(RuntimeTest, WorkspaceTooLargeForMemory) {
+  // No size would be right: 0, and decode() would say why.
+  EXPECT_EQ(decoder->workspaceSize(int64_t(1) << 50, 65535), 0u);
+  EXPECT_EQ(decoder->workspaceSize(-1, 4), 0u);
+}
+
+TEST_F(RuntimeTest, CApiTakesTheRulesFromTheSpec) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_I32, PAGED_ATTN_NHD, 0};
+  paged_attn_decoder dec = nullptr;
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &dec),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "the element type must be f16, bf16 or f32, got i32");
+  c.dtype = static_cast<paged_attn_dtype>(9);
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &dec),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "unknown dtype");
+  c.dtype = PAGED_ATTN_BF16;
+  c.layout = PAGED_ATTN_HND;
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_NOT_FOUND);
+  EXPECT_NE(std::string(paged_attn_last_error())
+                .find("no kernel for config h32_kv8_d128_p16_bf16_hnd_w4"),
+            std::string::npos);
+  paged_attn_library_destroy(lib);
 }
 
 TEST_F(RuntimeTest, CApiReportsErrors) {

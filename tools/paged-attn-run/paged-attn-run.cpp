@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "PagedAttn/Runtime/Runtime.h"
+#include "PagedAttn/Spec/TargetInfo.h"
 #include "PagedAttn/Testing/PagedProblem.h"
 
 #include "../../lib/Runtime/CudaDriver.h"
@@ -28,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,7 +44,8 @@ struct Options {
   int numSplits = 0;
   int warmup = 10, iters = 100;
   uint64_t seed = 1;
-  std::string kernels, chip = "sm_90";
+  /// Empty: the device's chip (see defaultChip).
+  std::string kernels, chip;
   bool checkOnly = false, json = false, checkPageTable = false;
   bool hostOverhead = false;
 };
@@ -57,10 +60,12 @@ void usage() {
       "  --ragged                   lengths uniform in [1, 2*seq-len]\n"
       "  --num-splits N             0: automatic\n"
       "  --kernels PATH             manifest or directory of manifests\n"
-      "  --chip sm_XX               when compiling in-process\n"
+      "  --chip CHIP                when compiling in-process: %s\n"
+      "                             (default: device 0's, else sm_90)\n"
       "  --warmup N --iters N --seed N\n"
       "  --check-only --json --check-page-table\n"
-      "  --host-overhead            time the host side of decode() calls\n");
+      "  --host-overhead            time the host side of decode() calls\n",
+      supportedChipList().c_str());
 }
 
 bool parseInt(const char *s, int64_t *out) {
@@ -140,35 +145,27 @@ int parseArgs(int argc, char **argv, Options &o) {
     } else if (a == "--dtype") {
       if (!value(&v))
         return 2;
-      std::string d = v;
-      if (d == "f16")
-        o.config.dtype = DType::F16;
-      else if (d == "bf16")
-        o.config.dtype = DType::BF16;
-      else if (d == "f32")
-        o.config.dtype = DType::F32;
-      else {
+      std::optional<DType> dtype = parseDType(v);
+      if (!dtype || !isDataDType(*dtype)) {
         std::fprintf(stderr,
                      "paged-attn-run: error: --dtype must be f16, bf16 or "
                      "f32, got '%s'\n",
                      v);
         return 2;
       }
+      o.config.dtype = *dtype;
     } else if (a == "--layout") {
       if (!value(&v))
         return 2;
-      std::string l = v;
-      if (l == "nhd")
-        o.config.layout = Layout::NHD;
-      else if (l == "hnd")
-        o.config.layout = Layout::HND;
-      else {
+      std::optional<Layout> layout = parseLayout(v);
+      if (!layout) {
         std::fprintf(stderr,
                      "paged-attn-run: error: --layout must be nhd or hnd, got "
                      "'%s'\n",
                      v);
         return 2;
       }
+      o.config.layout = *layout;
     } else if (a == "--kernels") {
       if (!value(&v))
         return 2;
@@ -210,6 +207,28 @@ int fail(const Status &s) {
   return s.code() == StatusCode::NoDriver ? 3 : 1;
 }
 
+#ifdef PAGED_ATTN_HAVE_COMPILER
+/// The chip to compile for without --chip: device 0's, as TargetInfo names
+/// it, so that the PTX loads there; sm_90 without a device, or for one the
+/// kernels are not built for.
+std::string defaultChip() {
+  using namespace paged_attn::cuda;
+  const Driver *d = getDriver(nullptr);
+  CUdevice device;
+  int major = 0, minor = 0;
+  if (d && d->cuDeviceGet(&device, 0) == CUDA_SUCCESS &&
+      d->cuDeviceGetAttribute(&major,
+                              CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                              device) == CUDA_SUCCESS &&
+      d->cuDeviceGetAttribute(&minor,
+                              CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                              device) == CUDA_SUCCESS)
+    if (const TargetInfo *target = targetForComputeCapability(major, minor))
+      return target->chip;
+  return "sm_90";
+}
+#endif
+
 /// Loads the kernels for o.config: from --kernels, or compiled in-process.
 Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
   if (!o.kernels.empty()) {
@@ -231,7 +250,7 @@ Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
     return mlir::success();
   });
   mlir::paged_attn::KernelCompileOptions options;
-  options.chip = o.chip;
+  options.chip = o.chip.empty() ? defaultChip() : o.chip;
   options.kernels.numWarps = o.config.numWarps;
   auto compiled = mlir::paged_attn::compileDecodeKernels(&ctx, {o.config},
                                                          options, "kernels.ptx");

@@ -107,7 +107,10 @@ public:
   const char *kernelKind() const;
 
   /// Bytes of workspace decode() needs for `batch` sequences split
-  /// `numSplits` ways (0 when numSplits is 1).
+  /// `numSplits` ways, laid out as the Spec's layOutSplitWorkspace says: 0
+  /// when numSplits is 1, and 0 when the size does not fit in size_t (no
+  /// size would be right; decode() then fails with InvalidArgument saying
+  /// so, as maxWorkspaceSize does).
   size_t workspaceSize(int64_t batch, int numSplits) const;
   /// A workspace size that covers every split count decode() may choose
   /// for `batch` sequences of at most `maxSeqLen` tokens on the current

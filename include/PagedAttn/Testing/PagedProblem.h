@@ -9,8 +9,8 @@
 #ifndef PAGEDATTN_TESTING_PAGEDPROBLEM_H
 #define PAGEDATTN_TESTING_PAGEDPROBLEM_H
 
-#include "PagedAttn/Runtime/Reference.h"
 #include "PagedAttn/Runtime/Runtime.h"
+#include "PagedAttn/Testing/Reference.h"
 
 #include <cstdint>
 #include <random>

@@ -1,7 +1,7 @@
 //===- Reference.cpp - float64 reference of paged decode ------------------===//
 
-#include "PagedAttn/Runtime/Reference.h"
-#include "PagedAttn/Runtime/Float16.h"
+#include "PagedAttn/Testing/Reference.h"
+#include "PagedAttn/Testing/Float16.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 //===- Float16.h - f16 and bf16 conversions on the host ---------*- C++ -*-===//
 
-#ifndef PAGEDATTN_RUNTIME_FLOAT16_H
-#define PAGEDATTN_RUNTIME_FLOAT16_H
+#ifndef PAGEDATTN_TESTING_FLOAT16_H
+#define PAGEDATTN_TESTING_FLOAT16_H
 
 #include <cmath>
 #include <cstdint>
@@ -78,4 +78,4 @@ inline uint16_t floatToF16(float f) {
 
 } // namespace paged_attn
 
-#endif // PAGEDATTN_RUNTIME_FLOAT16_H
+#endif // PAGEDATTN_TESTING_FLOAT16_H

@@ -1,9 +1,15 @@
 //===- Reference.h - float64 reference of paged decode ----------*- C++ -*-===//
+//
+// What the kernels are checked against: the decode in float64 on the host,
+// random problems to run it on, and dtype rounding. Test code only: it is
+// part of the testing library, not of the runtime.
+//
+//===----------------------------------------------------------------------===//
 
-#ifndef PAGEDATTN_RUNTIME_REFERENCE_H
-#define PAGEDATTN_RUNTIME_REFERENCE_H
+#ifndef PAGEDATTN_TESTING_REFERENCE_H
+#define PAGEDATTN_TESTING_REFERENCE_H
 
-#include "PagedAttn/Runtime/Runtime.h"
+#include "PagedAttn/Spec/DecodeSpec.h"
 
 #include <cstdint>
 #include <vector>
@@ -59,4 +65,4 @@ double maxAbsError(const std::vector<double> &a, const std::vector<double> &b);
 
 } // namespace paged_attn
 
-#endif // PAGEDATTN_RUNTIME_REFERENCE_H
+#endif // PAGEDATTN_TESTING_REFERENCE_H

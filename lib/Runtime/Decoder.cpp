@@ -1,0 +1,342 @@
+//===- Decoder.cpp - find, size and launch a decode -----------------------===//
+//
+// A Decoder is one manifest entry: create() finds it, the split-count
+// model and the Spec's workspace layout size a launch, and decode() packs
+// the kernels' parameters in the Spec's order and launches on the caller's
+// stream. decode() allocates nothing and does not synchronise (unless the
+// check mode is asked for), so a CUDA graph can capture it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "LaunchParams.h"
+#include "Manifest.h"
+#include "ModuleCache.h"
+#include "Validation.h"
+
+#include "PagedAttn/Spec/KernelABI.h"
+
+#include <algorithm>
+#include <cmath>
+
+using namespace paged_attn;
+using namespace paged_attn::cuda;
+using namespace paged_attn::detail;
+
+//===----------------------------------------------------------------------===//
+// Creation
+//===----------------------------------------------------------------------===//
+
+Decoder::~Decoder() = default;
+
+/// "no kernel for config X (library holds: ...)": a few of the library's
+/// configs, enough to spot a near miss without a message as long as a test
+/// matrix.
+static Status noKernelFor(const KernelLibrary &library,
+                          const KernelConfig &config) {
+  constexpr size_t kNamed = 8;
+  std::vector<KernelConfig> configs = library.configs();
+  std::string known;
+  for (size_t i = 0; i < configs.size() && i < kNamed; ++i)
+    known += (i ? ", " : "") + configs[i].name();
+  if (configs.size() > kNamed)
+    known += " and " + std::to_string(configs.size() - kNamed) + " more";
+  return Status(StatusCode::NotFound, "no kernel for config " + config.name() +
+                                          " (library holds: " + known + ")");
+}
+
+Status Decoder::create(std::shared_ptr<const KernelLibrary> library,
+                       const KernelConfig &config,
+                       std::unique_ptr<Decoder> *result) {
+  if (!library)
+    return invalid("no kernel library");
+  // The op's rules first: a config that breaks one has no kernel anywhere.
+  if (std::string error = config.validate(); !error.empty())
+    return invalid(error);
+  const KernelSpec *spec = library->find(config);
+  if (!spec)
+    return noKernelFor(*library, config);
+  std::unique_ptr<Decoder> decoder(new Decoder);
+  decoder->library_ = std::move(library);
+  decoder->spec_ = spec;
+  decoder->config_ = spec->config;
+  *result = std::move(decoder);
+  return Status::ok();
+}
+
+const char *Decoder::kernelKind() const {
+  return spec_->tensorCores ? "tensor-cores" : "cuda-cores";
+}
+
+//===----------------------------------------------------------------------===//
+// Split count and workspace
+//===----------------------------------------------------------------------===//
+
+/// The Spec's workspace for `batch` sequences split `numSplits` ways; none
+/// when nothing is split (the decode kernel then writes out itself). An
+/// error when its size does not fit in memory.
+static std::string layOutWorkspace(const KernelConfig &config, int64_t batch,
+                                   int64_t numSplits, SplitWorkspace *ws) {
+  if (numSplits <= 1 || batch <= 0) {
+    *ws = SplitWorkspace();
+    return "";
+  }
+  return layOutSplitWorkspace(config, batch, numSplits, ws);
+}
+
+size_t Decoder::workspaceSize(int64_t batch, int numSplits) const {
+  // A size past size_t is 0 here: decode() lays the workspace out again
+  // and fails with the reason, where a wrapped number would have been
+  // taken for a real size.
+  SplitWorkspace ws;
+  if (!layOutWorkspace(config_, batch, numSplits, &ws).empty())
+    return 0;
+  return ws.bytes;
+}
+
+/// The split counts chooseNumSplits considers: each chunk at least four
+/// loop iterations long, at most 256 chunks, and at most about four waves
+/// of CTAs.
+static int64_t maxUsefulSplits(int64_t ctas, int64_t maxSeqLen, int64_t slots,
+                               int64_t tokensPerIteration) {
+  int64_t byLength = maxSeqLen / (4 * tokensPerIteration);
+  int64_t byWaves = (4 * slots + ctas - 1) / ctas;
+  return std::clamp<int64_t>(std::min(byLength, byWaves), 1, 256);
+}
+
+int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
+                             int multiprocessorCount,
+                             int ctasPerMultiprocessor) const {
+  int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
+  if (ctas <= 0 || maxSeqLen <= 0)
+    return 1;
+  // Model the time of a split count as the waves of CTAs the machine runs
+  // (`slots` CTAs at a time) times the tokens each CTA reads, plus a fixed
+  // cost per CTA worth one loop iteration. On H200 the best measured counts
+  // were the ones that fill exactly one wave (bench/NOTES.md).
+  int64_t slots = int64_t(std::max(1, multiprocessorCount)) *
+                  std::max(1, ctasPerMultiprocessor);
+  int64_t step = spec_->tokensPerIteration;
+  auto cost = [&](int64_t splits) {
+    int64_t chunk = (maxSeqLen + splits - 1) / splits;
+    chunk = (chunk + step - 1) / step * step;
+    int64_t used = (maxSeqLen + chunk - 1) / chunk;
+    int64_t waves = (ctas * used + slots - 1) / slots;
+    return waves * (chunk + step);
+  };
+  int64_t best = 1, bestCost = cost(1);
+  int64_t limit = maxUsefulSplits(ctas, maxSeqLen, slots, step);
+  for (int64_t splits = 2; splits <= limit; ++splits) {
+    int64_t c = cost(splits);
+    if (c < bestCost) {
+      best = splits;
+      bestCost = c;
+    }
+  }
+  return static_cast<int>(best);
+}
+
+Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
+                                 size_t *bytes) const {
+  int sms = 0, perSM = 0;
+  if (Status s = currentOccupancy(*spec_, &sms, &perSM); !s)
+    return s;
+  int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
+  int64_t bound = ctas <= 0 || maxSeqLen <= 0
+                      ? 1
+                      : maxUsefulSplits(ctas, maxSeqLen, int64_t(sms) * perSM,
+                                        spec_->tokensPerIteration);
+  SplitWorkspace ws;
+  if (std::string error = layOutWorkspace(config_, batch, bound, &ws);
+      !error.empty())
+    return invalid(error);
+  *bytes = ws.bytes;
+  return Status::ok();
+}
+
+Status Decoder::defaultNumSplits(int64_t batch, int64_t maxSeqLen,
+                                 int *numSplits) const {
+  int sms = 0, perSM = 0;
+  if (Status s = currentOccupancy(*spec_, &sms, &perSM); !s)
+    return s;
+  *numSplits = chooseNumSplits(batch, maxSeqLen, sms, perSM);
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// decode
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// What the last decode() on this thread resolved: a repeated launch in the
+/// same context skips the module cache's lock and lookups.
+struct LaunchCache {
+  uint64_t specId = 0;
+  CUcontext ctx = nullptr;
+  LoadedKernels kernels;
+  int multiprocessors = 0;
+  /// The split count chosen for the last (batch, max_seq_len).
+  int64_t splitBatch = -1, splitMaxSeqLen = -1;
+  int splits = 1;
+};
+thread_local LaunchCache lastLaunch;
+} // namespace
+
+/// Points `cache` at `spec`'s kernels and the SM count in the current
+/// context, unless it already does.
+static Status resolveLaunch(const Driver &d, const KernelSpec &spec,
+                            LaunchCache &cache) {
+  CUcontext current = nullptr;
+  d.cuCtxGetCurrent(&current);
+  if (current && cache.ctx == current && cache.specId == spec.id)
+    return Status::ok();
+  CUcontext ctx;
+  CUdevice device;
+  if (Status s = currentContext(d, &ctx, &device); !s)
+    return s;
+  LoadedKernels loaded;
+  if (Status s = ModuleCache::get().lookup(d, ctx, spec, &loaded); !s)
+    return s;
+  cache.ctx = ctx;
+  cache.specId = spec.id;
+  cache.kernels = loaded;
+  cache.multiprocessors = ModuleCache::get().multiprocessorCount(d, device);
+  cache.splitBatch = -1;
+  return Status::ok();
+}
+
+/// The automatic split count, chosen again only when (batch, max_seq_len)
+/// differs from the last launch's on this thread.
+static int automaticSplits(const Decoder &decoder, LaunchCache &cache,
+                           int64_t batch, int64_t maxSeqLen) {
+  if (cache.splitBatch != batch || cache.splitMaxSeqLen != maxSeqLen) {
+    cache.splits = decoder.chooseNumSplits(
+        batch, maxSeqLen, cache.multiprocessors, cache.kernels.decodeCTAsPerSM);
+    cache.splitBatch = batch;
+    cache.splitMaxSeqLen = maxSeqLen;
+  }
+  return cache.splits;
+}
+
+/// Checks the caller's workspace against the Spec's layout of it.
+static Status checkWorkspace(const DecodeParams &p, const SplitWorkspace &ws,
+                             int numSplits) {
+  if (ws.bytes == 0)
+    return Status::ok();
+  if (!p.workspace || p.workspaceBytes < ws.bytes)
+    return invalid("split-KV with " + std::to_string(numSplits) +
+                   " splits needs a workspace of " + std::to_string(ws.bytes) +
+                   " bytes, got " + std::to_string(p.workspaceBytes) +
+                   (p.workspace ? "" : " (null)"));
+  if (reinterpret_cast<uintptr_t>(p.workspace) % 256 != 0)
+    return invalid("workspace must be 256-byte aligned");
+  return Status::ok();
+}
+
+/// The values the decode and merge kernels take: the caller's tensors, the
+/// workspace views (null when unsplit) and the scalars.
+static void bindDecodeValues(const KernelSpec &spec, const DecodeParams &p,
+                             const SplitWorkspace &ws, int numSplits,
+                             LaunchValues &values) {
+  for (const BoundParam &bound : spec.decode.params)
+    if (const Tensor *t = operandTensor(p, bound.value))
+      values.setMemRef(bound.value, *t);
+  char *base = ws.bytes ? static_cast<char *>(p.workspace) : nullptr;
+  values.setMemRef(LaunchValue::PartialOut, base, int(std::size(ws.outSizes)),
+                   ws.outSizes, ws.outStrides);
+  values.setMemRef(LaunchValue::PartialLse,
+                   base ? base + ws.lseOffset : nullptr,
+                   int(std::size(ws.lseSizes)), ws.lseSizes, ws.lseStrides);
+  float headDim = float(spec.config.headDim);
+  values.setF32(LaunchValue::Scale,
+                p.scale > 0 ? p.scale : 1.0f / std::sqrt(headDim));
+  values.setInt(LaunchValue::NumSplits, numSplits);
+}
+
+static Status launchFailed(const Driver &d, const std::string &kernel,
+                           CUresult r) {
+  return Status(StatusCode::CudaError,
+                "launching " + kernel + ": " + describe(d, r));
+}
+
+/// Grid: (KV heads x CTAs per KV head, batch, splits).
+static Status launchDecode(const Driver &d, const KernelSpec &spec,
+                           CUfunction fn, const LaunchValues &values,
+                           int64_t batch, int numSplits, CUstream stream) {
+  ParamBuilder args;
+  if (Status s = args.pack(spec.decode.name, spec.decode.params, values); !s)
+    return s;
+  CUresult r = d.cuLaunchKernel(
+      fn, unsigned(spec.config.numKVHeads * spec.ctasPerKVHead),
+      unsigned(batch), unsigned(numSplits), unsigned(spec.decode.block), 1, 1,
+      unsigned(spec.decodeDynamicSharedBytes), stream, nullptr, args.extra());
+  return r == CUDA_SUCCESS ? Status::ok()
+                           : launchFailed(d, spec.decode.name, r);
+}
+
+/// Grid: (query heads, batch). With programmatic launch the merge grid is
+/// scheduled while the decode grid finishes and waits for its results on
+/// the device (griddepcontrol.wait); drivers before CUDA 12.0 lack
+/// cuLaunchKernelEx and launch it plainly.
+static Status launchMerge(const Driver &d, const KernelSpec &spec,
+                          CUfunction fn, const LaunchValues &values,
+                          int64_t batch, CUstream stream) {
+  ParamBuilder args;
+  if (Status s = args.pack(spec.merge.name, spec.merge.params, values); !s)
+    return s;
+  CUresult r;
+  if (spec.mergeProgrammaticLaunch && d.cuLaunchKernelEx) {
+    CUlaunchAttribute attribute = {};
+    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config = {};
+    config.gridDimX = unsigned(spec.config.numHeads);
+    config.gridDimY = unsigned(batch);
+    config.gridDimZ = 1;
+    config.blockDimX = unsigned(spec.merge.block);
+    config.blockDimY = config.blockDimZ = 1;
+    config.hStream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    r = d.cuLaunchKernelEx(&config, fn, nullptr, args.extra());
+  } else {
+    r = d.cuLaunchKernel(fn, unsigned(spec.config.numHeads), unsigned(batch), 1,
+                         unsigned(spec.merge.block), 1, 1, 0, stream, nullptr,
+                         args.extra());
+  }
+  return r == CUDA_SUCCESS ? Status::ok() : launchFailed(d, spec.merge.name, r);
+}
+
+Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
+  int64_t batch = 0, maxSeqLen = 0;
+  Status s = validate(p, &batch, &maxSeqLen);
+  if (!s)
+    return s;
+  const Driver *d;
+  if (!(s = requireDriver(&d)))
+    return s;
+  LaunchCache &cache = lastLaunch;
+  if (!(s = resolveLaunch(*d, *spec_, cache)))
+    return s;
+  if (batch == 0)
+    return Status::ok();
+  CUstream stream = static_cast<CUstream>(streamPtr);
+  if (p.checkPageTable && !(s = checkPageTable(p, stream, cache.ctx)))
+    return s;
+
+  int numSplits = p.numSplits ? p.numSplits
+                              : automaticSplits(*this, cache, batch, maxSeqLen);
+  SplitWorkspace ws;
+  if (std::string error = layOutWorkspace(config_, batch, numSplits, &ws);
+      !error.empty())
+    return invalid(error);
+  if (!(s = checkWorkspace(p, ws, numSplits)))
+    return s;
+  LaunchValues values;
+  bindDecodeValues(*spec_, p, ws, numSplits, values);
+  if (!(s = launchDecode(*d, *spec_, cache.kernels.decode, values, batch,
+                         numSplits, stream)))
+    return s;
+  if (numSplits == 1)
+    return Status::ok();
+  return launchMerge(*d, *spec_, cache.kernels.merge, values, batch, stream);
+}

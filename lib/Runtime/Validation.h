@@ -1,0 +1,45 @@
+//===- Validation.h - the caller's tensors against the Spec -----*- C++ -*-===//
+//
+// decode() checks every argument before it touches the GPU, so that a bad
+// call fails with a message instead of a fault inside a kernel. The
+// tensors are checked against the Spec's description of the decode
+// kernel's parameters: their rank, dtype, static sizes and where the
+// kernel loads 16-byte vectors.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PAGEDATTN_LIB_RUNTIME_VALIDATION_H
+#define PAGEDATTN_LIB_RUNTIME_VALIDATION_H
+
+#include "LaunchParams.h"
+
+#include "PagedAttn/Runtime/Runtime.h"
+
+#include <string>
+
+// Internal to the runtime: hidden, so that exports.map (paged_attn::*)
+// keeps it in the library.
+#pragma GCC visibility push(hidden)
+namespace paged_attn {
+namespace detail {
+
+inline Status invalid(const std::string &message) {
+  return Status(StatusCode::InvalidArgument, message);
+}
+
+/// The caller's tensor that `value` stands for; null for the values the
+/// runtime makes itself (workspace views, scalars).
+const Tensor *operandTensor(const DecodeParams &params, LaunchValue value);
+
+/// Checks `t` against `param`: rank, dtype, the Spec's static sizes and
+/// `dim0` for its first dimension (any when negative), and for parameters
+/// the kernel loads as 16-byte vectors, the alignment of its pointer and
+/// strides. `shapeDoc` names the expected shape in messages.
+Status checkTensor(const KernelParam &param, const Tensor &t, int64_t dim0,
+                   const char *shapeDoc);
+
+} // namespace detail
+} // namespace paged_attn
+#pragma GCC visibility pop
+
+#endif // PAGEDATTN_LIB_RUNTIME_VALIDATION_H

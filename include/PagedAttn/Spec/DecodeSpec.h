@@ -54,6 +54,17 @@ struct CacheDims {
   int kvHeads;
 };
 CacheDims cacheDims(Layout layout);
+/// The index of (page, slot in the page, KV head, column) in a cache laid
+/// out as `layout`; T is whatever the caller indexes with.
+template <typename T>
+std::array<T, 4> cacheIndex(Layout layout, T page, T slot, T kvHead,
+                            T column) {
+  std::array<T, 4> index = {page, T(), T(), column};
+  CacheDims dims = cacheDims(layout);
+  index[dims.page] = slot;
+  index[dims.kvHeads] = kvHead;
+  return index;
+}
 /// "[num_pages, page_size, num_kv_heads, head_dim]" or the hnd order.
 const char *cacheShapeDoc(Layout layout);
 

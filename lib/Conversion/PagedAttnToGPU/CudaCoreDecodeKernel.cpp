@@ -186,7 +186,6 @@ void CudaCoreDecodeBuilder::loadTokens(Value base, Value lastToken,
                                        SmallVector<Value> &tokens) {
   KernelEmitter &e = this->e();
   ImplicitLocOpBuilder &b = this->b();
-  const bool nhd = c.spec.layout == Layout::NHD;
   auto vectorType = VectorType::get({vecElems}, c.elementType);
   for (int64_t u = 0; u < unroll; ++u) {
     Value token = e.add(base, e.add(group, e.index(u * numGroups)));
@@ -194,9 +193,8 @@ void CudaCoreDecodeBuilder::loadTokens(Value base, Value lastToken,
     valid.push_back(e.ult(token, cta.chunkEnd));
     Value slot = e.rem(e.min(token, lastToken), e.index(c.spec.pageSize));
     for (int64_t v = 0; v < vecsPerThread; ++v) {
-      SmallVector<Value> idx =
-          nhd ? SmallVector<Value>{pages[u], slot, cta.kvHead, columns[v]}
-              : SmallVector<Value>{pages[u], cta.kvHead, slot, columns[v]};
+      std::array<Value, 4> idx = ::paged_attn::cacheIndex(
+          c.spec.layout, pages[u], slot, cta.kvHead, columns[v]);
       kRegs[u].push_back(vector::LoadOp::create(b, vectorType, arg(1), idx,
                                                 /*nontemporal=*/false,
                                                 llvm::MaybeAlign(16)));

@@ -268,7 +268,6 @@ Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
 void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
-  const bool nhd = c.spec.layout == Layout::NHD;
   const int64_t copiesPerTile = tileTokens * chunksPerRow / 32;
   Value base = tileBase(i);
   Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
@@ -287,9 +286,8 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
             .getShuffleResult());
     Value slot =
         e.rem(e.min(e.add(base, row), lastToken), e.index(c.spec.pageSize));
-    SmallVector<Value> src =
-        nhd ? SmallVector<Value>{rowPage, slot, cta.kvHead, column}
-            : SmallVector<Value>{rowPage, cta.kvHead, slot, column};
+    std::array<Value, 4> src = ::paged_attn::cacheIndex(
+        c.spec.layout, rowPage, slot, cta.kvHead, column);
     Value dst = e.add(e.mul(row, e.index(rowStride)), column);
     Value elemBytes = e.index(c.elementBytes());
     asyncCopy->copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes));

@@ -62,8 +62,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value f32Zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0.0));
     Value negInf = arith::ConstantOp::create(
         b, b.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
-    bool nhd = op.getLayout() == KVLayout::nhd;
-    ScoreModifiers rules(getDecodeSpec(op));
+    DecodeSpec spec = getDecodeSpec(op);
+    ScoreModifiers rules(spec);
     Value acc =
         memref::AllocaOp::create(b, MemRefType::get({op.getHeadDim()}, f32));
 
@@ -76,8 +76,9 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
           b, b.getIndexType(),
           memref::LoadOp::create(b, op.getBlockTable(),
                                  ValueRange{batch, logicalPage}));
-      return nhd ? SmallVector<Value>{page, slot, kvHead, d}
-                 : SmallVector<Value>{page, kvHead, slot, d};
+      std::array<Value, 4> index =
+          ::paged_attn::cacheIndex(spec.layout, page, slot, kvHead, d);
+      return SmallVector<Value>(index.begin(), index.end());
     };
     // The rules on scale * q[batch, head, :] . K[token, :].
     auto logit = [&](Value batch, Value head, Value kvHead, Value token,

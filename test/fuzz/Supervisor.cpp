@@ -31,6 +31,9 @@
 using namespace paged_attn_fuzz;
 using Clock = std::chrono::steady_clock;
 
+// LeakSanitizer's entry point, present when the sanitizer runtime is.
+extern "C" __attribute__((weak)) void __lsan_do_leak_check();
+
 namespace {
 
 constexpr size_t kMaxInput = 1 << 20;
@@ -132,7 +135,7 @@ std::string errorLine(llvm::StringRef log) {
     llvm::StringRef l = line.trim();
     if (l.contains("LLVM ERROR:") || l.contains("Assertion") ||
         l.contains("terminate called") || l.contains("what():") ||
-        l.contains("runtime error:") || l.contains("AddressSanitizer:"))
+        l.contains("runtime error:") || l.contains("Sanitizer:"))
       return l.str();
   }
   return "";
@@ -150,13 +153,19 @@ std::string topFrame(llvm::StringRef log) {
     // "#3 0x00007f12 mlir::Foo::bar() (/path+0x12)"
     llvm::StringRef symbol = l.split(" 0x").second.split(' ').second;
     symbol = symbol.split(" (/").first.split(" /").first;
+    symbol.consume_front("in "); // sanitizer reports: "#0 0x12 in f file"
     bool machinery =
         symbol.empty() || symbol.starts_with("0x") ||
+        symbol.starts_with("(") || // no symbol: "(/lib/libc.so.6+0x3c050)"
         symbol.contains("llvm::sys::") || symbol.contains("SignalHandler") ||
         symbol.contains("__restore_rt") || symbol.starts_with("raise") ||
         symbol.starts_with("abort") || symbol.contains("libc.so") ||
         symbol.contains("pthread_kill") || symbol.contains("gsignal") ||
-        symbol.contains("__pthread");
+        symbol.contains("__pthread") || symbol.contains("__interceptor") ||
+        symbol.starts_with("malloc") || symbol.starts_with("calloc") ||
+        symbol.starts_with("realloc") || symbol.starts_with("operator new") ||
+        symbol.contains("__sanitizer") || symbol.contains("__asan") ||
+        symbol.contains("__ubsan");
     if (!machinery)
       return symbol.str();
   }
@@ -426,6 +435,10 @@ void supervise(Shared &s, const FuzzOptions &o, const KnownFailures &known,
       installCrashHandler(s, "paged-attn-fuzz");
       workerLoop(s, o, known, plan, /*truncateLog=*/fd >= 0);
       std::fflush(stdout);
+      // _exit skips LeakSanitizer's check at exit: run it here, in
+      // sanitizer builds (a leak then ends the worker with an error).
+      if (__lsan_do_leak_check)
+        __lsan_do_leak_check();
       _exit(0);
     }
     int status = 0;

@@ -27,5 +27,8 @@ if(PAGED_ATTN_ENABLE_LIBFUZZER)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "PAGED_ATTN_ENABLE_LIBFUZZER needs clang")
   endif()
+  # Coverage for libFuzzer's guidance; every link then needs the runtime's
+  # coverage callbacks, which the same flag pulls in.
   add_compile_options(-fsanitize=fuzzer-no-link)
+  add_link_options(-fsanitize=fuzzer-no-link)
 endif()

@@ -6,6 +6,8 @@
 // harness (invalid IR after a pass, a silent pass failure, a module that
 // does not survive printing) aborts, so libFuzzer keeps the input.
 // PAGED_ATTN_FUZZ_PTX_FRACTION (default 0.05) is the share lowered to PTX.
+// While known-failures.txt lists bugs, run with -fork=1 -ignore_crashes=1
+// so that libFuzzer goes on past them.
 //
 //===----------------------------------------------------------------------===//
 

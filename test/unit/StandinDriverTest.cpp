@@ -477,6 +477,16 @@ TEST_F(StandinDriverTest, CheckModeNeedsDeviceMemory) {
   EXPECT_EQ(standin.launchCount(), 0u);
 }
 
+TEST_F(StandinDriverTest, CheckModeRejectsMoreThanInt32Pages) {
+  DecodeParams p = params(2);
+  p.kCache.sizes[0] = p.vCache.sizes[0] = int64_t(1) << 31;
+  p.checkPageTable = true;
+  Status s = decoder->decode(p, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(s.message(), "more than 2^31 pages");
+  EXPECT_EQ(standin.launchCount(), 0u);
+}
+
 TEST_F(StandinDriverTest, CheckModeReportsDriverErrors) {
   DecodeParams p = params(2);
   p.checkPageTable = true;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds PagedAttn and runs every test: lit (IR at every stage, PTX facts,
-# ptxas spill matrix, plugin, installed package), unit tests, the CPU JIT
-# check of the op's meaning, the GPU tests (skipped without a GPU), and the
-# Python package's tests.
+# ptxas spill matrix, plugin, installed package), unit tests (the runtime
+# against a stand-in CUDA driver among them), the CPU JIT check of the op's
+# meaning, a minute of fuzzing, the GPU tests (skipped without a GPU); the
+# CPU tests again under ASan and UBSan (PAGED_ATTN_TEST_SANITIZERS=0 skips
+# them); and the Python package's tests.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
@@ -10,6 +12,10 @@ build="${BUILD_DIR:-$root/build}"
 t0=$(date +%s)
 (cd "$build" && ctest --output-on-failure -j "$(nproc)")
 t1=$(date +%s)
+if [ "${PAGED_ATTN_TEST_SANITIZERS:-1}" != 0 ]; then
+  "$root/scripts/test-sanitizers.sh"
+fi
+ts=$(date +%s)
 
 # The Python package: built with the compiler against the same sources, its
 # CPU tests run here (GPU tests skip themselves without torch and a GPU).
@@ -19,4 +25,5 @@ python3 -m pip install -q "$root/python"
 # is the one imported.
 (cd "${TMPDIR:-/tmp}" && python3 -m pytest -q -p no:cacheprovider "$root/python/tests")
 t2=$(date +%s)
-echo "time: ctest $((t1 - t0)) s, python package build and tests $((t2 - t1)) s" >&2
+echo "time: ctest $((t1 - t0)) s, sanitizer build and tests $((ts - t1)) s," \
+  "python package build and tests $((t2 - ts)) s" >&2

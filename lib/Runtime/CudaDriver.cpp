@@ -2,6 +2,7 @@
 
 #include "CudaDriver.h"
 
+#include <cstdlib>
 #include <dlfcn.h>
 #include <mutex>
 
@@ -18,9 +19,14 @@ struct LoadedDriver {
 
 static LoadedDriver loadDriver() {
   LoadedDriver loaded;
-  void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  // PAGED_ATTN_CUDA_DRIVER names another library with the driver's entry
+  // points: the tests point it at a stand-in (test/standin-driver) to run
+  // the launch paths without a GPU.
+  const char *path = secure_getenv("PAGED_ATTN_CUDA_DRIVER");
+  std::string name = path && *path ? path : "libcuda.so.1";
+  void *lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
-    loaded.error = "no CUDA driver: cannot load libcuda.so.1 (";
+    loaded.error = "no CUDA driver: cannot load " + name + " (";
     const char *why = dlerror();
     loaded.error += why ? why : "unknown reason";
     loaded.error += ")";
@@ -84,7 +90,7 @@ static LoadedDriver loadDriver() {
   d.cuLaunchKernelEx = reinterpret_cast<decltype(d.cuLaunchKernelEx)>(
       dlsym(lib, "cuLaunchKernelEx"));
   if (missing) {
-    loaded.error = "CUDA driver too old: libcuda.so.1 lacks " + missingName;
+    loaded.error = "CUDA driver too old: " + name + " lacks " + missingName;
     return loaded;
   }
   CUresult r = d.cuInit(0);

@@ -20,6 +20,12 @@
 using namespace mlir;
 using namespace mlir::paged_attn;
 
+const char *mlir::paged_attn::getChipOptionHelp() {
+  static const std::string help =
+      "Target chip: " + ::paged_attn::supportedChipList();
+  return help.c_str();
+}
+
 std::string mlir::paged_attn::checkTarget(StringRef chip, StringRef features) {
   const ::paged_attn::TargetInfo *target = ::paged_attn::lookupTarget(chip);
   if (!target)

@@ -4,6 +4,7 @@
 #include "PagedAttn/Spec/Json.h"
 
 #include <cmath>
+#include <tuple>
 
 using namespace paged_attn;
 
@@ -16,10 +17,8 @@ struct DTypeRow {
 };
 // Every fact about a dtype, in one table.
 constexpr DTypeRow kDTypes[] = {
-    {DType::F16, "f16", 2, true},
-    {DType::BF16, "bf16", 2, true},
-    {DType::F32, "f32", 4, true},
-    {DType::I32, "i32", 4, false},
+    {DType::F16, "f16", 2, true},  {DType::BF16, "bf16", 2, true},
+    {DType::F32, "f32", 4, true},  {DType::I32, "i32", 4, false},
     {DType::I64, "i64", 8, false},
 };
 
@@ -104,6 +103,13 @@ std::string DecodeSpec::validate() const {
     if (size < 1)
       return std::string(what) + " must be at least 1, got " +
              std::to_string(size);
+  const std::tuple<const char *, int64_t, int64_t> bounds[] = {
+      {"num_heads", numHeads, kMaxNumHeads},
+      {"page_size", pageSize, kMaxPageSize}};
+  for (auto [what, size, bound] : bounds)
+    if (size > bound)
+      return std::string(what) + " (" + std::to_string(size) +
+             ") must be at most " + std::to_string(bound);
   if (numKVHeads > numHeads) {
     bool nhd = layout == Layout::NHD;
     return std::string("with layout ") + layoutName(layout) +

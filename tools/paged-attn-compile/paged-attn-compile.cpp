@@ -7,8 +7,9 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "PagedAttn/InitAll.h"
 #include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
+#include "PagedAttn/InitAll.h"
+#include "PagedAttn/Pipelines/Pipelines.h"
 #include "PagedAttn/Spec/TargetInfo.h"
 #include "PagedAttn/Target/KernelCompiler.h"
 
@@ -30,6 +31,7 @@
 
 using namespace mlir;
 using namespace mlir::paged_attn;
+using namespace llvm;
 namespace cl = llvm::cl;
 
 static cl::OptionCategory category("paged-attn-compile options");
@@ -55,8 +57,7 @@ static cl::opt<std::string> layout("layout", cl::init("nhd"),
                                    cl::desc("KV cache layout: nhd or hnd"),
                                    cl::cat(category));
 static cl::opt<std::string> chip("chip", cl::init("sm_90"),
-                                 cl::desc("Target chip (paged-attn-compile "
-                                          "--help lists them)"),
+                                 cl::desc(getChipOptionHelp()),
                                  cl::cat(category));
 static cl::opt<std::string>
     features("features", cl::init(""),
@@ -109,6 +110,33 @@ static std::string takeKernelOptions(SmallVectorImpl<const char *> &args) {
   return text;
 }
 
+/// `contents` in a new temporary file next to `path`, for keep(path).
+static Expected<sys::fs::TempFile> writeTemporary(StringRef path,
+                                                  StringRef contents) {
+  Expected<sys::fs::TempFile> file =
+      sys::fs::TempFile::create(path + ".tmp-%%%%%%");
+  if (!file)
+    return createStringError("cannot write '" + path +
+                             "': " + toString(file.takeError()));
+  raw_fd_ostream os(file->FD, /*shouldClose=*/false);
+  os << contents;
+  os.flush();
+  if (std::error_code ec = os.error()) {
+    // Cleared, or the stream's destructor reports it as a fatal error.
+    os.clear_error();
+    consumeError(file->discard());
+    return createStringError("cannot write '" + path + "': " + ec.message());
+  }
+  return file;
+}
+
+/// Whether NAME (of NAME.ptx and NAME.json) names a file.
+static bool isFileName(StringRef name) {
+  StringRef last = sys::path::filename(name);
+  return !name.empty() && !name.ends_with("/") && last != "." && last != ".." &&
+         !sys::fs::is_directory(name);
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
@@ -124,6 +152,10 @@ int main(int argc, char **argv) {
           ::paged_attn::supportedChipList() + ".\n");
   if (outputName.empty())
     return fail("no output name: pass -o NAME");
+  if (!isFileName(outputName))
+    return fail("-o " + outputName +
+                ": NAME must name a file (NAME.ptx and NAME.json are "
+                "written), not a directory");
 
   DialectRegistry registry;
   registerAllDialects(registry);
@@ -190,6 +222,10 @@ int main(int argc, char **argv) {
   options.kernels = kernelOptions;
   std::string ptxPath = outputName + ".ptx";
   std::string jsonPath = outputName + ".json";
+  // Renames do not replace directories: refuse before writing either file.
+  for (const std::string &path : {ptxPath, jsonPath})
+    if (sys::fs::is_directory(path))
+      return fail("cannot write '" + path + "': it is a directory");
   auto start = std::chrono::steady_clock::now();
   FailureOr<CompiledKernels> compiled = compileDecodeKernels(
       &ctx, specs, options, llvm::sys::path::filename(ptxPath));
@@ -200,22 +236,24 @@ int main(int argc, char **argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
 
-  // Both files are written to temporaries and only kept when both succeed.
-  std::error_code ec;
-  llvm::ToolOutputFile ptxFile(ptxPath, ec, llvm::sys::fs::OF_None);
-  if (ec)
-    return fail("cannot write '" + ptxPath + "': " + ec.message());
-  llvm::ToolOutputFile jsonFile(jsonPath, ec, llvm::sys::fs::OF_Text);
-  if (ec)
-    return fail("cannot write '" + jsonPath + "': " + ec.message());
-  ptxFile.os() << compiled->ptx;
-  jsonFile.os() << llvm::formatv("{0:2}", compiled->manifest) << "\n";
-  ptxFile.os().flush();
-  jsonFile.os().flush();
-  if (ptxFile.os().has_error() || jsonFile.os().has_error())
-    return fail("write error on '" + outputName + ".*'");
-  ptxFile.keep();
-  jsonFile.keep();
+  // Both files are written to temporaries and renamed into place only when
+  // both are complete: a failure leaves the previous outputs as they were.
+  Expected<sys::fs::TempFile> ptxFile = writeTemporary(ptxPath, compiled->ptx);
+  if (!ptxFile)
+    return fail(toString(ptxFile.takeError()));
+  std::string manifest =
+      llvm::formatv("{0:2}", compiled->manifest).str() + "\n";
+  Expected<sys::fs::TempFile> jsonFile = writeTemporary(jsonPath, manifest);
+  if (!jsonFile) {
+    consumeError(ptxFile->discard());
+    return fail(toString(jsonFile.takeError()));
+  }
+  if (Error e = ptxFile->keep(ptxPath)) {
+    consumeError(jsonFile->discard());
+    return fail("cannot write '" + ptxPath + "': " + toString(std::move(e)));
+  }
+  if (Error e = jsonFile->keep(jsonPath))
+    return fail("cannot write '" + jsonPath + "': " + toString(std::move(e)));
   if (printTime)
     llvm::outs() << llvm::formatv("compiled {0} config(s) in {1:F3} s\n",
                                   specs.size(), seconds);

@@ -12,6 +12,9 @@ class OpPassManager;
 namespace paged_attn {
 struct DecodeKernelOptions;
 
+/// "Target chip: sm_80, sm_86, sm_89, sm_90 or sm_90a", from the chip table.
+const char *getChipOptionHelp();
+
 /// The target and host-code options of `paged-attn-to-ptx`. The pipeline
 /// also takes every option of `paged-attn-select-decode-kernel` (num-warps,
 /// tensor-cores, kv-stages, ...), which it forwards to that pass; the chip
@@ -19,9 +22,9 @@ struct DecodeKernelOptions;
 /// version, the L2 prefetch hint.
 struct PagedAttnToPTXOptions
     : public PassPipelineOptions<PagedAttnToPTXOptions> {
-  PassOptions::Option<std::string> chip{
-      *this, "chip", llvm::cl::desc("Target chip (see TargetInfo.h)"),
-      llvm::cl::init("sm_90")};
+  PassOptions::Option<std::string> chip{*this, "chip",
+                                        llvm::cl::desc(getChipOptionHelp()),
+                                        llvm::cl::init("sm_90")};
   PassOptions::Option<std::string> features{
       *this, "features",
       llvm::cl::desc("PTX features; empty picks the chip's default"),

@@ -57,8 +57,7 @@ CacheDims cacheDims(Layout layout);
 /// The index of (page, slot in the page, KV head, column) in a cache laid
 /// out as `layout`; T is whatever the caller indexes with.
 template <typename T>
-std::array<T, 4> cacheIndex(Layout layout, T page, T slot, T kvHead,
-                            T column) {
+std::array<T, 4> cacheIndex(Layout layout, T page, T slot, T kvHead, T column) {
   std::array<T, 4> index = {page, T(), T(), column};
   CacheDims dims = cacheDims(layout);
   index[dims.page] = slot;
@@ -75,8 +74,12 @@ struct DecodeSpec {
   Layout layout = Layout::NHD;
   int64_t numWarps = 4;
 
-  /// The largest head_dim the op accepts.
+  /// The largest sizes the op accepts: head_dim as the kernels are proven
+  /// (the GPU test matrix runs every head_dim up to it); query heads and
+  /// page size far beyond any model, so that no launch or index overflows.
   static constexpr int64_t kMaxHeadDim = 256;
+  static constexpr int64_t kMaxNumHeads = 4096;
+  static constexpr int64_t kMaxPageSize = 65536;
 
   /// The spec of q [batch, num_heads, head_dim] and a cache `cacheShape`
   /// laid out as `layout`, unchecked (validate() says whether it is one).
@@ -93,10 +96,10 @@ struct DecodeSpec {
   std::array<int64_t, 4> cacheShape(int64_t numPages) const;
 
   /// The op's rules on these sizes and dtype: empty when they hold, else
-  /// the first broken rule's message (the verifier's): sizes at least 1,
-  /// num_kv_heads at most num_heads (else a hint about the layout), a
-  /// multiple of it, a floating-point dtype, head_dim at most kMaxHeadDim
-  /// with rows of a multiple of 16 bytes.
+  /// the first broken rule's message (the verifier's): sizes at least 1
+  /// and within the bounds above, num_kv_heads at most num_heads (else a
+  /// hint about the layout), a multiple of it, a floating-point dtype,
+  /// rows of a multiple of 16 bytes.
   std::string validate() const;
 
   bool operator==(const DecodeSpec &other) const;

@@ -120,10 +120,9 @@ DecodeStrategy DecodeStrategy::fromAttr(DecodeStrategyAttr attr) {
 
 DecodeStrategyAttr DecodeStrategy::toAttr(MLIRContext *ctx,
                                           int64_t numWarps) const {
-  return DecodeStrategyAttr::get(ctx, kernel, numWarps, headsPerCTA, kvStages,
-                                 l2PrefetchBytes, tokensPerLaneGroup,
-                                 prefetchPageTable, minCTAsPerSM,
-                                 programmaticLaunch);
+  return DecodeStrategyAttr::get(
+      ctx, kernel, numWarps, headsPerCTA, kvStages, l2PrefetchBytes,
+      tokensPerLaneGroup, prefetchPageTable, minCTAsPerSM, programmaticLaunch);
 }
 
 /// Whether the tensor-core kernel can compute `spec`: 16-bit K/V, head_dim
@@ -187,9 +186,15 @@ selectTensorCores(MLIRContext *ctx, const DecodeSpec &spec,
   return c;
 }
 
+/// Static shared memory a CTA may always use (more must be opted into,
+/// which the CUDA-core kernel's workgroup buffers cannot be).
+static constexpr int64_t kStaticSharedMemoryLimit = 48 * 1024;
+
 /// The CUDA-core strategy: heads within 64 registers of q and of the
-/// accumulators each, loads in flight within about 32 registers, and the
-/// page-table prefetch when a thread's softmax state is small.
+/// accumulators each (and the warps' merge buffers within static shared
+/// memory: many warps take fewer heads), loads in flight within about 32
+/// registers, and the page-table prefetch when a thread's softmax state is
+/// small.
 static DecodeKernelConfig selectCudaCores(MLIRContext *ctx,
                                           const DecodeSpec &spec,
                                           const DecodeKernelOptions &o) {
@@ -200,14 +205,15 @@ static DecodeKernelConfig selectCudaCores(MLIRContext *ctx,
   c.strategy.headsPerCTA = largestHeadDivisor(
       spec.groupSize(), DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA,
       [&](int64_t heads) {
+        c.strategy.headsPerCTA = heads;
         return heads * elems <= 64 &&
+               c.sharedMemoryBytes() <= kStaticSharedMemoryLimit &&
                (o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA);
       });
   int64_t regsPerToken = std::max<int64_t>(1, elems * c.elementBytes() / 4);
   c.strategy.tokensPerLaneGroup =
-      o.tokensPerLaneGroup > 0
-          ? o.tokensPerLaneGroup
-          : std::clamp<int64_t>(16 / regsPerToken, 1, 4);
+      o.tokensPerLaneGroup > 0 ? o.tokensPerLaneGroup
+                               : std::clamp<int64_t>(16 / regsPerToken, 1, 4);
   switch (o.prefetchPageTable) {
   case PageTablePrefetch::On:
     c.strategy.prefetchPageTable = true;
@@ -258,8 +264,8 @@ int64_t DecodeKernelConfig::threadsPerToken() const {
 
 int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
   int64_t headDim = spec.headDim;
-  int64_t rings = numWarps() * stages * 2 * kMmaTileTokens * (headDim + 8) *
-                  elementBytes();
+  int64_t rings =
+      numWarps() * stages * 2 * kMmaTileTokens * (headDim + 8) * elementBytes();
   int64_t merge = numWarps() * mmaHeadBlocks() * 8 * (headDim + 2) * 4;
   return std::max(rings, merge);
 }
@@ -323,8 +329,8 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(s.l2PrefetchBytes);
   DecodeSpec withWarps = spec;
   withWarps.numWarps = numWarps;
-  int64_t bytes = DecodeKernelConfig::get(ctx, withWarps, s)
-                      .dynamicSharedMemoryBytes();
+  int64_t bytes =
+      DecodeKernelConfig::get(ctx, withWarps, s).dynamicSharedMemoryBytes();
   if (sharedMemoryLimit > 0 && bytes > sharedMemoryLimit)
     return std::to_string(s.kvStages) + " stages need " +
            std::to_string(bytes) + " bytes of shared memory, more than " +

@@ -49,6 +49,11 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
                           gpu::GPUModuleOp kernelModule,
                           int64_t numSplitsOption) {
   OpBuilder builder(op);
+  // An empty batch has nothing to compute and no grid to launch.
+  if (op.getQType().getDimSize(0) == 0) {
+    op.erase();
+    return;
+  }
   gpu::GPUFuncOp decode = getOrBuildDecodeKernel(builder, kernelModule, config);
   gpu::GPUFuncOp merge = getOrBuildMergeKernel(builder, kernelModule, config);
   // Built for runtimes that offer a page-table check; not launched here.
@@ -66,8 +71,8 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
   // [B, Hq, S], f32.
   Type f32 = b.getF32Type();
   int64_t dyn = ShapedType::kDynamic;
-  auto partialOutType =
-      MemRefType::get({dyn, config.spec.numHeads, dyn, config.spec.headDim}, f32);
+  auto partialOutType = MemRefType::get(
+      {dyn, config.spec.numHeads, dyn, config.spec.headDim}, f32);
   auto partialLseType = MemRefType::get({dyn, config.spec.numHeads, dyn}, f32);
   Value partialOut = gpu::AllocOp::create(
                          b, partialOutType, /*asyncToken=*/Type(), ValueRange{},
@@ -123,13 +128,13 @@ struct ConvertPagedAttnToGPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (numSplits < 1) {
-      module.emitError() << "num-splits must be at least 1, got "
+    // Splits are the launch's grid z.
+    if (numSplits < 1 || numSplits > 65535) {
+      module.emitError() << "num-splits must be in [1, 65535], got "
                          << static_cast<int64_t>(numSplits);
       return signalPassFailure();
     }
-    auto parsed =
-        parseDecodeKernelOptions(getDecodeKernelOptionStrings(*this));
+    auto parsed = parseDecodeKernelOptions(getDecodeKernelOptionStrings(*this));
     if (auto *error = std::get_if<std::string>(&parsed)) {
       module.emitError() << *error;
       return signalPassFailure();
@@ -151,6 +156,13 @@ struct ConvertPagedAttnToGPUPass
       return;
     SmallVector<DecodeKernelConfig> configs;
     for (DecodeOp op : ops) {
+      // The batch is the launch's grid y.
+      int64_t batch = op.getQType().getDimSize(0);
+      if (!ShapedType::isDynamic(batch) && batch > 65535) {
+        op.emitOpError() << "has a batch of " << batch
+                         << " sequences; one launch takes at most 65535";
+        return signalPassFailure();
+      }
       FailureOr<DecodeKernelConfig> config = getDecodeKernelConfig(op, options);
       if (failed(config))
         return signalPassFailure();

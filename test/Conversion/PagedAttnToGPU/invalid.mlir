@@ -4,7 +4,7 @@
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu=prefetch-page-table=sometimes -split-input-file 2>&1 | FileCheck %s --check-prefix=PREFETCH
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu=tokens-per-lane-group=17 -split-input-file 2>&1 | FileCheck %s --check-prefix=UNROLL
 
-// SPLITS: num-splits must be at least 1, got 0
+// SPLITS: num-splits must be in [1, 65535], got 0
 // PREFETCH: prefetch-page-table must be auto, on or off, got 'sometimes'
 // UNROLL: tokens-per-lane-group must be in [0, 16], got 17
 

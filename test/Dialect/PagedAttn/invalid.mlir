@@ -324,3 +324,66 @@ func.func @non_strided_layout(%q: memref<4x32x128xbf16, affine_map<(d0, d1, d2) 
   paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<4x32x128xbf16>) : memref<4x32x128xbf16, affine_map<(d0, d1, d2) -> (d0 floordiv 2, d1, d2)>>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
   return
 }
+
+// -----
+
+// num-heads-bound
+func.func @num_heads_bound(%q: memref<?x8192x64xbf16>, %k: memref<?x16x8x64xbf16>, %v: memref<?x16x8x64xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x8192x64xbf16>) {
+  // expected-error @+1 {{num_heads (8192) must be at most 4096}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x8192x64xbf16>) : memref<?x8192x64xbf16>, memref<?x16x8x64xbf16>, memref<?x16x8x64xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// page-size-bound
+func.func @page_size_bound(%q: memref<?x32x64xbf16>, %k: memref<?x131072x8x64xbf16>, %v: memref<?x131072x8x64xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x64xbf16>) {
+  // expected-error @+1 {{page_size (131072) must be at most 65536}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x64xbf16>) : memref<?x32x64xbf16>, memref<?x131072x8x64xbf16>, memref<?x131072x8x64xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// huge-head-dim: checked before a row's bytes, which would overflow
+func.func @huge_head_dim(%q: memref<?x1x4611686018427387904xf32>, %k: memref<?x16x1x4611686018427387904xf32>, %v: memref<?x16x1x4611686018427387904xf32>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x1x4611686018427387904xf32>) {
+  // expected-error @+1 {{head_dim (4611686018427387904) must be at most 256}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x1x4611686018427387904xf32>) : memref<?x1x4611686018427387904xf32>, memref<?x16x1x4611686018427387904xf32>, memref<?x16x1x4611686018427387904xf32>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// memory-space
+func.func @memory_space(%q: memref<?x32x128xbf16, 3>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'q' must be in the default memory space, got 3}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16, 3>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// block-table-layout
+func.func @block_table_layout(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32, affine_map<(d0, d1) -> (d0 floordiv 2, d1)>>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'block_table' must have a strided layout}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32, affine_map<(d0, d1) -> (d0 floordiv 2, d1)>>, memref<?xi32>
+  return
+}
+
+// -----
+
+// stride-bytes-overflow: the message says so instead of printing a wrapped number
+func.func @stride_overflow(%q: memref<?x1x16xf32>, %k: memref<?x16x1x16xf32, strided<[4611686018427387905, 16, 16, 1]>>, %v: memref<?x16x1x16xf32>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x1x16xf32>) {
+  // expected-error @+1 {{'k_cache' stride of dim 0 is 4611686018427387905 elements (more than 2^63 bytes); it must be a multiple of 16 bytes}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x1x16xf32>) : memref<?x1x16xf32>, memref<?x16x1x16xf32, strided<[4611686018427387905, 16, 16, 1]>>, memref<?x16x1x16xf32>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// unknown-attribute: a misspelt attribute is an error, not ignored
+func.func @unknown_attribute(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{has no attribute 'scal' (its attributes are 'layout' and 'scale')}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {scal = 0.5 : f32} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}

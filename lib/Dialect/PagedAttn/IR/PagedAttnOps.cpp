@@ -7,9 +7,11 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/OpImplementation.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/CheckedArithmetic.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
+#include <numeric>
 
 using namespace mlir;
 using namespace mlir::paged_attn;
@@ -99,16 +101,22 @@ static bool isSupportedElementType(Type t) {
   return dtype && isDataDType(*dtype);
 }
 
-/// The vector-loaded operands of the memref form need unit innermost stride
-/// and rows, pages and base offsets on 16-byte boundaries.
-static LogicalResult verifyVectorAccess(DecodeOp op, StringRef name,
-                                        MemRefType type) {
+/// The memref form's operands: in the default memory space (the kernels
+/// address global memory), strided; the vector-loaded ones (`vectorRows`)
+/// with a unit innermost stride and rows, pages and base offsets on 16-byte
+/// boundaries.
+static LogicalResult verifyMemRef(DecodeOp op, StringRef name, MemRefType type,
+                                  bool vectorRows) {
+  if (Attribute space = type.getMemorySpace())
+    return op.emitOpError()
+           << "'" << name << "' must be in the default memory space, got "
+           << space;
   SmallVector<int64_t> strides;
   int64_t offset;
   if (failed(type.getStridesAndOffset(strides, offset)))
     return op.emitOpError()
            << "'" << name << "' must have a strided layout, got " << type;
-  if (strides.empty())
+  if (!vectorRows || strides.empty())
     return success();
   if (strides.back() != 1)
     return op.emitOpError()
@@ -117,43 +125,68 @@ static LogicalResult verifyVectorAccess(DecodeOp op, StringRef name,
            << (ShapedType::isDynamic(strides.back())
                    ? std::string("?")
                    : std::to_string(strides.back()));
+  // Elements to bytes, with no overflow: the stride is checked in bytes.
   int64_t elemBytes = type.getElementTypeBitWidth() / 8;
+  auto bytes = [&](int64_t elements) {
+    std::optional<int64_t> b = llvm::checkedMul(elements, elemBytes);
+    return b ? std::to_string(*b) : std::string("more than 2^63");
+  };
+  auto aligned = [&](int64_t elements) {
+    return elements % (16 / std::gcd<int64_t>(16, elemBytes)) == 0;
+  };
   for (auto [dim, stride] : llvm::enumerate(ArrayRef(strides).drop_back())) {
-    if (ShapedType::isDynamic(stride) || (stride * elemBytes) % 16 == 0)
+    if (ShapedType::isDynamic(stride) || aligned(stride))
       continue;
     return op.emitOpError()
            << "'" << name << "' stride of dim " << dim << " is " << stride
-           << " elements (" << stride * elemBytes
+           << " elements (" << bytes(stride)
            << " bytes); it must be a multiple of 16 bytes";
   }
-  if (!ShapedType::isDynamic(offset) && (offset * elemBytes) % 16 != 0)
-    return op.emitOpError() << "'" << name << "' offset is " << offset
-                            << " elements (" << offset * elemBytes
-                            << " bytes); it must be a multiple of 16 bytes";
+  if (!ShapedType::isDynamic(offset) && !aligned(offset))
+    return op.emitOpError()
+           << "'" << name << "' offset is " << offset << " elements ("
+           << bytes(offset) << " bytes); it must be a multiple of 16 bytes";
   return success();
 }
 
-LogicalResult DecodeOp::verify() {
-  // Form: all tensors with a result, or all memrefs writing `outs`.
-  Value inputs[] = {getQ(), getKCache(), getVCache(), getBlockTable(),
-                    getSeqLens()};
-  StringRef names[] = {"q", "k_cache", "v_cache", "block_table", "seq_lens"};
-  bool isTensor = isa<RankedTensorType>(getQ().getType());
-  for (Value v : inputs)
-    if (isa<RankedTensorType>(v.getType()) != isTensor)
-      return emitOpError("'q', 'k_cache', 'v_cache', 'block_table' and "
-                         "'seq_lens' must be all tensors or all memrefs");
-  if (isTensor && getOut())
-    return emitOpError("the tensor form takes no 'outs' operand; it returns "
-                       "its result");
-  if (isTensor && !getResult())
-    return emitOpError("the tensor form must return a result");
-  if (!isTensor && getResult())
-    return emitOpError("the memref form has no result; it writes 'outs'");
-  if (!isTensor && !getOut())
-    return emitOpError("the memref form needs an 'outs' operand");
+namespace {
+/// The operands by role, and whether the op is the tensor form.
+struct DecodeOperands {
+  Value inputs[5];
+  StringRef names[5] = {"q", "k_cache", "v_cache", "block_table", "seq_lens"};
+  bool isTensor;
+  Value output;
+  StringRef outName;
 
-  // Ranks.
+  explicit DecodeOperands(DecodeOp op)
+      : inputs{op.getQ(), op.getKCache(), op.getVCache(), op.getBlockTable(),
+               op.getSeqLens()},
+        isTensor(isa<RankedTensorType>(op.getQ().getType())),
+        output(isTensor ? Value(op.getResult()) : Value(op.getOut())),
+        outName(isTensor ? "result" : "out") {}
+  ShapedType outType() const { return cast<ShapedType>(output.getType()); }
+};
+} // namespace
+
+/// All operands tensors with a result, or memrefs writing `outs`.
+static LogicalResult verifyForm(DecodeOp op, const DecodeOperands &o) {
+  for (Value v : o.inputs)
+    if (isa<RankedTensorType>(v.getType()) != o.isTensor)
+      return op.emitOpError("'q', 'k_cache', 'v_cache', 'block_table' and "
+                            "'seq_lens' must be all tensors or all memrefs");
+  if (o.isTensor && op.getOut())
+    return op.emitOpError("the tensor form takes no 'outs' operand; it "
+                          "returns its result");
+  if (o.isTensor && !op.getResult())
+    return op.emitOpError("the tensor form must return a result");
+  if (!o.isTensor && op.getResult())
+    return op.emitOpError("the memref form has no result; it writes 'outs'");
+  if (!o.isTensor && !op.getOut())
+    return op.emitOpError("the memref form needs an 'outs' operand");
+  return success();
+}
+
+static LogicalResult verifyRanks(DecodeOp op, const DecodeOperands &o) {
   int64_t ranks[] = {3, 4, 4, 2, 1};
   StringRef rankDocs[] = {"[batch, num_heads, head_dim]",
                           "[pages, page, num_kv_heads, head_dim] or [pages, "
@@ -161,78 +194,84 @@ LogicalResult DecodeOp::verify() {
                           "the rank of 'k_cache'", "[batch, max_pages]",
                           "[batch]"};
   for (auto [v, name, rank, doc] :
-       llvm::zip_equal(inputs, names, ranks, rankDocs)) {
+       llvm::zip_equal(o.inputs, o.names, ranks, rankDocs)) {
     int64_t got = cast<ShapedType>(v.getType()).getRank();
     if (got != rank)
-      return emitOpError() << "'" << name << "' must have rank " << rank << " ("
-                           << doc << "), got " << got;
+      return op.emitOpError() << "'" << name << "' must have rank " << rank
+                              << " (" << doc << "), got " << got;
   }
-  Value output = isTensor ? Value(getResult()) : Value(getOut());
-  StringRef outName = isTensor ? "result" : "out";
-  auto outType = cast<ShapedType>(output.getType());
-  if (outType.getRank() != 3)
-    return emitOpError() << "'" << outName
-                         << "' must have rank 3 ([batch, num_heads, "
-                            "head_dim]), got "
-                         << outType.getRank();
+  if (o.outType().getRank() != 3)
+    return op.emitOpError() << "'" << o.outName
+                            << "' must have rank 3 ([batch, num_heads, "
+                               "head_dim]), got "
+                            << o.outType().getRank();
+  return success();
+}
 
-  // Element types.
-  ShapedType qType = getQType();
-  Type elemType = qType.getElementType();
+static LogicalResult verifyElementTypes(DecodeOp op, const DecodeOperands &o) {
+  Type elemType = op.getQType().getElementType();
   if (!isSupportedElementType(elemType))
-    return emitOpError() << "'q' element type must be f16, bf16 or f32, got "
-                         << elemType;
-  Value sameTypeValues[] = {getKCache(), getVCache(), output};
-  StringRef sameTypeNames[] = {"k_cache", "v_cache", outName};
+    return op.emitOpError()
+           << "'q' element type must be f16, bf16 or f32, got " << elemType;
+  Value sameTypeValues[] = {op.getKCache(), op.getVCache(), o.output};
+  StringRef sameTypeNames[] = {"k_cache", "v_cache", o.outName};
   for (auto [v, name] : llvm::zip_equal(sameTypeValues, sameTypeNames)) {
     Type t = cast<ShapedType>(v.getType()).getElementType();
     if (t != elemType)
-      return emitOpError() << "'" << name << "' element type (" << t
-                           << ") must equal the element type of 'q' ("
-                           << elemType << ")";
+      return op.emitOpError()
+             << "'" << name << "' element type (" << t
+             << ") must equal the element type of 'q' (" << elemType << ")";
   }
-  for (auto [v, name] : llvm::zip_equal(ArrayRef(inputs).drop_front(3),
-                                        ArrayRef(names).drop_front(3))) {
+  for (auto [v, name] : llvm::zip_equal(ArrayRef(o.inputs).drop_front(3),
+                                        ArrayRef(o.names).drop_front(3))) {
     Type t = cast<ShapedType>(v.getType()).getElementType();
     if (!t.isSignlessInteger(32))
-      return emitOpError() << "'" << name << "' element type must be i32, got "
-                           << t;
+      return op.emitOpError()
+             << "'" << name << "' element type must be i32, got " << t;
   }
+  return success();
+}
 
-  // Static sizes the kernels are specialised on.
+/// The static sizes the kernels are specialised on, and the op's rules on
+/// them (the spec's, shared with every layer).
+static LogicalResult verifySizes(DecodeOp op) {
+  ShapedType qType = op.getQType();
   if (qType.isDynamicDim(1) || qType.isDynamicDim(2))
-    return emitOpError("num_heads and head_dim ('q' dims 1 and 2) must be "
-                       "static, got ")
+    return op.emitOpError("num_heads and head_dim ('q' dims 1 and 2) must be "
+                          "static, got ")
            << formatShape(qType.getShape());
-  ShapedType kType = getCacheType();
-  ShapedType vType = cast<ShapedType>(getVCache().getType());
+  ShapedType kType = op.getCacheType();
+  ShapedType vType = cast<ShapedType>(op.getVCache().getType());
   for (int64_t dim = 1; dim < 4; ++dim)
     if (kType.isDynamicDim(dim))
-      return emitOpError("'k_cache' dims 1, 2 and 3 (page, num_kv_heads and "
-                         "head_dim in some order) must be static, got ")
+      return op.emitOpError("'k_cache' dims 1, 2 and 3 (page, num_kv_heads "
+                            "and head_dim in some order) must be static, got ")
              << formatShape(kType.getShape());
   if (kType.getShape() != vType.getShape())
-    return emitOpError() << "'k_cache' and 'v_cache' must have the same "
-                            "shape, got "
-                         << formatShape(kType.getShape()) << " and "
-                         << formatShape(vType.getShape());
-
-  DecodeSpec spec = getDecodeSpec(*this);
+    return op.emitOpError() << "'k_cache' and 'v_cache' must have the same "
+                               "shape, got "
+                            << formatShape(kType.getShape()) << " and "
+                            << formatShape(vType.getShape());
+  DecodeSpec spec = getDecodeSpec(op);
   if (spec.headDim >= 1 && kType.getDimSize(3) != spec.headDim)
-    return emitOpError() << "'k_cache' head_dim (" << kType.getDimSize(3)
-                         << ") must equal the head_dim of 'q' (" << spec.headDim
-                         << ")";
-  // The rules on the sizes and dtype, shared with every layer.
+    return op.emitOpError()
+           << "'k_cache' head_dim (" << kType.getDimSize(3)
+           << ") must equal the head_dim of 'q' (" << spec.headDim << ")";
   if (std::string error = spec.validate(); !error.empty())
-    return emitOpError() << error;
+    return op.emitOpError() << error;
+  return success();
+}
 
-  // Batch sizes, where static.
+/// Batch sizes agree where static; out has the shape of q.
+static LogicalResult verifyBatchAndOut(DecodeOp op, const DecodeOperands &o) {
+  ShapedType qType = op.getQType();
+  ShapedType outType = o.outType();
   std::pair<StringRef, int64_t> batches[] = {
       {"q", qType.getDimSize(0)},
       {"block_table",
-       cast<ShapedType>(getBlockTable().getType()).getDimSize(0)},
-      {"seq_lens", cast<ShapedType>(getSeqLens().getType()).getDimSize(0)},
-      {outName, outType.getDimSize(0)}};
+       cast<ShapedType>(op.getBlockTable().getType()).getDimSize(0)},
+      {"seq_lens", cast<ShapedType>(op.getSeqLens().getType()).getDimSize(0)},
+      {o.outName, outType.getDimSize(0)}};
   std::optional<std::pair<StringRef, int64_t>> firstStatic;
   for (auto [name, batch] : batches) {
     if (ShapedType::isDynamic(batch))
@@ -242,32 +281,53 @@ LogicalResult DecodeOp::verify() {
       continue;
     }
     if (batch != firstStatic->second)
-      return emitOpError() << "batch sizes disagree: '" << firstStatic->first
-                           << "' has " << firstStatic->second << ", '" << name
-                           << "' has " << batch;
+      return op.emitOpError()
+             << "batch sizes disagree: '" << firstStatic->first << "' has "
+             << firstStatic->second << ", '" << name << "' has " << batch;
   }
-
   for (int64_t dim = 1; dim < 3; ++dim)
     if (outType.getDimSize(dim) != qType.getDimSize(dim))
-      return emitOpError() << "'" << outName << "' shape "
-                           << formatShape(outType.getShape())
-                           << " must equal the shape of 'q' "
-                           << formatShape(qType.getShape());
+      return op.emitOpError() << "'" << o.outName << "' shape "
+                              << formatShape(outType.getShape())
+                              << " must equal the shape of 'q' "
+                              << formatShape(qType.getShape());
+  return success();
+}
 
-  if (FloatAttr scaleAttr = getScaleAttr()) {
+/// `layout` and `scale` are the op's attributes; others must belong to a
+/// dialect (a misspelt `scal` would otherwise be kept and ignored).
+static LogicalResult verifyAttributes(DecodeOp op) {
+  for (NamedAttribute attr : op->getDiscardableAttrs())
+    if (!attr.getName().getValue().contains('.'))
+      return op.emitOpError()
+             << "has no attribute '" << attr.getName().getValue()
+             << "' (its attributes are 'layout' and "
+                "'scale')";
+  if (FloatAttr scaleAttr = op.getScaleAttr()) {
     double scale = scaleAttr.getValueAsDouble();
     if (!std::isfinite(scale) || scale <= 0.0)
-      return emitOpError() << "scale must be finite and positive, got "
-                           << scale;
+      return op.emitOpError()
+             << "scale must be finite and positive, got " << scale;
   }
+  return success();
+}
 
-  if (!isTensor) {
-    Value vectorValues[] = {getQ(), getKCache(), getVCache(), getOut()};
-    StringRef vectorNames[] = {"q", "k_cache", "v_cache", "out"};
-    for (auto [v, name] : llvm::zip_equal(vectorValues, vectorNames))
-      if (failed(
-              verifyVectorAccess(*this, name, cast<MemRefType>(v.getType()))))
-        return failure();
-  }
+LogicalResult DecodeOp::verify() {
+  DecodeOperands o(*this);
+  if (failed(verifyForm(*this, o)) || failed(verifyRanks(*this, o)) ||
+      failed(verifyElementTypes(*this, o)) || failed(verifySizes(*this)) ||
+      failed(verifyBatchAndOut(*this, o)) || failed(verifyAttributes(*this)))
+    return failure();
+  if (o.isTensor)
+    return success();
+  Value operands[] = {getQ(),          getKCache(),  getVCache(),
+                      getBlockTable(), getSeqLens(), getOut()};
+  StringRef names[] = {"q",           "k_cache",  "v_cache",
+                       "block_table", "seq_lens", "out"};
+  bool vectorRows[] = {true, true, true, false, false, true};
+  for (auto [v, name, vector] : llvm::zip_equal(operands, names, vectorRows))
+    if (failed(
+            verifyMemRef(*this, name, cast<MemRefType>(v.getType()), vector)))
+      return failure();
   return success();
 }

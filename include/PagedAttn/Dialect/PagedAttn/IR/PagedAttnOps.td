@@ -38,10 +38,20 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     | seq_lens | `[batch]` i32 |
     | out / result | `[batch, num_heads, head_dim]` |
 
+    The layout is what the `layout` attribute says: the shapes alone do not
+    tell it (a `[pages, 8, 8, 128]` cache is 8 tokens of 8 KV heads under
+    `nhd` and 8 KV heads of 8 tokens under `hnd`). The verifier can only
+    notice a layout that makes `num_kv_heads` larger than `num_heads`, or
+    not divide it, and then suggests the other one.
+
     `num_heads`, `num_kv_heads`, `head_dim` and `page` are static; the batch,
     the page pool and `max_pages` may be dynamic. `head_dim` is at most 256
     and a row of it is a multiple of 16 bytes (8 f16/bf16 or 4 f32
-    elements).
+    elements); `num_heads` is at most 4096 and `page` at most 65536. The
+    memref form's operands are strided memrefs in the default memory space.
+    Attributes other than `layout` and `scale` must belong to a dialect
+    (`paged_attn.strategy`, set by `paged-attn-select-decode-kernel`, is
+    one).
 
     The op has two forms. With tensors it has value semantics and a result:
 

@@ -18,14 +18,17 @@
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 
@@ -90,6 +93,46 @@ protected:
     p.out = Tensor::contiguous(base + (1 << 29), DType::BF16, {batch, 32, 128});
     p.numSplits = 1;
     return p;
+  }
+
+  /// The message of loading a copy of the suite's manifest changed by
+  /// `edit` (`entry` is its one kernel entry), which must fail to parse.
+  static std::string
+  refusal(const std::function<void(llvm::json::Object &root,
+                                   llvm::json::Object &entry)> &edit) {
+    std::ifstream in(directory + "/k.json");
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    llvm::Expected<llvm::json::Value> root = llvm::json::parse(text);
+    if (!root) {
+      ADD_FAILURE() << llvm::toString(root.takeError());
+      return "";
+    }
+    llvm::json::Object &object = *root->getAsObject();
+    edit(object, *(*object.getArray("kernels"))[0].getAsObject());
+    std::string edited = directory + "/edited.json";
+    {
+      std::error_code ec;
+      llvm::raw_fd_ostream out(edited, ec);
+      out << llvm::formatv("{0:2}", *root);
+    }
+    std::shared_ptr<KernelLibrary> lib;
+    Status s = KernelLibrary::load(edited, &lib);
+    std::remove(edited.c_str());
+    EXPECT_EQ(s.code(), StatusCode::ParseError) << s.message();
+    std::string prefix = edited + ": ";
+    if (s.message().compare(0, prefix.size(), prefix) == 0)
+      return s.message().substr(prefix.size());
+    return s.message();
+  }
+
+  /// The refusal of a manifest whose kernel entry has `value` at `key` of
+  /// its object `section` ("config", "decode", ...).
+  static std::string refusalWith(const char *section, const char *key,
+                                 llvm::json::Value value) {
+    return refusal([&](llvm::json::Object &, llvm::json::Object &entry) {
+      (*entry.getObject(section))[key] = std::move(value);
+    });
   }
 
   /// The message of a decode that must fail validation.
@@ -328,6 +371,164 @@ TEST_F(RuntimeTest, ManifestsAreCheckedAgainstTheSpec) {
             changed + ": decode kernel parameter 'q' is not a rank-3 memref "
                       "of bf16, as this runtime passes it");
   std::remove(changed.c_str());
+}
+
+// Every number a launch or the split-count model uses is checked when the
+// manifest is loaded: an integer, in the range the kernels can have.
+TEST_F(RuntimeTest, ManifestNumbersAreCheckedAtLoad) {
+  // tokens_per_iteration 0 used to load, and the split-count model divided
+  // by it on the first automatic decode.
+  EXPECT_EQ(refusalWith("split_kv", "tokens_per_iteration", 0),
+            "'split_kv.tokens_per_iteration' must be an integer in [1, "
+            "1048576], got 0");
+  EXPECT_EQ(refusalWith("split_kv", "tokens_per_iteration", 2.5),
+            "'split_kv.tokens_per_iteration' must be an integer in [1, "
+            "1048576], got 2.5");
+  EXPECT_EQ(refusalWith("split_kv", "tokens_per_iteration", "64"),
+            "'split_kv.tokens_per_iteration' must be an integer in [1, "
+            "1048576], got '64'");
+  EXPECT_EQ(refusal([](llvm::json::Object &, llvm::json::Object &entry) {
+              entry.getObject("split_kv")->erase("tokens_per_iteration");
+            }),
+            "no 'split_kv.tokens_per_iteration'");
+  // 32 query heads over 8 KV heads: 4 per KV head to share out.
+  EXPECT_EQ(refusalWith("decode", "ctas_per_kv_head", 0),
+            "'decode.ctas_per_kv_head' must be an integer in [1, 4], got 0");
+  EXPECT_EQ(refusalWith("decode", "ctas_per_kv_head", 2),
+            "'decode.ctas_per_kv_head' (2) times heads_per_cta (4) must be "
+            "num_heads / num_kv_heads (4)");
+  EXPECT_EQ(refusal([](llvm::json::Object &, llvm::json::Object &entry) {
+              llvm::json::Object &decode = *entry.getObject("decode");
+              decode.erase("heads_per_cta");
+              decode["ctas_per_kv_head"] = 3;
+            }),
+            "'decode.ctas_per_kv_head' (3) must divide num_heads / "
+            "num_kv_heads (4)");
+  EXPECT_EQ(refusalWith("decode", "heads_per_cta", 1e300),
+            "'decode.heads_per_cta' must be an integer in [1, 4], got "
+            "1e+300");
+  EXPECT_EQ(refusalWith("decode", "dynamic_shared_memory_bytes", -1),
+            "'decode.dynamic_shared_memory_bytes' must be an integer in [0, "
+            "232448], got -1");
+  EXPECT_EQ(refusalWith("decode", "dynamic_shared_memory_bytes", 300000),
+            "'decode.dynamic_shared_memory_bytes' must be an integer in [0, "
+            "232448], got 300000");
+  EXPECT_EQ(refusalWith("decode", "static_shared_memory_bytes", 200000),
+            "the decode kernel's shared memory (200000 static + 104448 "
+            "dynamic bytes) is more than any supported chip gives a CTA "
+            "(232448)");
+  EXPECT_EQ(refusalWith("merge", "dynamic_shared_memory_bytes", 1024),
+            "'merge.dynamic_shared_memory_bytes' must be an integer in [0, "
+            "0], got 1024");
+}
+
+TEST_F(RuntimeTest, ManifestBlocksAreCheckedAtLoad) {
+  const char *decodeRule =
+      "'decode.block' must be [x, 1, 1] with x a multiple of 32 in [1, 1024]";
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{100, 1, 1}),
+            std::string(decodeRule) + ", got 100");
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{2048, 1, 1}),
+            decodeRule);
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{128, 2, 1}),
+            decodeRule);
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{128.5, 1, 1}),
+            decodeRule);
+  EXPECT_EQ(refusalWith("merge", "block", llvm::json::Array{0, 1, 1}),
+            "'merge.block' must be [x, 1, 1] with x in [1, 1024]");
+  EXPECT_EQ(refusalWith("check", "block", llvm::json::Array{128}),
+            "'check.block' must be [x, 1, 1] with x in [1, 1024]");
+}
+
+TEST_F(RuntimeTest, ManifestVersionAndNamesAreCheckedAtLoad) {
+  // 1.5 used to be read as version 1.
+  auto version = [](llvm::json::Value v) {
+    return refusal([&](llvm::json::Object &root, llvm::json::Object &) {
+      root["version"] = std::move(v);
+    });
+  };
+  EXPECT_EQ(version(1.5), "unsupported manifest version 1.5");
+  EXPECT_EQ(version(2), "unsupported manifest version 2");
+  EXPECT_EQ(version("1"), "unsupported manifest version '1'");
+  // The Spec reads the config's sizes as integers int64_t holds exactly.
+  EXPECT_EQ(refusalWith("config", "num_heads", 1e300),
+            "config has no integer 'num_heads'");
+  EXPECT_EQ(refusalWith("config", "page_size", -16),
+            "page_size must be at least 1, got -16");
+  // Configs are found by their fields and named by their name: the two
+  // must agree.
+  EXPECT_EQ(refusalWith("config", "name", "h32_kv8_d128_p16_f16_nhd_w4"),
+            "'config.name' is 'h32_kv8_d128_p16_f16_nhd_w4', but its fields "
+            "make h32_kv8_d128_p16_bf16_nhd_w4");
+  EXPECT_EQ(refusalWith("decode", "name", ""),
+            "no kernel name in 'decode.name'");
+  EXPECT_EQ(refusalWith("decode", "params", llvm::json::Array{}),
+            "decode kernel parameters do not match this runtime");
+}
+
+// The PTX a manifest names is refused at load, naming the file, when it is
+// not a file of PTX that defines the manifest's kernels: not found out by
+// the JIT on the first launch.
+TEST_F(RuntimeTest, ManifestPtxIsCheckedAtLoad) {
+  std::ifstream in(directory + "/k.ptx");
+  std::string ptx((std::istreambuf_iterator<char>(in)),
+                  std::istreambuf_iterator<char>());
+  std::string manifest = directory + "/k.json";
+  auto loadWithPtx = [&](const std::function<void(const std::string &)> &make) {
+    std::string ptxPath = directory + "/other.ptx";
+    make(ptxPath);
+    std::ifstream m(manifest);
+    std::string text((std::istreambuf_iterator<char>(m)),
+                     std::istreambuf_iterator<char>());
+    std::string from = "\"ptx\": \"k.ptx\"";
+    size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos);
+    text.replace(at, from.size(), "\"ptx\": \"other.ptx\"");
+    std::string path = directory + "/other.json";
+    std::ofstream(path) << text;
+    std::shared_ptr<KernelLibrary> lib;
+    Status s = KernelLibrary::load(path, &lib);
+    llvm::sys::fs::remove_directories(ptxPath);
+    std::remove(path.c_str());
+    EXPECT_FALSE(s) << "loaded";
+    return s;
+  };
+  std::string named = "PTX '" + directory + "/other.ptx' named by '" +
+                      directory + "/other.json' ";
+  auto withText = [&](const std::string &text) {
+    return [text](const std::string &path) { std::ofstream(path) << text; };
+  };
+  Status s = loadWithPtx(
+      [](const std::string &path) { llvm::sys::fs::create_directory(path); });
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_EQ(s.message(), "cannot read PTX '" + directory +
+                             "/other.ptx' named by '" + directory +
+                             "/other.json': it is a directory");
+  s = loadWithPtx(withText(""));
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_EQ(s.message(), named + "is empty");
+  s = loadWithPtx(withText("garbage\n"));
+  EXPECT_EQ(s.message(), named + "is not PTX (no .version directive)");
+  s = loadWithPtx(withText(".version 8.0\n// .target sm_90\n"));
+  EXPECT_EQ(s.message(), named + "is not PTX (no .target directive)");
+  // The merge kernel renamed: the manifest lists a kernel the PTX lacks.
+  std::string merge = "paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4";
+  std::string renamed = ptx;
+  for (size_t at = 0; (at = renamed.find(merge, at)) != std::string::npos;)
+    renamed[at + merge.size() - 1] = '5';
+  s = loadWithPtx(withText(renamed));
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_EQ(s.message(),
+            named + "has no kernel '" + merge + "' (no .entry of that name)");
+  // A kernel named only in a comment is not defined.
+  s = loadWithPtx(withText(renamed + "\n// .entry " + merge + "(\n"));
+  EXPECT_EQ(s.message(),
+            named + "has no kernel '" + merge + "' (no .entry of that name)");
+  // The manifest itself: a directory is not one.
+  std::shared_ptr<KernelLibrary> lib;
+  s = KernelLibrary::load(directory, &lib);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_EQ(s.message(),
+            "cannot read manifest '" + directory + "': it is a directory");
 }
 
 TEST_F(RuntimeTest, WorkspaceTooLargeForMemory) {

@@ -251,6 +251,86 @@ TEST_F(RuntimeTest, RejectsMisalignment) {
                           "multiple of 16 bytes");
 }
 
+TEST_F(RuntimeTest, RejectsMisalignedInt32Operands) {
+  // Page numbers and lengths are loaded as whole i32s.
+  DecodeParams p = validParams();
+  p.blockTable.data = static_cast<char *>(p.blockTable.data) + 2;
+  EXPECT_EQ(rejection(p), "block_table data pointer is not 4-byte aligned");
+  p = validParams();
+  p.seqLens.data = static_cast<char *>(p.seqLens.data) + 1;
+  EXPECT_EQ(rejection(p), "seq_lens data pointer is not 4-byte aligned");
+}
+
+// Strides are checked in arithmetic that cannot overflow, and a view whose
+// elements lie beyond what an i64 byte offset or an address reaches is
+// refused.
+TEST_F(RuntimeTest, RejectsStridesPastTheAddressSpace) {
+  DecodeParams p = validParams();
+  // 2^62 elements of 2 bytes: 2^63 bytes, which wrapped to a multiple of
+  // 16 in int64_t arithmetic and passed.
+  p.kCache.strides[0] = int64_t(1) << 62;
+  EXPECT_EQ(rejection(p),
+            "k_cache of shape [100, 16, 8, 128] and strides "
+            "[4611686018427387904, 1024, 128, 1] spans more memory than an "
+            "address can reach");
+  p = validParams();
+  p.blockTable.strides[0] = int64_t(1) << 62;
+  EXPECT_EQ(rejection(p), "block_table of shape [4, 10] and strides "
+                          "[4611686018427387904, 1] spans more memory than an "
+                          "address can reach");
+  p = validParams();
+  p.seqLens.strides[0] = -(int64_t(1) << 61);
+  EXPECT_NE(rejection(p).find("seq_lens of shape [4] and strides "
+                              "[-2305843009213693952] spans more memory"),
+            std::string::npos);
+  // A view that fits in i64 offsets but wraps past the top of memory.
+  p = validParams();
+  p.out.data = reinterpret_cast<void *>(uintptr_t(0) - 4096);
+  EXPECT_NE(rejection(p).find("out of shape [4, 32, 128]"), std::string::npos);
+  // Large strides along a dimension of one element are never followed.
+  if (!hasDriver()) {
+    p = validParams(1);
+    p.q.strides[0] = int64_t(1) << 62;
+    EXPECT_EQ(decoder->decode(p, nullptr).code(), StatusCode::NoDriver);
+  }
+}
+
+TEST_F(RuntimeTest, RejectsCapacityThatOverflows) {
+  DecodeParams p = validParams();
+  // Stride 0: one page number repeated, so the view itself is small.
+  p.blockTable.sizes[1] = INT64_MAX / 8;
+  p.blockTable.strides[0] = p.blockTable.strides[1] = 0;
+  EXPECT_EQ(rejection(p), "the page table's capacity (" +
+                              std::to_string(INT64_MAX / 8) +
+                              " pages of 16 tokens) overflows int64");
+}
+
+TEST_F(RuntimeTest, RejectsInvalidTensors) {
+  DecodeParams p = validParams();
+  p.q.rank = -1;
+  EXPECT_EQ(rejection(p),
+            "q is not a valid tensor: its rank (-1) is outside [0, 4]");
+  p = validParams();
+  p.out.rank = 5;
+  EXPECT_EQ(rejection(p),
+            "out is not a valid tensor: its rank (5) is outside [0, 4]");
+  p = validParams();
+  p.seqLens.dtype = static_cast<DType>(9);
+  EXPECT_EQ(rejection(p), "seq_lens has an invalid dtype (9)");
+  // Views Tensor::contiguous cannot make.
+  p = validParams();
+  p.q = Tensor::contiguous(p.q.data, DType::BF16, {1, 2, 3, 4, 5});
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_NE(rejection(p).find("q is not a valid tensor"), std::string::npos);
+  Tensor huge =
+      Tensor::contiguous(p.q.data, DType::BF16, {INT64_MAX / 2, 32, 128});
+  EXPECT_EQ(huge.rank, -1);
+  Tensor t = Tensor::contiguous(p.q.data, DType::BF16, {4, 32, 128});
+  EXPECT_EQ(t.numElements(), 4 * 32 * 128);
+  t.sizes[0] = INT64_MAX / 2;
+  EXPECT_EQ(t.numElements(), -1);
+}
+
 TEST_F(RuntimeTest, AcceptsStridedCaches) {
   if (hasDriver())
     GTEST_SKIP() << "fake pointers must not reach a real GPU";
@@ -535,6 +615,49 @@ TEST_F(RuntimeTest, WorkspaceTooLargeForMemory) {
   // No size would be right: 0, and decode() would say why.
   EXPECT_EQ(decoder->workspaceSize(int64_t(1) << 50, 65535), 0u);
   EXPECT_EQ(decoder->workspaceSize(-1, 4), 0u);
+  EXPECT_EQ(decoder->workspaceSize(INT64_MAX, INT_MAX), 0u);
+}
+
+// The Status overload says why there is no size.
+TEST_F(RuntimeTest, WorkspaceSizeSaysWhy) {
+  size_t bytes = 7;
+  Status s = decoder->workspaceSize(int64_t(1) << 40, 1 << 20, &bytes);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(s.message(), "batch 1099511627776 exceeds the grid limit of "
+                         "65535 sequences per launch");
+  s = decoder->workspaceSize(4, 1 << 20, &bytes);
+  EXPECT_EQ(s.message(), "num_splits must be in [0, 65535], got 1048576");
+  s = decoder->workspaceSize(INT64_MAX, INT64_MAX, &bytes);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  s = decoder->workspaceSize(-1, 2, &bytes);
+  EXPECT_EQ(s.message(), "batch must be at least 0, got -1");
+  EXPECT_EQ(bytes, 7u) << "written on failure";
+  ASSERT_TRUE(decoder->workspaceSize(4, 3, &bytes));
+  EXPECT_EQ(bytes, size_t(4 * 32 * 3 * 128 * 4) + 1536u);
+  ASSERT_TRUE(decoder->workspaceSize(65535, 65535, &bytes));
+  // Each of the two arrays rounded up to 256 bytes.
+  size_t rows = size_t(65535) * 32 * 65535;
+  EXPECT_GE(bytes, rows * 129 * 4);
+  EXPECT_LT(bytes, rows * 129 * 4 + 512);
+  // The bounds the workspace needs no device for.
+  s = decoder->maxWorkspaceSize(65536, 1024, &bytes);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+  int splits = 0;
+  s = decoder->defaultNumSplits(-1, 1024, &splits);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+}
+
+// The split-count model takes any numbers without overflowing (the
+// sanitizer build checks).
+TEST_F(RuntimeTest, SplitHeuristicAtTheLimits) {
+  for (int64_t batch : {int64_t(0), int64_t(1), int64_t(65535), INT64_MAX})
+    for (int64_t len : {int64_t(-1), int64_t(1) << 31, INT64_MAX})
+      for (int sms : {0, 1, INT_MAX}) {
+        int splits = decoder->chooseNumSplits(batch, len, sms, INT_MAX);
+        EXPECT_GE(splits, 1);
+        EXPECT_LE(splits, 256);
+      }
+  EXPECT_EQ(decoder->chooseNumSplits(32, 4096, 132, 4), 2);
 }
 
 TEST_F(RuntimeTest, CApiTakesTheRulesFromTheSpec) {

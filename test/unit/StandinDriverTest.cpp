@@ -484,6 +484,13 @@ TEST_F(StandinDriverTest, CheckModeRejectsMoreThanInt32Pages) {
   Status s = decoder->decode(p, nullptr);
   EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
   EXPECT_EQ(s.message(), "more than 2^31 pages");
+  // The check's result key counts max_pages + 1 entries per sequence.
+  p = params(2);
+  p.blockTable.sizes[1] = int64_t(1) << 31;
+  p.checkPageTable = true;
+  s = decoder->decode(p, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(s.message(), "more than 2^31 pages per sequence");
   EXPECT_EQ(standin.launchCount(), 0u);
 }
 

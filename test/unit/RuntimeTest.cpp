@@ -710,6 +710,119 @@ TEST_F(RuntimeTest, CApiReportsErrors) {
   paged_attn_library_destroy(lib);
 }
 
+// paged_attn_tensor_contiguous used to read through a null `sizes`; now
+// such a view has rank -1, every call refuses it, and the reason is in
+// last_error.
+TEST_F(RuntimeTest, CApiRefusesInvalidTensors) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD, 0};
+  paged_attn_decoder dec = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_OK);
+  DecodeParams cpp = validParams();
+  auto toC = [](const Tensor &t) {
+    paged_attn_tensor r{};
+    r.data = t.data;
+    r.dtype = static_cast<paged_attn_dtype>(t.dtype);
+    r.rank = t.rank;
+    std::copy(t.sizes, t.sizes + 4, r.sizes);
+    std::copy(t.strides, t.strides + 4, r.strides);
+    return r;
+  };
+  paged_attn_decode_params p;
+  paged_attn_decode_params_init(&p);
+  p.q = toC(cpp.q);
+  p.k_cache = toC(cpp.kCache);
+  p.v_cache = toC(cpp.vCache);
+  p.block_table = toC(cpp.blockTable);
+  p.seq_lens = toC(cpp.seqLens);
+  p.out = toC(cpp.out);
+  p.num_splits = 1;
+  auto message = [&] {
+    EXPECT_EQ(paged_attn_decode(dec, &p, nullptr), PAGED_ATTN_INVALID_ARGUMENT);
+    return std::string(paged_attn_last_error());
+  };
+
+  paged_attn_tensor good = p.q;
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 3, nullptr);
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "paged_attn_tensor_contiguous: sizes is null");
+  EXPECT_EQ(message(),
+            "q is not a valid tensor: its rank (-1) is outside [0, 4]");
+  const int64_t sizes[5] = {4, 32, 128, 1, 1};
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 5, sizes);
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "paged_attn_tensor_contiguous: rank 5 is outside [0, 4]");
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, -3, sizes);
+  EXPECT_EQ(p.q.rank, -1);
+  const int64_t huge[3] = {INT64_MAX, INT64_MAX, 2};
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 3, huge);
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_STREQ(paged_attn_last_error(), "paged_attn_tensor_contiguous: the "
+                                        "product of the sizes overflows int64");
+  // A rank-0 view needs no sizes.
+  paged_attn_tensor scalar =
+      paged_attn_tensor_contiguous(good.data, PAGED_ATTN_F32, 0, nullptr);
+  EXPECT_EQ(scalar.rank, 0);
+  p.q =
+      paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 3, cpp.q.sizes);
+  EXPECT_EQ(p.q.rank, 3);
+  EXPECT_EQ(p.q.strides[0], 32 * 128);
+
+  // An out-of-range rank or dtype set by hand is named, not cast.
+  p.q.rank = 7;
+  EXPECT_EQ(message(),
+            "q is not a valid tensor: its rank (7) is outside [0, 4]");
+  p.q = good;
+  p.seq_lens.dtype = static_cast<paged_attn_dtype>(7);
+  EXPECT_EQ(message(), "seq_lens has an invalid dtype (7)");
+  p.seq_lens.dtype = static_cast<paged_attn_dtype>(4);
+  EXPECT_EQ(message(), "seq_lens has an invalid dtype (4)");
+  p.seq_lens.dtype = PAGED_ATTN_I32;
+  p.block_table.data = static_cast<char *>(p.block_table.data) + 2;
+  EXPECT_EQ(message(), "block_table data pointer is not 4-byte aligned");
+  paged_attn_decoder_destroy(dec);
+  paged_attn_library_destroy(lib);
+}
+
+// The bare-size workspace call returns 0 with the reason in last_error
+// (and "" after a size); the status call returns the reason.
+TEST_F(RuntimeTest, CApiWorkspaceSizeErrors) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD, 0};
+  paged_attn_decoder dec = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_OK);
+  EXPECT_EQ(paged_attn_decoder_workspace_size(dec, int64_t(1) << 40, 1 << 20),
+            0u);
+  EXPECT_STREQ(paged_attn_last_error(), "batch 1099511627776 exceeds the grid "
+                                        "limit of 65535 sequences per launch");
+  EXPECT_EQ(paged_attn_decoder_workspace_size(dec, 4, 1), 0u);
+  EXPECT_STREQ(paged_attn_last_error(), "");
+  EXPECT_EQ(paged_attn_decoder_workspace_size(dec, INT64_MAX, INT32_MAX), 0u);
+  EXPECT_STRNE(paged_attn_last_error(), "");
+  EXPECT_EQ(paged_attn_decoder_workspace_size(nullptr, 4, 3), 0u);
+  EXPECT_STREQ(paged_attn_last_error(), "decoder is null");
+
+  size_t bytes = 0;
+  EXPECT_EQ(paged_attn_decoder_get_workspace_size(dec, 4, -2, &bytes),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "num_splits must be in [0, 65535], got -2");
+  EXPECT_EQ(paged_attn_decoder_get_workspace_size(dec, 4, 3, nullptr),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "bytes is null");
+  EXPECT_EQ(paged_attn_decoder_get_workspace_size(dec, 4, 3, &bytes),
+            PAGED_ATTN_OK);
+  EXPECT_EQ(bytes, size_t(4 * 32 * 3 * 128 * 4) + 1536u);
+  paged_attn_decoder_destroy(dec);
+  paged_attn_library_destroy(lib);
+}
+
 TEST(ReferenceTest, UniformKeysAverageValues) {
   // Equal logits: the output is the mean of the V rows.
   ReferenceProblem p;

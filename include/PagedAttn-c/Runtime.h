@@ -73,7 +73,10 @@ int paged_attn_has_driver(void);
 
 /* Fills `params` with the defaults (max_seq_len -1, everything else 0). */
 void paged_attn_decode_params_init(paged_attn_decode_params *params);
-/* A contiguous (row-major) tensor view. */
+/* A contiguous (row-major) tensor view. A rank outside [0, 4], a null
+ * `sizes` (for a rank above 0) or sizes whose product overflows int64_t
+ * give a view of rank -1, which every later call refuses, and leave the
+ * reason in paged_attn_last_error(). */
 paged_attn_tensor paged_attn_tensor_contiguous(void *data,
                                                paged_attn_dtype dtype,
                                                int32_t rank,
@@ -91,9 +94,17 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
                                             paged_attn_decoder *decoder);
 void paged_attn_decoder_destroy(paged_attn_decoder decoder);
 
-/* Bytes of workspace for `batch` sequences split `num_splits` ways: 0 when
- * num_splits <= 1, and 0 when the size does not fit in size_t (then
- * paged_attn_decode fails with PAGED_ATTN_INVALID_ARGUMENT, saying so). */
+/* Bytes of workspace for `batch` sequences split `num_splits` ways, in
+ * `bytes`: 0 when num_splits <= 1. PAGED_ATTN_INVALID_ARGUMENT for a batch
+ * or num_splits outside [0, 65535] (paged_attn_decode takes no more) and
+ * for a workspace larger than size_t holds. */
+paged_attn_status
+paged_attn_decoder_get_workspace_size(paged_attn_decoder decoder, int64_t batch,
+                                      int32_t num_splits, size_t *bytes);
+/* paged_attn_decoder_get_workspace_size as a bare size: 0 where that
+ * fails, with paged_attn_last_error() saying why (and "" after a size was
+ * returned, so that a 0 for an unsplit decode can be told from an error);
+ * paged_attn_decode then fails the same way. */
 size_t paged_attn_decoder_workspace_size(paged_attn_decoder decoder,
                                          int64_t batch, int32_t num_splits);
 paged_attn_status

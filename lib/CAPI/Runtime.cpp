@@ -43,19 +43,37 @@ static paged_attn_status nullArgument(const char *name) {
       Status(StatusCode::InvalidArgument, std::string(name) + " is null"));
 }
 
-static Tensor toTensor(const paged_attn_tensor &t) {
-  Tensor r;
-  r.data = t.data;
-  r.dtype = static_cast<DType>(t.dtype);
-  r.rank = t.rank < 0 ? 0 : (t.rank > 4 ? 4 : t.rank);
+/// The C++ view of `t`, after what only the C API can get wrong: a dtype
+/// outside the C enum (which the cast would make another dtype) and a rank
+/// outside [0, 4] (which would index past sizes[4]). `name` is the
+/// operand's, for the message.
+static Status toTensor(const char *name, const paged_attn_tensor &t,
+                       Tensor *r) {
+  if (t.rank < 0 || t.rank > 4)
+    return Status(StatusCode::InvalidArgument,
+                  std::string(name) + " is not a valid tensor: its rank (" +
+                      std::to_string(t.rank) + ") is outside [0, 4]");
+  if (t.dtype < PAGED_ATTN_F16 || t.dtype > PAGED_ATTN_I32)
+    return Status(StatusCode::InvalidArgument,
+                  std::string(name) + " has an invalid dtype (" +
+                      std::to_string(int(t.dtype)) + ")");
+  r->data = t.data;
+  r->dtype = static_cast<DType>(t.dtype);
+  r->rank = t.rank;
   for (int d = 0; d < 4; ++d) {
-    r.sizes[d] = t.sizes[d];
-    r.strides[d] = t.strides[d];
+    r->sizes[d] = t.sizes[d];
+    r->strides[d] = t.strides[d];
   }
-  // An out-of-range rank is kept visible to the checks.
-  if (t.rank != r.rank)
-    r.rank = -1;
-  return r;
+  return Status::ok();
+}
+
+/// A tensor every call refuses (rank -1), after a failed
+/// paged_attn_tensor_contiguous: the reason goes to last_error.
+static paged_attn_tensor invalidTensor(paged_attn_tensor t,
+                                       const std::string &why) {
+  lastError = "paged_attn_tensor_contiguous: " + why;
+  t.rank = -1;
+  return t;
 }
 
 extern "C" {
@@ -79,11 +97,17 @@ paged_attn_tensor paged_attn_tensor_contiguous(void *data,
   t.data = data;
   t.dtype = dtype;
   t.rank = rank;
+  if (rank < 0 || rank > 4)
+    return invalidTensor(t,
+                         "rank " + std::to_string(rank) + " is outside [0, 4]");
+  if (rank > 0 && !sizes)
+    return invalidTensor(t, "sizes is null");
   int64_t stride = 1;
-  for (int32_t d = (rank > 4 ? 4 : rank) - 1; d >= 0; --d) {
+  for (int32_t d = rank - 1; d >= 0; --d) {
     t.sizes[d] = sizes[d];
     t.strides[d] = stride;
-    stride *= sizes[d];
+    if (__builtin_mul_overflow(stride, sizes[d], &stride))
+      return invalidTensor(t, "the product of the sizes overflows int64");
   }
   return t;
 }
@@ -149,9 +173,23 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
 
 void paged_attn_decoder_destroy(paged_attn_decoder decoder) { delete decoder; }
 
+paged_attn_status
+paged_attn_decoder_get_workspace_size(paged_attn_decoder decoder, int64_t batch,
+                                      int32_t num_splits, size_t *bytes) {
+  if (!decoder)
+    return nullArgument("decoder");
+  if (!bytes)
+    return nullArgument("bytes");
+  return report(decoder->decoder->workspaceSize(batch, num_splits, bytes));
+}
+
 size_t paged_attn_decoder_workspace_size(paged_attn_decoder decoder,
                                          int64_t batch, int32_t num_splits) {
-  return decoder ? decoder->decoder->workspaceSize(batch, num_splits) : 0;
+  size_t bytes = 0;
+  if (paged_attn_decoder_get_workspace_size(decoder, batch, num_splits,
+                                            &bytes) != PAGED_ATTN_OK)
+    return 0;
+  return bytes;
 }
 
 paged_attn_status
@@ -172,12 +210,19 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
   if (!params)
     return nullArgument("params");
   DecodeParams p;
-  p.q = toTensor(params->q);
-  p.kCache = toTensor(params->k_cache);
-  p.vCache = toTensor(params->v_cache);
-  p.blockTable = toTensor(params->block_table);
-  p.seqLens = toTensor(params->seq_lens);
-  p.out = toTensor(params->out);
+  struct Operand {
+    const char *name;
+    const paged_attn_tensor &from;
+    Tensor &to;
+  } operands[] = {{"q", params->q, p.q},
+                  {"k_cache", params->k_cache, p.kCache},
+                  {"v_cache", params->v_cache, p.vCache},
+                  {"block_table", params->block_table, p.blockTable},
+                  {"seq_lens", params->seq_lens, p.seqLens},
+                  {"out", params->out, p.out}};
+  for (const Operand &operand : operands)
+    if (Status s = toTensor(operand.name, operand.from, &operand.to); !s)
+      return report(s);
   p.scale = params->scale;
   p.maxSeqLen = params->max_seq_len;
   p.numSplits = params->num_splits;

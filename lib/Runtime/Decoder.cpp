@@ -16,6 +16,7 @@
 #include "PagedAttn/Spec/KernelABI.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 using namespace paged_attn;
@@ -83,50 +84,88 @@ static std::string layOutWorkspace(const KernelConfig &config, int64_t batch,
   return layOutSplitWorkspace(config, batch, numSplits, ws);
 }
 
-size_t Decoder::workspaceSize(int64_t batch, int numSplits) const {
-  // A size past size_t is 0 here: decode() lays the workspace out again
-  // and fails with the reason, where a wrapped number would have been
-  // taken for a real size.
+Status Decoder::workspaceSize(int64_t batch, int64_t numSplits,
+                              size_t *bytes) const {
+  if (Status s = checkBatch(batch); !s)
+    return s;
+  if (Status s = checkNumSplits(numSplits); !s)
+    return s;
   SplitWorkspace ws;
-  if (!layOutWorkspace(config_, batch, numSplits, &ws).empty())
+  if (std::string error = layOutWorkspace(config_, batch, numSplits, &ws);
+      !error.empty())
+    return invalid(error);
+  *bytes = ws.bytes;
+  return Status::ok();
+}
+
+size_t Decoder::workspaceSize(int64_t batch, int numSplits) const {
+  // Without a size to give, 0: decode() checks the same and fails with the
+  // reason, where a wrapped number would have been taken for a real size.
+  size_t bytes = 0;
+  if (!workspaceSize(batch, int64_t(numSplits), &bytes))
     return 0;
-  return ws.bytes;
+  return bytes;
 }
 
-/// The split counts chooseNumSplits considers: each chunk at least four
-/// loop iterations long, at most 256 chunks, and at most about four waves
-/// of CTAs.
-static int64_t maxUsefulSplits(int64_t ctas, int64_t maxSeqLen, int64_t slots,
-                               int64_t tokensPerIteration) {
-  int64_t byLength = maxSeqLen / (4 * tokensPerIteration);
-  int64_t byWaves = (4 * slots + ctas - 1) / ctas;
-  return std::clamp<int64_t>(std::min(byLength, byWaves), 1, 256);
-}
+namespace {
+/// The split-count model's inputs, clamped to what a launch can have so
+/// that its arithmetic stays in range for any caller's numbers: at most
+/// kMaxBatch sequences (decode() refuses more) of at most INT32_MAX tokens
+/// (seq_lens are i32), and at most 2^16 SMs and CTAs per SM.
+struct SplitModel {
+  int64_t ctas = 0, maxSeqLen = 0, slots = 1, step = 1;
 
-int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
-                             int multiprocessorCount,
-                             int ctasPerMultiprocessor) const {
-  int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
-  if (ctas <= 0 || maxSeqLen <= 0)
-    return 1;
-  // Model the time of a split count as the waves of CTAs the machine runs
-  // (`slots` CTAs at a time) times the tokens each CTA reads, plus a fixed
-  // cost per CTA worth one loop iteration. On H200 the best measured counts
-  // were the ones that fill exactly one wave (bench/NOTES.md).
-  int64_t slots = int64_t(std::max(1, multiprocessorCount)) *
-                  std::max(1, ctasPerMultiprocessor);
-  int64_t step = spec_->tokensPerIteration;
-  auto cost = [&](int64_t splits) {
+  SplitModel(const KernelConfig &config, const KernelSpec &spec, int64_t batch,
+             int64_t maxSeqLenIn, int64_t multiprocessors, int64_t perSM) {
+    constexpr int64_t kMaxUnits = int64_t(1) << 16;
+    batch = std::clamp<int64_t>(batch, 0, kMaxBatch);
+    // At most kMaxBatch * num_heads (< 2^31, checked at load): no overflow.
+    ctas = batch * config.numKVHeads * spec.ctasPerKVHead;
+    maxSeqLen = std::clamp<int64_t>(maxSeqLenIn, 0, INT32_MAX);
+    slots = std::clamp<int64_t>(multiprocessors, 1, kMaxUnits) *
+            std::clamp<int64_t>(perSM, 1, kMaxUnits);
+    step = spec.tokensPerIteration;
+  }
+
+  bool trivial() const { return ctas <= 0 || maxSeqLen <= 0; }
+
+  /// The split counts worth considering: each chunk at least four loop
+  /// iterations long, at most 256 chunks, and at most about four waves of
+  /// CTAs.
+  int64_t maxUsefulSplits() const {
+    int64_t byLength = maxSeqLen / (4 * step);
+    int64_t byWaves = (4 * slots + ctas - 1) / ctas;
+    return std::clamp<int64_t>(std::min(byLength, byWaves), 1, 256);
+  }
+
+  /// The time of `splits` chunks: the waves of CTAs the machine runs
+  /// (`slots` CTAs at a time) times the tokens each CTA reads, plus a fixed
+  /// cost per CTA worth one loop iteration. In __int128: waves (< 2^56)
+  /// times a chunk (< 2^32) may pass int64_t.
+  __int128 cost(int64_t splits) const {
     int64_t chunk = (maxSeqLen + splits - 1) / splits;
     chunk = (chunk + step - 1) / step * step;
     int64_t used = (maxSeqLen + chunk - 1) / chunk;
     int64_t waves = (ctas * used + slots - 1) / slots;
-    return waves * (chunk + step);
-  };
-  int64_t best = 1, bestCost = cost(1);
-  int64_t limit = maxUsefulSplits(ctas, maxSeqLen, slots, step);
+    return __int128(waves) * (chunk + step);
+  }
+};
+} // namespace
+
+int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
+                             int multiprocessorCount,
+                             int ctasPerMultiprocessor) const {
+  SplitModel model(config_, *spec_, batch, maxSeqLen, multiprocessorCount,
+                   ctasPerMultiprocessor);
+  if (model.trivial())
+    return 1;
+  // On H200 the best measured counts were the ones that fill exactly one
+  // wave (bench/NOTES.md).
+  int64_t best = 1;
+  __int128 bestCost = model.cost(1);
+  int64_t limit = model.maxUsefulSplits();
   for (int64_t splits = 2; splits <= limit; ++splits) {
-    int64_t c = cost(splits);
+    __int128 c = model.cost(splits);
     if (c < bestCost) {
       best = splits;
       bestCost = c;
@@ -137,14 +176,13 @@ int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
 
 Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
                                  size_t *bytes) const {
+  if (Status s = checkBatch(batch); !s)
+    return s;
   int sms = 0, perSM = 0;
   if (Status s = currentOccupancy(*spec_, &sms, &perSM); !s)
     return s;
-  int64_t ctas = batch * config_.numKVHeads * spec_->ctasPerKVHead;
-  int64_t bound = ctas <= 0 || maxSeqLen <= 0
-                      ? 1
-                      : maxUsefulSplits(ctas, maxSeqLen, int64_t(sms) * perSM,
-                                        spec_->tokensPerIteration);
+  SplitModel model(config_, *spec_, batch, maxSeqLen, sms, perSM);
+  int64_t bound = model.trivial() ? 1 : model.maxUsefulSplits();
   SplitWorkspace ws;
   if (std::string error = layOutWorkspace(config_, batch, bound, &ws);
       !error.empty())
@@ -155,6 +193,8 @@ Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
 
 Status Decoder::defaultNumSplits(int64_t batch, int64_t maxSeqLen,
                                  int *numSplits) const {
+  if (Status s = checkBatch(batch); !s)
+    return s;
   int sms = 0, perSM = 0;
   if (Status s = currentOccupancy(*spec_, &sms, &perSM); !s)
     return s;

@@ -12,11 +12,23 @@
 
 #include "PagedAttn/Spec/Json.h"
 
+#include "PagedAttn/Spec/TargetInfo.h"
+
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <dirent.h>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <string_view>
+#include <sys/stat.h>
 
 using namespace paged_attn;
 using namespace paged_attn::detail;
@@ -33,22 +45,105 @@ static uint64_t nextUniqueId() {
   return next++;
 }
 
-static bool readFile(const std::string &path, std::string &out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+/// Reads `path` whole; false with `error` set (why) when it is not a
+/// readable regular file.
+static bool readFile(const std::string &path, std::string &out,
+                     std::string &error) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) {
+    error = std::strerror(errno);
     return false;
+  }
+  if (S_ISDIR(info.st_mode)) {
+    error = "it is a directory";
+    return false;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = std::strerror(errno);
+    return false;
+  }
   std::ostringstream ss;
   ss << in.rdbuf();
   out = ss.str();
-  return !in.bad();
+  if (in.bad()) {
+    error = "read error";
+    return false;
+  }
+  return true;
 }
 
-static bool getInt(const json::Value &obj, const char *key, int64_t &out) {
-  const json::Value *v = obj.get(key);
-  if (!v || !v->isNumber())
-    return false;
-  out = static_cast<int64_t>(v->number);
-  return true;
+/// A JSON value as a message shows it: numbers as written (1.5, 1e+300),
+/// strings quoted, anything else by its kind.
+static std::string show(const json::Value &v) {
+  switch (v.kind) {
+  case json::Value::Kind::Number: {
+    // Integers whole, anything else in the shortest form that reads back
+    // as the same double.
+    char buffer[32];
+    if (v.number == std::floor(v.number) && std::fabs(v.number) < 1e17) {
+      std::snprintf(buffer, sizeof(buffer), "%.0f", v.number);
+      return buffer;
+    }
+    for (int digits = 1; digits <= 17; ++digits) {
+      std::snprintf(buffer, sizeof(buffer), "%.*g", digits, v.number);
+      if (std::strtod(buffer, nullptr) == v.number)
+        break;
+    }
+    return buffer;
+  }
+  case json::Value::Kind::String:
+    return "'" + v.string + "'";
+  case json::Value::Kind::Bool:
+    return v.boolean ? "true" : "false";
+  case json::Value::Kind::Null:
+    return "null";
+  case json::Value::Kind::Array:
+    return "an array";
+  case json::Value::Kind::Object:
+    return "an object";
+  }
+  return "";
+}
+
+/// Whether `v` is a number with an integer value in [lo, hi]. Doubles hold
+/// every integer up to 2^53 exactly, and every bound here is below that.
+static bool isIntegerIn(const json::Value &v, int64_t lo, int64_t hi) {
+  return v.isNumber() && std::isfinite(v.number) &&
+         v.number == std::floor(v.number) && v.number >= double(lo) &&
+         v.number <= double(hi);
+}
+
+/// "decode.block": how messages name the field `key` of the manifest's
+/// object `where` ("" for the top level).
+static std::string field(const char *where, const char *key) {
+  return *where ? std::string(where) + "." + key : std::string(key);
+}
+
+/// Reads the integer `key` of `object`, the manifest's `where`; returns
+/// empty, or why it is missing or not in [lo, hi]. A count of 0 or a
+/// fraction would otherwise be truncated into a launch or a division.
+static std::string readInteger(const json::Value &object, const char *where,
+                               const char *key, int64_t lo, int64_t hi,
+                               int64_t *out) {
+  const json::Value *v = object.get(key);
+  if (!v)
+    return "no '" + field(where, key) + "'";
+  if (!isIntegerIn(*v, lo, hi))
+    return "'" + field(where, key) + "' must be an integer in [" +
+           std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+           show(*v);
+  *out = static_cast<int64_t>(v->number);
+  return "";
+}
+
+/// readInteger for a key that older manifests may lack: `out` is kept then.
+static std::string readOptionalInteger(const json::Value &object,
+                                       const char *where, const char *key,
+                                       int64_t lo, int64_t hi, int64_t *out) {
+  if (!object.get(key))
+    return "";
+  return readInteger(object, where, key, lo, hi, out);
 }
 
 static bool getString(const json::Value &obj, const char *key,
@@ -60,14 +155,36 @@ static bool getString(const json::Value &obj, const char *key,
   return true;
 }
 
-/// The first entry of the kernel's "block" (threads per CTA).
-static bool getBlockX(const json::Value &kernel, int64_t &out) {
+/// The most threads a CTA may have on every supported chip.
+constexpr int64_t kMaxThreadsPerBlock = 1024;
+
+/// The most shared memory one CTA may have on any supported chip: more is
+/// a manifest no device can launch (the TargetInfo table's largest opt-in).
+static int64_t maxSharedMemoryPerBlock() {
+  int64_t most = 0;
+  for (const TargetInfo &target : supportedTargets())
+    most = std::max(most, target.sharedMemoryPerBlockOptIn);
+  return most;
+}
+
+/// A kernel's "block": [x, 1, 1] (the runtime launches one-dimensional
+/// CTAs) with 1 <= x <= 1024, x a multiple of 32 when `wholeWarps`.
+static std::string readBlock(const json::Value &kernel, const char *where,
+                             bool wholeWarps, int64_t *x) {
   const json::Value *block = kernel.get("block");
-  if (!block || !block->isArray() || block->array.empty() ||
-      !block->array[0].isNumber())
-    return false;
-  out = static_cast<int64_t>(block->array[0].number);
-  return true;
+  std::string error = "'" + field(where, "block") +
+                      "' must be [x, 1, 1] with " +
+                      (wholeWarps ? "x a multiple of 32 in " : "x in ") +
+                      "[1, " + std::to_string(kMaxThreadsPerBlock) + "]";
+  if (!block || !block->isArray() || block->array.size() != 3 ||
+      !isIntegerIn(block->array[0], 1, kMaxThreadsPerBlock) ||
+      !isIntegerIn(block->array[1], 1, 1) ||
+      !isIntegerIn(block->array[2], 1, 1))
+    return error;
+  *x = static_cast<int64_t>(block->array[0].number);
+  if (wholeWarps && *x % 32 != 0)
+    return error + ", got " + std::to_string(*x);
+  return "";
 }
 
 //===----------------------------------------------------------------------===//
@@ -87,14 +204,15 @@ static std::string describe(const KernelParam &param) {
 static bool describesParam(const json::Value &listed,
                            const KernelParam &param) {
   std::string kind, type;
-  int64_t rank = -1;
+  const json::Value *rank = listed.get("rank");
   if (!getString(listed, "kind", kind))
     return false;
   if (!param.isMemRef)
     return kind == "scalar" && getString(listed, "type", type) &&
            type == dtypeName(param.dtype);
-  return kind == "memref" && getInt(listed, "rank", rank) &&
-         rank == int64_t(param.shape.size()) &&
+  int64_t expectedRank = int64_t(param.shape.size());
+  return kind == "memref" && rank &&
+         isIntegerIn(*rank, expectedRank, expectedRank) &&
          getString(listed, "element_type", type) &&
          type == dtypeName(param.dtype);
 }
@@ -120,14 +238,18 @@ static std::string checkParams(const char *kernel, const json::Value &entry,
 }
 
 /// Reads a kernel's name and block size, and binds the Spec's `params` to
-/// the runtime's values once checked against the manifest's.
+/// the runtime's values once checked against the manifest's. Decode CTAs
+/// are whole warps: the kernels are built from num_warps.
 static std::string parseKernelEntry(const char *kernel,
                                     const json::Value &entry,
                                     const std::vector<KernelParam> &params,
                                     KernelEntry *result) {
-  if (!getString(entry, "name", result->name) ||
-      !getBlockX(entry, result->block))
-    return "incomplete kernel description";
+  if (!getString(entry, "name", result->name) || result->name.empty())
+    return "no kernel name in '" + field(kernel, "name") + "'";
+  bool wholeWarps = std::strcmp(kernel, "decode") == 0;
+  if (std::string error = readBlock(entry, kernel, wholeWarps, &result->block);
+      !error.empty())
+    return error;
   if (std::string error = checkParams(kernel, entry, params); !error.empty())
     return error;
   if (std::string unbound = bindParams(params, &result->params);
@@ -142,10 +264,23 @@ static std::string parseKernelEntry(const char *kernel,
 //===----------------------------------------------------------------------===//
 
 /// The config section: the Spec's fields, read and checked against the op's
-/// rules by specFromConfig, and which decode kernel the config uses.
+/// rules by specFromConfig, its name (which must be theirs: configs are
+/// found and named by it), and which decode kernel the config uses.
 static std::string parseConfig(const json::Value &config, KernelSpec *spec) {
   if (std::string error = specFromConfig(config, &spec->config); !error.empty())
     return error;
+  // Decode grids are num_heads / heads_per_cta CTAs wide and merge grids
+  // num_heads: both must fit a grid's x dimension.
+  if (spec->config.numHeads > INT32_MAX)
+    return "'config.num_heads' must be at most " + std::to_string(INT32_MAX) +
+           " (a grid's x dimension), got " +
+           std::to_string(spec->config.numHeads);
+  if (const json::Value *name = config.get("name")) {
+    std::string expected = spec->config.name();
+    if (!name->isString() || name->string != expected)
+      return "'config.name' is " + show(*name) + ", but its fields make " +
+             expected;
+  }
   if (const json::Value *tc = config.get("tensor_cores")) {
     if (!tc->isBool())
       return "tensor_cores of the config is not a boolean";
@@ -154,19 +289,83 @@ static std::string parseConfig(const json::Value &config, KernelSpec *spec) {
   return "";
 }
 
-/// The decode kernel's launch settings beyond its name and block.
+/// The CTAs per KV head: the KV head's query heads shared out among them,
+/// heads_per_cta each where the manifest says so.
+static std::string readCTAsPerKVHead(const json::Value &decode,
+                                     KernelSpec *spec) {
+  int64_t group = spec->config.groupSize();
+  if (std::string error = readInteger(decode, "decode", "ctas_per_kv_head", 1,
+                                      group, &spec->ctasPerKVHead);
+      !error.empty())
+    return error;
+  std::string ctas = std::to_string(spec->ctasPerKVHead);
+  if (!decode.get("heads_per_cta")) {
+    if (group % spec->ctasPerKVHead != 0)
+      return "'decode.ctas_per_kv_head' (" + ctas +
+             ") must divide num_heads / num_kv_heads (" +
+             std::to_string(group) + ")";
+    return "";
+  }
+  int64_t headsPerCTA = 0;
+  if (std::string error = readInteger(decode, "decode", "heads_per_cta", 1,
+                                      group, &headsPerCTA);
+      !error.empty())
+    return error;
+  if (spec->ctasPerKVHead * headsPerCTA != group)
+    return "'decode.ctas_per_kv_head' (" + ctas + ") times heads_per_cta (" +
+           std::to_string(headsPerCTA) +
+           ") must be num_heads / num_kv_heads (" + std::to_string(group) + ")";
+  return "";
+}
+
+/// The decode kernel's shared memory: each kind, and both together, at
+/// most what a CTA may have on any supported chip.
+static std::string readDecodeSharedMemory(const json::Value &decode,
+                                          KernelSpec *spec) {
+  int64_t limit = maxSharedMemoryPerBlock(), staticBytes = 0;
+  if (std::string error =
+          readOptionalInteger(decode, "decode", "dynamic_shared_memory_bytes",
+                              0, limit, &spec->decodeDynamicSharedBytes);
+      !error.empty())
+    return error;
+  if (std::string error =
+          readOptionalInteger(decode, "decode", "static_shared_memory_bytes", 0,
+                              limit, &staticBytes);
+      !error.empty())
+    return error;
+  if (spec->decodeDynamicSharedBytes + staticBytes > limit)
+    return "the decode kernel's shared memory (" + std::to_string(staticBytes) +
+           " static + " + std::to_string(spec->decodeDynamicSharedBytes) +
+           " dynamic bytes) is more than any supported chip gives a CTA (" +
+           std::to_string(limit) + ")";
+  return "";
+}
+
+/// The decode kernel's launch settings beyond its name and block. A loop
+/// iteration covers at most num_warps (<= 32) x 32 lanes x 16 tokens in
+/// today's kernels; the bound on tokens_per_iteration is far above that,
+/// and keeps the split-count model's arithmetic in range.
 static std::string parseDecodeSettings(const json::Value &decode,
                                        const json::Value &split,
                                        KernelSpec *spec) {
-  if (!getInt(decode, "ctas_per_kv_head", spec->ctasPerKVHead) ||
-      !getInt(split, "tokens_per_iteration", spec->tokensPerIteration))
-    return "incomplete kernel description";
-  if (decode.get("dynamic_shared_memory_bytes") &&
-      (!getInt(decode, "dynamic_shared_memory_bytes",
-               spec->decodeDynamicSharedBytes) ||
-       spec->decodeDynamicSharedBytes < 0))
-    return "bad dynamic_shared_memory_bytes of the decode kernel";
-  return "";
+  constexpr int64_t kMaxTokensPerIteration = int64_t(1) << 20;
+  if (std::string error = readCTAsPerKVHead(decode, spec); !error.empty())
+    return error;
+  if (std::string error =
+          readInteger(split, "split_kv", "tokens_per_iteration", 1,
+                      kMaxTokensPerIteration, &spec->tokensPerIteration);
+      !error.empty())
+    return error;
+  return readDecodeSharedMemory(decode, spec);
+}
+
+/// The merge and check kernels are launched without dynamic shared memory:
+/// a manifest that asks for some describes other kernels.
+static std::string checkNoDynamicSharedMemory(const char *kernel,
+                                              const json::Value &entry) {
+  int64_t bytes = 0;
+  return readOptionalInteger(entry, kernel, "dynamic_shared_memory_bytes", 0, 0,
+                             &bytes);
 }
 
 static std::string parseMergeSettings(const json::Value &merge,
@@ -176,7 +375,7 @@ static std::string parseMergeSettings(const json::Value &merge,
       return "programmatic_launch of the merge kernel is not a boolean";
     spec->mergeProgrammaticLaunch = pdl->boolean;
   }
-  return "";
+  return checkNoDynamicSharedMemory("merge", merge);
 }
 
 /// Reads one entry of "kernels"; returns empty or what is wrong with it.
@@ -186,7 +385,9 @@ static std::string parseEntry(const json::Value &entry, KernelSpec *spec) {
   const json::Value *merge = entry.get("merge");
   const json::Value *check = entry.get("check");
   const json::Value *split = entry.get("split_kv");
-  if (!config || !decode || !merge || !check || !split)
+  if (!config || !decode || !merge || !check || !split || !config->isObject() ||
+      !decode->isObject() || !merge->isObject() || !check->isObject() ||
+      !split->isObject())
     return "a kernel entry needs config, decode, merge, check, split_kv";
   std::string error = parseConfig(*config, spec);
   if (error.empty())
@@ -202,40 +403,134 @@ static std::string parseEntry(const json::Value &entry, KernelSpec *spec) {
     error = parseDecodeSettings(*decode, *split, spec);
   if (error.empty())
     error = parseMergeSettings(*merge, spec);
+  if (error.empty())
+    error = checkNoDynamicSharedMemory("check", *check);
   return error;
+}
+
+//===----------------------------------------------------------------------===//
+// The PTX a manifest names
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// What the runtime reads from PTX before keeping it: that it is PTX (it
+/// has the .version and .target directives every PTX module starts with)
+/// and which kernels it defines. A scan, not a parse: the JIT reads the
+/// rest when a module is loaded.
+struct PtxFacts {
+  bool hasVersion = false, hasTarget = false;
+  std::set<std::string, std::less<>> entries;
+};
+} // namespace
+
+static bool isPtxIdentifierChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$' ||
+         c == '%' || c == '.';
+}
+
+/// The end of the comment at `i` (past it), or `i` when none starts there.
+static size_t skipComment(std::string_view text, size_t i) {
+  if (text.compare(i, 2, "//") == 0) {
+    size_t end = text.find('\n', i);
+    return end == std::string_view::npos ? text.size() : end;
+  }
+  if (text.compare(i, 2, "/*") == 0) {
+    size_t end = text.find("*/", i + 2);
+    return end == std::string_view::npos ? text.size() : end + 2;
+  }
+  return i;
+}
+
+static PtxFacts scanPtx(std::string_view text) {
+  PtxFacts facts;
+  std::string_view previous;
+  for (size_t i = 0; i < text.size();) {
+    if (size_t end = skipComment(text, i); end != i) {
+      i = end;
+      continue;
+    }
+    if (!isPtxIdentifierChar(text[i])) {
+      ++i;
+      continue;
+    }
+    size_t start = i;
+    while (i < text.size() && isPtxIdentifierChar(text[i]))
+      ++i;
+    std::string_view token = text.substr(start, i - start);
+    facts.hasVersion |= token == ".version";
+    facts.hasTarget |= token == ".target";
+    if (previous == ".entry")
+      facts.entries.emplace(token);
+    previous = token;
+  }
+  return facts;
+}
+
+/// Checks that `ptx` (read from `ptxPath`) is PTX that defines every
+/// kernel `library` lists; returns empty or what is wrong.
+static std::string
+checkPtx(const std::string &ptx,
+         const std::vector<std::unique_ptr<KernelSpec>> &specs) {
+  if (ptx.find_first_not_of(" \t\r\n") == std::string::npos)
+    return "is empty";
+  PtxFacts facts = scanPtx(ptx);
+  if (!facts.hasVersion || !facts.hasTarget)
+    return std::string("is not PTX (no ") +
+           (facts.hasVersion ? ".target" : ".version") + " directive)";
+  for (const auto &spec : specs)
+    for (const KernelEntry *kernel :
+         {&spec->decode, &spec->merge, &spec->check})
+      if (!facts.entries.count(kernel->name))
+        return "has no kernel '" + kernel->name + "' (no .entry of that name)";
+  return "";
 }
 
 //===----------------------------------------------------------------------===//
 // KernelLibrary
 //===----------------------------------------------------------------------===//
 
-/// Reads the manifest's top level (format, version) and the PTX it names,
-/// relative to the manifest unless absolute.
+/// Reads the manifest's top level (format, version) and the name of the
+/// PTX it names, relative to the manifest unless absolute.
 static Status readManifest(const std::string &path, json::Value *root,
-                           std::shared_ptr<const std::string> *ptx) {
+                           std::string *ptxPath) {
   std::string text, error;
-  if (!readFile(path, text))
-    return Status(StatusCode::NotFound, "cannot read manifest '" + path + "'");
+  if (!readFile(path, text, error))
+    return Status(StatusCode::NotFound,
+                  "cannot read manifest '" + path + "': " + error);
   if (!json::parse(text, *root, error))
     return Status(StatusCode::ParseError, path + ": invalid JSON: " + error);
   std::string format, ptxName;
   if (!getString(*root, "format", format) || format != "paged_attn.manifest")
     return Status(StatusCode::ParseError, path + ": not a paged_attn manifest");
-  int64_t version = 0;
-  if (!getInt(*root, "version", version) || version != 1)
+  const json::Value *version = root->get("version");
+  if (!version || !isIntegerIn(*version, 1, 1))
     return Status(StatusCode::ParseError,
                   path + ": unsupported manifest version " +
-                      std::to_string(version));
-  if (!getString(*root, "ptx", ptxName))
+                      (version ? show(*version) : "(none)"));
+  if (!getString(*root, "ptx", ptxName) || ptxName.empty())
     return Status(StatusCode::ParseError, path + ": no 'ptx' entry");
   size_t slash = path.find_last_of('/');
   std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
-  std::string ptxPath =
-      !ptxName.empty() && ptxName[0] == '/' ? ptxName : dir + ptxName;
+  *ptxPath = ptxName[0] == '/' ? ptxName : dir + ptxName;
+  return Status::ok();
+}
+
+/// Reads the PTX at `ptxPath` and checks it against the entries read from
+/// `manifestPath`; a bad file is refused here, naming it, rather than
+/// found out by the JIT on the first launch.
+static Status readPtx(const std::string &manifestPath,
+                      const std::string &ptxPath,
+                      const std::vector<std::unique_ptr<KernelSpec>> &specs,
+                      std::shared_ptr<const std::string> *ptx) {
   auto contents = std::make_shared<std::string>();
-  if (!readFile(ptxPath, *contents))
-    return Status(StatusCode::NotFound,
-                  "cannot read PTX '" + ptxPath + "' named by '" + path + "'");
+  std::string error;
+  if (!readFile(ptxPath, *contents, error))
+    return Status(StatusCode::NotFound, "cannot read PTX '" + ptxPath +
+                                            "' named by '" + manifestPath +
+                                            "': " + error);
+  if (std::string bad = checkPtx(*contents, specs); !bad.empty())
+    return Status(StatusCode::ParseError, "PTX '" + ptxPath + "' named by '" +
+                                              manifestPath + "' " + bad);
   *ptx = std::move(contents);
   return Status::ok();
 }
@@ -243,8 +538,8 @@ static Status readManifest(const std::string &path, json::Value *root,
 Status KernelLibrary::load(const std::string &manifestPath,
                            std::shared_ptr<KernelLibrary> *result) {
   json::Value root;
-  std::shared_ptr<const std::string> ptx;
-  if (Status s = readManifest(manifestPath, &root, &ptx); !s)
+  std::string ptxPath;
+  if (Status s = readManifest(manifestPath, &root, &ptxPath); !s)
     return s;
   const json::Value *kernels = root.get("kernels");
   if (!kernels || !kernels->isArray() || kernels->array.empty())
@@ -252,15 +547,21 @@ Status KernelLibrary::load(const std::string &manifestPath,
                   manifestPath + ": no 'kernels' entries");
 
   std::shared_ptr<KernelLibrary> library(new KernelLibrary);
-  uint64_t ptxId = nextUniqueId();
+  std::vector<std::unique_ptr<KernelSpec>> &specs = library->impl_->specs;
   for (const json::Value &entry : kernels->array) {
     auto spec = std::make_unique<KernelSpec>();
     if (std::string error = parseEntry(entry, spec.get()); !error.empty())
       return Status(StatusCode::ParseError, manifestPath + ": " + error);
+    specs.push_back(std::move(spec));
+  }
+  std::shared_ptr<const std::string> ptx;
+  if (Status s = readPtx(manifestPath, ptxPath, specs, &ptx); !s)
+    return s;
+  uint64_t ptxId = nextUniqueId();
+  for (auto &spec : specs) {
     spec->ptx = ptx;
     spec->id = nextUniqueId();
     spec->ptxId = ptxId;
-    library->impl_->specs.push_back(std::move(spec));
   }
   *result = std::move(library);
   return Status::ok();
@@ -270,8 +571,9 @@ Status KernelLibrary::loadDirectory(const std::string &directory,
                                     std::shared_ptr<KernelLibrary> *result) {
   DIR *dir = opendir(directory.c_str());
   if (!dir)
-    return Status(StatusCode::NotFound,
-                  "cannot open kernel directory '" + directory + "'");
+    return Status(StatusCode::NotFound, "cannot open kernel directory '" +
+                                            directory +
+                                            "': " + std::strerror(errno));
   std::vector<std::string> manifests;
   while (dirent *entry = readdir(dir)) {
     std::string name = entry->d_name;

@@ -133,6 +133,9 @@ Status Decoder::checkPageTable(const DecodeParams &p, void *streamPtr,
   int64_t numPages = p.kCache.sizes[0];
   if (numPages > INT32_MAX)
     return invalid("more than 2^31 pages");
+  // The check's result key, b * (max_pages + 1) + j + 1, must fit in i64.
+  if (p.blockTable.sizes[1] > INT32_MAX)
+    return invalid("more than 2^31 pages per sequence");
   int64_t key = 0;
   if (!(s = runCheckKernel(*d, *spec_, kernels.check, p, numPages, stream,
                            &key)))

@@ -11,15 +11,23 @@ Tensor Tensor::contiguous(void *data, DType dtype,
   Tensor t;
   t.data = data;
   t.dtype = dtype;
-  t.rank = static_cast<int>(std::min<size_t>(sizes.size(), 4));
-  int i = 0;
-  for (int64_t s : sizes)
-    if (i < 4)
-      t.sizes[i++] = s;
+  // More than four sizes is no tensor the runtime takes: rank -1 (see
+  // below) rather than the first four.
+  if (sizes.size() > 4) {
+    t.rank = -1;
+    return t;
+  }
+  t.rank = static_cast<int>(sizes.size());
+  std::copy(sizes.begin(), sizes.end(), t.sizes);
   int64_t stride = 1;
   for (int d = t.rank - 1; d >= 0; --d) {
     t.strides[d] = stride;
-    stride *= t.sizes[d];
+    // Sizes whose product overflows have no row-major layout: the rank of
+    // -1 makes every call refuse the view instead of a wrapped stride.
+    if (__builtin_mul_overflow(stride, t.sizes[d], &stride)) {
+      t.rank = -1;
+      break;
+    }
   }
   return t;
 }
@@ -27,6 +35,7 @@ Tensor Tensor::contiguous(void *data, DType dtype,
 int64_t Tensor::numElements() const {
   int64_t n = 1;
   for (int d = 0; d < rank; ++d)
-    n *= sizes[d];
+    if (__builtin_mul_overflow(n, sizes[d], &n))
+      return -1;
   return n;
 }

@@ -5,6 +5,7 @@
 #include "Manifest.h"
 
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 
 using namespace paged_attn;
@@ -48,13 +49,61 @@ static Status checkVectorRows(const char *name, const Tensor &t) {
     return invalid(std::string(name) +
                    " must have unit stride in its last dimension, got " +
                    std::to_string(t.strides[t.rank - 1]));
-  int64_t bytes = int64_t(dtypeBytes(t.dtype));
+  uint64_t bytes = dtypeBytes(t.dtype);
+  // In uint64_t, where a product that wraps is still right modulo 16 (a
+  // divisor of 2^64), instead of overflowing int64_t. The extent check
+  // refuses strides too large to be followed.
   for (int i = 0; i + 1 < t.rank; ++i)
-    if ((t.strides[i] * bytes) % 16 != 0)
+    if ((uint64_t(t.strides[i]) * bytes) % 16 != 0)
       return invalid(std::string(name) + " stride of dim " + std::to_string(i) +
                      " (" + std::to_string(t.strides[i]) +
                      " elements) is not a multiple of 16 bytes");
   return Status::ok();
+}
+
+/// The byte offsets from `t.data` of the first and past the last byte the
+/// view spans (sizes already checked non-negative); false when they do
+/// not fit in int64_t. Empty views span nothing.
+static bool byteExtent(const Tensor &t, int64_t *lo, int64_t *hi) {
+  *lo = *hi = 0;
+  for (int d = 0; d < t.rank; ++d)
+    if (t.sizes[d] == 0)
+      return true;
+  int64_t first = 0, last = 0, elem = int64_t(dtypeBytes(t.dtype));
+  for (int d = 0; d < t.rank; ++d) {
+    int64_t reach;
+    if (__builtin_mul_overflow(t.sizes[d] - 1, t.strides[d], &reach) ||
+        __builtin_add_overflow(reach < 0 ? first : last, reach,
+                               reach < 0 ? &first : &last))
+      return false;
+  }
+  return !__builtin_mul_overflow(first, elem, lo) &&
+         !__builtin_mul_overflow(last, elem, hi) &&
+         !__builtin_add_overflow(*hi, elem, hi);
+}
+
+/// The kernels address elements as the pointer plus an i64 offset: every
+/// element the view spans must have a byte offset int64_t holds and an
+/// address that does not wrap. A stride of 2^62 elements is refused here,
+/// not followed out of the address space.
+static Status checkExtent(const char *name, const Tensor &t) {
+  int64_t lo = 0, hi = 0;
+  uintptr_t base = reinterpret_cast<uintptr_t>(t.data);
+  if (byteExtent(t, &lo, &hi) && base >= uintptr_t(0) - uintptr_t(lo) &&
+      UINTPTR_MAX - base >= uintptr_t(hi))
+    return Status::ok();
+  std::ostringstream strides;
+  for (int d = 0; d < t.rank; ++d)
+    strides << (d ? ", " : "") << t.strides[d];
+  return invalid(std::string(name) + " of shape " + shapeString(t) +
+                 " and strides [" + strides.str() +
+                 "] spans more memory than an address can reach");
+}
+
+/// Whether `dtype` is one of the Spec's: a C or Python caller's enum value
+/// may be anything, and dtypeName would misname it.
+static bool isKnownDType(DType dtype) {
+  return unsigned(dtype) <= unsigned(DType::I64);
 }
 
 Status detail::checkTensor(const KernelParam &param, const Tensor &t,
@@ -63,6 +112,12 @@ Status detail::checkTensor(const KernelParam &param, const Tensor &t,
   int rank = int(param.shape.size());
   if (!t.data)
     return invalid(std::string(name) + " is a null pointer");
+  if (t.rank < 0 || t.rank > 4)
+    return invalid(std::string(name) + " is not a valid tensor: its rank (" +
+                   std::to_string(t.rank) + ") is outside [0, 4]");
+  if (!isKnownDType(t.dtype))
+    return invalid(std::string(name) + " has an invalid dtype (" +
+                   std::to_string(int(t.dtype)) + ")");
   if (t.rank != rank)
     return invalid(std::string(name) + " must have rank " +
                    std::to_string(rank) + " (" + shapeDoc + "), got " +
@@ -78,8 +133,31 @@ Status detail::checkTensor(const KernelParam &param, const Tensor &t,
       return invalid(std::string(name) + " has shape " + shapeString(t) +
                      ", expected " + shapeDoc);
   }
-  if (param.unitInnermostStride)
-    return checkVectorRows(name, t);
+  if (param.unitInnermostStride) {
+    if (Status s = checkVectorRows(name, t); !s)
+      return s;
+  } else if (size_t bytes = dtypeBytes(t.dtype);
+             reinterpret_cast<uintptr_t>(t.data) % bytes != 0) {
+    // Elements are loaded whole (i32 page numbers and lengths).
+    return invalid(std::string(name) + " data pointer is not " +
+                   std::to_string(bytes) + "-byte aligned");
+  }
+  return checkExtent(name, t);
+}
+
+Status detail::checkBatch(int64_t batch) {
+  if (batch < 0)
+    return invalid("batch must be at least 0, got " + std::to_string(batch));
+  if (batch > kMaxBatch)
+    return invalid("batch " + std::to_string(batch) +
+                   " exceeds the grid limit of 65535 sequences per launch");
+  return Status::ok();
+}
+
+Status detail::checkNumSplits(int64_t numSplits) {
+  if (numSplits < 0 || numSplits > kMaxSplits)
+    return invalid("num_splits must be in [0, 65535], got " +
+                   std::to_string(numSplits));
   return Status::ok();
 }
 
@@ -130,14 +208,17 @@ Status Decoder::validate(const DecodeParams &p, int64_t *batchOut,
   int64_t batch = 0;
   if (Status s = checkOperands(*spec_, p, &batch); !s)
     return s;
-  if (batch > 65535)
-    return invalid("batch " + std::to_string(batch) +
-                   " exceeds the grid limit of 65535 sequences per launch");
+  if (Status s = checkBatch(batch); !s)
+    return s;
   if (p.scale < 0 || !std::isfinite(p.scale))
     return invalid("scale must be finite and positive (or 0 for "
                    "1/sqrt(head_dim))");
   int64_t pageSize = config_.pageSize;
-  int64_t capacity = p.blockTable.sizes[1] * pageSize;
+  int64_t capacity = 0;
+  if (__builtin_mul_overflow(p.blockTable.sizes[1], pageSize, &capacity))
+    return invalid("the page table's capacity (" +
+                   std::to_string(p.blockTable.sizes[1]) + " pages of " +
+                   std::to_string(pageSize) + " tokens) overflows int64");
   int64_t maxSeqLen = p.maxSeqLen < 0 ? capacity : p.maxSeqLen;
   if (maxSeqLen > capacity)
     return invalid("max_seq_len " + std::to_string(maxSeqLen) +
@@ -145,9 +226,8 @@ Status Decoder::validate(const DecodeParams &p, int64_t *batchOut,
                    std::to_string(p.blockTable.sizes[1]) + " pages of " +
                    std::to_string(pageSize) + " = " + std::to_string(capacity) +
                    " tokens)");
-  if (p.numSplits < 0 || p.numSplits > 65535)
-    return invalid("num_splits must be in [0, 65535], got " +
-                   std::to_string(p.numSplits));
+  if (Status s = checkNumSplits(p.numSplits); !s)
+    return s;
   *batchOut = batch;
   *maxSeqLenOut = maxSeqLen;
   return Status::ok();

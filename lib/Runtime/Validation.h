@@ -38,6 +38,16 @@ const Tensor *operandTensor(const DecodeParams &params, LaunchValue value);
 Status checkTensor(const KernelParam &param, const Tensor &t, int64_t dim0,
                    const char *shapeDoc);
 
+/// The most sequences one launch takes: the grid's y dimension.
+constexpr int64_t kMaxBatch = 65535;
+/// The most chunks a sequence is split into: the grid's z dimension.
+constexpr int64_t kMaxSplits = 65535;
+
+/// InvalidArgument unless 0 <= batch <= kMaxBatch.
+Status checkBatch(int64_t batch);
+/// InvalidArgument unless 0 <= numSplits <= kMaxSplits (0: automatic).
+Status checkNumSplits(int64_t numSplits);
+
 } // namespace detail
 } // namespace paged_attn
 #pragma GCC visibility pop

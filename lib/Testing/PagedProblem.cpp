@@ -322,13 +322,11 @@ double Problem::bytesMoved() const {
 
 Status Problem::prepareWorkspace(const Decoder &decoder, int numSplits) {
   size_t bytes = 0;
-  if (numSplits == 0) {
-    Status s = decoder.maxWorkspaceSize(ref_.batch, maxSeqLen(), &bytes);
-    if (!s)
-      return s;
-  } else {
-    bytes = decoder.workspaceSize(ref_.batch, numSplits);
-  }
+  Status s = numSplits == 0
+                 ? decoder.maxWorkspaceSize(ref_.batch, maxSeqLen(), &bytes)
+                 : decoder.workspaceSize(ref_.batch, numSplits, &bytes);
+  if (!s)
+    return s;
   if (bytes == 0)
     return Status::ok();
   return workspace_.allocate(bytes);

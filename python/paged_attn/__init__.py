@@ -20,14 +20,17 @@ persistent buffers, or one captured in a CUDA graph) can check them once:
 
 Kernels come from the compiler when this build has it (compiled on first use
 and cached on disk in $PAGED_ATTN_CACHE_DIR, default ~/.cache/paged_attn,
-keyed by config and compiler version), else from the compiled kernels
-(paged-attn-compile output) in $PAGED_ATTN_KERNEL_DIR.
+keyed by config and compiler version; an entry found broken is compiled
+again), else from the compiled kernels (paged-attn-compile output) in
+$PAGED_ATTN_KERNEL_DIR.
 """
 
 import hashlib
 import json
 import math
+import operator
 import os
+import shutil
 import tempfile
 import threading
 
@@ -244,30 +247,89 @@ def compile(num_heads, num_kv_heads, head_dim, page_size, dtype="bf16",
     return ptx, json.loads(manifest)
 
 
-def _cached_manifest(name, args, chip):
-    """Path of the cached manifest for a config, compiling it on a miss."""
-    key = hashlib.sha256(
-        f"{name}|{chip}|{_ext.compiler_version()}".encode()).hexdigest()[:16]
-    directory = os.path.join(cache_dir(), f"{name}-{chip}-{key}")
-    manifest = os.path.join(directory, name + ".json")
-    if os.path.exists(manifest):
-        return manifest
+def _cache_root():
+    """cache_dir(), which must be a directory where it exists."""
+    root = cache_dir()
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise PagedAttnError(f"the kernel cache {root!r} "
+                             f"($PAGED_ATTN_CACHE_DIR) is not a directory")
+    return root
+
+
+def _write_entry(root, directory, name, args, chip):
+    """Compiles a cache entry into a temporary directory and renames it into
+    place, so that a reader never sees half an entry. When another process
+    renamed its entry there first, that one is kept."""
     ptx, man = compile(*args, chip=chip)
-    os.makedirs(cache_dir(), exist_ok=True)
-    # Write into a temporary directory and rename it into place, so a
-    # reader never sees half a cache entry.
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir())
-    with open(os.path.join(tmp, name + ".ptx"), "w") as f:
-        f.write(ptx)
-    with open(os.path.join(tmp, name + ".json"), "w") as f:
-        json.dump(man, f, indent=2)
+    try:
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=root)
+    except OSError as e:
+        raise PagedAttnError(f"cannot write to the kernel cache {root!r} "
+                             f"($PAGED_ATTN_CACHE_DIR): {e.strerror}") from None
+    try:
+        with open(os.path.join(tmp, name + ".ptx"), "w") as f:
+            f.write(ptx)
+        with open(os.path.join(tmp, name + ".json"), "w") as f:
+            json.dump(man, f, indent=2)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PagedAttnError(f"cannot write to the kernel cache {root!r} "
+                             f"($PAGED_ATTN_CACHE_DIR): {e.strerror}") from None
     try:
         os.rename(tmp, directory)
     except OSError:  # another process won the race
-        for entry in os.listdir(tmp):
-            os.remove(os.path.join(tmp, entry))
-        os.rmdir(tmp)
-    return manifest
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _set_aside(root, directory):
+    """Removes a broken cache entry: renamed away first (atomically, as
+    entries are written), then deleted."""
+    aside = None
+    try:
+        aside = tempfile.mkdtemp(prefix=".broken-", dir=root)
+        os.rename(directory, os.path.join(aside, "entry"))
+    except FileNotFoundError:
+        pass  # another process moved it first
+    except OSError as e:
+        raise PagedAttnError(f"the kernel cache entry {directory!r} is broken "
+                             f"and cannot be replaced ({e.strerror}): delete "
+                             f"it") from None
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _cached_library(name, args, chip):
+    """(manifest path, library) of the cached kernels for a config,
+    compiling them on a miss. An entry the runtime cannot load (a truncated
+    or missing manifest or PTX, invalid JSON: a write or a deletion that
+    was cut short) is compiled again."""
+    root = _cache_root()
+    key = hashlib.sha256(
+        f"{name}|{chip}|{_ext.compiler_version()}".encode()).hexdigest()[:16]
+    directory = os.path.join(root, f"{name}-{chip}-{key}")
+    manifest = os.path.join(directory, name + ".json")
+    if os.path.lexists(directory):
+        try:
+            return manifest, _ext.Library(manifest)
+        except PagedAttnError as e:
+            if not _ext.has_compiler():
+                raise PagedAttnError(f"the kernel cache entry {directory!r} "
+                                     f"is broken ({e}): delete it") from None
+        _set_aside(root, directory)
+    _write_entry(root, directory, name, args, chip)
+    try:
+        return manifest, _ext.Library(manifest)
+    except PagedAttnError as e:
+        raise PagedAttnError(f"the kernel cache entry {directory!r} cannot be "
+                             f"read ({e}): delete it") from None
+
+
+def _cached_manifest(name, args, chip):
+    """Path of the cached manifest for a config, compiling it on a miss (or
+    when the entry is broken)."""
+    return _cached_library(name, args, chip)[0]
 
 
 def _decoder(hq, hkv, d, page, dtype, layout):
@@ -283,8 +345,8 @@ def _decoder(hq, hkv, d, page, dtype, layout):
         kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
         if _ext.has_compiler() and not kernel_dir:
             chip = _current_chip()
-            lib = _ext.Library(_cached_manifest(
-                name, (hq, hkv, d, page, dtype, layout), chip))
+            _, lib = _cached_library(name, (hq, hkv, d, page, dtype, layout),
+                                     chip)
         elif kernel_dir:
             lib = _ext.Library(kernel_dir, directory=True)
         else:
@@ -300,6 +362,43 @@ def _decoder(hq, hkv, d, page, dtype, layout):
 # ---------------------------------------------------------------------------
 # decode
 # ---------------------------------------------------------------------------
+
+
+def _scale_value(scale):
+    """The scale decode() passes: 0.0 (1/sqrt(head_dim)) for None, else a
+    finite positive number (a Python or numpy int or float, or anything
+    else float() takes but a string) as a float."""
+    if scale is None:
+        return 0.0
+    try:
+        if isinstance(scale, (str, bytes, bool)):
+            raise TypeError
+        value = float(scale)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"scale must be a finite positive number, got "
+                         f"{scale!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"scale must be finite and positive, got {scale}")
+    return value
+
+
+def _int_option(name, value, lo, hi):
+    """`value` as an int in [lo, hi]; ValueError naming the option else
+    (where the runtime's binding would raise a bare TypeError or clamp)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        n = operator.index(value)
+    except TypeError:
+        n = None
+    if n is None or not lo <= n <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got "
+                         f"{value!r}")
+    return n
+
+
+_MAX_SPLITS = 65535
+_INT64_MAX = 2**63 - 1
 
 
 def _check_ranks(tensors):
@@ -368,18 +467,16 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
     if od.shape != qd.shape or od.dtype != qd.dtype:
         raise ValueError(f"out must match q: shape {qd.shape} {qd.dtype}, got "
                          f"{od.shape} {od.dtype}")
-    if scale is None:
-        scale = 0.0
-    elif not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale must be finite and positive, got {scale}")
+    scale = _scale_value(scale)
+    num_splits = _int_option("num_splits", num_splits, 0, _MAX_SPLITS)
     if max_seq_len is None:
         max_seq_len = btd.shape[1] * page
+    max_seq_len = _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX)
     dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
     ws_ptr, ws_bytes = _buffer("workspace", workspace)
     return dec, (qd.as_tuple(), kd.as_tuple(), vd.as_tuple(), btd.as_tuple(),
-                 sld.as_tuple(), od.as_tuple(), float(scale),
-                 int(max_seq_len), int(num_splits), ws_ptr, ws_bytes,
-                 bool(check_page_table))
+                 sld.as_tuple(), od.as_tuple(), scale, max_seq_len,
+                 num_splits, ws_ptr, ws_bytes, bool(check_page_table))
 
 
 def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
@@ -390,12 +487,14 @@ def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
     kd = _describe("k_cache", k_cache)
     btd = _describe("block_table", block_table)
     hq, hkv, d, page = _config(qd, kd, btd, layout)
-    dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
-    if num_splits:
-        return dec.workspace_size(qd.shape[0], int(num_splits))
+    num_splits = _int_option("num_splits", num_splits, 0, _MAX_SPLITS)
     if max_seq_len is None:
         max_seq_len = btd.shape[1] * page
-    return dec.max_workspace_size(qd.shape[0], int(max_seq_len))
+    max_seq_len = _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX)
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
+    if num_splits:
+        return dec.workspace_size(qd.shape[0], num_splits)
+    return dec.max_workspace_size(qd.shape[0], max_seq_len)
 
 
 def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,

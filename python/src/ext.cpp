@@ -253,8 +253,10 @@ NB_MODULE(_ext, m) {
           nb::arg("head_dim"), nb::arg("page_size"), nb::arg("dtype"),
           nb::arg("layout"), nb::arg("num_warps") = 4)
       .def("workspace_size",
-           [](const PyDecoder &self, int64_t batch, int numSplits) {
-             return self.decoder->workspaceSize(batch, numSplits);
+           [](const PyDecoder &self, int64_t batch, int64_t numSplits) {
+             size_t bytes = 0;
+             check(self.decoder->workspaceSize(batch, numSplits, &bytes));
+             return bytes;
            })
       .def("max_workspace_size",
            [](const PyDecoder &self, int64_t batch, int64_t maxSeqLen) {

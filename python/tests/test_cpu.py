@@ -3,6 +3,7 @@ their messages. Tensors are stand-ins exporting __cuda_array_interface__,
 so torch is not needed."""
 import json
 import os
+import re
 
 import pytest
 
@@ -267,3 +268,142 @@ def test_layout_that_is_not_a_string():
     with pytest.raises(ValueError, match="layout must be 'nhd' or 'hnd', got "
                                          "None"):
         call(layout=None)
+
+
+def test_scale_must_be_a_number():
+    # A string used to reach `scale > 0` and raise a bare TypeError.
+    with pytest.raises(ValueError, match=r"scale must be a finite positive "
+                                         r"number, got '0.1'"):
+        call(scale="0.1")
+    with pytest.raises(ValueError, match=r"scale must be a finite positive "
+                                         r"number, got True"):
+        call(scale=True)
+    with pytest.raises(ValueError, match=r"scale must be a finite positive "
+                                         r"number, got \[0.1\]"):
+        call(scale=[0.1])
+    with pytest.raises(ValueError, match="scale must be finite and positive, "
+                                         "got inf"):
+        call(scale=float("inf"))
+    with pytest.raises(ValueError, match="scale must be finite and positive, "
+                                         "got 0"):
+        call(scale=0)
+    assert paged_attn._scale_value(None) == 0.0
+    assert paged_attn._scale_value(2) == 2.0
+    assert paged_attn._scale_value(0.125) == 0.125
+
+
+def test_scale_takes_numpy_scalars():
+    np = pytest.importorskip("numpy")
+    assert paged_attn._scale_value(np.float32(0.5)) == 0.5
+    assert paged_attn._scale_value(np.float64(0.25)) == 0.25
+    assert paged_attn._scale_value(np.int64(3)) == 3.0
+    with pytest.raises(ValueError, match="scale must be finite and positive"):
+        paged_attn._scale_value(np.float32("nan"))
+
+
+def test_integer_options_are_checked():
+    # Past int32 the runtime's binding raised a bare TypeError.
+    with pytest.raises(ValueError, match=r"num_splits must be an integer in "
+                                         r"\[0, 65535\], got 1099511627776"):
+        call(num_splits=1 << 40)
+    with pytest.raises(ValueError, match=r"num_splits must be an integer in "
+                                         r"\[0, 65535\], got 2.0"):
+        call(num_splits=2.0)
+    # A negative bound used to mean the page table's capacity, silently.
+    with pytest.raises(ValueError, match=r"max_seq_len must be an integer in "
+                                         r"\[0, 9223372036854775807\], got -5"):
+        call(max_seq_len=-5)
+    a = inputs()
+    with pytest.raises(ValueError, match=r"num_splits must be an integer in "
+                                         r"\[0, 65535\], got 1048576"):
+        paged_attn.workspace_size(a["q"], a["k_cache"], a["block_table"],
+                                  num_splits=1 << 20)
+
+
+def test_workspace_size_of_a_rank_1_q():
+    a = inputs()
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions, got shape "
+                                         r"\(4096,\)"):
+        paged_attn.workspace_size(Cuda((4096,)), a["k_cache"],
+                                  a["block_table"], num_splits=2)
+
+
+@pytest.mark.skipif(not _kernels_available(), reason="no compiler, no kernels")
+def test_workspace_size_beyond_the_grid_is_an_error():
+    # A size for a batch no launch takes used to be returned.
+    a = inputs()
+    with pytest.raises(ValueError, match="batch 70000 exceeds the grid limit "
+                                         "of 65535 sequences per launch"):
+        paged_attn.workspace_size(Cuda((70000, 32, 128)), a["k_cache"],
+                                  Cuda((70000, 10), "<i4"), num_splits=2)
+    assert paged_attn.workspace_size(a["q"], a["k_cache"], a["block_table"],
+                                     num_splits=1) == 0
+
+
+CONFIG = "h32_kv8_d64_p16_f16_hnd_w4"
+CONFIG_ARGS = (32, 8, 64, 16, "f16", "hnd")
+
+
+@needs_compiler
+def test_cache_dir_that_is_a_file(monkeypatch, tmp_path):
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("PAGED_ATTN_CACHE_DIR", str(not_a_dir))
+    monkeypatch.delenv("PAGED_ATTN_KERNEL_DIR", raising=False)
+    message = (re.escape(f"the kernel cache '{not_a_dir}' "
+                         f"($PAGED_ATTN_CACHE_DIR) is not a directory"))
+    with pytest.raises(paged_attn.PagedAttnError, match=message):
+        paged_attn._cached_manifest(CONFIG, CONFIG_ARGS, "sm_90")
+    # And through a call that needs kernels (not a bare NotADirectoryError),
+    # with no decoder left from an earlier test.
+    monkeypatch.setattr(paged_attn, "_decoders", {})
+    with pytest.raises(paged_attn.PagedAttnError, match=message):
+        a = inputs()
+        paged_attn.workspace_size(a["q"], a["k_cache"], a["block_table"],
+                                  num_splits=2)
+
+
+def _breakages():
+    """Ways a cache entry is left broken: (name, what to do to its manifest
+    and PTX paths)."""
+    def write(path, text):
+        with open(path, "w") as f:
+            f.write(text)
+    return [
+        ("empty manifest", lambda m, p: write(m, "")),
+        ("truncated manifest", lambda m, p: write(m, open(m).read()[:100])),
+        ("no manifest", lambda m, p: os.remove(m)),
+        ("no PTX", lambda m, p: os.remove(p)),
+        ("empty PTX", lambda m, p: write(p, "")),
+        ("truncated PTX", lambda m, p: write(p, open(p).read()[:2000])),
+    ]
+
+
+@needs_compiler
+@pytest.mark.parametrize("name,damage", _breakages(),
+                         ids=[b[0] for b in _breakages()])
+def test_broken_cache_entry_is_compiled_again(_isolated_cache, name, damage):
+    path = paged_attn._cached_manifest(CONFIG, CONFIG_ARGS, "sm_90")
+    ptx = path.replace(".json", ".ptx")
+    damage(path, ptx)
+    again = paged_attn._cached_manifest(CONFIG, CONFIG_ARGS, "sm_90")
+    assert again == path
+    with open(path) as f:
+        assert json.load(f)["kernels"][0]["config"]["head_dim"] == 64
+    assert ".entry" in open(ptx).read()
+    paged_attn._ext.Library(path)  # loads
+    left = [e for e in os.listdir(_isolated_cache) if e.startswith(".")]
+    assert not left, left
+
+
+@needs_compiler
+def test_broken_cache_entry_without_a_compiler(_isolated_cache, monkeypatch):
+    path = paged_attn._cached_manifest(CONFIG, CONFIG_ARGS, "sm_90")
+    os.remove(path.replace(".json", ".ptx"))
+    monkeypatch.setattr(paged_attn._ext, "has_compiler", lambda: False)
+    entry = os.path.dirname(path)
+    with pytest.raises(paged_attn.PagedAttnError,
+                       match=re.escape(f"the kernel cache entry '{entry}' is "
+                                       f"broken (cannot read PTX ") +
+                       r".*\): delete it"):
+        paged_attn._cached_manifest(CONFIG, CONFIG_ARGS, "sm_90")

@@ -18,14 +18,17 @@
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 
@@ -90,6 +93,46 @@ protected:
     p.out = Tensor::contiguous(base + (1 << 29), DType::BF16, {batch, 32, 128});
     p.numSplits = 1;
     return p;
+  }
+
+  /// The message of loading a copy of the suite's manifest changed by
+  /// `edit` (`entry` is its one kernel entry), which must fail to parse.
+  static std::string
+  refusal(const std::function<void(llvm::json::Object &root,
+                                   llvm::json::Object &entry)> &edit) {
+    std::ifstream in(directory + "/k.json");
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    llvm::Expected<llvm::json::Value> root = llvm::json::parse(text);
+    if (!root) {
+      ADD_FAILURE() << llvm::toString(root.takeError());
+      return "";
+    }
+    llvm::json::Object &object = *root->getAsObject();
+    edit(object, *(*object.getArray("kernels"))[0].getAsObject());
+    std::string edited = directory + "/edited.json";
+    {
+      std::error_code ec;
+      llvm::raw_fd_ostream out(edited, ec);
+      out << llvm::formatv("{0:2}", *root);
+    }
+    std::shared_ptr<KernelLibrary> lib;
+    Status s = KernelLibrary::load(edited, &lib);
+    std::remove(edited.c_str());
+    EXPECT_EQ(s.code(), StatusCode::ParseError) << s.message();
+    std::string prefix = edited + ": ";
+    if (s.message().compare(0, prefix.size(), prefix) == 0)
+      return s.message().substr(prefix.size());
+    return s.message();
+  }
+
+  /// The refusal of a manifest whose kernel entry has `value` at `key` of
+  /// its object `section` ("config", "decode", ...).
+  static std::string refusalWith(const char *section, const char *key,
+                                 llvm::json::Value value) {
+    return refusal([&](llvm::json::Object &, llvm::json::Object &entry) {
+      (*entry.getObject(section))[key] = std::move(value);
+    });
   }
 
   /// The message of a decode that must fail validation.
@@ -206,6 +249,86 @@ TEST_F(RuntimeTest, RejectsMisalignment) {
   p.vCache.strides[0] = 16 * 8 * 128 + 3;
   EXPECT_EQ(rejection(p), "v_cache stride of dim 0 (16387 elements) is not a "
                           "multiple of 16 bytes");
+}
+
+TEST_F(RuntimeTest, RejectsMisalignedInt32Operands) {
+  // Page numbers and lengths are loaded as whole i32s.
+  DecodeParams p = validParams();
+  p.blockTable.data = static_cast<char *>(p.blockTable.data) + 2;
+  EXPECT_EQ(rejection(p), "block_table data pointer is not 4-byte aligned");
+  p = validParams();
+  p.seqLens.data = static_cast<char *>(p.seqLens.data) + 1;
+  EXPECT_EQ(rejection(p), "seq_lens data pointer is not 4-byte aligned");
+}
+
+// Strides are checked in arithmetic that cannot overflow, and a view whose
+// elements lie beyond what an i64 byte offset or an address reaches is
+// refused.
+TEST_F(RuntimeTest, RejectsStridesPastTheAddressSpace) {
+  DecodeParams p = validParams();
+  // 2^62 elements of 2 bytes: 2^63 bytes, which wrapped to a multiple of
+  // 16 in int64_t arithmetic and passed.
+  p.kCache.strides[0] = int64_t(1) << 62;
+  EXPECT_EQ(rejection(p),
+            "k_cache of shape [100, 16, 8, 128] and strides "
+            "[4611686018427387904, 1024, 128, 1] spans more memory than an "
+            "address can reach");
+  p = validParams();
+  p.blockTable.strides[0] = int64_t(1) << 62;
+  EXPECT_EQ(rejection(p), "block_table of shape [4, 10] and strides "
+                          "[4611686018427387904, 1] spans more memory than an "
+                          "address can reach");
+  p = validParams();
+  p.seqLens.strides[0] = -(int64_t(1) << 61);
+  EXPECT_NE(rejection(p).find("seq_lens of shape [4] and strides "
+                              "[-2305843009213693952] spans more memory"),
+            std::string::npos);
+  // A view that fits in i64 offsets but wraps past the top of memory.
+  p = validParams();
+  p.out.data = reinterpret_cast<void *>(uintptr_t(0) - 4096);
+  EXPECT_NE(rejection(p).find("out of shape [4, 32, 128]"), std::string::npos);
+  // Large strides along a dimension of one element are never followed.
+  if (!hasDriver()) {
+    p = validParams(1);
+    p.q.strides[0] = int64_t(1) << 62;
+    EXPECT_EQ(decoder->decode(p, nullptr).code(), StatusCode::NoDriver);
+  }
+}
+
+TEST_F(RuntimeTest, RejectsCapacityThatOverflows) {
+  DecodeParams p = validParams();
+  // Stride 0: one page number repeated, so the view itself is small.
+  p.blockTable.sizes[1] = INT64_MAX / 8;
+  p.blockTable.strides[0] = p.blockTable.strides[1] = 0;
+  EXPECT_EQ(rejection(p), "the page table's capacity (" +
+                              std::to_string(INT64_MAX / 8) +
+                              " pages of 16 tokens) overflows int64");
+}
+
+TEST_F(RuntimeTest, RejectsInvalidTensors) {
+  DecodeParams p = validParams();
+  p.q.rank = -1;
+  EXPECT_EQ(rejection(p),
+            "q is not a valid tensor: its rank (-1) is outside [0, 4]");
+  p = validParams();
+  p.out.rank = 5;
+  EXPECT_EQ(rejection(p),
+            "out is not a valid tensor: its rank (5) is outside [0, 4]");
+  p = validParams();
+  p.seqLens.dtype = static_cast<DType>(9);
+  EXPECT_EQ(rejection(p), "seq_lens has an invalid dtype (9)");
+  // Views Tensor::contiguous cannot make.
+  p = validParams();
+  p.q = Tensor::contiguous(p.q.data, DType::BF16, {1, 2, 3, 4, 5});
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_NE(rejection(p).find("q is not a valid tensor"), std::string::npos);
+  Tensor huge =
+      Tensor::contiguous(p.q.data, DType::BF16, {INT64_MAX / 2, 32, 128});
+  EXPECT_EQ(huge.rank, -1);
+  Tensor t = Tensor::contiguous(p.q.data, DType::BF16, {4, 32, 128});
+  EXPECT_EQ(t.numElements(), 4 * 32 * 128);
+  t.sizes[0] = INT64_MAX / 2;
+  EXPECT_EQ(t.numElements(), -1);
 }
 
 TEST_F(RuntimeTest, AcceptsStridedCaches) {
@@ -330,10 +453,211 @@ TEST_F(RuntimeTest, ManifestsAreCheckedAgainstTheSpec) {
   std::remove(changed.c_str());
 }
 
+// Every number a launch or the split-count model uses is checked when the
+// manifest is loaded: an integer, in the range the kernels can have.
+TEST_F(RuntimeTest, ManifestNumbersAreCheckedAtLoad) {
+  // tokens_per_iteration 0 used to load, and the split-count model divided
+  // by it on the first automatic decode.
+  EXPECT_EQ(refusalWith("split_kv", "tokens_per_iteration", 0),
+            "'split_kv.tokens_per_iteration' must be an integer in [1, "
+            "1048576], got 0");
+  EXPECT_EQ(refusalWith("split_kv", "tokens_per_iteration", 2.5),
+            "'split_kv.tokens_per_iteration' must be an integer in [1, "
+            "1048576], got 2.5");
+  EXPECT_EQ(refusalWith("split_kv", "tokens_per_iteration", "64"),
+            "'split_kv.tokens_per_iteration' must be an integer in [1, "
+            "1048576], got '64'");
+  EXPECT_EQ(refusal([](llvm::json::Object &, llvm::json::Object &entry) {
+              entry.getObject("split_kv")->erase("tokens_per_iteration");
+            }),
+            "no 'split_kv.tokens_per_iteration'");
+  // 32 query heads over 8 KV heads: 4 per KV head to share out.
+  EXPECT_EQ(refusalWith("decode", "ctas_per_kv_head", 0),
+            "'decode.ctas_per_kv_head' must be an integer in [1, 4], got 0");
+  EXPECT_EQ(refusalWith("decode", "ctas_per_kv_head", 2),
+            "'decode.ctas_per_kv_head' (2) times heads_per_cta (4) must be "
+            "num_heads / num_kv_heads (4)");
+  EXPECT_EQ(refusal([](llvm::json::Object &, llvm::json::Object &entry) {
+              llvm::json::Object &decode = *entry.getObject("decode");
+              decode.erase("heads_per_cta");
+              decode["ctas_per_kv_head"] = 3;
+            }),
+            "'decode.ctas_per_kv_head' (3) must divide num_heads / "
+            "num_kv_heads (4)");
+  EXPECT_EQ(refusalWith("decode", "heads_per_cta", 1e300),
+            "'decode.heads_per_cta' must be an integer in [1, 4], got "
+            "1e+300");
+  EXPECT_EQ(refusalWith("decode", "dynamic_shared_memory_bytes", -1),
+            "'decode.dynamic_shared_memory_bytes' must be an integer in [0, "
+            "232448], got -1");
+  EXPECT_EQ(refusalWith("decode", "dynamic_shared_memory_bytes", 300000),
+            "'decode.dynamic_shared_memory_bytes' must be an integer in [0, "
+            "232448], got 300000");
+  EXPECT_EQ(refusalWith("decode", "static_shared_memory_bytes", 200000),
+            "the decode kernel's shared memory (200000 static + 104448 "
+            "dynamic bytes) is more than any supported chip gives a CTA "
+            "(232448)");
+  EXPECT_EQ(refusalWith("merge", "dynamic_shared_memory_bytes", 1024),
+            "'merge.dynamic_shared_memory_bytes' must be an integer in [0, "
+            "0], got 1024");
+}
+
+TEST_F(RuntimeTest, ManifestBlocksAreCheckedAtLoad) {
+  const char *decodeRule =
+      "'decode.block' must be [x, 1, 1] with x a multiple of 32 in [1, 1024]";
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{100, 1, 1}),
+            std::string(decodeRule) + ", got 100");
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{2048, 1, 1}),
+            decodeRule);
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{128, 2, 1}),
+            decodeRule);
+  EXPECT_EQ(refusalWith("decode", "block", llvm::json::Array{128.5, 1, 1}),
+            decodeRule);
+  EXPECT_EQ(refusalWith("merge", "block", llvm::json::Array{0, 1, 1}),
+            "'merge.block' must be [x, 1, 1] with x in [1, 1024]");
+  EXPECT_EQ(refusalWith("check", "block", llvm::json::Array{128}),
+            "'check.block' must be [x, 1, 1] with x in [1, 1024]");
+}
+
+TEST_F(RuntimeTest, ManifestVersionAndNamesAreCheckedAtLoad) {
+  // 1.5 used to be read as version 1.
+  auto version = [](llvm::json::Value v) {
+    return refusal([&](llvm::json::Object &root, llvm::json::Object &) {
+      root["version"] = std::move(v);
+    });
+  };
+  EXPECT_EQ(version(1.5), "unsupported manifest version 1.5");
+  EXPECT_EQ(version(2), "unsupported manifest version 2");
+  EXPECT_EQ(version("1"), "unsupported manifest version '1'");
+  // The Spec reads the config's sizes as integers int64_t holds exactly.
+  EXPECT_EQ(refusalWith("config", "num_heads", 1e300),
+            "config has no integer 'num_heads'");
+  EXPECT_EQ(refusalWith("config", "page_size", -16),
+            "page_size must be at least 1, got -16");
+  // Configs are found by their fields and named by their name: the two
+  // must agree.
+  EXPECT_EQ(refusalWith("config", "name", "h32_kv8_d128_p16_f16_nhd_w4"),
+            "'config.name' is 'h32_kv8_d128_p16_f16_nhd_w4', but its fields "
+            "make h32_kv8_d128_p16_bf16_nhd_w4");
+  EXPECT_EQ(refusalWith("decode", "name", ""),
+            "no kernel name in 'decode.name'");
+  EXPECT_EQ(refusalWith("decode", "params", llvm::json::Array{}),
+            "decode kernel parameters do not match this runtime");
+}
+
+// The PTX a manifest names is refused at load, naming the file, when it is
+// not a file of PTX that defines the manifest's kernels: not found out by
+// the JIT on the first launch.
+TEST_F(RuntimeTest, ManifestPtxIsCheckedAtLoad) {
+  std::ifstream in(directory + "/k.ptx");
+  std::string ptx((std::istreambuf_iterator<char>(in)),
+                  std::istreambuf_iterator<char>());
+  std::string manifest = directory + "/k.json";
+  auto loadWithPtx = [&](const std::function<void(const std::string &)> &make) {
+    std::string ptxPath = directory + "/other.ptx";
+    make(ptxPath);
+    std::ifstream m(manifest);
+    std::string text((std::istreambuf_iterator<char>(m)),
+                     std::istreambuf_iterator<char>());
+    std::string from = "\"ptx\": \"k.ptx\"";
+    size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos);
+    text.replace(at, from.size(), "\"ptx\": \"other.ptx\"");
+    std::string path = directory + "/other.json";
+    std::ofstream(path) << text;
+    std::shared_ptr<KernelLibrary> lib;
+    Status s = KernelLibrary::load(path, &lib);
+    llvm::sys::fs::remove_directories(ptxPath);
+    std::remove(path.c_str());
+    EXPECT_FALSE(s) << "loaded";
+    return s;
+  };
+  std::string named = "PTX '" + directory + "/other.ptx' named by '" +
+                      directory + "/other.json' ";
+  auto withText = [&](const std::string &text) {
+    return [text](const std::string &path) { std::ofstream(path) << text; };
+  };
+  Status s = loadWithPtx(
+      [](const std::string &path) { llvm::sys::fs::create_directory(path); });
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_EQ(s.message(), "cannot read PTX '" + directory +
+                             "/other.ptx' named by '" + directory +
+                             "/other.json': it is a directory");
+  s = loadWithPtx(withText(""));
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_EQ(s.message(), named + "is empty");
+  s = loadWithPtx(withText("garbage\n"));
+  EXPECT_EQ(s.message(), named + "is not PTX (no .version directive)");
+  s = loadWithPtx(withText(".version 8.0\n// .target sm_90\n"));
+  EXPECT_EQ(s.message(), named + "is not PTX (no .target directive)");
+  // The merge kernel renamed: the manifest lists a kernel the PTX lacks.
+  std::string merge = "paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4";
+  std::string renamed = ptx;
+  for (size_t at = 0; (at = renamed.find(merge, at)) != std::string::npos;)
+    renamed[at + merge.size() - 1] = '5';
+  s = loadWithPtx(withText(renamed));
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_EQ(s.message(),
+            named + "has no kernel '" + merge + "' (no .entry of that name)");
+  // A kernel named only in a comment is not defined.
+  s = loadWithPtx(withText(renamed + "\n// .entry " + merge + "(\n"));
+  EXPECT_EQ(s.message(),
+            named + "has no kernel '" + merge + "' (no .entry of that name)");
+  // The manifest itself: a directory is not one.
+  std::shared_ptr<KernelLibrary> lib;
+  s = KernelLibrary::load(directory, &lib);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_EQ(s.message(),
+            "cannot read manifest '" + directory + "': it is a directory");
+}
+
 TEST_F(RuntimeTest, WorkspaceTooLargeForMemory) {
   // No size would be right: 0, and decode() would say why.
   EXPECT_EQ(decoder->workspaceSize(int64_t(1) << 50, 65535), 0u);
   EXPECT_EQ(decoder->workspaceSize(-1, 4), 0u);
+  EXPECT_EQ(decoder->workspaceSize(INT64_MAX, INT_MAX), 0u);
+}
+
+// The Status overload says why there is no size.
+TEST_F(RuntimeTest, WorkspaceSizeSaysWhy) {
+  size_t bytes = 7;
+  Status s = decoder->workspaceSize(int64_t(1) << 40, 1 << 20, &bytes);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(s.message(), "batch 1099511627776 exceeds the grid limit of "
+                         "65535 sequences per launch");
+  s = decoder->workspaceSize(4, 1 << 20, &bytes);
+  EXPECT_EQ(s.message(), "num_splits must be in [0, 65535], got 1048576");
+  s = decoder->workspaceSize(INT64_MAX, INT64_MAX, &bytes);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  s = decoder->workspaceSize(-1, 2, &bytes);
+  EXPECT_EQ(s.message(), "batch must be at least 0, got -1");
+  EXPECT_EQ(bytes, 7u) << "written on failure";
+  ASSERT_TRUE(decoder->workspaceSize(4, 3, &bytes));
+  EXPECT_EQ(bytes, size_t(4 * 32 * 3 * 128 * 4) + 1536u);
+  ASSERT_TRUE(decoder->workspaceSize(65535, 65535, &bytes));
+  // Each of the two arrays rounded up to 256 bytes.
+  size_t rows = size_t(65535) * 32 * 65535;
+  EXPECT_GE(bytes, rows * 129 * 4);
+  EXPECT_LT(bytes, rows * 129 * 4 + 512);
+  // The bounds the workspace needs no device for.
+  s = decoder->maxWorkspaceSize(65536, 1024, &bytes);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+  int splits = 0;
+  s = decoder->defaultNumSplits(-1, 1024, &splits);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+}
+
+// The split-count model takes any numbers without overflowing (the
+// sanitizer build checks).
+TEST_F(RuntimeTest, SplitHeuristicAtTheLimits) {
+  for (int64_t batch : {int64_t(0), int64_t(1), int64_t(65535), INT64_MAX})
+    for (int64_t len : {int64_t(-1), int64_t(1) << 31, INT64_MAX})
+      for (int sms : {0, 1, INT_MAX}) {
+        int splits = decoder->chooseNumSplits(batch, len, sms, INT_MAX);
+        EXPECT_GE(splits, 1);
+        EXPECT_LE(splits, 256);
+      }
+  EXPECT_EQ(decoder->chooseNumSplits(32, 4096, 132, 4), 2);
 }
 
 TEST_F(RuntimeTest, CApiTakesTheRulesFromTheSpec) {
@@ -382,6 +706,119 @@ TEST_F(RuntimeTest, CApiReportsErrors) {
   EXPECT_EQ(missing, nullptr);
   EXPECT_EQ(paged_attn_decoder_workspace_size(dec, 4, 3),
             size_t(4 * 32 * 3 * 128 * 4) + 1536u);
+  paged_attn_decoder_destroy(dec);
+  paged_attn_library_destroy(lib);
+}
+
+// paged_attn_tensor_contiguous used to read through a null `sizes`; now
+// such a view has rank -1, every call refuses it, and the reason is in
+// last_error.
+TEST_F(RuntimeTest, CApiRefusesInvalidTensors) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD, 0};
+  paged_attn_decoder dec = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_OK);
+  DecodeParams cpp = validParams();
+  auto toC = [](const Tensor &t) {
+    paged_attn_tensor r{};
+    r.data = t.data;
+    r.dtype = static_cast<paged_attn_dtype>(t.dtype);
+    r.rank = t.rank;
+    std::copy(t.sizes, t.sizes + 4, r.sizes);
+    std::copy(t.strides, t.strides + 4, r.strides);
+    return r;
+  };
+  paged_attn_decode_params p;
+  paged_attn_decode_params_init(&p);
+  p.q = toC(cpp.q);
+  p.k_cache = toC(cpp.kCache);
+  p.v_cache = toC(cpp.vCache);
+  p.block_table = toC(cpp.blockTable);
+  p.seq_lens = toC(cpp.seqLens);
+  p.out = toC(cpp.out);
+  p.num_splits = 1;
+  auto message = [&] {
+    EXPECT_EQ(paged_attn_decode(dec, &p, nullptr), PAGED_ATTN_INVALID_ARGUMENT);
+    return std::string(paged_attn_last_error());
+  };
+
+  paged_attn_tensor good = p.q;
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 3, nullptr);
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "paged_attn_tensor_contiguous: sizes is null");
+  EXPECT_EQ(message(),
+            "q is not a valid tensor: its rank (-1) is outside [0, 4]");
+  const int64_t sizes[5] = {4, 32, 128, 1, 1};
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 5, sizes);
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "paged_attn_tensor_contiguous: rank 5 is outside [0, 4]");
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, -3, sizes);
+  EXPECT_EQ(p.q.rank, -1);
+  const int64_t huge[3] = {INT64_MAX, INT64_MAX, 2};
+  p.q = paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 3, huge);
+  EXPECT_EQ(p.q.rank, -1);
+  EXPECT_STREQ(paged_attn_last_error(), "paged_attn_tensor_contiguous: the "
+                                        "product of the sizes overflows int64");
+  // A rank-0 view needs no sizes.
+  paged_attn_tensor scalar =
+      paged_attn_tensor_contiguous(good.data, PAGED_ATTN_F32, 0, nullptr);
+  EXPECT_EQ(scalar.rank, 0);
+  p.q =
+      paged_attn_tensor_contiguous(good.data, PAGED_ATTN_BF16, 3, cpp.q.sizes);
+  EXPECT_EQ(p.q.rank, 3);
+  EXPECT_EQ(p.q.strides[0], 32 * 128);
+
+  // An out-of-range rank or dtype set by hand is named, not cast.
+  p.q.rank = 7;
+  EXPECT_EQ(message(),
+            "q is not a valid tensor: its rank (7) is outside [0, 4]");
+  p.q = good;
+  p.seq_lens.dtype = static_cast<paged_attn_dtype>(7);
+  EXPECT_EQ(message(), "seq_lens has an invalid dtype (7)");
+  p.seq_lens.dtype = static_cast<paged_attn_dtype>(4);
+  EXPECT_EQ(message(), "seq_lens has an invalid dtype (4)");
+  p.seq_lens.dtype = PAGED_ATTN_I32;
+  p.block_table.data = static_cast<char *>(p.block_table.data) + 2;
+  EXPECT_EQ(message(), "block_table data pointer is not 4-byte aligned");
+  paged_attn_decoder_destroy(dec);
+  paged_attn_library_destroy(lib);
+}
+
+// The bare-size workspace call returns 0 with the reason in last_error
+// (and "" after a size); the status call returns the reason.
+TEST_F(RuntimeTest, CApiWorkspaceSizeErrors) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD, 0};
+  paged_attn_decoder dec = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_OK);
+  EXPECT_EQ(paged_attn_decoder_workspace_size(dec, int64_t(1) << 40, 1 << 20),
+            0u);
+  EXPECT_STREQ(paged_attn_last_error(), "batch 1099511627776 exceeds the grid "
+                                        "limit of 65535 sequences per launch");
+  EXPECT_EQ(paged_attn_decoder_workspace_size(dec, 4, 1), 0u);
+  EXPECT_STREQ(paged_attn_last_error(), "");
+  EXPECT_EQ(paged_attn_decoder_workspace_size(dec, INT64_MAX, INT32_MAX), 0u);
+  EXPECT_STRNE(paged_attn_last_error(), "");
+  EXPECT_EQ(paged_attn_decoder_workspace_size(nullptr, 4, 3), 0u);
+  EXPECT_STREQ(paged_attn_last_error(), "decoder is null");
+
+  size_t bytes = 0;
+  EXPECT_EQ(paged_attn_decoder_get_workspace_size(dec, 4, -2, &bytes),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "num_splits must be in [0, 65535], got -2");
+  EXPECT_EQ(paged_attn_decoder_get_workspace_size(dec, 4, 3, nullptr),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "bytes is null");
+  EXPECT_EQ(paged_attn_decoder_get_workspace_size(dec, 4, 3, &bytes),
+            PAGED_ATTN_OK);
+  EXPECT_EQ(bytes, size_t(4 * 32 * 3 * 128 * 4) + 1536u);
   paged_attn_decoder_destroy(dec);
   paged_attn_library_destroy(lib);
 }

@@ -484,6 +484,13 @@ TEST_F(StandinDriverTest, CheckModeRejectsMoreThanInt32Pages) {
   Status s = decoder->decode(p, nullptr);
   EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
   EXPECT_EQ(s.message(), "more than 2^31 pages");
+  // The check's result key counts max_pages + 1 entries per sequence.
+  p = params(2);
+  p.blockTable.sizes[1] = int64_t(1) << 31;
+  p.checkPageTable = true;
+  s = decoder->decode(p, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(s.message(), "more than 2^31 pages per sequence");
   EXPECT_EQ(standin.launchCount(), 0u);
 }
 
@@ -592,26 +599,42 @@ std::string manifestWithPtx(const std::string &name, const std::string &ptx) {
   return dir / "tc.json";
 }
 
+/// `ptx` with the first occurrence of `from` replaced by `to`.
+std::string replaced(std::string ptx, const std::string &from,
+                     const std::string &to) {
+  size_t at = ptx.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos)
+    ptx.replace(at, from.size(), to);
+  return ptx;
+}
+
+// PTX that the load's checks take (it has its directives and entries) but
+// the JIT refuses: the error carries the JIT's log.
 TEST_F(StandinDriverTest, JitErrorsCarryTheLog) {
   std::string ptx = readText(std::string(STANDIN_KERNEL_DIR) + "/tc.ptx");
+  size_t version = ptx.find(".version ");
+  ASSERT_NE(version, std::string::npos);
+  std::string versionLine =
+      ptx.substr(version, ptx.find('\n', version) - version);
   struct Case {
     const char *name;
     std::string ptx, error, log;
   } cases[] = {
-      {"not-ptx", "garbage", "CUDA_ERROR_INVALID_IMAGE", "not PTX"},
-      {"new-isa", ".version 9.9\n.target sm_90\n.address_size 64\n",
+      {"new-isa", replaced(ptx, versionLine, ".version 9.9"),
        "CUDA_ERROR_UNSUPPORTED_PTX_VERSION", "Unsupported .version 9.9"},
-      {"new-target", ".version 8.0\n.target sm_100\n.address_size 64\n",
+      {"new-target", replaced(ptx, ".target sm_90", ".target sm_100"),
        "CUDA_ERROR_INVALID_PTX", "sm_100"},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.name);
     std::shared_ptr<KernelLibrary> lib;
-    ASSERT_TRUE(KernelLibrary::load(manifestWithPtx(c.name, c.ptx), &lib));
+    Status s = KernelLibrary::load(manifestWithPtx(c.name, c.ptx), &lib);
+    ASSERT_TRUE(s) << s.message();
     std::unique_ptr<Decoder> d;
     ASSERT_TRUE(Decoder::create(lib, config, &d));
     size_t bytes = 0;
-    Status s = d->maxWorkspaceSize(4, 1024, &bytes);
+    s = d->maxWorkspaceSize(4, 1024, &bytes);
     EXPECT_EQ(s.code(), StatusCode::CudaError);
     EXPECT_NE(s.message().find("loading PTX failed: " + c.error),
               std::string::npos)
@@ -621,20 +644,39 @@ TEST_F(StandinDriverTest, JitErrorsCarryTheLog) {
   }
 }
 
-TEST_F(StandinDriverTest, MissingEntryIsNotFound) {
+// What is not PTX, or lacks a kernel the manifest lists, is refused when
+// loaded, before any driver call.
+TEST_F(StandinDriverTest, PtxWithoutTheKernelsIsRefusedAtLoad) {
   std::string ptx = readText(std::string(STANDIN_KERNEL_DIR) + "/tc.ptx");
   for (size_t at = 0; (at = ptx.find(kernel.merge, at)) != std::string::npos;)
     ptx[at + kernel.merge.size() - 1] ^= 1; // rename the merge entry
   std::shared_ptr<KernelLibrary> lib;
-  ASSERT_TRUE(KernelLibrary::load(manifestWithPtx("no-merge", ptx), &lib));
-  std::unique_ptr<Decoder> d;
-  ASSERT_TRUE(Decoder::create(lib, config, &d));
+  std::string manifest = manifestWithPtx("no-merge", ptx);
+  Status s = KernelLibrary::load(manifest, &lib);
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  std::string ptxPath = manifest.substr(0, manifest.size() - 5) + ".ptx";
+  EXPECT_EQ(s.message(), "PTX '" + ptxPath + "' named by '" + manifest +
+                             "' has no kernel '" + kernel.merge +
+                             "' (no .entry of that name)");
+  s = KernelLibrary::load(manifestWithPtx("not-ptx", "garbage"), &lib);
+  EXPECT_EQ(s.code(), StatusCode::ParseError);
+  EXPECT_NE(s.message().find("is not PTX (no .version directive)"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(standin.launchCount(), 0u);
+}
+
+// Should the driver still not find a kernel the PTX defines, the launch
+// fails with NotFound naming it.
+TEST_F(StandinDriverTest, MissingEntryIsNotFound) {
   DecodeParams p = params(1);
-  Status s = d->decode(p, nullptr);
+  standin.failNext("cuModuleGetFunction", 500);
+  Status s = decoder->decode(p, nullptr);
   EXPECT_EQ(s.code(), StatusCode::NotFound);
-  EXPECT_EQ(s.message(), "kernel '" + kernel.merge +
+  EXPECT_EQ(s.message(), "kernel '" + kernel.decode +
                              "' not in its PTX: CUDA_ERROR_NOT_FOUND: named "
                              "symbol not found");
+  EXPECT_EQ(standin.launchCount(), 0u);
 }
 
 TEST_F(StandinDriverTest, CudaCoreKernelOnAnOlderChip) {

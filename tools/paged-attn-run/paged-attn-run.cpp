@@ -24,13 +24,16 @@
 #endif
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 using namespace paged_attn;
@@ -48,6 +51,9 @@ struct Options {
   std::string kernels, chip;
   bool checkOnly = false, json = false, checkPageTable = false;
   bool hostOverhead = false;
+  /// Whether a flag of the config (--num-heads, ..., --num-warps) was
+  /// given: without one, a kernel library of one config decides it.
+  bool configGiven = false;
 };
 
 void usage() {
@@ -59,7 +65,9 @@ void usage() {
       "  --batch N --seq-len N      sequences and their length\n"
       "  --ragged                   lengths uniform in [1, 2*seq-len]\n"
       "  --num-splits N             0: automatic\n"
-      "  --kernels PATH             manifest or directory of manifests\n"
+      "  --kernels PATH             manifest or directory of manifests;\n"
+      "                             without config flags, the config of a\n"
+      "                             library that holds only one\n"
       "  --chip CHIP                when compiling in-process: %s\n"
       "                             (default: device 0's, else sm_90)\n"
       "  --warmup N --iters N --seed N\n"
@@ -68,13 +76,41 @@ void usage() {
       supportedChipList().c_str());
 }
 
+/// The integer `s` spells, if it is one int64_t holds.
 bool parseInt(const char *s, int64_t *out) {
   char *end = nullptr;
+  errno = 0;
   long long v = std::strtoll(s, &end, 10);
-  if (!s[0] || *end)
+  if (!s[0] || *end || errno == ERANGE)
     return false;
   *out = v;
   return true;
+}
+
+/// The range of each integer option: the grid's limits for the batch and
+/// the split count, and bounds past which a run would only fail later
+/// (or take days) for the others. The config's sizes have the op's own
+/// rules too, checked when the config is.
+struct IntOption {
+  const char *name;
+  int64_t lo, hi;
+};
+constexpr IntOption kIntOptions[] = {
+    {"--num-heads", 1, 65535}, {"--num-kv-heads", 1, 65535},
+    {"--head-dim", 1, 65535},  {"--page-size", 1, 65535},
+    {"--num-warps", 1, 32},    {"--batch", 1, 65535},
+    {"--seq-len", 0, 1 << 24}, {"--num-splits", 0, 65535},
+    {"--warmup", 0, 1000000},  {"--iters", 1, 1000000},
+    {"--seed", 0, INT64_MAX},
+};
+
+/// The flags that choose the config.
+bool isConfigFlag(const std::string &flag) {
+  for (const char *name : {"--num-heads", "--num-kv-heads", "--head-dim",
+                           "--page-size", "--num-warps", "--dtype", "--layout"})
+    if (flag == name)
+      return true;
+  return false;
 }
 
 /// Returns 0 on success, 2 on a usage error (message printed).
@@ -94,15 +130,23 @@ int parseArgs(int argc, char **argv, Options &o) {
       const char *v;
       if (!value(&v))
         return false;
-      if (!parseInt(v, out)) {
+      const IntOption *option = nullptr;
+      for (const IntOption &known : kIntOptions)
+        if (a == known.name)
+          option = &known;
+      int64_t n = 0;
+      if (!parseInt(v, &n) || n < option->lo || n > option->hi) {
         std::fprintf(stderr,
-                     "paged-attn-run: error: %s expects an integer, got "
-                     "'%s'\n",
-                     a.c_str(), v);
+                     "paged-attn-run: error: %s must be an integer in "
+                     "[%lld, %lld], got '%s'\n",
+                     a.c_str(), (long long)option->lo, (long long)option->hi,
+                     v);
         return false;
       }
+      *out = n;
       return true;
     };
+    o.configGiven |= isConfigFlag(a);
     int64_t n = 0;
     const char *v = nullptr;
     if (a == "--num-heads") {
@@ -194,11 +238,6 @@ int parseArgs(int argc, char **argv, Options &o) {
       return 2;
     }
   }
-  if (o.batch < 1 || o.seqLen < 0 || o.iters < 1 || o.warmup < 0) {
-    std::fprintf(stderr, "paged-attn-run: error: --batch and --iters must be "
-                         "positive, --seq-len and --warmup non-negative\n");
-    return 2;
-  }
   return 0;
 }
 
@@ -229,15 +268,35 @@ std::string defaultChip() {
 }
 #endif
 
+bool endsWith(const std::string &s, const char *suffix) {
+  size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+/// Loads --kernels: a directory of manifests, or a manifest. PTX is told
+/// apart, for the manifest next to it is what names its kernels.
+Status loadKernelPath(const std::string &path,
+                      std::shared_ptr<KernelLibrary> *lib) {
+  if (endsWith(path, ".ptx"))
+    return Status(StatusCode::InvalidArgument,
+                  "--kernels takes a manifest (.json) or a directory of "
+                  "them, and '" +
+                      path +
+                      "' is PTX: pass the manifest (.json) next to it, '" +
+                      path.substr(0, path.size() - 4) + ".json'");
+  // A path that is not there is taken for a directory unless it is named
+  // like a manifest, so that either message names what was meant.
+  struct stat info;
+  bool exists = stat(path.c_str(), &info) == 0;
+  if (exists ? S_ISDIR(info.st_mode) : !endsWith(path, ".json"))
+    return KernelLibrary::loadDirectory(path, lib);
+  return KernelLibrary::load(path, lib);
+}
+
 /// Loads the kernels for o.config: from --kernels, or compiled in-process.
 Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
-  if (!o.kernels.empty()) {
-    std::string path = o.kernels;
-    bool isManifest =
-        path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-    return isManifest ? KernelLibrary::load(path, lib)
-                      : KernelLibrary::loadDirectory(path, lib);
-  }
+  if (!o.kernels.empty())
+    return loadKernelPath(o.kernels, lib);
 #ifdef PAGED_ATTN_HAVE_COMPILER
   mlir::DialectRegistry registry;
   mlir::paged_attn::registerAllDialects(registry);
@@ -278,6 +337,22 @@ Status loadKernels(const Options &o, std::shared_ptr<KernelLibrary> *lib) {
                 "this build has no compiler: pass --kernels with kernels "
                 "compiled by paged-attn-compile");
 #endif
+}
+
+/// The decoder for o.config, which a library of one config decides when
+/// no config flag was given.
+Status createDecoder(const std::shared_ptr<KernelLibrary> &library, Options &o,
+                     std::unique_ptr<Decoder> *decoder) {
+  std::vector<KernelConfig> configs = library->configs();
+  if (!o.kernels.empty() && !o.configGiven && configs.size() == 1)
+    o.config = configs[0];
+  Status s = Decoder::create(library, o.config, decoder);
+  if (s.code() != StatusCode::NotFound || o.kernels.empty())
+    return s;
+  return Status(s.code(), s.message() +
+                              "; choose one with --num-heads, "
+                              "--num-kv-heads, --head-dim, --page-size, "
+                              "--dtype, --layout and --num-warps");
 }
 
 /// A streaming read (read_ceiling.ptx, embedded at build time): the
@@ -351,7 +426,7 @@ int main(int argc, char **argv) {
   if (!s)
     return fail(s);
   std::unique_ptr<Decoder> decoder;
-  if (!(s = Decoder::create(library, o.config, &decoder)))
+  if (!(s = createDecoder(library, o, &decoder)))
     return fail(s);
   if (!(s = initDevice()))
     return fail(s);

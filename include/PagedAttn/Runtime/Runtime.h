@@ -57,9 +57,11 @@ struct Tensor {
   int64_t sizes[4] = {0, 0, 0, 0};
   int64_t strides[4] = {0, 0, 0, 0};
 
-  /// A row-major (contiguous) view.
+  /// A row-major (contiguous) view. More than four sizes, or sizes whose
+  /// product overflows int64_t, give rank -1: a view every call refuses.
   static Tensor contiguous(void *data, DType dtype,
                            std::initializer_list<int64_t> sizes);
+  /// The product of the sizes; -1 when it overflows int64_t.
   int64_t numElements() const;
 };
 
@@ -108,13 +110,17 @@ public:
 
   /// Bytes of workspace decode() needs for `batch` sequences split
   /// `numSplits` ways, laid out as the Spec's layOutSplitWorkspace says: 0
-  /// when numSplits is 1, and 0 when the size does not fit in size_t (no
-  /// size would be right; decode() then fails with InvalidArgument saying
-  /// so, as maxWorkspaceSize does).
+  /// when numSplits is at most 1. InvalidArgument, saying why, for a batch
+  /// or numSplits outside [0, 65535] (decode() takes no more) and for a
+  /// workspace larger than size_t holds.
+  Status workspaceSize(int64_t batch, int64_t numSplits, size_t *bytes) const;
+  /// The same as a bare size: 0 where the Status overload fails (no size
+  /// would be right; decode() then fails with InvalidArgument saying why).
   size_t workspaceSize(int64_t batch, int numSplits) const;
   /// A workspace size that covers every split count decode() may choose
   /// for `batch` sequences of at most `maxSeqLen` tokens on the current
   /// device (an upper bound: the choice is not monotone in the length).
+  /// InvalidArgument for a batch outside [0, 65535].
   Status maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
                           size_t *bytes) const;
   /// The split count decode() uses when DecodeParams::numSplits is 0, on a
@@ -122,7 +128,8 @@ public:
   /// `ctasPerMultiprocessor` decode CTAs at once.
   int chooseNumSplits(int64_t batch, int64_t maxSeqLen, int multiprocessorCount,
                       int ctasPerMultiprocessor) const;
-  /// chooseNumSplits for the current device and this decoder's kernel.
+  /// chooseNumSplits for the current device and this decoder's kernel;
+  /// InvalidArgument for a batch outside [0, 65535].
   Status defaultNumSplits(int64_t batch, int64_t maxSeqLen,
                           int *numSplits) const;
 

@@ -5,6 +5,10 @@
 // RUN:   | FileCheck %s
 // RUN: not mlir-opt-22 --load-dialect-plugin=%paged_attn_plugin --load-pass-plugin=%paged_attn_plugin %s \
 // RUN:   --pass-pipeline="builtin.module(convert-paged-attn-to-gpu)" 2>&1 | FileCheck %s --check-prefix=GPU
+// The chip is checked there too, before anything is lowered.
+// RUN: not mlir-opt-22 --load-dialect-plugin=%paged_attn_plugin --load-pass-plugin=%paged_attn_plugin %s \
+// RUN:   --pass-pipeline="builtin.module(paged-attn-to-ptx{chip=sm_75})" 2>&1 | FileCheck %s --check-prefix=CHIP
+// CHIP: unsupported chip 'sm_75' (expected sm_80, sm_86, sm_89, sm_90 or sm_90a)
 // (Plugin passes are reachable through --pass-pipeline only: mlir-opt
 // parses its own flags before it loads the plugin.)
 

@@ -77,11 +77,35 @@ DecodeSpec DecodeSpec::fromShapes(const int64_t qShape[3],
   return spec;
 }
 
+namespace {
+/// Every variant: its flag, its name suffix and its manifest key.
+struct VariantRow {
+  bool DecodeVariants::*flag;
+  const char *suffix;
+  const char *key;
+};
+constexpr VariantRow kVariants[] = {
+    {&DecodeVariants::window, "_win", "window"},
+    {&DecodeVariants::softCap, "_cap", "soft_cap"},
+    {&DecodeVariants::alibi, "_alibi", "alibi_slopes"},
+    {&DecodeVariants::sinks, "_sinks", "sinks"},
+    {&DecodeVariants::lse, "_lse", "lse"},
+};
+} // namespace
+
+std::string DecodeVariants::nameSuffix() const {
+  std::string suffix;
+  for (const VariantRow &v : kVariants)
+    if (this->*v.flag)
+      suffix += v.suffix;
+  return suffix;
+}
+
 std::string DecodeSpec::name() const {
   return "h" + std::to_string(numHeads) + "_kv" + std::to_string(numKVHeads) +
          "_d" + std::to_string(headDim) + "_p" + std::to_string(pageSize) +
          "_" + dtypeName(dtype) + "_" + layoutName(layout) + "_w" +
-         std::to_string(numWarps);
+         std::to_string(numWarps) + variants.nameSuffix();
 }
 
 std::array<int64_t, 4> DecodeSpec::cacheShape(int64_t numPages) const {
@@ -142,18 +166,25 @@ std::string DecodeSpec::validate() const {
 bool DecodeSpec::operator==(const DecodeSpec &o) const {
   return numHeads == o.numHeads && numKVHeads == o.numKVHeads &&
          headDim == o.headDim && pageSize == o.pageSize && dtype == o.dtype &&
-         layout == o.layout && numWarps == o.numWarps;
+         layout == o.layout && numWarps == o.numWarps &&
+         variants == o.variants;
 }
 
 std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
-  return {{"name", spec.name()},
-          {"num_heads", spec.numHeads},
-          {"num_kv_heads", spec.numKVHeads},
-          {"head_dim", spec.headDim},
-          {"page_size", spec.pageSize},
-          {"dtype", std::string(dtypeName(spec.dtype))},
-          {"layout", std::string(layoutName(spec.layout))},
-          {"num_warps", spec.numWarps}};
+  std::vector<ConfigField> fields = {
+      {"name", spec.name()},
+      {"num_heads", spec.numHeads},
+      {"num_kv_heads", spec.numKVHeads},
+      {"head_dim", spec.headDim},
+      {"page_size", spec.pageSize},
+      {"dtype", std::string(dtypeName(spec.dtype))},
+      {"layout", std::string(layoutName(spec.layout))},
+      {"num_warps", spec.numWarps}};
+  // Only the variants a kernel has: plain decode's section is as it was.
+  for (const VariantRow &v : kVariants)
+    if (spec.variants.*v.flag)
+      fields.push_back({v.key, true});
+  return fields;
 }
 
 /// The integer at `key`, if it is one that int64_t holds exactly.
@@ -188,5 +219,14 @@ std::string paged_attn::specFromConfig(const json::Value &config,
     return "config has no layout nhd or hnd";
   spec->dtype = *parsedDType;
   spec->layout = *parsedLayout;
+  spec->variants = DecodeVariants();
+  for (const VariantRow &v : kVariants) {
+    const json::Value *flag = config.get(v.key);
+    if (!flag)
+      continue;
+    if (!flag->isBool())
+      return std::string("config's '") + v.key + "' must be a boolean";
+    spec->variants.*v.flag = flag->boolean;
+  }
   return spec->validate();
 }

@@ -40,24 +40,48 @@ KernelParam seqLens() { return memref("seq_lens", DType::I32, {dyn}, false); }
 KernelParam out(const DecodeSpec &s) {
   return memref("out", s.dtype, {dyn, s.numHeads, s.headDim}, true);
 }
+KernelParam sinks(const DecodeSpec &s) {
+  return memref("sinks", DType::F32, {s.numHeads}, false);
+}
+KernelParam lse(const DecodeSpec &s) {
+  return memref("lse", DType::F32, {dyn, s.numHeads}, false);
+}
 } // namespace
 
 std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
-  return {memref("q", s.dtype, {dyn, s.numHeads, s.headDim}, true),
-          memref("k_cache", s.dtype, cacheShape(s), true),
-          memref("v_cache", s.dtype, cacheShape(s), true),
-          blockTable(),
-          seqLens(),
-          out(s),
-          partialOut(s),
-          partialLse(s),
-          scalar("scale", DType::F32),
-          scalar("num_splits", DType::I32)};
+  std::vector<KernelParam> params = {
+      memref("q", s.dtype, {dyn, s.numHeads, s.headDim}, true),
+      memref("k_cache", s.dtype, cacheShape(s), true),
+      memref("v_cache", s.dtype, cacheShape(s), true),
+      blockTable(),
+      seqLens(),
+      out(s),
+      partialOut(s),
+      partialLse(s),
+      scalar("scale", DType::F32),
+      scalar("num_splits", DType::I32)};
+  const DecodeVariants &v = s.variants;
+  if (v.window)
+    params.push_back(scalar("window", DType::I64));
+  if (v.softCap)
+    params.push_back(scalar("soft_cap", DType::F32));
+  if (v.alibi)
+    params.push_back(memref("alibi_slopes", DType::F32, {s.numHeads}, false));
+  if (v.sinks)
+    params.push_back(sinks(s));
+  if (v.lse)
+    params.push_back(lse(s));
+  return params;
 }
 
 std::vector<KernelParam> paged_attn::mergeKernelParams(const DecodeSpec &s) {
-  return {partialOut(s), partialLse(s), out(s),
-          scalar("num_splits", DType::I32)};
+  std::vector<KernelParam> params = {partialOut(s), partialLse(s), out(s),
+                                     scalar("num_splits", DType::I32)};
+  if (s.variants.sinks)
+    params.push_back(sinks(s));
+  if (s.variants.lse)
+    params.push_back(lse(s));
+  return params;
 }
 
 std::vector<KernelParam> paged_attn::checkKernelParams(const DecodeSpec &) {

@@ -44,13 +44,36 @@ mlir::paged_attn::buildDecodeModule(MLIRContext *ctx,
                                   MemRefType::get({dyn, dyn}, i32),
                                   MemRefType::get({dyn}, i32),
                                   qType};
+    // The variants' operands: per-head f32 vectors, and the log-sum-exp.
+    const ::paged_attn::DecodeVariants &variants = spec.variants;
+    Type f32 = b.getF32Type();
+    auto perHead = MemRefType::get({spec.numHeads}, f32);
+    if (variants.alibi)
+      argTypes.push_back(perHead);
+    if (variants.sinks)
+      argTypes.push_back(perHead);
+    if (variants.lse)
+      argTypes.push_back(MemRefType::get({dyn, spec.numHeads}, f32));
     auto func = func::FuncOp::create(b, loc, "decode_" + spec.name(),
                                      b.getFunctionType(argTypes, {}));
     Block *body = func.addEntryBlock();
     OpBuilder fb = OpBuilder::atBlockBegin(body);
     auto args = body->getArguments();
-    DecodeOp::create(fb, loc, args[0], args[1], args[2], args[3], args[4],
-                     args[5], toKVLayout(spec.layout), std::nullopt);
+    unsigned next = 6;
+    auto variantArg = [&](bool present) {
+      return present ? args[next++] : Value();
+    };
+    Value alibi = variantArg(variants.alibi);
+    Value sinks = variantArg(variants.sinks);
+    Value lse = variantArg(variants.lse);
+    // The kernels take the window and the cap as arguments: any value
+    // specialises them the same way.
+    DecodeOp::create(
+        fb, loc, /*result=*/Type(), /*lse=*/Type(), args[0], args[1], args[2],
+        args[3], args[4], alibi, sinks, args[5], lse,
+        KVLayoutAttr::get(ctx, toKVLayout(spec.layout)), /*scale=*/FloatAttr(),
+        variants.window ? fb.getI64IntegerAttr(1) : IntegerAttr(),
+        variants.softCap ? fb.getF32FloatAttr(1.0f) : FloatAttr());
     func::ReturnOp::create(fb, loc);
   }
   if (failed(verify(*module)))

@@ -8,8 +8,13 @@
 // kernels. Plain decode has no rule: empty() is true, nothing is emitted,
 // and the kernels keep the scale folded into q.
 //
-// A new variant: its parameter in DecodeSpec (PagedAttn/Spec), its rule in
-// ScoreModifiers.cpp; the kernels and the loops call it already.
+// The rules' values (the window's length, the cap, the slopes) are
+// arguments of the kernel or operands of the op: the emitting code passes
+// them in ScoreArgs. Sinks and the log-sum-exp act after the softmax, in
+// the kernels' epilogues and the merge.
+//
+// A new variant: its flag in DecodeVariants (PagedAttn/Spec), its rule
+// here; the kernels and the loops call it already.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,31 +25,53 @@
 
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
+#include <functional>
+
 namespace mlir {
 namespace paged_attn {
 
-/// Where a logit is: the key's position in its sequence, the sequence's
-/// length (index values) and the query head (an index).
-struct ScorePosition {
-  Value token, seqLen, head;
+/// The variants' values as the emitting code has them: the window (an
+/// integer or index), the soft-cap (f32) and the ALiBi slopes (a memref of
+/// f32 [num_heads]); null where the spec has no such variant.
+struct ScoreArgs {
+  Value window, softCap, alibiSlopes;
 };
+
+/// Where a logit is: the key's position in its sequence and the sequence's
+/// length (index values), and its query head's slope (headSlope; null
+/// without ALiBi).
+struct ScorePosition {
+  Value token, seqLen, slope;
+};
+
+/// exp2 on f32 as the target computes it (ex2.approx on the GPU, math.exp2
+/// on the CPU): the soft-cap's tanh is made of it.
+using Exp2Emitter = std::function<Value(ImplicitLocOpBuilder &, Value)>;
 
 class ScoreModifiers {
 public:
-  explicit ScoreModifiers(const DecodeSpec &spec) : spec(spec) {}
+  ScoreModifiers(const DecodeSpec &spec, ScoreArgs args, Exp2Emitter exp2)
+      : spec(spec), args(args), exp2(std::move(exp2)) {}
 
-  /// Whether no rule changes a logit or hides a key.
+  /// Whether no rule changes a logit (a window only hides keys).
   bool empty() const;
+  /// The ALiBi slope of query head `head` (an index), loaded once per head
+  /// outside the loop over keys; null without ALiBi.
+  Value headSlope(ImplicitLocOpBuilder &b, Value head) const;
   /// The logit `score` (f32, natural-log units: scale * q.k) after the
-  /// rules.
+  /// rules: the soft-cap, then the ALiBi bias.
   Value apply(ImplicitLocOpBuilder &b, Value score,
               const ScorePosition &at) const;
-  /// The first key of a sequence of `seqLen` tokens the query sees: null
-  /// when it sees them all (no window).
+  /// The first key of a sequence of `seqLen` tokens the query sees (an
+  /// index): null when it sees them all (no window).
   Value firstVisibleKey(ImplicitLocOpBuilder &b, Value seqLen) const;
 
 private:
+  Value softCap(ImplicitLocOpBuilder &b, Value score) const;
+
   DecodeSpec spec;
+  ScoreArgs args;
+  Exp2Emitter exp2;
 };
 
 } // namespace paged_attn

@@ -67,12 +67,33 @@ std::array<T, 4> cacheIndex(Layout layout, T page, T slot, T kvHead, T column) {
 /// "[num_pages, page_size, num_kv_heads, head_dim]" or the hnd order.
 const char *cacheShapeDoc(Layout layout);
 
+/// The attention variants a decode's kernels are specialised on. Their
+/// values (the window's length, the cap, the slopes and sink logits) are
+/// kernel arguments, so one kernel serves every value; the op's semantics
+/// of each are in its documentation (docs/Dialects/PagedAttnDialect.md).
+struct DecodeVariants {
+  bool window = false;  ///< only the last W keys: t >= seq_len - W
+  bool softCap = false; ///< s <- c * tanh(s / c)
+  bool alibi = false;   ///< s <- s + slope[h] * (t - (seq_len - 1))
+  bool sinks = false;   ///< a per-head logit in the softmax denominator
+  bool lse = false;     ///< writes the log-sum-exp of the attended logits
+
+  bool any() const { return window || softCap || alibi || sinks || lse; }
+  /// "_win_cap_alibi_sinks_lse" for those set; empty for plain decode.
+  std::string nameSuffix() const;
+  bool operator==(const DecodeVariants &o) const {
+    return window == o.window && softCap == o.softCap && alibi == o.alibi &&
+           sinks == o.sinks && lse == o.lse;
+  }
+};
+
 /// One decode: the sizes and dtype its kernels are specialised on.
 struct DecodeSpec {
   int64_t numHeads = 0, numKVHeads = 0, headDim = 0, pageSize = 0;
   DType dtype = DType::BF16;
   Layout layout = Layout::NHD;
   int64_t numWarps = 4;
+  DecodeVariants variants;
 
   /// The largest sizes the op accepts: head_dim as the kernels are proven
   /// (the GPU test matrix runs every head_dim up to it); query heads and
@@ -87,7 +108,8 @@ struct DecodeSpec {
                                const int64_t cacheShape[4], DType dtype,
                                Layout layout);
 
-  /// "h32_kv8_d128_p16_bf16_nhd_w4": kernels and manifests are named by it.
+  /// "h32_kv8_d128_p16_bf16_nhd_w4", then the variants' suffix
+  /// ("..._w4_win_sinks"): kernels and manifests are named by it.
   std::string name() const;
   /// Query heads per KV head.
   int64_t groupSize() const { return numHeads / numKVHeads; }

@@ -39,9 +39,13 @@ struct KernelParam {
 };
 
 /// q, k_cache, v_cache, block_table, seq_lens, out, partial_out,
-/// partial_lse, scale (f32), num_splits (i32).
+/// partial_lse, scale (f32), num_splits (i32); then those of the spec's
+/// variants, in this order: window (i64), soft_cap (f32), alibi_slopes (f32
+/// [num_heads]), sinks (f32 [num_heads]), lse (f32 [batch, num_heads]).
 std::vector<KernelParam> decodeKernelParams(const DecodeSpec &spec);
-/// partial_out, partial_lse, out, num_splits (i32).
+/// partial_out, partial_lse, out, num_splits (i32); then sinks and lse
+/// where the spec has them (the merge applies the sinks and writes the
+/// log-sum-exp of a split decode).
 std::vector<KernelParam> mergeKernelParams(const DecodeSpec &spec);
 /// block_table, seq_lens, num_pages (i32), first_bad (i64 [1]).
 std::vector<KernelParam> checkKernelParams(const DecodeSpec &spec);

@@ -64,13 +64,15 @@ private:
   gpu::GPUFuncOp func;
   std::optional<ImplicitLocOpBuilder> bStorage;
   std::optional<KernelEmitter> eStorage;
-  ScoreModifiers rules;
+  std::optional<ScoreModifiers> rules;
   const int64_t heads, vecElems, vecsPerThread, threadsPerToken, unroll,
       numGroups;
   DecodeCTA cta;
   Value group, lastPresent;
   SmallVector<Value> columns;
   SmallVector<SmallVector<Value>> qRegs;
+  // Each head's ALiBi slope (null without ALiBi).
+  SmallVector<Value> slopes;
 
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
@@ -81,8 +83,7 @@ private:
 CudaCoreDecodeBuilder::CudaCoreDecodeBuilder(OpBuilder &builder,
                                              gpu::GPUModuleOp module,
                                              const DecodeKernelConfig &c)
-    : c(c), builder(builder), module(module), rules(c.spec),
-      heads(c.headsPerCTA()), vecElems(c.vectorElems()),
+    : c(c), builder(builder), module(module), heads(c.headsPerCTA()), vecElems(c.vectorElems()),
       vecsPerThread(c.vectorsPerThread()),
       threadsPerToken(c.threadsPerToken()),
       unroll(c.strategy.tokensPerLaneGroup),
@@ -130,7 +131,8 @@ void CudaCoreDecodeBuilder::emitLaneMapping() {
   }
 }
 
-/// q for this CTA's heads, prescaled so that logits are in base 2.
+/// q for this CTA's heads, prescaled so that logits are in base 2, and the
+/// heads' slopes.
 void CudaCoreDecodeBuilder::loadQ() {
   KernelEmitter &e = this->e();
   Value qScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
@@ -138,6 +140,7 @@ void CudaCoreDecodeBuilder::loadQ() {
   qRegs.resize(heads);
   for (int64_t h = 0; h < heads; ++h) {
     Value head = e.add(cta.firstHead, e.index(h));
+    slopes.push_back(rules->headSlope(b(), head));
     for (int64_t v = 0; v < vecsPerThread; ++v)
       qRegs[h].push_back(
           e.fmul(e.loadF32Vector(arg(0), {cta.batch, head, columns[v]},
@@ -224,9 +227,8 @@ CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
       Value logit = e.reduceAdd(dot);
       for (int64_t offset = threadsPerToken / 2; offset > 0; offset /= 2)
         logit = e.fadd(logit, e.shuffleXor(logit, offset));
-      logit = applyScoreRules(e, rules, logit, [&] {
-        return ScorePosition{tokens[u], cta.seqLen,
-                             e.add(cta.firstHead, e.index(h))};
+      logit = applyScoreRules(e, *rules, logit, [&] {
+        return ScorePosition{tokens[u], cta.seqLen, slopes[h]};
       });
       logits[u].push_back(e.select(valid[u], logit, e.negInf()));
     }
@@ -356,7 +358,8 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
   eStorage.emplace(b());
   KernelEmitter &e = this->e();
 
-  cta = emitDecodeCTA(e, c, func);
+  rules.emplace(getScoreRules(e, c, func));
+  cta = emitDecodeCTA(e, c, func, *rules);
   emitLaneMapping();
   loadQ();
   OnlineSoftmax::State init;
@@ -394,6 +397,8 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
                     arg(5),
                     arg(6),
                     arg(7)};
+  ep.sinks = getDecodeKernelArg(func, c, "sinks");
+  ep.lse = getDecodeKernelArg(func, c, "lse");
   emitMergeWarpsAndStore(e, c, ep);
   gpu::ReturnOp::create(b());
   return func;

@@ -2,6 +2,8 @@
 
 #include "DecodeStages.h"
 
+#include "PagedAttn/Spec/KernelABI.h"
+
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -15,9 +17,33 @@ using namespace mlir::paged_attn;
 // 1. The CTA and its chunk
 //===----------------------------------------------------------------------===//
 
+Value mlir::paged_attn::getDecodeKernelArg(gpu::GPUFuncOp func,
+                                          const DecodeKernelConfig &c,
+                                          StringRef name) {
+  std::vector<::paged_attn::KernelParam> params =
+      ::paged_attn::decodeKernelParams(c.spec);
+  for (auto [i, param] : llvm::enumerate(params))
+    if (name == param.name)
+      return func.getArgument(i);
+  return Value();
+}
+
+ScoreModifiers mlir::paged_attn::getScoreRules(KernelEmitter &e,
+                                               const DecodeKernelConfig &c,
+                                               gpu::GPUFuncOp func) {
+  ScoreArgs args{getDecodeKernelArg(func, c, "window"),
+                 getDecodeKernelArg(func, c, "soft_cap"),
+                 getDecodeKernelArg(func, c, "alibi_slopes")};
+  return ScoreModifiers(c.spec, args,
+                        [&e](ImplicitLocOpBuilder &, Value x) {
+                          return e.exp2(x);
+                        });
+}
+
 DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
                                           const DecodeKernelConfig &c,
-                                          gpu::GPUFuncOp func) {
+                                          gpu::GPUFuncOp func,
+                                          const ScoreModifiers &rules) {
   ImplicitLocOpBuilder &b = e.b;
   // The merge kernel may be scheduled now; it waits for this grid's
   // results itself.
@@ -43,7 +69,7 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
   cta.numSplits = e.toIndex(numSplitsArg);
   // The splits share the keys the query sees: all of them, or from a
   // variant's first visible key on.
-  Value firstKey = ScoreModifiers(c.spec).firstVisibleKey(b, cta.seqLen);
+  Value firstKey = rules.firstVisibleKey(b, cta.seqLen);
   Value visible = firstKey ? arith::SubIOp::create(b, cta.seqLen, firstKey)
                            : cta.seqLen;
   Value step = e.index(c.tokensPerIteration());
@@ -111,6 +137,11 @@ Value OnlineSoftmax::inverseSum(Value sum, Value nonEmpty) {
 
 Value OnlineSoftmax::logSumExp(Value ref, Value sum, Value nonEmpty) {
   return e.select(nonEmpty, e.fadd(ref, e.log2(sum)), e.negInf());
+}
+
+Value OnlineSoftmax::sinkFactor(Value sink, Value ref, Value sum) {
+  Value sinkWeight = weight(e.fmul(sink, e.f32Const(M_LOG2E)), ref);
+  return e.fmul(sum, inverseSum(e.fadd(sum, sinkWeight)));
 }
 
 void OnlineSoftmax::merge(State &s, const State &o, int64_t accPerRow,
@@ -206,6 +237,20 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
                             ValueRange{ep.batch, head, ep.split});
   }
   b.setInsertionPointToStart(ifSplit.elseBlock());
-  e.storeVector(e.truncateTo(row.result, c.elementType), ep.out,
+  Value result = row.result;
+  if (ep.sinks) {
+    Value sink = memref::LoadOp::create(b, ep.sinks, ValueRange{head});
+    result = e.fmul(result, e.splat(softmax.sinkFactor(sink, row.ref, row.sum),
+                                    c.vectorElems()));
+  }
+  e.storeVector(e.truncateTo(result, c.elementType), ep.out,
                 {ep.batch, head, column});
+  if (ep.lse) {
+    auto first = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
+    OpBuilder::InsertionGuard g2(b);
+    b.setInsertionPointToStart(first.thenBlock());
+    Value lse2 = softmax.logSumExp(row.ref, row.sum, row.nonEmpty);
+    memref::StoreOp::create(b, e.fmul(lse2, e.f32Const(M_LN2)), ep.lse,
+                            ValueRange{ep.batch, head});
+  }
 }

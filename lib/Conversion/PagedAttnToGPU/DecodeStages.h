@@ -38,12 +38,23 @@ struct DecodeCTA {
   Value seqLen, numSplits, chunkBegin, chunkEnd;
 };
 
+/// The argument of decode kernel `func` that the Spec's ABI names `name`
+/// (PagedAttn/Spec/KernelABI.h); null when the config has no such
+/// parameter (a variant it lacks).
+Value getDecodeKernelArg(gpu::GPUFuncOp func, const DecodeKernelConfig &c,
+                         StringRef name);
+
+/// The score rules of `c`'s variants, with their values from the kernel's
+/// arguments and exp2 as ex2.approx.
+ScoreModifiers getScoreRules(KernelEmitter &e, const DecodeKernelConfig &c,
+                             gpu::GPUFuncOp func);
+
 /// Emits DecodeCTA for `func` (decode kernel arguments): chunks are the
-/// visible keys split `num_splits` ways, rounded up to whole loop
-/// iterations (`tokensPerIteration`) so only the last chunk has a partial
-/// one.
+/// keys visible under `rules` split `num_splits` ways, rounded up to whole
+/// loop iterations (`tokensPerIteration`) so only the last chunk has a
+/// partial one.
 DecodeCTA emitDecodeCTA(KernelEmitter &e, const DecodeKernelConfig &c,
-                        gpu::GPUFuncOp func);
+                        gpu::GPUFuncOp func, const ScoreModifiers &rules);
 
 //===----------------------------------------------------------------------===//
 // 2-4. Page lookup, rows as f32, score rules
@@ -100,6 +111,10 @@ public:
   /// The row's log-sum-exp (base 2), ref + log2(sum); -inf where it saw no
   /// key.
   Value logSumExp(Value ref, Value sum, Value nonEmpty);
+  /// The factor that puts a sink of logit `sink` (natural units) into the
+  /// denominator of a row normalised by its `sum` against `ref`:
+  /// sum / (sum + e^sink / 2^ref); 0 for a row that saw no key.
+  Value sinkFactor(Value sink, Value ref, Value sum);
   /// Merges `other` into `s` by log-sum-exp, row by row; each row has
   /// `accPerRow` accumulator values of `vecElems` lanes each.
   void merge(State &s, const State &other, int64_t accPerRow,
@@ -122,12 +137,16 @@ struct DecodeEpilogue {
   Value statSmem;
   Value tid, batch, split, firstHead, numSplits;
   Value out, partialOut, partialLse;
+  /// The variants' per-head sink logits and log-sum-exp output (null
+  /// without them).
+  Value sinks, lse;
 };
 
 /// After a barrier that published every warp's state in shared memory:
 /// merges the warps by log-sum-exp and writes the output itself when
-/// unsplit, else this chunk's normalised partial output and its
-/// log-sum-exp (base 2).
+/// unsplit (with the sinks in its denominator, and its natural log-sum-exp
+/// where asked for), else this chunk's normalised partial output and its
+/// log-sum-exp (base 2), which the merge kernel combines.
 void emitMergeWarpsAndStore(KernelEmitter &e, const DecodeKernelConfig &c,
                             const DecodeEpilogue &ep);
 

@@ -7,7 +7,9 @@
 // the partials of many splits are loaded at once; the split lanes are then
 // summed through shared memory (by one thread per column: at most 32 lanes,
 // which rows of one to three vectors would exceed, keep that sum within
-// registers on sm_80).
+// registers on sm_80). With sinks, each head's sink logit joins the
+// denominator here, once for all the splits; with a log-sum-exp output,
+// the writer of a row's first column writes it (natural log).
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +20,8 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
 
 using namespace mlir;
 using namespace mlir::paged_attn;
@@ -46,6 +50,8 @@ private:
   scf::ForOp emitSplitLoop(Value column, Value first, Value ref);
   /// Split lane 0 of each column adds up the lanes and writes.
   void emitWrite(Value column);
+  /// The argument the Spec's ABI names `name`; null when absent.
+  Value arg(StringRef name);
 
   const DecodeKernelConfig &c;
   OpBuilder &builder;
@@ -54,7 +60,7 @@ private:
   gpu::GPUFuncOp func;
   std::optional<ImplicitLocOpBuilder> bStorage;
   std::optional<KernelEmitter> eStorage;
-  Value numSplits, tid, head, batch, warp, lane, colInGroup;
+  Value numSplits, tid, head, batch, warp, lane, colInGroup, ref;
 
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
@@ -122,6 +128,14 @@ scf::ForOp MergeKernelBuilder::emitSplitLoop(Value column, Value first,
   return splitLoop;
 }
 
+Value MergeKernelBuilder::arg(StringRef name) {
+  for (auto [i, param] :
+       llvm::enumerate(::paged_attn::mergeKernelParams(c.spec)))
+    if (name == param.name)
+      return func.getArgument(i);
+  return Value();
+}
+
 void MergeKernelBuilder::emitWrite(Value column) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
@@ -137,7 +151,20 @@ void MergeKernelBuilder::emitWrite(Value column) {
                           ValueRange{slot, e.index(p * kF32VecElems)}, false,
                           llvm::MaybeAlign(16)));
   }
-  Value inv = OnlineSoftmax(e).inverseSum(total);
+  OnlineSoftmax softmax(e);
+  Value inv = softmax.inverseSum(total);
+  if (Value sinks = arg("sinks")) {
+    Value sink = memref::LoadOp::create(b, sinks, ValueRange{head});
+    inv = e.fmul(inv, softmax.sinkFactor(sink, ref, total));
+  }
+  if (Value lse = arg("lse")) {
+    auto first = scf::IfOp::create(b, e.ult(column, e.index(1)), false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(first.thenBlock());
+    Value lse2 = softmax.logSumExp(ref, total, softmax.nonEmpty(total));
+    memref::StoreOp::create(b, e.fmul(lse2, e.f32Const(M_LN2)), lse,
+                            ValueRange{batch, head});
+  }
   Value invVec = e.splat(inv, kF32VecElems);
   for (Value &a : acc)
     a = e.fmul(a, invVec);
@@ -181,7 +208,7 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   warp = e.div(tid, e.index(32));
   lane = e.rem(tid, e.index(32));
-  Value ref = OnlineSoftmax(e).reference(emitMaxLse());
+  ref = OnlineSoftmax(e).reference(emitMaxLse());
 
   colInGroup = e.rem(tid, e.index(colThreads));
   Value splitLane = e.div(tid, e.index(colThreads));

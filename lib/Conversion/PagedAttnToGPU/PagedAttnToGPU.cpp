@@ -15,6 +15,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/SymbolTable.h"
+#include "llvm/ADT/StringMap.h"
 
 namespace mlir {
 namespace paged_attn {
@@ -83,17 +84,37 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
                            ValueRange{batch, numSplits}, ValueRange{})
           .getMemref();
 
-  SmallVector<Value> decodeArgs = {
-      castTo(b, op.getQ(), argTypes[0]),
-      castTo(b, op.getKCache(), argTypes[1]),
-      castTo(b, op.getVCache(), argTypes[2]),
-      castTo(b, op.getBlockTable(), argTypes[3]),
-      castTo(b, op.getSeqLens(), argTypes[4]),
-      castTo(b, op.getOut(), argTypes[5]),
-      castTo(b, partialOut, argTypes[6]),
-      castTo(b, partialLse, argTypes[7]),
-      arith::ConstantOp::create(b, b.getF32FloatAttr(op.getEffectiveScale())),
-      arith::ConstantIntOp::create(b, b.getI32Type(), numSplitsOption)};
+  // The value of each of the Spec's kernel parameters, by name: the
+  // kernels' argument lists are the Spec's lists in order.
+  llvm::StringMap<Value> values;
+  values["q"] = op.getQ();
+  values["k_cache"] = op.getKCache();
+  values["v_cache"] = op.getVCache();
+  values["block_table"] = op.getBlockTable();
+  values["seq_lens"] = op.getSeqLens();
+  values["out"] = op.getOut();
+  values["partial_out"] = partialOut;
+  values["partial_lse"] = partialLse;
+  values["scale"] =
+      arith::ConstantOp::create(b, b.getF32FloatAttr(op.getEffectiveScale()));
+  values["num_splits"] =
+      arith::ConstantIntOp::create(b, b.getI32Type(), numSplitsOption);
+  if (std::optional<int64_t> window = op.getWindow())
+    values["window"] = arith::ConstantIntOp::create(b, b.getI64Type(), *window);
+  if (FloatAttr cap = op.getSoftCapAttr())
+    values["soft_cap"] = arith::ConstantOp::create(b, cap);
+  values["alibi_slopes"] = op.getAlibiSlopes();
+  values["sinks"] = op.getSinks();
+  values["lse"] = op.getLseOut();
+  auto argsOf = [&](ArrayRef<::paged_attn::KernelParam> params,
+                    ArrayRef<Type> types) {
+    SmallVector<Value> args;
+    for (auto [param, type] : llvm::zip_equal(params, types))
+      args.push_back(castTo(b, values.lookup(param.name), type));
+    return args;
+  };
+  SmallVector<Value> decodeArgs =
+      argsOf(::paged_attn::decodeKernelParams(config.spec), argTypes);
   Value one = index(1);
   gpu::LaunchFuncOp::create(
       b, decode,
@@ -110,7 +131,8 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
     gpu::LaunchFuncOp::create(
         b, merge, gpu::KernelDim3{index(config.spec.numHeads), batch, one},
         gpu::KernelDim3{index(config.mergeBlockSize()), one, one}, Value(),
-        ValueRange{decodeArgs[6], decodeArgs[7], decodeArgs[5], decodeArgs[9]});
+        argsOf(::paged_attn::mergeKernelParams(config.spec),
+               merge.getArgumentTypes()));
   gpu::DeallocOp::create(b, Type(), ValueRange{}, partialOut);
   gpu::DeallocOp::create(b, Type(), ValueRange{}, partialLse);
   op.erase();

@@ -147,7 +147,7 @@ private:
   std::optional<KernelEmitter> eStorage;
   std::optional<MmaEmitter> mmaStorage;
   std::optional<AsyncCopyEmitter> asyncCopy;
-  ScoreModifiers rules;
+  std::optional<ScoreModifiers> rules;
   const int64_t numWarps, stages, d, heads, headBlocks, paddedHeads;
   // 16-wide blocks of the head dimension: the k steps of Q*K^T and the row
   // blocks of O^T.
@@ -164,6 +164,9 @@ private:
   Value warpTiles, lastToken, fullMask, logitScale, ldLaneOffset;
   std::pair<Value, Value> laneChunk;
   SmallVector<SmallVector<Value>> qFragments;
+  // The ALiBi slope of each head block's row quadRow + 8r (null without
+  // ALiBi).
+  SmallVector<Value> rowSlopes;
 
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
@@ -176,8 +179,7 @@ private:
 TensorCoreDecodeBuilder::TensorCoreDecodeBuilder(OpBuilder &builder,
                                                  gpu::GPUModuleOp module,
                                                  const DecodeKernelConfig &c)
-    : c(c), builder(builder), module(module), rules(c.spec),
-      numWarps(c.numWarps()), stages(c.strategy.kvStages), d(c.spec.headDim),
+    : c(c), builder(builder), module(module), numWarps(c.numWarps()), stages(c.strategy.kvStages), d(c.spec.headDim),
       heads(c.headsPerCTA()), headBlocks(c.mmaHeadBlocks()),
       paddedHeads(8 * headBlocks), dBlocks(d / 16), chunksPerRow(d / 8),
       rowStride(d + 8), tileElems(tileTokens * rowStride) {}
@@ -332,6 +334,13 @@ void TensorCoreDecodeBuilder::loadQFragments() {
                           qOperand(0, colHigh), qOperand(1, colHigh)});
   }
   logitScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
+  // Rows past this CTA's heads are padding: they read head 0's slope.
+  for (int64_t r = 0; r < headBlocks; ++r) {
+    Value row = e.add(quadRow, e.index(8 * r));
+    Value head = e.add(cta.firstHead,
+                       e.select(e.ult(row, e.index(heads)), row, e.index(0)));
+    rowSlopes.push_back(rules->headSlope(b(), head));
+  }
 }
 
 /// The first stages - 1 tiles in flight, and the pages of the next one. A
@@ -418,12 +427,10 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
       for (int64_t j = 0; j < 2; ++j) {
         Value token = e.add(
             base, e.add(e.mul(quadCol, e.index(2)), e.index(nb * 8 + j)));
+        // Accumulator registers 2r and 2r + 1 hold row quadRow + 8r.
         Value logit = applyScoreRules(
-            e, rules, e.fmul(scores[nb][2 * r + j], logitScale), [&] {
-              // Accumulator registers 2r and 2r + 1 hold row quadRow + 8r.
-              Value row = e.add(quadRow, e.index(8 * r));
-              return ScorePosition{token, cta.seqLen,
-                                   e.add(cta.firstHead, row)};
+            e, *rules, e.fmul(scores[nb][2 * r + j], logitScale), [&] {
+              return ScorePosition{token, cta.seqLen, rowSlopes[r]};
             });
         Value x = e.select(e.ult(token, cta.chunkEnd), logit, e.negInf());
         logits.push_back(x);
@@ -558,7 +565,8 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
   mmaStorage.emplace(e(), c.elementType);
   KernelEmitter &e = this->e();
 
-  cta = emitDecodeCTA(e, c, func);
+  rules.emplace(getScoreRules(e, c, func));
+  cta = emitDecodeCTA(e, c, func, *rules);
   quadRow = e.div(cta.lane, e.index(4));
   quadCol = e.rem(cta.lane, e.index(4));
   emitSharedMemory();
@@ -595,6 +603,8 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
   DecodeEpilogue ep{accSmem,       statSmem,      cta.tid, cta.batch,
                     cta.split,     cta.firstHead, cta.numSplits, arg(5),
                     arg(6),        arg(7)};
+  ep.sinks = getDecodeKernelArg(func, c, "sinks");
+  ep.lse = getDecodeKernelArg(func, c, "lse");
   emitMergeWarpsAndStore(e, c, ep);
   gpu::ReturnOp::create(b());
   return func;

@@ -5,7 +5,9 @@
 // second accumulates exp(logit - max) and exp(logit - max) * V in f32, and
 // the result is the accumulator over the sum (zeros for an empty sequence).
 // A variant's score rules (ScoreModifiers, shared with the GPU kernels)
-// apply to each logit and decide the first visible token.
+// apply to each logit and decide the first visible token; a sink adds
+// exp(sink - max) to the denominator; the log-sum-exp is max + log(sum)
+// (-inf for an empty sequence).
 //
 //===----------------------------------------------------------------------===//
 
@@ -63,7 +65,15 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value negInf = arith::ConstantOp::create(
         b, b.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
     DecodeSpec spec = getDecodeSpec(op);
-    ScoreModifiers rules(spec);
+    ScoreArgs args;
+    if (std::optional<int64_t> window = op.getWindow())
+      args.window = index(*window);
+    if (FloatAttr cap = op.getSoftCapAttr())
+      args.softCap = arith::ConstantOp::create(b, cap);
+    args.alibiSlopes = op.getAlibiSlopes();
+    ScoreModifiers rules(spec, args, [](ImplicitLocOpBuilder &b, Value x) {
+      return math::Exp2Op::create(b, x).getResult();
+    });
     Value acc =
         memref::AllocaOp::create(b, MemRefType::get({op.getHeadDim()}, f32));
 
@@ -82,7 +92,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     };
     // The rules on scale * q[batch, head, :] . K[token, :].
     auto logit = [&](Value batch, Value head, Value kvHead, Value token,
-                     Value seqLen) -> Value {
+                     Value seqLen, Value slope) -> Value {
       auto dot = scf::ForOp::create(b, zero, headDim, one, ValueRange{f32Zero});
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(dot.getBody());
@@ -97,7 +107,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
       Value score = arith::MulFOp::create(b, dot.getResult(0), scale);
       if (rules.empty())
         return score;
-      return rules.apply(b, score, ScorePosition{token, seqLen, head});
+      return rules.apply(b, score, ScorePosition{token, seqLen, slope});
     };
 
     Value batchSize = memref::DimOp::create(b, op.getQ(), 0);
@@ -111,6 +121,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     b.setInsertionPointToStart(headLoop.getBody());
     Value head = headLoop.getInductionVar();
     Value kvHead = arith::DivUIOp::create(b, head, groupSize);
+    Value slope = rules.headSlope(b, head);
     Value firstKey = rules.firstVisibleKey(b, seqLen);
     if (!firstKey)
       firstKey = zero;
@@ -121,7 +132,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(maxLoop.getBody());
-      Value s = logit(batch, head, kvHead, maxLoop.getInductionVar(), seqLen);
+      Value s = logit(batch, head, kvHead, maxLoop.getInductionVar(), seqLen,
+                      slope);
       scf::YieldOp::create(b, ValueRange{arith::MaximumFOp::create(
                                   b, maxLoop.getRegionIterArgs()[0], s)});
     }
@@ -142,7 +154,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
       b.setInsertionPointToStart(sumLoop.getBody());
       Value token = sumLoop.getInductionVar();
       Value p = math::ExpOp::create(
-          b, arith::SubFOp::create(b, logit(batch, head, kvHead, token, seqLen),
+          b, arith::SubFOp::create(b, logit(batch, head, kvHead, token, seqLen, slope),
                                    max));
       auto dLoop = scf::ForOp::create(b, zero, headDim, one);
       {
@@ -161,11 +173,24 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value sum = sumLoop.getResult(0);
     Value nonEmpty =
         arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32Zero);
+    Value denominator = sum;
+    if (Value sinks = op.getSinks()) {
+      Value sink = memref::LoadOp::create(b, sinks, ValueRange{head});
+      denominator = arith::AddFOp::create(
+          b, sum, math::ExpOp::create(b, arith::SubFOp::create(b, sink, max)));
+    }
     Value inv = arith::SelectOp::create(
         b, nonEmpty,
         arith::DivFOp::create(
-            b, arith::ConstantOp::create(b, b.getF32FloatAttr(1.0)), sum),
+            b, arith::ConstantOp::create(b, b.getF32FloatAttr(1.0)),
+            denominator),
         f32Zero);
+    if (Value lseOut = op.getLseOut()) {
+      Value lse = arith::SelectOp::create(
+          b, nonEmpty, arith::AddFOp::create(b, max, math::LogOp::create(b, sum)),
+          negInf);
+      memref::StoreOp::create(b, lse, lseOut, ValueRange{batch, head});
+    }
     auto writeLoop = scf::ForOp::create(b, zero, headDim, one);
     {
       OpBuilder::InsertionGuard guard(b);

@@ -2,18 +2,68 @@
 
 #include "PagedAttn/Conversion/ScoreModifiers.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::paged_attn;
 
-// Plain decode is the only variant the op has today: no rule yet.
+bool ScoreModifiers::empty() const {
+  return !spec.variants.softCap && !spec.variants.alibi;
+}
 
-bool ScoreModifiers::empty() const { return true; }
+Value ScoreModifiers::headSlope(ImplicitLocOpBuilder &b, Value head) const {
+  if (!spec.variants.alibi)
+    return Value();
+  return memref::LoadOp::create(b, args.alibiSlopes, ValueRange{head});
+}
 
-Value ScoreModifiers::apply(ImplicitLocOpBuilder &, Value score,
-                            const ScorePosition &) const {
+/// c * tanh(s / c), with tanh(x) = 1 - 2 / (e^2x + 1): exact at both
+/// limits (e^2x overflowing to inf gives 1, underflowing to 0 gives -1) and
+/// made of one exp2, which the GPU has as an instruction (a libdevice tanh
+/// would need linking; tanh.approx is good to 2^-11 only).
+Value ScoreModifiers::softCap(ImplicitLocOpBuilder &b, Value score) const {
+  auto f32 = [&](double v) -> Value {
+    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+  };
+  Value x = arith::DivFOp::create(b, score, args.softCap);
+  Value e2x = exp2(b, arith::MulFOp::create(b, x, f32(2.0 * M_LOG2E)));
+  Value tanh = arith::SubFOp::create(
+      b, f32(1.0),
+      arith::DivFOp::create(b, f32(2.0), arith::AddFOp::create(b, e2x, f32(1.0))));
+  return arith::MulFOp::create(b, args.softCap, tanh);
+}
+
+Value ScoreModifiers::apply(ImplicitLocOpBuilder &b, Value score,
+                            const ScorePosition &at) const {
+  if (spec.variants.softCap)
+    score = softCap(b, score);
+  if (spec.variants.alibi) {
+    // slope * (t - (n - 1)): 0 for the newest key, more negative further
+    // back.
+    Value one = arith::ConstantIndexOp::create(b, 1);
+    Value distance = arith::SubIOp::create(
+        b, at.token, arith::SubIOp::create(b, at.seqLen, one));
+    Value distanceF32 = arith::SIToFPOp::create(
+        b, b.getF32Type(),
+        arith::IndexCastOp::create(b, b.getI64Type(), distance));
+    score = arith::AddFOp::create(
+        b, score, arith::MulFOp::create(b, at.slope, distanceF32));
+  }
   return score;
 }
 
-Value ScoreModifiers::firstVisibleKey(ImplicitLocOpBuilder &, Value) const {
-  return Value();
+Value ScoreModifiers::firstVisibleKey(ImplicitLocOpBuilder &b,
+                                      Value seqLen) const {
+  if (!spec.variants.window)
+    return Value();
+  // max(n - W, 0), in i64 where W may exceed any index of a sequence.
+  Value window = args.window;
+  if (!window.getType().isIndex())
+    window = arith::IndexCastOp::create(b, b.getIndexType(), window);
+  Value first = arith::SubIOp::create(b, seqLen, window);
+  return arith::MaxSIOp::create(b, first,
+                                arith::ConstantIndexOp::create(b, 0));
 }

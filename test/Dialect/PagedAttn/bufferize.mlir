@@ -19,3 +19,20 @@ func.func @decode(%q: tensor<?x32x128xbf16>, %k: tensor<?x8x16x128xbf16>, %v: te
        : tensor<?x32x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
 }
+
+// The log-sum-exp result becomes a second buffer [batch, num_heads]; the
+// slopes and sinks are read in place.
+// CHECK-LABEL: func.func @decode_lse
+// CHECK-SAME: (%[[Q:.*]]: memref<?x32x128xbf16>, %{{.*}}: memref<?x8x16x128xbf16>, %{{.*}}: memref<?x8x16x128xbf16>, %{{.*}}: memref<?x?xi32>, %{{.*}}: memref<?xi32>, %[[S:.*]]: memref<32xf32>)
+// CHECK: %[[B:.*]] = memref.dim %[[Q]], %c0
+// CHECK: %[[OUT:.*]] = memref.alloc(%[[B]]) {{.*}} : memref<?x32x128xbf16>
+// CHECK: %[[B2:.*]] = memref.dim %[[Q]], %c0
+// CHECK: %[[LSE:.*]] = memref.alloc(%[[B2]]) {{.*}} : memref<?x32xf32>
+// CHECK: paged_attn.decode {{.*}} sinks(%[[S]] : memref<32xf32>) outs(%[[OUT]] : memref<?x32x128xbf16>) lse(%[[LSE]] : memref<?x32xf32>) {layout = #paged_attn.kv_layout<hnd>, window = 64 : i64}
+// CHECK: return %[[OUT]], %[[LSE]]
+func.func @decode_lse(%q: tensor<?x32x128xbf16>, %k: tensor<?x8x16x128xbf16>, %v: tensor<?x8x16x128xbf16>,
+                      %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %s: tensor<32xf32>) -> (tensor<?x32x128xbf16>, tensor<?x32xf32>) {
+  %o, %l = paged_attn.decode %q, %k, %v, %bt, %sl sinks(%s : tensor<32xf32>) {layout = #paged_attn.kv_layout<hnd>, window = 64 : i64}
+       : tensor<?x32x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>, tensor<?x32xf32>
+  return %o, %l : tensor<?x32x128xbf16>, tensor<?x32xf32>
+}

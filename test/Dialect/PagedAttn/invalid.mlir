@@ -383,7 +383,178 @@ func.func @stride_overflow(%q: memref<?x1x16xf32>, %k: memref<?x16x1x16xf32, str
 
 // unknown-attribute: a misspelt attribute is an error, not ignored
 func.func @unknown_attribute(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
-  // expected-error @+1 {{has no attribute 'scal' (its attributes are 'layout' and 'scale')}}
+  // expected-error @+1 {{has no attribute 'scal' (its attributes are 'layout', 'scale', 'window' and 'soft_cap')}}
   %o = paged_attn.decode %q, %k, %v, %bt, %sl {scal = 0.5 : f32} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// window-zero: a window sees at least one key
+func.func @window_zero(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{window must be at least 1, got 0}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {window = 0 : i64} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// window-negative: 
+func.func @window_negative(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{window must be at least 1, got -4096}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {window = -4096 : i64} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// soft-cap-zero: 
+func.func @soft_cap_zero(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{soft_cap must be finite and positive, got 0}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {soft_cap = 0.0 : f32} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// soft-cap-negative: 
+func.func @soft_cap_negative(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{soft_cap must be finite and positive, got -3.000000e+01}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {soft_cap = -30.0 : f32} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// soft-cap-nan: 
+func.func @soft_cap_nan(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{soft_cap must be finite and positive, got nan}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {soft_cap = 0x7FC00000 : f32} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// soft-cap-inf: 
+func.func @soft_cap_inf(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{soft_cap must be finite and positive, got INF}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {soft_cap = 0x7F800000 : f32} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// window-type: the window is an i64
+func.func @window_type(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{attribute 'window' failed to satisfy constraint: 64-bit signless integer attribute}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl {window = 4.0 : f32} : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// alibi-shape: one slope per query head
+func.func @alibi_shape(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %a: tensor<8xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'alibi_slopes' must have shape [num_heads] [32], got [8]}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl alibi_slopes(%a : tensor<8xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// alibi-rank: 
+func.func @alibi_rank(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %a: tensor<1x32xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'alibi_slopes' must have shape [num_heads] [32], got [1, 32]}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl alibi_slopes(%a : tensor<1x32xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// alibi-type: slopes are f32
+func.func @alibi_type(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %a: tensor<32xbf16>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'alibi_slopes' element type must be f32, got 'bf16'}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl alibi_slopes(%a : tensor<32xbf16>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// sinks-shape: one sink per query head
+func.func @sinks_shape(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %s: tensor<16xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'sinks' must have shape [num_heads] [32], got [16]}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl sinks(%s : tensor<16xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// sinks-type: sinks are f32
+func.func @sinks_type(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %s: tensor<32xf16>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'sinks' element type must be f32, got 'f16'}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl sinks(%s : tensor<32xf16>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// sinks-form: a memref among tensors
+func.func @sinks_form(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %s: memref<32xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'sinks' must be a tensor as 'q' is}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl sinks(%s : memref<32xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// lse-type: the log-sum-exp is f32
+func.func @lse_type(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'lse' element type must be f32, got 'bf16'}}
+  %o, %l = paged_attn.decode %q, %k, %v, %bt, %sl : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>, tensor<?x32xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// lse-shape: [batch, num_heads]
+func.func @lse_shape(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'lse' must have shape [batch, num_heads] [?, 32], got [?, 16]}}
+  %o, %l = paged_attn.decode %q, %k, %v, %bt, %sl : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>, tensor<?x16xf32>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// lse-rank: 
+func.func @lse_rank(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'lse' must have shape [batch, num_heads] [?, 32], got [?, 32, 1]}}
+  %o, %l = paged_attn.decode %q, %k, %v, %bt, %sl : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>, tensor<?x32x1xf32>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// lse-out-type: 
+func.func @lse_out_type(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>, %l: memref<?x32xf16>) {
+  // expected-error @+1 {{'lse' element type must be f32, got 'f16'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) lse(%l : memref<?x32xf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// lse-out-space: 
+func.func @lse_out_space(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>, %l: memref<?x32xf32, 3>) {
+  // expected-error @+1 {{'lse' must be in the default memory space, got 3}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) lse(%l : memref<?x32xf32, 3>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// alibi-memref-layout: 
+func.func @alibi_memref_layout(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>, %a: memref<32xf32, affine_map<(d0) -> (d0 floordiv 2)>>) {
+  // expected-error @+1 {{'alibi_slopes' must have a strided layout}}
+  paged_attn.decode %q, %k, %v, %bt, %sl alibi_slopes(%a : memref<32xf32, affine_map<(d0) -> (d0 floordiv 2)>>) outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
 }

@@ -10,8 +10,20 @@ DecodeSpec mlir::paged_attn::getDecodeSpec(DecodeOp op) {
   ArrayRef<int64_t> q = op.getQType().getShape();
   ArrayRef<int64_t> cache = op.getCacheType().getShape();
   DType dtype = toDType(op.getElementType()).value_or(DType::F32);
-  return DecodeSpec::fromShapes(q.data(), cache.data(), dtype,
-                                toLayout(op.getLayout()));
+  DecodeSpec spec = DecodeSpec::fromShapes(q.data(), cache.data(), dtype,
+                                           toLayout(op.getLayout()));
+  spec.variants = getDecodeVariants(op);
+  return spec;
+}
+
+DecodeVariants mlir::paged_attn::getDecodeVariants(DecodeOp op) {
+  DecodeVariants v;
+  v.window = op.getWindowAttr() != nullptr;
+  v.softCap = op.getSoftCapAttr() != nullptr;
+  v.alibi = op.getAlibiSlopes() != nullptr;
+  v.sinks = op.getSinks() != nullptr;
+  v.lse = op.getLse() != nullptr || op.getLseOut() != nullptr;
+  return v;
 }
 
 std::optional<DType> mlir::paged_attn::toDType(Type type) {

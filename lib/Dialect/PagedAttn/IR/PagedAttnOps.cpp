@@ -30,17 +30,21 @@ static FloatAttr buildScaleAttr(OpBuilder &b, std::optional<float> scale) {
 void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
                      Value vCache, Value blockTable, Value seqLens,
                      KVLayout layout, std::optional<float> scale) {
-  build(b, state, q.getType(), q, kCache, vCache, blockTable, seqLens,
-        /*out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
-        buildScaleAttr(b, scale));
+  build(b, state, q.getType(), /*lse=*/Type(), q, kCache, vCache, blockTable,
+        seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(), /*out=*/Value(),
+        /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
+        buildScaleAttr(b, scale), /*window=*/IntegerAttr(),
+        /*soft_cap=*/FloatAttr());
 }
 
 void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
                      Value vCache, Value blockTable, Value seqLens, Value out,
                      KVLayout layout, std::optional<float> scale) {
-  build(b, state, /*result=*/Type(), q, kCache, vCache, blockTable, seqLens,
-        out, KVLayoutAttr::get(b.getContext(), layout),
-        buildScaleAttr(b, scale));
+  build(b, state, /*result=*/Type(), /*lse=*/Type(), q, kCache, vCache,
+        blockTable, seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(), out,
+        /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
+        buildScaleAttr(b, scale), /*window=*/IntegerAttr(),
+        /*soft_cap=*/FloatAttr());
 }
 
 int64_t DecodeOp::getNumKVHeads() {
@@ -69,7 +73,7 @@ void DecodeOp::getEffects(
   if (!hasPureBufferSemantics())
     return;
   for (OpOperand &operand : getOperation()->getOpOperands()) {
-    if (operand.get() == getOut())
+    if (operand.get() == getOut() || operand.get() == getLseOut())
       effects.emplace_back(MemoryEffects::Write::get(), &operand,
                            SideEffects::DefaultResource::get());
     else
@@ -174,9 +178,22 @@ static LogicalResult verifyForm(DecodeOp op, const DecodeOperands &o) {
     if (isa<RankedTensorType>(v.getType()) != o.isTensor)
       return op.emitOpError("'q', 'k_cache', 'v_cache', 'block_table' and "
                             "'seq_lens' must be all tensors or all memrefs");
+  for (auto [v, name] : {std::pair<Value, StringRef>{op.getAlibiSlopes(),
+                                                   "alibi_slopes"},
+                         {op.getSinks(), "sinks"}})
+    if (v && isa<RankedTensorType>(v.getType()) != o.isTensor)
+      return op.emitOpError()
+             << "'" << name << "' must be a "
+             << (o.isTensor ? "tensor" : "memref") << " as 'q' is";
   if (o.isTensor && op.getOut())
     return op.emitOpError("the tensor form takes no 'outs' operand; it "
                           "returns its result");
+  if (o.isTensor && op.getLseOut())
+    return op.emitOpError("the tensor form takes no 'lse' operand; it "
+                          "returns the log-sum-exp as a second result");
+  if (!o.isTensor && op.getLse())
+    return op.emitOpError("the memref form has no results; it writes the "
+                          "log-sum-exp into its 'lse' operand");
   if (o.isTensor && !op.getResult())
     return op.emitOpError("the tensor form must return a result");
   if (!o.isTensor && op.getResult())
@@ -294,29 +311,79 @@ static LogicalResult verifyBatchAndOut(DecodeOp op, const DecodeOperands &o) {
   return success();
 }
 
-/// `layout` and `scale` are the op's attributes; others must belong to a
-/// dialect (a misspelt `scal` would otherwise be kept and ignored).
+/// `layout`, `scale`, `window` and `soft_cap` are the op's attributes;
+/// others must belong to a dialect (a misspelt `scal` would otherwise be
+/// kept and ignored).
 static LogicalResult verifyAttributes(DecodeOp op) {
   for (NamedAttribute attr : op->getDiscardableAttrs())
     if (!attr.getName().getValue().contains('.'))
       return op.emitOpError()
              << "has no attribute '" << attr.getName().getValue()
-             << "' (its attributes are 'layout' and "
-                "'scale')";
+             << "' (its attributes are 'layout', 'scale', 'window' and "
+                "'soft_cap')";
   if (FloatAttr scaleAttr = op.getScaleAttr()) {
     double scale = scaleAttr.getValueAsDouble();
     if (!std::isfinite(scale) || scale <= 0.0)
       return op.emitOpError()
              << "scale must be finite and positive, got " << scale;
   }
+  if (std::optional<int64_t> window = op.getWindow(); window && *window < 1)
+    return op.emitOpError() << "window must be at least 1, got " << *window;
+  if (FloatAttr capAttr = op.getSoftCapAttr()) {
+    double cap = capAttr.getValueAsDouble();
+    if (!std::isfinite(cap) || cap <= 0.0)
+      return op.emitOpError()
+             << "soft_cap must be finite and positive, got " << cap;
+  }
   return success();
+}
+
+/// An f32 operand or result of `shape` (dynamic sizes of `shape` match any
+/// size; static sizes of the value must equal them): the slopes, the sinks
+/// and the log-sum-exp.
+static LogicalResult verifyF32Shape(DecodeOp op, StringRef name, Value value,
+                                    ArrayRef<int64_t> shape,
+                                    StringRef shapeDoc) {
+  auto type = cast<ShapedType>(value.getType());
+  if (!type.getElementType().isF32())
+    return op.emitOpError() << "'" << name << "' element type must be f32, got "
+                            << type.getElementType();
+  bool matches = type.getRank() == int64_t(shape.size());
+  for (int64_t i = 0; matches && i < type.getRank(); ++i)
+    matches = ShapedType::isDynamic(shape[i]) || type.isDynamicDim(i) ||
+              type.getDimSize(i) == shape[i];
+  if (!matches)
+    return op.emitOpError()
+           << "'" << name << "' must have shape " << shapeDoc << " "
+           << formatShape(shape) << ", got " << formatShape(type.getShape());
+  if (auto memref = dyn_cast<MemRefType>(type))
+    return verifyMemRef(op, name, memref, /*vectorRows=*/false);
+  return success();
+}
+
+/// The variants' operands and results: per-head f32 vectors, and the
+/// log-sum-exp [batch, num_heads].
+static LogicalResult verifyVariantOperands(DecodeOp op) {
+  int64_t numHeads = op.getNumHeads();
+  for (auto [v, name] : {std::pair<Value, StringRef>{op.getAlibiSlopes(),
+                                                   "alibi_slopes"},
+                         {op.getSinks(), "sinks"}})
+    if (v && failed(verifyF32Shape(op, name, v, {numHeads}, "[num_heads]")))
+      return failure();
+  Value lse = op.getLse() ? Value(op.getLse()) : Value(op.getLseOut());
+  if (!lse)
+    return success();
+  return verifyF32Shape(op, "lse", lse,
+                        {op.getQType().getDimSize(0), numHeads},
+                        "[batch, num_heads]");
 }
 
 LogicalResult DecodeOp::verify() {
   DecodeOperands o(*this);
   if (failed(verifyForm(*this, o)) || failed(verifyRanks(*this, o)) ||
       failed(verifyElementTypes(*this, o)) || failed(verifySizes(*this)) ||
-      failed(verifyBatchAndOut(*this, o)) || failed(verifyAttributes(*this)))
+      failed(verifyBatchAndOut(*this, o)) || failed(verifyAttributes(*this)) ||
+      failed(verifyVariantOperands(*this)))
     return failure();
   if (o.isTensor)
     return success();

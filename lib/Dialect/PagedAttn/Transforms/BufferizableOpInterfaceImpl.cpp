@@ -1,7 +1,8 @@
 //===- BufferizableOpInterfaceImpl.cpp - paged_attn bufferization ---------===//
 //
-// The tensor form of paged_attn.decode reads its five operands and returns a
-// new tensor; it bufferizes to the memref form writing a fresh allocation.
+// The tensor form of paged_attn.decode reads its operands and returns a new
+// tensor (and, with a log-sum-exp, a second one); it bufferizes to the
+// memref form writing fresh allocations.
 //
 //===----------------------------------------------------------------------===//
 
@@ -69,10 +70,18 @@ struct DecodeOpInterface
     Location loc = op->getLoc();
     rewriter.setInsertionPoint(op);
 
+    auto bufferOf = [&](Value tensor) -> FailureOr<Value> {
+      if (!tensor)
+        return Value();
+      return getBuffer(rewriter, tensor, options, state);
+    };
+    Value inputs[] = {decodeOp.getQ(),          decodeOp.getKCache(),
+                      decodeOp.getVCache(),     decodeOp.getBlockTable(),
+                      decodeOp.getSeqLens(),    decodeOp.getAlibiSlopes(),
+                      decodeOp.getSinks()};
     SmallVector<Value> buffers;
-    for (OpOperand &operand : op->getOpOperands()) {
-      FailureOr<Value> buffer =
-          getBuffer(rewriter, operand.get(), options, state);
+    for (Value input : inputs) {
+      FailureOr<Value> buffer = bufferOf(input);
       if (failed(buffer))
         return failure();
       buffers.push_back(*buffer);
@@ -81,23 +90,37 @@ struct DecodeOpInterface
     for (unsigned i = 0; i < 3; ++i)
       buffers[i] = castToUnitInnermostStride(rewriter, loc, buffers[i]);
 
-    auto resultType = cast<RankedTensorType>(decodeOp.getResult().getType());
-    auto outType =
-        MemRefType::get(resultType.getShape(), resultType.getElementType());
-    SmallVector<Value> dynamicSizes;
-    for (int64_t dim = 0; dim < resultType.getRank(); ++dim)
-      if (resultType.isDynamicDim(dim))
-        dynamicSizes.push_back(
-            memref::DimOp::create(rewriter, loc, buffers[0], dim));
-    FailureOr<Value> out =
-        options.createAlloc(rewriter, loc, outType, dynamicSizes);
+    // A fresh buffer for a result, its dynamic sizes those of q (the batch)
+    // or, for the log-sum-exp, its first dim the batch.
+    auto allocFor = [&](Value result) -> FailureOr<Value> {
+      auto type = cast<RankedTensorType>(result.getType());
+      auto bufferType = MemRefType::get(type.getShape(), type.getElementType());
+      SmallVector<Value> dynamicSizes;
+      for (int64_t dim = 0; dim < type.getRank(); ++dim)
+        if (type.isDynamicDim(dim))
+          dynamicSizes.push_back(
+              memref::DimOp::create(rewriter, loc, buffers[0], dim));
+      return options.createAlloc(rewriter, loc, bufferType, dynamicSizes);
+    };
+    FailureOr<Value> out = allocFor(decodeOp.getResult());
     if (failed(out))
       return failure();
+    SmallVector<Value> results = {*out};
+    Value lseOut;
+    if (decodeOp.getLse()) {
+      FailureOr<Value> lse = allocFor(decodeOp.getLse());
+      if (failed(lse))
+        return failure();
+      lseOut = *lse;
+      results.push_back(lseOut);
+    }
 
-    DecodeOp::create(rewriter, loc, /*result=*/Type(), buffers[0], buffers[1],
-                     buffers[2], buffers[3], buffers[4], *out,
-                     decodeOp.getLayoutAttr(), decodeOp.getScaleAttr());
-    replaceOpWithBufferizedValues(rewriter, op, *out);
+    DecodeOp::create(rewriter, loc, /*result=*/Type(), /*lse=*/Type(),
+                     buffers[0], buffers[1], buffers[2], buffers[3], buffers[4],
+                     buffers[5], buffers[6], *out, lseOut,
+                     decodeOp.getLayoutAttr(), decodeOp.getScaleAttr(),
+                     decodeOp.getWindowAttr(), decodeOp.getSoftCapAttr());
+    replaceOpWithBufferizedValues(rewriter, op, results);
     return success();
   }
 };

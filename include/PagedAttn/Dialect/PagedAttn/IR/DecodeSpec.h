@@ -20,12 +20,16 @@
 namespace mlir {
 namespace paged_attn {
 using ::paged_attn::DecodeSpec;
+using ::paged_attn::DecodeVariants;
 using ::paged_attn::DType;
 using ::paged_attn::Layout;
 
-/// What `op` computes: its sizes (static once the op verifies), dtype and
-/// layout.
+/// What `op` computes: its sizes (static once the op verifies), dtype,
+/// layout and variants.
 DecodeSpec getDecodeSpec(DecodeOp op);
+/// The variants `op` asks for (its window, soft_cap, alibi_slopes, sinks
+/// and log-sum-exp output).
+DecodeVariants getDecodeVariants(DecodeOp op);
 
 /// The spec's dtype of an MLIR element type, if it is one of them.
 std::optional<DType> toDType(Type type);

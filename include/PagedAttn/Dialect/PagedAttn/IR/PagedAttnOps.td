@@ -14,6 +14,7 @@ class PagedAttn_Op<string mnemonic, list<Trait> traits = []>
 def PagedAttn_TensorOrMemRef : AnyTypeOf<[AnyRankedTensor, AnyMemRef]>;
 
 def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
+    AttrSizedOperandSegments, AttrSizedResultSegments,
     DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
   let summary = "attention of one query token per sequence over a paged KV cache";
   let description = [{
@@ -49,9 +50,41 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     and a row of it is a multiple of 16 bytes (8 f16/bf16 or 4 f32
     elements); `num_heads` is at most 4096 and `page` at most 65536. The
     memref form's operands are strided memrefs in the default memory space.
-    Attributes other than `layout` and `scale` must belong to a dialect
-    (`paged_attn.strategy`, set by `paged-attn-select-decode-kernel`, is
-    one).
+    Attributes other than `layout`, `scale`, `window` and `soft_cap` must
+    belong to a dialect (`paged_attn.strategy`, set by
+    `paged-attn-select-decode-kernel`, is one).
+
+    ### Variants
+
+    With `s = scale * q[b, h, :] . k_t` the logit of key `t` of sequence
+    `b` for query head `h`, and `n = seq_lens[b]`:
+
+    | variant | semantics |
+    |---|---|
+    | `window = W` (i64 attribute, W >= 1) | only keys `n - W <= t < n` are attended; the kernels read no page before the window, so time and bytes scale with W, not n. FlashInfer's `window_left` is W - 1. |
+    | `soft_cap = c` (f32 attribute, finite, > 0) | `s <- c * tanh(s / c)`, after the scale |
+    | `alibi_slopes(%a)` (f32 `[num_heads]`) | `s <- s + a[h] * (t - (n - 1))`, after the soft-cap |
+    | `sinks(%s)` (f32 `[num_heads]`) | a sink logit in the softmax's denominator only: `out = sum_t e^(s_t - m) v_t / (e^(s[h] - m) + sum_t e^(s_t - m))` |
+    | log-sum-exp (f32 `[batch, num_heads]`) | `lse[b, h] = log(sum_t e^(s_t))` over the attended keys, natural log, sinks excluded; -inf for a sequence with no attended key |
+
+    Every combination is allowed (a window with sinks as in gpt-oss, a
+    window with a soft-cap as in Gemma 2). A sequence with no attended key
+    yields zeros, with or without sinks. The tensor form returns the
+    log-sum-exp as a second result; the memref form writes it into its
+    `lse` operand:
+
+    ```mlir
+    %o, %lse = paged_attn.decode %q, %k, %v, %bt, %sl sinks(%s : tensor<32xf32>)
+           {window = 4096 : i64}
+         : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>,
+           tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32>
+           -> tensor<?x32x128xbf16>, tensor<?x32xf32>
+    ```
+
+    The kernels are specialised on which variants a decode has, not on
+    their values: the window's length and the cap are kernel arguments. A
+    decode with none compiles to the same kernels as before the variants
+    existed.
 
     The op has two forms. With tensors it has value semantics and a result:
 
@@ -78,17 +111,27 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     PagedAttn_TensorOrMemRef:$v_cache,
     PagedAttn_TensorOrMemRef:$block_table,
     PagedAttn_TensorOrMemRef:$seq_lens,
+    Optional<PagedAttn_TensorOrMemRef>:$alibi_slopes,
+    Optional<PagedAttn_TensorOrMemRef>:$sinks,
     Optional<AnyMemRef>:$out,
+    Optional<AnyMemRef>:$lse_out,
     DefaultValuedAttr<PagedAttn_KVLayoutAttr, "::mlir::paged_attn::KVLayout::nhd">:$layout,
-    OptionalAttr<F32Attr>:$scale
+    OptionalAttr<F32Attr>:$scale,
+    OptionalAttr<I64Attr>:$window,
+    OptionalAttr<F32Attr>:$soft_cap
   );
-  let results = (outs Optional<AnyRankedTensor>:$result);
+  let results = (outs Optional<AnyRankedTensor>:$result,
+                      Optional<AnyRankedTensor>:$lse);
 
   let assemblyFormat = [{
     $q `,` $k_cache `,` $v_cache `,` $block_table `,` $seq_lens
+    (`alibi_slopes` `(` $alibi_slopes^ `:` type($alibi_slopes) `)`)?
+    (`sinks` `(` $sinks^ `:` type($sinks) `)`)?
     (`outs` `(` $out^ `:` type($out) `)`)?
+    (`lse` `(` $lse_out^ `:` type($lse_out) `)`)?
     attr-dict `:` type($q) `,` type($k_cache) `,` type($v_cache) `,`
     type($block_table) `,` type($seq_lens) (`->` type($result)^)?
+    (`,` type($lse)^)?
   }];
 
   let builders = [

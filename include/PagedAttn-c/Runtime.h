@@ -43,6 +43,16 @@ typedef struct {
   int64_t strides[4];
 } paged_attn_tensor;
 
+/* The attention variants a config's kernels have (paged_attn_config's
+ * `variants`, a bitwise or); their values are decode parameters. */
+enum {
+  PAGED_ATTN_VARIANT_WINDOW = 1,
+  PAGED_ATTN_VARIANT_SOFT_CAP = 2,
+  PAGED_ATTN_VARIANT_ALIBI = 4,
+  PAGED_ATTN_VARIANT_SINKS = 8,
+  PAGED_ATTN_VARIANT_LSE = 16,
+};
+
 typedef struct {
   int64_t num_heads;
   int64_t num_kv_heads;
@@ -51,6 +61,7 @@ typedef struct {
   paged_attn_dtype dtype;
   paged_attn_layout layout;
   int64_t num_warps; /* 0 means the default, 4 */
+  uint32_t variants; /* PAGED_ATTN_VARIANT_* flags; 0 for plain decode */
 } paged_attn_config;
 
 typedef struct {
@@ -61,6 +72,13 @@ typedef struct {
   void *workspace;
   size_t workspace_bytes;
   int32_t check_page_table; /* nonzero: validate on the device first */
+  /* The values of the config's variants; each must be set exactly when the
+   * config has the variant (zero / a null data pointer otherwise). */
+  int64_t window;                 /* >= 1: keys seq_len - window <= t */
+  float soft_cap;                 /* > 0: s <- c * tanh(s / c) */
+  paged_attn_tensor alibi_slopes; /* [num_heads] f32 */
+  paged_attn_tensor sinks;        /* [num_heads] f32 */
+  paged_attn_tensor lse;          /* [batch, num_heads] f32, written */
 } paged_attn_decode_params;
 
 typedef struct paged_attn_library_s *paged_attn_library;

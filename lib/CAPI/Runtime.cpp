@@ -164,6 +164,19 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
   c.dtype = static_cast<DType>(config->dtype);
   c.layout = static_cast<Layout>(config->layout);
   c.numWarps = config->num_warps ? config->num_warps : 4;
+  constexpr uint32_t kKnownVariants =
+      PAGED_ATTN_VARIANT_WINDOW | PAGED_ATTN_VARIANT_SOFT_CAP |
+      PAGED_ATTN_VARIANT_ALIBI | PAGED_ATTN_VARIANT_SINKS |
+      PAGED_ATTN_VARIANT_LSE;
+  if (config->variants & ~kKnownVariants)
+    return report(Status(StatusCode::InvalidArgument,
+                         "unknown variant flags " +
+                             std::to_string(config->variants & ~kKnownVariants)));
+  c.variants.window = config->variants & PAGED_ATTN_VARIANT_WINDOW;
+  c.variants.softCap = config->variants & PAGED_ATTN_VARIANT_SOFT_CAP;
+  c.variants.alibi = config->variants & PAGED_ATTN_VARIANT_ALIBI;
+  c.variants.sinks = config->variants & PAGED_ATTN_VARIANT_SINKS;
+  c.variants.lse = config->variants & PAGED_ATTN_VARIANT_LSE;
   auto handle = std::make_unique<paged_attn_decoder_s>();
   Status s = Decoder::create(library->library, c, &handle->decoder);
   if (s)
@@ -219,7 +232,10 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
                   {"v_cache", params->v_cache, p.vCache},
                   {"block_table", params->block_table, p.blockTable},
                   {"seq_lens", params->seq_lens, p.seqLens},
-                  {"out", params->out, p.out}};
+                  {"out", params->out, p.out},
+                  {"alibi_slopes", params->alibi_slopes, p.alibiSlopes},
+                  {"sinks", params->sinks, p.sinks},
+                  {"lse", params->lse, p.lse}};
   for (const Operand &operand : operands)
     if (Status s = toTensor(operand.name, operand.from, &operand.to); !s)
       return report(s);
@@ -229,6 +245,8 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
   p.workspace = params->workspace;
   p.workspaceBytes = params->workspace_bytes;
   p.checkPageTable = params->check_page_table != 0;
+  p.window = params->window;
+  p.softCap = params->soft_cap;
   return report(decoder->decoder->decode(p, stream));
 }
 

@@ -290,6 +290,8 @@ static void bindDecodeValues(const KernelSpec &spec, const DecodeParams &p,
   values.setF32(LaunchValue::Scale,
                 p.scale > 0 ? p.scale : 1.0f / std::sqrt(headDim));
   values.setInt(LaunchValue::NumSplits, numSplits);
+  values.setInt(LaunchValue::Window, p.window);
+  values.setF32(LaunchValue::SoftCap, p.softCap);
 }
 
 static Status launchFailed(const Driver &d, const std::string &kernel,
@@ -363,8 +365,12 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   if (p.checkPageTable && !(s = checkPageTable(p, stream, cache.ctx)))
     return s;
 
+  // A window bounds the keys a sequence attends: split for those (the
+  // workspace bound for maxSeqLen covers fewer keys).
+  int64_t maxKeys =
+      config_.variants.window ? std::min(maxSeqLen, p.window) : maxSeqLen;
   int numSplits = p.numSplits ? p.numSplits
-                              : automaticSplits(*this, cache, batch, maxSeqLen);
+                              : automaticSplits(*this, cache, batch, maxKeys);
   SplitWorkspace ws;
   if (std::string error = layOutWorkspace(config_, batch, numSplits, &ws);
       !error.empty())

@@ -23,6 +23,11 @@ std::optional<LaunchValue> detail::launchValueFor(std::string_view name) {
       {"num_splits", LaunchValue::NumSplits},
       {"num_pages", LaunchValue::NumPages},
       {"first_bad", LaunchValue::FirstBad},
+      {"window", LaunchValue::Window},
+      {"soft_cap", LaunchValue::SoftCap},
+      {"alibi_slopes", LaunchValue::AlibiSlopes},
+      {"sinks", LaunchValue::Sinks},
+      {"lse", LaunchValue::Lse},
   };
   for (auto [known, value] : kValues)
     if (name == known)

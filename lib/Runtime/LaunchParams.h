@@ -40,8 +40,13 @@ enum class LaunchValue : uint8_t {
   NumSplits,
   NumPages,
   FirstBad, ///< the check kernel's result
+  Window,
+  SoftCap,
+  AlibiSlopes,
+  Sinks,
+  Lse,
 };
-constexpr size_t kNumLaunchValues = size_t(LaunchValue::FirstBad) + 1;
+constexpr size_t kNumLaunchValues = size_t(LaunchValue::Lse) + 1;
 
 /// A parameter as the Spec describes it, with the value bound to it. (Of
 /// default visibility, as KernelSpec which holds it must be: the public
@@ -120,8 +125,8 @@ private:
   bool scalar(const LaunchValues::Value &value, DType dtype);
   template <typename T> bool put(T v);
 
-  // The decode kernel has the most: 8 memrefs of rank <= 4 (74 eight-byte
-  // slots) and two 4-byte scalars.
+  // The decode kernel has the most: with every variant, 11 memrefs of rank
+  // <= 4 (92 eight-byte slots) and four scalars (at most 24 bytes).
   alignas(8) unsigned char bytes_[1024];
   size_t size_ = 0;
   void *extra_[5];

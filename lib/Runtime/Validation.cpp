@@ -34,6 +34,12 @@ const Tensor *detail::operandTensor(const DecodeParams &p, LaunchValue value) {
     return &p.seqLens;
   case LaunchValue::Out:
     return &p.out;
+  case LaunchValue::AlibiSlopes:
+    return &p.alibiSlopes;
+  case LaunchValue::Sinks:
+    return &p.sinks;
+  case LaunchValue::Lse:
+    return &p.lse;
   default:
     return nullptr;
   }
@@ -175,6 +181,11 @@ static const char *shapeDoc(LaunchValue value, Layout layout) {
     return "[batch]";
   case LaunchValue::Out:
     return "the shape of q";
+  case LaunchValue::AlibiSlopes:
+  case LaunchValue::Sinks:
+    return "[num_heads]";
+  case LaunchValue::Lse:
+    return "[batch, num_heads]";
   default:
     return "";
   }
@@ -198,8 +209,41 @@ static Status checkOperands(const KernelSpec &spec, const DecodeParams &p,
                                shapeDoc(bound.value, spec.config.layout));
         !s)
       return s;
-    dim0 = t->sizes[0];
+    // The batch and the pool come from the operands that have them first
+    // (per-head vectors have a static first dimension).
+    if (bound.param.shape[0] == kDynamicSize)
+      dim0 = t->sizes[0];
   }
+  return Status::ok();
+}
+
+/// The variants' values: each one the config has is given and valid, and
+/// none it lacks is (a window passed to a kernel without one would
+/// otherwise be ignored).
+static Status checkVariantValues(const KernelConfig &config,
+                                 const DecodeParams &p) {
+  const DecodeVariants &v = config.variants;
+  auto absent = [&](const char *what) {
+    return invalid(std::string(what) + " is given, but config " +
+                   config.name() + " has no such variant");
+  };
+  if (!v.window && p.window != 0)
+    return absent("window");
+  if (v.window && p.window < 1)
+    return invalid("config " + config.name() +
+                   " has a window: window must be at least 1, got " +
+                   std::to_string(p.window));
+  if (!v.softCap && p.softCap != 0)
+    return absent("soft_cap");
+  if (v.softCap && !(std::isfinite(p.softCap) && p.softCap > 0))
+    return invalid("config " + config.name() +
+                   " has a soft-cap: soft_cap must be finite and positive");
+  const std::pair<bool, const Tensor *> tensors[] = {
+      {v.alibi, &p.alibiSlopes}, {v.sinks, &p.sinks}, {v.lse, &p.lse}};
+  const char *names[] = {"alibi_slopes", "sinks", "lse"};
+  for (size_t i = 0; i < std::size(tensors); ++i)
+    if (!tensors[i].first && tensors[i].second->data)
+      return absent(names[i]);
   return Status::ok();
 }
 
@@ -213,6 +257,8 @@ Status Decoder::validate(const DecodeParams &p, int64_t *batchOut,
   if (p.scale < 0 || !std::isfinite(p.scale))
     return invalid("scale must be finite and positive (or 0 for "
                    "1/sqrt(head_dim))");
+  if (Status s = checkVariantValues(config_, p); !s)
+    return s;
   int64_t pageSize = config_.pageSize;
   int64_t capacity = 0;
   if (__builtin_mul_overflow(p.blockTable.sizes[1], pageSize, &capacity))

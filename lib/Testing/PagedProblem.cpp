@@ -259,6 +259,9 @@ Status Problem::create(const ProblemShape &shape) {
   options.sparePages = shape.sparePages;
   options.sharePrefixPage = shape.sharePrefixPage;
   options.seed = shape.seed;
+  options.variants = c.variants;
+  options.window = shape.window;
+  options.softCap = shape.softCap;
   ref_ = makeRandomProblem(options);
 
   Status s;
@@ -276,6 +279,18 @@ Status Problem::create(const ProblemShape &shape) {
       !(s = seqLens_.allocate(ref_.seqLens.size() * 4)) ||
       !(s = seqLens_.upload(ref_.seqLens.data(), ref_.seqLens.size() * 4)) ||
       !(s = out_.allocate(ref_.q.size() * dtypeBytes(c.dtype))))
+    return s;
+  auto uploadF32 = [&](DeviceBuffer &buffer,
+                       const std::vector<double> &values) {
+    std::vector<float> f(values.begin(), values.end());
+    Status st = buffer.allocate(f.size() * 4);
+    return st ? buffer.upload(f.data(), f.size() * 4) : st;
+  };
+  if (c.variants.alibi && !(s = uploadF32(alibiSlopes_, ref_.alibiSlopes)))
+    return s;
+  if (c.variants.sinks && !(s = uploadF32(sinks_, ref_.sinks)))
+    return s;
+  if (c.variants.lse && !(s = lse_.allocate(size_t(ref_.batch) * c.numHeads * 4)))
     return s;
   return Status::ok();
 }
@@ -298,6 +313,19 @@ DecodeParams Problem::params() const {
   p.maxSeqLen = maxSeqLen();
   p.workspace = workspace_.size() ? workspace_.data() : nullptr;
   p.workspaceBytes = workspace_.size();
+  const DecodeVariants &v = c.variants;
+  if (v.window)
+    p.window = ref_.window;
+  if (v.softCap)
+    p.softCap = float(ref_.softCap);
+  if (v.alibi)
+    p.alibiSlopes =
+        Tensor::contiguous(alibiSlopes_.data(), DType::F32, {c.numHeads});
+  if (v.sinks)
+    p.sinks = Tensor::contiguous(sinks_.data(), DType::F32, {c.numHeads});
+  if (v.lse)
+    p.lse = Tensor::contiguous(lse_.data(), DType::F32,
+                               {ref_.batch, c.numHeads});
   return p;
 }
 
@@ -332,7 +360,19 @@ Status Problem::prepareWorkspace(const Decoder &decoder, int numSplits) {
   return workspace_.allocate(bytes);
 }
 
-Status Problem::poisonOutput() { return out_.fill(0xff); } // NaN in all dtypes
+// NaN in all dtypes.
+Status Problem::poisonOutput() {
+  Status s = out_.fill(0xff);
+  return s && lse_.size() ? lse_.fill(0xff) : s;
+}
+
+Status Problem::readLse(std::vector<double> *lse) const {
+  std::vector<float> values(lse_.size() / 4);
+  Status s = lse_.download(values.data(), lse_.size());
+  if (s)
+    lse->assign(values.begin(), values.end());
+  return s;
+}
 
 Status Problem::readOutput(std::vector<double> *out) const {
   const KernelConfig &c = shape_.config;
@@ -374,10 +414,27 @@ Status testing::runAndCheck(const Decoder &decoder, Problem &problem,
   ReferenceProblem ref = problem.reference();
   if (params.scale > 0)
     ref.scale = params.scale;
-  std::vector<double> expected = referenceDecode(ref);
+  std::vector<double> expectedLse;
+  std::vector<double> expected = referenceDecode(ref, &expectedLse);
   result->relError = relativeError(out, expected);
   result->maxAbsError = maxAbsError(out, expected);
+  result->lseError = 0;
+  if (problem.shape().config.variants.lse) {
+    std::vector<double> lse;
+    if (!(s = problem.readLse(&lse)))
+      return s;
+    for (size_t i = 0; i < lse.size(); ++i) {
+      bool bothEmpty = std::isinf(lse[i]) && lse[i] < 0 &&
+                       std::isinf(expectedLse[i]) && expectedLse[i] < 0;
+      double error = bothEmpty ? 0 : std::fabs(lse[i] - expectedLse[i]);
+      if (!(error <= result->lseError)) // NaN and inf count as the largest
+        result->lseError = std::isfinite(error)
+                               ? error
+                               : std::numeric_limits<double>::infinity();
+    }
+  }
   result->passed =
-      result->relError <= toleranceFor(problem.shape().config.dtype);
+      result->relError <= toleranceFor(problem.shape().config.dtype) &&
+      result->lseError <= kLseTolerance;
   return Status::ok();
 }

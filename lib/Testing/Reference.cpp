@@ -12,12 +12,17 @@
 
 using namespace paged_attn;
 
-std::vector<double> paged_attn::referenceDecode(const ReferenceProblem &p) {
+std::vector<double> paged_attn::referenceDecode(const ReferenceProblem &p,
+                                                std::vector<double> *lse) {
   std::vector<double> out(p.batch * p.numHeads * p.headDim, 0.0);
+  if (lse)
+    lse->assign(p.batch * p.numHeads, 0.0);
   int64_t group = p.numHeads / p.numKVHeads;
+  const DecodeVariants &v = p.variants;
   std::vector<double> logits, acc(p.headDim);
   for (int64_t b = 0; b < p.batch; ++b) {
     int64_t len = p.seqLens[b];
+    int64_t first = v.window ? std::max<int64_t>(len - p.window, 0) : 0;
     for (int64_t h = 0; h < p.numHeads; ++h) {
       int64_t kvh = h / group;
       const double *q = &p.q[(b * p.numHeads + h) * p.headDim];
@@ -30,26 +35,39 @@ std::vector<double> paged_attn::referenceDecode(const ReferenceProblem &p) {
       };
       logits.assign(len, 0.0);
       double max = -std::numeric_limits<double>::infinity();
-      for (int64_t t = 0; t < len; ++t) {
+      for (int64_t t = first; t < len; ++t) {
         const double *k = &p.kCache[row(t)];
         double dot = 0;
         for (int64_t d = 0; d < p.headDim; ++d)
           dot += q[d] * k[d];
-        logits[t] = p.scale * dot;
-        max = std::max(max, logits[t]);
+        double s = p.scale * dot;
+        if (v.softCap)
+          s = p.softCap * std::tanh(s / p.softCap);
+        if (v.alibi)
+          s += p.alibiSlopes[h] * double(t - (len - 1));
+        logits[t] = s;
+        max = std::max(max, s);
       }
       std::fill(acc.begin(), acc.end(), 0.0);
       double sum = 0;
-      for (int64_t t = 0; t < len; ++t) {
+      for (int64_t t = first; t < len; ++t) {
         double w = std::exp(logits[t] - max);
         sum += w;
-        const double *v = &p.vCache[row(t)];
+        const double *vrow = &p.vCache[row(t)];
         for (int64_t d = 0; d < p.headDim; ++d)
-          acc[d] += w * v[d];
+          acc[d] += w * vrow[d];
       }
+      bool attended = len > first;
+      double denominator = sum;
+      if (v.sinks && attended)
+        denominator += std::exp(p.sinks[h] - max);
       double *o = &out[(b * p.numHeads + h) * p.headDim];
       for (int64_t d = 0; d < p.headDim; ++d)
-        o[d] = len > 0 ? acc[d] / sum : 0.0;
+        o[d] = attended ? acc[d] / denominator : 0.0;
+      if (lse)
+        (*lse)[b * p.numHeads + h] =
+            attended ? max + std::log(sum)
+                     : -std::numeric_limits<double>::infinity();
     }
   }
   return out;
@@ -122,6 +140,20 @@ ReferenceProblem paged_attn::makeRandomProblem(const RandomProblemOptions &o) {
   for (auto *v : {&p.q, &p.kCache, &p.vCache})
     for (double &x : *v)
       x = uniform(rng);
+
+  // The variants' values, as the f32 the kernels are given.
+  p.variants = o.variants;
+  p.window = o.window;
+  p.softCap = float(o.softCap);
+  if (o.variants.alibi)
+    for (int64_t h = 0; h < o.numHeads; ++h)
+      p.alibiSlopes.push_back(
+          float(std::exp2(-8.0 * double(h + 1) / double(o.numHeads))));
+  if (o.variants.sinks) {
+    std::uniform_real_distribution<double> sink(-1.0, 5.0);
+    for (int64_t h = 0; h < o.numHeads; ++h)
+      p.sinks.push_back(float(sink(rng)));
+  }
   return p;
 }
 

@@ -93,10 +93,14 @@ void checkCase(const std::string &name, const std::shared_ptr<KernelLibrary> &li
   CheckResult result;
   if (!(s = runAndCheck(*decoder, problem, params, stream, &result)))
     return report(name, false, s.message());
-  char detail[160];
-  std::snprintf(detail, sizeof(detail), "%s, rel err %.3g (limit %.3g)",
-                decoder->kernelKind(), result.relError,
-                toleranceFor(shape.config.dtype));
+  char detail[200];
+  int n = std::snprintf(detail, sizeof(detail), "%s, rel err %.3g (limit %.3g)",
+                        decoder->kernelKind(), result.relError,
+                        toleranceFor(shape.config.dtype));
+  if (shape.config.variants.lse)
+    std::snprintf(detail + n, sizeof(detail) - n,
+                  ", lse err %.3g (limit %.3g)", result.lseError,
+                  kLseTolerance);
   report(name, result.passed, detail);
 }
 
@@ -129,6 +133,19 @@ std::vector<int32_t> edgeLengths(int64_t page, uint64_t seed) {
   return lens;
 }
 
+/// The windows a config runs with (none without the variant): one shorter
+/// than most sequences and not a multiple of the page, which one sequence
+/// (appended to `lens`) equals, and one longer than every sequence.
+std::vector<std::pair<int64_t, std::string>>
+windowsFor(const KernelConfig &c, uint64_t seed, std::vector<int32_t> &lens) {
+  if (!c.variants.window)
+    return {{0, ""}};
+  int64_t shortWindow = 3 * c.pageSize + 1 + int64_t(seed % 29);
+  lens.push_back(int32_t(shortWindow));
+  return {{shortWindow, "/window" + std::to_string(shortWindow)},
+          {4096, "/window4096"}};
+}
+
 /// One case of the matrix, run by a worker.
 struct MatrixCase {
   std::string name;
@@ -147,7 +164,9 @@ std::vector<MatrixCase> matrixCases(const std::string &root, bool quick,
   const std::pair<const char *, const char *> sets[] = {
       {"auto", nullptr},
       {"tensor-cores", "tensor-cores"},
-      {"cuda-cores", "cuda-cores"}};
+      {"cuda-cores", "cuda-cores"},
+      {"variants", nullptr},
+      {"variants-cuda-cores", "cuda-cores"}};
   std::vector<std::tuple<int, std::string, MatrixCase>> ordered;
   uint64_t seed = 1;
   for (auto [set, kernel] : sets) {
@@ -178,12 +197,19 @@ std::vector<MatrixCase> matrixCases(const std::string &root, bool quick,
       shape.config = c;
       shape.seqLens = edgeLengths(c.pageSize, seed);
       shape.seed = seed;
+      // A cap that bends the logits (about +-1 before it) well into tanh.
+      if (c.variants.softCap)
+        shape.softCap = 0.3;
       std::string base = std::string(set) + "/" + c.name();
-      for (int splits : {1, 3}) {
-        std::string name = base + (splits == 1 ? "/unsplit" : "/split3");
-        if (selected(name))
-          ordered.push_back(
-              {rank, module, MatrixCase{name, lib, shape, splits, kernel}});
+      for (auto [window, suffix] : windowsFor(c, seed, shape.seqLens)) {
+        shape.window = window;
+        for (int splits : {1, 3}) {
+          std::string name =
+              base + suffix + (splits == 1 ? "/unsplit" : "/split3");
+          if (selected(name))
+            ordered.push_back(
+                {rank, module, MatrixCase{name, lib, shape, splits, kernel}});
+        }
       }
     }
   }

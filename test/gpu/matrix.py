@@ -20,9 +20,18 @@ Kernel sets (one directory each under the output directory):
   tensor-cores  tensor-cores=on for every head-dims config the tensor-core
                 kernel serves (f16/bf16, head_dim a multiple of 16 up to 128).
   cuda-cores    tensor-cores=off for the same configs.
+  variants      the attention variants (window, soft-cap, ALiBi, sinks,
+                log-sum-exp) one at a time and in the combinations models
+                use (window + sinks + lse as gpt-oss, window + soft-cap as
+                Gemma 2, all five), each on a shape matrix of dtype x
+                head_dim {64, 80, 128, 256} x group {1, 4, 8}, pages and
+                layouts rotating; default kernel choice.
+  variants-cuda-cores  tensor-cores=off for the variants configs the
+                tensor-core kernel serves.
 
 So both decode kernels run every (dtype, head_dim, group) the tensor-core
-kernel serves, and the CUDA-core kernel everything else.
+kernel serves, and the CUDA-core kernel everything else, and both run every
+variant.
 
     matrix.py compile --compiler PATH --out DIR [--chip CHIP] [--jobs N]
     matrix.py ptxas --ptxas PATH --arch sm_XX [--jobs N] DIR
@@ -65,13 +74,24 @@ def tensor_cores_serve(dtype, head_dim):
             and head_dim <= TENSOR_CORE_MAX_HEAD_DIM)
 
 
+# The variants in the order of their name suffixes (DecodeVariants).
+VARIANTS = ["win", "cap", "alibi", "sinks", "lse"]
+VARIANT_COMBOS = [("win",), ("cap",), ("alibi",), ("sinks",), ("lse",),
+                  ("win", "sinks", "lse"), ("win", "cap"),
+                  tuple(VARIANTS)]
+VARIANT_DIMS = [64, 80, 128, 256]
+VARIANT_GROUPS = [1, 4, 8]
+
+
 class Config:
-    __slots__ = ("dtype", "head_dim", "page", "group", "layout", "kv_heads")
+    __slots__ = ("dtype", "head_dim", "page", "group", "layout", "kv_heads",
+                 "variants")
 
     def __init__(self, dtype, head_dim, page, group, layout,
-                 kv_heads=KV_HEADS):
+                 kv_heads=KV_HEADS, variants=()):
         self.dtype, self.head_dim, self.page = dtype, head_dim, page
         self.group, self.layout, self.kv_heads = group, layout, kv_heads
+        self.variants = tuple(v for v in VARIANTS if v in variants)
 
     @property
     def num_heads(self):
@@ -81,7 +101,8 @@ class Config:
     def name(self):
         """The runtime's config name (KernelConfig::name)."""
         return (f"h{self.num_heads}_kv{self.kv_heads}_d{self.head_dim}"
-                f"_p{self.page}_{self.dtype}_{self.layout}_w4")
+                f"_p{self.page}_{self.dtype}_{self.layout}_w4"
+                + "".join("_" + v for v in self.variants))
 
 
 # Configs that once computed garbage (issue 11: the tensor-core kernel's
@@ -124,16 +145,36 @@ def head_dim_configs():
     return configs
 
 
+def variant_configs():
+    configs = []
+    for ci, combo in enumerate(VARIANT_COMBOS):
+        for ti, dtype in enumerate(DTYPES):
+            for di, d in enumerate(VARIANT_DIMS):
+                for gi, g in enumerate(VARIANT_GROUPS):
+                    i = ci + ti + di + gi
+                    configs.append(Config(dtype, d, PAGES[i % len(PAGES)], g,
+                                          LAYOUTS[(i + di) % len(LAYOUTS)],
+                                          variants=combo))
+    return configs
+
+
 def kernel_sets():
     """{set: (tensor-cores option, configs)}, names unique within a set."""
     auto = {c.name: c for c in core_configs() + head_dim_configs() +
             REGRESSIONS + PYTHON_TEST_CONFIGS}
     served = [c for c in head_dim_configs()
               if tensor_cores_serve(c.dtype, c.head_dim)]
+    variants = variant_configs()
+    # Those the default choice puts on tensor cores (a group of 4 or more).
+    variants_served = [c for c in variants
+                       if tensor_cores_serve(c.dtype, c.head_dim)
+                       and c.group >= 4]
     return {
         "auto": ("auto", list(auto.values())),
         "tensor-cores": ("on", served),
         "cuda-cores": ("off", served),
+        "variants": ("auto", variants),
+        "variants-cuda-cores": ("off", variants_served),
     }
 
 
@@ -143,12 +184,32 @@ def decode_func(c):
     else:
         cache = f"?x{c.kv_heads}x{c.page}x{c.head_dim}x{c.dtype}"
     q = f"?x{c.num_heads}x{c.head_dim}x{c.dtype}"
+    heads = f"memref<{c.num_heads}xf32>"
+    args, operands, outs, attrs = "", "", "", []
+    if "alibi" in c.variants:
+        args += f", %a: {heads}"
+        operands += f" alibi_slopes(%a : {heads})"
+    if "sinks" in c.variants:
+        args += f", %s: {heads}"
+        operands += f" sinks(%s : {heads})"
+    if "lse" in c.variants:
+        lse = f"memref<?x{c.num_heads}xf32>"
+        args += f", %l: {lse}"
+        outs = f" lse(%l : {lse})"
+    # The kernels take the window and the cap as arguments: any value
+    # specialises them the same way.
+    if "win" in c.variants:
+        attrs.append("window = 1 : i64")
+    if "cap" in c.variants:
+        attrs.append("soft_cap = 1.0 : f32")
+    attrs.append(f"layout = #paged_attn.kv_layout<{c.layout}>")
     return (
         f"func.func @decode_{c.name}(%q: memref<{q}>, %k: memref<{cache}>, "
         f"%v: memref<{cache}>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, "
-        f"%o: memref<{q}>) {{\n"
-        f"  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<{q}>) "
-        f"{{layout = #paged_attn.kv_layout<{c.layout}>}} : memref<{q}>, "
+        f"%o: memref<{q}>{args}) {{\n"
+        f"  paged_attn.decode %q, %k, %v, %bt, %sl{operands} "
+        f"outs(%o : memref<{q}>){outs} "
+        f"{{{', '.join(attrs)}}} : memref<{q}>, "
         f"memref<{cache}>, memref<{cache}>, memref<?x?xi32>, memref<?xi32>\n"
         f"  return\n}}\n")
 
@@ -173,7 +234,8 @@ def compile_module(compiler, chip, option, mlir_path, out_base):
 
 def check_kernel_choice(set_name, manifest_path):
     """The forced sets must have got the kernel they ask for."""
-    want = {"tensor-cores": True, "cuda-cores": False}.get(set_name)
+    want = {"tensor-cores": True, "cuda-cores": False,
+            "variants-cuda-cores": False}.get(set_name)
     if want is None:
         return
     with open(manifest_path) as f:

@@ -19,6 +19,7 @@
 #include "PagedAttn/Testing/Reference.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Parser/Parser.h"
 #include "mlir/ExecutionEngine/CRunnerUtils.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/IR/MLIRContext.h"
@@ -27,6 +28,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <random>
 #include <tuple>
 
@@ -181,5 +184,210 @@ std::vector<LoopsCase> allCases() {
 
 INSTANTIATE_TEST_SUITE_P(Loops, CpuLoopsTest, ::testing::ValuesIn(allCases()),
                          caseName);
+
+//===----------------------------------------------------------------------===//
+// Variants
+//===----------------------------------------------------------------------===//
+
+struct VariantCase {
+  DType dtype;
+  int64_t group;
+  bool hnd;
+  DecodeVariants variants;
+  int64_t window; // with the window variant
+};
+
+std::string describeVariant(const VariantCase &c) {
+  std::string name = std::string(dtypeName(c.dtype)) + "_g" +
+                     std::to_string(c.group) + (c.hnd ? "_hnd" : "_nhd") +
+                     c.variants.nameSuffix();
+  if (c.variants.window)
+    name += std::to_string(c.window);
+  return name;
+}
+
+[[maybe_unused]] void PrintTo(const VariantCase &c, std::ostream *os) {
+  *os << describeVariant(c);
+}
+
+class CpuLoopsVariantsTest : public ::testing::TestWithParam<VariantCase> {
+protected:
+  static void SetUpTestSuite() {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  }
+};
+
+/// The memref-form decode of `c` as a function, its window and cap as
+/// the op's attributes: q, k, v, block_table, seq_lens, out, then the
+/// slopes, the sinks and the log-sum-exp where `c` has them.
+std::string variantModule(const VariantCase &c, int64_t numHeads,
+                          int64_t numKVHeads, int64_t page, int64_t headDim,
+                          double softCap) {
+  std::string t = dtypeName(c.dtype);
+  std::string d = std::to_string(headDim), h = std::to_string(numHeads),
+              kv = std::to_string(numKVHeads), p = std::to_string(page);
+  std::string q = "memref<?x" + h + "x" + d + "x" + t + ">";
+  std::string cache = c.hnd ? "memref<?x" + kv + "x" + p + "x" + d + "x" + t + ">"
+                            : "memref<?x" + p + "x" + kv + "x" + d + "x" + t + ">";
+  std::string perHead = "memref<" + h + "xf32>";
+  std::string lseType = "memref<?x" + h + "xf32>";
+  std::string args = "%q: " + q + ", %k: " + cache + ", %v: " + cache +
+                     ", %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: " + q;
+  std::string operands, outs, attrs = "layout = #paged_attn.kv_layout<" +
+                                      std::string(c.hnd ? "hnd" : "nhd") + ">";
+  if (c.variants.alibi) {
+    args += ", %a: " + perHead;
+    operands += " alibi_slopes(%a : " + perHead + ")";
+  }
+  if (c.variants.sinks) {
+    args += ", %s: " + perHead;
+    operands += " sinks(%s : " + perHead + ")";
+  }
+  if (c.variants.lse) {
+    args += ", %l: " + lseType;
+    outs = " lse(%l : " + lseType + ")";
+  }
+  if (c.variants.window)
+    attrs += ", window = " + std::to_string(c.window) + " : i64";
+  if (c.variants.softCap) {
+    char cap[32];
+    std::snprintf(cap, sizeof(cap), "%.9g", softCap);
+    attrs += std::string(", soft_cap = ") + cap + " : f32";
+  }
+  return "func.func @decode(" + args +
+         ") attributes {llvm.emit_c_interface} {\n"
+         "  paged_attn.decode %q, %k, %v, %bt, %sl" +
+         operands + " outs(%o : " + q + ")" + outs + " {" + attrs + "} : " +
+         q + ", " + cache + ", " + cache +
+         ", memref<?x?xi32>, memref<?xi32>\n  return\n}\n";
+}
+
+// Each variant and the combinations models use, run by the loops lowering
+// against the float64 reference: windows shorter than most sequences (not
+// a multiple of the page, equal to one sequence's length) and longer than
+// all; the log-sum-exp to 1e-4 where both are finite, -inf for the empty
+// sequence.
+TEST_P(CpuLoopsVariantsTest, MatchesFloat64Reference) {
+  const VariantCase &c = GetParam();
+  DialectRegistry registry;
+  mlir::paged_attn::registerAllDialects(registry);
+  MLIRContext ctx(registry);
+  ctx.loadAllAvailableDialects();
+  const int64_t numKVHeads = 2, numHeads = numKVHeads * c.group, page = 16,
+                headDim = 64;
+  const double softCap = 0.3;
+  OwningOpRef<ModuleOp> module = parseSourceString<ModuleOp>(
+      variantModule(c, numHeads, numKVHeads, page, headDim, softCap), &ctx);
+  ASSERT_TRUE(module);
+  PassManager pm(&ctx);
+  mlir::paged_attn::buildPagedAttnToCPUPipeline(pm);
+  ASSERT_TRUE(succeeded(pm.run(*module)));
+  auto engine = ExecutionEngine::create(*module, ExecutionEngineOptions());
+  ASSERT_TRUE(bool(engine)) << llvm::toString(engine.takeError());
+
+  RandomProblemOptions o;
+  o.numHeads = numHeads;
+  o.numKVHeads = numKVHeads;
+  o.headDim = headDim;
+  o.pageSize = page;
+  o.hnd = c.hnd;
+  o.seqLens = {0, 1, 17, 16, 15, 7, 300, int32_t(c.window)};
+  o.seed = 5;
+  o.variants = c.variants;
+  o.window = c.window;
+  o.softCap = softCap;
+  ReferenceProblem p = makeRandomProblem(o);
+  std::vector<uint8_t> q = roundToDType(c.dtype, p.q);
+  std::vector<uint8_t> k = roundToDType(c.dtype, p.kCache);
+  std::vector<uint8_t> v = roundToDType(c.dtype, p.vCache);
+  std::vector<uint8_t> out(q.size(), 0xff);
+  std::vector<float> slopes(p.alibiSlopes.begin(), p.alibiSlopes.end());
+  std::vector<float> sinks(p.sinks.begin(), p.sinks.end());
+  std::vector<float> lse(p.batch * numHeads,
+                         std::numeric_limits<float>::quiet_NaN());
+  std::array<int64_t, 4> cacheShape =
+      c.hnd ? std::array<int64_t, 4>{p.numPages, numKVHeads, page, headDim}
+            : std::array<int64_t, 4>{p.numPages, page, numKVHeads, headDim};
+  auto qd = descriptor<3>(q.data(), {p.batch, numHeads, headDim});
+  auto kd = descriptor<4>(k.data(), cacheShape);
+  auto vd = descriptor<4>(v.data(), cacheShape);
+  auto btd = descriptor<2>(p.blockTable.data(), {p.batch, p.maxPages});
+  auto sld = descriptor<1>(p.seqLens.data(), {p.batch});
+  auto od = descriptor<3>(out.data(), {p.batch, numHeads, headDim});
+  auto ad = descriptor<1>(slopes.data(), {numHeads});
+  auto sd = descriptor<1>(sinks.data(), {numHeads});
+  auto ld = descriptor<2>(lse.data(), {p.batch, numHeads});
+  // The C interface takes a pointer to each descriptor; invokePacked takes
+  // a pointer to each argument.
+  SmallVector<void *> descriptors = {&qd, &kd, &vd, &btd, &sld, &od};
+  if (c.variants.alibi)
+    descriptors.push_back(&ad);
+  if (c.variants.sinks)
+    descriptors.push_back(&sd);
+  if (c.variants.lse)
+    descriptors.push_back(&ld);
+  SmallVector<void *> args;
+  for (void *&d : descriptors)
+    args.push_back(&d);
+  llvm::Error error = (*engine)->invokePacked("_mlir_ciface_decode", args);
+  ASSERT_FALSE(bool(error)) << llvm::toString(std::move(error));
+
+  std::vector<double> expectedLse;
+  std::vector<double> expected = referenceDecode(p, &expectedLse);
+  std::vector<double> got = widenFromDType(c.dtype, out.data(), p.q.size());
+  EXPECT_LE(relativeError(got, expected), limitFor(c.dtype));
+  for (int64_t i = 0; i < numHeads * headDim; ++i)
+    ASSERT_EQ(got[i], 0.0) << "element " << i << " of the empty sequence";
+  if (!c.variants.lse)
+    return;
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (std::isinf(expectedLse[i])) {
+      EXPECT_TRUE(std::isinf(lse[i]) && lse[i] < 0) << "lse " << i;
+      continue;
+    }
+    EXPECT_NEAR(lse[i], expectedLse[i], 1e-4) << "lse " << i;
+  }
+}
+
+std::vector<VariantCase> variantCases() {
+  auto variants = [](bool window, bool softCap, bool alibi, bool sinks,
+                     bool lse) {
+    DecodeVariants v;
+    v.window = window;
+    v.softCap = softCap;
+    v.alibi = alibi;
+    v.sinks = sinks;
+    v.lse = lse;
+    return v;
+  };
+  const DecodeVariants combos[] = {
+      variants(true, false, false, false, false),
+      variants(false, true, false, false, false),
+      variants(false, false, true, false, false),
+      variants(false, false, false, true, false),
+      variants(false, false, false, false, true),
+      variants(true, false, false, true, true), // gpt-oss
+      variants(true, true, false, false, false), // Gemma 2
+      variants(true, true, true, true, true)};
+  std::vector<VariantCase> cases;
+  int i = 0;
+  for (const DecodeVariants &v : combos)
+    for (DType dtype : {DType::F32, DType::BF16})
+      for (int64_t window : {int64_t(7), int64_t(1000)}) {
+        if (!v.window && window != 7)
+          continue;
+        cases.push_back({dtype, i % 2 ? 4 : 1, i % 3 == 0, v, window});
+        ++i;
+      }
+  return cases;
+}
+
+std::string variantCaseName(const ::testing::TestParamInfo<VariantCase> &info) {
+  return describeVariant(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, CpuLoopsVariantsTest,
+                         ::testing::ValuesIn(variantCases()), variantCaseName);
 
 } // namespace

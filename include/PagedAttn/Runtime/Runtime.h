@@ -88,6 +88,16 @@ struct DecodeParams {
   /// StatusCode::BadPageTable naming the first bad entry. Synchronises the
   /// stream and allocates; for debugging, not for graphs.
   bool checkPageTable = false;
+
+  /// The values of the config's variants (KernelConfig::variants says
+  /// which it has; a value for a variant it lacks is an error, so that a
+  /// window or a cap is never silently ignored). See the op's
+  /// documentation for their semantics.
+  int64_t window = 0;   ///< keys seq_len - window <= t < seq_len; >= 1
+  float softCap = 0.0f; ///< s <- c * tanh(s / c); finite, > 0
+  Tensor alibiSlopes;   ///< [num_heads] f32
+  Tensor sinks;         ///< [num_heads] f32
+  Tensor lse;           ///< [batch, num_heads] f32, written (natural log)
 };
 
 struct KernelSpec;

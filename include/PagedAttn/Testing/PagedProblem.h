@@ -80,6 +80,10 @@ struct ProblemShape {
   /// first page is the same physical page when set.
   bool sharePrefixPage = false;
   uint64_t seed = 1;
+  /// The values of the config's variants: the window's length and the
+  /// cap (the slopes and sinks are drawn: RandomProblemOptions).
+  int64_t window = 0;
+  double softCap = 0;
 };
 
 /// One problem on the host (float64 copies for the reference) and device.
@@ -104,6 +108,8 @@ public:
   Status poisonOutput();
   /// Downloads out and widens it to double.
   Status readOutput(std::vector<double> *out) const;
+  /// Downloads the log-sum-exp (configs with one).
+  Status readLse(std::vector<double> *lse) const;
   DeviceBuffer &blockTableBuffer() { return blockTable_; }
   DeviceBuffer &seqLensBuffer() { return seqLens_; }
 
@@ -111,13 +117,20 @@ private:
   ProblemShape shape_;
   ReferenceProblem ref_;
   DeviceBuffer q_, k_, v_, blockTable_, seqLens_, out_, workspace_;
+  DeviceBuffer alibiSlopes_, sinks_, lse_;
 };
 
 /// The error limit (relative L2) tests use for a dtype.
 double toleranceFor(DType dtype);
 
+/// The error limit (absolute) of the log-sum-exp.
+constexpr double kLseTolerance = 2e-3;
+
 struct CheckResult {
   double relError = 0, maxAbsError = 0;
+  /// max |lse - reference| where both are finite; infinity where one is
+  /// -inf and the other not (0 without a log-sum-exp).
+  double lseError = 0;
   bool passed = false;
 };
 

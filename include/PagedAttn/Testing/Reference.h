@@ -27,6 +27,12 @@ struct ReferenceProblem {
   std::vector<double> q, kCache, vCache; // q: [batch, num_heads, head_dim]
   std::vector<int32_t> blockTable;       // [batch, max_pages]
   std::vector<int32_t> seqLens;          // [batch]
+  /// The variants (DecodeVariants says which are on) and their values:
+  /// the window's length, the cap, the slopes and sinks ([num_heads]).
+  DecodeVariants variants;
+  int64_t window = 0;
+  double softCap = 0;
+  std::vector<double> alibiSlopes, sinks;
 };
 
 /// What a random problem looks like.
@@ -39,6 +45,12 @@ struct RandomProblemOptions {
   /// Every sequence's first page is the same physical page (prefix sharing).
   bool sharePrefixPage = false;
   uint64_t seed = 1;
+  /// The variants to draw values for: the window and cap are these; the
+  /// slopes are ALiBi's (2^(-8 (h + 1) / num_heads)) and the sinks uniform
+  /// in [-1, 5) (a weight of 0.4 to 150 against about one per key).
+  DecodeVariants variants;
+  int64_t window = 0;
+  double softCap = 0;
 };
 
 /// Elements uniform in [-1, 1); logical pages take physical pages of the
@@ -53,9 +65,13 @@ std::vector<uint8_t> roundToDType(DType dtype, std::vector<double> &values);
 /// Widens stored `dtype` elements to double.
 std::vector<double> widenFromDType(DType dtype, const void *data, size_t n);
 
-/// out[b, h, :] = softmax(scale * q . K^T) . V in float64; zeros for an
-/// empty sequence. Returns [batch, num_heads, head_dim].
-std::vector<double> referenceDecode(const ReferenceProblem &p);
+/// out[b, h, :] = softmax(scale * q . K^T) . V in float64, with the
+/// problem's variants as the op defines them; zeros for a sequence with no
+/// attended key. Returns [batch, num_heads, head_dim]; `lse`, when given,
+/// receives the natural log-sum-exp [batch, num_heads] (-inf where no key
+/// is attended).
+std::vector<double> referenceDecode(const ReferenceProblem &p,
+                                    std::vector<double> *lse = nullptr);
 
 /// ||a - b|| / ||b|| (0 when both are zero).
 double relativeError(const std::vector<double> &a,

@@ -61,6 +61,8 @@ private:
   std::optional<ImplicitLocOpBuilder> bStorage;
   std::optional<KernelEmitter> eStorage;
   Value numSplits, tid, head, batch, warp, lane, colInGroup, ref;
+  /// e^sink / 2^ref, once per row (null without sinks).
+  Value sinkWeight;
 
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
@@ -152,19 +154,10 @@ void MergeKernelBuilder::emitWrite(Value column) {
                           llvm::MaybeAlign(16)));
   }
   OnlineSoftmax softmax(e);
-  Value inv = softmax.inverseSum(total);
-  if (Value sinks = arg("sinks")) {
-    Value sink = memref::LoadOp::create(b, sinks, ValueRange{head});
-    inv = e.fmul(inv, softmax.sinkFactor(sink, ref, total));
-  }
-  if (Value lse = arg("lse")) {
-    auto first = scf::IfOp::create(b, e.ult(column, e.index(1)), false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(first.thenBlock());
-    Value lse2 = softmax.logSumExp(ref, total, softmax.nonEmpty(total));
-    memref::StoreOp::create(b, e.fmul(lse2, e.f32Const(M_LN2)), lse,
-                            ValueRange{batch, head});
-  }
+  // With a sink, its weight joins the denominator (a row with no key
+  // stays 0: its accumulators are).
+  Value inv = softmax.inverseSum(sinkWeight ? e.fadd(total, sinkWeight)
+                                            : total);
   Value invVec = e.splat(inv, kF32VecElems);
   for (Value &a : acc)
     a = e.fmul(a, invVec);
@@ -175,6 +168,14 @@ void MergeKernelBuilder::emitWrite(Value column) {
         b, acc[0], acc[1], ArrayRef<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
   e.storeVector(e.truncateTo(result, c.elementType), func.getArgument(2),
                 {batch, head, column});
+  if (Value lse = arg("lse")) {
+    auto first = scf::IfOp::create(b, e.ult(column, e.index(1)), false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(first.thenBlock());
+    Value lse2 = softmax.logSumExp(ref, total, softmax.nonEmpty(total));
+    memref::StoreOp::create(b, e.fmul(lse2, e.f32Const(M_LN2)), lse,
+                            ValueRange{batch, head});
+  }
 }
 
 gpu::GPUFuncOp MergeKernelBuilder::build() {
@@ -209,6 +210,10 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   warp = e.div(tid, e.index(32));
   lane = e.rem(tid, e.index(32));
   ref = OnlineSoftmax(e).reference(emitMaxLse());
+  if (Value sinks = arg("sinks")) {
+    Value sink = memref::LoadOp::create(b, sinks, ValueRange{head});
+    sinkWeight = OnlineSoftmax(e).weight(e.fmul(sink, e.f32Const(M_LOG2E)), ref);
+  }
 
   colInGroup = e.rem(tid, e.index(colThreads));
   Value splitLane = e.div(tid, e.index(colThreads));

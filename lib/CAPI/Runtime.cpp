@@ -11,7 +11,9 @@
 #include "PagedAttn-c/Runtime.h"
 #include "PagedAttn/Runtime/Runtime.h"
 
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 using namespace paged_attn;
 
@@ -47,18 +49,28 @@ static paged_attn_status nullArgument(const char *name) {
 /// outside the C enum (which the cast would make another dtype) and a rank
 /// outside [0, 4] (which would index past sizes[4]). `name` is the
 /// operand's, for the message.
+/// The value a C caller stored in an enum field, read as its underlying
+/// integer: the caller may have stored any int, and loading one outside
+/// the enumerators as the enum type is undefined in C++.
+template <typename Enum> static int64_t rawEnum(const Enum &field) {
+  std::underlying_type_t<Enum> raw;
+  std::memcpy(&raw, &field, sizeof raw);
+  return int64_t(raw);
+}
+
 static Status toTensor(const char *name, const paged_attn_tensor &t,
                        Tensor *r) {
   if (t.rank < 0 || t.rank > 4)
     return Status(StatusCode::InvalidArgument,
                   std::string(name) + " is not a valid tensor: its rank (" +
                       std::to_string(t.rank) + ") is outside [0, 4]");
-  if (t.dtype < PAGED_ATTN_F16 || t.dtype > PAGED_ATTN_I32)
+  int64_t dtype = rawEnum(t.dtype);
+  if (dtype < PAGED_ATTN_F16 || dtype > PAGED_ATTN_I32)
     return Status(StatusCode::InvalidArgument,
                   std::string(name) + " has an invalid dtype (" +
-                      std::to_string(int(t.dtype)) + ")");
+                      std::to_string(dtype) + ")");
   r->data = t.data;
-  r->dtype = static_cast<DType>(t.dtype);
+  r->dtype = static_cast<DType>(dtype);
   r->rank = t.rank;
   for (int d = 0; d < 4; ++d) {
     r->sizes[d] = t.sizes[d];
@@ -152,17 +164,18 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
     return nullArgument("decoder");
   // Out-of-range enum values are refused here: the Spec's names and rules
   // are defined on its enums' values only.
-  if (config->layout != PAGED_ATTN_NHD && config->layout != PAGED_ATTN_HND)
+  int64_t layout = rawEnum(config->layout), dtype = rawEnum(config->dtype);
+  if (layout != PAGED_ATTN_NHD && layout != PAGED_ATTN_HND)
     return report(Status(StatusCode::InvalidArgument, "unknown layout"));
-  if (config->dtype < PAGED_ATTN_F16 || config->dtype > PAGED_ATTN_I32)
+  if (dtype < PAGED_ATTN_F16 || dtype > PAGED_ATTN_I32)
     return report(Status(StatusCode::InvalidArgument, "unknown dtype"));
   KernelConfig c;
   c.numHeads = config->num_heads;
   c.numKVHeads = config->num_kv_heads;
   c.headDim = config->head_dim;
   c.pageSize = config->page_size;
-  c.dtype = static_cast<DType>(config->dtype);
-  c.layout = static_cast<Layout>(config->layout);
+  c.dtype = static_cast<DType>(dtype);
+  c.layout = static_cast<Layout>(layout);
   c.numWarps = config->num_warps ? config->num_warps : 4;
   constexpr uint32_t kKnownVariants =
       PAGED_ATTN_VARIANT_WINDOW | PAGED_ATTN_VARIANT_SOFT_CAP |

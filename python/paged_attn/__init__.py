@@ -189,20 +189,23 @@ _decoders = {}
 _spec_names = {}
 
 
-def _config_name(hq, hkv, d, page, dtype, layout, warps=4):
+def _config_name(hq, hkv, d, page, dtype, layout, warps=4, variants=()):
     """The config's name (its kernels' and manifest's), after the op's rules
     on it: the C++ Spec's, raising ValueError with the broken rule's
-    message."""
-    return _ext.decode_spec(hq, hkv, d, page, dtype, layout, warps)
+    message. `variants` names the attention variants its kernels have
+    ("window", "soft_cap", "alibi_slopes", "sinks", "lse")."""
+    return _ext.decode_spec(hq, hkv, d, page, dtype, layout, warps,
+                            list(variants))
 
 
-def _checked_name(hq, hkv, d, page, dtype, layout):
+def _checked_name(hq, hkv, d, page, dtype, layout, variants=()):
     """_config_name, remembered for configs that obey the rules: decode()
     asks on every call."""
-    key = (hq, hkv, d, page, dtype, layout)
+    key = (hq, hkv, d, page, dtype, layout, variants)
     name = _spec_names.get(key)
     if name is None:
-        name = _spec_names[key] = _config_name(*key)
+        name = _spec_names[key] = _config_name(hq, hkv, d, page, dtype,
+                                               layout, 4, variants)
     return name
 
 
@@ -231,19 +234,22 @@ def _current_chip():
 
 
 def compile(num_heads, num_kv_heads, head_dim, page_size, dtype="bf16",
-            layout="nhd", chip="sm_90", num_warps=4):
+            layout="nhd", chip="sm_90", num_warps=4, variants=()):
     """Compiles a decode kernel pair: returns (ptx: str, manifest: dict).
 
-    Needs a build with the compiler (has_compiler()).
+    variants: the attention variants the kernels have, by decode()'s keyword
+    names ("window", "soft_cap", "alibi_slopes", "sinks", "lse"). Needs a
+    build with the compiler (has_compiler()).
     """
     if not _ext.has_compiler():
         raise PagedAttnError("this build of paged_attn has no compiler: use "
                              "kernels compiled by paged-attn-compile "
                              "($PAGED_ATTN_KERNEL_DIR)")
     name = _config_name(num_heads, num_kv_heads, head_dim, page_size, dtype,
-                        layout, num_warps)
+                        layout, num_warps, variants)
     ptx, manifest = _ext.compile(num_heads, num_kv_heads, head_dim, page_size,
-                                 dtype, layout, chip, num_warps, name + ".ptx")
+                                 dtype, layout, chip, num_warps, name + ".ptx",
+                                 list(variants))
     return ptx, json.loads(manifest)
 
 
@@ -260,7 +266,9 @@ def _write_entry(root, directory, name, args, chip):
     """Compiles a cache entry into a temporary directory and renames it into
     place, so that a reader never sees half an entry. When another process
     renamed its entry there first, that one is kept."""
-    ptx, man = compile(*args, chip=chip)
+    # (hq, hkv, d, page, dtype, layout[, variants])
+    shape, variants = args[:6], (args[6] if len(args) > 6 else ())
+    ptx, man = compile(*shape, chip=chip, variants=variants)
     try:
         os.makedirs(root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=root)
@@ -332,8 +340,8 @@ def _cached_manifest(name, args, chip):
     return _cached_library(name, args, chip)[0]
 
 
-def _decoder(hq, hkv, d, page, dtype, layout):
-    key = (hq, hkv, d, page, dtype, layout)
+def _decoder(hq, hkv, d, page, dtype, layout, variants=()):
+    key = (hq, hkv, d, page, dtype, layout, variants)
     dec = _decoders.get(key)
     if dec is not None:
         return dec
@@ -341,12 +349,12 @@ def _decoder(hq, hkv, d, page, dtype, layout):
         dec = _decoders.get(key)
         if dec is not None:
             return dec
-        name = _checked_name(hq, hkv, d, page, dtype, layout)
+        name = _checked_name(hq, hkv, d, page, dtype, layout, variants)
         kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
         if _ext.has_compiler() and not kernel_dir:
             chip = _current_chip()
-            _, lib = _cached_library(name, (hq, hkv, d, page, dtype, layout),
-                                     chip)
+            _, lib = _cached_library(
+                name, (hq, hkv, d, page, dtype, layout, variants), chip)
         elif kernel_dir:
             lib = _ext.Library(kernel_dir, directory=True)
         else:
@@ -354,7 +362,8 @@ def _decoder(hq, hkv, d, page, dtype, layout):
                 f"no kernel for {name}: this build has no compiler; set "
                 f"PAGED_ATTN_KERNEL_DIR to a directory of kernels compiled by "
                 f"paged-attn-compile")
-        dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout)
+        dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
+                           list(variants))
         _decoders[key] = dec
         return dec
 
@@ -380,6 +389,32 @@ def _scale_value(scale):
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"scale must be finite and positive, got {scale}")
     return value
+
+
+def _soft_cap_value(soft_cap):
+    """soft_cap as a float: a finite positive number."""
+    try:
+        if isinstance(soft_cap, (str, bytes, bool)):
+            raise TypeError
+        value = float(soft_cap)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"soft_cap must be a finite positive number, got "
+                         f"{soft_cap!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"soft_cap must be finite and positive, got "
+                         f"{soft_cap}")
+    return value
+
+
+# The variants in the Spec's order, by decode()'s keyword names.
+_VARIANTS = ("window", "soft_cap", "alibi_slopes", "sinks", "lse")
+
+
+def _variants_of(window, soft_cap, alibi_slopes, sinks, return_lse):
+    """The variants a call asks for, as the names decode() takes them."""
+    given = (window is not None, soft_cap is not None,
+             alibi_slopes is not None, sinks is not None, bool(return_lse))
+    return tuple(name for name, on in zip(_VARIANTS, given) if on)
 
 
 def _int_option(name, value, lo, hi):
@@ -453,10 +488,21 @@ def _check_and_config(q, k, v, bt, sl, layout):
     return batch, hq, hkv, d, page
 
 
+def _per_head(name, t, hq):
+    """A described f32 [num_heads] tensor (the slopes, the sinks)."""
+    d = _describe(name, t)
+    if d.dtype != "f32" or tuple(d.shape) != (hq,):
+        raise ValueError(f"{name} must be float32 of shape ({hq},) "
+                         f"[num_heads], got {d.dtype} {tuple(d.shape)}")
+    return d
+
+
 def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
-             scale, layout, num_splits, max_seq_len, check_page_table):
+             scale, layout, num_splits, max_seq_len, check_page_table,
+             window=None, soft_cap=None, alibi_slopes=None, sinks=None,
+             lse=None):
     """Checks a call and returns (decoder, the decoder's arguments but the
-    stream)."""
+    stream, the variants' arguments)."""
     qd = _describe("q", q)
     kd = _describe("k_cache", k_cache)
     vd = _describe("v_cache", v_cache)
@@ -472,17 +518,38 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
     if max_seq_len is None:
         max_seq_len = btd.shape[1] * page
     max_seq_len = _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX)
-    dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
+    variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
+                            lse is not None)
+    extra = {}
+    if window is not None:
+        extra["window"] = _int_option("window", window, 1, _INT64_MAX)
+    if soft_cap is not None:
+        extra["soft_cap"] = _soft_cap_value(soft_cap)
+    if alibi_slopes is not None:
+        extra["alibi_slopes"] = _per_head("alibi_slopes", alibi_slopes,
+                                          hq).as_tuple()
+    if sinks is not None:
+        extra["sinks"] = _per_head("sinks", sinks, hq).as_tuple()
+    if lse is not None:
+        ld = _describe("lse", lse)
+        if ld.dtype != "f32" or tuple(ld.shape) != (batch, hq):
+            raise ValueError(f"lse must be float32 of shape ({batch}, {hq}) "
+                             f"[batch, num_heads], got {ld.dtype} "
+                             f"{tuple(ld.shape)}")
+        extra["lse"] = ld.as_tuple()
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants)
     ws_ptr, ws_bytes = _buffer("workspace", workspace)
     return dec, (qd.as_tuple(), kd.as_tuple(), vd.as_tuple(), btd.as_tuple(),
                  sld.as_tuple(), od.as_tuple(), scale, max_seq_len,
-                 num_splits, ws_ptr, ws_bytes, bool(check_page_table))
+                 num_splits, ws_ptr, ws_bytes, bool(check_page_table)), extra
 
 
 def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
-                   num_splits=0):
+                   num_splits=0, variants=()):
     """Bytes of workspace decode() may need for these shapes (split-KV):
-    for `num_splits` chunks per sequence, or the automatic choice when 0."""
+    for `num_splits` chunks per sequence, or the automatic choice when 0.
+    variants: those decode() is called with, by its keyword names
+    ("window", "soft_cap", "alibi_slopes", "sinks", "lse")."""
     qd = _describe("q", q)
     kd = _describe("k_cache", k_cache)
     btd = _describe("block_table", block_table)
@@ -491,7 +558,11 @@ def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
     if max_seq_len is None:
         max_seq_len = btd.shape[1] * page
     max_seq_len = _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX)
-    dec = _decoder(hq, hkv, d, page, qd.dtype, layout)
+    unknown = [v for v in variants if v not in _VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; they are {_VARIANTS}")
+    variants = tuple(v for v in _VARIANTS if v in variants)
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants)
     if num_splits:
         return dec.workspace_size(qd.shape[0], num_splits)
     return dec.max_workspace_size(qd.shape[0], max_seq_len)
@@ -499,9 +570,12 @@ def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
 
 def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
            layout="nhd", out=None, workspace=None, num_splits=0,
-           max_seq_len=None, check_page_table=False, stream=None):
+           max_seq_len=None, check_page_table=False, stream=None,
+           window=None, soft_cap=None, alibi_slopes=None, sinks=None,
+           return_lse=False, lse=None):
     """softmax(scale * q . K^T) . V per sequence and query head over the first
-    seq_lens[b] tokens of each sequence's pages; returns `out`.
+    seq_lens[b] tokens of each sequence's pages; returns `out`, or
+    (out, lse) with return_lse.
 
     scale: default 1/sqrt(head_dim). workspace: a CUDA buffer of at least
     workspace_size(...) bytes (allocated from torch when None and needed).
@@ -510,12 +584,29 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     validate block_table and seq_lens on the GPU first (synchronises).
     stream: a CUDA stream handle (int) or torch.cuda.Stream; default torch's
     current stream.
+
+    The attention variants (the op's documentation gives their semantics;
+    each has its own kernels, compiled or looked up on first use):
+    window: attend only the last `window` keys (FlashInfer's window_left
+    + 1). soft_cap: logits become soft_cap * tanh(logit / soft_cap).
+    alibi_slopes: float32 [num_heads]; adds slope * (t - (seq_len - 1)).
+    sinks: float32 [num_heads] sink logits, in the softmax's denominator
+    only. return_lse: also return the natural log-sum-exp of the attended
+    logits, float32 [batch, num_heads] (-inf for a sequence with none),
+    written into `lse` when given.
     """
+    variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
+                            return_lse or lse is not None)
     tensors = _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens,
-                               out, workspace, layout, max_seq_len, num_splits)
-    dec, args = _prepare(*tensors, scale, layout, num_splits, max_seq_len,
-                         check_page_table)
-    dec.decode(*args, _resolve_stream(stream, tensors[0]))
+                               out, workspace, layout, max_seq_len, num_splits,
+                               variants)
+    lse = _resolve_lse(lse, variants, tensors[0])
+    dec, args, extra = _prepare(*tensors, scale, layout, num_splits,
+                                max_seq_len, check_page_table, window,
+                                soft_cap, alibi_slopes, sinks, lse)
+    dec.decode(*args, _resolve_stream(stream, tensors[0]), **extra)
+    if "lse" in variants:
+        return tensors[5], lse
     return tensors[5]
 
 
@@ -524,9 +615,10 @@ class DecodePlan:
 
     Takes decode()'s arguments (but the stream) and keeps references to the
     tensors, whose addresses, shapes and strides run() reuses: write new
-    values into them between runs (q, the caches, block_table, seq_lens),
-    never new tensors. seq_lens may grow up to max_seq_len (default: the
-    page table's capacity). run() returns `out`; its host time is the C++
+    values into them between runs (q, the caches, block_table, seq_lens,
+    the slopes and sinks), never new tensors. seq_lens may grow up to
+    max_seq_len (default: the page table's capacity). run() returns `out`
+    (and the log-sum-exp with return_lse); its host time is the C++
     runtime's (which still checks shapes, alignment and capacity, and
     raises as decode() does) plus one call, where decode() also describes
     and checks six tensors in Python.
@@ -534,25 +626,47 @@ class DecodePlan:
 
     def __init__(self, q, k_cache, v_cache, block_table, seq_lens, *,
                  scale=None, layout="nhd", out=None, workspace=None,
-                 num_splits=0, max_seq_len=None, check_page_table=False):
+                 num_splits=0, max_seq_len=None, check_page_table=False,
+                 window=None, soft_cap=None, alibi_slopes=None, sinks=None,
+                 return_lse=False, lse=None):
+        variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
+                                return_lse or lse is not None)
         self._tensors = _resolve_tensors(q, k_cache, v_cache, block_table,
                                          seq_lens, out, workspace, layout,
-                                         max_seq_len, num_splits)
-        self._decoder, self._args = _prepare(*self._tensors, scale, layout,
-                                             num_splits, max_seq_len,
-                                             check_page_table)
+                                         max_seq_len, num_splits, variants)
+        self.lse = _resolve_lse(lse, variants, self._tensors[0])
+        self._variant_tensors = (alibi_slopes, sinks)
+        self._decoder, self._args, self._extra = _prepare(
+            *self._tensors, scale, layout, num_splits, max_seq_len,
+            check_page_table, window, soft_cap, alibi_slopes, sinks,
+            self.lse)
         self.out = self._tensors[5]
 
     def run(self, stream=None):
         """Launches the decode on `stream` (default: torch's current stream
-        on the tensors' device) and returns `out`."""
+        on the tensors' device) and returns `out` (or (out, lse))."""
         self._decoder.decode(*self._args,
-                             _resolve_stream(stream, self._tensors[0]))
+                             _resolve_stream(stream, self._tensors[0]),
+                             **self._extra)
+        if self.lse is not None:
+            return self.out, self.lse
         return self.out
 
 
+def _resolve_lse(lse, variants, q):
+    """The log-sum-exp output: `lse`, or a new torch tensor [batch,
+    num_heads] when asked for and not given."""
+    if "lse" not in variants or lse is not None:
+        return lse
+    torch = _torch()
+    if torch is None or type(q).__module__ != "torch":
+        raise ValueError("lse is required with return_lse unless q is a "
+                         "torch tensor")
+    return torch.empty(q.shape[:2], dtype=torch.float32, device=q.device)
+
+
 def _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens, out,
-                     workspace, layout, max_seq_len, num_splits):
+                     workspace, layout, max_seq_len, num_splits, variants=()):
     """decode()'s tensors with DLPack exporters read through torch, and out
     and the workspace allocated from torch when not given."""
     torch = _torch()
@@ -569,7 +683,8 @@ def _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens, out,
         out = torch.empty_like(q)
     if workspace is None and is_torch:
         n = workspace_size(q, k_cache, block_table, layout=layout,
-                           max_seq_len=max_seq_len, num_splits=num_splits)
+                           max_seq_len=max_seq_len, num_splits=num_splits,
+                           variants=variants)
         if n:
             workspace = torch.empty(n, dtype=torch.uint8, device=q.device)
     return q, k_cache, v_cache, block_table, seq_lens, out, workspace

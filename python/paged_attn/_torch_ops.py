@@ -1,16 +1,33 @@
-"""paged_attn::decode as a torch.library custom op (with a fake
-implementation), so torch.compile and CUDA graphs treat it as one opaque op:
+"""paged_attn::decode and paged_attn::decode_with_lse as torch.library
+custom ops (with fake implementations), so torch.compile and CUDA graphs
+treat each as one opaque op:
 
     out = torch.ops.paged_attn.decode(q, k_cache, v_cache, block_table,
-                                      seq_lens, scale, layout, num_splits)
+                                      seq_lens, scale, layout, num_splits,
+                                      window, soft_cap, alibi_slopes, sinks)
+    out, lse = torch.ops.paged_attn.decode_with_lse(...same arguments...)
 
-scale <= 0 means 1/sqrt(head_dim). Registered when torch (>= 2.4) imports.
+scale <= 0 means 1/sqrt(head_dim); window <= 0 no window; soft_cap <= 0 no
+soft-cap; alibi_slopes and sinks may be None. Registered when torch (>= 2.4)
+imports.
 """
+
+from typing import Optional
 
 try:
     import torch
 except ImportError:  # the package works without torch, on CUDA arrays
     torch = None
+
+
+def _variant_kwargs(scale, layout, num_splits, window, soft_cap,
+                    alibi_slopes, sinks):
+    """decode()'s keywords from the ops' flat arguments."""
+    return dict(scale=scale if scale > 0 else None, layout=layout,
+                num_splits=num_splits, window=window if window > 0 else None,
+                soft_cap=soft_cap if soft_cap > 0 else None,
+                alibi_slopes=alibi_slopes, sinks=sinks)
+
 
 if torch is not None and hasattr(torch.library, "custom_op"):
 
@@ -19,13 +36,40 @@ if torch is not None and hasattr(torch.library, "custom_op"):
     def decode_op(q: torch.Tensor, k_cache: torch.Tensor,
                   v_cache: torch.Tensor, block_table: torch.Tensor,
                   seq_lens: torch.Tensor, scale: float = 0.0,
-                  layout: str = "nhd", num_splits: int = 0) -> torch.Tensor:
+                  layout: str = "nhd", num_splits: int = 0, window: int = 0,
+                  soft_cap: float = 0.0,
+                  alibi_slopes: Optional[torch.Tensor] = None,
+                  sinks: Optional[torch.Tensor] = None) -> torch.Tensor:
         from . import decode
         return decode(q, k_cache, v_cache, block_table, seq_lens,
-                      scale=scale if scale > 0 else None, layout=layout,
-                      num_splits=num_splits)
+                      **_variant_kwargs(scale, layout, num_splits, window,
+                                        soft_cap, alibi_slopes, sinks))
 
     @decode_op.register_fake
     def _decode_fake(q, k_cache, v_cache, block_table, seq_lens, scale=0.0,
-                     layout="nhd", num_splits=0):
+                     layout="nhd", num_splits=0, window=0, soft_cap=0.0,
+                     alibi_slopes=None, sinks=None):
         return torch.empty_like(q)
+
+    @torch.library.custom_op("paged_attn::decode_with_lse", mutates_args=(),
+                             device_types="cuda")
+    def decode_with_lse_op(
+            q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+            block_table: torch.Tensor, seq_lens: torch.Tensor,
+            scale: float = 0.0, layout: str = "nhd", num_splits: int = 0,
+            window: int = 0, soft_cap: float = 0.0,
+            alibi_slopes: Optional[torch.Tensor] = None,
+            sinks: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from . import decode
+        return decode(q, k_cache, v_cache, block_table, seq_lens,
+                      return_lse=True,
+                      **_variant_kwargs(scale, layout, num_splits, window,
+                                        soft_cap, alibi_slopes, sinks))
+
+    @decode_with_lse_op.register_fake
+    def _decode_with_lse_fake(q, k_cache, v_cache, block_table, seq_lens,
+                              scale=0.0, layout="nhd", num_splits=0, window=0,
+                              soft_cap=0.0, alibi_slopes=None, sinks=None):
+        return (torch.empty_like(q),
+                q.new_empty(q.shape[:2], dtype=torch.float32))

@@ -83,11 +83,33 @@ Layout layoutOf(nb::handle layout) {
   badLayout(nb::repr(layout).c_str());
 }
 
+/// The variants named by Python's keywords: "window", "soft_cap",
+/// "alibi_slopes", "sinks", "lse".
+DecodeVariants variantsNamed(const std::vector<std::string> &names) {
+  DecodeVariants v;
+  for (const std::string &name : names) {
+    if (name == "window")
+      v.window = true;
+    else if (name == "soft_cap")
+      v.softCap = true;
+    else if (name == "alibi_slopes")
+      v.alibi = true;
+    else if (name == "sinks")
+      v.sinks = true;
+    else if (name == "lse")
+      v.lse = true;
+    else
+      throw nb::value_error(("unknown variant '" + name + "'").c_str());
+  }
+  return v;
+}
+
 /// The spec of a decode, after the op's rules (ValueError with the rule's
 /// message when one is broken).
 DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
                        int64_t pageSize, const std::string &dtype,
-                       nb::handle layout, int64_t numWarps) {
+                       nb::handle layout, int64_t numWarps,
+                       const std::vector<std::string> &variants) {
   std::optional<DType> parsed = parseDType(dtype);
   if (!parsed)
     throw nb::value_error(
@@ -100,6 +122,7 @@ DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
   spec.dtype = *parsed;
   spec.layout = layoutOf(layout);
   spec.numWarps = numWarps;
+  spec.variants = variantsNamed(variants);
   if (std::string error = spec.validate(); !error.empty())
     throw nb::value_error(error.c_str());
   return spec;
@@ -154,14 +177,15 @@ NB_MODULE(_ext, m) {
       "decode_spec",
       [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
          int64_t pageSize, const std::string &dtype, nb::handle layout,
-         int64_t numWarps) {
+         int64_t numWarps, const std::vector<std::string> &variants) {
         return checkedSpec(numHeads, numKVHeads, headDim, pageSize, dtype,
-                           layout, numWarps)
+                           layout, numWarps, variants)
             .name();
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
       nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
       nb::arg("num_warps") = 4,
+      nb::arg("variants") = std::vector<std::string>(),
       "The config's name (h32_kv8_d128_p16_bf16_nhd_w4), after the op's "
       "rules on it: ValueError with the rule's message when one is broken");
 
@@ -237,7 +261,7 @@ NB_MODULE(_ext, m) {
           [](PyDecoder *self, const PyLibrary &library, int64_t numHeads,
              int64_t numKVHeads, int64_t headDim, int64_t pageSize,
              const std::string &dtype, const std::string &layout,
-             int64_t numWarps) {
+             int64_t numWarps, const std::vector<std::string> &variants) {
             new (self) PyDecoder();
             KernelConfig c;
             c.numHeads = numHeads;
@@ -247,11 +271,13 @@ NB_MODULE(_ext, m) {
             c.dtype = dtypeNamed(dtype);
             c.layout = layoutNamed(layout);
             c.numWarps = numWarps;
+            c.variants = variantsNamed(variants);
             check(Decoder::create(library.library, c, &self->decoder));
           },
           nb::arg("library"), nb::arg("num_heads"), nb::arg("num_kv_heads"),
           nb::arg("head_dim"), nb::arg("page_size"), nb::arg("dtype"),
-          nb::arg("layout"), nb::arg("num_warps") = 4)
+          nb::arg("layout"), nb::arg("num_warps") = 4,
+          nb::arg("variants") = std::vector<std::string>())
       .def("workspace_size",
            [](const PyDecoder &self, int64_t batch, int64_t numSplits) {
              size_t bytes = 0;
@@ -270,8 +296,20 @@ NB_MODULE(_ext, m) {
              const TensorDesc &v, const TensorDesc &blockTable,
              const TensorDesc &seqLens, const TensorDesc &out, float scale,
              int64_t maxSeqLen, int numSplits, uintptr_t workspace,
-             size_t workspaceBytes, bool checkPageTable, uintptr_t stream) {
+             size_t workspaceBytes, bool checkPageTable, uintptr_t stream,
+             int64_t window, float softCap,
+             const std::optional<TensorDesc> &alibiSlopes,
+             const std::optional<TensorDesc> &sinks,
+             const std::optional<TensorDesc> &lse) {
             DecodeParams p;
+            p.window = window;
+            p.softCap = softCap;
+            if (alibiSlopes)
+              p.alibiSlopes = toTensor(*alibiSlopes, "alibi_slopes");
+            if (sinks)
+              p.sinks = toTensor(*sinks, "sinks");
+            if (lse)
+              p.lse = toTensor(*lse, "lse");
             p.q = toTensor(q, "q");
             p.kCache = toTensor(k, "k_cache");
             p.vCache = toTensor(v, "v_cache");
@@ -296,7 +334,11 @@ NB_MODULE(_ext, m) {
           nb::arg("block_table"), nb::arg("seq_lens"), nb::arg("out"),
           nb::arg("scale"), nb::arg("max_seq_len"), nb::arg("num_splits"),
           nb::arg("workspace"), nb::arg("workspace_bytes"),
-          nb::arg("check_page_table"), nb::arg("stream"));
+          nb::arg("check_page_table"), nb::arg("stream"),
+          nb::arg("window") = 0, nb::arg("soft_cap") = 0.0f,
+          nb::arg("alibi_slopes").none() = nb::none(),
+          nb::arg("sinks").none() = nb::none(),
+          nb::arg("lse").none() = nb::none());
 
 #ifdef PAGED_ATTN_HAVE_COMPILER
   m.def(
@@ -304,7 +346,7 @@ NB_MODULE(_ext, m) {
       [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
          int64_t pageSize, const std::string &dtype, const std::string &layout,
          const std::string &chip, int64_t numWarps,
-         const std::string &ptxName) {
+         const std::string &ptxName, const std::vector<std::string> &variants) {
         using namespace mlir;
         DialectRegistry registry;
         mlir::paged_attn::registerAllDialects(registry);
@@ -333,6 +375,7 @@ NB_MODULE(_ext, m) {
         spec.dtype = *dataType;
         spec.layout = *kvLayout;
         spec.numWarps = numWarps;
+        spec.variants = variantsNamed(variants);
         mlir::paged_attn::KernelCompileOptions compileOptions;
         compileOptions.chip = chip;
         compileOptions.kernels.numWarps = numWarps;
@@ -350,7 +393,8 @@ NB_MODULE(_ext, m) {
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
       nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout"),
-      nb::arg("chip"), nb::arg("num_warps"), nb::arg("ptx_name"));
+      nb::arg("chip"), nb::arg("num_warps"), nb::arg("ptx_name"),
+      nb::arg("variants") = std::vector<std::string>());
 
   m.def("compiler_version",
         []() { return mlir::paged_attn::getCompilerVersion(); });

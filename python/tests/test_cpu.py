@@ -407,3 +407,24 @@ def test_broken_cache_entry_without_a_compiler(_isolated_cache, monkeypatch):
                                        f"broken (cannot read PTX ") +
                        r".*\): delete it"):
         paged_attn._cached_manifest(CONFIG, CONFIG_ARGS, "sm_90")
+
+
+@pytest.mark.skipif(not paged_attn.has_compiler(), reason="needs the compiler")
+def test_variants_name_and_specialise_kernels():
+    ptx, manifest = paged_attn.compile(32, 8, 128, 16, "bf16", "nhd",
+                                       variants=("window", "sinks", "lse"))
+    config = manifest["kernels"][0]["config"]
+    assert config["name"] == "h32_kv8_d128_p16_bf16_nhd_w4_win_sinks_lse"
+    assert config["window"] and config["sinks"] and config["lse"]
+    assert "soft_cap" not in config and "alibi_slopes" not in config
+    params = [p["name"] for p in manifest["kernels"][0]["decode"]["params"]]
+    assert params[-3:] == ["window", "sinks", "lse"]
+    assert ".entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4_win_sinks_lse(" in ptx
+    # Plain decode keeps its name and manifest section.
+    _, plain = paged_attn.compile(32, 8, 128, 16, "bf16", "nhd")
+    assert "window" not in plain["kernels"][0]["config"]
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="unknown variant 'windows'"):
+        paged_attn._config_name(32, 8, 128, 16, "bf16", "nhd", 4, ("windows",))

@@ -116,13 +116,21 @@ REGRESSIONS = [
     Config("bf16", 112, 16, 8, "hnd"),
 ]
 
-# The shapes the Python GPU tests and examples use beyond the matrix.
+# The shapes the Python GPU tests and examples use beyond the matrix: the
+# plain ones, and each variant combination of test_variants_gpu.py on its
+# two shapes.
+PYTHON_VARIANT_COMBOS = [("win",), ("cap",), ("alibi",), ("sinks",),
+                         ("lse",), ("win", "sinks", "lse"), ("win", "cap"),
+                         ("win", "sinks"), tuple(VARIANTS)]
 PYTHON_TEST_CONFIGS = [
     Config("bf16", 128, 16, 4, "nhd", kv_heads=8),
     Config("f16", 128, 16, 4, "hnd", kv_heads=8),
     Config("bf16", 64, 16, 4, "nhd", kv_heads=4),
     Config("f16", 128, 16, 4, "nhd", kv_heads=8),
-]
+] + [Config(*shape, variants=combo)
+     for combo in PYTHON_VARIANT_COMBOS
+     for shape in (("bf16", 128, 16, 4, "nhd", 8),
+                   ("f16", 64, 16, 1, "hnd", 4))]
 
 
 def core_configs():

@@ -8,6 +8,9 @@
 #   test/gpu/run-gpu-suite.sh KERNELS LOGS [STEP...]
 #
 # Steps (default: all): matrix memcheck racecheck synccheck initcheck pytest.
+# Also: variants (the variants sets alone), variants-sanitizers (memcheck,
+# racecheck and initcheck on every variant at once), pytest-variants,
+# bench-variants (bench/bench_variants.py).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 kernels="$(cd "$1" && pwd)"
@@ -61,6 +64,36 @@ for step in "${steps[@]}"; do
     sanitize initcheck "$logs/initcheck.log" --filter \
       '^(tensor-cores/h8_kv2_d80_.*|cuda-cores/h8_kv2_d80_.*|auto/h2_kv2_d104_.*)/split3$' ||
       status=1 ;;
+  variants)
+    { echo "$header"; "$test_bin" --kernels "$kernels" --filter '^variants'; } \
+      >"$logs/gpu-decode-test-variants.log" 2>&1 || status=1
+    tail -2 "$logs/gpu-decode-test-variants.log"
+    ;;
+  variants-sanitizers)
+    # Every variant at once, on both kernels, head_dim 80 and 128.
+    all='_win_cap_alibi_sinks_lse/window[0-9]+'
+    sanitize memcheck "$logs/memcheck-variants.log" \
+      --filter "^variants(-cuda-cores)?/h8_kv2_d(80|128)_.*$all/" || status=1
+    sanitize racecheck "$logs/racecheck-variants.log" \
+      --filter "^variants/h8_kv2_d(80|128)_.*_(bf16|f16)_.*$all/split3$" ||
+      status=1
+    sanitize initcheck "$logs/initcheck-variants.log" \
+      --filter "^variants(-cuda-cores)?/h8_kv2_d128_.*_bf16_.*$all/split3$" ||
+      status=1 ;;
+  bench-variants)
+    { echo "$header"
+      cd "$root" && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 \
+        bench/bench_variants.py --out "$logs/bench-variants"; } \
+      >"$logs/bench-variants.log" 2>&1 || status=1
+    cat "$logs/bench-variants.log" ;;
+  pytest-variants)
+    python3 -m pip install -q --no-build-isolation "$root/python" \
+      >"$logs/pytest-variants.log" 2>&1 || { cat "$logs/pytest-variants.log"; status=1; continue; }
+    { echo "$header"
+      cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 -m pytest -q \
+        -p no:cacheprovider "$root/python/tests/test_variants_gpu.py"; } \
+      >>"$logs/pytest-variants.log" 2>&1 || status=1
+    tail -1 "$logs/pytest-variants.log" ;;
   pytest)
     python3 -m pip install -q --no-build-isolation "$root/python" \
       >"$logs/pytest.log" 2>&1 || { cat "$logs/pytest.log"; status=1; continue; }

@@ -23,6 +23,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -347,6 +349,82 @@ TEST_F(RuntimeTest, RejectsMaxSeqLenBeyondCapacity) {
   p.maxSeqLen = 161;
   EXPECT_EQ(rejection(p), "max_seq_len 161 exceeds the page table's capacity "
                           "(10 pages of 16 = 160 tokens)");
+}
+
+TEST_F(RuntimeTest, VariantValuesMatchTheConfig) {
+  // The plain config's kernels have no variant: a value for one is refused,
+  // not ignored.
+  DecodeParams p = validParams();
+  p.window = 128;
+  EXPECT_EQ(rejection(p), "window is given, but config "
+                          "h32_kv8_d128_p16_bf16_nhd_w4 has no such variant");
+  p = validParams();
+  p.softCap = 30;
+  EXPECT_NE(rejection(p).find("soft_cap is given"), std::string::npos);
+  p = validParams();
+  p.sinks = Tensor::contiguous(p.q.data, DType::F32, {32});
+  EXPECT_NE(rejection(p).find("sinks is given"), std::string::npos);
+
+  // A config with every variant needs every value, each well-formed.
+  mlir::DialectRegistry registry;
+  mlir::paged_attn::registerAllDialects(registry);
+  mlir::MLIRContext ctx(registry);
+  ctx.loadAllAvailableDialects();
+  KernelConfig all = config;
+  all.variants = {true, true, true, true, true};
+  auto compiled = mlir::paged_attn::compileDecodeKernels(
+      &ctx, {all}, mlir::paged_attn::KernelCompileOptions(), "v.ptx");
+  ASSERT_TRUE(mlir::succeeded(compiled));
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream ptx(directory + "/v.ptx", ec);
+    ptx << compiled->ptx;
+    llvm::raw_fd_ostream json(directory + "/v.json", ec);
+    json << llvm::formatv("{0:2}", compiled->manifest);
+  }
+  std::shared_ptr<KernelLibrary> lib;
+  ASSERT_TRUE(KernelLibrary::load(directory + "/v.json", &lib));
+  std::unique_ptr<Decoder> variantDecoder;
+  ASSERT_TRUE(Decoder::create(lib, all, &variantDecoder));
+  char *base = reinterpret_cast<char *>(uintptr_t(1) << 41);
+  auto withValues = [&] {
+    DecodeParams v = validParams();
+    v.window = 4096;
+    v.softCap = 50;
+    v.alibiSlopes = Tensor::contiguous(base, DType::F32, {32});
+    v.sinks = Tensor::contiguous(base + 4096, DType::F32, {32});
+    v.lse = Tensor::contiguous(base + 8192, DType::F32, {4, 32});
+    return v;
+  };
+  auto refusal = [&](const DecodeParams &v) {
+    Status s = variantDecoder->decode(v, nullptr);
+    EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+    return s.message();
+  };
+  DecodeParams v = withValues();
+  v.window = 0;
+  EXPECT_EQ(refusal(v), "config " + all.name() +
+                            " has a window: window must be at least 1, got 0");
+  v = withValues();
+  v.softCap = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_NE(refusal(v).find("soft_cap must be finite and positive"),
+            std::string::npos);
+  v = withValues();
+  v.alibiSlopes.sizes[0] = 8;
+  EXPECT_EQ(refusal(v), "alibi_slopes has shape [8], expected [num_heads]");
+  v = withValues();
+  v.sinks = Tensor();
+  EXPECT_EQ(refusal(v), "sinks is a null pointer");
+  v = withValues();
+  v.lse = Tensor::contiguous(base + 8192, DType::F32, {3, 32});
+  EXPECT_EQ(refusal(v), "lse has shape [3, 32], expected [batch, num_heads]");
+  v = withValues();
+  v.lse.dtype = DType::BF16;
+  EXPECT_EQ(refusal(v), "lse has dtype bf16, expected f32");
+  if (!hasDriver()) {
+    Status s = variantDecoder->decode(withValues(), nullptr);
+    EXPECT_EQ(s.code(), StatusCode::NoDriver) << s.message();
+  }
 }
 
 TEST_F(RuntimeTest, RejectsBadScaleAndSplits) {

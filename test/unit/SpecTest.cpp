@@ -83,9 +83,22 @@ TEST(DecodeSpecTest, RulesGiveTheVerifiersMessages) {
             "head_dim (4611686018427387904) must be at most 256");
 }
 
+TEST(DecodeSpecTest, VariantsNameKernelsAndPlainDecodeIsUnchanged) {
+  DecodeSpec spec = llama();
+  EXPECT_EQ(spec.name(), "h32_kv8_d128_p16_bf16_nhd_w4");
+  EXPECT_EQ(specConfigFields(spec).size(), 8u);
+  spec.variants.window = spec.variants.sinks = spec.variants.lse = true;
+  EXPECT_EQ(spec.name(), "h32_kv8_d128_p16_bf16_nhd_w4_win_sinks_lse");
+  spec.variants.softCap = spec.variants.alibi = true;
+  EXPECT_EQ(spec.name(),
+            "h32_kv8_d128_p16_bf16_nhd_w4_win_cap_alibi_sinks_lse");
+  EXPECT_NE(spec, llama());
+}
+
 TEST(DecodeSpecTest, ManifestFieldsRoundTrip) {
   DecodeSpec spec = llama();
   spec.layout = Layout::HND;
+  spec.variants.window = spec.variants.alibi = spec.variants.lse = true;
   std::string text = "{";
   for (const ConfigField &field : specConfigFields(spec)) {
     text += (text.size() > 1 ? ", \"" : "\"") + field.first + "\": ";
@@ -129,6 +142,24 @@ TEST(KernelABITest, DecodeParametersInLaunchOrder) {
   EXPECT_FALSE(params[8].isMemRef);
   EXPECT_EQ(mergeKernelParams(llama()).size(), 4u);
   EXPECT_EQ(checkKernelParams(llama()).back().dtype, DType::I64);
+
+  // The variants' parameters follow, in the Spec's order, only where the
+  // spec has them.
+  DecodeSpec all = llama();
+  all.variants = {true, true, true, true, true};
+  std::vector<KernelParam> withVariants = decodeKernelParams(all);
+  const char *variantNames[] = {"window", "soft_cap", "alibi_slopes", "sinks",
+                                "lse"};
+  ASSERT_EQ(withVariants.size(), std::size(names) + 5);
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_STREQ(withVariants[std::size(names) + i].name, variantNames[i]);
+  EXPECT_EQ(withVariants[std::size(names)].dtype, DType::I64);
+  EXPECT_EQ(withVariants.back().shape,
+            (std::vector<int64_t>{kDynamicSize, 32}));
+  std::vector<KernelParam> merge = mergeKernelParams(all);
+  ASSERT_EQ(merge.size(), 6u);
+  EXPECT_STREQ(merge[4].name, "sinks");
+  EXPECT_STREQ(merge[5].name, "lse");
 }
 
 TEST(KernelABITest, SplitWorkspaceIsCheckedArithmetic) {

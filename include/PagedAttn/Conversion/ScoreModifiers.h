@@ -44,14 +44,18 @@ struct ScorePosition {
   Value token, seqLen, slope;
 };
 
-/// exp2 on f32 as the target computes it (ex2.approx on the GPU, math.exp2
-/// on the CPU): the soft-cap's tanh is made of it.
-using Exp2Emitter = std::function<Value(ImplicitLocOpBuilder &, Value)>;
+/// The f32 functions the rules are made of, as the target computes them:
+/// on the GPU one instruction each (ex2.approx, rcp.approx: a full-precision
+/// division is a subroutine, and the soft-cap's two of them cost 8% of a
+/// decode on H200), on the CPU math.exp2 and 1 / x.
+struct ScoreMath {
+  std::function<Value(ImplicitLocOpBuilder &, Value)> exp2, reciprocal;
+};
 
 class ScoreModifiers {
 public:
-  ScoreModifiers(const DecodeSpec &spec, ScoreArgs args, Exp2Emitter exp2)
-      : spec(spec), args(args), exp2(std::move(exp2)) {}
+  ScoreModifiers(const DecodeSpec &spec, ScoreArgs args, ScoreMath math)
+      : spec(spec), args(args), math(std::move(math)) {}
 
   /// Whether no rule changes a logit (a window only hides keys).
   bool empty() const;
@@ -71,7 +75,7 @@ private:
 
   DecodeSpec spec;
   ScoreArgs args;
-  Exp2Emitter exp2;
+  ScoreMath math;
 };
 
 } // namespace paged_attn

@@ -34,10 +34,12 @@ ScoreModifiers mlir::paged_attn::getScoreRules(KernelEmitter &e,
   ScoreArgs args{getDecodeKernelArg(func, c, "window"),
                  getDecodeKernelArg(func, c, "soft_cap"),
                  getDecodeKernelArg(func, c, "alibi_slopes")};
-  return ScoreModifiers(c.spec, args,
-                        [&e](ImplicitLocOpBuilder &, Value x) {
-                          return e.exp2(x);
-                        });
+  ScoreMath gpuMath;
+  gpuMath.exp2 = [&e](ImplicitLocOpBuilder &, Value x) { return e.exp2(x); };
+  gpuMath.reciprocal = [&e](ImplicitLocOpBuilder &, Value x) {
+    return e.reciprocal(x);
+  };
+  return ScoreModifiers(c.spec, args, gpuMath);
 }
 
 DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,

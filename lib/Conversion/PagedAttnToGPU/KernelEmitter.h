@@ -76,6 +76,11 @@ public:
   // libdevice call by convert-gpu-to-nvvm, so name the NVVM intrinsics.
   Value exp2(Value x) { return callIntrinsic("llvm.nvvm.ex2.approx.ftz.f", x); }
   Value log2(Value x) { return callIntrinsic("llvm.nvvm.lg2.approx.ftz.f", x); }
+  /// 1 / x to about 1 ulp, one rcp.approx (arith.divf is the IEEE division,
+  /// a subroutine).
+  Value reciprocal(Value x) {
+    return callIntrinsic("llvm.nvvm.rcp.approx.ftz.f", x);
+  }
   Value callIntrinsic(StringRef name, Value x) {
     return LLVM::CallIntrinsicOp::create(b, f32, b.getStringAttr(name),
                                          ValueRange{x})

@@ -71,9 +71,15 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     if (FloatAttr cap = op.getSoftCapAttr())
       args.softCap = arith::ConstantOp::create(b, cap);
     args.alibiSlopes = op.getAlibiSlopes();
-    ScoreModifiers rules(spec, args, [](ImplicitLocOpBuilder &b, Value x) {
-      return math::Exp2Op::create(b, x).getResult();
-    });
+    ScoreMath cpuMath;
+    cpuMath.exp2 = [](ImplicitLocOpBuilder &b, Value x) -> Value {
+      return math::Exp2Op::create(b, x);
+    };
+    cpuMath.reciprocal = [](ImplicitLocOpBuilder &b, Value x) -> Value {
+      return arith::DivFOp::create(
+          b, arith::ConstantOp::create(b, b.getF32FloatAttr(1.0)), x);
+    };
+    ScoreModifiers rules(spec, args, cpuMath);
     Value acc =
         memref::AllocaOp::create(b, MemRefType::get({op.getHeadDim()}, f32));
 

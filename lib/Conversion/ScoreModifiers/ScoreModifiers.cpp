@@ -22,17 +22,21 @@ Value ScoreModifiers::headSlope(ImplicitLocOpBuilder &b, Value head) const {
 
 /// c * tanh(s / c), with tanh(x) = 1 - 2 / (e^2x + 1): exact at both
 /// limits (e^2x overflowing to inf gives 1, underflowing to 0 gives -1) and
-/// made of one exp2, which the GPU has as an instruction (a libdevice tanh
-/// would need linking; tanh.approx is good to 2^-11 only).
+/// made of one exp2 and one reciprocal, which the GPU has as instructions
+/// (a libdevice tanh would need linking; tanh.approx is good to 2^-11
+/// only). 2 log2(e) / c does not depend on the key: the compiler hoists it
+/// out of the loop.
 Value ScoreModifiers::softCap(ImplicitLocOpBuilder &b, Value score) const {
   auto f32 = [&](double v) -> Value {
     return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
   };
-  Value x = arith::DivFOp::create(b, score, args.softCap);
-  Value e2x = exp2(b, arith::MulFOp::create(b, x, f32(2.0 * M_LOG2E)));
-  Value tanh = arith::SubFOp::create(
-      b, f32(1.0),
-      arith::DivFOp::create(b, f32(2.0), arith::AddFOp::create(b, e2x, f32(1.0))));
+  Value twoLog2eOverCap = arith::MulFOp::create(
+      b, f32(2.0 * M_LOG2E), math.reciprocal(b, args.softCap));
+  Value e2x = math.exp2(b, arith::MulFOp::create(b, score, twoLog2eOverCap));
+  Value twoOver = arith::MulFOp::create(
+      b, f32(2.0),
+      math.reciprocal(b, arith::AddFOp::create(b, e2x, f32(1.0))));
+  Value tanh = arith::SubFOp::create(b, f32(1.0), twoOver);
   return arith::MulFOp::create(b, args.softCap, tanh);
 }
 

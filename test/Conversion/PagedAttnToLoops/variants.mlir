@@ -6,7 +6,8 @@
 // biased by the head's slope times (t - (n - 1)); the sink joins the
 // denominator; the log-sum-exp is max + log(sum) or -inf.
 // CHECK-LABEL: func.func @decode_variants
-// CHECK-DAG: %[[TWO_LOG2E:.*]] = arith.constant 2.885390e+00 : f32
+// 2 log2(e) / c, folded.
+// CHECK-DAG: %[[TWO_LOG2E_C:.*]] = arith.constant 0.0961796715 : f32
 // CHECK-DAG: %[[NEGINF:.*]] = arith.constant 0xFF800000 : f32
 // CHECK-DAG: %[[W:.*]] = arith.constant 100 : index
 // CHECK-DAG: %[[CAP:.*]] = arith.constant 3.000000e+01 : f32
@@ -16,9 +17,10 @@
 // CHECK: %[[NW:.*]] = arith.subi %[[LEN]], %[[W]] : index
 // CHECK: %[[FIRST:.*]] = arith.maxsi %[[NW]], %c0 : index
 // CHECK: %[[MAX:.*]] = scf.for %[[T:.*]] = %[[FIRST]] to %[[LEN]] step %c1
-// CHECK: %[[X:.*]] = arith.divf %{{.*}}, %[[CAP]] : f32
-// CHECK: %[[X2:.*]] = arith.mulf %[[X]], %[[TWO_LOG2E]] : f32
-// CHECK: math.exp2 %[[X2]] : f32
+// CHECK: %[[X2:.*]] = arith.mulf %{{.*}}, %[[TWO_LOG2E_C]] : f32
+// CHECK: %[[E2X:.*]] = math.exp2 %[[X2]] : f32
+// CHECK: %[[E2X1:.*]] = arith.addf %[[E2X]], %{{.*}} : f32
+// CHECK: arith.divf %{{.*}}, %[[E2X1]] : f32
 // CHECK: %[[CAPPED:.*]] = arith.mulf %{{.*}}, %[[CAP]] : f32
 // CHECK: %[[DIST:.*]] = arith.subi %[[T]], %{{.*}} : index
 // CHECK: %[[DISTF:.*]] = arith.sitofp %{{.*}} : i64 to f32

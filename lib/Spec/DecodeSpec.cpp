@@ -101,6 +101,19 @@ std::string DecodeVariants::nameSuffix() const {
   return suffix;
 }
 
+bool DecodeVariants::enable(std::string_view key) {
+  for (const VariantRow &v : kVariants)
+    if (key == v.key) {
+      this->*v.flag = true;
+      return true;
+    }
+  return false;
+}
+
+const char *DecodeVariants::keysDoc() {
+  return "window, soft_cap, alibi_slopes, sinks, lse";
+}
+
 std::string DecodeSpec::name() const {
   return "h" + std::to_string(numHeads) + "_kv" + std::to_string(numKVHeads) +
          "_d" + std::to_string(headDim) + "_p" + std::to_string(pageSize) +

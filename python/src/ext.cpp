@@ -83,24 +83,14 @@ Layout layoutOf(nb::handle layout) {
   badLayout(nb::repr(layout).c_str());
 }
 
-/// The variants named by Python's keywords: "window", "soft_cap",
-/// "alibi_slopes", "sinks", "lse".
+/// The variants named by Python's keywords (the manifest's keys).
 DecodeVariants variantsNamed(const std::vector<std::string> &names) {
   DecodeVariants v;
-  for (const std::string &name : names) {
-    if (name == "window")
-      v.window = true;
-    else if (name == "soft_cap")
-      v.softCap = true;
-    else if (name == "alibi_slopes")
-      v.alibi = true;
-    else if (name == "sinks")
-      v.sinks = true;
-    else if (name == "lse")
-      v.lse = true;
-    else
-      throw nb::value_error(("unknown variant '" + name + "'").c_str());
-  }
+  for (const std::string &name : names)
+    if (!v.enable(name))
+      throw nb::value_error(("unknown variant '" + name + "' (the variants: " +
+                             DecodeVariants::keysDoc() + ")")
+                                .c_str());
   return v;
 }
 

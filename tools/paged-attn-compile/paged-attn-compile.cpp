@@ -69,6 +69,10 @@ static cl::opt<int> optLevel("opt-level", cl::init(3),
 static cl::opt<int64_t> numWarps("num-warps", cl::init(4),
                                  cl::desc("Warps per decode CTA"),
                                  cl::cat(category));
+static cl::list<std::string>
+    variants("variants", cl::CommaSeparated,
+             cl::desc("Attention variants of the flag-given config: window, "
+                      "soft_cap, alibi_slopes, sinks, lse (comma-separated)"));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
                                cl::cat(category));
@@ -184,6 +188,9 @@ int main(int argc, char **argv) {
       std::get<DecodeKernelOptions>(parsed);
 
   SmallVector<DecodeSpec> specs;
+  if (!inputFile.empty() && !variants.empty())
+    return fail("--variants describes the config the flags give; the ops of "
+                "'" + inputFile + "' say their own");
   if (!inputFile.empty()) {
     llvm::SourceMgr sourceMgr;
     OwningOpRef<ModuleOp> input =
@@ -210,6 +217,10 @@ int main(int argc, char **argv) {
     spec.pageSize = pageSize;
     spec.dtype = *dataType;
     spec.layout = *kvLayout;
+    for (const std::string &name : variants)
+      if (!spec.variants.enable(name))
+        return fail("--variants: unknown variant '" + name + "' (the " +
+                    "variants: " + DecodeVariants::keysDoc() + ")");
     specs.push_back(spec);
   }
   for (DecodeSpec &spec : specs)

@@ -81,6 +81,12 @@ struct DecodeVariants {
   bool any() const { return window || softCap || alibi || sinks || lse; }
   /// "_win_cap_alibi_sinks_lse" for those set; empty for plain decode.
   std::string nameSuffix() const;
+  /// Turns on the variant whose manifest key (and Python keyword) is `key`:
+  /// "window", "soft_cap", "alibi_slopes", "sinks" or "lse"; false for
+  /// any other.
+  bool enable(std::string_view key);
+  /// The keys, comma-separated, for messages.
+  static const char *keysDoc();
   bool operator==(const DecodeVariants &o) const {
     return window == o.window && softCap == o.softCap && alibi == o.alibi &&
            sinks == o.sinks && lse == o.lse;

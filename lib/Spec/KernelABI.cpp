@@ -74,14 +74,69 @@ std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
   return params;
 }
 
-std::vector<KernelParam> paged_attn::mergeKernelParams(const DecodeSpec &s) {
-  std::vector<KernelParam> params = {partialOut(s), partialLse(s), out(s),
-                                     scalar("num_splits", DType::I32)};
-  if (s.variants.sinks)
-    params.push_back(sinks(s));
-  if (s.variants.lse)
-    params.push_back(lse(s));
+std::string MergeSpec::name() const {
+  std::string name = "h" + std::to_string(numHeads) + "_d" +
+                     std::to_string(headDim) + "_" + dtypeName(dtype);
+  if (partialDType != dtype)
+    name += std::string("_from_") + dtypeName(partialDType);
+  if (naturalLse)
+    name += "_ln";
+  if (sinks)
+    name += "_sinks";
+  if (lse)
+    name += "_lse";
+  return name;
+}
+
+std::string MergeSpec::validate() const {
+  if (numHeads < 1 || headDim < 1)
+    return "num_heads and head_dim must be at least 1, got " +
+           std::to_string(numHeads) + " and " + std::to_string(headDim);
+  if (numHeads > DecodeSpec::kMaxNumHeads)
+    return "num_heads (" + std::to_string(numHeads) + ") must be at most " +
+           std::to_string(DecodeSpec::kMaxNumHeads);
+  if (headDim > DecodeSpec::kMaxHeadDim)
+    return "head_dim (" + std::to_string(headDim) + ") must be at most " +
+           std::to_string(DecodeSpec::kMaxHeadDim);
+  if (!isDataDType(dtype) || !isDataDType(partialDType))
+    return "the element types must be f16, bf16 or f32";
+  // Rows are loaded and stored as 16-byte vectors, partials 4 elements at
+  // a time.
+  int64_t rowBytes = headDim * int64_t(dtypeBytes(dtype));
+  if (rowBytes % 16 != 0)
+    return "a row of head_dim (" + std::to_string(headDim) + ") '" +
+           dtypeName(dtype) + "' elements is " + std::to_string(rowBytes) +
+           " bytes; it must be a multiple of 16 bytes";
+  return "";
+}
+
+MergeSpec paged_attn::splitMergeSpec(const DecodeSpec &s) {
+  MergeSpec m;
+  m.numHeads = s.numHeads;
+  m.headDim = s.headDim;
+  m.dtype = s.dtype;
+  m.partialDType = DType::F32;
+  m.sinks = s.variants.sinks;
+  m.lse = s.variants.lse;
+  return m;
+}
+
+std::vector<KernelParam> paged_attn::mergeKernelParams(const MergeSpec &m) {
+  std::vector<KernelParam> params = {
+      memref("partial_out", m.partialDType,
+             {dyn, m.numHeads, dyn, m.headDim}, true),
+      memref("partial_lse", DType::F32, {dyn, m.numHeads, dyn}, false),
+      memref("out", m.dtype, {dyn, m.numHeads, m.headDim}, true),
+      scalar("num_splits", DType::I32)};
+  if (m.sinks)
+    params.push_back(memref("sinks", DType::F32, {m.numHeads}, false));
+  if (m.lse)
+    params.push_back(memref("lse", DType::F32, {dyn, m.numHeads}, false));
   return params;
+}
+
+std::vector<KernelParam> paged_attn::mergeKernelParams(const DecodeSpec &s) {
+  return mergeKernelParams(splitMergeSpec(s));
 }
 
 std::vector<KernelParam> paged_attn::checkKernelParams(const DecodeSpec &) {

@@ -390,4 +390,141 @@ std::string variantCaseName(const ::testing::TestParamInfo<VariantCase> &info) {
 INSTANTIATE_TEST_SUITE_P(Variants, CpuLoopsVariantsTest,
                          ::testing::ValuesIn(variantCases()), variantCaseName);
 
+
+//===----------------------------------------------------------------------===//
+// Merge
+//===----------------------------------------------------------------------===//
+
+struct MergeCase {
+  DType dtype;
+  bool sinks, lse;
+};
+
+std::string describeMerge(const MergeCase &c) {
+  return std::string(dtypeName(c.dtype)) + (c.sinks ? "_sinks" : "") +
+         (c.lse ? "_lse" : "");
+}
+
+[[maybe_unused]] void PrintTo(const MergeCase &c, std::ostream *os) {
+  *os << describeMerge(c);
+}
+
+class CpuLoopsMergeTest : public ::testing::TestWithParam<MergeCase> {
+protected:
+  static void SetUpTestSuite() {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  }
+};
+
+// paged_attn.merge through the loops lowering against float64 on three
+// partials of four sequences: partial 1 is empty for every sequence
+// (lse -inf, neutral), sequence 2 has no partial with keys (zeros, -inf),
+// the others' log-sum-exps differ by up to 30 (weights far apart).
+TEST_P(CpuLoopsMergeTest, MatchesFloat64Reference) {
+  const MergeCase &c = GetParam();
+  DialectRegistry registry;
+  mlir::paged_attn::registerAllDialects(registry);
+  MLIRContext ctx(registry);
+  ctx.loadAllAvailableDialects();
+  const int64_t n = 3, batch = 4, heads = 4, dim = 64;
+  std::string t = dtypeName(c.dtype);
+  std::string parts = "memref<3x4x4x64x" + t + ">";
+  std::string out = "memref<4x4x64x" + t + ">";
+  std::string text = "func.func @merge(%p: " + parts +
+                     ", %l: memref<3x4x4xf32>, %o: " + out +
+                     ", %s: memref<4xf32>, %lo: memref<4x4xf32>) "
+                     "attributes {llvm.emit_c_interface} {\n"
+                     "  paged_attn.merge %p, %l" +
+                     std::string(c.sinks ? " sinks(%s : memref<4xf32>)" : "") +
+                     " outs(%o : " + out + ")" +
+                     std::string(c.lse ? " lse(%lo : memref<4x4xf32>)" : "") +
+                     " : " + parts + ", memref<3x4x4xf32>\n  return\n}\n";
+  OwningOpRef<ModuleOp> module = parseSourceString<ModuleOp>(text, &ctx);
+  ASSERT_TRUE(module);
+  PassManager pm(&ctx);
+  mlir::paged_attn::buildPagedAttnToCPUPipeline(pm);
+  ASSERT_TRUE(succeeded(pm.run(*module)));
+  auto engine = ExecutionEngine::create(*module, ExecutionEngineOptions());
+  ASSERT_TRUE(bool(engine)) << llvm::toString(engine.takeError());
+
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0), spread(-15, 15);
+  std::vector<double> partials(n * batch * heads * dim);
+  for (double &x : partials)
+    x = uniform(rng);
+  std::vector<uint8_t> partialBytes = roundToDType(c.dtype, partials);
+  std::vector<float> lses(n * batch * heads), sinks(heads);
+  const float negInf = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t h = 0; h < heads; ++h)
+        lses[(i * batch + b) * heads + h] =
+            (i == 1 || b == 2) ? negInf : float(spread(rng));
+  for (float &x : sinks)
+    x = float(spread(rng));
+  std::vector<uint8_t> outBytes(batch * heads * dim * dtypeBytes(c.dtype),
+                                0xff);
+  std::vector<float> lseOut(batch * heads,
+                            std::numeric_limits<float>::quiet_NaN());
+  auto pd = descriptor<4>(partialBytes.data(), {n, batch, heads, dim});
+  auto ld = descriptor<3>(lses.data(), {n, batch, heads});
+  auto od = descriptor<3>(outBytes.data(), {batch, heads, dim});
+  auto sd = descriptor<1>(sinks.data(), {heads});
+  auto lod = descriptor<2>(lseOut.data(), {batch, heads});
+  SmallVector<void *> descriptors = {&pd, &ld, &od, &sd, &lod};
+  SmallVector<void *> args;
+  for (void *&d : descriptors)
+    args.push_back(&d);
+  llvm::Error error = (*engine)->invokePacked("_mlir_ciface_merge", args);
+  ASSERT_FALSE(bool(error)) << llvm::toString(std::move(error));
+
+  std::vector<double> expected(batch * heads * dim, 0.0);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h) {
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t i = 0; i < n; ++i)
+        m = std::max(m, double(lses[(i * batch + b) * heads + h]));
+      double sum = 0, denominator = 0;
+      std::vector<double> acc(dim, 0.0);
+      if (std::isfinite(m)) {
+        for (int64_t i = 0; i < n; ++i) {
+          double w = std::exp(double(lses[(i * batch + b) * heads + h]) - m);
+          sum += w;
+          for (int64_t d = 0; d < dim; ++d)
+            acc[d] += w * partials[((i * batch + b) * heads + h) * dim + d];
+        }
+        denominator = sum + (c.sinks ? std::exp(double(sinks[h]) - m) : 0);
+        for (int64_t d = 0; d < dim; ++d)
+          expected[(b * heads + h) * dim + d] = acc[d] / denominator;
+      }
+      if (!c.lse)
+        continue;
+      float got = lseOut[b * heads + h];
+      if (!std::isfinite(m))
+        EXPECT_TRUE(std::isinf(got) && got < 0) << "lse " << b << ", " << h;
+      else
+        EXPECT_NEAR(got, m + std::log(sum), 1e-4) << "lse " << b << ", " << h;
+    }
+  std::vector<double> got =
+      widenFromDType(c.dtype, outBytes.data(), batch * heads * dim);
+  EXPECT_LE(relativeError(got, expected), limitFor(c.dtype));
+  for (int64_t i = 0; i < heads * dim; ++i)
+    ASSERT_EQ(got[2 * heads * dim + i], 0.0)
+        << "element " << i << " of the sequence with no keys";
+}
+
+std::string mergeCaseName(const ::testing::TestParamInfo<MergeCase> &info) {
+  return describeMerge(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Merge, CpuLoopsMergeTest,
+    ::testing::Values(MergeCase{DType::F32, false, false},
+                      MergeCase{DType::F32, true, true},
+                      MergeCase{DType::BF16, false, true},
+                      MergeCase{DType::BF16, true, false},
+                      MergeCase{DType::F16, true, true}),
+    mergeCaseName);
+
 } // namespace

@@ -43,9 +43,36 @@ struct KernelParam {
 /// variants, in this order: window (i64), soft_cap (f32), alibi_slopes (f32
 /// [num_heads]), sinks (f32 [num_heads]), lse (f32 [batch, num_heads]).
 std::vector<KernelParam> decodeKernelParams(const DecodeSpec &spec);
-/// partial_out, partial_lse, out, num_splits (i32); then sinks and lse
-/// where the spec has them (the merge applies the sinks and writes the
-/// log-sum-exp of a split decode).
+/// What a merge kernel combines: partial results of `numHeads` heads of
+/// `headDim` values (one partial per split, normalised, in `partialDType`)
+/// with their log-sum-exps, into one result of `dtype`; with a sink per head
+/// in the denominator and a log-sum-exp output where asked. The split-KV
+/// merge of a decode and the paged_attn.merge op are both this kernel.
+struct MergeSpec {
+  int64_t numHeads = 0, headDim = 0;
+  DType dtype = DType::BF16, partialDType = DType::F32;
+  /// The partial log-sum-exps are natural logs (the op's) rather than base
+  /// 2 (a split decode's, as its kernels keep logits).
+  bool naturalLse = false;
+  bool sinks = false, lse = false;
+
+  /// "h32_d128_bf16", then "_from_f32" where the partials' dtype differs,
+  /// "_ln" for natural log-sum-exps and "_sinks", "_lse".
+  std::string name() const;
+  /// The merge op's rules on these sizes and dtypes: empty when they hold,
+  /// else the first broken rule's message.
+  std::string validate() const;
+};
+
+/// The merge of `spec`'s split-KV partials (f32, base-2 log-sum-exps), with
+/// its sinks and log-sum-exp output.
+MergeSpec splitMergeSpec(const DecodeSpec &spec);
+
+/// partial_out [batch, num_heads, num_splits, head_dim], partial_lse
+/// [batch, num_heads, num_splits], out, num_splits (i32); then sinks and
+/// lse where the spec has them.
+std::vector<KernelParam> mergeKernelParams(const MergeSpec &spec);
+/// mergeKernelParams(splitMergeSpec(spec)).
 std::vector<KernelParam> mergeKernelParams(const DecodeSpec &spec);
 /// block_table, seq_lens, num_pages (i32), first_bad (i64 [1]).
 std::vector<KernelParam> checkKernelParams(const DecodeSpec &spec);

@@ -24,9 +24,10 @@ gpu::GPUFuncOp buildCudaCoreDecodeKernel(OpBuilder &builder,
 gpu::GPUFuncOp buildTensorCoreDecodeKernel(OpBuilder &builder,
                                            gpu::GPUModuleOp module,
                                            const DecodeKernelConfig &c);
-/// MergeKernel.cpp: combines split-KV partial results.
+/// MergeKernel.cpp: combines partial results (a split decode's, or the
+/// merge op's).
 gpu::GPUFuncOp buildMergeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
-                                const DecodeKernelConfig &c);
+                                const MergeKernelConfig &c);
 /// PageCheckKernel.cpp: the opt-in page-table check.
 gpu::GPUFuncOp buildPageCheckKernel(OpBuilder &builder,
                                     gpu::GPUModuleOp module,

@@ -240,6 +240,20 @@ DecodeKernelConfig::select(MLIRContext *ctx, const DecodeSpec &spec,
   return *config;
 }
 
+MergeKernelConfig MergeKernelConfig::get(MLIRContext *ctx,
+                                         const ::paged_attn::MergeSpec &spec,
+                                         std::string kernelName,
+                                         bool programmaticLaunch) {
+  return {spec, std::move(kernelName), programmaticLaunch,
+          toMLIRType(ctx, spec.dtype), toMLIRType(ctx, spec.partialDType)};
+}
+
+MergeKernelConfig DecodeKernelConfig::mergeConfig(MLIRContext *ctx) const {
+  return MergeKernelConfig::get(ctx, ::paged_attn::splitMergeSpec(spec),
+                                mergeKernelName(),
+                                strategy.programmaticLaunch);
+}
+
 DecodeKernelConfig DecodeKernelConfig::get(MLIRContext *ctx,
                                            const DecodeSpec &spec,
                                            const DecodeStrategy &strategy) {

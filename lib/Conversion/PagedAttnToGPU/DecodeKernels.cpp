@@ -28,7 +28,13 @@ gpu::GPUFuncOp mlir::paged_attn::getOrBuildDecodeKernel(
 
 gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
     OpBuilder &builder, gpu::GPUModuleOp module, const DecodeKernelConfig &c) {
-  if (gpu::GPUFuncOp existing = lookupKernel(module, c.mergeKernelName()))
+  return getOrBuildMergeKernel(builder, module,
+                               c.mergeConfig(builder.getContext()));
+}
+
+gpu::GPUFuncOp mlir::paged_attn::getOrBuildMergeKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, const MergeKernelConfig &c) {
+  if (gpu::GPUFuncOp existing = lookupKernel(module, c.kernelName))
     return existing;
   return buildMergeKernel(builder, module, c);
 }

@@ -1,7 +1,9 @@
 //===- MergeKernel.cpp - combine split-KV partial results -----------------===//
 //
 // Grid (num_heads, batch): one CTA per (head, sequence) combines the
-// per-chunk partial outputs by their log-sum-exps, many splits at a time.
+// partial outputs by their log-sum-exps, many partials ("splits") at a
+// time: a split decode's (f32, base-2 log-sum-exps) or the merge op's (its
+// own dtype, natural log-sum-exps, read through strided views).
 // Its threads split the work two ways: a thread owns one 16-byte column of
 // the output row (`colThreads` of them) and every `splitLanes`-th split, so
 // the partials of many splits are loaded at once; the split lanes are then
@@ -30,8 +32,8 @@ namespace {
 class MergeKernelBuilder {
 public:
   MergeKernelBuilder(OpBuilder &builder, gpu::GPUModuleOp module,
-                     const DecodeKernelConfig &c)
-      : c(c), builder(builder), module(module), block(c.mergeBlockSize()),
+                     const MergeKernelConfig &c)
+      : c(c), builder(builder), module(module), block(c.blockSize()),
         vecElems(c.vectorElems()), vecs(c.vectorsPerRow()),
         colThreads(std::min(vecs, block)),
         splitLanes(std::min<int64_t>(block / colThreads, 32)),
@@ -39,7 +41,8 @@ public:
   gpu::GPUFuncOp build();
 
 private:
-  /// The partial outputs are f32: loaded and kept in 16-byte pieces.
+  /// The partial outputs are loaded and kept in f32 pieces of 4 (16 bytes
+  /// of f32 partials, 8 of 16-bit ones).
   static constexpr int64_t kF32VecElems = 4;
 
   /// The largest log-sum-exp: every thread takes every block-th split, then
@@ -53,7 +56,10 @@ private:
   /// The argument the Spec's ABI names `name`; null when absent.
   Value arg(StringRef name);
 
-  const DecodeKernelConfig &c;
+  /// Partial `split`'s log-sum-exp, in base 2.
+  Value loadLse(Value split);
+
+  const MergeKernelConfig &c;
   OpBuilder &builder;
   gpu::GPUModuleOp module;
   const int64_t block, vecElems, vecs, colThreads, splitLanes, pieces;
@@ -78,9 +84,7 @@ Value MergeKernelBuilder::emitMaxLse() {
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(maxLoop.getBody());
-    Value lse = memref::LoadOp::create(
-        b, func.getArgument(1),
-        ValueRange{batch, head, maxLoop.getInductionVar()});
+    Value lse = loadLse(maxLoop.getInductionVar());
     scf::YieldOp::create(b, e.fmax(maxLoop.getRegionIterArgs()[0], lse));
   }
   Value warpMax = maxLoop.getResult(0);
@@ -114,20 +118,28 @@ scf::ForOp MergeKernelBuilder::emitSplitLoop(Value column, Value first,
   b.setInsertionPointToStart(splitLoop.getBody());
   Value sp = splitLoop.getInductionVar();
   ValueRange carried = splitLoop.getRegionIterArgs();
-  Value lse =
-      memref::LoadOp::create(b, func.getArgument(1), ValueRange{batch, head, sp});
-  Value weight = softmax.weight(lse, ref);
+  Value weight = softmax.weight(loadLse(sp), ref);
   SmallVector<Value> next = {e.fadd(carried[0], weight)};
   for (int64_t p = 0; p < pieces; ++p) {
-    Value piece = vector::LoadOp::create(
-        b, VectorType::get({kF32VecElems}, e.f32), func.getArgument(0),
+    int64_t pieceBytes =
+        kF32VecElems * int64_t(::paged_attn::dtypeBytes(c.spec.partialDType));
+    Value piece = e.extendToF32(vector::LoadOp::create(
+        b, VectorType::get({kF32VecElems}, c.partialType), func.getArgument(0),
         ValueRange{batch, head, sp, e.add(column, e.index(p * kF32VecElems))},
-        false, llvm::MaybeAlign(16));
+        false, llvm::MaybeAlign(pieceBytes)));
     next.push_back(
         e.fma(e.splat(weight, kF32VecElems), piece, carried[1 + p]));
   }
   scf::YieldOp::create(b, next);
   return splitLoop;
+}
+
+Value MergeKernelBuilder::loadLse(Value split) {
+  Value lse = memref::LoadOp::create(b(), func.getArgument(1),
+                                     ValueRange{batch, head, split});
+  if (c.spec.naturalLse)
+    lse = e().fmul(lse, e().f32Const(M_LOG2E));
+  return lse;
 }
 
 Value MergeKernelBuilder::arg(StringRef name) {
@@ -189,7 +201,7 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   // Shared memory: the warps' max log-sum-exps, then the split lanes' sums
   // and accumulators.
   func = createKernel(
-      builder, module, c.mergeKernelName(),
+      builder, module, c.kernelName,
       getKernelArgTypes(ctx, ::paged_attn::mergeKernelParams(c.spec)),
       {smemType({block / 32}), smemType({block}), smemType({block, vecElems})},
       block);
@@ -201,7 +213,7 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   numSplits = e.toIndex(func.getArgument(3));
   // Launched early (programmatic dependent launch): wait for the decode
   // grid's partial results.
-  if (c.strategy.programmaticLaunch)
+  if (c.programmaticLaunch)
     NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKindAttr::get(
                                           ctx, NVVM::GridDepActionKind::wait));
   tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -254,6 +266,6 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
 
 gpu::GPUFuncOp mlir::paged_attn::buildMergeKernel(OpBuilder &builder,
                                                   gpu::GPUModuleOp module,
-                                                  const DecodeKernelConfig &c) {
+                                                  const MergeKernelConfig &c) {
   return MergeKernelBuilder(builder, module, c).build();
 }

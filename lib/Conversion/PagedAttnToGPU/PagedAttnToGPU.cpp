@@ -3,7 +3,9 @@
 // Host side: each memref-form decode op becomes a launch of the decode
 // kernel over grid (num_kv_heads * ctas_per_kv_head, batch, num_splits) and,
 // when split, a launch of the merge kernel over (num_heads, batch). The
-// split-KV workspace is a gpu.alloc freed after the launches.
+// split-KV workspace is a gpu.alloc freed after the launches. A merge op
+// becomes a launch of the same merge kernel, built for its dtype and
+// natural log-sum-exps, on transposed views of its partials.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +15,7 @@
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/AffineMap.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/SymbolTable.h"
 #include "llvm/ADT/StringMap.h"
@@ -138,6 +141,46 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
   op.erase();
 }
 
+/// A view of `value` with its dims permuted so that dim `permutation[i]`
+/// comes i-th: the merge kernel reads partials [batch, heads, N, ...] out of
+/// the op's [N, batch, heads, ...] without a copy.
+static Value permuteDims(ImplicitLocOpBuilder &b, Value value,
+                         ArrayRef<unsigned> permutation) {
+  AffineMap map = AffineMap::getPermutationMap(permutation, b.getContext());
+  return memref::TransposeOp::create(b, value, AffineMapAttr::get(map));
+}
+
+static void lowerMergeOp(MergeOp op, gpu::GPUModuleOp kernelModule) {
+  OpBuilder builder(op);
+  MergeKernelConfig config = MergeKernelConfig::get(
+      op.getContext(), getMergeSpec(op),
+      "paged_attn_merge_op_" + getMergeSpec(op).name());
+  gpu::GPUFuncOp merge = getOrBuildMergeKernel(builder, kernelModule, config);
+  ImplicitLocOpBuilder b(op.getLoc(), op);
+  llvm::StringMap<Value> values;
+  values["partial_out"] = permuteDims(b, op.getPartialOut(), {1, 2, 0, 3});
+  values["partial_lse"] = permuteDims(b, op.getPartialLse(), {1, 2, 0});
+  values["out"] = op.getOut();
+  values["num_splits"] = arith::IndexCastOp::create(
+      b, b.getI32Type(), memref::DimOp::create(b, op.getPartialOut(), 0));
+  values["sinks"] = op.getSinks();
+  values["lse"] = op.getLseOut();
+  SmallVector<Value> args;
+  for (auto [param, type] :
+       llvm::zip_equal(::paged_attn::mergeKernelParams(config.spec),
+                       merge.getArgumentTypes()))
+    args.push_back(castTo(b, values.lookup(param.name), type));
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  gpu::LaunchFuncOp::create(
+      b, merge,
+      gpu::KernelDim3{arith::ConstantIndexOp::create(b, op.getNumHeads()),
+                      memref::DimOp::create(b, op.getPartialOut(), 1), one},
+      gpu::KernelDim3{arith::ConstantIndexOp::create(b, config.blockSize()),
+                      one, one},
+      Value(), args);
+  op.erase();
+}
+
 namespace {
 struct ConvertPagedAttnToGPUPass
     : public mlir::paged_attn::impl::ConvertPagedAttnToGPUBase<
@@ -174,6 +217,32 @@ struct ConvertPagedAttnToGPUPass
     });
     if (walk.wasInterrupted())
       return signalPassFailure();
+    SmallVector<MergeOp> merges;
+    walk = module.walk([&](MergeOp op) {
+      if (!op.hasPureBufferSemantics()) {
+        op.emitOpError("must be bufferized (memref form) before "
+                       "convert-paged-attn-to-gpu");
+        return WalkResult::interrupt();
+      }
+      // The batch is the launch's grid y.
+      int64_t batch = op.getPartialOutType().getDimSize(1);
+      if (!ShapedType::isDynamic(batch) && batch > 65535) {
+        op.emitOpError() << "has a batch of " << batch
+                         << " sequences; one launch takes at most 65535";
+        return WalkResult::interrupt();
+      }
+      merges.push_back(op);
+      return WalkResult::advance();
+    });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
+    for (MergeOp op : merges) {
+      if (op.getPartialOutType().getDimSize(1) == 0) {
+        op.erase(); // nothing to merge, no grid to launch
+        continue;
+      }
+      lowerMergeOp(op, getOrCreateKernelModule(module));
+    }
     if (ops.empty())
       return;
     SmallVector<DecodeKernelConfig> configs;

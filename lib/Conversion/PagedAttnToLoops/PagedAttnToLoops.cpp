@@ -213,15 +213,126 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
   }
 };
 
+/// paged_attn.merge: per sequence and head, the largest partial
+/// log-sum-exp m (a reference of 0 where every partial is empty), then per
+/// column the partials weighted by e^(lse_n - m) over their sum (plus the
+/// sink's e^(sink - m)); the log-sum-exp m + log(sum), -inf when empty.
+struct MergeOpToLoops : public OpRewritePattern<MergeOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(MergeOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.hasPureBufferSemantics())
+      return rewriter.notifyMatchFailure(op, "expected the memref form");
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    Type f32 = b.getF32Type();
+    Type elemType = op.getPartialOutType().getElementType();
+    auto index = [&](int64_t v) -> Value {
+      return arith::ConstantIndexOp::create(b, v);
+    };
+    auto f32Const = [&](double v) -> Value {
+      return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+    };
+    Value zero = index(0), one = index(1);
+    Value f32Zero = f32Const(0.0);
+    Value negInf = f32Const(-std::numeric_limits<double>::infinity());
+    Value parts = op.getPartialOut(), lses = op.getPartialLse();
+    Value numParts = memref::DimOp::create(b, parts, 0);
+    Value batchSize = memref::DimOp::create(b, parts, 1);
+
+    auto batchLoop = scf::ForOp::create(b, zero, batchSize, one);
+    b.setInsertionPointToStart(batchLoop.getBody());
+    Value batch = batchLoop.getInductionVar();
+    auto headLoop = scf::ForOp::create(b, zero, index(op.getNumHeads()), one);
+    b.setInsertionPointToStart(headLoop.getBody());
+    Value head = headLoop.getInductionVar();
+    auto lseOf = [&](Value n) -> Value {
+      return memref::LoadOp::create(b, lses, ValueRange{n, batch, head});
+    };
+
+    auto maxLoop = scf::ForOp::create(b, zero, numParts, one, ValueRange{negInf});
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(maxLoop.getBody());
+      scf::YieldOp::create(
+          b, ValueRange{arith::MaximumFOp::create(
+                 b, maxLoop.getRegionIterArgs()[0],
+                 lseOf(maxLoop.getInductionVar()))});
+    }
+    Value max = maxLoop.getResult(0);
+    Value ref = arith::SelectOp::create(
+        b, arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, max, negInf),
+        f32Zero, max);
+    auto weightOf = [&](Value n) -> Value {
+      return math::ExpOp::create(b, arith::SubFOp::create(b, lseOf(n), ref));
+    };
+    auto sumLoop = scf::ForOp::create(b, zero, numParts, one, ValueRange{f32Zero});
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(sumLoop.getBody());
+      scf::YieldOp::create(
+          b, ValueRange{arith::AddFOp::create(b, sumLoop.getRegionIterArgs()[0],
+                                              weightOf(sumLoop.getInductionVar()))});
+    }
+    Value sum = sumLoop.getResult(0);
+    Value denominator = sum;
+    if (Value sinks = op.getSinks())
+      denominator = arith::AddFOp::create(
+          b, sum,
+          math::ExpOp::create(
+              b, arith::SubFOp::create(
+                     b, memref::LoadOp::create(b, sinks, ValueRange{head}),
+                     ref)));
+    Value nonEmpty =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32Zero);
+    Value inv = arith::SelectOp::create(
+        b, nonEmpty, arith::DivFOp::create(b, f32Const(1.0), denominator),
+        f32Zero);
+    if (Value lseOut = op.getLseOut()) {
+      Value lse = arith::SelectOp::create(
+          b, nonEmpty, arith::AddFOp::create(b, ref, math::LogOp::create(b, sum)),
+          negInf);
+      memref::StoreOp::create(b, lse, lseOut, ValueRange{batch, head});
+    }
+
+    auto columnLoop = scf::ForOp::create(b, zero, index(op.getHeadDim()), one);
+    b.setInsertionPointToStart(columnLoop.getBody());
+    Value d = columnLoop.getInductionVar();
+    auto accLoop = scf::ForOp::create(b, zero, numParts, one, ValueRange{f32Zero});
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(accLoop.getBody());
+      Value n = accLoop.getInductionVar();
+      Value x = memref::LoadOp::create(b, parts, ValueRange{n, batch, head, d});
+      if (!elemType.isF32())
+        x = arith::ExtFOp::create(b, f32, x);
+      scf::YieldOp::create(b, ValueRange{math::FmaOp::create(
+                                  b, weightOf(n), x,
+                                  accLoop.getRegionIterArgs()[0])});
+    }
+    Value r = arith::MulFOp::create(b, accLoop.getResult(0), inv);
+    if (!elemType.isF32())
+      r = arith::TruncFOp::create(b, elemType, r);
+    memref::StoreOp::create(b, r, op.getOut(), ValueRange{batch, head, d});
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
 struct ConvertPagedAttnToLoopsPass
     : public mlir::paged_attn::impl::ConvertPagedAttnToLoopsBase<
           ConvertPagedAttnToLoopsPass> {
   void runOnOperation() override {
-    WalkResult walk = getOperation()->walk([](DecodeOp op) {
-      if (op.hasPureBufferSemantics())
+    WalkResult walk = getOperation()->walk([](Operation *op) {
+      bool tensorForm = false;
+      if (auto decode = dyn_cast<DecodeOp>(op))
+        tensorForm = !decode.hasPureBufferSemantics();
+      else if (auto merge = dyn_cast<MergeOp>(op))
+        tensorForm = !merge.hasPureBufferSemantics();
+      if (!tensorForm)
         return WalkResult::advance();
-      op.emitOpError("must be bufferized (memref form) before "
-                     "convert-paged-attn-to-loops");
+      op->emitOpError("must be bufferized (memref form) before "
+                      "convert-paged-attn-to-loops");
       return WalkResult::interrupt();
     });
     if (walk.wasInterrupted())
@@ -237,5 +348,5 @@ struct ConvertPagedAttnToLoopsPass
 
 void mlir::paged_attn::populatePagedAttnToLoopsPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<DecodeOpToLoops>(patterns.getContext());
+  patterns.add<DecodeOpToLoops, MergeOpToLoops>(patterns.getContext());
 }

@@ -558,3 +558,129 @@ func.func @alibi_memref_layout(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128x
   paged_attn.decode %q, %k, %v, %bt, %sl alibi_slopes(%a : memref<32xf32, affine_map<(d0) -> (d0 floordiv 2)>>) outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
   return
 }
+
+// -----
+
+// merge-rank: [N, batch, num_heads, head_dim]
+func.func @merge_rank(%p: memref<?x32x128xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'partial_out' must have rank 4 ([N, batch, num_heads, head_dim]), got 3}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-dtype: 
+func.func @merge_dtype(%p: memref<2x?x32x128xi32>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xi32>) {
+  // expected-error @+1 {{'partial_out' element type must be f16, bf16 or f32, got 'i32'}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xi32>) : memref<2x?x32x128xi32>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-static-heads: 
+func.func @merge_static_heads(%p: memref<2x?x?x128xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{num_heads and head_dim ('partial_out' dims 2 and 3) must be static, got [2, ?, ?, 128]}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) : memref<2x?x?x128xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-row-bytes: 16-byte rows
+func.func @merge_row_bytes(%p: memref<2x?x32x36xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x36xbf16>) {
+  // expected-error @+1 {{a row of head_dim (36) 'bf16' elements is 72 bytes; it must be a multiple of 16 bytes}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x36xbf16>) : memref<2x?x32x36xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-head-dim-bound: 
+func.func @merge_head_dim_bound(%p: memref<2x?x32x264xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x264xbf16>) {
+  // expected-error @+1 {{head_dim (264) must be at most 256}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x264xbf16>) : memref<2x?x32x264xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-lse-shape: partial_lse agrees with partial_out
+func.func @merge_lse_shape(%p: memref<2x?x32x128xbf16>, %l: memref<3x?x32xf32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'partial_lse' must have shape [N, batch, num_heads] [2, ?, 32], got [3, ?, 32]}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) : memref<2x?x32x128xbf16>, memref<3x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-lse-type: 
+func.func @merge_lse_type(%p: memref<2x?x32x128xbf16>, %l: memref<2x?x32xbf16>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'partial_lse' element type must be f32, got 'bf16'}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) : memref<2x?x32x128xbf16>, memref<2x?x32xbf16>
+  return
+}
+
+// -----
+
+// merge-out-shape: 
+func.func @merge_out_shape(%p: memref<2x?x32x128xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x64xbf16>) {
+  // expected-error @+1 {{'out' must be [batch, num_heads, head_dim] [?, 32, 128] of 'bf16', got 'memref<?x32x64xbf16>'}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x64xbf16>) : memref<2x?x32x128xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-out-dtype: 
+func.func @merge_out_dtype(%p: memref<2x?x32x128xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xf16>) {
+  // expected-error @+1 {{'out' must be [batch, num_heads, head_dim] [?, 32, 128] of 'bf16', got 'memref<?x32x128xf16>'}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xf16>) : memref<2x?x32x128xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-sinks-shape: 
+func.func @merge_sinks_shape(%p: memref<2x?x32x128xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xbf16>, %s: memref<16xf32>) {
+  // expected-error @+1 {{'sinks' must have shape [num_heads] [32], got [16]}}
+  paged_attn.merge %p, %l sinks(%s : memref<16xf32>) outs(%o : memref<?x32x128xbf16>) : memref<2x?x32x128xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-lse-out-shape: 
+func.func @merge_lse_out_shape(%p: memref<2x?x32x128xbf16>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xbf16>, %lo: memref<?x16xf32>) {
+  // expected-error @+1 {{'lse' must have shape [batch, num_heads] [?, 32], got [?, 16]}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) lse(%lo : memref<?x16xf32>) : memref<2x?x32x128xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-form: 
+func.func @merge_form(%p: memref<2x?x32x128xbf16>, %l: tensor<2x?x32xf32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'partial_lse' must be a memref as 'partial_out' is}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) : memref<2x?x32x128xbf16>, tensor<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-no-outs: the memref form writes outs
+func.func @merge_no_outs(%p: memref<2x?x32x128xbf16>, %l: memref<2x?x32xf32>) {
+  // expected-error @+1 {{the memref form needs an 'outs' operand}}
+  paged_attn.merge %p, %l : memref<2x?x32x128xbf16>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// merge-stride: rows are loaded as vectors
+func.func @merge_stride(%p: memref<2x?x32x128xbf16, strided<[?, ?, ?, 2]>>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'partial_out' must have unit stride in its innermost dimension, got 2}}
+  paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) : memref<2x?x32x128xbf16, strided<[?, ?, ?, 2]>>, memref<2x?x32xf32>
+  return
+}

@@ -15,6 +15,7 @@
 #define PAGEDATTN_CONVERSION_PAGEDATTNTOGPU_DECODEKERNELCONFIG_H
 
 #include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
+#include "PagedAttn/Spec/KernelABI.h"
 
 #include <optional>
 #include <string>
@@ -141,6 +142,29 @@ std::string checkStrategy(MLIRContext *ctx, const DecodeSpec &spec,
                           const DecodeStrategy &strategy,
                           int64_t sharedMemoryLimit);
 
+/// A merge kernel: its spec, its name and whether it waits for a decode
+/// grid launched before it (programmatic dependent launch).
+struct MergeKernelConfig {
+  ::paged_attn::MergeSpec spec;
+  std::string kernelName;
+  bool programmaticLaunch = false;
+  /// The MLIR types of spec.dtype and spec.partialDType.
+  Type elementType, partialType;
+
+  static MergeKernelConfig get(MLIRContext *ctx,
+                               const ::paged_attn::MergeSpec &spec,
+                               std::string kernelName,
+                               bool programmaticLaunch = false);
+  /// Threads per CTA.
+  static constexpr int64_t kBlockSize = 128;
+  int64_t blockSize() const { return kBlockSize; }
+  /// Output elements in one 16-byte vector, and vectors per row.
+  int64_t vectorElems() const {
+    return 16 / int64_t(::paged_attn::dtypeBytes(spec.dtype));
+  }
+  int64_t vectorsPerRow() const { return spec.headDim / vectorElems(); }
+};
+
 /// A decode spec with its strategy, and the thread mapping they imply.
 struct DecodeKernelConfig {
   DecodeSpec spec;
@@ -209,12 +233,14 @@ struct DecodeKernelConfig {
   int64_t sharedMemoryBytes() const;
   int64_t dynamicSharedMemoryBytes() const;
   /// Threads per CTA of the merge and page-table check kernels.
-  int64_t mergeBlockSize() const { return 128; }
+  int64_t mergeBlockSize() const { return MergeKernelConfig::kBlockSize; }
   int64_t checkBlockSize() const { return 128; }
 
   std::string name() const { return spec.name(); }
   std::string decodeKernelName() const { return "paged_attn_decode_" + name(); }
   std::string mergeKernelName() const { return "paged_attn_merge_" + name(); }
+  /// The merge kernel of this decode's split-KV partials.
+  MergeKernelConfig mergeConfig(MLIRContext *ctx) const;
   std::string checkKernelName() const { return "paged_attn_check_" + name(); }
 };
 

@@ -37,6 +37,10 @@ gpu::GPUFuncOp getOrBuildDecodeKernel(OpBuilder &builder,
 gpu::GPUFuncOp getOrBuildMergeKernel(OpBuilder &builder,
                                      gpu::GPUModuleOp module,
                                      const DecodeKernelConfig &config);
+/// Same for a merge kernel of the merge op.
+gpu::GPUFuncOp getOrBuildMergeKernel(OpBuilder &builder,
+                                     gpu::GPUModuleOp module,
+                                     const MergeKernelConfig &config);
 
 /// The opt-in page-table check: grid (batch), one CTA per sequence. Finds
 /// the first bad entry in row-major order and atomically keeps the smallest

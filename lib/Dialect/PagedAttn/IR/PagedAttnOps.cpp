@@ -109,21 +109,21 @@ static bool isSupportedElementType(Type t) {
 /// address global memory), strided; the vector-loaded ones (`vectorRows`)
 /// with a unit innermost stride and rows, pages and base offsets on 16-byte
 /// boundaries.
-static LogicalResult verifyMemRef(DecodeOp op, StringRef name, MemRefType type,
-                                  bool vectorRows) {
+static LogicalResult verifyMemRef(Operation *op, StringRef name,
+                                  MemRefType type, bool vectorRows) {
   if (Attribute space = type.getMemorySpace())
-    return op.emitOpError()
+    return op->emitOpError()
            << "'" << name << "' must be in the default memory space, got "
            << space;
   SmallVector<int64_t> strides;
   int64_t offset;
   if (failed(type.getStridesAndOffset(strides, offset)))
-    return op.emitOpError()
+    return op->emitOpError()
            << "'" << name << "' must have a strided layout, got " << type;
   if (!vectorRows || strides.empty())
     return success();
   if (strides.back() != 1)
-    return op.emitOpError()
+    return op->emitOpError()
            << "'" << name
            << "' must have unit stride in its innermost dimension, got "
            << (ShapedType::isDynamic(strides.back())
@@ -141,13 +141,13 @@ static LogicalResult verifyMemRef(DecodeOp op, StringRef name, MemRefType type,
   for (auto [dim, stride] : llvm::enumerate(ArrayRef(strides).drop_back())) {
     if (ShapedType::isDynamic(stride) || aligned(stride))
       continue;
-    return op.emitOpError()
+    return op->emitOpError()
            << "'" << name << "' stride of dim " << dim << " is " << stride
            << " elements (" << bytes(stride)
            << " bytes); it must be a multiple of 16 bytes";
   }
   if (!ShapedType::isDynamic(offset) && !aligned(offset))
-    return op.emitOpError()
+    return op->emitOpError()
            << "'" << name << "' offset is " << offset << " elements ("
            << bytes(offset) << " bytes); it must be a multiple of 16 bytes";
   return success();
@@ -341,19 +341,19 @@ static LogicalResult verifyAttributes(DecodeOp op) {
 /// An f32 operand or result of `shape` (dynamic sizes of `shape` match any
 /// size; static sizes of the value must equal them): the slopes, the sinks
 /// and the log-sum-exp.
-static LogicalResult verifyF32Shape(DecodeOp op, StringRef name, Value value,
-                                    ArrayRef<int64_t> shape,
+static LogicalResult verifyF32Shape(Operation *op, StringRef name,
+                                    Value value, ArrayRef<int64_t> shape,
                                     StringRef shapeDoc) {
   auto type = cast<ShapedType>(value.getType());
   if (!type.getElementType().isF32())
-    return op.emitOpError() << "'" << name << "' element type must be f32, got "
+    return op->emitOpError() << "'" << name << "' element type must be f32, got "
                             << type.getElementType();
   bool matches = type.getRank() == int64_t(shape.size());
   for (int64_t i = 0; matches && i < type.getRank(); ++i)
     matches = ShapedType::isDynamic(shape[i]) || type.isDynamicDim(i) ||
               type.getDimSize(i) == shape[i];
   if (!matches)
-    return op.emitOpError()
+    return op->emitOpError()
            << "'" << name << "' must have shape " << shapeDoc << " "
            << formatShape(shape) << ", got " << formatShape(type.getShape());
   if (auto memref = dyn_cast<MemRefType>(type))
@@ -396,5 +396,102 @@ LogicalResult DecodeOp::verify() {
     if (failed(
             verifyMemRef(*this, name, cast<MemRefType>(v.getType()), vector)))
       return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// MergeOp
+//===----------------------------------------------------------------------===//
+
+void MergeOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
+  if (!hasPureBufferSemantics())
+    return;
+  for (OpOperand &operand : getOperation()->getOpOperands()) {
+    bool written = operand.get() == getOut() || operand.get() == getLseOut();
+    effects.emplace_back(written ? MemoryEffects::Write::get()
+                                 : static_cast<MemoryEffects::Effect *>(
+                                       MemoryEffects::Read::get()),
+                         &operand, SideEffects::DefaultResource::get());
+  }
+}
+
+/// All operands tensors with results, or memrefs writing `outs`.
+static LogicalResult verifyMergeForm(MergeOp op, bool isTensor) {
+  for (auto [v, name] :
+       {std::pair<Value, StringRef>{op.getPartialLse(), "partial_lse"},
+        {op.getSinks(), "sinks"}})
+    if (v && isa<RankedTensorType>(v.getType()) != isTensor)
+      return op.emitOpError()
+             << "'" << name << "' must be a "
+             << (isTensor ? "tensor" : "memref") << " as 'partial_out' is";
+  if (isTensor && (op.getOut() || op.getLseOut()))
+    return op.emitOpError("the tensor form takes no 'outs' or 'lse' operand; "
+                          "it returns its results");
+  if (isTensor && !op.getResult())
+    return op.emitOpError("the tensor form must return a result");
+  if (!isTensor && (op.getResult() || op.getLse()))
+    return op.emitOpError("the memref form has no results; it writes 'outs' "
+                          "(and 'lse')");
+  if (!isTensor && !op.getOut())
+    return op.emitOpError("the memref form needs an 'outs' operand");
+  return success();
+}
+
+LogicalResult MergeOp::verify() {
+  bool isTensor = isa<RankedTensorType>(getPartialOut().getType());
+  if (failed(verifyMergeForm(*this, isTensor)))
+    return failure();
+  ShapedType partsType = getPartialOutType();
+  if (partsType.getRank() != 4)
+    return emitOpError() << "'partial_out' must have rank 4 ([N, batch, "
+                            "num_heads, head_dim]), got "
+                         << partsType.getRank();
+  Type elemType = partsType.getElementType();
+  if (!isSupportedElementType(elemType))
+    return emitOpError()
+           << "'partial_out' element type must be f16, bf16 or f32, got "
+           << elemType;
+  if (partsType.isDynamicDim(2) || partsType.isDynamicDim(3))
+    return emitOpError("num_heads and head_dim ('partial_out' dims 2 and 3) "
+                       "must be static, got ")
+           << formatShape(partsType.getShape());
+  ::paged_attn::MergeSpec spec = getMergeSpec(*this);
+  if (std::string error = spec.validate(); !error.empty())
+    return emitOpError() << error;
+  ArrayRef<int64_t> parts = partsType.getShape();
+  int64_t n = parts[0], batch = parts[1], heads = parts[2], dim = parts[3];
+  if (failed(verifyF32Shape(*this, "partial_lse", getPartialLse(),
+                            {n, batch, heads}, "[N, batch, num_heads]")))
+    return failure();
+  Value out = isTensor ? Value(getResult()) : Value(getOut());
+  auto outType = cast<ShapedType>(out.getType());
+  bool outMatches = outType.getRank() == 3 &&
+                    outType.getElementType() == elemType &&
+                    outType.getDimSize(1) == heads &&
+                    outType.getDimSize(2) == dim &&
+                    (ShapedType::isDynamic(batch) || outType.isDynamicDim(0) ||
+                     outType.getDimSize(0) == batch);
+  if (!outMatches)
+    return emitOpError() << "'" << (isTensor ? "result" : "out")
+                         << "' must be [batch, num_heads, head_dim] "
+                         << formatShape({batch, heads, dim}) << " of "
+                         << elemType << ", got " << out.getType();
+  if (getSinks() && failed(verifyF32Shape(*this, "sinks", getSinks(), {heads},
+                                          "[num_heads]")))
+    return failure();
+  Value lse = getLse() ? Value(getLse()) : Value(getLseOut());
+  if (lse && failed(verifyF32Shape(*this, "lse", lse, {batch, heads},
+                                   "[batch, num_heads]")))
+    return failure();
+  if (isTensor)
+    return success();
+  if (failed(verifyMemRef(*this, "partial_out",
+                          cast<MemRefType>(getPartialOut().getType()),
+                          /*vectorRows=*/true)) ||
+      failed(verifyMemRef(*this, "out", cast<MemRefType>(out.getType()),
+                          /*vectorRows=*/true)))
+    return failure();
   return success();
 }

@@ -125,11 +125,81 @@ struct DecodeOpInterface
   }
 };
 
+/// The tensor form of paged_attn.merge: new buffers for its results, the
+/// batch from partial_out's dim 1.
+struct MergeOpInterface
+    : public BufferizableOpInterface::ExternalModel<MergeOpInterface,
+                                                    MergeOp> {
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    return true;
+  }
+  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
+                               const AnalysisState &) const {
+    return false;
+  }
+  AliasingValueList getAliasingValues(Operation *, OpOperand &,
+                                      const AnalysisState &) const {
+    return {};
+  }
+  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto mergeOp = cast<MergeOp>(op);
+    if (!mergeOp.hasPureTensorSemantics())
+      return success();
+    Location loc = op->getLoc();
+    rewriter.setInsertionPoint(op);
+    SmallVector<Value> buffers;
+    for (Value input : {mergeOp.getPartialOut(), mergeOp.getPartialLse(),
+                        mergeOp.getSinks()}) {
+      if (!input) {
+        buffers.push_back(Value());
+        continue;
+      }
+      FailureOr<Value> buffer = getBuffer(rewriter, input, options, state);
+      if (failed(buffer))
+        return failure();
+      buffers.push_back(*buffer);
+    }
+    // Partial rows are loaded as vectors.
+    buffers[0] = castToUnitInnermostStride(rewriter, loc, buffers[0]);
+    auto allocFor = [&](Value result) -> FailureOr<Value> {
+      auto type = cast<RankedTensorType>(result.getType());
+      auto bufferType = MemRefType::get(type.getShape(), type.getElementType());
+      SmallVector<Value> dynamicSizes;
+      if (type.isDynamicDim(0))
+        dynamicSizes.push_back(
+            memref::DimOp::create(rewriter, loc, buffers[0], 1));
+      return options.createAlloc(rewriter, loc, bufferType, dynamicSizes);
+    };
+    FailureOr<Value> out = allocFor(mergeOp.getResult());
+    if (failed(out))
+      return failure();
+    SmallVector<Value> results = {*out};
+    Value lseOut;
+    if (mergeOp.getLse()) {
+      FailureOr<Value> lse = allocFor(mergeOp.getLse());
+      if (failed(lse))
+        return failure();
+      lseOut = *lse;
+      results.push_back(lseOut);
+    }
+    MergeOp::create(rewriter, loc, /*result=*/Type(), /*lse=*/Type(),
+                    buffers[0], buffers[1], buffers[2], *out, lseOut);
+    replaceOpWithBufferizedValues(rewriter, op, results);
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::paged_attn::registerBufferizableOpInterfaceExternalModels(
     DialectRegistry &registry) {
   registry.addExtension(+[](MLIRContext *ctx, PagedAttnDialect *) {
     DecodeOp::attachInterface<DecodeOpInterface>(*ctx);
+    MergeOp::attachInterface<MergeOpInterface>(*ctx);
   });
 }

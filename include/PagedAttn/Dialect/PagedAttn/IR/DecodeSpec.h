@@ -13,6 +13,7 @@
 
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
+#include "PagedAttn/Spec/KernelABI.h"
 #include "PagedAttn/Spec/TargetInfo.h"
 
 #include <optional>
@@ -30,6 +31,9 @@ DecodeSpec getDecodeSpec(DecodeOp op);
 /// The variants `op` asks for (its window, soft_cap, alibi_slopes, sinks
 /// and log-sum-exp output).
 DecodeVariants getDecodeVariants(DecodeOp op);
+/// What `op` merges: its sizes (static once the op verifies), dtype, sinks
+/// and log-sum-exp output; natural log-sum-exps.
+::paged_attn::MergeSpec getMergeSpec(MergeOp op);
 
 /// The spec's dtype of an MLIR element type, if it is one of them.
 std::optional<DType> toDType(Type type);

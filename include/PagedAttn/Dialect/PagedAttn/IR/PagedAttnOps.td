@@ -175,4 +175,82 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
   let hasVerifier = 1;
 }
 
+def PagedAttn_MergeOp : PagedAttn_Op<"merge", [
+    AttrSizedOperandSegments, AttrSizedResultSegments,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "combine partial attention results by their log-sum-exps";
+  let description = [{
+    Combines `N` partial results of one attention, each over its own set of
+    keys (a split of the KV cache, a cascade level, a GPU's shard), into
+    the attention over all of them. Partial `n` is `partial_out[n]`
+    (normalised) and `partial_lse[n]` (the natural log-sum-exp of its
+    logits, as `paged_attn.decode` returns it). With `m` the largest
+    `partial_lse[n, b, h]` and `w_n = e^(partial_lse[n, b, h] - m)`:
+
+    ```
+    out[b, h, :] = sum_n w_n partial_out[n, b, h, :] / (sum_n w_n [+ e^(sinks[h] - m)])
+    lse[b, h]    = m + log(sum_n w_n)
+    ```
+
+    Empty partials (`partial_lse` -inf) are neutral; where every partial is
+    empty the output is zeros and the log-sum-exp -inf. The sinks, if
+    given, are applied once here (so the partials must be computed without
+    them); the log-sum-exp excludes them, as decode's does.
+
+    | operand | shape |
+    |---|---|
+    | partial_out | `[N, batch, num_heads, head_dim]`, f16, bf16 or f32 |
+    | partial_lse | `[N, batch, num_heads]` f32 |
+    | sinks | `[num_heads]` f32 (optional) |
+    | out / result | `[batch, num_heads, head_dim]`, the dtype of `partial_out` |
+    | lse (optional) | `[batch, num_heads]` f32 |
+
+    `num_heads` and `head_dim` are static (at most 4096 and 256, a row of
+    `head_dim` a multiple of 16 bytes); `N` and the batch may be dynamic.
+    The GPU lowering is the kernel that merges a split decode's partials.
+
+    ```mlir
+    %o, %lse = paged_attn.merge %parts, %lses
+         : tensor<2x?x32x128xbf16>, tensor<2x?x32xf32>
+         -> tensor<?x32x128xbf16>, tensor<?x32xf32>
+    paged_attn.merge %parts, %lses sinks(%s : memref<32xf32>)
+        outs(%o : memref<?x32x128xbf16>)
+        : memref<2x?x32x128xbf16>, memref<2x?x32xf32>
+    ```
+  }];
+
+  let arguments = (ins
+    PagedAttn_TensorOrMemRef:$partial_out,
+    PagedAttn_TensorOrMemRef:$partial_lse,
+    Optional<PagedAttn_TensorOrMemRef>:$sinks,
+    Optional<AnyMemRef>:$out,
+    Optional<AnyMemRef>:$lse_out
+  );
+  let results = (outs Optional<AnyRankedTensor>:$result,
+                      Optional<AnyRankedTensor>:$lse);
+
+  let assemblyFormat = [{
+    $partial_out `,` $partial_lse
+    (`sinks` `(` $sinks^ `:` type($sinks) `)`)?
+    (`outs` `(` $out^ `:` type($out) `)`)?
+    (`lse` `(` $lse_out^ `:` type($lse_out) `)`)?
+    attr-dict `:` type($partial_out) `,` type($partial_lse)
+    (`->` type($result)^)? (`,` type($lse)^)?
+  }];
+
+  let extraClassDeclaration = [{
+    /// True for the destination-style form on memrefs.
+    bool hasPureBufferSemantics() { return getOut() != nullptr; }
+    /// True for the value-semantics form on tensors.
+    bool hasPureTensorSemantics() { return getResult() != nullptr; }
+    ::mlir::ShapedType getPartialOutType() {
+      return ::llvm::cast<::mlir::ShapedType>(getPartialOut().getType());
+    }
+    int64_t getNumHeads() { return getPartialOutType().getDimSize(2); }
+    int64_t getHeadDim() { return getPartialOutType().getDimSize(3); }
+  }];
+
+  let hasVerifier = 1;
+}
+
 #endif // PAGEDATTN_DIALECT_PAGEDATTN_IR_PAGEDATTNOPS_TD

@@ -41,9 +41,11 @@ static Value castToUnitInnermostStride(RewriterBase &rewriter, Location loc,
   return memref::CastOp::create(rewriter, loc, castType, buffer);
 }
 
-struct DecodeOpInterface
-    : public BufferizableOpInterface::ExternalModel<DecodeOpInterface,
-                                                    DecodeOp> {
+/// What the tensor forms of decode and merge share: they read every
+/// operand, write none, and return fresh buffers.
+template <typename ConcreteModel, typename OpTy>
+struct ReadsOperandsReturnsNewBuffers
+    : public BufferizableOpInterface::ExternalModel<ConcreteModel, OpTy> {
   bool bufferizesToMemoryRead(Operation *, OpOperand &,
                               const AnalysisState &) const {
     return true;
@@ -60,6 +62,26 @@ struct DecodeOpInterface
   }
 
   bool bufferizesToAllocation(Operation *, Value) const { return true; }
+};
+
+/// A new buffer for the tensor `result`, whose dynamic first dimension (the
+/// batch) is dim `batchDim` of `shapeSource`.
+static FailureOr<Value> allocateResult(RewriterBase &rewriter, Location loc,
+                                       const BufferizationOptions &options,
+                                       Value result, Value shapeSource,
+                                       int64_t batchDim) {
+  auto type = cast<RankedTensorType>(result.getType());
+  auto bufferType = MemRefType::get(type.getShape(), type.getElementType());
+  SmallVector<Value> dynamicSizes;
+  for (int64_t dim = 0; dim < type.getRank(); ++dim)
+    if (type.isDynamicDim(dim))
+      dynamicSizes.push_back(memref::DimOp::create(
+          rewriter, loc, shapeSource, dim == 0 ? batchDim : dim));
+  return options.createAlloc(rewriter, loc, bufferType, dynamicSizes);
+}
+
+struct DecodeOpInterface
+    : public ReadsOperandsReturnsNewBuffers<DecodeOpInterface, DecodeOp> {
 
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
@@ -90,17 +112,9 @@ struct DecodeOpInterface
     for (unsigned i = 0; i < 3; ++i)
       buffers[i] = castToUnitInnermostStride(rewriter, loc, buffers[i]);
 
-    // A fresh buffer for a result, its dynamic sizes those of q (the batch)
-    // or, for the log-sum-exp, its first dim the batch.
-    auto allocFor = [&](Value result) -> FailureOr<Value> {
-      auto type = cast<RankedTensorType>(result.getType());
-      auto bufferType = MemRefType::get(type.getShape(), type.getElementType());
-      SmallVector<Value> dynamicSizes;
-      for (int64_t dim = 0; dim < type.getRank(); ++dim)
-        if (type.isDynamicDim(dim))
-          dynamicSizes.push_back(
-              memref::DimOp::create(rewriter, loc, buffers[0], dim));
-      return options.createAlloc(rewriter, loc, bufferType, dynamicSizes);
+    // The results' batch is q's.
+    auto allocFor = [&](Value result) {
+      return allocateResult(rewriter, loc, options, result, buffers[0], 0);
     };
     FailureOr<Value> out = allocFor(decodeOp.getResult());
     if (failed(out))
@@ -128,21 +142,7 @@ struct DecodeOpInterface
 /// The tensor form of paged_attn.merge: new buffers for its results, the
 /// batch from partial_out's dim 1.
 struct MergeOpInterface
-    : public BufferizableOpInterface::ExternalModel<MergeOpInterface,
-                                                    MergeOp> {
-  bool bufferizesToMemoryRead(Operation *, OpOperand &,
-                              const AnalysisState &) const {
-    return true;
-  }
-  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
-                               const AnalysisState &) const {
-    return false;
-  }
-  AliasingValueList getAliasingValues(Operation *, OpOperand &,
-                                      const AnalysisState &) const {
-    return {};
-  }
-  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+    : public ReadsOperandsReturnsNewBuffers<MergeOpInterface, MergeOp> {
 
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
@@ -166,14 +166,9 @@ struct MergeOpInterface
     }
     // Partial rows are loaded as vectors.
     buffers[0] = castToUnitInnermostStride(rewriter, loc, buffers[0]);
-    auto allocFor = [&](Value result) -> FailureOr<Value> {
-      auto type = cast<RankedTensorType>(result.getType());
-      auto bufferType = MemRefType::get(type.getShape(), type.getElementType());
-      SmallVector<Value> dynamicSizes;
-      if (type.isDynamicDim(0))
-        dynamicSizes.push_back(
-            memref::DimOp::create(rewriter, loc, buffers[0], 1));
-      return options.createAlloc(rewriter, loc, bufferType, dynamicSizes);
+    // The results' batch is partial_out's dim 1.
+    auto allocFor = [&](Value result) {
+      return allocateResult(rewriter, loc, options, result, buffers[0], 1);
     };
     FailureOr<Value> out = allocFor(mergeOp.getResult());
     if (failed(out))

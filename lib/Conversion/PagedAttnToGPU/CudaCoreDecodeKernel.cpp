@@ -387,19 +387,10 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
   publishWarpState(s);
   gpu::BarrierOp::create(b());
 
-  DecodeEpilogue ep{func.getWorkgroupAttributions()[0],
-                    func.getWorkgroupAttributions()[1],
-                    cta.tid,
-                    cta.batch,
-                    cta.split,
-                    cta.firstHead,
-                    cta.numSplits,
-                    arg(5),
-                    arg(6),
-                    arg(7)};
-  ep.sinks = getDecodeKernelArg(func, c, "sinks");
-  ep.lse = getDecodeKernelArg(func, c, "lse");
-  emitMergeWarpsAndStore(e, c, ep);
+  emitMergeWarpsAndStore(
+      e, c,
+      getDecodeEpilogue(func, c, cta, func.getWorkgroupAttributions()[0],
+                        func.getWorkgroupAttributions()[1]));
   gpu::ReturnOp::create(b());
   return func;
 }

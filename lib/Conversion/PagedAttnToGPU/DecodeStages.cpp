@@ -2,6 +2,7 @@
 
 #include "DecodeStages.h"
 
+#include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
 #include "PagedAttn/Spec/KernelABI.h"
 
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
@@ -20,12 +21,7 @@ using namespace mlir::paged_attn;
 Value mlir::paged_attn::getDecodeKernelArg(gpu::GPUFuncOp func,
                                           const DecodeKernelConfig &c,
                                           StringRef name) {
-  std::vector<::paged_attn::KernelParam> params =
-      ::paged_attn::decodeKernelParams(c.spec);
-  for (auto [i, param] : llvm::enumerate(params))
-    if (name == param.name)
-      return func.getArgument(i);
-  return Value();
+  return getKernelArg(func, ::paged_attn::decodeKernelParams(c.spec), name);
 }
 
 ScoreModifiers mlir::paged_attn::getScoreRules(KernelEmitter &e,
@@ -141,9 +137,12 @@ Value OnlineSoftmax::logSumExp(Value ref, Value sum, Value nonEmpty) {
   return e.select(nonEmpty, e.fadd(ref, e.log2(sum)), e.negInf());
 }
 
+Value OnlineSoftmax::sinkWeight(Value sink, Value ref) {
+  return weight(e.fmul(sink, e.f32Const(M_LOG2E)), ref);
+}
+
 Value OnlineSoftmax::sinkFactor(Value sink, Value ref, Value sum) {
-  Value sinkWeight = weight(e.fmul(sink, e.f32Const(M_LOG2E)), ref);
-  return e.fmul(sum, inverseSum(e.fadd(sum, sinkWeight)));
+  return e.fmul(sum, inverseSum(e.fadd(sum, sinkWeight(sink, ref))));
 }
 
 void OnlineSoftmax::merge(State &s, const State &o, int64_t accPerRow,
@@ -205,6 +204,20 @@ static MergedRow mergeWarpsOfRow(KernelEmitter &e, const DecodeKernelConfig &c,
   Value nonEmpty = softmax.nonEmpty(sum);
   Value inv = softmax.inverseSum(sum, nonEmpty);
   return {e.fmul(acc, e.splat(inv, vecElems)), ref, sum, nonEmpty};
+}
+
+DecodeEpilogue mlir::paged_attn::getDecodeEpilogue(gpu::GPUFuncOp func,
+                                                  const DecodeKernelConfig &c,
+                                                  const DecodeCTA &cta,
+                                                  Value accSmem,
+                                                  Value statSmem) {
+  auto arg = [&](StringRef name) { return getDecodeKernelArg(func, c, name); };
+  DecodeEpilogue ep{accSmem,       statSmem,      cta.tid, cta.batch,
+                    cta.split,     cta.firstHead, cta.numSplits, arg("out"),
+                    arg("partial_out"), arg("partial_lse")};
+  ep.sinks = arg("sinks");
+  ep.lse = arg("lse");
+  return ep;
 }
 
 void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,

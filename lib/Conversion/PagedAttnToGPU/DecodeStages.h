@@ -111,6 +111,9 @@ public:
   /// The row's log-sum-exp (base 2), ref + log2(sum); -inf where it saw no
   /// key.
   Value logSumExp(Value ref, Value sum, Value nonEmpty);
+  /// A sink of logit `sink` (natural units) as a weight against `ref`:
+  /// e^sink / 2^ref.
+  Value sinkWeight(Value sink, Value ref);
   /// The factor that puts a sink of logit `sink` (natural units) into the
   /// denominator of a row normalised by its `sum` against `ref`:
   /// sum / (sum + e^sink / 2^ref); 0 for a row that saw no key.
@@ -141,6 +144,13 @@ struct DecodeEpilogue {
   /// without them).
   Value sinks, lse;
 };
+
+/// The epilogue's values for decode kernel `func`: its outputs (by the
+/// Spec's names) and the warps' states in `accSmem` and `statSmem`.
+DecodeEpilogue getDecodeEpilogue(gpu::GPUFuncOp func,
+                                 const DecodeKernelConfig &c,
+                                 const DecodeCTA &cta, Value accSmem,
+                                 Value statSmem);
 
 /// After a barrier that published every warp's state in shared memory:
 /// merges the warps by log-sum-exp and writes the output itself when

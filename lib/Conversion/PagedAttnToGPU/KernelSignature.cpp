@@ -44,6 +44,15 @@ mlir::paged_attn::getKernelArgTypes(MLIRContext *ctx,
   return types;
 }
 
+Value mlir::paged_attn::getKernelArg(
+    gpu::GPUFuncOp func, ArrayRef<::paged_attn::KernelParam> params,
+    StringRef name) {
+  for (auto [i, param] : llvm::enumerate(params))
+    if (name == param.name)
+      return func.getArgument(i);
+  return Value();
+}
+
 SmallVector<Type>
 mlir::paged_attn::getDecodeKernelArgTypes(MLIRContext *ctx,
                                           const DecodeKernelConfig &config) {

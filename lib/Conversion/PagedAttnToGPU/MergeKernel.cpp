@@ -143,11 +143,7 @@ Value MergeKernelBuilder::loadLse(Value split) {
 }
 
 Value MergeKernelBuilder::arg(StringRef name) {
-  for (auto [i, param] :
-       llvm::enumerate(::paged_attn::mergeKernelParams(c.spec)))
-    if (name == param.name)
-      return func.getArgument(i);
-  return Value();
+  return getKernelArg(func, ::paged_attn::mergeKernelParams(c.spec), name);
 }
 
 void MergeKernelBuilder::emitWrite(Value column) {
@@ -224,7 +220,7 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   ref = OnlineSoftmax(e).reference(emitMaxLse());
   if (Value sinks = arg("sinks")) {
     Value sink = memref::LoadOp::create(b, sinks, ValueRange{head});
-    sinkWeight = OnlineSoftmax(e).weight(e.fmul(sink, e.f32Const(M_LOG2E)), ref);
+    sinkWeight = OnlineSoftmax(e).sinkWeight(sink, ref);
   }
 
   colInGroup = e.rem(tid, e.index(colThreads));

@@ -49,6 +49,18 @@ static Value castTo(ImplicitLocOpBuilder &b, Value v, Type type) {
   return memref::CastOp::create(b, type, v);
 }
 
+/// The launch arguments of a kernel built from `params`: each parameter's
+/// value by its Spec name, cast to the kernel's argument type.
+static SmallVector<Value> kernelArgs(ImplicitLocOpBuilder &b,
+                                     ArrayRef<::paged_attn::KernelParam> params,
+                                     gpu::GPUFuncOp kernel,
+                                     const llvm::StringMap<Value> &values) {
+  SmallVector<Value> args;
+  for (auto [param, type] : llvm::zip_equal(params, kernel.getArgumentTypes()))
+    args.push_back(castTo(b, values.lookup(param.name), type));
+  return args;
+}
+
 static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
                           gpu::GPUModuleOp kernelModule,
                           int64_t numSplitsOption) {
@@ -67,7 +79,6 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
   auto index = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, v);
   };
-  SmallVector<Type> argTypes = getDecodeKernelArgTypes(b.getContext(), config);
   Value batch = memref::DimOp::create(b, op.getQ(), 0);
   Value numSplits = index(numSplitsOption);
 
@@ -109,15 +120,8 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
   values["alibi_slopes"] = op.getAlibiSlopes();
   values["sinks"] = op.getSinks();
   values["lse"] = op.getLseOut();
-  auto argsOf = [&](ArrayRef<::paged_attn::KernelParam> params,
-                    ArrayRef<Type> types) {
-    SmallVector<Value> args;
-    for (auto [param, type] : llvm::zip_equal(params, types))
-      args.push_back(castTo(b, values.lookup(param.name), type));
-    return args;
-  };
-  SmallVector<Value> decodeArgs =
-      argsOf(::paged_attn::decodeKernelParams(config.spec), argTypes);
+  SmallVector<Value> decodeArgs = kernelArgs(
+      b, ::paged_attn::decodeKernelParams(config.spec), decode, values);
   Value one = index(1);
   gpu::LaunchFuncOp::create(
       b, decode,
@@ -134,8 +138,8 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
     gpu::LaunchFuncOp::create(
         b, merge, gpu::KernelDim3{index(config.spec.numHeads), batch, one},
         gpu::KernelDim3{index(config.mergeBlockSize()), one, one}, Value(),
-        argsOf(::paged_attn::mergeKernelParams(config.spec),
-               merge.getArgumentTypes()));
+        kernelArgs(b, ::paged_attn::mergeKernelParams(config.spec), merge,
+                   values));
   gpu::DeallocOp::create(b, Type(), ValueRange{}, partialOut);
   gpu::DeallocOp::create(b, Type(), ValueRange{}, partialLse);
   op.erase();
@@ -165,11 +169,8 @@ static void lowerMergeOp(MergeOp op, gpu::GPUModuleOp kernelModule) {
       b, b.getI32Type(), memref::DimOp::create(b, op.getPartialOut(), 0));
   values["sinks"] = op.getSinks();
   values["lse"] = op.getLseOut();
-  SmallVector<Value> args;
-  for (auto [param, type] :
-       llvm::zip_equal(::paged_attn::mergeKernelParams(config.spec),
-                       merge.getArgumentTypes()))
-    args.push_back(castTo(b, values.lookup(param.name), type));
+  SmallVector<Value> args = kernelArgs(
+      b, ::paged_attn::mergeKernelParams(config.spec), merge, values);
   Value one = arith::ConstantIndexOp::create(b, 1);
   gpu::LaunchFuncOp::create(
       b, merge,

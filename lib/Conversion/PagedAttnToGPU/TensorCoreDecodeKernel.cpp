@@ -600,12 +600,8 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
       s.sum[r] = e.fadd(s.sum[r], e.shuffleXor(s.sum[r], offset));
   publishWarpState(s);
 
-  DecodeEpilogue ep{accSmem,       statSmem,      cta.tid, cta.batch,
-                    cta.split,     cta.firstHead, cta.numSplits, arg(5),
-                    arg(6),        arg(7)};
-  ep.sinks = getDecodeKernelArg(func, c, "sinks");
-  ep.lse = getDecodeKernelArg(func, c, "lse");
-  emitMergeWarpsAndStore(e, c, ep);
+  emitMergeWarpsAndStore(e, c,
+                         getDecodeEpilogue(func, c, cta, accSmem, statSmem));
   gpu::ReturnOp::create(b());
   return func;
 }

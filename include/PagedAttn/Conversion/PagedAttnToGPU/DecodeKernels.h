@@ -24,6 +24,11 @@ namespace paged_attn {
 /// strided tensor of that kind can be passed).
 SmallVector<Type> getKernelArgTypes(MLIRContext *ctx,
                                     ArrayRef<::paged_attn::KernelParam> params);
+/// The argument of kernel `func` (built from `params`) that the Spec's ABI
+/// names `name`; null when `params` has no such parameter (a variant the
+/// config lacks).
+Value getKernelArg(gpu::GPUFuncOp func,
+                   ArrayRef<::paged_attn::KernelParam> params, StringRef name);
 /// The decode kernel's argument types for `config`.
 SmallVector<Type> getDecodeKernelArgTypes(MLIRContext *ctx,
                                           const DecodeKernelConfig &config);

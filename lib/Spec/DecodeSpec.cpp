@@ -2,6 +2,7 @@
 
 #include "PagedAttn/Spec/DecodeSpec.h"
 #include "PagedAttn/Spec/Json.h"
+#include "PagedAttn/Spec/KernelABI.h"
 
 #include <cmath>
 #include <tuple>
@@ -179,8 +180,7 @@ std::string DecodeSpec::validate() const {
 bool DecodeSpec::operator==(const DecodeSpec &o) const {
   return numHeads == o.numHeads && numKVHeads == o.numKVHeads &&
          headDim == o.headDim && pageSize == o.pageSize && dtype == o.dtype &&
-         layout == o.layout && numWarps == o.numWarps &&
-         variants == o.variants;
+         layout == o.layout && numWarps == o.numWarps && variants == o.variants;
 }
 
 std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
@@ -240,6 +240,44 @@ std::string paged_attn::specFromConfig(const json::Value &config,
     if (!flag->isBool())
       return std::string("config's '") + v.key + "' must be a boolean";
     spec->variants.*v.flag = flag->boolean;
+  }
+  return spec->validate();
+}
+
+std::vector<ConfigField> paged_attn::mergeConfigFields(const MergeSpec &spec) {
+  return {{"name", spec.name()},
+          {"num_heads", spec.numHeads},
+          {"head_dim", spec.headDim},
+          {"dtype", std::string(dtypeName(spec.dtype))},
+          {"partial_dtype", std::string(dtypeName(spec.partialDType))},
+          {"natural_lse", spec.naturalLse},
+          {"sinks", spec.sinks},
+          {"lse", spec.lse}};
+}
+
+std::string paged_attn::mergeSpecFromConfig(const json::Value &config,
+                                            MergeSpec *spec) {
+  if (!getInteger(config, "num_heads", &spec->numHeads) ||
+      !getInteger(config, "head_dim", &spec->headDim))
+    return "merge config has no integer 'num_heads' and 'head_dim'";
+  const std::pair<const char *, DType *> dtypes[] = {
+      {"dtype", &spec->dtype}, {"partial_dtype", &spec->partialDType}};
+  for (auto [key, field] : dtypes) {
+    const json::Value *v = config.get(key);
+    std::optional<DType> parsed;
+    if (!v || !v->isString() || !(parsed = parseDType(v->string)))
+      return std::string("merge config has no ") + key + " f16, bf16 or f32";
+    *field = *parsed;
+  }
+  const std::pair<const char *, bool *> flags[] = {
+      {"natural_lse", &spec->naturalLse},
+      {"sinks", &spec->sinks},
+      {"lse", &spec->lse}};
+  for (auto [key, field] : flags) {
+    const json::Value *v = config.get(key);
+    if (!v || !v->isBool())
+      return std::string("merge config has no boolean '") + key + "'";
+    *field = v->boolean;
   }
   return spec->validate();
 }

@@ -110,6 +110,22 @@ std::string MergeSpec::validate() const {
   return "";
 }
 
+MergeSpec MergeSpec::forOp(int64_t numHeads, int64_t headDim, DType dtype,
+                           bool sinks, bool lse) {
+  MergeSpec m;
+  m.numHeads = numHeads;
+  m.headDim = headDim;
+  m.dtype = m.partialDType = dtype;
+  m.naturalLse = true;
+  m.sinks = sinks;
+  m.lse = lse;
+  return m;
+}
+
+std::string paged_attn::mergeOpKernelName(const MergeSpec &spec) {
+  return "paged_attn_merge_op_" + spec.name();
+}
+
 MergeSpec paged_attn::splitMergeSpec(const DecodeSpec &s) {
   MergeSpec m;
   m.numHeads = s.numHeads;
@@ -123,8 +139,8 @@ MergeSpec paged_attn::splitMergeSpec(const DecodeSpec &s) {
 
 std::vector<KernelParam> paged_attn::mergeKernelParams(const MergeSpec &m) {
   std::vector<KernelParam> params = {
-      memref("partial_out", m.partialDType,
-             {dyn, m.numHeads, dyn, m.headDim}, true),
+      memref("partial_out", m.partialDType, {dyn, m.numHeads, dyn, m.headDim},
+             true),
       memref("partial_lse", DType::F32, {dyn, m.numHeads, dyn}, false),
       memref("out", m.dtype, {dyn, m.numHeads, m.headDim}, true),
       scalar("num_splits", DType::I32)};

@@ -22,20 +22,16 @@ std::string mlir::paged_attn::getCompilerVersion() {
          LLVM_VERSION_STRING + ")";
 }
 
-FailureOr<OwningOpRef<ModuleOp>>
-mlir::paged_attn::buildDecodeModule(MLIRContext *ctx,
-                                    ArrayRef<DecodeSpec> specs) {
-  ctx->loadDialect<PagedAttnDialect, func::FuncDialect>();
-  OpBuilder b(ctx);
-  Location loc = UnknownLoc::get(ctx);
-  OwningOpRef<ModuleOp> module = ModuleOp::create(b, loc);
-  b.setInsertionPointToEnd(module->getBody());
+/// Appends to `module` a function per decode spec, each with a memref-form
+/// decode op.
+static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
+  MLIRContext *ctx = b.getContext();
+  Location loc = b.getUnknownLoc();
   int64_t dyn = ShapedType::kDynamic;
   for (const DecodeSpec &spec : specs) {
     Type i32 = b.getI32Type();
     Type element = toMLIRType(ctx, spec.dtype);
-    auto qType =
-        MemRefType::get({dyn, spec.numHeads, spec.headDim}, element);
+    auto qType = MemRefType::get({dyn, spec.numHeads, spec.headDim}, element);
     std::array<int64_t, 4> cacheShape = spec.cacheShape(dyn);
     auto cacheType = MemRefType::get(cacheShape, element);
     SmallVector<Type> argTypes = {qType,
@@ -68,17 +64,67 @@ mlir::paged_attn::buildDecodeModule(MLIRContext *ctx,
     Value lse = variantArg(variants.lse);
     // The kernels take the window and the cap as arguments: any value
     // specialises them the same way.
-    DecodeOp::create(
-        fb, loc, /*result=*/Type(), /*lse=*/Type(), args[0], args[1], args[2],
-        args[3], args[4], alibi, sinks, args[5], lse,
-        KVLayoutAttr::get(ctx, toKVLayout(spec.layout)), /*scale=*/FloatAttr(),
-        variants.window ? fb.getI64IntegerAttr(1) : IntegerAttr(),
-        variants.softCap ? fb.getF32FloatAttr(1.0f) : FloatAttr());
+    DecodeOp::create(fb, loc, /*result=*/Type(), /*lse=*/Type(), args[0],
+                     args[1], args[2], args[3], args[4], alibi, sinks, args[5],
+                     lse, KVLayoutAttr::get(ctx, toKVLayout(spec.layout)),
+                     /*scale=*/FloatAttr(),
+                     variants.window ? fb.getI64IntegerAttr(1) : IntegerAttr(),
+                     variants.softCap ? fb.getF32FloatAttr(1.0f) : FloatAttr());
     func::ReturnOp::create(fb, loc);
   }
+}
+
+/// Appends a function per merge spec, each with a memref-form merge op on
+/// partials [N, batch, num_heads, head_dim].
+static void buildMergeFuncs(OpBuilder &b,
+                            ArrayRef<::paged_attn::MergeSpec> specs) {
+  MLIRContext *ctx = b.getContext();
+  Location loc = b.getUnknownLoc();
+  int64_t dyn = ShapedType::kDynamic;
+  Type f32 = b.getF32Type();
+  for (const ::paged_attn::MergeSpec &spec : specs) {
+    Type element = toMLIRType(ctx, spec.dtype);
+    SmallVector<Type> argTypes = {
+        MemRefType::get({dyn, dyn, spec.numHeads, spec.headDim}, element),
+        MemRefType::get({dyn, dyn, spec.numHeads}, f32),
+        MemRefType::get({dyn, spec.numHeads, spec.headDim}, element)};
+    if (spec.sinks)
+      argTypes.push_back(MemRefType::get({spec.numHeads}, f32));
+    if (spec.lse)
+      argTypes.push_back(MemRefType::get({dyn, spec.numHeads}, f32));
+    auto func = func::FuncOp::create(b, loc, "merge_" + spec.name(),
+                                     b.getFunctionType(argTypes, {}));
+    Block *body = func.addEntryBlock();
+    OpBuilder fb = OpBuilder::atBlockBegin(body);
+    auto args = body->getArguments();
+    unsigned next = 3;
+    Value sinks = spec.sinks ? args[next++] : Value();
+    Value lse = spec.lse ? args[next++] : Value();
+    MergeOp::create(fb, loc, /*result=*/Type(), /*lse=*/Type(), args[0],
+                    args[1], sinks, args[2], lse);
+    func::ReturnOp::create(fb, loc);
+  }
+}
+
+FailureOr<OwningOpRef<ModuleOp>>
+mlir::paged_attn::buildKernelModule(MLIRContext *ctx, const KernelSet &set) {
+  ctx->loadDialect<PagedAttnDialect, func::FuncDialect>();
+  OpBuilder b(ctx);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(b, b.getUnknownLoc());
+  b.setInsertionPointToEnd(module->getBody());
+  buildDecodeFuncs(b, set.decodes);
+  buildMergeFuncs(b, set.merges);
   if (failed(verify(*module)))
     return failure();
   return module;
+}
+
+FailureOr<OwningOpRef<ModuleOp>>
+mlir::paged_attn::buildDecodeModule(MLIRContext *ctx,
+                                    ArrayRef<DecodeSpec> specs) {
+  KernelSet set;
+  set.decodes.assign(specs.begin(), specs.end());
+  return buildKernelModule(ctx, set);
 }
 
 SmallVector<DecodeSpec> mlir::paged_attn::collectDecodeSpecs(ModuleOp module) {
@@ -90,6 +136,18 @@ SmallVector<DecodeSpec> mlir::paged_attn::collectDecodeSpecs(ModuleOp module) {
       specs.push_back(spec);
   });
   return specs;
+}
+
+KernelSet mlir::paged_attn::collectKernelSet(ModuleOp module) {
+  KernelSet set;
+  set.decodes = collectDecodeSpecs(module);
+  llvm::StringSet<> seen;
+  module.walk([&](MergeOp op) {
+    ::paged_attn::MergeSpec spec = getMergeSpec(op);
+    if (seen.insert(spec.name()).second)
+      set.merges.push_back(spec);
+  });
+  return set;
 }
 
 FailureOr<std::string> mlir::paged_attn::extractPTX(ModuleOp module) {
@@ -160,15 +218,14 @@ static llvm::json::Object describeConfig(const DecodeKernelConfig &c) {
 }
 
 static llvm::json::Object describeKernel(std::string name,
-                                         llvm::json::Array grid,
-                                         int64_t block, int64_t dynamicShared,
+                                         llvm::json::Array grid, int64_t block,
+                                         int64_t dynamicShared,
                                          llvm::json::Array params) {
-  return llvm::json::Object{
-      {"name", std::move(name)},
-      {"grid", std::move(grid)},
-      {"block", llvm::json::Array{block, 1, 1}},
-      {"dynamic_shared_memory_bytes", dynamicShared},
-      {"params", std::move(params)}};
+  return llvm::json::Object{{"name", std::move(name)},
+                            {"grid", std::move(grid)},
+                            {"block", llvm::json::Array{block, 1, 1}},
+                            {"dynamic_shared_memory_bytes", dynamicShared},
+                            {"params", std::move(params)}};
 }
 
 static llvm::json::Value describeKernels(MLIRContext *ctx,
@@ -191,16 +248,39 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
       {"config", describeConfig(c)},
       {"decode", std::move(decode)},
       {"merge", std::move(merge)},
-      {"check", describeKernel(c.checkKernelName(),
-                               llvm::json::Array{"batch", 1, 1},
-                               c.checkBlockSize(), 0,
-                               describeParams(ctx, ::paged_attn::checkKernelParams(
-                                                       c.spec)))},
+      {"check",
+       describeKernel(
+           c.checkKernelName(), llvm::json::Array{"batch", 1, 1},
+           c.checkBlockSize(), 0,
+           describeParams(ctx, ::paged_attn::checkKernelParams(c.spec)))},
       {"split_kv",
-       llvm::json::Object{
-           {"tokens_per_iteration", c.tokensPerIteration()},
-           {"workspace", ::paged_attn::splitWorkspaceDoc()},
-           {"merge_when", "num_splits > 1"}}}};
+       llvm::json::Object{{"tokens_per_iteration", c.tokensPerIteration()},
+                          {"workspace", ::paged_attn::splitWorkspaceDoc()},
+                          {"merge_when", "num_splits > 1"}}}};
+}
+
+/// A merge entry: its config (the MergeSpec's fields) and its kernel,
+/// launched over (num_heads / rows_per_cta, batch) on [batch, num_heads,
+/// N, ...] views of the op's [N, batch, num_heads, ...] partials.
+static llvm::json::Value describeMerge(MLIRContext *ctx,
+                                       const ::paged_attn::MergeSpec &spec) {
+  llvm::json::Object config;
+  for (const ::paged_attn::ConfigField &field :
+       ::paged_attn::mergeConfigFields(spec))
+    std::visit([&](const auto &value) { config[field.first] = value; },
+               field.second);
+  MergeKernelConfig kernel = MergeKernelConfig::forOp(ctx, spec);
+  llvm::json::Object merge = describeKernel(
+      kernel.kernelName,
+      llvm::json::Array{"ceil(num_heads / rows_per_cta)", "batch", 1},
+      kernel.blockSize(), 0,
+      describeParams(ctx, ::paged_attn::mergeKernelParams(spec)));
+  merge["rows_per_cta"] = kernel.rowsPerCTA();
+  merge["partials"] = "the op's [N, batch, num_heads, ...] partial_out and "
+                      "partial_lse, passed as [batch, num_heads, N, ...] "
+                      "views; num_splits is N";
+  return llvm::json::Object{{"config", std::move(config)},
+                            {"merge", std::move(merge)}};
 }
 
 //===----------------------------------------------------------------------===//
@@ -226,6 +306,15 @@ readStrategies(ModuleOp module, const DecodeKernelOptions &kernels) {
 FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
     MLIRContext *ctx, ArrayRef<DecodeSpec> specs,
     const KernelCompileOptions &options, StringRef ptxFileName) {
+  KernelSet set;
+  set.decodes.assign(specs.begin(), specs.end());
+  return compileKernels(ctx, set, options, ptxFileName);
+}
+
+FailureOr<CompiledKernels>
+mlir::paged_attn::compileKernels(MLIRContext *ctx, const KernelSet &set,
+                                 const KernelCompileOptions &options,
+                                 StringRef ptxFileName) {
   Location loc = UnknownLoc::get(ctx);
   if (std::string error = checkTarget(options.chip, options.features);
       !error.empty())
@@ -233,12 +322,14 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
   if (options.optLevel < 0 || options.optLevel > 3)
     return emitError(loc) << "opt level must be 0 to 3, got "
                           << options.optLevel;
-  for (const DecodeSpec &spec : specs)
+  if (set.empty())
+    return emitError(loc) << "no kernels to compile";
+  for (const DecodeSpec &spec : set.decodes)
     if (spec.numWarps != options.kernels.numWarps)
-      return emitError(loc) << spec.name() << " asks for " << spec.numWarps
-                            << " warps, the options for "
-                            << options.kernels.numWarps;
-  FailureOr<OwningOpRef<ModuleOp>> module = buildDecodeModule(ctx, specs);
+      return emitError(loc)
+             << spec.name() << " asks for " << spec.numWarps
+             << " warps, the options for " << options.kernels.numWarps;
+  FailureOr<OwningOpRef<ModuleOp>> module = buildKernelModule(ctx, set);
   if (failed(module))
     return failure();
 
@@ -263,9 +354,11 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
   if (failed(ptx))
     return failure();
 
-  llvm::json::Array kernels;
+  llvm::json::Array kernels, merges;
   for (const DecodeKernelConfig &c : *configs)
     kernels.push_back(describeKernels(ctx, c));
+  for (const ::paged_attn::MergeSpec &spec : set.merges)
+    merges.push_back(describeMerge(ctx, spec));
   CompiledKernels result;
   result.ptx = std::move(*ptx);
   const ::paged_attn::TargetInfo *target =
@@ -287,5 +380,8 @@ FailureOr<CompiledKernels> mlir::paged_attn::compileDecodeKernels(
        "pointer, aligned pointer, offset (i64), sizes (i64 x rank), strides "
        "(i64 x rank), in elements; scalars as themselves"},
       {"kernels", std::move(kernels)}};
+  // Manifests without merges stay as they were.
+  if (!merges.empty())
+    result.manifest.getAsObject()->try_emplace("merges", std::move(merges));
   return result;
 }

@@ -69,10 +69,18 @@ static cl::opt<int> optLevel("opt-level", cl::init(3),
 static cl::opt<int64_t> numWarps("num-warps", cl::init(4),
                                  cl::desc("Warps per decode CTA"),
                                  cl::cat(category));
+static cl::opt<std::string>
+    opName("op", cl::init("decode"),
+           cl::desc("The op of the flag-given config: decode, or merge (the "
+                    "paged_attn.merge kernel of --num-heads, --head-dim, "
+                    "--dtype)"),
+           cl::cat(category));
 static cl::list<std::string>
     variants("variants", cl::CommaSeparated,
              cl::desc("Attention variants of the flag-given config: window, "
-                      "soft_cap, alibi_slopes, sinks, lse (comma-separated)"));
+                      "soft_cap, alibi_slopes, sinks, lse (comma-separated); "
+                      "a merge takes sinks and lse"),
+             cl::cat(category));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
                                cl::cat(category));
@@ -141,6 +149,83 @@ static bool isFileName(StringRef name) {
          !sys::fs::is_directory(name);
 }
 
+/// The decodes and merges of --input's ops; failure (reported) when it
+/// cannot be read or holds none.
+static FailureOr<KernelSet> kernelSetFromFile(MLIRContext &ctx,
+                                              const std::string &firstError,
+                                              int64_t warps) {
+  if (!variants.empty() || opName != "decode") {
+    fail("--op and --variants describe the config the flags give; the ops "
+         "of '" +
+         inputFile + "' say their own");
+    return failure();
+  }
+  llvm::SourceMgr sourceMgr;
+  OwningOpRef<ModuleOp> input =
+      parseSourceFile<ModuleOp>(inputFile, sourceMgr, ParserConfig(&ctx));
+  if (!input) {
+    fail(firstError.empty() ? "cannot read '" + inputFile + "'"
+                            : llvm::Twine(firstError));
+    return failure();
+  }
+  KernelSet set = collectKernelSet(*input);
+  if (set.empty()) {
+    fail("'" + inputFile + "' holds no paged_attn.decode or merge op");
+    return failure();
+  }
+  for (DecodeSpec &spec : set.decodes)
+    spec.numWarps = warps;
+  return set;
+}
+
+/// The one decode or merge the flags describe.
+static FailureOr<KernelSet> kernelSetFromFlags(int64_t warps) {
+  std::optional<::paged_attn::DType> dataType = ::paged_attn::parseDType(dtype);
+  if (!dataType || !::paged_attn::isDataDType(*dataType)) {
+    fail("--dtype must be f16, bf16 or f32, got '" + dtype + "'");
+    return failure();
+  }
+  KernelSet set;
+  if (opName == "merge") {
+    DecodeVariants wanted;
+    for (const std::string &name : variants)
+      if (!wanted.enable(name) || wanted.window || wanted.softCap ||
+          wanted.alibi) {
+        fail("--variants: a merge takes sinks and lse, got '" + name + "'");
+        return failure();
+      }
+    set.merges.push_back(::paged_attn::MergeSpec::forOp(
+        numHeads, headDim, *dataType, wanted.sinks, wanted.lse));
+    return set;
+  }
+  if (opName != "decode") {
+    fail("--op must be decode or merge, got '" + opName + "'");
+    return failure();
+  }
+  std::optional<::paged_attn::Layout> kvLayout =
+      ::paged_attn::parseLayout(layout);
+  if (!kvLayout) {
+    fail("--layout must be nhd or hnd, got '" + layout + "'");
+    return failure();
+  }
+  DecodeSpec spec;
+  spec.numHeads = numHeads;
+  spec.numKVHeads = numKVHeads;
+  spec.headDim = headDim;
+  spec.pageSize = pageSize;
+  spec.dtype = *dataType;
+  spec.layout = *kvLayout;
+  spec.numWarps = warps;
+  for (const std::string &name : variants)
+    if (!spec.variants.enable(name)) {
+      fail("--variants: unknown variant '" + name +
+           "' (the variants: " + DecodeVariants::keysDoc() + ")");
+      return failure();
+    }
+  set.decodes.push_back(spec);
+  return set;
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
@@ -187,45 +272,12 @@ int main(int argc, char **argv) {
   const DecodeKernelOptions &kernelOptions =
       std::get<DecodeKernelOptions>(parsed);
 
-  SmallVector<DecodeSpec> specs;
-  if (!inputFile.empty() && !variants.empty())
-    return fail("--variants describes the config the flags give; the ops of "
-                "'" + inputFile + "' say their own");
-  if (!inputFile.empty()) {
-    llvm::SourceMgr sourceMgr;
-    OwningOpRef<ModuleOp> input =
-        parseSourceFile<ModuleOp>(inputFile, sourceMgr, ParserConfig(&ctx));
-    if (!input)
-      return fail(firstError.empty() ? "cannot read '" + inputFile + "'"
-                                     : llvm::Twine(firstError));
-    specs = collectDecodeSpecs(*input);
-    if (specs.empty())
-      return fail("'" + inputFile + "' holds no paged_attn.decode op");
-  } else {
-    std::optional<::paged_attn::DType> dataType =
-        ::paged_attn::parseDType(dtype);
-    if (!dataType || !::paged_attn::isDataDType(*dataType))
-      return fail("--dtype must be f16, bf16 or f32, got '" + dtype + "'");
-    std::optional<::paged_attn::Layout> kvLayout =
-        ::paged_attn::parseLayout(layout);
-    if (!kvLayout)
-      return fail("--layout must be nhd or hnd, got '" + layout + "'");
-    DecodeSpec spec;
-    spec.numHeads = numHeads;
-    spec.numKVHeads = numKVHeads;
-    spec.headDim = headDim;
-    spec.pageSize = pageSize;
-    spec.dtype = *dataType;
-    spec.layout = *kvLayout;
-    for (const std::string &name : variants)
-      if (!spec.variants.enable(name))
-        return fail("--variants: unknown variant '" + name + "' (the " +
-                    "variants: " + DecodeVariants::keysDoc() + ")");
-    specs.push_back(spec);
-  }
-  for (DecodeSpec &spec : specs)
-    spec.numWarps = kernelOptions.numWarps;
-
+  FailureOr<KernelSet> set =
+      inputFile.empty()
+          ? kernelSetFromFlags(kernelOptions.numWarps)
+          : kernelSetFromFile(ctx, firstError, kernelOptions.numWarps);
+  if (failed(set))
+    return 1;
   KernelCompileOptions options;
   options.chip = chip;
   options.features = features;
@@ -238,8 +290,8 @@ int main(int argc, char **argv) {
     if (sys::fs::is_directory(path))
       return fail("cannot write '" + path + "': it is a directory");
   auto start = std::chrono::steady_clock::now();
-  FailureOr<CompiledKernels> compiled = compileDecodeKernels(
-      &ctx, specs, options, llvm::sys::path::filename(ptxPath));
+  FailureOr<CompiledKernels> compiled =
+      compileKernels(&ctx, *set, options, llvm::sys::path::filename(ptxPath));
   if (failed(compiled))
     return fail(firstError.empty() ? "compilation failed"
                                    : llvm::Twine(firstError));
@@ -267,6 +319,7 @@ int main(int argc, char **argv) {
     return fail("cannot write '" + jsonPath + "': " + toString(std::move(e)));
   if (printTime)
     llvm::outs() << llvm::formatv("compiled {0} config(s) in {1:F3} s\n",
-                                  specs.size(), seconds);
+                                  set->decodes.size() + set->merges.size(),
+                                  seconds);
   return 0;
 }

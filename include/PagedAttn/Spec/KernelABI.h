@@ -62,7 +62,26 @@ struct MergeSpec {
   /// The merge op's rules on these sizes and dtypes: empty when they hold,
   /// else the first broken rule's message.
   std::string validate() const;
+  /// The spec of paged_attn.merge on partials [N, batch, `numHeads`,
+  /// `headDim`] of `dtype` (the result's too), with natural log-sum-exps.
+  static MergeSpec forOp(int64_t numHeads, int64_t headDim, DType dtype,
+                         bool sinks, bool lse);
+
+  bool operator==(const MergeSpec &o) const {
+    return numHeads == o.numHeads && headDim == o.headDim &&
+           dtype == o.dtype && partialDType == o.partialDType &&
+           naturalLse == o.naturalLse && sinks == o.sinks && lse == o.lse;
+  }
+  bool operator!=(const MergeSpec &o) const { return !(*this == o); }
 };
+
+/// The kernel paged_attn.merge lowers to: "paged_attn_merge_op_" + name.
+std::string mergeOpKernelName(const MergeSpec &spec);
+
+/// The merge's config section of a manifest entry, and reading it back
+/// (empty, or what is missing, malformed or against the op's rules).
+std::vector<ConfigField> mergeConfigFields(const MergeSpec &spec);
+std::string mergeSpecFromConfig(const json::Value &config, MergeSpec *spec);
 
 /// The merge of `spec`'s split-KV partials (f32, base-2 log-sum-exps), with
 /// its sinks and log-sum-exp output.

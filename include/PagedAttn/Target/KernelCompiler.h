@@ -1,9 +1,9 @@
 //===- KernelCompiler.h - decode kernels to PTX and a manifest --*- C++ -*-===//
 //
-// Compiles the kernels of a set of decodes to one PTX module and describes
-// them in a JSON manifest (entry names, parameter ABI, launch shape,
-// split-KV workspace, the strategy each was built with) that the runtime
-// reads.
+// Compiles the kernels of a set of decodes and merges to one PTX module and
+// describes them in a JSON manifest (entry names, parameter ABI, launch
+// shape, split-KV workspace, the strategy each was built with) that the
+// runtime reads.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +11,7 @@
 #define PAGEDATTN_TARGET_KERNELCOMPILER_H
 
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernelConfig.h"
+#include "PagedAttn/Spec/KernelABI.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
@@ -36,20 +37,41 @@ struct CompiledKernels {
   llvm::json::Value manifest = nullptr;
 };
 
+/// The ops one PTX module serves: decodes (each a kernel pair and its
+/// page-table check) and paged_attn.merge ops (one kernel each).
+struct KernelSet {
+  SmallVector<DecodeSpec> decodes;
+  SmallVector<::paged_attn::MergeSpec> merges;
+
+  bool empty() const { return decodes.empty() && merges.empty(); }
+};
+
 /// A module holding one function per spec, each with a memref-form decode
 /// op. Fails (with a diagnostic) when a spec does not verify.
 FailureOr<OwningOpRef<ModuleOp>> buildDecodeModule(MLIRContext *ctx,
                                                    ArrayRef<DecodeSpec> specs);
+/// buildDecodeModule with a function per merge spec too, each with a
+/// memref-form merge op.
+FailureOr<OwningOpRef<ModuleOp>> buildKernelModule(MLIRContext *ctx,
+                                                   const KernelSet &set);
 
 /// The specs of all decode ops in `module`, without duplicates.
 SmallVector<DecodeSpec> collectDecodeSpecs(ModuleOp module);
+/// The specs of all decode and merge ops in `module`, without duplicates.
+KernelSet collectKernelSet(ModuleOp module);
 
 /// The PTX of the gpu.binary ops in `module` (format=isa objects).
 FailureOr<std::string> extractPTX(ModuleOp module);
 
-/// Compiles the kernels of `specs` to PTX; `ptxFileName` is recorded in the
-/// manifest. Fails with a diagnostic for a bad chip, PTX features or
-/// option, or a spec that breaks a rule of the op.
+/// Compiles the kernels of `set` to PTX; `ptxFileName` is recorded in the
+/// manifest, whose "kernels" describe the decodes and "merges" the merges.
+/// Fails with a diagnostic for a bad chip, PTX features or option, or a
+/// spec that breaks a rule of its op.
+FailureOr<CompiledKernels> compileKernels(MLIRContext *ctx,
+                                          const KernelSet &set,
+                                          const KernelCompileOptions &options,
+                                          StringRef ptxFileName);
+/// compileKernels of decodes alone.
 FailureOr<CompiledKernels>
 compileDecodeKernels(MLIRContext *ctx, ArrayRef<DecodeSpec> specs,
                      const KernelCompileOptions &options,

@@ -28,15 +28,12 @@ DecodeVariants mlir::paged_attn::getDecodeVariants(DecodeOp op) {
 
 ::paged_attn::MergeSpec mlir::paged_attn::getMergeSpec(MergeOp op) {
   ShapedType parts = op.getPartialOutType();
-  ::paged_attn::MergeSpec spec;
-  spec.numHeads = parts.getRank() == 4 ? parts.getDimSize(2) : 0;
-  spec.headDim = parts.getRank() == 4 ? parts.getDimSize(3) : 0;
-  spec.dtype = spec.partialDType =
-      toDType(parts.getElementType()).value_or(DType::F32);
-  spec.naturalLse = true;
-  spec.sinks = op.getSinks() != nullptr;
-  spec.lse = op.getLse() != nullptr || op.getLseOut() != nullptr;
-  return spec;
+  bool rank4 = parts.getRank() == 4;
+  return ::paged_attn::MergeSpec::forOp(
+      rank4 ? parts.getDimSize(2) : 0, rank4 ? parts.getDimSize(3) : 0,
+      toDType(parts.getElementType()).value_or(DType::F32),
+      op.getSinks() != nullptr,
+      op.getLse() != nullptr || op.getLseOut() != nullptr);
 }
 
 std::optional<DType> mlir::paged_attn::toDType(Type type) {

@@ -243,15 +243,28 @@ DecodeKernelConfig::select(MLIRContext *ctx, const DecodeSpec &spec,
 MergeKernelConfig MergeKernelConfig::get(MLIRContext *ctx,
                                          const ::paged_attn::MergeSpec &spec,
                                          std::string kernelName,
-                                         bool programmaticLaunch) {
-  return {spec, std::move(kernelName), programmaticLaunch,
-          toMLIRType(ctx, spec.dtype), toMLIRType(ctx, spec.partialDType)};
+                                         bool programmaticLaunch,
+                                         MergeMapping mapping) {
+  return {spec,
+          std::move(kernelName),
+          programmaticLaunch,
+          toMLIRType(ctx, spec.dtype),
+          toMLIRType(ctx, spec.partialDType),
+          mapping};
+}
+
+MergeKernelConfig
+MergeKernelConfig::forOp(MLIRContext *ctx,
+                         const ::paged_attn::MergeSpec &spec) {
+  // Merges of shards and cascades combine a few partials of many rows: a
+  // thread per column, without barriers (bench/NOTES.md 23).
+  return get(ctx, spec, ::paged_attn::mergeOpKernelName(spec),
+             /*programmaticLaunch=*/false, MergeMapping::ColumnThreads);
 }
 
 MergeKernelConfig DecodeKernelConfig::mergeConfig(MLIRContext *ctx) const {
   return MergeKernelConfig::get(ctx, ::paged_attn::splitMergeSpec(spec),
-                                mergeKernelName(),
-                                strategy.programmaticLaunch);
+                                mergeKernelName(), strategy.programmaticLaunch);
 }
 
 DecodeKernelConfig DecodeKernelConfig::get(MLIRContext *ctx,

@@ -1,17 +1,22 @@
 //===- MergeKernel.cpp - combine split-KV partial results -----------------===//
 //
-// Grid (num_heads, batch): one CTA per (head, sequence) combines the
-// partial outputs by their log-sum-exps, many partials ("splits") at a
-// time: a split decode's (f32, base-2 log-sum-exps) or the merge op's (its
-// own dtype, natural log-sum-exps, read through strided views).
-// Its threads split the work two ways: a thread owns one 16-byte column of
-// the output row (`colThreads` of them) and every `splitLanes`-th split, so
-// the partials of many splits are loaded at once; the split lanes are then
-// summed through shared memory (by one thread per column: at most 32 lanes,
-// which rows of one to three vectors would exceed, keep that sum within
-// registers on sm_80). With sinks, each head's sink logit joins the
-// denominator here, once for all the splits; with a log-sum-exp output,
-// the writer of a row's first column writes it (natural log).
+// Combines partial outputs by their log-sum-exps: a split decode's (f32,
+// base-2 log-sum-exps) or the merge op's (its own dtype, natural
+// log-sum-exps, read through strided views). Two thread mappings
+// (MergeMapping):
+// - split lanes, grid (num_heads, batch): one CTA per (head, sequence),
+//   many partials ("splits") at a time. A thread owns one 16-byte column of
+//   the output row (`colThreads` of them) and every `splitLanes`-th split,
+//   so the partials of many splits are loaded at once; the split lanes are
+//   then summed through shared memory (by one thread per column: at most 32
+//   lanes, which rows of one to three vectors would exceed, keep that sum
+//   within registers on sm_80).
+// - column threads, grid (heads / rows per CTA, batch): a thread owns one
+//   16-byte column of one row and folds in the row's partials a few at a
+//   time with an online max, loading them together; nothing is shared.
+// With sinks, each head's sink logit joins the denominator here, once for
+// all the partials; with a log-sum-exp output, the writer of a row's first
+// column writes it (natural log).
 //
 //===----------------------------------------------------------------------===//
 
@@ -41,6 +46,15 @@ public:
   gpu::GPUFuncOp build();
 
 private:
+  /// The split-lanes body (see the file comment).
+  void emitSplitLanes();
+  /// The column-threads body.
+  void emitColumnThreads();
+  /// One step of a column thread's fold: partials [first, first + k) of
+  /// its row (those that exist) merged into `state` (max, sum, pieces) by
+  /// an online max.
+  SmallVector<Value> emitColumnStep(Value first, Value column,
+                                    ValueRange state);
   /// The partial outputs are loaded and kept in f32 pieces of 4 (16 bytes
   /// of f32 partials, 8 of 16-bit ones).
   static constexpr int64_t kF32VecElems = 4;
@@ -53,6 +67,14 @@ private:
   scf::ForOp emitSplitLoop(Value column, Value first, Value ref);
   /// Split lane 0 of each column adds up the lanes and writes.
   void emitWrite(Value column);
+  /// Normalises a column's weighted sum `acc` (pieces) by `total` and the
+  /// sink's weight, against `ref`, and writes it (and the log-sum-exp).
+  void emitFinish(Value column, Value total, SmallVector<Value> acc);
+  /// Piece `p` of partial `split`'s 16-byte column at `column`, in f32.
+  Value loadPiece(Value split, Value column, int64_t p);
+  /// Every piece of partial `split`'s column at `column`, from one 16-byte
+  /// load (partials of the output's dtype: the merge op's).
+  SmallVector<Value> loadColumn(Value split, Value column);
   /// The argument the Spec's ABI names `name`; null when absent.
   Value arg(StringRef name);
 
@@ -121,17 +143,89 @@ scf::ForOp MergeKernelBuilder::emitSplitLoop(Value column, Value first,
   Value weight = softmax.weight(loadLse(sp), ref);
   SmallVector<Value> next = {e.fadd(carried[0], weight)};
   for (int64_t p = 0; p < pieces; ++p) {
-    int64_t pieceBytes =
-        kF32VecElems * int64_t(::paged_attn::dtypeBytes(c.spec.partialDType));
-    Value piece = e.extendToF32(vector::LoadOp::create(
-        b, VectorType::get({kF32VecElems}, c.partialType), func.getArgument(0),
-        ValueRange{batch, head, sp, e.add(column, e.index(p * kF32VecElems))},
-        false, llvm::MaybeAlign(pieceBytes)));
-    next.push_back(
-        e.fma(e.splat(weight, kF32VecElems), piece, carried[1 + p]));
+    Value piece = loadPiece(sp, column, p);
+    next.push_back(e.fma(e.splat(weight, kF32VecElems), piece, carried[1 + p]));
   }
   scf::YieldOp::create(b, next);
   return splitLoop;
+}
+
+Value MergeKernelBuilder::loadPiece(Value split, Value column, int64_t p) {
+  KernelEmitter &e = this->e();
+  int64_t pieceBytes =
+      kF32VecElems * int64_t(::paged_attn::dtypeBytes(c.spec.partialDType));
+  return e.extendToF32(vector::LoadOp::create(
+      b(), VectorType::get({kF32VecElems}, c.partialType), func.getArgument(0),
+      ValueRange{batch, head, split, e.add(column, e.index(p * kF32VecElems))},
+      false, llvm::MaybeAlign(pieceBytes)));
+}
+
+SmallVector<Value> MergeKernelBuilder::loadColumn(Value split, Value column) {
+  KernelEmitter &e = this->e();
+  Value row = e.extendToF32(vector::LoadOp::create(
+      b(), VectorType::get({vecElems}, c.partialType), func.getArgument(0),
+      ValueRange{batch, head, split, column}, false, llvm::MaybeAlign(16)));
+  if (pieces == 1)
+    return {row};
+  SmallVector<Value> result;
+  for (int64_t p = 0; p < pieces; ++p) {
+    SmallVector<int64_t> lanes;
+    for (int64_t i = 0; i < kF32VecElems; ++i)
+      lanes.push_back(p * kF32VecElems + i);
+    result.push_back(vector::ShuffleOp::create(b(), row, row, lanes));
+  }
+  return result;
+}
+
+SmallVector<Value> MergeKernelBuilder::emitColumnStep(Value first, Value column,
+                                                      ValueRange state) {
+  KernelEmitter &e = this->e();
+  OnlineSoftmax softmax(e);
+  int64_t k = MergeKernelConfig::kPartialsPerStep;
+  // Every load first, so that they are in flight together; those past the
+  // last partial are not made (their weight is 0).
+  SmallVector<Value> lses;
+  SmallVector<SmallVector<Value>> parts(k);
+  for (int64_t j = 0; j < k; ++j) {
+    Value split = e.add(first, e.index(j));
+    SmallVector<Type> types(1 + pieces, VectorType::get({kF32VecElems}, e.f32));
+    types[0] = e.f32;
+    auto load = scf::IfOp::create(b(), types, e.ult(split, numSplits),
+                                  /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b());
+      b().setInsertionPointToStart(load.thenBlock());
+      SmallVector<Value> loaded = {loadLse(split)};
+      loaded.append(loadColumn(split, column));
+      scf::YieldOp::create(b(), loaded);
+      b().setInsertionPointToStart(load.elseBlock());
+      SmallVector<Value> none = {e.negInf()};
+      none.append(pieces, e.zeroVector(kF32VecElems));
+      scf::YieldOp::create(b(), none);
+    }
+    lses.push_back(load.getResult(0));
+    for (int64_t p = 0; p < pieces; ++p)
+      parts[j].push_back(load.getResult(1 + p));
+  }
+  Value max = state[0];
+  for (Value lse : lses)
+    max = e.fmax(max, lse);
+  Value stepRef = softmax.reference(max);
+  // The state so far, rescaled to the new max (0 while it is empty).
+  Value rescale = softmax.weight(state[0], stepRef);
+  Value sum = e.fmul(state[1], rescale);
+  SmallVector<Value> acc;
+  for (int64_t p = 0; p < pieces; ++p)
+    acc.push_back(e.fmul(state[2 + p], e.splat(rescale, kF32VecElems)));
+  for (int64_t j = 0; j < k; ++j) {
+    Value weight = softmax.weight(lses[j], stepRef);
+    sum = e.fadd(sum, weight);
+    for (int64_t p = 0; p < pieces; ++p)
+      acc[p] = e.fma(e.splat(weight, kF32VecElems), parts[j][p], acc[p]);
+  }
+  SmallVector<Value> next = {max, sum};
+  next.append(acc);
+  return next;
 }
 
 Value MergeKernelBuilder::loadLse(Value split) {
@@ -155,17 +249,24 @@ void MergeKernelBuilder::emitWrite(Value column) {
     Value slot = e.add(colInGroup, e.index(l * colThreads));
     total = e.fadd(total, memref::LoadOp::create(b, smem(1), ValueRange{slot}));
     for (int64_t p = 0; p < pieces; ++p)
-      acc[p] = e.fadd(acc[p],
-                      vector::LoadOp::create(
-                          b, VectorType::get({kF32VecElems}, e.f32), smem(2),
-                          ValueRange{slot, e.index(p * kF32VecElems)}, false,
-                          llvm::MaybeAlign(16)));
+      acc[p] =
+          e.fadd(acc[p], vector::LoadOp::create(
+                             b, VectorType::get({kF32VecElems}, e.f32), smem(2),
+                             ValueRange{slot, e.index(p * kF32VecElems)}, false,
+                             llvm::MaybeAlign(16)));
   }
+  emitFinish(column, total, std::move(acc));
+}
+
+void MergeKernelBuilder::emitFinish(Value column, Value total,
+                                    SmallVector<Value> acc) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
   OnlineSoftmax softmax(e);
   // With a sink, its weight joins the denominator (a row with no key
   // stays 0: its accumulators are).
-  Value inv = softmax.inverseSum(sinkWeight ? e.fadd(total, sinkWeight)
-                                            : total);
+  Value inv =
+      softmax.inverseSum(sinkWeight ? e.fadd(total, sinkWeight) : total);
   Value invVec = e.splat(inv, kF32VecElems);
   for (Value &a : acc)
     a = e.fmul(a, invVec);
@@ -194,12 +295,15 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   auto smemType = [&](ArrayRef<int64_t> shape) {
     return MemRefType::get(shape, f32, MemRefLayoutAttrInterface(), workgroup);
   };
-  // Shared memory: the warps' max log-sum-exps, then the split lanes' sums
-  // and accumulators.
+  // Shared memory (split lanes): the warps' max log-sum-exps, then the
+  // split lanes' sums and accumulators.
+  SmallVector<Type> shared;
+  if (c.mapping == MergeMapping::SplitLanes)
+    shared = {smemType({block / 32}), smemType({block}),
+              smemType({block, vecElems})};
   func = createKernel(
       builder, module, c.kernelName,
-      getKernelArgTypes(ctx, ::paged_attn::mergeKernelParams(c.spec)),
-      {smemType({block / 32}), smemType({block}), smemType({block, vecElems})},
+      getKernelArgTypes(ctx, ::paged_attn::mergeKernelParams(c.spec)), shared,
       block);
   bStorage.emplace(func.getLoc(), builder);
   b().setInsertionPointToStart(&func.getBody().front());
@@ -213,6 +317,17 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
     NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKindAttr::get(
                                           ctx, NVVM::GridDepActionKind::wait));
   tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  if (c.mapping == MergeMapping::SplitLanes)
+    emitSplitLanes();
+  else
+    emitColumnThreads();
+  gpu::ReturnOp::create(b);
+  return func;
+}
+
+void MergeKernelBuilder::emitSplitLanes() {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
   head = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   warp = e.div(tid, e.index(32));
@@ -230,34 +345,64 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   // barriers in it.
   auto colLoop =
       scf::ForOp::create(b, e.index(0), e.index(vecs), e.index(colThreads));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(colLoop.getBody());
+  Value col = e.add(colLoop.getInductionVar(), colInGroup);
+  Value valid = arith::AndIOp::create(b, activeLane, e.ult(col, e.index(vecs)));
+  Value column = e.mul(col, e.index(vecElems));
+  scf::ForOp splitLoop =
+      emitSplitLoop(column, e.select(valid, splitLane, numSplits), ref);
+  memref::StoreOp::create(b, splitLoop.getResult(0), smem(1), ValueRange{tid});
+  for (int64_t p = 0; p < pieces; ++p)
+    e.storeVector(splitLoop.getResult(1 + p), smem(2),
+                  {tid, e.index(p * kF32VecElems)});
+  gpu::BarrierOp::create(b);
+  auto writer = scf::IfOp::create(
+      b, arith::AndIOp::create(b, valid, e.ult(splitLane, e.index(1))), false);
   {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(colLoop.getBody());
-    Value col = e.add(colLoop.getInductionVar(), colInGroup);
-    Value valid =
-        arith::AndIOp::create(b, activeLane, e.ult(col, e.index(vecs)));
-    Value column = e.mul(col, e.index(vecElems));
-    scf::ForOp splitLoop =
-        emitSplitLoop(column, e.select(valid, splitLane, numSplits), ref);
-    memref::StoreOp::create(b, splitLoop.getResult(0), smem(1),
-                            ValueRange{tid});
-    for (int64_t p = 0; p < pieces; ++p)
-      e.storeVector(splitLoop.getResult(1 + p), smem(2),
-                    {tid, e.index(p * kF32VecElems)});
-    gpu::BarrierOp::create(b);
-    auto writer = scf::IfOp::create(
-        b, arith::AndIOp::create(b, valid, e.ult(splitLane, e.index(1))),
-        false);
-    {
-      OpBuilder::InsertionGuard g2(b);
-      b.setInsertionPointToStart(writer.thenBlock());
-      emitWrite(column);
-    }
-    // The next group of columns reuses the buffers.
-    gpu::BarrierOp::create(b);
+    OpBuilder::InsertionGuard g2(b);
+    b.setInsertionPointToStart(writer.thenBlock());
+    emitWrite(column);
   }
-  gpu::ReturnOp::create(b);
-  return func;
+  // The next group of columns reuses the buffers.
+  gpu::BarrierOp::create(b);
+}
+
+void MergeKernelBuilder::emitColumnThreads() {
+  assert(c.spec.partialDType == c.spec.dtype &&
+         "column threads load 16-byte columns of the output's dtype");
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  Value row = e.div(tid, e.index(vecs));
+  head = e.add(e.mul(gpu::BlockIdOp::create(b, gpu::Dimension::x),
+                     e.index(c.rowsPerCTA())),
+               row);
+  batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value column = e.mul(e.rem(tid, e.index(vecs)), e.index(vecElems));
+  // The last CTA's rows past num_heads have nothing to merge.
+  auto inRange =
+      scf::IfOp::create(b, e.ult(head, e.index(c.spec.numHeads)), false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(inRange.thenBlock());
+  SmallVector<Value> init = {e.negInf(), e.f32Const(0.0)};
+  for (int64_t p = 0; p < pieces; ++p)
+    init.push_back(e.zeroVector(kF32VecElems));
+  auto fold =
+      scf::ForOp::create(b, e.index(0), numSplits,
+                         e.index(MergeKernelConfig::kPartialsPerStep), init);
+  {
+    OpBuilder::InsertionGuard g2(b);
+    b.setInsertionPointToStart(fold.getBody());
+    scf::YieldOp::create(b, emitColumnStep(fold.getInductionVar(), column,
+                                           fold.getRegionIterArgs()));
+  }
+  OnlineSoftmax softmax(e);
+  ref = softmax.reference(fold.getResult(0));
+  if (Value sinks = arg("sinks"))
+    sinkWeight = softmax.sinkWeight(
+        memref::LoadOp::create(b, sinks, ValueRange{head}), ref);
+  emitFinish(column, fold.getResult(1),
+             SmallVector<Value>(fold.getResults().drop_front(2)));
 }
 
 gpu::GPUFuncOp mlir::paged_attn::buildMergeKernel(OpBuilder &builder,

@@ -156,9 +156,8 @@ static Value permuteDims(ImplicitLocOpBuilder &b, Value value,
 
 static void lowerMergeOp(MergeOp op, gpu::GPUModuleOp kernelModule) {
   OpBuilder builder(op);
-  MergeKernelConfig config = MergeKernelConfig::get(
-      op.getContext(), getMergeSpec(op),
-      "paged_attn_merge_op_" + getMergeSpec(op).name());
+  MergeKernelConfig config =
+      MergeKernelConfig::forOp(op.getContext(), getMergeSpec(op));
   gpu::GPUFuncOp merge = getOrBuildMergeKernel(builder, kernelModule, config);
   ImplicitLocOpBuilder b(op.getLoc(), op);
   llvm::StringMap<Value> values;
@@ -174,7 +173,7 @@ static void lowerMergeOp(MergeOp op, gpu::GPUModuleOp kernelModule) {
   Value one = arith::ConstantIndexOp::create(b, 1);
   gpu::LaunchFuncOp::create(
       b, merge,
-      gpu::KernelDim3{arith::ConstantIndexOp::create(b, op.getNumHeads()),
+      gpu::KernelDim3{arith::ConstantIndexOp::create(b, config.gridX()),
                       memref::DimOp::create(b, op.getPartialOut(), 1), one},
       gpu::KernelDim3{arith::ConstantIndexOp::create(b, config.blockSize()),
                       one, one},

@@ -17,6 +17,7 @@
 #include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
 #include "PagedAttn/Spec/KernelABI.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <variant>
@@ -138,31 +139,68 @@ struct DecodeStrategy {
 /// Whether `strategy` can build `spec`'s kernels (a hand-written
 /// strategy attribute is checked with it): empty, or what is wrong.
 std::string checkStrategy(MLIRContext *ctx, const DecodeSpec &spec,
-                          int64_t numWarps,
-                          const DecodeStrategy &strategy,
+                          int64_t numWarps, const DecodeStrategy &strategy,
                           int64_t sharedMemoryLimit);
 
 /// A merge kernel: its spec, its name and whether it waits for a decode
 /// grid launched before it (programmatic dependent launch).
+/// How a merge kernel's threads share its work.
+enum class MergeMapping {
+  /// One CTA per (head, sequence); its threads split between the row's
+  /// columns and the partials, whose sums meet in shared memory. For many
+  /// partials: a split decode's, up to 256 per row.
+  SplitLanes,
+  /// Each thread one 16-byte column of one row, over all of the row's
+  /// partials itself, kPartialsPerStep at a time (their loads in flight
+  /// together); several rows (heads) per CTA; no shared memory and no
+  /// barrier. For few partials of the output's dtype: the merge op's
+  /// (shards, cascades).
+  ColumnThreads,
+};
+
+/// A merge kernel: its spec, entry name and thread mapping.
 struct MergeKernelConfig {
   ::paged_attn::MergeSpec spec;
   std::string kernelName;
   bool programmaticLaunch = false;
   /// The MLIR types of spec.dtype and spec.partialDType.
   Type elementType, partialType;
+  MergeMapping mapping = MergeMapping::SplitLanes;
 
   static MergeKernelConfig get(MLIRContext *ctx,
                                const ::paged_attn::MergeSpec &spec,
                                std::string kernelName,
-                               bool programmaticLaunch = false);
-  /// Threads per CTA.
+                               bool programmaticLaunch = false,
+                               MergeMapping mapping = MergeMapping::SplitLanes);
+  /// The kernel paged_attn.merge lowers to.
+  static MergeKernelConfig forOp(MLIRContext *ctx,
+                                 const ::paged_attn::MergeSpec &spec);
+
+  /// Threads per CTA with split lanes, and at most with column threads.
   static constexpr int64_t kBlockSize = 128;
-  int64_t blockSize() const { return kBlockSize; }
+  /// Partials a column thread loads at once.
+  static constexpr int64_t kPartialsPerStep = 4;
   /// Output elements in one 16-byte vector, and vectors per row.
   int64_t vectorElems() const {
     return 16 / int64_t(::paged_attn::dtypeBytes(spec.dtype));
   }
   int64_t vectorsPerRow() const { return spec.headDim / vectorElems(); }
+  /// Rows (heads) one CTA merges.
+  int64_t rowsPerCTA() const {
+    if (mapping == MergeMapping::SplitLanes)
+      return 1;
+    return std::clamp<int64_t>(kBlockSize / vectorsPerRow(), 1, spec.numHeads);
+  }
+  /// Threads per CTA.
+  int64_t blockSize() const {
+    if (mapping == MergeMapping::SplitLanes)
+      return kBlockSize;
+    return rowsPerCTA() * vectorsPerRow();
+  }
+  /// CTAs along the grid's x dimension (its y is the batch).
+  int64_t gridX() const {
+    return (spec.numHeads + rowsPerCTA() - 1) / rowsPerCTA();
+  }
 };
 
 /// A decode spec with its strategy, and the thread mapping they imply.

@@ -81,8 +81,26 @@ typedef struct {
   paged_attn_tensor lse;          /* [batch, num_heads] f32, written */
 } paged_attn_decode_params;
 
+/* paged_attn.merge's config: partials and result of `dtype`, natural
+ * log-sum-exps; `variants` takes PAGED_ATTN_VARIANT_SINKS and _LSE. */
+typedef struct {
+  int64_t num_heads;
+  int64_t head_dim;
+  paged_attn_dtype dtype;
+  uint32_t variants;
+} paged_attn_merge_config;
+
+typedef struct {
+  paged_attn_tensor partial_out; /* [N, batch, num_heads, head_dim] */
+  paged_attn_tensor partial_lse; /* [N, batch, num_heads] f32 */
+  paged_attn_tensor out;         /* [batch, num_heads, head_dim], written */
+  paged_attn_tensor sinks;       /* [num_heads] f32, with the sinks variant */
+  paged_attn_tensor lse; /* [batch, num_heads] f32, written, with _LSE */
+} paged_attn_merge_params;
+
 typedef struct paged_attn_library_s *paged_attn_library;
 typedef struct paged_attn_decoder_s *paged_attn_decoder;
+typedef struct paged_attn_merger_s *paged_attn_merger;
 
 /* The message of the last failed call on this thread ("" if none). */
 const char *paged_attn_last_error(void);
@@ -134,6 +152,19 @@ paged_attn_decoder_max_workspace_size(paged_attn_decoder decoder, int64_t batch,
 paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
                                     const paged_attn_decode_params *params,
                                     void *stream);
+
+/* The merge kernel of `config` in `library` (its manifests' "merges"). */
+paged_attn_status
+paged_attn_merger_create(paged_attn_library library,
+                         const paged_attn_merge_config *config,
+                         paged_attn_merger *merger);
+void paged_attn_merger_destroy(paged_attn_merger merger);
+
+/* Combines the partials by their log-sum-exps on `stream` (the op's
+ * semantics); no allocation, no synchronisation. */
+paged_attn_status paged_attn_merge(paged_attn_merger merger,
+                                   const paged_attn_merge_params *params,
+                                   void *stream);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,9 @@ struct paged_attn_library_s {
 struct paged_attn_decoder_s {
   std::unique_ptr<Decoder> decoder;
 };
+struct paged_attn_merger_s {
+  std::unique_ptr<Merger> merger;
+};
 
 static thread_local std::string lastError;
 
@@ -58,6 +61,11 @@ template <typename Enum> static int64_t rawEnum(const Enum &field) {
   return int64_t(raw);
 }
 
+/// Whether `dtype` is one of paged_attn_dtype's enumerators.
+static bool isCDType(int64_t dtype) {
+  return dtype >= PAGED_ATTN_F16 && dtype <= PAGED_ATTN_I32;
+}
+
 static Status toTensor(const char *name, const paged_attn_tensor &t,
                        Tensor *r) {
   if (t.rank < 0 || t.rank > 4)
@@ -65,10 +73,10 @@ static Status toTensor(const char *name, const paged_attn_tensor &t,
                   std::string(name) + " is not a valid tensor: its rank (" +
                       std::to_string(t.rank) + ") is outside [0, 4]");
   int64_t dtype = rawEnum(t.dtype);
-  if (dtype < PAGED_ATTN_F16 || dtype > PAGED_ATTN_I32)
-    return Status(StatusCode::InvalidArgument,
-                  std::string(name) + " has an invalid dtype (" +
-                      std::to_string(dtype) + ")");
+  if (!isCDType(dtype))
+    return Status(StatusCode::InvalidArgument, std::string(name) +
+                                                   " has an invalid dtype (" +
+                                                   std::to_string(dtype) + ")");
   r->data = t.data;
   r->dtype = static_cast<DType>(dtype);
   r->rank = t.rank;
@@ -76,6 +84,23 @@ static Status toTensor(const char *name, const paged_attn_tensor &t,
     r->sizes[d] = t.sizes[d];
     r->strides[d] = t.strides[d];
   }
+  return Status::ok();
+}
+
+namespace {
+/// A C tensor of a call and the C++ tensor it becomes.
+struct Operand {
+  const char *name;
+  const paged_attn_tensor &from;
+  Tensor &to;
+};
+} // namespace
+
+/// toTensor of each operand, in order; the first failure.
+static Status toTensors(std::initializer_list<Operand> operands) {
+  for (const Operand &operand : operands)
+    if (Status s = toTensor(operand.name, operand.from, &operand.to); !s)
+      return s;
   return Status::ok();
 }
 
@@ -167,7 +192,7 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
   int64_t layout = rawEnum(config->layout), dtype = rawEnum(config->dtype);
   if (layout != PAGED_ATTN_NHD && layout != PAGED_ATTN_HND)
     return report(Status(StatusCode::InvalidArgument, "unknown layout"));
-  if (dtype < PAGED_ATTN_F16 || dtype > PAGED_ATTN_I32)
+  if (!isCDType(dtype))
     return report(Status(StatusCode::InvalidArgument, "unknown dtype"));
   KernelConfig c;
   c.numHeads = config->num_heads;
@@ -182,9 +207,10 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
       PAGED_ATTN_VARIANT_ALIBI | PAGED_ATTN_VARIANT_SINKS |
       PAGED_ATTN_VARIANT_LSE;
   if (config->variants & ~kKnownVariants)
-    return report(Status(StatusCode::InvalidArgument,
-                         "unknown variant flags " +
-                             std::to_string(config->variants & ~kKnownVariants)));
+    return report(
+        Status(StatusCode::InvalidArgument,
+               "unknown variant flags " +
+                   std::to_string(config->variants & ~kKnownVariants)));
   c.variants.window = config->variants & PAGED_ATTN_VARIANT_WINDOW;
   c.variants.softCap = config->variants & PAGED_ATTN_VARIANT_SOFT_CAP;
   c.variants.alibi = config->variants & PAGED_ATTN_VARIANT_ALIBI;
@@ -236,22 +262,18 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
   if (!params)
     return nullArgument("params");
   DecodeParams p;
-  struct Operand {
-    const char *name;
-    const paged_attn_tensor &from;
-    Tensor &to;
-  } operands[] = {{"q", params->q, p.q},
-                  {"k_cache", params->k_cache, p.kCache},
-                  {"v_cache", params->v_cache, p.vCache},
-                  {"block_table", params->block_table, p.blockTable},
-                  {"seq_lens", params->seq_lens, p.seqLens},
-                  {"out", params->out, p.out},
-                  {"alibi_slopes", params->alibi_slopes, p.alibiSlopes},
-                  {"sinks", params->sinks, p.sinks},
-                  {"lse", params->lse, p.lse}};
-  for (const Operand &operand : operands)
-    if (Status s = toTensor(operand.name, operand.from, &operand.to); !s)
-      return report(s);
+  if (Status s =
+          toTensors({{"q", params->q, p.q},
+                     {"k_cache", params->k_cache, p.kCache},
+                     {"v_cache", params->v_cache, p.vCache},
+                     {"block_table", params->block_table, p.blockTable},
+                     {"seq_lens", params->seq_lens, p.seqLens},
+                     {"out", params->out, p.out},
+                     {"alibi_slopes", params->alibi_slopes, p.alibiSlopes},
+                     {"sinks", params->sinks, p.sinks},
+                     {"lse", params->lse, p.lse}});
+      !s)
+    return report(s);
   p.scale = params->scale;
   p.maxSeqLen = params->max_seq_len;
   p.numSplits = params->num_splits;
@@ -261,6 +283,57 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
   p.window = params->window;
   p.softCap = params->soft_cap;
   return report(decoder->decoder->decode(p, stream));
+}
+
+paged_attn_status
+paged_attn_merger_create(paged_attn_library library,
+                         const paged_attn_merge_config *config,
+                         paged_attn_merger *merger) {
+  if (!library)
+    return nullArgument("library");
+  if (!config)
+    return nullArgument("config");
+  if (!merger)
+    return nullArgument("merger");
+  int64_t dtype = rawEnum(config->dtype);
+  if (!isCDType(dtype))
+    return report(Status(StatusCode::InvalidArgument, "unknown dtype"));
+  constexpr uint32_t kMergeVariants =
+      PAGED_ATTN_VARIANT_SINKS | PAGED_ATTN_VARIANT_LSE;
+  if (config->variants & ~kMergeVariants)
+    return report(Status(StatusCode::InvalidArgument,
+                         "a merge takes the sinks and lse variants only, got "
+                         "flags " +
+                             std::to_string(config->variants)));
+  MergeConfig c = MergeConfig::forOp(
+      config->num_heads, config->head_dim, static_cast<DType>(dtype),
+      config->variants & PAGED_ATTN_VARIANT_SINKS,
+      config->variants & PAGED_ATTN_VARIANT_LSE);
+  auto handle = std::make_unique<paged_attn_merger_s>();
+  Status s = Merger::create(library->library, c, &handle->merger);
+  if (s)
+    *merger = handle.release();
+  return report(s);
+}
+
+void paged_attn_merger_destroy(paged_attn_merger merger) { delete merger; }
+
+paged_attn_status paged_attn_merge(paged_attn_merger merger,
+                                   const paged_attn_merge_params *params,
+                                   void *stream) {
+  if (!merger)
+    return nullArgument("merger");
+  if (!params)
+    return nullArgument("params");
+  MergeParams p;
+  if (Status s = toTensors({{"partial_out", params->partial_out, p.partialOut},
+                            {"partial_lse", params->partial_lse, p.partialLse},
+                            {"out", params->out, p.out},
+                            {"sinks", params->sinks, p.sinks},
+                            {"lse", params->lse, p.lse}});
+      !s)
+    return report(s);
+  return report(merger->merger->merge(p, stream));
 }
 
 } // extern "C"

@@ -35,6 +35,7 @@ using namespace paged_attn::detail;
 
 struct KernelLibrary::Impl {
   std::vector<std::unique_ptr<KernelSpec>> specs;
+  std::vector<std::unique_ptr<MergeKernelSpec>> merges;
 };
 
 KernelLibrary::KernelLibrary() : impl_(new Impl) {}
@@ -408,6 +409,34 @@ static std::string parseEntry(const json::Value &entry, KernelSpec *spec) {
   return error;
 }
 
+/// Reads one entry of "merges": the merge op's config (checked against its
+/// rules, and named as its fields make it) and its kernel.
+static std::string parseMergeEntry(const json::Value &entry,
+                                   MergeKernelSpec *spec) {
+  const json::Value *config = entry.get("config");
+  const json::Value *merge = entry.get("merge");
+  if (!config || !merge || !config->isObject() || !merge->isObject())
+    return "a merge entry needs config and merge";
+  if (std::string error = mergeSpecFromConfig(*config, &spec->config);
+      !error.empty())
+    return error;
+  if (const json::Value *name = config->get("name")) {
+    std::string expected = spec->config.name();
+    if (!name->isString() || name->string != expected)
+      return "merge 'config.name' is " + show(*name) +
+             ", but its fields make " + expected;
+  }
+  if (std::string error = parseKernelEntry(
+          "merge", *merge, mergeKernelParams(spec->config), &spec->merge);
+      !error.empty())
+    return error;
+  if (std::string error = readInteger(*merge, "merge", "rows_per_cta", 1,
+                                      spec->config.numHeads, &spec->rowsPerCTA);
+      !error.empty())
+    return error;
+  return checkNoDynamicSharedMemory("merge", *merge);
+}
+
 //===----------------------------------------------------------------------===//
 // The PTX a manifest names
 //===----------------------------------------------------------------------===//
@@ -466,22 +495,19 @@ static PtxFacts scanPtx(std::string_view text) {
   return facts;
 }
 
-/// Checks that `ptx` (read from `ptxPath`) is PTX that defines every
-/// kernel `library` lists; returns empty or what is wrong.
-static std::string
-checkPtx(const std::string &ptx,
-         const std::vector<std::unique_ptr<KernelSpec>> &specs) {
+/// Checks that `ptx` (read from `ptxPath`) is PTX that defines every one
+/// of `kernels`; returns empty or what is wrong.
+static std::string checkPtx(const std::string &ptx,
+                            const std::vector<const KernelEntry *> &kernels) {
   if (ptx.find_first_not_of(" \t\r\n") == std::string::npos)
     return "is empty";
   PtxFacts facts = scanPtx(ptx);
   if (!facts.hasVersion || !facts.hasTarget)
     return std::string("is not PTX (no ") +
            (facts.hasVersion ? ".target" : ".version") + " directive)";
-  for (const auto &spec : specs)
-    for (const KernelEntry *kernel :
-         {&spec->decode, &spec->merge, &spec->check})
-      if (!facts.entries.count(kernel->name))
-        return "has no kernel '" + kernel->name + "' (no .entry of that name)";
+  for (const KernelEntry *kernel : kernels)
+    if (!facts.entries.count(kernel->name))
+      return "has no kernel '" + kernel->name + "' (no .entry of that name)";
   return "";
 }
 
@@ -520,7 +546,7 @@ static Status readManifest(const std::string &path, json::Value *root,
 /// found out by the JIT on the first launch.
 static Status readPtx(const std::string &manifestPath,
                       const std::string &ptxPath,
-                      const std::vector<std::unique_ptr<KernelSpec>> &specs,
+                      const std::vector<const KernelEntry *> &kernels,
                       std::shared_ptr<const std::string> *ptx) {
   auto contents = std::make_shared<std::string>();
   std::string error;
@@ -528,7 +554,7 @@ static Status readPtx(const std::string &manifestPath,
     return Status(StatusCode::NotFound, "cannot read PTX '" + ptxPath +
                                             "' named by '" + manifestPath +
                                             "': " + error);
-  if (std::string bad = checkPtx(*contents, specs); !bad.empty())
+  if (std::string bad = checkPtx(*contents, kernels); !bad.empty())
     return Status(StatusCode::ParseError, "PTX '" + ptxPath + "' named by '" +
                                               manifestPath + "' " + bad);
   *ptx = std::move(contents);
@@ -541,28 +567,46 @@ Status KernelLibrary::load(const std::string &manifestPath,
   std::string ptxPath;
   if (Status s = readManifest(manifestPath, &root, &ptxPath); !s)
     return s;
+  // "kernels" lists decodes, "merges" (absent in older manifests) merge
+  // ops; a manifest has at least one of either.
   const json::Value *kernels = root.get("kernels");
-  if (!kernels || !kernels->isArray() || kernels->array.empty())
+  const json::Value *merges = root.get("merges");
+  if (!kernels || !kernels->isArray() || (merges && !merges->isArray()) ||
+      (kernels->array.empty() && (!merges || merges->array.empty())))
     return Status(StatusCode::ParseError,
-                  manifestPath + ": no 'kernels' entries");
+                  manifestPath + ": no 'kernels' or 'merges' entries");
 
   std::shared_ptr<KernelLibrary> library(new KernelLibrary);
-  std::vector<std::unique_ptr<KernelSpec>> &specs = library->impl_->specs;
+  Impl &impl = *library->impl_;
   for (const json::Value &entry : kernels->array) {
     auto spec = std::make_unique<KernelSpec>();
     if (std::string error = parseEntry(entry, spec.get()); !error.empty())
       return Status(StatusCode::ParseError, manifestPath + ": " + error);
-    specs.push_back(std::move(spec));
+    impl.specs.push_back(std::move(spec));
   }
+  for (const json::Value &entry :
+       merges ? merges->array : std::vector<json::Value>()) {
+    auto merge = std::make_unique<MergeKernelSpec>();
+    if (std::string error = parseMergeEntry(entry, merge.get()); !error.empty())
+      return Status(StatusCode::ParseError, manifestPath + ": " + error);
+    impl.merges.push_back(std::move(merge));
+  }
+  std::vector<const KernelEntry *> entries;
+  for (const auto &spec : impl.specs)
+    entries.insert(entries.end(), {&spec->decode, &spec->merge, &spec->check});
+  for (const auto &merge : impl.merges)
+    entries.push_back(&merge->merge);
   std::shared_ptr<const std::string> ptx;
-  if (Status s = readPtx(manifestPath, ptxPath, specs, &ptx); !s)
+  if (Status s = readPtx(manifestPath, ptxPath, entries, &ptx); !s)
     return s;
   uint64_t ptxId = nextUniqueId();
-  for (auto &spec : specs) {
+  auto bind = [&](auto &spec) {
     spec->ptx = ptx;
     spec->id = nextUniqueId();
     spec->ptxId = ptxId;
-  }
+  };
+  std::for_each(impl.specs.begin(), impl.specs.end(), bind);
+  std::for_each(impl.merges.begin(), impl.merges.end(), bind);
   *result = std::move(library);
   return Status::ok();
 }
@@ -591,8 +635,10 @@ Status KernelLibrary::loadDirectory(const std::string &directory,
       return s;
     for (auto &spec : one->impl_->specs)
       library->impl_->specs.push_back(std::move(spec));
+    for (auto &merge : one->impl_->merges)
+      library->impl_->merges.push_back(std::move(merge));
   }
-  if (library->impl_->specs.empty())
+  if (library->impl_->specs.empty() && library->impl_->merges.empty())
     return Status(StatusCode::NotFound,
                   "no kernel manifests (*.json) in '" + directory + "'");
   *result = std::move(library);
@@ -610,5 +656,20 @@ const KernelSpec *KernelLibrary::find(const KernelConfig &config) const {
   for (const auto &spec : impl_->specs)
     if (spec->config == config)
       return spec.get();
+  return nullptr;
+}
+
+std::vector<MergeConfig> KernelLibrary::mergeConfigs() const {
+  std::vector<MergeConfig> result;
+  for (const auto &merge : impl_->merges)
+    result.push_back(merge->config);
+  return result;
+}
+
+const MergeKernelSpec *
+KernelLibrary::findMerge(const MergeConfig &config) const {
+  for (const auto &merge : impl_->merges)
+    if (merge->config == config)
+      return merge.get();
   return nullptr;
 }

@@ -1,9 +1,10 @@
 //===- Manifest.h - kernels as a manifest describes them --------*- C++ -*-===//
 //
-// What the runtime keeps of one manifest entry: the config (read with the
-// Spec's specFromConfig, so it obeys the op's rules), the three kernels'
-// names, block sizes and parameters (the Spec's, checked against the
-// manifest's), and the launch settings of the decode kernel.
+// What the runtime keeps of one manifest entry: of "kernels", the config
+// (read with the Spec's specFromConfig, so it obeys the op's rules), the
+// three kernels' names, block sizes and parameters (the Spec's, checked
+// against the manifest's), and the launch settings of the decode kernel;
+// of "merges", the merge op's config and its kernel.
 //
 //===----------------------------------------------------------------------===//
 
@@ -47,6 +48,17 @@ struct KernelSpec {
   bool tensorCores = false;
   std::shared_ptr<const std::string> ptx; // NUL-terminated
   /// Never reused within a process, unlike addresses: cache keys.
+  uint64_t id = 0, ptxId = 0;
+};
+
+/// A paged_attn.merge kernel from a manifest's "merges".
+struct MergeKernelSpec {
+  MergeConfig config;
+  KernelEntry merge;
+  /// Heads one CTA merges: the grid's x is num_heads / rowsPerCTA, rounded
+  /// up.
+  int64_t rowsPerCTA = 1;
+  std::shared_ptr<const std::string> ptx; // NUL-terminated
   uint64_t id = 0, ptxId = 0;
 };
 

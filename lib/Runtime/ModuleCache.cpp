@@ -96,10 +96,25 @@ std::shared_ptr<ModuleCache::ModuleSlot> ModuleCache::slotFor(CUcontext ctx,
   return slot;
 }
 
+Status ModuleCache::module(const Driver &d, CUcontext ctx, uint64_t ptxId,
+                           const std::string &ptx, CUmodule *out) {
+  std::shared_ptr<ModuleSlot> slot;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    slot = slotFor(ctx, ptxId);
+  }
+  // JIT compilation takes long: the lock is not held, so modules of
+  // different PTX load in parallel, and threads that need the same one
+  // wait for its first load.
+  std::call_once(slot->once,
+                 [&] { slot->status = loadModule(d, ptx, &slot->module); });
+  *out = slot->module;
+  return slot->status;
+}
+
 Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
                            const KernelSpec &spec, LoadedKernels *out) {
   auto key = std::make_pair(ctx, spec.id);
-  std::shared_ptr<ModuleSlot> slot;
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = kernels.find(key);
@@ -107,18 +122,12 @@ Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
       *out = it->second;
       return Status::ok();
     }
-    slot = slotFor(ctx, spec.ptxId);
   }
-  // JIT compilation takes long: the lock is not held, so modules of
-  // different PTX load in parallel, and threads that need the same one
-  // wait for its first load.
-  std::call_once(slot->once, [&] {
-    slot->status = loadModule(d, *spec.ptx, &slot->module);
-  });
-  if (!slot->status)
-    return slot->status;
+  CUmodule loadedModule = nullptr;
+  if (Status s = module(d, ctx, spec.ptxId, *spec.ptx, &loadedModule); !s)
+    return s;
   LoadedKernels loaded;
-  if (Status s = getFunctions(d, slot->module, spec, &loaded); !s)
+  if (Status s = getFunctions(d, loadedModule, spec, &loaded); !s)
     return s;
   if (Status s = optIntoSharedMemory(d, spec, loaded.decode); !s)
     return s;
@@ -126,6 +135,33 @@ Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
   std::lock_guard<std::mutex> lock(mutex);
   kernels[key] = loaded;
   *out = loaded;
+  return Status::ok();
+}
+
+Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
+                           const MergeKernelSpec &spec, CUfunction *out) {
+  auto key = std::make_pair(ctx, spec.id);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = merges.find(key);
+    if (it != merges.end()) {
+      *out = it->second;
+      return Status::ok();
+    }
+  }
+  CUmodule loadedModule = nullptr;
+  if (Status s = module(d, ctx, spec.ptxId, *spec.ptx, &loadedModule); !s)
+    return s;
+  CUfunction fn = nullptr;
+  CUresult r =
+      d.cuModuleGetFunction(&fn, loadedModule, spec.merge.name.c_str());
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::NotFound,
+                  "kernel '" + spec.merge.name +
+                      "' not in its PTX: " + describe(d, r));
+  std::lock_guard<std::mutex> lock(mutex);
+  merges[key] = fn;
+  *out = fn;
   return Status::ok();
 }
 

@@ -40,6 +40,9 @@ public:
   /// `spec`'s kernels in `ctx`, its PTX loaded (JIT-compiled) on first use.
   Status lookup(const cuda::Driver &d, cuda::CUcontext ctx,
                 const KernelSpec &spec, LoadedKernels *out);
+  /// A merge op's kernel in `ctx`, likewise.
+  Status lookup(const cuda::Driver &d, cuda::CUcontext ctx,
+                const MergeKernelSpec &spec, cuda::CUfunction *out);
   /// The SM count of `device`, asked of the driver once.
   int multiprocessorCount(const cuda::Driver &d, cuda::CUdevice device);
 
@@ -52,11 +55,15 @@ private:
   };
 
   std::shared_ptr<ModuleSlot> slotFor(cuda::CUcontext ctx, uint64_t ptxId);
+  /// The module of `ptx` (whose id is `ptxId`) in `ctx`, loaded once.
+  Status module(const cuda::Driver &d, cuda::CUcontext ctx, uint64_t ptxId,
+                const std::string &ptx, cuda::CUmodule *out);
 
   std::mutex mutex;
   std::map<std::pair<cuda::CUcontext, uint64_t>, std::shared_ptr<ModuleSlot>>
       modules;
   std::map<std::pair<cuda::CUcontext, uint64_t>, LoadedKernels> kernels;
+  std::map<std::pair<cuda::CUcontext, uint64_t>, cuda::CUfunction> merges;
   std::map<cuda::CUdevice, int> smCounts;
 };
 

@@ -11,10 +11,10 @@
 using namespace paged_attn;
 using namespace paged_attn::detail;
 
-static std::string shapeString(const Tensor &t) {
+std::string detail::shapeString(const Tensor &t) {
   std::ostringstream os;
   os << "[";
-  for (int d = 0; d < t.rank; ++d)
+  for (int d = 0; d < t.rank && d < 4; ++d)
     os << (d ? ", " : "") << t.sizes[d];
   os << "]";
   return os.str();

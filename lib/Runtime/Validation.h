@@ -27,6 +27,9 @@ inline Status invalid(const std::string &message) {
   return Status(StatusCode::InvalidArgument, message);
 }
 
+/// "[2, 32, 128]": a tensor's sizes, for messages.
+std::string shapeString(const Tensor &t);
+
 /// The caller's tensor that `value` stands for; null for the values the
 /// runtime makes itself (workspace views, scalars).
 const Tensor *operandTensor(const DecodeParams &params, LaunchValue value);

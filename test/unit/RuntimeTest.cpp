@@ -64,6 +64,18 @@ protected:
     ptx << compiled->ptx;
     llvm::raw_fd_ostream json(directory + "/k.json", ec);
     json << llvm::formatv("{0:2}", compiled->manifest);
+    // A manifest with a decode and two merges, as one module.
+    mlir::paged_attn::KernelSet set;
+    set.decodes.push_back(c);
+    set.merges.push_back(MergeConfig::forOp(32, 128, DType::BF16, false, true));
+    set.merges.push_back(MergeConfig::forOp(8, 64, DType::F32, true, false));
+    auto mixed = mlir::paged_attn::compileKernels(
+        &ctx, set, mlir::paged_attn::KernelCompileOptions(), "m.ptx");
+    ASSERT_TRUE(mlir::succeeded(mixed));
+    llvm::raw_fd_ostream mixedPtx(directory + "/m.ptx", ec);
+    mixedPtx << mixed->ptx;
+    llvm::raw_fd_ostream mixedJson(directory + "/m.json", ec);
+    mixedJson << llvm::formatv("{0:2}", mixed->manifest);
   }
   static void TearDownTestSuite() {
     llvm::sys::fs::remove_directories(directory);
@@ -135,6 +147,31 @@ protected:
     return refusal([&](llvm::json::Object &, llvm::json::Object &entry) {
       (*entry.getObject(section))[key] = std::move(value);
     });
+  }
+
+  /// The message (without the path) of loading a copy of the suite's
+  /// manifest `name` with the first `from` replaced by `to`, which must
+  /// fail to parse.
+  static std::string refusalOfEdit(const std::string &name,
+                                   const std::string &from,
+                                   const std::string &to) {
+    std::ifstream in(directory + "/" + name);
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos)
+      text.replace(at, from.size(), to);
+    std::string changed = directory + "/changed.json";
+    std::ofstream(changed) << text;
+    std::shared_ptr<KernelLibrary> lib;
+    Status s = KernelLibrary::load(changed, &lib);
+    std::remove(changed.c_str());
+    EXPECT_EQ(s.code(), StatusCode::ParseError) << s.message();
+    std::string prefix = changed + ": ";
+    if (s.message().compare(0, prefix.size(), prefix) == 0)
+      return s.message().substr(prefix.size());
+    return s.message();
   }
 
   /// The message of a decode that must fail validation.
@@ -458,6 +495,123 @@ TEST_F(RuntimeTest, SplitHeuristic) {
   EXPECT_EQ(decoder->chooseNumSplits(1, 0, 132, 4), 1);
 }
 
+/// Merge params over fake, aligned device addresses: `n` partials of
+/// `batch` sequences of 32 heads of 128 bf16, with an lse output.
+static MergeParams mergeParams(int64_t n = 2, int64_t batch = 4) {
+  MergeParams p;
+  char *base = reinterpret_cast<char *>(uintptr_t(1) << 40);
+  p.partialOut = Tensor::contiguous(base, DType::BF16, {n, batch, 32, 128});
+  p.partialLse =
+      Tensor::contiguous(base + (1 << 24), DType::F32, {n, batch, 32});
+  p.out = Tensor::contiguous(base + (1 << 25), DType::BF16, {batch, 32, 128});
+  p.lse = Tensor::contiguous(base + (1 << 26), DType::F32, {batch, 32});
+  return p;
+}
+
+TEST_F(RuntimeTest, MixedManifestHoldsDecodesAndMerges) {
+  std::shared_ptr<KernelLibrary> lib;
+  Status s = KernelLibrary::load(directory + "/m.json", &lib);
+  ASSERT_TRUE(s) << s.message();
+  ASSERT_EQ(lib->configs().size(), 1u);
+  std::vector<MergeConfig> merges = lib->mergeConfigs();
+  ASSERT_EQ(merges.size(), 2u);
+  EXPECT_EQ(merges[0].name(), "h32_d128_bf16_ln_lse");
+  EXPECT_EQ(merges[1].name(), "h8_d64_f32_ln_sinks");
+  std::unique_ptr<Decoder> dec;
+  EXPECT_TRUE(Decoder::create(lib, config, &dec));
+  std::unique_ptr<Merger> merger;
+  EXPECT_TRUE(Merger::create(lib, merges[1], &merger));
+  // A config the library lacks is named with those it has; one that
+  // breaks the op's rules gets the rule.
+  s = Merger::create(lib, MergeConfig::forOp(32, 128, DType::BF16, true, true),
+                     &merger);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_EQ(s.message(),
+            "no merge kernel for config h32_d128_bf16_ln_sinks_lse "
+            "(library holds: h32_d128_bf16_ln_lse, "
+            "h8_d64_f32_ln_sinks)");
+  s = Merger::create(lib, MergeConfig::forOp(8, 4, DType::BF16, false, false),
+                     &merger);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_NE(s.message().find("must be a multiple of 16 bytes"),
+            std::string::npos)
+      << s.message();
+  s = Merger::create(library, merges[0], &merger);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_NE(s.message().find("(library holds: none)"), std::string::npos);
+}
+
+// A merge entry is checked as a decode's is: its config against the op's
+// rules and its name, its kernel's parameters and launch shape.
+TEST_F(RuntimeTest, MergeEntriesAreCheckedAtLoad) {
+  auto loadWith = [](const std::string &from, const std::string &to) {
+    return refusalOfEdit("m.json", from, to);
+  };
+  EXPECT_EQ(loadWith("\"rows_per_cta\": 8", "\"rows_per_cta\": 0"),
+            "'merge.rows_per_cta' must be an integer in [1, 32], got 0");
+  EXPECT_EQ(loadWith("\"name\": \"h32_d128_bf16_ln_lse\"",
+                     "\"name\": \"h32_d128_bf16_ln\""),
+            "merge 'config.name' is 'h32_d128_bf16_ln', but its fields make "
+            "h32_d128_bf16_ln_lse");
+  EXPECT_EQ(loadWith("\"natural_lse\": true", "\"natural_lse\": 1"),
+            "merge config has no boolean 'natural_lse'");
+  EXPECT_EQ(
+      loadWith("\"partial_dtype\": \"bf16\"", "\"partial_dtype\": \"f64\""),
+      "merge config has no partial_dtype f16, bf16 or f32");
+  EXPECT_EQ(loadWith("\"merges\": [", "\"merges\": 3, \"x\": ["),
+            "no 'kernels' or 'merges' entries");
+}
+
+TEST_F(RuntimeTest, MergeChecksItsTensors) {
+  std::shared_ptr<KernelLibrary> lib;
+  ASSERT_TRUE(KernelLibrary::load(directory + "/m.json", &lib));
+  std::unique_ptr<Merger> merger;
+  ASSERT_TRUE(Merger::create(
+      lib, MergeConfig::forOp(32, 128, DType::BF16, false, true), &merger));
+  auto rejection = [&](const MergeParams &p) {
+    Status s = merger->merge(p, nullptr);
+    EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+    return s.message();
+  };
+  MergeParams p = mergeParams();
+  p.partialOut =
+      Tensor::contiguous(p.partialOut.data, DType::BF16, {2, 4, 32, 64});
+  EXPECT_EQ(rejection(p), "partial_out has shape [2, 4, 32, 64], expected "
+                          "[N, batch, 32, 128]");
+  p = mergeParams();
+  p.partialOut.dtype = DType::F16;
+  EXPECT_EQ(rejection(p), "partial_out must be bf16 ([N, batch, 32, 128])");
+  p = mergeParams();
+  p.partialLse = Tensor::contiguous(p.partialLse.data, DType::F32, {3, 4, 32});
+  EXPECT_EQ(rejection(p), "partial_lse has shape [3, 4, 32], expected "
+                          "[2, 4, 32]");
+  p = mergeParams();
+  p.out = Tensor::contiguous(p.out.data, DType::BF16, {4, 32});
+  EXPECT_EQ(rejection(p), "out must have rank 3 ([4, 32, 128]), got 2");
+  p = mergeParams();
+  p.lse = Tensor();
+  EXPECT_EQ(rejection(p), "lse must have rank 2 ([4, 32]), got 0");
+  p = mergeParams();
+  p.sinks = Tensor::contiguous(p.lse.data, DType::F32, {32});
+  EXPECT_EQ(rejection(p), "sinks is given, but merge config "
+                          "h32_d128_bf16_ln_lse has none");
+  // The kernel loads 16-byte rows of every partial.
+  p = mergeParams();
+  p.partialOut.strides[0] += 1;
+  EXPECT_EQ(rejection(p), "partial_out stride of dim 0 (16385 elements) is "
+                          "not a multiple of 16 bytes");
+  p = mergeParams();
+  p.partialOut.strides[3] = 2;
+  EXPECT_EQ(rejection(p), "partial_out must have unit stride in its last "
+                          "dimension, got 2");
+  p = mergeParams();
+  p.out.data = static_cast<char *>(p.out.data) + 2;
+  EXPECT_EQ(rejection(p), "out data pointer is not 16-byte aligned");
+  p = mergeParams(2, 65536);
+  EXPECT_EQ(rejection(p), "batch 65536 exceeds the grid limit of 65535 "
+                          "sequences per launch");
+}
+
 TEST_F(RuntimeTest, ManifestErrors) {
   std::shared_ptr<KernelLibrary> lib;
   Status s = KernelLibrary::load(directory + "/missing.json", &lib);
@@ -495,40 +649,25 @@ TEST_F(RuntimeTest, ManifestErrors) {
 // Manifests are checked against the Spec when loaded: the config against
 // the op's rules, each kernel's parameters against the lists launches pack.
 TEST_F(RuntimeTest, ManifestsAreCheckedAgainstTheSpec) {
-  std::ifstream in(directory + "/k.json");
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
-  std::string changed = directory + "/changed.json";
-  auto loadWith = [&](const std::string &from, const std::string &to) {
-    std::string edited = text;
-    size_t at = edited.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    if (at != std::string::npos)
-      edited.replace(at, from.size(), to);
-    std::ofstream(changed) << edited;
-    std::shared_ptr<KernelLibrary> lib;
-    Status s = KernelLibrary::load(changed, &lib);
-    EXPECT_EQ(s.code(), StatusCode::ParseError) << s.message();
-    return s.message();
+  auto loadWith = [](const std::string &from, const std::string &to) {
+    return refusalOfEdit("k.json", from, to);
   };
   EXPECT_EQ(loadWith("\"num_kv_heads\": 8", "\"num_kv_heads\": 3"),
-            changed + ": num_heads (32) must be a multiple of num_kv_heads "
-                      "(3)");
+            "num_heads (32) must be a multiple of num_kv_heads "
+            "(3)");
   EXPECT_EQ(loadWith("\"head_dim\": 128", "\"head_dim\": 128.5"),
-            changed + ": config has no integer 'head_dim'");
+            "config has no integer 'head_dim'");
   EXPECT_EQ(loadWith("\"layout\": \"nhd\"", "\"layout\": \"nchw\""),
-            changed + ": config has no layout nhd or hnd");
+            "config has no layout nhd or hnd");
   EXPECT_EQ(loadWith("\"name\": \"num_pages\"", "\"name\": \"pages\""),
-            changed + ": check kernel parameter 2 is 'pages', this runtime "
-                      "expects 'num_pages'");
+            "check kernel parameter 2 is 'pages', this runtime "
+            "expects 'num_pages'");
   EXPECT_EQ(loadWith("\"type\": \"i32\"", "\"type\": \"i64\""),
-            changed + ": check kernel parameter 'num_pages' is not a scalar "
-                      "i32, as this runtime passes it");
-  EXPECT_EQ(loadWith("\"element_type\": \"bf16\"",
-                     "\"element_type\": \"f16\""),
-            changed + ": decode kernel parameter 'q' is not a rank-3 memref "
-                      "of bf16, as this runtime passes it");
-  std::remove(changed.c_str());
+            "check kernel parameter 'num_pages' is not a scalar "
+            "i32, as this runtime passes it");
+  EXPECT_EQ(loadWith("\"element_type\": \"bf16\"", "\"element_type\": \"f16\""),
+            "decode kernel parameter 'q' is not a rank-3 memref "
+            "of bf16, as this runtime passes it");
 }
 
 // Every number a launch or the split-count model uses is checked when the

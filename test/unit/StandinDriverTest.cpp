@@ -382,6 +382,62 @@ TEST_F(StandinDriverTest, SplitDecodeLaunchesDecodeThenMerge) {
   EXPECT_EQ(paramAt<uint64_t>(m, 8), reinterpret_cast<uint64_t>(p.workspace));
 }
 
+TEST_F(StandinDriverTest, MergeLaunchesOneGridOnPermutedPartials) {
+  std::shared_ptr<KernelLibrary> merges;
+  ASSERT_TRUE(KernelLibrary::load(
+      std::string(STANDIN_KERNEL_DIR) + "/merge.json", &merges));
+  MergeConfig c = MergeConfig::forOp(32, 128, DType::BF16, true, true);
+  std::unique_ptr<Merger> merger;
+  Status s = Merger::create(merges, c, &merger);
+  ASSERT_TRUE(s) << s.message();
+  const int64_t n = 3, batch = 5, h = 32, d = 128;
+  MergeParams p;
+  p.partialOut = Tensor::contiguous(buffers.alloc(n * batch * h * d * 2),
+                                    DType::BF16, {n, batch, h, d});
+  p.partialLse = Tensor::contiguous(buffers.alloc(n * batch * h * 4),
+                                    DType::F32, {n, batch, h});
+  p.out = Tensor::contiguous(buffers.alloc(batch * h * d * 2), DType::BF16,
+                             {batch, h, d});
+  p.sinks = Tensor::contiguous(buffers.alloc(h * 4), DType::F32, {h});
+  p.lse =
+      Tensor::contiguous(buffers.alloc(batch * h * 4), DType::F32, {batch, h});
+  s = merger->merge(p, nullptr);
+  ASSERT_TRUE(s) << s.message();
+  auto launches = standin.launches();
+  ASSERT_EQ(launches.size(), 1u);
+  const paged_attn_standin_launch &l = launches[0];
+  EXPECT_EQ(std::string(l.kernel),
+            "paged_attn_merge_op_h32_d128_bf16_ln_sinks_lse");
+  // A thread per 16-byte column: 8 heads of 16 columns per CTA.
+  EXPECT_EQ(l.grid[0], 4u);
+  EXPECT_EQ(l.grid[1], 5u);
+  EXPECT_EQ(l.grid[2], 1u);
+  EXPECT_EQ(l.block[0], 128u);
+  // partial_out's descriptor: pointers, offset, then sizes and strides as
+  // the kernel's [batch, heads, N, head_dim] view of [N, batch, heads, D].
+  EXPECT_EQ(paramAt<uint64_t>(l, 8),
+            reinterpret_cast<uint64_t>(p.partialOut.data));
+  const int64_t sizes[] = {batch, h, n, d};
+  const int64_t strides[] = {h * d, d, batch * h * d, 1};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(paramAt<int64_t>(l, 24 + 8 * i), sizes[i]) << i;
+    EXPECT_EQ(paramAt<int64_t>(l, 56 + 8 * i), strides[i]) << i;
+  }
+
+  // No partials: still one grid (out 0, lse -inf); no sequences: none.
+  standin.clearLaunches();
+  p.partialOut.sizes[0] = p.partialLse.sizes[0] = 0;
+  ASSERT_TRUE(merger->merge(p, nullptr));
+  EXPECT_EQ(standin.launchCount(), 1u);
+  standin.clearLaunches();
+  p.partialOut.sizes[0] = p.partialLse.sizes[0] = n;
+  for (Tensor *t : {&p.partialOut, &p.partialLse, &p.out, &p.lse})
+    t->sizes[t == &p.partialOut || t == &p.partialLse ? 1 : 0] = 0;
+  s = merger->merge(p, nullptr);
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(standin.launchCount(), 0u);
+}
+
 TEST_F(StandinDriverTest, OptsIntoDynamicSharedMemory) {
   ASSERT_GT(kernel.dynamicShared, 48 * 1024)
       << "the tensor-core config should need the opt-in";

@@ -1,7 +1,7 @@
 //===- Runtime.h - load and launch paged decode kernels ---------*- C++ -*-===//
 //
 // Loads PTX compiled by paged-attn-compile together with its manifest and
-// launches decode on the caller's CUDA stream. Depends only on the CUDA
+// launches decode (and paged_attn.merge) on the caller's CUDA stream. Depends only on the CUDA
 // driver, loaded at run time: without one, every call that needs the GPU
 // returns StatusCode::NoDriver and everything else still works.
 //
@@ -14,6 +14,7 @@
 #define PAGEDATTN_RUNTIME_RUNTIME_H
 
 #include "PagedAttn/Spec/DecodeSpec.h"
+#include "PagedAttn/Spec/KernelABI.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -101,6 +102,7 @@ struct DecodeParams {
 };
 
 struct KernelSpec;
+struct MergeKernelSpec;
 class KernelLibrary;
 
 /// A decode kernel pair for one config, bound to the PTX that holds it.
@@ -160,6 +162,49 @@ private:
   KernelConfig config_;
 };
 
+/// What a merge kernel is specialised on: paged_attn.merge's spec
+/// (MergeSpec::forOp: partials of the result's dtype, natural
+/// log-sum-exps).
+using MergeConfig = MergeSpec;
+
+/// paged_attn.merge: N partial results of one attention, each with the
+/// natural log-sum-exp of its logits, combined into one (the op's
+/// documentation gives the semantics). Partials with lse = -inf are empty
+/// and add nothing.
+struct MergeParams {
+  Tensor partialOut; ///< [N, batch, num_heads, head_dim], the config's dtype
+  Tensor partialLse; ///< [N, batch, num_heads] f32
+  Tensor out;        ///< [batch, num_heads, head_dim], written
+  Tensor sinks;      ///< [num_heads] f32, where the config has sinks
+  Tensor lse;        ///< [batch, num_heads] f32, written where the config
+                     ///< has a log-sum-exp output
+};
+
+/// A merge kernel for one config, bound to the PTX that holds it.
+/// Thread-safe; allocates nothing and does not synchronise.
+class Merger {
+public:
+  /// Finds `config` in `library` (its "merges"), after the op's rules.
+  static Status create(std::shared_ptr<const KernelLibrary> library,
+                       const MergeConfig &config,
+                       std::unique_ptr<Merger> *result);
+  ~Merger();
+
+  const MergeConfig &config() const { return config_; }
+
+  /// Launches on `stream` in the current CUDA context (as Decoder::decode).
+  /// N may be 0 (every result is empty: out 0, lse -inf) and the batch 0
+  /// (nothing is launched).
+  Status merge(const MergeParams &params, void *stream) const;
+
+private:
+  Merger() = default;
+
+  std::shared_ptr<const KernelLibrary> library_;
+  const MergeKernelSpec *spec_ = nullptr;
+  MergeConfig config_;
+};
+
 /// PTX plus its manifest, as written by paged-attn-compile.
 class KernelLibrary {
 public:
@@ -174,9 +219,13 @@ public:
   /// Configs this library holds kernels for.
   std::vector<KernelConfig> configs() const;
   const KernelSpec *find(const KernelConfig &config) const;
+  /// Merge configs this library holds kernels for.
+  std::vector<MergeConfig> mergeConfigs() const;
+  const MergeKernelSpec *findMerge(const MergeConfig &config) const;
 
 private:
   friend class Decoder;
+  friend class Merger;
   KernelLibrary();
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -44,8 +44,9 @@ class PagedAttnError(RuntimeError):
 
 _ext.set_error_type(PagedAttnError)
 
-__all__ = ["decode", "DecodePlan", "compile", "workspace_size",
-           "PagedAttnError", "has_compiler", "has_driver", "cache_dir"]
+__all__ = ["decode", "DecodePlan", "merge", "compile", "compile_merge",
+           "workspace_size", "PagedAttnError", "has_compiler", "has_driver",
+           "cache_dir"]
 
 # torch dtype -> the runtime's dtype name.
 _DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32",
@@ -253,6 +254,22 @@ def compile(num_heads, num_kv_heads, head_dim, page_size, dtype="bf16",
     return ptx, json.loads(manifest)
 
 
+def compile_merge(num_heads, head_dim, dtype="bf16", chip="sm_90",
+                  variants=()):
+    """Compiles the paged_attn.merge kernel of partials [N, batch,
+    num_heads, head_dim] of `dtype`: returns (ptx: str, manifest: dict).
+    variants: "sinks", "lse" (merge()'s sinks and return_lse)."""
+    if not _ext.has_compiler():
+        raise PagedAttnError("this build of paged_attn has no compiler: use "
+                             "kernels compiled by paged-attn-compile "
+                             "($PAGED_ATTN_KERNEL_DIR)")
+    name = "merge_" + _ext.merge_spec(num_heads, head_dim, dtype,
+                                      list(variants))
+    ptx, manifest = _ext.compile_merge(num_heads, head_dim, dtype, chip,
+                                       name + ".ptx", list(variants))
+    return ptx, json.loads(manifest)
+
+
 def _cache_root():
     """cache_dir(), which must be a directory where it exists."""
     root = cache_dir()
@@ -262,13 +279,12 @@ def _cache_root():
     return root
 
 
-def _write_entry(root, directory, name, args, chip):
-    """Compiles a cache entry into a temporary directory and renames it into
-    place, so that a reader never sees half an entry. When another process
-    renamed its entry there first, that one is kept."""
-    # (hq, hkv, d, page, dtype, layout[, variants])
-    shape, variants = args[:6], (args[6] if len(args) > 6 else ())
-    ptx, man = compile(*shape, chip=chip, variants=variants)
+def _write_entry(root, directory, name, compile_kernels, chip):
+    """Compiles a cache entry (compile_kernels(chip) gives its PTX and
+    manifest) into a temporary directory and renames it into place, so that
+    a reader never sees half an entry. When another process renamed its
+    entry there first, that one is kept."""
+    ptx, man = compile_kernels(chip)
     try:
         os.makedirs(root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=root)
@@ -308,11 +324,11 @@ def _set_aside(root, directory):
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def _cached_library(name, args, chip):
-    """(manifest path, library) of the cached kernels for a config,
-    compiling them on a miss. An entry the runtime cannot load (a truncated
-    or missing manifest or PTX, invalid JSON: a write or a deletion that
-    was cut short) is compiled again."""
+def _cached_library(name, compile_kernels, chip):
+    """(manifest path, library) of the cached kernels named `name`,
+    compiled by compile_kernels(chip) -> (ptx, manifest) on a miss. An entry
+    the runtime cannot load (a truncated or missing manifest or PTX, invalid
+    JSON: a write or a deletion that was cut short) is compiled again."""
     root = _cache_root()
     key = hashlib.sha256(
         f"{name}|{chip}|{_ext.compiler_version()}".encode()).hexdigest()[:16]
@@ -326,7 +342,7 @@ def _cached_library(name, args, chip):
                 raise PagedAttnError(f"the kernel cache entry {directory!r} "
                                      f"is broken ({e}): delete it") from None
         _set_aside(root, directory)
-    _write_entry(root, directory, name, args, chip)
+    _write_entry(root, directory, name, compile_kernels, chip)
     try:
         return manifest, _ext.Library(manifest)
     except PagedAttnError as e:
@@ -334,10 +350,32 @@ def _cached_library(name, args, chip):
                              f"read ({e}): delete it") from None
 
 
+def _decode_compiler(args):
+    """compile_kernels for _cached_library: the decode kernels of `args`,
+    (hq, hkv, d, page, dtype, layout[, variants])."""
+    shape, variants = args[:6], (args[6] if len(args) > 6 else ())
+    return lambda chip: compile(*shape, chip=chip, variants=variants)
+
+
 def _cached_manifest(name, args, chip):
-    """Path of the cached manifest for a config, compiling it on a miss (or
-    when the entry is broken)."""
-    return _cached_library(name, args, chip)[0]
+    """Path of the cached manifest for a decode config, compiling it on a
+    miss (or when the entry is broken)."""
+    return _cached_library(name, _decode_compiler(args), chip)[0]
+
+
+def _library_for(name, compile_kernels):
+    """The kernel library that holds `name`: the on-disk cache (compiling on
+    a miss) in a build with the compiler, unless $PAGED_ATTN_KERNEL_DIR
+    names a directory of compiled kernels to use instead."""
+    kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
+    if _ext.has_compiler() and not kernel_dir:
+        return _cached_library(name, compile_kernels, _current_chip())[1]
+    if kernel_dir:
+        return _ext.Library(kernel_dir, directory=True)
+    raise PagedAttnError(
+        f"no kernel for {name}: this build has no compiler; set "
+        f"PAGED_ATTN_KERNEL_DIR to a directory of kernels compiled by "
+        f"paged-attn-compile")
 
 
 def _decoder(hq, hkv, d, page, dtype, layout, variants=()):
@@ -350,22 +388,33 @@ def _decoder(hq, hkv, d, page, dtype, layout, variants=()):
         if dec is not None:
             return dec
         name = _checked_name(hq, hkv, d, page, dtype, layout, variants)
-        kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
-        if _ext.has_compiler() and not kernel_dir:
-            chip = _current_chip()
-            _, lib = _cached_library(
-                name, (hq, hkv, d, page, dtype, layout, variants), chip)
-        elif kernel_dir:
-            lib = _ext.Library(kernel_dir, directory=True)
-        else:
-            raise PagedAttnError(
-                f"no kernel for {name}: this build has no compiler; set "
-                f"PAGED_ATTN_KERNEL_DIR to a directory of kernels compiled by "
-                f"paged-attn-compile")
+        lib = _library_for(name, _decode_compiler(
+            (hq, hkv, d, page, dtype, layout, variants)))
         dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
                            list(variants))
         _decoders[key] = dec
         return dec
+
+
+_mergers = {}
+
+
+def _merger(hq, d, dtype, variants):
+    """The merge kernel of (hq, d, dtype) with `variants` ("sinks", "lse")."""
+    key = (hq, d, dtype, variants)
+    merger = _mergers.get(key)
+    if merger is not None:
+        return merger
+    with _lock:
+        merger = _mergers.get(key)
+        if merger is not None:
+            return merger
+        name = "merge_" + _ext.merge_spec(hq, d, dtype, list(variants))
+        lib = _library_for(name, lambda chip: compile_merge(
+            hq, d, dtype, chip=chip, variants=variants))
+        merger = _mergers[key] = _ext.Merger(lib, hq, d, dtype,
+                                             list(variants))
+        return merger
 
 
 # ---------------------------------------------------------------------------
@@ -651,6 +700,83 @@ class DecodePlan:
         if self.lse is not None:
             return self.out, self.lse
         return self.out
+
+
+# ---------------------------------------------------------------------------
+# merge
+# ---------------------------------------------------------------------------
+
+
+def merge(partial_out, partial_lse, *, sinks=None, return_lse=False,
+          out=None, lse=None, stream=None):
+    """Combines N partial results of one attention (each over its own keys:
+    the splits of a long sequence, a cascade's shared prefix and suffix,
+    the shards of a context-parallel decode) by their log-sum-exps, as
+    paged_attn.merge does; returns `out`, or (out, lse) with return_lse.
+
+    partial_out: [N, batch, num_heads, head_dim], float16, bfloat16 or
+    float32; partial_lse: float32 [N, batch, num_heads], the natural
+    log-sum-exp of each partial's logits (-inf for an empty partial, which
+    adds nothing); decode(..., return_lse=True) gives both for one partial.
+    sinks: float32 [num_heads] sink logits, in the denominator once.
+    out: [batch, num_heads, head_dim] of partial_out's dtype (allocated from
+    torch when None). return_lse: also the log-sum-exp of all partials,
+    float32 [batch, num_heads] (sinks excluded), written into `lse` when
+    given. stream: as decode()'s.
+    """
+    torch = _torch()
+    if torch is not None:
+        partial_out, partial_lse, sinks, out, lse = (
+            _from_dlpack(torch, t) for t in (partial_out, partial_lse, sinks,
+                                             out, lse))
+    pd = _describe("partial_out", partial_out)
+    ld = _describe("partial_lse", partial_lse)
+    _check_ranks((("partial_out", pd, 4), ("partial_lse", ld, 3)))
+    if pd.dtype not in _DATA_DTYPES:
+        raise ValueError(f"partial_out must be float16, bfloat16 or float32, "
+                         f"got {pd.dtype}")
+    n, batch, hq, d = pd.shape
+    if ld.dtype != "f32" or tuple(ld.shape) != (n, batch, hq):
+        raise ValueError(f"partial_lse must be float32 of shape "
+                         f"{(n, batch, hq)} [N, batch, num_heads], got "
+                         f"{ld.dtype} {tuple(ld.shape)}")
+    variants = tuple(name for name, on in (
+        ("sinks", sinks is not None),
+        ("lse", bool(return_lse) or lse is not None)) if on)
+    merger = _merger(hq, d, pd.dtype, variants)
+    is_torch = torch is not None and type(partial_out).__module__ == "torch"
+    if out is None or ("lse" in variants and lse is None):
+        if not is_torch:
+            raise ValueError("out (and lse with return_lse) are required "
+                             "unless partial_out is a torch tensor")
+        if out is None:
+            out = partial_out.new_empty((batch, hq, d))
+        if "lse" in variants and lse is None:
+            lse = partial_out.new_empty((batch, hq), dtype=torch.float32)
+    od = _describe("out", out)
+    if tuple(od.shape) != (batch, hq, d) or od.dtype != pd.dtype:
+        raise ValueError(f"out must be {pd.dtype} of shape {(batch, hq, d)} "
+                         f"[batch, num_heads, head_dim], got {od.dtype} "
+                         f"{tuple(od.shape)}")
+    sd = _per_head("sinks", sinks, hq) if sinks is not None else None
+    lsed = None
+    if lse is not None:
+        lsed = _describe("lse", lse)
+        if lsed.dtype != "f32" or tuple(lsed.shape) != (batch, hq):
+            raise ValueError(f"lse must be float32 of shape {(batch, hq)} "
+                             f"[batch, num_heads], got {lsed.dtype} "
+                             f"{tuple(lsed.shape)}")
+    devices = {t.device for t in (pd, ld, od, sd, lsed)
+               if t is not None and t.device is not None}
+    if len(devices) > 1:
+        raise ValueError(f"all tensors must be on one device, got {devices}")
+    merger.merge(pd.as_tuple(), ld.as_tuple(), od.as_tuple(),
+                 sd.as_tuple() if sd else None,
+                 lsed.as_tuple() if lsed else None,
+                 _resolve_stream(stream, partial_out))
+    if "lse" in variants:
+        return out, lse
+    return out
 
 
 def _resolve_lse(lse, variants, q):

@@ -1,11 +1,14 @@
-"""paged_attn::decode and paged_attn::decode_with_lse as torch.library
-custom ops (with fake implementations), so torch.compile and CUDA graphs
-treat each as one opaque op:
+"""paged_attn::decode, paged_attn::decode_with_lse, paged_attn::merge and
+paged_attn::merge_with_lse as torch.library custom ops (with fake
+implementations), so torch.compile and CUDA graphs treat each as one opaque
+op:
 
     out = torch.ops.paged_attn.decode(q, k_cache, v_cache, block_table,
                                       seq_lens, scale, layout, num_splits,
                                       window, soft_cap, alibi_slopes, sinks)
     out, lse = torch.ops.paged_attn.decode_with_lse(...same arguments...)
+    out = torch.ops.paged_attn.merge(partial_out, partial_lse, sinks)
+    out, lse = torch.ops.paged_attn.merge_with_lse(...same arguments...)
 
 scale <= 0 means 1/sqrt(head_dim); window <= 0 no window; soft_cap <= 0 no
 soft-cap; alibi_slopes and sinks may be None. Registered when torch (>= 2.4)
@@ -73,3 +76,28 @@ if torch is not None and hasattr(torch.library, "custom_op"):
                               soft_cap=0.0, alibi_slopes=None, sinks=None):
         return (torch.empty_like(q),
                 q.new_empty(q.shape[:2], dtype=torch.float32))
+
+    @torch.library.custom_op("paged_attn::merge", mutates_args=(),
+                             device_types="cuda")
+    def merge_op(partial_out: torch.Tensor, partial_lse: torch.Tensor,
+                 sinks: Optional[torch.Tensor] = None) -> torch.Tensor:
+        from . import merge
+        return merge(partial_out, partial_lse, sinks=sinks)
+
+    @merge_op.register_fake
+    def _merge_fake(partial_out, partial_lse, sinks=None):
+        return partial_out.new_empty(partial_out.shape[1:])
+
+    @torch.library.custom_op("paged_attn::merge_with_lse", mutates_args=(),
+                             device_types="cuda")
+    def merge_with_lse_op(
+            partial_out: torch.Tensor, partial_lse: torch.Tensor,
+            sinks: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from . import merge
+        return merge(partial_out, partial_lse, sinks=sinks, return_lse=True)
+
+    @merge_with_lse_op.register_fake
+    def _merge_with_lse_fake(partial_out, partial_lse, sinks=None):
+        return (partial_out.new_empty(partial_out.shape[1:]),
+                partial_lse.new_empty(partial_lse.shape[1:]))

@@ -14,6 +14,7 @@
 
 #include "PagedAttn/Runtime/Runtime.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
+#include "PagedAttn/Spec/KernelABI.h"
 #include "PagedAttn/Spec/TargetInfo.h"
 
 #ifdef PAGED_ATTN_HAVE_COMPILER
@@ -67,12 +68,6 @@ DType dtypeNamed(const std::string &name) {
       ("layout must be 'nhd' or 'hnd', got " + shown).c_str());
 }
 
-Layout layoutNamed(const std::string &name) {
-  if (std::optional<Layout> layout = parseLayout(name))
-    return *layout;
-  badLayout("'" + name + "'");
-}
-
 /// The layout a Python object names; anything but "nhd" or "hnd" is shown
 /// in the error as Python's repr shows it.
 Layout layoutOf(nb::handle layout) {
@@ -118,6 +113,24 @@ DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
   return spec;
 }
 
+/// The spec of a paged_attn.merge, after the op's rules. `variants` names
+/// those a merge has: "sinks" and "lse".
+MergeSpec checkedMergeSpec(int64_t numHeads, int64_t headDim,
+                           const std::string &dtype,
+                           const std::vector<std::string> &variants) {
+  std::optional<DType> parsed = parseDType(dtype);
+  if (!parsed)
+    throw nb::value_error(
+        ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
+  DecodeVariants v = variantsNamed(variants);
+  if (v.window || v.softCap || v.alibi)
+    throw nb::value_error("a merge has the sinks and lse variants only");
+  MergeSpec spec = MergeSpec::forOp(numHeads, headDim, *parsed, v.sinks, v.lse);
+  if (std::string error = spec.validate(); !error.empty())
+    throw nb::value_error(error.c_str());
+  return spec;
+}
+
 /// (data pointer, dtype name, sizes, strides in elements)
 using TensorDesc = std::tuple<uintptr_t, std::string, std::vector<int64_t>,
                               std::vector<int64_t>>;
@@ -146,6 +159,44 @@ struct PyLibrary {
 struct PyDecoder {
   std::unique_ptr<Decoder> decoder;
 };
+
+struct PyMerger {
+  std::unique_ptr<Merger> merger;
+};
+
+#ifdef PAGED_ATTN_HAVE_COMPILER
+/// (PTX, manifest JSON) of `set`'s kernels for `chip`; ValueError with the
+/// first diagnostic when compilation fails.
+std::tuple<std::string, std::string>
+compileSet(const mlir::paged_attn::KernelSet &set, const std::string &chip,
+           int64_t numWarps, const std::string &ptxName) {
+  using namespace mlir;
+  DialectRegistry registry;
+  mlir::paged_attn::registerAllDialects(registry);
+  MLIRContext ctx(registry);
+  ctx.loadAllAvailableDialects();
+  std::string firstError;
+  ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {
+    if (diag.getSeverity() == DiagnosticSeverity::Error && firstError.empty())
+      firstError = diag.str();
+    return success();
+  });
+  mlir::paged_attn::KernelCompileOptions compileOptions;
+  compileOptions.chip = chip;
+  compileOptions.kernels.numWarps = numWarps;
+  FailureOr<mlir::paged_attn::CompiledKernels> compiled;
+  {
+    nb::gil_scoped_release release;
+    compiled =
+        mlir::paged_attn::compileKernels(&ctx, set, compileOptions, ptxName);
+  }
+  if (failed(compiled))
+    throw nb::value_error(firstError.empty() ? "compilation failed"
+                                             : firstError.c_str());
+  std::string manifest = llvm::formatv("{0:2}", compiled->manifest).str();
+  return std::make_tuple(compiled->ptx, manifest);
+}
+#endif
 
 } // namespace
 
@@ -238,9 +289,16 @@ NB_MODULE(_ext, m) {
                             : KernelLibrary::load(path, &self->library));
           },
           nb::arg("path"), nb::arg("directory") = false)
-      .def("configs", [](const PyLibrary &self) {
+      .def("configs",
+           [](const PyLibrary &self) {
+             std::vector<std::string> names;
+             for (const KernelConfig &c : self.library->configs())
+               names.push_back(c.name());
+             return names;
+           })
+      .def("merge_configs", [](const PyLibrary &self) {
         std::vector<std::string> names;
-        for (const KernelConfig &c : self.library->configs())
+        for (const MergeConfig &c : self.library->mergeConfigs())
           names.push_back(c.name());
         return names;
       });
@@ -250,23 +308,18 @@ NB_MODULE(_ext, m) {
           "__init__",
           [](PyDecoder *self, const PyLibrary &library, int64_t numHeads,
              int64_t numKVHeads, int64_t headDim, int64_t pageSize,
-             const std::string &dtype, const std::string &layout,
-             int64_t numWarps, const std::vector<std::string> &variants) {
+             const std::string &dtype, nb::handle layout, int64_t numWarps,
+             const std::vector<std::string> &variants) {
             new (self) PyDecoder();
-            KernelConfig c;
-            c.numHeads = numHeads;
-            c.numKVHeads = numKVHeads;
-            c.headDim = headDim;
-            c.pageSize = pageSize;
-            c.dtype = dtypeNamed(dtype);
-            c.layout = layoutNamed(layout);
-            c.numWarps = numWarps;
-            c.variants = variantsNamed(variants);
-            check(Decoder::create(library.library, c, &self->decoder));
+            check(Decoder::create(library.library,
+                                  checkedSpec(numHeads, numKVHeads, headDim,
+                                              pageSize, dtype, layout, numWarps,
+                                              variants),
+                                  &self->decoder));
           },
           nb::arg("library"), nb::arg("num_heads"), nb::arg("num_kv_heads"),
           nb::arg("head_dim"), nb::arg("page_size"), nb::arg("dtype"),
-          nb::arg("layout"), nb::arg("num_warps") = 4,
+          nb::arg("layout").none(), nb::arg("num_warps") = 4,
           nb::arg("variants") = std::vector<std::string>())
       .def("workspace_size",
            [](const PyDecoder &self, int64_t batch, int64_t numSplits) {
@@ -324,65 +377,89 @@ NB_MODULE(_ext, m) {
           nb::arg("block_table"), nb::arg("seq_lens"), nb::arg("out"),
           nb::arg("scale"), nb::arg("max_seq_len"), nb::arg("num_splits"),
           nb::arg("workspace"), nb::arg("workspace_bytes"),
-          nb::arg("check_page_table"), nb::arg("stream"),
-          nb::arg("window") = 0, nb::arg("soft_cap") = 0.0f,
+          nb::arg("check_page_table"), nb::arg("stream"), nb::arg("window") = 0,
+          nb::arg("soft_cap") = 0.0f,
           nb::arg("alibi_slopes").none() = nb::none(),
           nb::arg("sinks").none() = nb::none(),
           nb::arg("lse").none() = nb::none());
 
+  m.def(
+      "merge_spec",
+      [](int64_t numHeads, int64_t headDim, const std::string &dtype,
+         const std::vector<std::string> &variants) {
+        return checkedMergeSpec(numHeads, headDim, dtype, variants).name();
+      },
+      nb::arg("num_heads"), nb::arg("head_dim"), nb::arg("dtype"),
+      nb::arg("variants") = std::vector<std::string>(),
+      "The merge config's name (h32_d128_bf16_ln), after the op's rules");
+
+  nb::class_<PyMerger>(m, "Merger")
+      .def(
+          "__init__",
+          [](PyMerger *self, const PyLibrary &library, int64_t numHeads,
+             int64_t headDim, const std::string &dtype,
+             const std::vector<std::string> &variants) {
+            new (self) PyMerger();
+            check(Merger::create(
+                library.library,
+                checkedMergeSpec(numHeads, headDim, dtype, variants),
+                &self->merger));
+          },
+          nb::arg("library"), nb::arg("num_heads"), nb::arg("head_dim"),
+          nb::arg("dtype"), nb::arg("variants") = std::vector<std::string>())
+      .def(
+          "merge",
+          [](const PyMerger &self, const TensorDesc &partialOut,
+             const TensorDesc &partialLse, const TensorDesc &out,
+             const std::optional<TensorDesc> &sinks,
+             const std::optional<TensorDesc> &lse, uintptr_t stream) {
+            MergeParams p;
+            p.partialOut = toTensor(partialOut, "partial_out");
+            p.partialLse = toTensor(partialLse, "partial_lse");
+            p.out = toTensor(out, "out");
+            if (sinks)
+              p.sinks = toTensor(*sinks, "sinks");
+            if (lse)
+              p.lse = toTensor(*lse, "lse");
+            Status s;
+            {
+              nb::gil_scoped_release release;
+              s = self.merger->merge(p, reinterpret_cast<void *>(stream));
+            }
+            check(s);
+          },
+          nb::arg("partial_out"), nb::arg("partial_lse"), nb::arg("out"),
+          nb::arg("sinks").none(), nb::arg("lse").none(), nb::arg("stream"));
+
 #ifdef PAGED_ATTN_HAVE_COMPILER
+  m.def(
+      "compile_merge",
+      [](int64_t numHeads, int64_t headDim, const std::string &dtype,
+         const std::string &chip, const std::string &ptxName,
+         const std::vector<std::string> &variants) {
+        mlir::paged_attn::KernelSet set;
+        set.merges.push_back(
+            checkedMergeSpec(numHeads, headDim, dtype, variants));
+        return compileSet(set, chip, 4, ptxName);
+      },
+      nb::arg("num_heads"), nb::arg("head_dim"), nb::arg("dtype"),
+      nb::arg("chip"), nb::arg("ptx_name"),
+      nb::arg("variants") = std::vector<std::string>());
+
   m.def(
       "compile",
       [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
-         int64_t pageSize, const std::string &dtype, const std::string &layout,
-         const std::string &chip, int64_t numWarps,
-         const std::string &ptxName, const std::vector<std::string> &variants) {
-        using namespace mlir;
-        DialectRegistry registry;
-        mlir::paged_attn::registerAllDialects(registry);
-        MLIRContext ctx(registry);
-        ctx.loadAllAvailableDialects();
-        std::string firstError;
-        ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {
-          if (diag.getSeverity() == DiagnosticSeverity::Error &&
-              firstError.empty())
-            firstError = diag.str();
-          return success();
-        });
-        std::optional<DType> dataType = ::paged_attn::parseDType(dtype);
-        if (!dataType || !isDataDType(*dataType))
-          throw nb::value_error(
-              ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
-        std::optional<Layout> kvLayout = ::paged_attn::parseLayout(layout);
-        if (!kvLayout)
-          throw nb::value_error(
-              ("layout must be 'nhd' or 'hnd', got '" + layout + "'").c_str());
-        DecodeSpec spec;
-        spec.numHeads = numHeads;
-        spec.numKVHeads = numKVHeads;
-        spec.headDim = headDim;
-        spec.pageSize = pageSize;
-        spec.dtype = *dataType;
-        spec.layout = *kvLayout;
-        spec.numWarps = numWarps;
-        spec.variants = variantsNamed(variants);
-        mlir::paged_attn::KernelCompileOptions compileOptions;
-        compileOptions.chip = chip;
-        compileOptions.kernels.numWarps = numWarps;
-        FailureOr<mlir::paged_attn::CompiledKernels> compiled;
-        {
-          nb::gil_scoped_release release;
-          compiled = mlir::paged_attn::compileDecodeKernels(
-              &ctx, {spec}, compileOptions, ptxName);
-        }
-        if (failed(compiled))
-          throw nb::value_error(firstError.empty() ? "compilation failed"
-                                                   : firstError.c_str());
-        std::string manifest = llvm::formatv("{0:2}", compiled->manifest).str();
-        return std::make_tuple(compiled->ptx, manifest);
+         int64_t pageSize, const std::string &dtype, nb::handle layout,
+         const std::string &chip, int64_t numWarps, const std::string &ptxName,
+         const std::vector<std::string> &variants) {
+        mlir::paged_attn::KernelSet set;
+        set.decodes.push_back(checkedSpec(numHeads, numKVHeads, headDim,
+                                          pageSize, dtype, layout, numWarps,
+                                          variants));
+        return compileSet(set, chip, numWarps, ptxName);
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
-      nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout"),
+      nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
       nb::arg("chip"), nb::arg("num_warps"), nb::arg("ptx_name"),
       nb::arg("variants") = std::vector<std::string>());
 

@@ -428,3 +428,84 @@ def test_variants_name_and_specialise_kernels():
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown variant 'windows'"):
         paged_attn._config_name(32, 8, 128, 16, "bf16", "nhd", 4, ("windows",))
+
+
+def merge_inputs(n=2, batch=4, hq=32, d=128, typestr="<f2"):
+    return dict(partial_out=Cuda((n, batch, hq, d), typestr),
+                partial_lse=Cuda((n, batch, hq), "<f4", ptr=1 << 41),
+                out=Cuda((batch, hq, d), typestr, ptr=1 << 42))
+
+
+def merge(**kw):
+    args = merge_inputs()
+    args.update(kw)
+    return paged_attn.merge(args.pop("partial_out"), args.pop("partial_lse"),
+                            stream=0, **args)
+
+
+def test_merge_checks_its_tensors_first():
+    with pytest.raises(ValueError, match="partial_out must have 4 dimensions"):
+        merge(partial_out=Cuda((4, 32, 128)))
+    with pytest.raises(ValueError, match=r"partial_lse must be float32 of "
+                                         r"shape \(2, 4, 32\)"):
+        merge(partial_lse=Cuda((2, 4, 32), "<f2", ptr=1 << 41))
+    with pytest.raises(ValueError, match=r"partial_lse must be float32 of "
+                                         r"shape \(2, 4, 32\)"):
+        merge(partial_lse=Cuda((3, 4, 32), "<f4", ptr=1 << 41))
+    with pytest.raises(ValueError, match="partial_out must be float16, "
+                                         "bfloat16 or float32, got i32"):
+        merge(partial_out=Cuda((2, 4, 32, 128), "<i4"))
+    # The op's rules, from the C++ Spec.
+    with pytest.raises(ValueError, match=r"a row of head_dim \(4\) 'f16' "
+                                         r"elements is 8 bytes"):
+        merge(partial_out=Cuda((2, 4, 32, 4)), out=Cuda((4, 32, 4)))
+    with pytest.raises(ValueError, match=r"out \(and lse with return_lse\) "
+                                         r"are required unless partial_out "
+                                         r"is a torch tensor"):
+        merge(out=None)
+
+
+@pytest.mark.skipif(not _kernels_available(), reason="no compiler, no kernels")
+def test_merge_runtime_checks_reach_python():
+    with pytest.raises(ValueError, match=r"out must be f16 of shape "
+                                         r"\(4, 32, 128\)"):
+        merge(out=Cuda((4, 32, 64), ptr=1 << 42))
+    with pytest.raises(ValueError, match="sinks must be float32 of shape "
+                                         r"\(32,\)"):
+        merge(sinks=Cuda((32,), "<f2", ptr=1 << 43))
+    with pytest.raises(ValueError, match="partial_out data pointer is not "
+                                         "16-byte aligned"):
+        merge(partial_out=Cuda((2, 4, 32, 128), ptr=(1 << 40) + 2))
+    with pytest.raises(ValueError, match="partial_out must have unit stride "
+                                         "in its last dimension, got 2"):
+        merge(partial_out=Cuda((2, 4, 32, 128),
+                               strides=(4 * 32 * 256 * 2, 32 * 256 * 2,
+                                        256 * 2, 4)))
+
+
+@needs_compiler
+def test_compile_merge_returns_its_kernel():
+    ptx, manifest = paged_attn.compile_merge(8, 64, "f16",
+                                             variants=("sinks", "lse"))
+    assert manifest["kernels"] == []
+    merge_entry, = manifest["merges"]
+    assert merge_entry["config"]["name"] == "h8_d64_f16_ln_sinks_lse"
+    assert manifest["ptx"] == "merge_h8_d64_f16_ln_sinks_lse.ptx"
+    assert ".visible .entry paged_attn_merge_op_h8_d64_f16_ln_sinks_lse(" in ptx
+    with pytest.raises(ValueError, match="a merge has the sinks and lse "
+                                         "variants only"):
+        paged_attn.compile_merge(8, 64, variants=("window",))
+
+
+@pytest.mark.skipif(paged_attn.has_driver()[0] or not paged_attn.has_compiler(),
+                    reason="needs the compiler and no CUDA driver")
+def test_merge_kernels_are_cached_on_first_use(_isolated_cache, monkeypatch):
+    monkeypatch.setattr(paged_attn, "_mergers", {})
+    with pytest.raises(paged_attn.PagedAttnError, match="no CUDA driver"):
+        merge()
+    entries = [e for e in os.listdir(_isolated_cache)
+               if e.startswith("merge_h32_d128_f16_ln-sm_90-")]
+    assert len(entries) == 1
+    with open(os.path.join(_isolated_cache, entries[0],
+                           "merge_h32_d128_f16_ln.json")) as f:
+        assert json.load(f)["merges"][0]["config"]["num_heads"] == 32

@@ -9,8 +9,11 @@
 #
 # Steps (default: all): matrix memcheck racecheck synccheck initcheck pytest.
 # Also: variants (the variants sets alone), variants-sanitizers (memcheck,
-# racecheck and initcheck on every variant at once), pytest-variants,
-# bench-variants (bench/bench_variants.py).
+# racecheck, synccheck and initcheck on every variant at once),
+# pytest-variants, bench-variants (bench/bench_variants.py), pytest-merge
+# (python/tests/test_merge_gpu.py), merge-sanitizers (memcheck, racecheck,
+# synccheck and initcheck of the merge kernels under those tests),
+# bench-merge (bench/bench_merge.py).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 kernels="$(cd "$1" && pwd)"
@@ -77,6 +80,9 @@ for step in "${steps[@]}"; do
     sanitize racecheck "$logs/racecheck-variants.log" \
       --filter "^variants/h8_kv2_d(80|128)_.*_(bf16|f16)_.*$all/split3$" ||
       status=1
+    sanitize synccheck "$logs/synccheck-variants.log" \
+      --filter "^variants/h8_kv2_d(80|128)_.*_(bf16|f16)_.*$all/split3$" ||
+      status=1
     sanitize initcheck "$logs/initcheck-variants.log" \
       --filter "^variants(-cuda-cores)?/h8_kv2_d128_.*_bf16_.*$all/split3$" ||
       status=1 ;;
@@ -86,6 +92,42 @@ for step in "${steps[@]}"; do
         bench/bench_variants.py --out "$logs/bench-variants"; } \
       >"$logs/bench-variants.log" 2>&1 || status=1
     cat "$logs/bench-variants.log" ;;
+  pytest-merge | merge-sanitizers)
+    python3 -m pip install -q --no-build-isolation "$root/python" \
+      >"$logs/$step.log" 2>&1 || { cat "$logs/$step.log"; status=1; continue; }
+    merge_tests="$root/python/tests/test_merge_gpu.py"
+    if [ "$step" = pytest-merge ]; then
+      { echo "$header"
+        cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 -m pytest \
+          -q -p no:cacheprovider "$merge_tests"; } >>"$logs/$step.log" 2>&1 ||
+        status=1
+      tail -1 "$logs/$step.log"
+      continue
+    fi
+    # The merge kernels (every dtype, head_dims 64 to 256, sinks and lse)
+    # under each tool; only PagedAttn's kernels are checked.
+    # (initcheck checks kernels' reads only: torch's own copies of memory
+    # it never wrote would drown them.)
+    for tool in memcheck racecheck synccheck initcheck; do
+      extra=()
+      [ "$tool" = initcheck ] && extra=(--check-api-memory-access no)
+      { echo "$header"
+        echo "# compute-sanitizer --tool $tool pytest test_merge_gpu.py"
+        cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" compute-sanitizer \
+          --tool "$tool" "${extra[@]}" --error-exitcode 1 \
+          --kernel-name kns=paged_attn \
+          python3 -m pytest -q -p no:cacheprovider "$merge_tests" \
+          -k "test_merge_matches_float64 and (n2 or n9) or cascade"
+      } >"$logs/$tool-merge.log" 2>&1 || status=1
+      echo "$tool merge: $(grep -E 'SUMMARY|passed|failed' \
+        "$logs/$tool-merge.log" | tr '\n' ' ')"
+    done ;;
+  bench-merge)
+    { echo "$header"
+      cd "$root" && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 \
+        bench/bench_merge.py --out "$logs/bench-merge"; } \
+      >"$logs/bench-merge.log" 2>&1 || status=1
+    cat "$logs/bench-merge.log" ;;
   pytest-variants)
     python3 -m pip install -q --no-build-isolation "$root/python" \
       >"$logs/pytest-variants.log" 2>&1 || { cat "$logs/pytest-variants.log"; status=1; continue; }

@@ -743,7 +743,6 @@ def merge(partial_out, partial_lse, *, sinks=None, return_lse=False,
     variants = tuple(name for name, on in (
         ("sinks", sinks is not None),
         ("lse", bool(return_lse) or lse is not None)) if on)
-    merger = _merger(hq, d, pd.dtype, variants)
     is_torch = torch is not None and type(partial_out).__module__ == "torch"
     if out is None or ("lse" in variants and lse is None):
         if not is_torch:
@@ -770,6 +769,9 @@ def merge(partial_out, partial_lse, *, sinks=None, return_lse=False,
                if t is not None and t.device is not None}
     if len(devices) > 1:
         raise ValueError(f"all tensors must be on one device, got {devices}")
+    # The op's rules (the C++ Spec's) before any kernel is looked up.
+    _ext.merge_spec(hq, d, pd.dtype, list(variants))
+    merger = _merger(hq, d, pd.dtype, variants)
     merger.merge(pd.as_tuple(), ld.as_tuple(), od.as_tuple(),
                  sd.as_tuple() if sd else None,
                  lsed.as_tuple() if lsed else None,

@@ -422,37 +422,26 @@ def _merger(hq, d, dtype, variants):
 # ---------------------------------------------------------------------------
 
 
+def _positive_number(name, value):
+    """`value` (a Python or numpy int or float, or anything else float()
+    takes but a string) as a float that is finite and positive; ValueError
+    naming `name` else."""
+    try:
+        if isinstance(value, (str, bytes, bool)):
+            raise TypeError
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a finite positive number, got "
+                         f"{value!r}") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"{name} must be finite and positive, got {value}")
+    return number
+
+
 def _scale_value(scale):
     """The scale decode() passes: 0.0 (1/sqrt(head_dim)) for None, else a
-    finite positive number (a Python or numpy int or float, or anything
-    else float() takes but a string) as a float."""
-    if scale is None:
-        return 0.0
-    try:
-        if isinstance(scale, (str, bytes, bool)):
-            raise TypeError
-        value = float(scale)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"scale must be a finite positive number, got "
-                         f"{scale!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"scale must be finite and positive, got {scale}")
-    return value
-
-
-def _soft_cap_value(soft_cap):
-    """soft_cap as a float: a finite positive number."""
-    try:
-        if isinstance(soft_cap, (str, bytes, bool)):
-            raise TypeError
-        value = float(soft_cap)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"soft_cap must be a finite positive number, got "
-                         f"{soft_cap!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"soft_cap must be finite and positive, got "
-                         f"{soft_cap}")
-    return value
+    finite positive number."""
+    return 0.0 if scale is None else _positive_number("scale", scale)
 
 
 # The variants in the Spec's order, by decode()'s keyword names.
@@ -573,7 +562,7 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
     if window is not None:
         extra["window"] = _int_option("window", window, 1, _INT64_MAX)
     if soft_cap is not None:
-        extra["soft_cap"] = _soft_cap_value(soft_cap)
+        extra["soft_cap"] = _positive_number("soft_cap", soft_cap)
     if alibi_slopes is not None:
         extra["alibi_slopes"] = _per_head("alibi_slopes", alibi_slopes,
                                           hq).as_tuple()

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CApiTensors.h"
 #include "PagedAttn-c/Runtime.h"
 #include "PagedAttn/InitAll.h"
 #include "PagedAttn/Runtime/Runtime.h"
@@ -612,6 +613,53 @@ TEST_F(RuntimeTest, MergeChecksItsTensors) {
                           "sequences per launch");
 }
 
+TEST_F(RuntimeTest, CApiMergeTakesTheRulesAndReportsErrors) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/m.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_merger merger = nullptr;
+  paged_attn_merge_config c = {32, 128, PAGED_ATTN_BF16,
+                               PAGED_ATTN_VARIANT_WINDOW};
+  EXPECT_EQ(paged_attn_merger_create(lib, &c, &merger),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "a merge takes the sinks and lse variants only, got flags 1");
+  c.variants = PAGED_ATTN_VARIANT_LSE;
+  int bad = 9;
+  std::memcpy(&c.dtype, &bad, sizeof bad);
+  EXPECT_EQ(paged_attn_merger_create(lib, &c, &merger),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "unknown dtype");
+  c.dtype = PAGED_ATTN_BF16;
+  c.head_dim = 4;
+  EXPECT_EQ(paged_attn_merger_create(lib, &c, &merger),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  c.head_dim = 128;
+  c.variants |= PAGED_ATTN_VARIANT_SINKS;
+  EXPECT_EQ(paged_attn_merger_create(lib, &c, &merger), PAGED_ATTN_NOT_FOUND);
+  EXPECT_EQ(merger, nullptr);
+  c.variants = PAGED_ATTN_VARIANT_LSE;
+  ASSERT_EQ(paged_attn_merger_create(lib, &c, &merger), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  EXPECT_EQ(paged_attn_merge(merger, nullptr, nullptr),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "params is null");
+  paged_attn_merge_params p = capi::toC(mergeParams());
+  p.partial_lse.rank = 7;
+  EXPECT_EQ(paged_attn_merge(merger, &p, nullptr),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "partial_lse is not a valid tensor: "
+                                        "its rank (7) is outside [0, 4]");
+  p = capi::toC(mergeParams());
+  p.out.sizes[0] = 5;
+  EXPECT_EQ(paged_attn_merge(merger, &p, nullptr),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "out has shape [5, 32, 128], expected [4, 32, 128]");
+  paged_attn_merger_destroy(merger);
+  paged_attn_library_destroy(lib);
+}
+
 TEST_F(RuntimeTest, ManifestErrors) {
   std::shared_ptr<KernelLibrary> lib;
   Status s = KernelLibrary::load(directory + "/missing.json", &lib);
@@ -938,23 +986,7 @@ TEST_F(RuntimeTest, CApiRefusesInvalidTensors) {
   paged_attn_decoder dec = nullptr;
   ASSERT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_OK);
   DecodeParams cpp = validParams();
-  auto toC = [](const Tensor &t) {
-    paged_attn_tensor r{};
-    r.data = t.data;
-    r.dtype = static_cast<paged_attn_dtype>(t.dtype);
-    r.rank = t.rank;
-    std::copy(t.sizes, t.sizes + 4, r.sizes);
-    std::copy(t.strides, t.strides + 4, r.strides);
-    return r;
-  };
-  paged_attn_decode_params p;
-  paged_attn_decode_params_init(&p);
-  p.q = toC(cpp.q);
-  p.k_cache = toC(cpp.kCache);
-  p.v_cache = toC(cpp.vCache);
-  p.block_table = toC(cpp.blockTable);
-  p.seq_lens = toC(cpp.seqLens);
-  p.out = toC(cpp.out);
+  paged_attn_decode_params p = capi::toC(cpp);
   p.num_splits = 1;
   auto message = [&] {
     EXPECT_EQ(paged_attn_decode(dec, &p, nullptr), PAGED_ATTN_INVALID_ARGUMENT);

@@ -13,6 +13,7 @@
 #include "StandinDriver.h"
 #include "PagedAttn/Spec/Json.h"
 
+#include "CApiTensors.h"
 #include "PagedAttn-c/Runtime.h"
 #include "PagedAttn/Runtime/Runtime.h"
 
@@ -424,6 +425,27 @@ TEST_F(StandinDriverTest, MergeLaunchesOneGridOnPermutedPartials) {
     EXPECT_EQ(paramAt<int64_t>(l, 56 + 8 * i), strides[i]) << i;
   }
 
+  // The C API launches the same.
+  standin.clearLaunches();
+  paged_attn_library cLib = nullptr;
+  ASSERT_EQ(paged_attn_library_load(
+                (std::string(STANDIN_KERNEL_DIR) + "/merge.json").c_str(),
+                &cLib),
+            PAGED_ATTN_OK);
+  paged_attn_merge_config cConfig = {
+      32, 128, PAGED_ATTN_BF16,
+      PAGED_ATTN_VARIANT_SINKS | PAGED_ATTN_VARIANT_LSE};
+  paged_attn_merger cMerger = nullptr;
+  ASSERT_EQ(paged_attn_merger_create(cLib, &cConfig, &cMerger), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  paged_attn_merge_params cParams = capi::toC(p);
+  ASSERT_EQ(paged_attn_merge(cMerger, &cParams, nullptr), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  ASSERT_EQ(standin.launchCount(), 1u);
+  EXPECT_EQ(standin.launches()[0].grid[0], 4u);
+  paged_attn_merger_destroy(cMerger);
+  paged_attn_library_destroy(cLib);
+
   // No partials: still one grid (out 0, lse -inf); no sequences: none.
   standin.clearLaunches();
   p.partialOut.sizes[0] = p.partialLse.sizes[0] = 0;
@@ -799,25 +821,7 @@ TEST_F(StandinDriverTest, CApiLaunchesAndReportsErrors) {
       << paged_attn_last_error();
 
   DecodeParams cpp = params(3);
-  auto toC = [](const Tensor &t) {
-    paged_attn_tensor r{};
-    r.data = t.data;
-    r.dtype = static_cast<paged_attn_dtype>(t.dtype);
-    r.rank = t.rank;
-    for (int d = 0; d < 4; ++d) {
-      r.sizes[d] = t.sizes[d];
-      r.strides[d] = t.strides[d];
-    }
-    return r;
-  };
-  paged_attn_decode_params p;
-  paged_attn_decode_params_init(&p);
-  p.q = toC(cpp.q);
-  p.k_cache = toC(cpp.kCache);
-  p.v_cache = toC(cpp.vCache);
-  p.block_table = toC(cpp.blockTable);
-  p.seq_lens = toC(cpp.seqLens);
-  p.out = toC(cpp.out);
+  paged_attn_decode_params p = capi::toC(cpp);
   ASSERT_EQ(
       paged_attn_decoder_max_workspace_size(dec, 3, 64, &p.workspace_bytes),
       PAGED_ATTN_OK);

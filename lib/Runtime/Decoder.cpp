@@ -29,22 +29,6 @@ using namespace paged_attn::detail;
 
 Decoder::~Decoder() = default;
 
-/// "no kernel for config X (library holds: ...)": a few of the library's
-/// configs, enough to spot a near miss without a message as long as a test
-/// matrix.
-static Status noKernelFor(const KernelLibrary &library,
-                          const KernelConfig &config) {
-  constexpr size_t kNamed = 8;
-  std::vector<KernelConfig> configs = library.configs();
-  std::string known;
-  for (size_t i = 0; i < configs.size() && i < kNamed; ++i)
-    known += (i ? ", " : "") + configs[i].name();
-  if (configs.size() > kNamed)
-    known += " and " + std::to_string(configs.size() - kNamed) + " more";
-  return Status(StatusCode::NotFound, "no kernel for config " + config.name() +
-                                          " (library holds: " + known + ")");
-}
-
 Status Decoder::create(std::shared_ptr<const KernelLibrary> library,
                        const KernelConfig &config,
                        std::unique_ptr<Decoder> *result) {
@@ -55,7 +39,7 @@ Status Decoder::create(std::shared_ptr<const KernelLibrary> library,
     return invalid(error);
   const KernelSpec *spec = library->find(config);
   if (!spec)
-    return noKernelFor(*library, config);
+    return noKernelFor("kernel", config, library->configs());
   std::unique_ptr<Decoder> decoder(new Decoder);
   decoder->library_ = std::move(library);
   decoder->spec_ = spec;
@@ -369,8 +353,8 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   // workspace bound for maxSeqLen covers fewer keys).
   int64_t maxKeys =
       config_.variants.window ? std::min(maxSeqLen, p.window) : maxSeqLen;
-  int numSplits = p.numSplits ? p.numSplits
-                              : automaticSplits(*this, cache, batch, maxKeys);
+  int numSplits =
+      p.numSplits ? p.numSplits : automaticSplits(*this, cache, batch, maxKeys);
   SplitWorkspace ws;
   if (std::string error = layOutWorkspace(config_, batch, numSplits, &ws);
       !error.empty())

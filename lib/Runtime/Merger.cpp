@@ -29,15 +29,8 @@ Status Merger::create(std::shared_ptr<const KernelLibrary> library,
   if (std::string error = config.validate(); !error.empty())
     return invalid(error);
   const MergeKernelSpec *spec = library->findMerge(config);
-  if (!spec) {
-    std::string known;
-    for (const MergeConfig &c : library->mergeConfigs())
-      known += (known.empty() ? "" : ", ") + c.name();
-    return Status(StatusCode::NotFound,
-                  "no merge kernel for config " + config.name() +
-                      " (library holds: " + (known.empty() ? "none" : known) +
-                      ")");
-  }
+  if (!spec)
+    return noKernelFor("merge kernel", config, library->mergeConfigs());
   std::unique_ptr<Merger> merger(new Merger);
   merger->library_ = std::move(library);
   merger->spec_ = spec;

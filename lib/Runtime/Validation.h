@@ -16,6 +16,7 @@
 #include "PagedAttn/Runtime/Runtime.h"
 
 #include <string>
+#include <vector>
 
 // Internal to the runtime: hidden, so that exports.map (paged_attn::*)
 // keeps it in the library.
@@ -25,6 +26,23 @@ namespace detail {
 
 inline Status invalid(const std::string &message) {
   return Status(StatusCode::InvalidArgument, message);
+}
+
+/// "no KIND for config X (library holds: ...)": a few of the library's
+/// configs of that kind, enough to spot a near miss without a message as
+/// long as a test matrix.
+template <typename Config>
+Status noKernelFor(const char *kind, const Config &config,
+                   const std::vector<Config> &held) {
+  constexpr size_t kNamed = 8;
+  std::string known = held.empty() ? "none" : "";
+  for (size_t i = 0; i < held.size() && i < kNamed; ++i)
+    known += (i ? ", " : "") + held[i].name();
+  if (held.size() > kNamed)
+    known += " and " + std::to_string(held.size() - kNamed) + " more";
+  return Status(StatusCode::NotFound, std::string("no ") + kind +
+                                          " for config " + config.name() +
+                                          " (library holds: " + known + ")");
 }
 
 /// "[2, 32, 128]": a tensor's sizes, for messages.

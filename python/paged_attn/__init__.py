@@ -378,22 +378,28 @@ def _library_for(name, compile_kernels):
         f"paged-attn-compile")
 
 
-def _decoder(hq, hkv, d, page, dtype, layout, variants=()):
-    key = (hq, hkv, d, page, dtype, layout, variants)
-    dec = _decoders.get(key)
-    if dec is not None:
-        return dec
+def _cached(cache, key, make):
+    """cache[key], made by make() under the lock on the first call (once,
+    whichever thread gets there first)."""
+    value = cache.get(key)
+    if value is not None:
+        return value
     with _lock:
-        dec = _decoders.get(key)
-        if dec is not None:
-            return dec
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = make()
+        return value
+
+
+def _decoder(hq, hkv, d, page, dtype, layout, variants=()):
+    def make():
         name = _checked_name(hq, hkv, d, page, dtype, layout, variants)
         lib = _library_for(name, _decode_compiler(
             (hq, hkv, d, page, dtype, layout, variants)))
-        dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
-                           list(variants))
-        _decoders[key] = dec
-        return dec
+        return _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
+                            list(variants))
+    return _cached(_decoders, (hq, hkv, d, page, dtype, layout, variants),
+                   make)
 
 
 _mergers = {}
@@ -401,20 +407,12 @@ _mergers = {}
 
 def _merger(hq, d, dtype, variants):
     """The merge kernel of (hq, d, dtype) with `variants` ("sinks", "lse")."""
-    key = (hq, d, dtype, variants)
-    merger = _mergers.get(key)
-    if merger is not None:
-        return merger
-    with _lock:
-        merger = _mergers.get(key)
-        if merger is not None:
-            return merger
+    def make():
         name = "merge_" + _ext.merge_spec(hq, d, dtype, list(variants))
         lib = _library_for(name, lambda chip: compile_merge(
             hq, d, dtype, chip=chip, variants=variants))
-        merger = _mergers[key] = _ext.Merger(lib, hq, d, dtype,
-                                             list(variants))
-        return merger
+        return _ext.Merger(lib, hq, d, dtype, list(variants))
+    return _cached(_mergers, (hq, d, dtype, variants), make)
 
 
 # ---------------------------------------------------------------------------

@@ -89,22 +89,27 @@ DecodeVariants variantsNamed(const std::vector<std::string> &names) {
   return v;
 }
 
+/// The dtype `dtype` names, for a spec; ValueError for a name that is none
+/// (the spec's validate() says which dtypes it may have).
+DType dataDTypeNamed(const std::string &dtype) {
+  if (std::optional<DType> parsed = parseDType(dtype))
+    return *parsed;
+  throw nb::value_error(
+      ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
+}
+
 /// The spec of a decode, after the op's rules (ValueError with the rule's
 /// message when one is broken).
 DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
                        int64_t pageSize, const std::string &dtype,
                        nb::handle layout, int64_t numWarps,
                        const std::vector<std::string> &variants) {
-  std::optional<DType> parsed = parseDType(dtype);
-  if (!parsed)
-    throw nb::value_error(
-        ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
   DecodeSpec spec;
   spec.numHeads = numHeads;
   spec.numKVHeads = numKVHeads;
   spec.headDim = headDim;
   spec.pageSize = pageSize;
-  spec.dtype = *parsed;
+  spec.dtype = dataDTypeNamed(dtype);
   spec.layout = layoutOf(layout);
   spec.numWarps = numWarps;
   spec.variants = variantsNamed(variants);
@@ -118,14 +123,11 @@ DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
 MergeSpec checkedMergeSpec(int64_t numHeads, int64_t headDim,
                            const std::string &dtype,
                            const std::vector<std::string> &variants) {
-  std::optional<DType> parsed = parseDType(dtype);
-  if (!parsed)
-    throw nb::value_error(
-        ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
   DecodeVariants v = variantsNamed(variants);
   if (v.window || v.softCap || v.alibi)
     throw nb::value_error("a merge has the sinks and lse variants only");
-  MergeSpec spec = MergeSpec::forOp(numHeads, headDim, *parsed, v.sinks, v.lse);
+  MergeSpec spec = MergeSpec::forOp(numHeads, headDim, dataDTypeNamed(dtype),
+                                    v.sinks, v.lse);
   if (std::string error = spec.validate(); !error.empty())
     throw nb::value_error(error.c_str());
   return spec;

@@ -47,6 +47,31 @@ sanitize() { # TOOL LOG ARGS...
        "$(grep -c '^\[FAIL\]' "$log") failed; $(tail -1 "$log"))"
   return $rc
 }
+install_python() { # LOG: the package, built here; pip's output in LOG
+  python3 -m pip install -q --no-build-isolation "$root/python" >"$1" 2>&1 ||
+    { cat "$1"; return 1; }
+}
+run_pytest() { # LOG TESTS...: the package's tests on the matrix's kernels
+  local log=$1
+  shift
+  install_python "$log" || return 1
+  ( echo "$header"
+    cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 -m pytest -q \
+      -p no:cacheprovider "$@" ) >>"$log" 2>&1
+  local rc=$?
+  tail -1 "$log"
+  return $rc
+}
+run_bench() { # NAME: bench/bench_NAME.py (the package installed), its
+  # results in LOGS/bench-NAME
+  ( echo "$header"
+    cd "$root" && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 \
+      "bench/bench_$1.py" --out "$logs/bench-$1" ) >"$logs/bench-$1.log" 2>&1
+  local rc=$?
+  cat "$logs/bench-$1.log"
+  return $rc
+}
+merge_tests="$root/python/tests/test_merge_gpu.py"
 status=0
 for step in "${steps[@]}"; do
   case $step in
@@ -86,64 +111,33 @@ for step in "${steps[@]}"; do
     sanitize initcheck "$logs/initcheck-variants.log" \
       --filter "^variants(-cuda-cores)?/h8_kv2_d128_.*_bf16_.*$all/split3$" ||
       status=1 ;;
-  bench-variants)
-    { echo "$header"
-      cd "$root" && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 \
-        bench/bench_variants.py --out "$logs/bench-variants"; } \
-      >"$logs/bench-variants.log" 2>&1 || status=1
-    cat "$logs/bench-variants.log" ;;
-  pytest-merge | merge-sanitizers)
-    python3 -m pip install -q --no-build-isolation "$root/python" \
-      >"$logs/$step.log" 2>&1 || { cat "$logs/$step.log"; status=1; continue; }
-    merge_tests="$root/python/tests/test_merge_gpu.py"
-    if [ "$step" = pytest-merge ]; then
-      { echo "$header"
-        cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 -m pytest \
-          -q -p no:cacheprovider "$merge_tests"; } >>"$logs/$step.log" 2>&1 ||
-        status=1
-      tail -1 "$logs/$step.log"
-      continue
-    fi
-    # The merge kernels (every dtype, head_dims 64 to 256, sinks and lse)
-    # under each tool; only PagedAttn's kernels are checked.
+  bench-variants) run_bench variants || status=1 ;;
+  bench-merge) run_bench merge || status=1 ;;
+  pytest-variants)
+    run_pytest "$logs/pytest-variants.log" \
+      "$root/python/tests/test_variants_gpu.py" || status=1 ;;
+  pytest-merge) run_pytest "$logs/pytest-merge.log" "$merge_tests" || status=1 ;;
+  pytest) run_pytest "$logs/pytest.log" "$root/python/tests" || status=1 ;;
+  merge-sanitizers)
+    install_python "$logs/merge-sanitizers.log" || { status=1; continue; }
+    # The merge kernels (every dtype and shape of the matrix, sinks and
+    # lse) under each tool; only PagedAttn's kernels are checked.
     # (initcheck checks kernels' reads only: torch's own copies of memory
     # it never wrote would drown them.)
     for tool in memcheck racecheck synccheck initcheck; do
       extra=()
       [ "$tool" = initcheck ] && extra=(--check-api-memory-access no)
-      { echo "$header"
+      ( echo "$header"
         echo "# compute-sanitizer --tool $tool pytest test_merge_gpu.py"
         cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" compute-sanitizer \
           --tool "$tool" "${extra[@]}" --error-exitcode 1 \
           --kernel-name kns=paged_attn \
           python3 -m pytest -q -p no:cacheprovider "$merge_tests" \
           -k "test_merge_matches_float64 and (n2 or n9) or cascade"
-      } >"$logs/$tool-merge.log" 2>&1 || status=1
+      ) >"$logs/$tool-merge.log" 2>&1 || status=1
       echo "$tool merge: $(grep -E 'SUMMARY|passed|failed' \
         "$logs/$tool-merge.log" | tr '\n' ' ')"
     done ;;
-  bench-merge)
-    { echo "$header"
-      cd "$root" && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 \
-        bench/bench_merge.py --out "$logs/bench-merge"; } \
-      >"$logs/bench-merge.log" 2>&1 || status=1
-    cat "$logs/bench-merge.log" ;;
-  pytest-variants)
-    python3 -m pip install -q --no-build-isolation "$root/python" \
-      >"$logs/pytest-variants.log" 2>&1 || { cat "$logs/pytest-variants.log"; status=1; continue; }
-    { echo "$header"
-      cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 -m pytest -q \
-        -p no:cacheprovider "$root/python/tests/test_variants_gpu.py"; } \
-      >>"$logs/pytest-variants.log" 2>&1 || status=1
-    tail -1 "$logs/pytest-variants.log" ;;
-  pytest)
-    python3 -m pip install -q --no-build-isolation "$root/python" \
-      >"$logs/pytest.log" 2>&1 || { cat "$logs/pytest.log"; status=1; continue; }
-    { echo "$header"
-      cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" python3 -m pytest -q \
-        -p no:cacheprovider "$root/python/tests"; } >>"$logs/pytest.log" 2>&1 ||
-      status=1
-    tail -1 "$logs/pytest.log" ;;
   *) echo "unknown step $step"; status=1 ;;
   esac
 done

@@ -21,9 +21,11 @@ from test_variants_gpu import reference  # noqa: E402
 
 TORCH_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16,
                 "f32": torch.float32}
-# (num_heads, head_dim, dtype): the merges of the matrix's auto set.
-SHAPES = [(32, 128, "bf16"), (8, 64, "f16"), (4, 256, "f32"),
-          (12, 80, "bf16"), (12, 80, "f32")]
+# (num_heads, head_dim, dtype): the merges of the matrix's auto set
+# (test/gpu/matrix.py MERGE_SHAPES, every dtype).
+SHAPES = [(hq, d, dtype) for dtype in ("bf16", "f16", "f32")
+          for hq, d in ((32, 128), (8, 64), (4, 256), (12, 80), (32, 80),
+                        (200, 8))]
 VARIANTS = [(), ("sinks",), ("lse",), ("sinks", "lse")]
 
 

@@ -18,8 +18,8 @@ Kernel sets (one directory each under the output directory):
                   CTAs per KV head) for head_dim 64, 80 and 128;
                 - the regression configs and those the Python tests use;
                 - paged_attn.merge kernels: dtype x (num_heads, head_dim)
-                  {(32, 128), (8, 64), (4, 256), (12, 80)} x {plain, sinks,
-                  lse, sinks + lse}, for the Python merge tests and bench.
+                  MERGE_SHAPES x {plain, sinks, lse, sinks + lse}, for the
+                  Python merge tests and bench.
   tensor-cores  tensor-cores=on for every head-dims config the tensor-core
                 kernel serves (f16/bf16, head_dim a multiple of 16 up to 128).
   cuda-cores    tensor-cores=off for the same configs.
@@ -137,10 +137,13 @@ PYTHON_TEST_CONFIGS = [
 
 
 # The paged_attn.merge kernels of the auto set: (num_heads, head_dim, dtype,
-# variants).
+# variants). A CTA of the op's kernel holds 128 / (16-byte columns per row)
+# heads, at most num_heads: the shapes give it one head per CTA (f32, 256)
+# to 128 (f16, 8), a CTA of all the heads (8 x 64, 12 x 80) and a last CTA
+# that is partly past num_heads (32 x 80, 200 x 8).
+MERGE_SHAPES = [(32, 128), (8, 64), (4, 256), (12, 80), (32, 80), (200, 8)]
 MERGE_VARIANTS = [(), ("sinks",), ("lse",), ("sinks", "lse")]
-MERGES = [(hq, d, t, v) for t in DTYPES
-          for hq, d in ((32, 128), (8, 64), (4, 256), (12, 80))
+MERGES = [(hq, d, t, v) for t in DTYPES for hq, d in MERGE_SHAPES
           for v in MERGE_VARIANTS]
 
 

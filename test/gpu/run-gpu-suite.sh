@@ -123,17 +123,21 @@ for step in "${steps[@]}"; do
     # The merge kernels (every dtype and shape of the matrix, sinks and
     # lse) under each tool; only PagedAttn's kernels are checked.
     # (initcheck checks kernels' reads only: torch's own copies of memory
-    # it never wrote would drown them.)
+    # it never wrote would drown them. It also leaves out the cascade: its
+    # partials are stacked by a torch kernel, which the kernel filter
+    # leaves uninstrumented, so initcheck never sees them written.)
     for tool in memcheck racecheck synccheck initcheck; do
       extra=()
-      [ "$tool" = initcheck ] && extra=(--check-api-memory-access no)
+      tests="test_merge_matches_float64 and (n2 or n9) or cascade"
+      [ "$tool" = initcheck ] && extra=(--check-api-memory-access no) &&
+        tests="test_merge_matches_float64 and (n2 or n9)"
       ( echo "$header"
         echo "# compute-sanitizer --tool $tool pytest test_merge_gpu.py"
         cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/auto" compute-sanitizer \
           --tool "$tool" "${extra[@]}" --error-exitcode 1 \
           --kernel-name kns=paged_attn \
           python3 -m pytest -q -p no:cacheprovider "$merge_tests" \
-          -k "test_merge_matches_float64 and (n2 or n9) or cascade"
+          -k "$tests"
       ) >"$logs/$tool-merge.log" 2>&1 || status=1
       echo "$tool merge: $(grep -E 'SUMMARY|passed|failed' \
         "$logs/$tool-merge.log" | tr '\n' ' ')"

@@ -4,7 +4,7 @@
 // The merge kernel with a thread per 16-byte column (8 heads of 8 columns
 // in one CTA of 64 threads), built for bf16 partials with natural
 // log-sum-exps, launched over (heads / 8, batch) on [batch, heads, N, ...]
-// views of the partials; N is its num_splits. It folds in four partials at
+// views of the partials; N is its num_splits. It folds in two partials at
 // a time (16-byte loads, made only for partials that exist) and shares
 // nothing: no workgroup memory, no barrier.
 // CHECK-LABEL: func.func @merge
@@ -15,8 +15,8 @@
 // CHECK: gpu.func @paged_attn_merge_op_h8_d64_bf16_ln_sinks_lse(%{{.*}}: memref<?x8x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>, %{{.*}}: memref<?x8x?xf32, strided<[?, ?, ?], offset: ?>>, %{{.*}}: memref<?x8x64xbf16, strided<[?, ?, 1], offset: ?>>, %{{.*}}: i32, %{{.*}}: memref<8xf32, strided<[?], offset: ?>>, %{{.*}}: memref<?x8xf32, strided<[?, ?], offset: ?>>)
 // CHECK-SAME: known_block_size = array<i32: 64, 1, 1>
 // CHECK-NOT: workgroup
-// CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c4 iter_args
-// CHECK-COUNT-4: scf.if %{{.*}} -> (f32, vector<4xf32>, vector<4xf32>)
+// CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c2 iter_args
+// CHECK-COUNT-2: scf.if %{{.*}} -> (f32, vector<4xf32>, vector<4xf32>)
 // CHECK-NOT: gpu.barrier
 // CHECK: gpu.return
 // PTX: .visible .entry paged_attn_merge_op_h8_d64_bf16_ln_sinks_lse(

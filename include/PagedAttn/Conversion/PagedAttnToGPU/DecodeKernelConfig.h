@@ -178,8 +178,11 @@ struct MergeKernelConfig {
 
   /// Threads per CTA with split lanes, and at most with column threads.
   static constexpr int64_t kBlockSize = 128;
-  /// Partials a column thread loads at once.
-  static constexpr int64_t kPartialsPerStep = 4;
+  /// Partials a column thread loads at once. Two keep it within 32
+  /// registers, so that a full SM of threads is resident; four take 59 and
+  /// halve that, which costs more at large batches than the fewer round
+  /// trips save at many partials (bench/NOTES.md 24).
+  static constexpr int64_t kPartialsPerStep = 2;
   /// Output elements in one 16-byte vector, and vectors per row.
   int64_t vectorElems() const {
     return 16 / int64_t(::paged_attn::dtypeBytes(spec.dtype));

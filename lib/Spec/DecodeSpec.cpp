@@ -91,6 +91,7 @@ constexpr VariantRow kVariants[] = {
     {&DecodeVariants::alibi, "_alibi", "alibi_slopes"},
     {&DecodeVariants::sinks, "_sinks", "sinks"},
     {&DecodeVariants::lse, "_lse", "lse"},
+    {&DecodeVariants::treeMask, "_tree", "tree_mask"},
 };
 } // namespace
 
@@ -112,14 +113,16 @@ bool DecodeVariants::enable(std::string_view key) {
 }
 
 const char *DecodeVariants::keysDoc() {
-  return "window, soft_cap, alibi_slopes, sinks, lse";
+  return "window, soft_cap, alibi_slopes, sinks, lse, tree_mask";
 }
 
 std::string DecodeSpec::name() const {
   return "h" + std::to_string(numHeads) + "_kv" + std::to_string(numKVHeads) +
          "_d" + std::to_string(headDim) + "_p" + std::to_string(pageSize) +
          "_" + dtypeName(dtype) + "_" + layoutName(layout) + "_w" +
-         std::to_string(numWarps) + variants.nameSuffix();
+         std::to_string(numWarps) +
+         (queryLen != 1 ? "_l" + std::to_string(queryLen) : "") +
+         variants.nameSuffix();
 }
 
 std::array<int64_t, 4> DecodeSpec::cacheShape(int64_t numPages) const {
@@ -136,14 +139,16 @@ std::string DecodeSpec::validate() const {
       {"head_dim", headDim},
       {"num_kv_heads", numKVHeads},
       {"page_size", pageSize},
-      {"num_warps", numWarps}};
+      {"num_warps", numWarps},
+      {"query_len", queryLen}};
   for (auto [what, size] : sizes)
     if (size < 1)
       return std::string(what) + " must be at least 1, got " +
              std::to_string(size);
   const std::tuple<const char *, int64_t, int64_t> bounds[] = {
       {"num_heads", numHeads, kMaxNumHeads},
-      {"page_size", pageSize, kMaxPageSize}};
+      {"page_size", pageSize, kMaxPageSize},
+      {"query_len", queryLen, kMaxQueryLen}};
   for (auto [what, size, bound] : bounds)
     if (size > bound)
       return std::string(what) + " (" + std::to_string(size) +
@@ -180,7 +185,8 @@ std::string DecodeSpec::validate() const {
 bool DecodeSpec::operator==(const DecodeSpec &o) const {
   return numHeads == o.numHeads && numKVHeads == o.numKVHeads &&
          headDim == o.headDim && pageSize == o.pageSize && dtype == o.dtype &&
-         layout == o.layout && numWarps == o.numWarps && variants == o.variants;
+         layout == o.layout && numWarps == o.numWarps &&
+         variants == o.variants && queryLen == o.queryLen;
 }
 
 std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
@@ -193,7 +199,10 @@ std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
       {"dtype", std::string(dtypeName(spec.dtype))},
       {"layout", std::string(layoutName(spec.layout))},
       {"num_warps", spec.numWarps}};
-  // Only the variants a kernel has: plain decode's section is as it was.
+  // Only what a kernel has beyond plain decode (a query length other than
+  // 1, the variants): plain decode's section is as it was.
+  if (spec.queryLen != 1)
+    fields.push_back({"query_len", spec.queryLen});
   for (const VariantRow &v : kVariants)
     if (spec.variants.*v.flag)
       fields.push_back({v.key, true});
@@ -232,6 +241,10 @@ std::string paged_attn::specFromConfig(const json::Value &config,
     return "config has no layout nhd or hnd";
   spec->dtype = *parsedDType;
   spec->layout = *parsedLayout;
+  spec->queryLen = 1;
+  if (config.get("query_len") && !getInteger(config, "query_len",
+                                             &spec->queryLen))
+    return "config's 'query_len' must be an integer";
   spec->variants = DecodeVariants();
   for (const VariantRow &v : kVariants) {
     const json::Value *flag = config.get(v.key);

@@ -31,7 +31,13 @@ static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
   for (const DecodeSpec &spec : specs) {
     Type i32 = b.getI32Type();
     Type element = toMLIRType(ctx, spec.dtype);
-    auto qType = MemRefType::get({dyn, spec.numHeads, spec.headDim}, element);
+    // A multi-token decode's q is [batch, L, num_heads, head_dim].
+    bool multiToken = spec.queryLen != 1 || spec.variants.treeMask;
+    auto qType =
+        multiToken
+            ? MemRefType::get({dyn, spec.queryLen, spec.numHeads, spec.headDim},
+                              element)
+            : MemRefType::get({dyn, spec.numHeads, spec.headDim}, element);
     std::array<int64_t, 4> cacheShape = spec.cacheShape(dyn);
     auto cacheType = MemRefType::get(cacheShape, element);
     SmallVector<Type> argTypes = {qType,
@@ -48,8 +54,14 @@ static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
       argTypes.push_back(perHead);
     if (variants.sinks)
       argTypes.push_back(perHead);
+    if (variants.treeMask)
+      argTypes.push_back(MemRefType::get({dyn, spec.queryLen, spec.queryLen},
+                                         b.getI8Type()));
     if (variants.lse)
-      argTypes.push_back(MemRefType::get({dyn, spec.numHeads}, f32));
+      argTypes.push_back(
+          multiToken
+              ? MemRefType::get({dyn, spec.queryLen, spec.numHeads}, f32)
+              : MemRefType::get({dyn, spec.numHeads}, f32));
     auto func = func::FuncOp::create(b, loc, "decode_" + spec.name(),
                                      b.getFunctionType(argTypes, {}));
     Block *body = func.addEntryBlock();
@@ -61,12 +73,13 @@ static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
     };
     Value alibi = variantArg(variants.alibi);
     Value sinks = variantArg(variants.sinks);
+    Value treeMask = variantArg(variants.treeMask);
     Value lse = variantArg(variants.lse);
     // The kernels take the window and the cap as arguments: any value
     // specialises them the same way.
     DecodeOp::create(fb, loc, /*result=*/Type(), /*lse=*/Type(), args[0],
-                     args[1], args[2], args[3], args[4], alibi, sinks, args[5],
-                     lse, KVLayoutAttr::get(ctx, toKVLayout(spec.layout)),
+                     args[1], args[2], args[3], args[4], alibi, sinks,
+                     treeMask, args[5], lse, KVLayoutAttr::get(ctx, toKVLayout(spec.layout)),
                      /*scale=*/FloatAttr(),
                      variants.window ? fb.getI64IntegerAttr(1) : IntegerAttr(),
                      variants.softCap ? fb.getF32FloatAttr(1.0f) : FloatAttr());

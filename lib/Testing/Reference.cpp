@@ -14,60 +14,79 @@ using namespace paged_attn;
 
 std::vector<double> paged_attn::referenceDecode(const ReferenceProblem &p,
                                                 std::vector<double> *lse) {
-  std::vector<double> out(p.batch * p.numHeads * p.headDim, 0.0);
+  const int64_t l = p.queryLen;
+  std::vector<double> out(p.batch * l * p.numHeads * p.headDim, 0.0);
   if (lse)
-    lse->assign(p.batch * p.numHeads, 0.0);
+    lse->assign(p.batch * l * p.numHeads, 0.0);
   int64_t group = p.numHeads / p.numKVHeads;
   const DecodeVariants &v = p.variants;
   std::vector<double> logits, acc(p.headDim);
+  std::vector<bool> visible;
   for (int64_t b = 0; b < p.batch; ++b) {
     int64_t len = p.seqLens[b];
-    int64_t first = v.window ? std::max<int64_t>(len - p.window, 0) : 0;
-    for (int64_t h = 0; h < p.numHeads; ++h) {
-      int64_t kvh = h / group;
-      const double *q = &p.q[(b * p.numHeads + h) * p.headDim];
-      auto row = [&](int64_t t) -> int64_t {
-        int64_t page = p.blockTable[b * p.maxPages + t / p.pageSize];
-        int64_t slot = t % p.pageSize;
-        int64_t r = p.hnd ? (page * p.numKVHeads + kvh) * p.pageSize + slot
-                          : (page * p.pageSize + slot) * p.numKVHeads + kvh;
-        return r * p.headDim;
-      };
-      logits.assign(len, 0.0);
-      double max = -std::numeric_limits<double>::infinity();
-      for (int64_t t = first; t < len; ++t) {
-        const double *k = &p.kCache[row(t)];
-        double dot = 0;
-        for (int64_t d = 0; d < p.headDim; ++d)
-          dot += q[d] * k[d];
-        double s = p.scale * dot;
-        if (v.softCap)
-          s = p.softCap * std::tanh(s / p.softCap);
-        if (v.alibi)
-          s += p.alibiSlopes[h] * double(t - (len - 1));
-        logits[t] = s;
-        max = std::max(max, s);
+    for (int64_t i = 0; i < l; ++i) {
+      // Query i's keys: causal among the new tokens, then the window and
+      // the tree mask.
+      int64_t end = std::max<int64_t>(len - l + 1 + i, 0);
+      int64_t first = v.window ? std::max<int64_t>(end - p.window, 0) : 0;
+      visible.assign(end, false);
+      for (int64_t t = first; t < end; ++t) {
+        int64_t j = t - (len - l);
+        visible[t] =
+            !v.treeMask || j < 0 || p.treeMask[(b * l + i) * l + j] != 0;
       }
-      std::fill(acc.begin(), acc.end(), 0.0);
-      double sum = 0;
-      for (int64_t t = first; t < len; ++t) {
-        double w = std::exp(logits[t] - max);
-        sum += w;
-        const double *vrow = &p.vCache[row(t)];
+      for (int64_t h = 0; h < p.numHeads; ++h) {
+        int64_t kvh = h / group;
+        int64_t rowIndex = (b * l + i) * p.numHeads + h;
+        const double *q = &p.q[rowIndex * p.headDim];
+        auto row = [&](int64_t t) -> int64_t {
+          int64_t page = p.blockTable[b * p.maxPages + t / p.pageSize];
+          int64_t slot = t % p.pageSize;
+          int64_t r = p.hnd ? (page * p.numKVHeads + kvh) * p.pageSize + slot
+                            : (page * p.pageSize + slot) * p.numKVHeads + kvh;
+          return r * p.headDim;
+        };
+        logits.assign(end, 0.0);
+        double max = -std::numeric_limits<double>::infinity();
+        bool attended = false;
+        for (int64_t t = first; t < end; ++t) {
+          if (!visible[t])
+            continue;
+          const double *k = &p.kCache[row(t)];
+          double dot = 0;
+          for (int64_t d = 0; d < p.headDim; ++d)
+            dot += q[d] * k[d];
+          double s = p.scale * dot;
+          if (v.softCap)
+            s = p.softCap * std::tanh(s / p.softCap);
+          if (v.alibi)
+            s += p.alibiSlopes[h] * double(t - (end - 1));
+          logits[t] = s;
+          max = std::max(max, s);
+          attended = true;
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        double sum = 0;
+        for (int64_t t = first; t < end; ++t) {
+          if (!visible[t])
+            continue;
+          double w = std::exp(logits[t] - max);
+          sum += w;
+          const double *vrow = &p.vCache[row(t)];
+          for (int64_t d = 0; d < p.headDim; ++d)
+            acc[d] += w * vrow[d];
+        }
+        double denominator = sum;
+        if (v.sinks && attended)
+          denominator += std::exp(p.sinks[h] - max);
+        double *o = &out[rowIndex * p.headDim];
         for (int64_t d = 0; d < p.headDim; ++d)
-          acc[d] += w * vrow[d];
+          o[d] = attended ? acc[d] / denominator : 0.0;
+        if (lse)
+          (*lse)[rowIndex] = attended
+                                 ? max + std::log(sum)
+                                 : -std::numeric_limits<double>::infinity();
       }
-      bool attended = len > first;
-      double denominator = sum;
-      if (v.sinks && attended)
-        denominator += std::exp(p.sinks[h] - max);
-      double *o = &out[(b * p.numHeads + h) * p.headDim];
-      for (int64_t d = 0; d < p.headDim; ++d)
-        o[d] = attended ? acc[d] / denominator : 0.0;
-      if (lse)
-        (*lse)[b * p.numHeads + h] =
-            attended ? max + std::log(sum)
-                     : -std::numeric_limits<double>::infinity();
     }
   }
   return out;
@@ -134,7 +153,8 @@ ReferenceProblem paged_attn::makeRandomProblem(const RandomProblemOptions &o) {
 
   size_t cacheElems =
       size_t(p.numPages) * o.pageSize * o.numKVHeads * o.headDim;
-  p.q.resize(size_t(p.batch) * o.numHeads * o.headDim);
+  p.queryLen = o.queryLen;
+  p.q.resize(size_t(p.batch) * o.queryLen * o.numHeads * o.headDim);
   p.kCache.resize(cacheElems);
   p.vCache.resize(cacheElems);
   for (auto *v : {&p.q, &p.kCache, &p.vCache})
@@ -153,6 +173,16 @@ ReferenceProblem paged_attn::makeRandomProblem(const RandomProblemOptions &o) {
     std::uniform_real_distribution<double> sink(-1.0, 5.0);
     for (int64_t h = 0; h < o.numHeads; ++h)
       p.sinks.push_back(float(sink(rng)));
+  }
+  if (o.variants.treeMask) {
+    std::uniform_real_distribution<double> draw(0.0, 1.0);
+    int64_t l = o.queryLen;
+    p.treeMask.resize(size_t(p.batch) * l * l);
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t i = 0; i < l; ++i)
+        for (int64_t j = 0; j < l; ++j)
+          p.treeMask[(b * l + i) * l + j] =
+              draw(rng) < (j < i ? 0.6 : j == i ? 0.9 : 0.5);
   }
   return p;
 }

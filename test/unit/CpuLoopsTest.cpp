@@ -195,6 +195,11 @@ struct VariantCase {
   bool hnd;
   DecodeVariants variants;
   int64_t window; // with the window variant
+  /// New query tokens per sequence for a multi-token decode (q of rank 4);
+  /// 0 for the single-token form (rank 3).
+  int64_t queryLen = 0;
+  /// The tree mask's element type: i1 (one byte each, 0 or 1) or i8.
+  bool maskI1 = false;
 };
 
 std::string describeVariant(const VariantCase &c) {
@@ -203,6 +208,10 @@ std::string describeVariant(const VariantCase &c) {
                      c.variants.nameSuffix();
   if (c.variants.window)
     name += std::to_string(c.window);
+  if (c.queryLen)
+    name += "_l" + std::to_string(c.queryLen);
+  if (c.maskI1)
+    name += "_i1";
   return name;
 }
 
@@ -220,18 +229,22 @@ protected:
 
 /// The memref-form decode of `c` as a function, its window and cap as
 /// the op's attributes: q, k, v, block_table, seq_lens, out, then the
-/// slopes, the sinks and the log-sum-exp where `c` has them.
+/// slopes, the sinks, the tree mask and the log-sum-exp where `c` has them.
+/// A multi-token case's q and out are [batch, L, heads, head_dim].
 std::string variantModule(const VariantCase &c, int64_t numHeads,
                           int64_t numKVHeads, int64_t page, int64_t headDim,
                           double softCap) {
   std::string t = dtypeName(c.dtype);
   std::string d = std::to_string(headDim), h = std::to_string(numHeads),
               kv = std::to_string(numKVHeads), p = std::to_string(page);
-  std::string q = "memref<?x" + h + "x" + d + "x" + t + ">";
+  std::string l = c.queryLen ? std::to_string(c.queryLen) + "x" : "";
+  std::string q = "memref<?x" + l + h + "x" + d + "x" + t + ">";
   std::string cache = c.hnd ? "memref<?x" + kv + "x" + p + "x" + d + "x" + t + ">"
                             : "memref<?x" + p + "x" + kv + "x" + d + "x" + t + ">";
   std::string perHead = "memref<" + h + "xf32>";
-  std::string lseType = "memref<?x" + h + "xf32>";
+  std::string lseType = "memref<?x" + l + h + "xf32>";
+  std::string maskType =
+      "memref<?x" + l + l + (c.maskI1 ? "i1>" : "i8>");
   std::string args = "%q: " + q + ", %k: " + cache + ", %v: " + cache +
                      ", %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: " + q;
   std::string operands, outs, attrs = "layout = #paged_attn.kv_layout<" +
@@ -243,6 +256,10 @@ std::string variantModule(const VariantCase &c, int64_t numHeads,
   if (c.variants.sinks) {
     args += ", %s: " + perHead;
     operands += " sinks(%s : " + perHead + ")";
+  }
+  if (c.variants.treeMask) {
+    args += ", %m: " + maskType;
+    operands += " tree_mask(%m : " + maskType + ")";
   }
   if (c.variants.lse) {
     args += ", %l: " + lseType;
@@ -297,36 +314,51 @@ TEST_P(CpuLoopsVariantsTest, MatchesFloat64Reference) {
   o.variants = c.variants;
   o.window = c.window;
   o.softCap = softCap;
+  o.queryLen = std::max<int64_t>(c.queryLen, 1);
   ReferenceProblem p = makeRandomProblem(o);
+  const int64_t l = p.queryLen;
   std::vector<uint8_t> q = roundToDType(c.dtype, p.q);
   std::vector<uint8_t> k = roundToDType(c.dtype, p.kCache);
   std::vector<uint8_t> v = roundToDType(c.dtype, p.vCache);
   std::vector<uint8_t> out(q.size(), 0xff);
   std::vector<float> slopes(p.alibiSlopes.begin(), p.alibiSlopes.end());
   std::vector<float> sinks(p.sinks.begin(), p.sinks.end());
-  std::vector<float> lse(p.batch * numHeads,
+  std::vector<float> lse(p.batch * l * numHeads,
                          std::numeric_limits<float>::quiet_NaN());
   std::array<int64_t, 4> cacheShape =
       c.hnd ? std::array<int64_t, 4>{p.numPages, numKVHeads, page, headDim}
             : std::array<int64_t, 4>{p.numPages, page, numKVHeads, headDim};
+  // q, out and the log-sum-exp of the rank the case has.
   auto qd = descriptor<3>(q.data(), {p.batch, numHeads, headDim});
+  auto od = descriptor<3>(out.data(), {p.batch, numHeads, headDim});
+  auto ld = descriptor<2>(lse.data(), {p.batch, numHeads});
+  auto q4d = descriptor<4>(q.data(), {p.batch, l, numHeads, headDim});
+  auto o4d = descriptor<4>(out.data(), {p.batch, l, numHeads, headDim});
+  auto l3d = descriptor<3>(lse.data(), {p.batch, l, numHeads});
+  bool rank4 = c.queryLen != 0;
   auto kd = descriptor<4>(k.data(), cacheShape);
   auto vd = descriptor<4>(v.data(), cacheShape);
   auto btd = descriptor<2>(p.blockTable.data(), {p.batch, p.maxPages});
   auto sld = descriptor<1>(p.seqLens.data(), {p.batch});
-  auto od = descriptor<3>(out.data(), {p.batch, numHeads, headDim});
   auto ad = descriptor<1>(slopes.data(), {numHeads});
   auto sd = descriptor<1>(sinks.data(), {numHeads});
-  auto ld = descriptor<2>(lse.data(), {p.batch, numHeads});
+  auto md = descriptor<3>(p.treeMask.data(), {p.batch, l, l});
   // The C interface takes a pointer to each descriptor; invokePacked takes
   // a pointer to each argument.
-  SmallVector<void *> descriptors = {&qd, &kd, &vd, &btd, &sld, &od};
+  SmallVector<void *> descriptors = {rank4 ? (void *)&q4d : (void *)&qd,
+                                     &kd,
+                                     &vd,
+                                     &btd,
+                                     &sld,
+                                     rank4 ? (void *)&o4d : (void *)&od};
   if (c.variants.alibi)
     descriptors.push_back(&ad);
   if (c.variants.sinks)
     descriptors.push_back(&sd);
+  if (c.variants.treeMask)
+    descriptors.push_back(&md);
   if (c.variants.lse)
-    descriptors.push_back(&ld);
+    descriptors.push_back(rank4 ? (void *)&l3d : (void *)&ld);
   SmallVector<void *> args;
   for (void *&d : descriptors)
     args.push_back(&d);
@@ -337,7 +369,7 @@ TEST_P(CpuLoopsVariantsTest, MatchesFloat64Reference) {
   std::vector<double> expected = referenceDecode(p, &expectedLse);
   std::vector<double> got = widenFromDType(c.dtype, out.data(), p.q.size());
   EXPECT_LE(relativeError(got, expected), limitFor(c.dtype));
-  for (int64_t i = 0; i < numHeads * headDim; ++i)
+  for (int64_t i = 0; i < l * numHeads * headDim; ++i)
     ASSERT_EQ(got[i], 0.0) << "element " << i << " of the empty sequence";
   if (!c.variants.lse)
     return;
@@ -389,6 +421,37 @@ std::string variantCaseName(const ::testing::TestParamInfo<VariantCase> &info) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, CpuLoopsVariantsTest,
                          ::testing::ValuesIn(variantCases()), variantCaseName);
+
+// Multi-token decodes: L = 1 (of rank 4) to 16 new tokens, with and without
+// tree masks (entries above the diagonal set, to be ignored), composed with
+// the variants; the lengths include 0, 1 and 7, shorter than L = 8 and 16.
+std::vector<VariantCase> multiTokenCases() {
+  auto with = [](std::initializer_list<const char *> keys) {
+    DecodeVariants v;
+    for (const char *key : keys)
+      v.enable(key);
+    return v;
+  };
+  return {
+      {DType::F32, 4, false, with({}), 0, 1},
+      {DType::BF16, 4, false, with({"lse"}), 0, 2},
+      {DType::F32, 1, true, with({"tree_mask"}), 0, 4},
+      {DType::BF16, 4, false, with({"tree_mask", "lse"}), 0, 8},
+      {DType::F32, 4, true, with({"window", "alibi_slopes", "lse"}), 7, 3},
+      {DType::F32, 1, false, with({"window", "sinks", "tree_mask", "lse"}), 7,
+       4},
+      {DType::BF16, 4, true,
+       with({"window", "soft_cap", "alibi_slopes", "sinks", "tree_mask",
+             "lse"}),
+       1000, 8},
+      {DType::F16, 1, false, with({"tree_mask", "lse"}), 0, 16},
+      {DType::F32, 4, false, with({"tree_mask"}), 0, 5, /*maskI1=*/true},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(MultiToken, CpuLoopsVariantsTest,
+                         ::testing::ValuesIn(multiTokenCases()),
+                         variantCaseName);
 
 
 //===----------------------------------------------------------------------===//

@@ -10,6 +10,8 @@
 #include "PagedAttn/Spec/KernelABI.h"
 #include "PagedAttn/Spec/TargetInfo.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -75,6 +77,10 @@ TEST(DecodeSpecTest, RulesGiveTheVerifiersMessages) {
             "multiple of 16 bytes");
   EXPECT_EQ(with([](DecodeSpec &s) { s.dtype = DType::I32; }),
             "the element type must be f16, bf16 or f32, got i32");
+  EXPECT_EQ(with([](DecodeSpec &s) { s.queryLen = 0; }),
+            "query_len must be at least 1, got 0");
+  EXPECT_EQ(with([](DecodeSpec &s) { s.queryLen = 17; }),
+            "query_len (17) must be at most 16");
   // Sizes that would overflow a row's byte count stop at the bound first.
   EXPECT_EQ(with([](DecodeSpec &s) {
               s.dtype = DType::F32;
@@ -95,10 +101,31 @@ TEST(DecodeSpecTest, VariantsNameKernelsAndPlainDecodeIsUnchanged) {
   EXPECT_NE(spec, llama());
 }
 
+TEST(DecodeSpecTest, MultiTokenNamesAndSingleTokenIsUnchanged) {
+  DecodeSpec spec = llama();
+  spec.queryLen = 4;
+  spec.variants.treeMask = spec.variants.lse = true;
+  EXPECT_EQ(spec.name(), "h32_kv8_d128_p16_bf16_nhd_w4_l4_lse_tree");
+  std::vector<ConfigField> fields = specConfigFields(spec);
+  EXPECT_NE(std::find(fields.begin(), fields.end(),
+                      ConfigField{"query_len", int64_t(4)}),
+            fields.end());
+  EXPECT_NE(std::find(fields.begin(), fields.end(),
+                      ConfigField{"tree_mask", true}),
+            fields.end());
+  // One query token: no field, no suffix (the manifests of before).
+  spec.queryLen = 1;
+  spec.variants = DecodeVariants();
+  EXPECT_EQ(spec, llama());
+  EXPECT_EQ(specConfigFields(spec).size(), 8u);
+}
+
 TEST(DecodeSpecTest, ManifestFieldsRoundTrip) {
   DecodeSpec spec = llama();
   spec.layout = Layout::HND;
   spec.variants.window = spec.variants.alibi = spec.variants.lse = true;
+  spec.variants.treeMask = true;
+  spec.queryLen = 8;
   std::string text = "{";
   for (const ConfigField &field : specConfigFields(spec)) {
     text += (text.size() > 1 ? ", \"" : "\"") + field.first + "\": ";
@@ -126,6 +153,12 @@ TEST(DecodeSpecTest, ManifestFieldsRoundTrip) {
                           config, error));
   EXPECT_EQ(specFromConfig(config, &read),
             "num_heads (30) must be a multiple of num_kv_heads (8)");
+  ASSERT_TRUE(json::parse(R"({"num_heads": 32, "num_kv_heads": 8,
+      "head_dim": 128, "page_size": 16, "num_warps": 4, "dtype": "bf16",
+      "layout": "nhd", "query_len": "4"})",
+                          config, error));
+  EXPECT_EQ(specFromConfig(config, &read),
+            "config's 'query_len' must be an integer");
 }
 
 TEST(KernelABITest, DecodeParametersInLaunchOrder) {

@@ -1,7 +1,8 @@
 //===- ScoreModifiers.h - what a variant does to the logits -----*- C++ -*-===//
 //
 // Attention variants change the logit s = scale * q.k of a key before the
-// softmax (a soft-cap, a position bias) or hide keys from it (a window).
+// softmax (a soft-cap, a position bias) or hide keys from it (a window, the
+// causal order and tree mask of a multi-token decode's new queries).
 // Each is a rule here, written once with arith ops on f32 and index values,
 // and emitted by both GPU decode kernels and by the loops lowering that gives
 // the op its meaning on the CPU, so the reference cannot drift from the
@@ -31,15 +32,17 @@ namespace mlir {
 namespace paged_attn {
 
 /// The variants' values as the emitting code has them: the window (an
-/// integer or index), the soft-cap (f32) and the ALiBi slopes (a memref of
-/// f32 [num_heads]); null where the spec has no such variant.
+/// integer or index), the soft-cap (f32), the ALiBi slopes (a memref of
+/// f32 [num_heads]) and the tree mask (a memref of i1 or i8 [batch, L, L]);
+/// null where the spec has no such variant.
 struct ScoreArgs {
-  Value window, softCap, alibiSlopes;
+  Value window, softCap, alibiSlopes, treeMask;
 };
 
-/// Where a logit is: the key's position in its sequence and the sequence's
-/// length (index values), and its query head's slope (headSlope; null
-/// without ALiBi).
+/// Where a logit is: the key's position in its sequence and the end of the
+/// query's keys (index values: the sequence's length for a single-token
+/// decode, queryKeyEnd for a multi-token one), and its query head's slope
+/// (headSlope; null without ALiBi).
 struct ScorePosition {
   Value token, seqLen, slope;
 };
@@ -67,8 +70,20 @@ public:
   Value apply(ImplicitLocOpBuilder &b, Value score,
               const ScorePosition &at) const;
   /// The first key of a sequence of `seqLen` tokens the query sees (an
-  /// index): null when it sees them all (no window).
+  /// index): null when it sees them all (no window). For a multi-token
+  /// decode, `seqLen` is the query's key end (queryKeyEnd).
   Value firstVisibleKey(ImplicitLocOpBuilder &b, Value seqLen) const;
+  /// The end (exclusive) of the keys new query `query` sees in a sequence
+  /// of `seqLen` tokens whose last L are the new ones: seqLen - L + 1 +
+  /// query, at least 0 (causal among the new tokens). `seqLen` itself for
+  /// a single-token decode (L = 1, `query` null).
+  Value queryKeyEnd(ImplicitLocOpBuilder &b, Value seqLen, Value query) const;
+  /// Whether the tree mask lets new query `query` of sequence `batch` (of
+  /// `seqLen` tokens) see key `token` (index values; token < its key end):
+  /// a key before the L new tokens always, new token j = token - (seqLen -
+  /// L) where mask[batch, query, j] is nonzero. Null without a tree mask.
+  Value treeMaskAllows(ImplicitLocOpBuilder &b, Value batch, Value query,
+                       Value token, Value seqLen) const;
 
 private:
   Value softCap(ImplicitLocOpBuilder &b, Value score) const;

@@ -77,19 +77,25 @@ struct DecodeVariants {
   bool alibi = false;   ///< s <- s + slope[h] * (t - (seq_len - 1))
   bool sinks = false;   ///< a per-head logit in the softmax denominator
   bool lse = false;     ///< writes the log-sum-exp of the attended logits
+  /// Multi-token decode only: a [batch, L, L] mask of which new tokens each
+  /// new query may attend (a draft tree).
+  bool treeMask = false;
 
-  bool any() const { return window || softCap || alibi || sinks || lse; }
-  /// "_win_cap_alibi_sinks_lse" for those set; empty for plain decode.
+  bool any() const {
+    return window || softCap || alibi || sinks || lse || treeMask;
+  }
+  /// "_win_cap_alibi_sinks_lse_tree" for those set; empty for plain
+  /// decode.
   std::string nameSuffix() const;
   /// Turns on the variant whose manifest key (and Python keyword) is `key`:
-  /// "window", "soft_cap", "alibi_slopes", "sinks" or "lse"; false for
-  /// any other.
+  /// "window", "soft_cap", "alibi_slopes", "sinks", "lse" or "tree_mask";
+  /// false for any other.
   bool enable(std::string_view key);
   /// The keys, comma-separated, for messages.
   static const char *keysDoc();
   bool operator==(const DecodeVariants &o) const {
     return window == o.window && softCap == o.softCap && alibi == o.alibi &&
-           sinks == o.sinks && lse == o.lse;
+           sinks == o.sinks && lse == o.lse && treeMask == o.treeMask;
   }
 };
 
@@ -100,6 +106,11 @@ struct DecodeSpec {
   Layout layout = Layout::NHD;
   int64_t numWarps = 4;
   DecodeVariants variants;
+  /// New query tokens per sequence (L): 1 for a decode whose q is
+  /// [batch, num_heads, head_dim]; a q of [batch, L, num_heads, head_dim]
+  /// is a multi-token decode (speculative decoding's verification step),
+  /// its queries causal among the L new tokens.
+  int64_t queryLen = 1;
 
   /// The largest sizes the op accepts: head_dim as the kernels are proven
   /// (the GPU test matrix runs every head_dim up to it); query heads and
@@ -107,6 +118,9 @@ struct DecodeSpec {
   static constexpr int64_t kMaxHeadDim = 256;
   static constexpr int64_t kMaxNumHeads = 4096;
   static constexpr int64_t kMaxPageSize = 65536;
+  /// New tokens a multi-token decode verifies at once: up to 16 (draft
+  /// trees and MTP heads verify 2 to 8 today).
+  static constexpr int64_t kMaxQueryLen = 16;
 
   /// The spec of q [batch, num_heads, head_dim] and a cache `cacheShape`
   /// laid out as `layout`, unchecked (validate() says whether it is one).
@@ -114,8 +128,9 @@ struct DecodeSpec {
                                const int64_t cacheShape[4], DType dtype,
                                Layout layout);
 
-  /// "h32_kv8_d128_p16_bf16_nhd_w4", then the variants' suffix
-  /// ("..._w4_win_sinks"): kernels and manifests are named by it.
+  /// "h32_kv8_d128_p16_bf16_nhd_w4", then "_l<L>" for a multi-token
+  /// decode, then the variants' suffix ("..._w4_l4_win_sinks"): kernels
+  /// and manifests are named by it.
   std::string name() const;
   /// Query heads per KV head.
   int64_t groupSize() const { return numHeads / numKVHeads; }
@@ -127,7 +142,7 @@ struct DecodeSpec {
   /// the first broken rule's message (the verifier's): sizes at least 1
   /// and within the bounds above, num_kv_heads at most num_heads (else a
   /// hint about the layout), a multiple of it, a floating-point dtype,
-  /// rows of a multiple of 16 bytes.
+  /// rows of a multiple of 16 bytes, a query_len in [1, kMaxQueryLen].
   std::string validate() const;
 
   bool operator==(const DecodeSpec &other) const;

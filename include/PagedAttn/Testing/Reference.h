@@ -24,7 +24,12 @@ struct ReferenceProblem {
   int64_t pageSize = 0, numPages = 0, maxPages = 0;
   bool hnd = false;
   double scale = 0;
-  std::vector<double> q, kCache, vCache; // q: [batch, num_heads, head_dim]
+  /// New query tokens per sequence (L, a multi-token decode's; the last L
+  /// keys of each sequence are theirs).
+  int64_t queryLen = 1;
+  /// q: [batch, L, num_heads, head_dim] ([batch, num_heads, head_dim] for
+  /// L = 1).
+  std::vector<double> q, kCache, vCache;
   std::vector<int32_t> blockTable;       // [batch, max_pages]
   std::vector<int32_t> seqLens;          // [batch]
   /// The variants (DecodeVariants says which are on) and their values:
@@ -33,6 +38,9 @@ struct ReferenceProblem {
   int64_t window = 0;
   double softCap = 0;
   std::vector<double> alibiSlopes, sinks;
+  /// The tree mask [batch, L, L] (variants.treeMask): query i sees new
+  /// token j where j <= i and the entry is nonzero.
+  std::vector<uint8_t> treeMask;
 };
 
 /// What a random problem looks like.
@@ -51,6 +59,10 @@ struct RandomProblemOptions {
   DecodeVariants variants;
   int64_t window = 0;
   double softCap = 0;
+  /// New query tokens per sequence. The tree mask (variants.treeMask) is
+  /// drawn: entries below the diagonal set with probability 0.6, the
+  /// diagonal with 0.9, and those above it (which the op ignores) too.
+  int64_t queryLen = 1;
 };
 
 /// Elements uniform in [-1, 1); logical pages take physical pages of the
@@ -65,11 +77,12 @@ std::vector<uint8_t> roundToDType(DType dtype, std::vector<double> &values);
 /// Widens stored `dtype` elements to double.
 std::vector<double> widenFromDType(DType dtype, const void *data, size_t n);
 
-/// out[b, h, :] = softmax(scale * q . K^T) . V in float64, with the
-/// problem's variants as the op defines them; zeros for a sequence with no
-/// attended key. Returns [batch, num_heads, head_dim]; `lse`, when given,
-/// receives the natural log-sum-exp [batch, num_heads] (-inf where no key
-/// is attended).
+/// out[b, i, h, :] = softmax(scale * q . K^T) . V in float64 over the keys
+/// new query i of sequence b sees (causal among the L new tokens, the tree
+/// mask), with the problem's variants as the op defines them; zeros for a
+/// query with no attended key. Returns [batch, L, num_heads, head_dim];
+/// `lse`, when given, receives the natural log-sum-exp [batch, L,
+/// num_heads] (-inf where no key is attended).
 std::vector<double> referenceDecode(const ReferenceProblem &p,
                                     std::vector<double> *lse = nullptr);
 

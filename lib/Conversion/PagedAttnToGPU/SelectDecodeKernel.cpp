@@ -23,6 +23,12 @@ FailureOr<DecodeKernelConfig>
 mlir::paged_attn::getDecodeKernelConfig(DecodeOp op,
                                         const DecodeKernelOptions &options) {
   MLIRContext *ctx = op.getContext();
+  // The kernels serve one query token per sequence; a multi-token decode
+  // has its meaning in the loops lowering only.
+  if (op.isMultiToken())
+    return op.emitOpError(
+        "is a multi-token decode ('q' of rank 4), which has no GPU kernel; "
+        "convert-paged-attn-to-loops lowers it");
   DecodeSpec spec = getDecodeSpec(op);
   Attribute attr = op->getDiscardableAttr(kStrategyAttrName);
   if (!attr) {

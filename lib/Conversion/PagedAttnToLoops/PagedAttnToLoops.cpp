@@ -1,13 +1,15 @@
 //===- PagedAttnToLoops.cpp - paged_attn.decode to scalar loops -----------===//
 //
-// The reference semantics of decode: for every sequence and query head, a
-// first pass over the sequence's visible tokens finds the largest logit, a
-// second accumulates exp(logit - max) and exp(logit - max) * V in f32, and
-// the result is the accumulator over the sum (zeros for an empty sequence).
-// A variant's score rules (ScoreModifiers, shared with the GPU kernels)
-// apply to each logit and decide the first visible token; a sink adds
-// exp(sink - max) to the denominator; the log-sum-exp is max + log(sum)
-// (-inf for an empty sequence).
+// The reference semantics of decode: for every sequence, new query token
+// (one, or L of a multi-token decode) and query head, a first pass over the
+// query's visible keys finds the largest logit, a second accumulates
+// exp(logit - max) and exp(logit - max) * V in f32, and the result is the
+// accumulator over the sum (zeros when no key is visible). The score rules
+// (ScoreModifiers, shared with the GPU kernels) decide a query's last and
+// first visible keys (its causal end, the window), apply to each logit, and
+// hide the keys a tree mask hides (their logit -inf, their weight 0); a
+// sink adds exp(sink - max) to the denominator; the log-sum-exp is
+// max + log(sum) (-inf when no key is visible).
 //
 //===----------------------------------------------------------------------===//
 
@@ -71,6 +73,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     if (FloatAttr cap = op.getSoftCapAttr())
       args.softCap = arith::ConstantOp::create(b, cap);
     args.alibiSlopes = op.getAlibiSlopes();
+    args.treeMask = op.getTreeMask();
     ScoreMath cpuMath;
     cpuMath.exp2 = [](ImplicitLocOpBuilder &b, Value x) -> Value {
       return math::Exp2Op::create(b, x);
@@ -96,26 +99,6 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
           ::paged_attn::cacheIndex(spec.layout, page, slot, kvHead, d);
       return SmallVector<Value>(index.begin(), index.end());
     };
-    // The rules on scale * q[batch, head, :] . K[token, :].
-    auto logit = [&](Value batch, Value head, Value kvHead, Value token,
-                     Value seqLen, Value slope) -> Value {
-      auto dot = scf::ForOp::create(b, zero, headDim, one, ValueRange{f32Zero});
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(dot.getBody());
-      Value d = dot.getInductionVar();
-      Value qv = toF32(
-          memref::LoadOp::create(b, op.getQ(), ValueRange{batch, head, d}));
-      Value kv = toF32(memref::LoadOp::create(
-          b, op.getKCache(), cacheIndices(batch, token, kvHead, d)));
-      scf::YieldOp::create(b, ValueRange{math::FmaOp::create(
-                                  b, qv, kv, dot.getRegionIterArgs()[0])});
-      b.setInsertionPointAfter(dot);
-      Value score = arith::MulFOp::create(b, dot.getResult(0), scale);
-      if (rules.empty())
-        return score;
-      return rules.apply(b, score, ScorePosition{token, seqLen, slope});
-    };
-
     Value batchSize = memref::DimOp::create(b, op.getQ(), 0);
     auto batchLoop = scf::ForOp::create(b, zero, batchSize, one);
     b.setInsertionPointToStart(batchLoop.getBody());
@@ -123,23 +106,62 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value seqLen = arith::IndexCastOp::create(
         b, b.getIndexType(),
         memref::LoadOp::create(b, op.getSeqLens(), ValueRange{batch}));
+    // A multi-token decode's new queries, each with its own keys.
+    Value query;
+    if (op.isMultiToken()) {
+      auto queryLoop = scf::ForOp::create(b, zero, index(op.getQueryLen()), one);
+      b.setInsertionPointToStart(queryLoop.getBody());
+      query = queryLoop.getInductionVar();
+    }
+    Value keyEnd = rules.queryKeyEnd(b, seqLen, query);
     auto headLoop = scf::ForOp::create(b, zero, index(op.getNumHeads()), one);
     b.setInsertionPointToStart(headLoop.getBody());
     Value head = headLoop.getInductionVar();
     Value kvHead = arith::DivUIOp::create(b, head, groupSize);
     Value slope = rules.headSlope(b, head);
-    Value firstKey = rules.firstVisibleKey(b, seqLen);
+    Value firstKey = rules.firstVisibleKey(b, keyEnd);
     if (!firstKey)
       firstKey = zero;
+    // The query's row of q, out and the log-sum-exp: (batch, head) or, multi-
+    // token, (batch, query, head); then `rest`.
+    auto row = [&](ValueRange rest) {
+      SmallVector<Value> indices = {batch};
+      if (query)
+        indices.push_back(query);
+      indices.push_back(head);
+      indices.append(rest.begin(), rest.end());
+      return indices;
+    };
+
+    // The rules on scale * q[row, :] . K[token, :]; -inf for a key the tree
+    // mask hides.
+    auto logit = [&](Value token) -> Value {
+      auto dot = scf::ForOp::create(b, zero, headDim, one, ValueRange{f32Zero});
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(dot.getBody());
+      Value d = dot.getInductionVar();
+      Value qv = toF32(memref::LoadOp::create(b, op.getQ(), row({d})));
+      Value kv = toF32(memref::LoadOp::create(
+          b, op.getKCache(), cacheIndices(batch, token, kvHead, d)));
+      scf::YieldOp::create(b, ValueRange{math::FmaOp::create(
+                                  b, qv, kv, dot.getRegionIterArgs()[0])});
+      b.setInsertionPointAfter(dot);
+      Value score = arith::MulFOp::create(b, dot.getResult(0), scale);
+      if (!rules.empty())
+        score = rules.apply(b, score, ScorePosition{token, keyEnd, slope});
+      if (Value allowed =
+              rules.treeMaskAllows(b, batch, query, token, seqLen))
+        score = arith::SelectOp::create(b, allowed, score, negInf);
+      return score;
+    };
 
     // Pass 1: the largest logit.
     auto maxLoop =
-        scf::ForOp::create(b, firstKey, seqLen, one, ValueRange{negInf});
+        scf::ForOp::create(b, firstKey, keyEnd, one, ValueRange{negInf});
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(maxLoop.getBody());
-      Value s = logit(batch, head, kvHead, maxLoop.getInductionVar(), seqLen,
-                      slope);
+      Value s = logit(maxLoop.getInductionVar());
       scf::YieldOp::create(b, ValueRange{arith::MaximumFOp::create(
                                   b, maxLoop.getRegionIterArgs()[0], s)});
     }
@@ -154,14 +176,20 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
                               ValueRange{clear.getInductionVar()});
     }
     auto sumLoop =
-        scf::ForOp::create(b, firstKey, seqLen, one, ValueRange{f32Zero});
+        scf::ForOp::create(b, firstKey, keyEnd, one, ValueRange{f32Zero});
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(sumLoop.getBody());
       Value token = sumLoop.getInductionVar();
-      Value p = math::ExpOp::create(
-          b, arith::SubFOp::create(b, logit(batch, head, kvHead, token, seqLen, slope),
-                                   max));
+      Value s = logit(token);
+      Value p = math::ExpOp::create(b, arith::SubFOp::create(b, s, max));
+      // A hidden key weighs 0, also where every key is hidden (max -inf,
+      // s - max NaN).
+      if (op.getTreeMask())
+        p = arith::SelectOp::create(
+            b,
+            arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, s, negInf),
+            f32Zero, p);
       auto dLoop = scf::ForOp::create(b, zero, headDim, one);
       {
         OpBuilder::InsertionGuard g2(b);
@@ -195,7 +223,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
       Value lse = arith::SelectOp::create(
           b, nonEmpty, arith::AddFOp::create(b, max, math::LogOp::create(b, sum)),
           negInf);
-      memref::StoreOp::create(b, lse, lseOut, ValueRange{batch, head});
+      memref::StoreOp::create(b, lse, lseOut, row({}));
     }
     auto writeLoop = scf::ForOp::create(b, zero, headDim, one);
     {
@@ -206,7 +234,7 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
           b, memref::LoadOp::create(b, acc, ValueRange{d}), inv);
       if (!elemType.isF32())
         r = arith::TruncFOp::create(b, elemType, r);
-      memref::StoreOp::create(b, r, op.getOut(), ValueRange{batch, head, d});
+      memref::StoreOp::create(b, r, op.getOut(), row({d}));
     }
     rewriter.eraseOp(op);
     return success();

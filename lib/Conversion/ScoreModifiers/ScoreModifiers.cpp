@@ -71,3 +71,40 @@ Value ScoreModifiers::firstVisibleKey(ImplicitLocOpBuilder &b,
   return arith::MaxSIOp::create(b, first,
                                 arith::ConstantIndexOp::create(b, 0));
 }
+
+Value ScoreModifiers::queryKeyEnd(ImplicitLocOpBuilder &b, Value seqLen,
+                                  Value query) const {
+  if (spec.queryLen == 1)
+    return seqLen;
+  // seqLen - (L - 1 - query), clamped: a sequence shorter than L leaves its
+  // first queries no key.
+  Value behind = arith::SubIOp::create(
+      b, arith::ConstantIndexOp::create(b, spec.queryLen - 1), query);
+  return arith::MaxSIOp::create(b, arith::SubIOp::create(b, seqLen, behind),
+                                arith::ConstantIndexOp::create(b, 0));
+}
+
+Value ScoreModifiers::treeMaskAllows(ImplicitLocOpBuilder &b, Value batch,
+                                     Value query, Value token,
+                                     Value seqLen) const {
+  if (!spec.variants.treeMask)
+    return Value();
+  Value zero = arith::ConstantIndexOp::create(b, 0);
+  // The key's index among the new tokens; negative before them. The mask
+  // is read at a clamped index so that no load leaves it.
+  Value newToken = arith::SubIOp::create(
+      b, token,
+      arith::SubIOp::create(
+          b, seqLen, arith::ConstantIndexOp::create(b, spec.queryLen)));
+  Value isOld = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, newToken,
+                                      zero);
+  Value entry = memref::LoadOp::create(
+      b, args.treeMask,
+      ValueRange{batch, query, arith::MaxSIOp::create(b, newToken, zero)});
+  Value allowed = entry;
+  if (!entry.getType().isInteger(1))
+    allowed = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne, entry,
+        arith::ConstantOp::create(b, b.getIntegerAttr(entry.getType(), 0)));
+  return arith::OrIOp::create(b, isOld, allowed);
+}

@@ -36,3 +36,20 @@ func.func @decode_lse(%q: tensor<?x32x128xbf16>, %k: tensor<?x8x16x128xbf16>, %v
        : tensor<?x32x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x8x16x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>, tensor<?x32xf32>
   return %o, %l : tensor<?x32x128xbf16>, tensor<?x32xf32>
 }
+
+// A multi-token decode's tree mask is read in place; its out and
+// log-sum-exp are new buffers of q's batch.
+// CHECK-LABEL: func.func @decode_multi_token
+// CHECK-SAME: (%[[Q:.*]]: memref<?x4x32x128xbf16>, %{{.*}}: memref<?x16x8x128xbf16>, %{{.*}}: memref<?x16x8x128xbf16>, %{{.*}}: memref<?x?xi32>, %{{.*}}: memref<?xi32>, %[[M:.*]]: memref<?x4x4xi8>)
+// CHECK: %[[OUT:.*]] = memref.alloc(%{{.*}}) {{.*}} : memref<?x4x32x128xbf16>
+// CHECK: %[[LSE:.*]] = memref.alloc(%{{.*}}) {{.*}} : memref<?x4x32xf32>
+// CHECK: paged_attn.decode {{.*}} tree_mask(%[[M]] : memref<?x4x4xi8>) outs(%[[OUT]] : memref<?x4x32x128xbf16>) lse(%[[LSE]] : memref<?x4x32xf32>)
+// CHECK: return %[[OUT]], %[[LSE]]
+func.func @decode_multi_token(%q: tensor<?x4x32x128xbf16>, %k: tensor<?x16x8x128xbf16>,
+    %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>,
+    %m: tensor<?x4x4xi8>) -> (tensor<?x4x32x128xbf16>, tensor<?x4x32xf32>) {
+  %o, %l = paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : tensor<?x4x4xi8>)
+       : tensor<?x4x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>,
+         tensor<?x?xi32>, tensor<?xi32> -> tensor<?x4x32x128xbf16>, tensor<?x4x32xf32>
+  return %o, %l : tensor<?x4x32x128xbf16>, tensor<?x4x32xf32>
+}

@@ -50,7 +50,7 @@ func.func @memref_no_outs(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>
 
 // q-rank
 func.func @q_rank(%q: memref<?x4096xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
-  // expected-error @+1 {{'q' must have rank 3 ([batch, num_heads, head_dim]), got 2}}
+  // expected-error @+1 {{'q' must have rank 3 ([batch, num_heads, head_dim]) or 4 ([batch, L, num_heads, head_dim]), got 2}}
   paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x4096xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
   return
 }
@@ -95,7 +95,7 @@ func.func @seq_lens_rank(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>,
 
 // out-rank
 func.func @out_rank(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x4096xbf16>) {
-  // expected-error @+1 {{'out' must have rank 3 ([batch, num_heads, head_dim]), got 2}}
+  // expected-error @+1 {{'out' must have the rank of 'q' (3), got 2}}
   paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x4096xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
   return
 }
@@ -682,5 +682,86 @@ func.func @merge_no_outs(%p: memref<2x?x32x128xbf16>, %l: memref<2x?x32xf32>) {
 func.func @merge_stride(%p: memref<2x?x32x128xbf16, strided<[?, ?, ?, 2]>>, %l: memref<2x?x32xf32>, %o: memref<?x32x128xbf16>) {
   // expected-error @+1 {{'partial_out' must have unit stride in its innermost dimension, got 2}}
   paged_attn.merge %p, %l outs(%o : memref<?x32x128xbf16>) : memref<2x?x32x128xbf16, strided<[?, ?, ?, 2]>>, memref<2x?x32xf32>
+  return
+}
+
+// -----
+
+// query-len: at most 16 new tokens
+func.func @query_len(%q: memref<?x17x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x17x32x128xbf16>) {
+  // expected-error @+1 {{query_len (17) must be at most 16}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x17x32x128xbf16>) : memref<?x17x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// query-len-dynamic: L is static
+func.func @query_len_dynamic(%q: memref<?x?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x?x32x128xbf16>) {
+  // expected-error @+1 {{L, num_heads and head_dim ('q' dims 1, 2 and 3) must be static, got [?, ?, 32, 128]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x?x32x128xbf16>) : memref<?x?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// multi-token-out: out has q's shape
+func.func @multi_token_out(%q: memref<?x4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x2x32x128xbf16>) {
+  // expected-error @+1 {{'out' shape [?, 2, 32, 128] must equal the shape of 'q' [?, 4, 32, 128]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x2x32x128xbf16>) : memref<?x4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// multi-token-lse: [batch, L, num_heads]
+func.func @multi_token_lse(%q: memref<?x4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x4x32x128xbf16>, %l: memref<?x32xf32>) {
+  // expected-error @+1 {{'lse' must have shape [batch, L, num_heads] [?, 4, 32], got [?, 32]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x4x32x128xbf16>) lse(%l : memref<?x32xf32>) : memref<?x4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// tree-mask-single-token: a tree mask needs new tokens
+func.func @tree_mask_single(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %m: memref<?x1x1xi8>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'tree_mask' needs a multi-token 'q' of rank 4 ([batch, L, num_heads, head_dim])}}
+  paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : memref<?x1x1xi8>) outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// tree-mask-type: i1 or i8
+func.func @tree_mask_type(%q: memref<?x4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %m: memref<?x4x4xi32>, %o: memref<?x4x32x128xbf16>) {
+  // expected-error @+1 {{'tree_mask' element type must be i1 or i8, got 'i32'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : memref<?x4x4xi32>) outs(%o : memref<?x4x32x128xbf16>) : memref<?x4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// tree-mask-shape: [batch, L, L]
+func.func @tree_mask_shape(%q: memref<?x4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %m: memref<?x4x8xi1>, %o: memref<?x4x32x128xbf16>) {
+  // expected-error @+1 {{'tree_mask' must have shape [batch, L, L] [?, 4, 4], got [?, 4, 8]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : memref<?x4x8xi1>) outs(%o : memref<?x4x32x128xbf16>) : memref<?x4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// tree-mask-batch: the mask's batch is q's
+func.func @tree_mask_batch(%q: memref<3x4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %m: memref<2x4x4xi8>, %o: memref<3x4x32x128xbf16>) {
+  // expected-error @+1 {{batch sizes disagree: 'q' has 3, 'tree_mask' has 2}}
+  paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : memref<2x4x4xi8>) outs(%o : memref<3x4x32x128xbf16>) : memref<3x4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// tree-mask-form: a memref with memrefs
+func.func @tree_mask_form(%q: memref<?x4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %m: tensor<?x4x4xi8>, %o: memref<?x4x32x128xbf16>) {
+  // expected-error @+1 {{'tree_mask' must be a memref as 'q' is}}
+  paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : tensor<?x4x4xi8>) outs(%o : memref<?x4x32x128xbf16>) : memref<?x4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
   return
 }

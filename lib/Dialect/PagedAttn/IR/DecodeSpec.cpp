@@ -6,12 +6,16 @@ using namespace mlir;
 using namespace mlir::paged_attn;
 
 DecodeSpec mlir::paged_attn::getDecodeSpec(DecodeOp op) {
-  // The verifier calls this once the ranks are right.
-  ArrayRef<int64_t> q = op.getQType().getShape();
+  // The verifier calls this once the ranks are right. A multi-token q
+  // [batch, L, num_heads, head_dim] has the sizes of [batch, num_heads,
+  // head_dim] and a query length.
+  int64_t q[3] = {op.getQType().getDimSize(0), op.getNumHeads(),
+                  op.getHeadDim()};
   ArrayRef<int64_t> cache = op.getCacheType().getShape();
   DType dtype = toDType(op.getElementType()).value_or(DType::F32);
-  DecodeSpec spec = DecodeSpec::fromShapes(q.data(), cache.data(), dtype,
+  DecodeSpec spec = DecodeSpec::fromShapes(q, cache.data(), dtype,
                                            toLayout(op.getLayout()));
+  spec.queryLen = op.getQueryLen();
   spec.variants = getDecodeVariants(op);
   return spec;
 }
@@ -23,6 +27,7 @@ DecodeVariants mlir::paged_attn::getDecodeVariants(DecodeOp op) {
   v.alibi = op.getAlibiSlopes() != nullptr;
   v.sinks = op.getSinks() != nullptr;
   v.lse = op.getLse() != nullptr || op.getLseOut() != nullptr;
+  v.treeMask = op.getTreeMask() != nullptr;
   return v;
 }
 

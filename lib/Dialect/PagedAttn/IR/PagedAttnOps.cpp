@@ -31,8 +31,8 @@ void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
                      Value vCache, Value blockTable, Value seqLens,
                      KVLayout layout, std::optional<float> scale) {
   build(b, state, q.getType(), /*lse=*/Type(), q, kCache, vCache, blockTable,
-        seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(), /*out=*/Value(),
-        /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
+        seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(),
+        /*tree_mask=*/Value(), /*out=*/Value(), /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
         buildScaleAttr(b, scale), /*window=*/IntegerAttr(),
         /*soft_cap=*/FloatAttr());
 }
@@ -41,8 +41,8 @@ void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
                      Value vCache, Value blockTable, Value seqLens, Value out,
                      KVLayout layout, std::optional<float> scale) {
   build(b, state, /*result=*/Type(), /*lse=*/Type(), q, kCache, vCache,
-        blockTable, seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(), out,
-        /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
+        blockTable, seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(),
+        /*tree_mask=*/Value(), out, /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
         buildScaleAttr(b, scale), /*window=*/IntegerAttr(),
         /*soft_cap=*/FloatAttr());
 }
@@ -180,7 +180,8 @@ static LogicalResult verifyForm(DecodeOp op, const DecodeOperands &o) {
                             "'seq_lens' must be all tensors or all memrefs");
   for (auto [v, name] : {std::pair<Value, StringRef>{op.getAlibiSlopes(),
                                                    "alibi_slopes"},
-                         {op.getSinks(), "sinks"}})
+                         {op.getSinks(), "sinks"},
+                         {op.getTreeMask(), "tree_mask"}})
     if (v && isa<RankedTensorType>(v.getType()) != o.isTensor)
       return op.emitOpError()
              << "'" << name << "' must be a "
@@ -204,23 +205,28 @@ static LogicalResult verifyForm(DecodeOp op, const DecodeOperands &o) {
 }
 
 static LogicalResult verifyRanks(DecodeOp op, const DecodeOperands &o) {
-  int64_t ranks[] = {3, 4, 4, 2, 1};
-  StringRef rankDocs[] = {"[batch, num_heads, head_dim]",
-                          "[pages, page, num_kv_heads, head_dim] or [pages, "
+  int64_t qRank = op.getQType().getRank();
+  if (qRank != 3 && qRank != 4)
+    return op.emitOpError() << "'q' must have rank 3 ([batch, num_heads, "
+                               "head_dim]) or 4 ([batch, L, num_heads, "
+                               "head_dim]), got "
+                            << qRank;
+  int64_t ranks[] = {4, 4, 2, 1};
+  StringRef rankDocs[] = {"[pages, page, num_kv_heads, head_dim] or [pages, "
                           "num_kv_heads, page, head_dim]",
                           "the rank of 'k_cache'", "[batch, max_pages]",
                           "[batch]"};
   for (auto [v, name, rank, doc] :
-       llvm::zip_equal(o.inputs, o.names, ranks, rankDocs)) {
+       llvm::zip_equal(ArrayRef(o.inputs).drop_front(),
+                       ArrayRef(o.names).drop_front(), ranks, rankDocs)) {
     int64_t got = cast<ShapedType>(v.getType()).getRank();
     if (got != rank)
       return op.emitOpError() << "'" << name << "' must have rank " << rank
                               << " (" << doc << "), got " << got;
   }
-  if (o.outType().getRank() != 3)
-    return op.emitOpError() << "'" << o.outName
-                            << "' must have rank 3 ([batch, num_heads, "
-                               "head_dim]), got "
+  if (o.outType().getRank() != qRank)
+    return op.emitOpError() << "'" << o.outName << "' must have the rank of "
+                            << "'q' (" << qRank << "), got "
                             << o.outType().getRank();
   return success();
 }
@@ -253,10 +259,12 @@ static LogicalResult verifyElementTypes(DecodeOp op, const DecodeOperands &o) {
 /// them (the spec's, shared with every layer).
 static LogicalResult verifySizes(DecodeOp op) {
   ShapedType qType = op.getQType();
-  if (qType.isDynamicDim(1) || qType.isDynamicDim(2))
-    return op.emitOpError("num_heads and head_dim ('q' dims 1 and 2) must be "
-                          "static, got ")
-           << formatShape(qType.getShape());
+  if (llvm::any_of(qType.getShape().drop_front(), ShapedType::isDynamic))
+    return op.emitOpError()
+           << (op.isMultiToken()
+                   ? "L, num_heads and head_dim ('q' dims 1, 2 and 3)"
+                   : "num_heads and head_dim ('q' dims 1 and 2)")
+           << " must be static, got " << formatShape(qType.getShape());
   ShapedType kType = op.getCacheType();
   ShapedType vType = cast<ShapedType>(op.getVCache().getType());
   for (int64_t dim = 1; dim < 4; ++dim)
@@ -288,7 +296,11 @@ static LogicalResult verifyBatchAndOut(DecodeOp op, const DecodeOperands &o) {
       {"block_table",
        cast<ShapedType>(op.getBlockTable().getType()).getDimSize(0)},
       {"seq_lens", cast<ShapedType>(op.getSeqLens().getType()).getDimSize(0)},
-      {o.outName, outType.getDimSize(0)}};
+      {o.outName, outType.getDimSize(0)},
+      {"tree_mask",
+       op.getTreeMask()
+           ? cast<ShapedType>(op.getTreeMask().getType()).getDimSize(0)
+           : ShapedType::kDynamic}};
   std::optional<std::pair<StringRef, int64_t>> firstStatic;
   for (auto [name, batch] : batches) {
     if (ShapedType::isDynamic(batch))
@@ -302,7 +314,7 @@ static LogicalResult verifyBatchAndOut(DecodeOp op, const DecodeOperands &o) {
              << "batch sizes disagree: '" << firstStatic->first << "' has "
              << firstStatic->second << ", '" << name << "' has " << batch;
   }
-  for (int64_t dim = 1; dim < 3; ++dim)
+  for (int64_t dim = 1; dim < qType.getRank(); ++dim)
     if (outType.getDimSize(dim) != qType.getDimSize(dim))
       return op.emitOpError() << "'" << o.outName << "' shape "
                               << formatShape(outType.getShape())
@@ -361,8 +373,35 @@ static LogicalResult verifyF32Shape(Operation *op, StringRef name,
   return success();
 }
 
-/// The variants' operands and results: per-head f32 vectors, and the
-/// log-sum-exp [batch, num_heads].
+/// The draft-tree mask of a multi-token decode: i1 or i8 [batch, L, L].
+static LogicalResult verifyTreeMask(DecodeOp op) {
+  Value mask = op.getTreeMask();
+  if (!mask)
+    return success();
+  if (!op.isMultiToken())
+    return op.emitOpError("'tree_mask' needs a multi-token 'q' of rank 4 "
+                          "([batch, L, num_heads, head_dim])");
+  auto type = cast<ShapedType>(mask.getType());
+  if (!type.getElementType().isSignlessInteger(1) &&
+      !type.getElementType().isSignlessInteger(8))
+    return op.emitOpError() << "'tree_mask' element type must be i1 or i8, "
+                               "got "
+                            << type.getElementType();
+  int64_t l = op.getQueryLen();
+  if (type.getRank() != 3 || type.getDimSize(1) != l ||
+      type.getDimSize(2) != l)
+    return op.emitOpError()
+           << "'tree_mask' must have shape [batch, L, L] "
+           << formatShape({op.getQType().getDimSize(0), l, l}) << ", got "
+           << formatShape(type.getShape());
+  if (auto memref = dyn_cast<MemRefType>(type))
+    return verifyMemRef(op, "tree_mask", memref, /*vectorRows=*/false);
+  return success();
+}
+
+/// The variants' operands and results: per-head f32 vectors, the
+/// log-sum-exp [batch, num_heads] ([batch, L, num_heads] multi-token) and
+/// the tree mask.
 static LogicalResult verifyVariantOperands(DecodeOp op) {
   int64_t numHeads = op.getNumHeads();
   for (auto [v, name] : {std::pair<Value, StringRef>{op.getAlibiSlopes(),
@@ -370,11 +409,17 @@ static LogicalResult verifyVariantOperands(DecodeOp op) {
                          {op.getSinks(), "sinks"}})
     if (v && failed(verifyF32Shape(op, name, v, {numHeads}, "[num_heads]")))
       return failure();
+  if (failed(verifyTreeMask(op)))
+    return failure();
   Value lse = op.getLse() ? Value(op.getLse()) : Value(op.getLseOut());
   if (!lse)
     return success();
-  return verifyF32Shape(op, "lse", lse,
-                        {op.getQType().getDimSize(0), numHeads},
+  int64_t batch = op.getQType().getDimSize(0);
+  if (op.isMultiToken())
+    return verifyF32Shape(op, "lse", lse,
+                          {batch, op.getQueryLen(), numHeads},
+                          "[batch, L, num_heads]");
+  return verifyF32Shape(op, "lse", lse, {batch, numHeads},
                         "[batch, num_heads]");
 }
 

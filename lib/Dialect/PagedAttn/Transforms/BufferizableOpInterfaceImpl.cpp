@@ -100,7 +100,7 @@ struct DecodeOpInterface
     Value inputs[] = {decodeOp.getQ(),          decodeOp.getKCache(),
                       decodeOp.getVCache(),     decodeOp.getBlockTable(),
                       decodeOp.getSeqLens(),    decodeOp.getAlibiSlopes(),
-                      decodeOp.getSinks()};
+                      decodeOp.getSinks(),      decodeOp.getTreeMask()};
     SmallVector<Value> buffers;
     for (Value input : inputs) {
       FailureOr<Value> buffer = bufferOf(input);
@@ -131,7 +131,7 @@ struct DecodeOpInterface
 
     DecodeOp::create(rewriter, loc, /*result=*/Type(), /*lse=*/Type(),
                      buffers[0], buffers[1], buffers[2], buffers[3], buffers[4],
-                     buffers[5], buffers[6], *out, lseOut,
+                     buffers[5], buffers[6], buffers[7], *out, lseOut,
                      decodeOp.getLayoutAttr(), decodeOp.getScaleAttr(),
                      decodeOp.getWindowAttr(), decodeOp.getSoftCapAttr());
     replaceOpWithBufferizedValues(rewriter, op, results);

@@ -33,11 +33,12 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
 
     | operand | shape |
     |---|---|
-    | q | `[batch, num_heads, head_dim]` |
+    | q | `[batch, num_heads, head_dim]`; multi-token `[batch, L, num_heads, head_dim]` |
     | k_cache, v_cache | `nhd`: `[pages, page, num_kv_heads, head_dim]`; `hnd`: `[pages, num_kv_heads, page, head_dim]` |
     | block_table | `[batch, max_pages]` i32 |
     | seq_lens | `[batch]` i32 |
-    | out / result | `[batch, num_heads, head_dim]` |
+    | tree_mask (optional) | `[batch, L, L]` i1 or i8 (multi-token) |
+    | out / result | the shape of `q` |
 
     The layout is what the `layout` attribute says: the shapes alone do not
     tell it (a `[pages, 8, 8, 128]` cache is 8 tokens of 8 KV heads under
@@ -65,7 +66,7 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     | `soft_cap = c` (f32 attribute, finite, > 0) | `s <- c * tanh(s / c)`, after the scale |
     | `alibi_slopes(%a)` (f32 `[num_heads]`) | `s <- s + a[h] * (t - (n - 1))`, after the soft-cap |
     | `sinks(%s)` (f32 `[num_heads]`) | a sink logit in the softmax's denominator only: `out = sum_t e^(s_t - m) v_t / (e^(s[h] - m) + sum_t e^(s_t - m))` |
-    | log-sum-exp (f32 `[batch, num_heads]`) | `lse[b, h] = log(sum_t e^(s_t))` over the attended keys, natural log, sinks excluded; -inf for a sequence with no attended key |
+    | log-sum-exp (f32 `[batch, num_heads]`; multi-token `[batch, L, num_heads]`) | `lse[b, h] = log(sum_t e^(s_t))` over the attended keys, natural log, sinks excluded; -inf for a sequence with no attended key |
 
     Every combination is allowed (a window with sinks as in gpt-oss, a
     window with a soft-cap as in Gemma 2). A sequence with no attended key
@@ -80,6 +81,37 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
            tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32>
            -> tensor<?x32x128xbf16>, tensor<?x32xf32>
     ```
+
+    ### Multi-token decode
+
+    A `q` of rank 4, `[batch, L, num_heads, head_dim]` with a static `L`
+    from 1 to 16, holds `L` new query tokens per sequence (speculative
+    decoding verifies a draft's tokens in one step); `out` has the same
+    shape. `seq_lens[b]` counts the new tokens, which are already in the
+    cache as its last `L` keys. Query `i` (0 <= i < L) is causal among
+    them: it sees the keys `t < n_i`, `n_i = seq_lens[b] - L + 1 + i`, and
+    every variant treats `n_i` as its sequence length (query `i`'s window
+    is `n_i - W <= t < n_i`, its ALiBi bias `slope[h] * (t - (n_i - 1))`).
+    A sequence shorter than `L` is allowed: a query with `n_i <= 0` sees
+    no key and yields zeros (log-sum-exp -inf), as an empty sequence does.
+    The log-sum-exp is `[batch, L, num_heads]`.
+
+    `tree_mask(%m)` (i1 or i8 `[batch, L, L]`, multi-token only) verifies
+    a draft tree: query `i` sees new token `j` (the key `seq_lens[b] - L +
+    j`) only where `j <= i` and `m[b, i, j]` is nonzero; the keys before
+    the new tokens stay visible. A query whose own diagonal entry is zero
+    does not see itself.
+
+    ```mlir
+    paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : memref<?x4x4xi8>)
+        outs(%o : memref<?x4x32x128xbf16>)
+        : memref<?x4x32x128xbf16>, memref<?x16x8x128xbf16>,
+          memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+    ```
+
+    The rank-3 form is the single-token decode (`L = 1`). The GPU lowering
+    serves the rank-3 form only so far; a multi-token decode lowers to
+    loops (`convert-paged-attn-to-loops`), and the GPU lowering rejects it.
 
     The kernels are specialised on which variants a decode has, not on
     their values: the window's length and the cap are kernel arguments. A
@@ -113,6 +145,7 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     PagedAttn_TensorOrMemRef:$seq_lens,
     Optional<PagedAttn_TensorOrMemRef>:$alibi_slopes,
     Optional<PagedAttn_TensorOrMemRef>:$sinks,
+    Optional<PagedAttn_TensorOrMemRef>:$tree_mask,
     Optional<AnyMemRef>:$out,
     Optional<AnyMemRef>:$lse_out,
     DefaultValuedAttr<PagedAttn_KVLayoutAttr, "::mlir::paged_attn::KVLayout::nhd">:$layout,
@@ -127,6 +160,7 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     $q `,` $k_cache `,` $v_cache `,` $block_table `,` $seq_lens
     (`alibi_slopes` `(` $alibi_slopes^ `:` type($alibi_slopes) `)`)?
     (`sinks` `(` $sinks^ `:` type($sinks) `)`)?
+    (`tree_mask` `(` $tree_mask^ `:` type($tree_mask) `)`)?
     (`outs` `(` $out^ `:` type($out) `)`)?
     (`lse` `(` $lse_out^ `:` type($lse_out) `)`)?
     attr-dict `:` type($q) `,` type($k_cache) `,` type($v_cache) `,`
@@ -164,8 +198,18 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
 
     /// Static sizes; valid once the op verifies (the layout's dims:
     /// PagedAttn/Spec; getDecodeSpec in DecodeSpec.h gives all of them).
-    int64_t getNumHeads() { return getQType().getDimSize(1); }
-    int64_t getHeadDim() { return getQType().getDimSize(2); }
+    /// q is [batch, num_heads, head_dim] or, multi-token,
+    /// [batch, L, num_heads, head_dim].
+    bool isMultiToken() { return getQType().getRank() == 4; }
+    int64_t getQueryLen() {
+      return isMultiToken() ? getQType().getDimSize(1) : 1;
+    }
+    int64_t getNumHeads() {
+      return getQType().getDimSize(getQType().getRank() - 2);
+    }
+    int64_t getHeadDim() {
+      return getQType().getDimSize(getQType().getRank() - 1);
+    }
     int64_t getNumKVHeads();
     int64_t getPageSize();
     /// `scale` if set, else 1/sqrt(head_dim).

@@ -2,19 +2,40 @@
 """PagedAttn decode against its peers, in one process, on one GPU.
 
 For each case it builds one paged KV cache (shuffled block table) and the
-same KV laid out contiguously, then times with CUDA events (warm-up, then
-the median over samples of 10 calls enqueued back to back, --iters calls in
-all, input sets rotated so that L2 does not hold the KV):
+same KV laid out contiguously, then times each op with CUDA events, input
+sets rotated so that L2 does not hold the KV, in up to two ways:
+
+  eager   warm-up, then the median over samples of 10 calls enqueued back
+          to back (--iters calls in all);
+  graph   one CUDA graph of whole rounds over the input sets (20 calls or
+          more), replayed: the median over replays (--no-graph: none).
+          Replay leaves no launch gaps between calls, which eager timing of
+          a short op keeps.
+
+The ops:
 
   paged_attn      this project, through the C API of libpaged_attn_runtime
-  sdpa_cudnn      torch SDPA, cuDNN backend, on the contiguous KV
+                  (eager and graph)
+  flashinfer      FlashInfer's paged decode, tensor-core path, on the same
+                  paged cache and block table (eager and graph)
+  flashinfer_cc   the same, CUDA-core path (eager and graph)
+  sdpa_cudnn      torch SDPA, cuDNN backend, on the contiguous KV (eager
+                  and graph)
   sdpa_flash      torch SDPA, flash backend, on the contiguous KV
   gather_sdpa     gather the pages into contiguous KV, then SDPA
   flex            FlexAttention (torch.compile) on the contiguous KV (--flex)
 
-and a read-bandwidth ceiling (a Triton streaming read, or torch.sum if
-Triton is missing). Bandwidth = bytes the op must move (K and V of the
-tokens held, q, out, the page-table entries used) / median time.
+FlashInfer is the peer in .peers/flashinfer: fi_peer.py around FlashInfer's
+own kernels and planner (bf16, head_dim 128 and 256, NHD). Its plans are
+made outside the timed region. Without the peer, or with --no-flashinfer,
+its columns stay empty and results.json says why. The SDPA peers read no
+page table and run on equal lengths only; FlashInfer runs on ragged cases
+too. PagedAttn's and FlashInfer's outputs are checked against one f32
+reference; a peer off it by more than 2e-2 keeps its times, flagged.
+
+There is also a read-bandwidth ceiling (a Triton streaming read, or
+torch.sum if Triton is missing). Bandwidth = bytes the op must move (K and
+V of the tokens held, q, out, the page-table entries used) / median time.
 
     bench_decode.py --lib build-rt/lib/libpaged_attn_runtime.so \\
         --kernels DIR --out bench/results/<card>-<date>
@@ -27,6 +48,7 @@ import datetime
 import json
 import math
 import os
+import re
 import statistics
 import sys
 
@@ -49,11 +71,13 @@ class CTensor(ctypes.Structure):
                 ("strides", ctypes.c_int64 * 4)]
 
 
+# Field for field as in the header, the variants' too: the C side reads and
+# paged_attn_decode_params_init writes the whole struct.
 class CConfig(ctypes.Structure):
     _fields_ = [("num_heads", ctypes.c_int64), ("num_kv_heads", ctypes.c_int64),
                 ("head_dim", ctypes.c_int64), ("page_size", ctypes.c_int64),
                 ("dtype", ctypes.c_int), ("layout", ctypes.c_int),
-                ("num_warps", ctypes.c_int64)]
+                ("num_warps", ctypes.c_int64), ("variants", ctypes.c_uint32)]
 
 
 class CParams(ctypes.Structure):
@@ -63,7 +87,9 @@ class CParams(ctypes.Structure):
                 ("max_seq_len", ctypes.c_int64), ("num_splits", ctypes.c_int32),
                 ("workspace", ctypes.c_void_p),
                 ("workspace_bytes", ctypes.c_size_t),
-                ("check_page_table", ctypes.c_int32)]
+                ("check_page_table", ctypes.c_int32),
+                ("window", ctypes.c_int64), ("soft_cap", ctypes.c_float),
+                ("alibi_slopes", CTensor), ("sinks", CTensor), ("lse", CTensor)]
 
 
 def c_tensor(t):
@@ -94,7 +120,7 @@ class PagedAttn:
     def decoder(self, hq, hkv, d, page, dtype, layout):
         key = (hq, hkv, d, page, dtype, layout)
         if key not in self.decoders:
-            cfg = CConfig(hq, hkv, d, page, DTYPES[dtype], layout, 4)
+            cfg = CConfig(hq, hkv, d, page, DTYPES[dtype], layout, 4, 0)
             dec = ctypes.c_void_p()
             self._check(self.lib.paged_attn_decoder_create(
                 self.library, ctypes.byref(cfg), ctypes.byref(dec)))
@@ -130,16 +156,23 @@ class PagedAttn:
 
 
 class Case:
+    """One decode problem. A ragged case draws each sequence's length
+    uniformly from 1..2 x seq_len (make_inputs), so seq_len is about their
+    mean."""
+
     def __init__(self, batch, seq_len, hq=32, hkv=8, d=128, page=16,
                  dtype=torch.bfloat16, ragged=False, group="main"):
         self.batch, self.seq_len, self.hq, self.hkv, self.d = batch, seq_len, hq, hkv, d
         self.page, self.dtype, self.ragged, self.group = page, dtype, ragged, group
 
+    def dtype_name(self):
+        return {torch.bfloat16: "bf16", torch.float16: "f16",
+                torch.float32: "f32"}[self.dtype]
+
     def name(self):
-        dt = {torch.bfloat16: "bf16", torch.float16: "f16", torch.float32: "f32"}[self.dtype]
         r = " ragged" if self.ragged else ""
         return (f"B={self.batch} S={self.seq_len}{r} Hq/Hkv={self.hq}/{self.hkv} "
-                f"D={self.d} page={self.page} {dt}")
+                f"D={self.d} page={self.page} {self.dtype_name()}")
 
 
 class Arena:
@@ -273,6 +306,59 @@ def time_fn(fns, iters, warmup, calls_per_sample=10):
     return statistics.median(samples)
 
 
+# Graphs whose capture failed, kept alive for the allocator (time_graph_fn).
+FAILED_CAPTURES = []
+
+
+def time_graph_fn(fns, iters, min_calls=20):
+    """Median milliseconds per call of fns replayed from one CUDA graph.
+
+    The graph holds whole rounds of one call per input set, at least
+    `min_calls` calls, so that the KV rotates beyond L2 as in time_fn; it is
+    replayed until about `iters` calls have been timed, at least 7 times.
+    A replay enqueues all its calls at once, so no launch gap of the host
+    is left between them. Raises when the calls cannot be captured.
+    """
+    rounds = math.ceil(min_calls / len(fns))
+    calls = rounds * len(fns)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    # Capture on a side stream, which the `with` hands back from even when
+    # capture_end raises (torch.cuda.graph's exit does not). A capture_end
+    # that raises also skips ending the allocator's capture: from then on
+    # the allocator's cache cannot be emptied (torch.cuda.graph's entry does
+    # that, hence it is not used) and it keeps a pointer to the graph.
+    try:
+        with torch.cuda.stream(side):
+            for fn in fns:  # lazy set-up (module loads, cuDNN plans) first
+                fn()
+            side.synchronize()
+            graph.capture_begin()
+            try:
+                for _ in range(rounds):
+                    for fn in fns:
+                        fn()
+            finally:
+                graph.capture_end()
+    except Exception:
+        FAILED_CAPTURES.append(graph)
+        raise
+    torch.cuda.current_stream().wait_stream(side)
+    graph.replay()  # the first replay uploads the graph
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(max(7, math.ceil(iters / calls))):
+        s = torch.cuda.Event(enable_timing=True)
+        e = torch.cuda.Event(enable_timing=True)
+        s.record()
+        graph.replay()
+        e.record()
+        e.synchronize()
+        samples.append(s.elapsed_time(e) / calls)
+    return statistics.median(samples)
+
+
 READ_CEILING_PTX = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "tools", "paged-attn-run",
                                 "read_ceiling.ptx")
@@ -328,13 +414,257 @@ def read_ceiling_tbps():
 
 
 # ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+# Relative error above which a peer's output is flagged (its times are kept).
+PEER_TOLERANCE = 2e-2
+
+
+def reason(e):
+    """One line saying why `e` was raised, after the error it was raised
+    while handling, if any (a failed capture's first error, for instance)."""
+    def first_line(x):
+        lines = str(x).strip().splitlines()
+        return lines[0] if lines else type(x).__name__
+    text = first_line(e)
+    if e.__context__ is not None:
+        text = f"{first_line(e.__context__)}; then {text}"
+    return text[:240]
+
+
+def skip(result, name, why):
+    result.setdefault("skipped", {})[name] = why
+
+
+def reference(inp, scale):
+    """f32 attention of input set `inp` on its KV gathered contiguously."""
+    kc = gather_contiguous(inp["k"], inp["bt"], inp["max_len"]).float()
+    vc = gather_contiguous(inp["v"], inp["bt"], inp["max_len"]).float()
+    mask = (torch.arange(inp["max_len"], device="cuda")[None, :] <
+            inp["sl"][:, None].long())[:, None, None, :]
+    return F.scaled_dot_product_attention(
+        inp["q"].float()[:, :, None], kc, vc, attn_mask=mask, scale=scale,
+        enable_gqa=True)[:, :, 0]
+
+
+def rel_error(out, ref):
+    return ((out.float() - ref).norm() / ref.norm()).item()
+
+
+def check_peer(result, name, out, ref):
+    err = rel_error(out, ref)
+    result["rel_error_peers"][name] = err
+    if err > PEER_TOLERANCE:
+        result.setdefault("flagged", {})[name] = (
+            f"rel error {err:.1e} above {PEER_TOLERANCE:.0e}")
+
+
+def time_graph(result, name, fns, args):
+    """Records the graph-replay time of `name`, or why it has none."""
+    if not args.graph:
+        return
+    try:
+        result["us_graph"][name] = time_graph_fn(fns, args.iters) * 1e3
+    except Exception as e:  # noqa: BLE001 - reported, and the rest goes on
+        skip(result, name + "_graph", reason(e))
+
+
+# ---------------------------------------------------------------------------
+# FlashInfer (.peers/flashinfer)
+# ---------------------------------------------------------------------------
+
+FLASHINFER_DIR = os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", ".peers", "flashinfer"))
+# Column -> fi_peer.plan's tensor_cores.
+FLASHINFER_PATHS = {"flashinfer": True, "flashinfer_cc": False}
+# The GQA group sizes FlashInfer's kernels are instantiated for
+# (DISPATCH_GQA_GROUP_SIZE in its utils.cuh).
+FLASHINFER_GROUPS = (1, 2, 3, 4, 6, 8, 16)
+
+
+def flashinfer_version():
+    """The FlashInfer release the peer's README names."""
+    try:
+        with open(os.path.join(FLASHINFER_DIR, "README.md")) as f:
+            match = re.search(r"FlashInfer \*\*([^*\s]+)\*\*", f.read())
+    except OSError:
+        match = None
+    return match.group(1) if match else "unknown version"
+
+
+def load_flashinfer():
+    """fi_peer with its extension loaded, or None; and what results.json
+    says about it: the FlashInfer version, or why it is not available."""
+    if not os.path.isdir(FLASHINFER_DIR):
+        return None, f"not available: {FLASHINFER_DIR} is absent"
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) != (9, 0):
+        return None, (f"not available: fi_peer is built for sm_90a, this "
+                      f"card is sm_{major}{minor}")
+    sys.path.insert(0, FLASHINFER_DIR)
+    try:
+        import fi_peer
+        fi_peer.build()
+    except Exception as e:  # noqa: BLE001 - the peer is optional
+        return None, f"not available: fi_peer.build() failed: {reason(e)}"
+    return fi_peer, flashinfer_version()
+
+
+def flashinfer_rejects(c, inputs):
+    """Why fi_peer cannot run case `c` on `inputs`, or None."""
+    if c.dtype != torch.bfloat16:
+        return f"the FlashInfer peer takes bf16 only, not {c.dtype_name()}"
+    if c.d not in (128, 256):
+        return f"the FlashInfer peer has head_dim 128 and 256 only, not {c.d}"
+    group = c.hq // c.hkv
+    if group not in FLASHINFER_GROUPS:
+        return (f"GQA group {group} is not one FlashInfer instantiates "
+                f"{FLASHINFER_GROUPS}")
+    if min(int(inp["lens"].min()) for inp in inputs) < 1:
+        return "a sequence of length 0 (fi_peer needs seq_lens >= 1)"
+    return None
+
+
+def flashinfer_runs(fi, c, inputs, tensor_cores, scale):
+    """One call per input set, each running the plan made for its set, and
+    the output of the first. Planning syncs with the host: it is done here,
+    once per distinct set, outside the timed region."""
+    made = {}
+    for inp in inputs:
+        if id(inp) in made:
+            continue
+        plan = fi.plan(inp["bt"], inp["sl"], c.hq, c.hkv, c.d, c.page,
+                       tensor_cores=tensor_cores)
+        out = torch.empty_like(inp["q"])
+        made[id(inp)] = (lambda plan=plan, inp=inp, out=out: plan.run(
+            inp["q"], inp["k"], inp["v"], out, scale), out)
+    return [made[id(inp)][0] for inp in inputs], made[id(inputs[0])][1]
+
+
+def time_flashinfer(fi, c, inputs, ref, scale, args, result):
+    """Both FlashInfer paths on the paged cache and block table PagedAttn
+    reads: their error against `ref` (of inputs[0]), eager and graph."""
+    why_not = flashinfer_rejects(c, inputs)
+    for name, tensor_cores in FLASHINFER_PATHS.items():
+        if why_not:
+            skip(result, name, why_not)
+            continue
+        try:
+            runs, out = flashinfer_runs(fi, c, inputs, tensor_cores, scale)
+            runs[0]()
+            check_peer(result, name, out, ref)
+            result["us"][name] = time_fn(runs, args.iters, args.warmup) * 1e3
+        except Exception as e:  # noqa: BLE001 - reported, and the rest goes on
+            skip(result, name, reason(e))
+            continue
+        time_graph(result, name, runs, args)
+
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 
 
-def run_case(pa, c, args):
+def paged_attn_runs(pa, dec, c, inputs):
+    """One decode call per input set, its params built beforehand. The
+    params hold raw pointers: the tensors they point to stay in the set."""
+    runs = []
+    for inp in inputs:
+        if "params" not in inp:  # ragged cases repeat one set
+            inp["out"] = torch.empty_like(inp["q"])
+            inp["ws"] = torch.empty(
+                max(256, pa.workspace_bytes(dec, c.batch, inp["max_len"])),
+                dtype=torch.uint8, device="cuda")
+            inp["params"] = pa.params(inp["q"], inp["k"], inp["v"], inp["bt"],
+                                      inp["sl"], inp["out"], inp["max_len"],
+                                      inp["ws"])
+        runs.append(lambda p=inp["params"]: pa.decode(dec, p))
+    return runs
+
+
+def contiguous_copies(c, inputs):
+    """(q, K, V) of each input set with the KV laid out contiguously."""
+    contig = []
+    for inp in inputs:
+        kv4 = []
+        for x in (inp["k"], inp["v"]):
+            gathered = gather_contiguous(x, inp["bt"], inp["max_len"])
+            if CONTIGUOUS_ARENA is not None:
+                kv4.append(CONTIGUOUS_ARENA.take(gathered.shape, c.dtype)
+                           .copy_(gathered))
+            else:
+                kv4.append(gathered.contiguous())
+            del gathered
+        contig.append((inp["q"][:, :, None], kv4[0], kv4[1]))
+    return contig
+
+
+def time_contiguous_peers(c, inputs, scale, args, result):
+    """SDPA (cuDNN and flash; cuDNN replayed from a graph too), FlexAttention
+    and gather + SDPA: equal lengths only, as they read no page table."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    contig = contiguous_copies(c, inputs)
+    for name, backend in (("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION),
+                          ("sdpa_flash", SDPBackend.FLASH_ATTENTION)):
+        with sdpa_kernel(backend):
+            fns = [lambda t=t: F.scaled_dot_product_attention(
+                t[0], t[1], t[2], scale=scale, enable_gqa=True)
+                for t in contig]
+            try:
+                result["us"][name] = time_fn(fns, args.iters, args.warmup) * 1e3
+            except RuntimeError as e:
+                skip(result, name, reason(e))
+                continue
+            if name == "sdpa_cudnn":
+                time_graph(result, name, fns, args)
+    # FlexAttention compiles per shape (tens of seconds): two cases.
+    if args.flex and (c.batch, c.seq_len) in ((1, 32768), (32, 4096)) \
+            and c.group == "main":
+        try:
+            from torch.nn.attention.flex_attention import flex_attention
+            flex = torch.compile(flex_attention, dynamic=False)
+            fns = [lambda t=t: flex(t[0], t[1], t[2], scale=scale,
+                                    enable_gqa=True) for t in contig]
+            result["us"]["flex"] = time_fn(fns, args.iters, args.warmup) * 1e3
+        except Exception as e:  # noqa: BLE001
+            skip(result, "flex", reason(e))
+    del contig
+
+    def gather_then_sdpa(inp):
+        k4 = gather_contiguous(inp["k"], inp["bt"], inp["max_len"])
+        v4 = gather_contiguous(inp["v"], inp["bt"], inp["max_len"])
+        return F.scaled_dot_product_attention(
+            inp["q"][:, :, None], k4, v4, scale=scale, enable_gqa=True)
+    try:
+        fns = [lambda inp=inp: gather_then_sdpa(inp) for inp in inputs]
+        result["us"]["gather_sdpa"] = time_fn(fns, max(10, args.iters // 4),
+                                              3) * 1e3
+    except RuntimeError as e:
+        skip(result, "gather_sdpa", reason(e))
+
+
+def speedups(result):
+    """PagedAttn against cuDNN SDPA and FlashInfer (the faster of its paths
+    whose output is not flagged), eager and graph: the peer's time over
+    PagedAttn's, above 1 where PagedAttn is faster."""
+    flagged = result.get("flagged", {})
+    ratios = {}
+    for times, suffix in ((result["us"], ""), (result["us_graph"], "_graph")):
+        pa = times.get("paged_attn")
+        if pa is None:
+            continue
+        if "sdpa_cudnn" in times:
+            ratios["sdpa_cudnn" + suffix] = times["sdpa_cudnn"] / pa
+        fi = [times[n] for n in FLASHINFER_PATHS
+              if n in times and n not in flagged]
+        if fi:
+            ratios["flashinfer" + suffix] = min(fi) / pa
+    return ratios
+
+
+def run_case(pa, fi, c, args):
     if PAGED_ARENA is not None:
         PAGED_ARENA.reset()
         CONTIGUOUS_ARENA.reset()
@@ -351,87 +681,29 @@ def run_case(pa, c, args):
               "seq_len": c.seq_len, "ragged": c.ragged, "hq": c.hq,
               "hkv": c.hkv, "head_dim": c.d, "page": c.page,
               "dtype": str(c.dtype).replace("torch.", ""),
-              "bytes": kv_bytes, "input_sets": sets, "us": {}, "tbps": {}}
+              "bytes": kv_bytes, "input_sets": sets, "us": {}, "tbps": {},
+              "us_graph": {}, "tbps_graph": {}, "rel_error_peers": {}}
 
-    # PagedAttn.
-    runs = []
-    for inp in inputs:
-        out = torch.empty_like(inp["q"])
-        ws = torch.empty(max(256, pa.workspace_bytes(dec, c.batch, inp["max_len"])),
-                         dtype=torch.uint8, device="cuda")
-        inp["out"], inp["ws"] = out, ws
-        p = pa.params(inp["q"], inp["k"], inp["v"], inp["bt"], inp["sl"], out,
-                      inp["max_len"], ws)
-        inp["params"] = p
-        runs.append(lambda p=p: pa.decode(dec, p))
-    ms = time_fn(runs, args.iters, args.warmup)
-    result["us"]["paged_attn"] = ms * 1e3
+    runs = paged_attn_runs(pa, dec, c, inputs)
+    result["us"]["paged_attn"] = time_fn(runs, args.iters, args.warmup) * 1e3
+    time_graph(result, "paged_attn", runs, args)
 
     # Correctness against an f32 reference on the contiguous KV.
-    inp = probe
-    pa.decode(dec, inp["params"])
-    torch.cuda.synchronize()
-    kc = gather_contiguous(probe["k"], probe["bt"], probe["max_len"])
-    vc = gather_contiguous(probe["v"], probe["bt"], probe["max_len"])
-    mask = (torch.arange(probe["max_len"], device="cuda")[None, :] <
-            probe["sl"][:, None].long())[:, None, None, :]
-    ref = F.scaled_dot_product_attention(
-        probe["q"].float()[:, :, None], kc.float(), vc.float(), attn_mask=mask,
-        scale=scale, enable_gqa=True)[:, :, 0]
-    err = ((probe["out"].float() - ref).norm() / ref.norm()).item()
-    result["rel_error"] = err
+    ref = reference(probe, scale)
+    runs[0]()
+    result["rel_error"] = rel_error(probe["out"], ref)
 
-    # Peers on contiguous KV (equal lengths only: they read no page table).
+    # FlashInfer reads the page table, so it runs on ragged cases too.
+    if fi is not None:
+        time_flashinfer(fi, c, inputs, ref, scale, args, result)
+    del ref
     if not c.ragged and args.peers:
-        contig = []
-        for inp in inputs:
-            kv4 = []
-            for x in (inp["k"], inp["v"]):
-                gathered = gather_contiguous(x, inp["bt"], inp["max_len"])
-                if CONTIGUOUS_ARENA is not None:
-                    kv4.append(CONTIGUOUS_ARENA.take(gathered.shape, c.dtype)
-                               .copy_(gathered))
-                else:
-                    kv4.append(gathered.contiguous())
-                del gathered
-            contig.append((inp["q"][:, :, None], kv4[0], kv4[1]))
-        for name, backend in (("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION),
-                              ("sdpa_flash", SDPBackend.FLASH_ATTENTION)):
-            try:
-                with sdpa_kernel(backend):
-                    fns = [lambda t=t: F.scaled_dot_product_attention(
-                        t[0], t[1], t[2], scale=scale, enable_gqa=True)
-                        for t in contig]
-                    result["us"][name] = time_fn(fns, args.iters, args.warmup) * 1e3
-            except RuntimeError as e:
-                result.setdefault("skipped", {})[name] = str(e).splitlines()[0][:160]
-        # FlexAttention compiles per shape (tens of seconds): two cases.
-        if args.flex and (c.batch, c.seq_len) in ((1, 32768), (32, 4096)) \
-                and c.group == "main":
-            try:
-                from torch.nn.attention.flex_attention import flex_attention
-                flex = torch.compile(flex_attention, dynamic=False)
-                fns = [lambda t=t: flex(t[0], t[1], t[2], scale=scale,
-                                        enable_gqa=True) for t in contig]
-                result["us"]["flex"] = time_fn(fns, args.iters, args.warmup) * 1e3
-            except Exception as e:  # noqa: BLE001
-                result.setdefault("skipped", {})["flex"] = str(e).splitlines()[0][:160]
-        del contig
+        time_contiguous_peers(c, inputs, scale, args, result)
 
-        def gather_then_sdpa(inp):
-            k4 = gather_contiguous(inp["k"], inp["bt"], inp["max_len"])
-            v4 = gather_contiguous(inp["v"], inp["bt"], inp["max_len"])
-            return F.scaled_dot_product_attention(
-                inp["q"][:, :, None], k4, v4, scale=scale, enable_gqa=True)
-        try:
-            fns = [lambda inp=inp: gather_then_sdpa(inp) for inp in inputs]
-            result["us"]["gather_sdpa"] = time_fn(fns, max(10, args.iters // 4),
-                                                  3) * 1e3
-        except RuntimeError as e:
-            result.setdefault("skipped", {})["gather_sdpa"] = str(e).splitlines()[0][:160]
-
-    for k, us in result["us"].items():
-        result["tbps"][k] = kv_bytes / (us * 1e-6) / 1e12
+    for times, tbps in (("us", "tbps"), ("us_graph", "tbps_graph")):
+        for k, us in result[times].items():
+            result[tbps][k] = kv_bytes / (us * 1e-6) / 1e12
+    result["pa_vs"] = speedups(result)
     return result
 
 
@@ -468,6 +740,7 @@ def cases(selection):
         Case(32, 4096, hq=32, hkv=32, group="heads"),
         Case(32, 4096, hq=64, hkv=8, group="heads"),
         Case(32, 4096, hq=28, hkv=4, group="heads"),
+        Case(64, 4096, hq=8, hkv=1, d=256, group="heads"),
         Case(32, 4096, d=64, group="head_dim"),
         Case(32, 4096, d=256, group="head_dim"),
         Case(32, 4096, page=1, group="page"),
@@ -475,32 +748,92 @@ def cases(selection):
         Case(32, 4096, dtype=torch.float16, group="dtype"),
         Case(32, 4096, ragged=True, group="ragged"),
         Case(8, 8192, ragged=True, group="ragged"),
+        # Lengths uniform in 1..8192 (ragged lengths run to 2 x seq_len).
+        Case(64, 4096, ragged=True, group="ragged"),
     ]
     return main + extra
 
 
-def markdown(results, card, ceiling, ceiling_how):
-    peers = ["paged_attn", "sdpa_cudnn", "sdpa_flash", "gather_sdpa", "flex"]
-    lines = [f"Card: {card}. Read ceiling {ceiling:.2f} TB/s ({ceiling_how}).",
-             "Each cell: median µs (TB/s). PagedAttn reads the paged cache; the "
-             "SDPA peers read the same KV laid out contiguously.", "",
-             "| case | KV MB | " + " | ".join(peers) +
-             " | PA / ceiling | PA vs cuDNN | rel err |",
-             "|---|---|" + "---|" * len(peers) + "---|---|---|"]
+# (times key, op) of each time column: eager, and graph replay where timed.
+TIME_COLUMNS = [("us", "paged_attn"), ("us_graph", "paged_attn"),
+                ("us", "sdpa_cudnn"), ("us_graph", "sdpa_cudnn"),
+                ("us", "sdpa_flash"), ("us", "gather_sdpa"), ("us", "flex"),
+                ("us", "flashinfer"), ("us_graph", "flashinfer"),
+                ("us", "flashinfer_cc"), ("us_graph", "flashinfer_cc")]
+# result["pa_vs"] key -> column title.
+RATIO_COLUMNS = {"sdpa_cudnn": "PA vs cuDNN",
+                 "sdpa_cudnn_graph": "PA vs cuDNN graph",
+                 "flashinfer": "PA vs FlashInfer",
+                 "flashinfer_graph": "PA vs FlashInfer graph"}
+
+
+def time_cell(r, times, op):
+    if op not in r[times]:
+        return "–"
+    tbps = r["tbps" if times == "us" else "tbps_graph"][op]
+    mark = " †" if op in r.get("flagged", {}) else ""
+    return f"{r[times][op]:.1f} ({tbps:.2f}){mark}"
+
+
+def flashinfer_error_cell(r):
+    errs = [r["rel_error_peers"].get(n) for n in FLASHINFER_PATHS]
+    if all(e is None for e in errs):
+        return "–"
+    return " / ".join("–" if e is None else f"{e:.1e}" for e in errs)
+
+
+def markdown(results, meta):
+    titles = [op + (" graph" if times == "us_graph" else "")
+              for times, op in TIME_COLUMNS]
+    titles += ["PA / ceiling"] + list(RATIO_COLUMNS.values())
+    titles += ["rel err", "FlashInfer rel err (tc / cc)"]
+    ceiling = meta["read_ceiling_tbps"]
+    lines = [f"Card: {meta['card']}. Read ceiling {ceiling:.2f} TB/s "
+             f"({meta['read_ceiling_method']}). FlashInfer: {meta['flashinfer']}.",
+             "Each cell: median µs (TB/s). PagedAttn and FlashInfer read the "
+             "paged cache; the SDPA peers read the same KV laid out "
+             "contiguously. \"graph\" columns replay a CUDA graph of the same "
+             "calls; the others launch them eagerly.",
+             "PA vs X: X's time over PagedAttn's (above 1×, PagedAttn is "
+             "faster); FlashInfer there is the faster of its tensor-core "
+             "(flashinfer) and CUDA-core (flashinfer_cc) paths. †: output off "
+             f"the f32 reference by more than {PEER_TOLERANCE:.0e}, left out "
+             "of the ratios.", "",
+             "| case | KV MB | " + " | ".join(titles) + " |",
+             "|---|---|" + "---|" * len(titles)]
     for r in results:
-        cells = []
-        for p in peers:
-            if p in r["us"]:
-                cells.append(f"{r['us'][p]:.1f} ({r['tbps'][p]:.2f})")
-            else:
-                cells.append("–")
-        frac = r["tbps"]["paged_attn"] / ceiling
-        vs = (f"{r['us']['sdpa_cudnn'] / r['us']['paged_attn']:.2f}×"
-              if "sdpa_cudnn" in r["us"] else "–")
+        cells = [time_cell(r, times, op) for times, op in TIME_COLUMNS]
+        cells.append(f"{100 * r['tbps']['paged_attn'] / ceiling:.0f}%")
+        cells += [f"{r['pa_vs'][k]:.2f}×" if k in r["pa_vs"] else "–"
+                  for k in RATIO_COLUMNS]
+        cells += [f"{r['rel_error']:.1e}", flashinfer_error_cell(r)]
         lines.append(f"| {r['case']} | {r['bytes'] / 1e6:.0f} | " +
-                     " | ".join(cells) +
-                     f" | {100 * frac:.0f}% | {vs} | {r['rel_error']:.1e} |")
+                     " | ".join(cells) + " |")
+    skipped = [f"- {r['case']}: {name}: {why}" for r in results
+               for name, why in r.get("skipped", {}).items()]
+    if skipped:
+        lines += ["", "Not timed:", ""] + skipped
     return "\n".join(lines) + "\n"
+
+
+def summary(r):
+    """The line printed for a case, and one for each op left out or
+    flagged."""
+    ops = []
+    for op, us in r["us"].items():
+        text = f"{op} {us:.1f} us ({r['tbps'][op]:.2f} TB/s)"
+        if op in r["us_graph"]:
+            text += f", graph {r['us_graph'][op]:.1f} us"
+        ops.append(text)
+    ratios = [f"{title} {r['pa_vs'][k]:.2f}×"
+              for k, title in RATIO_COLUMNS.items() if k in r["pa_vs"]]
+    lines = ["; ".join([f"{r['case']}: " + "; ".join(ops),
+                        f"rel err {r['rel_error']:.1e}"] + ratios)]
+    lines += [f"  {name} not timed: {why}"
+              for name, why in r.get("skipped", {}).items()]
+    lines += [f"  {name} flagged: {why}"
+              for name, why in r.get("flagged", {}).items()]
+    return "\n".join(lines)
 
 
 def main():
@@ -517,25 +850,45 @@ def main():
                     help="only cases whose name contains this")
     ap.add_argument("--no-peers", dest="peers", action="store_false",
                     help="time PagedAttn alone (for comparing kernel variants)")
+    ap.add_argument("--no-flashinfer", dest="flashinfer", action="store_false",
+                    help="leave out the FlashInfer peer (.peers/flashinfer)")
+    ap.add_argument("--no-graph", dest="graph", action="store_false",
+                    help="eager timing only, no CUDA-graph replay")
     args = ap.parse_args()
 
     torch.manual_seed(0)
     card = torch.cuda.get_device_name(0)
     pa = PagedAttn(args.lib, args.kernels)
-    selected = [c for c in cases(args.cases)
-                if not args.filter or args.filter in c.name()]
+    selected = []
+    no_kernel = {}
+    for c in cases(args.cases):
+        if args.filter and args.filter not in c.name():
+            continue
+        try:
+            pa.decoder(c.hq, c.hkv, c.d, c.page, c.dtype, NHD)
+        except RuntimeError as e:  # compile-kernels.sh was run without it
+            no_kernel[c.name()] = reason(e)
+            print(f"{c.name()}: not run, no PagedAttn kernel: {reason(e)}",
+                  flush=True)
+            continue
+        selected.append(c)
     global PAGED_ARENA, CONTIGUOUS_ARENA
     PAGED_ARENA = Arena(arena_bytes(selected))
     CONTIGUOUS_ARENA = Arena(arena_bytes(selected))
     ceiling, how = read_ceiling_tbps()
     print(f"{card}: read ceiling {ceiling:.2f} TB/s ({how})", flush=True)
+    fi, fi_note = None, "not run (--no-flashinfer)"
+    if not args.peers:
+        fi_note = "not run (--no-peers)"
+    elif args.flashinfer:
+        fi, fi_note = load_flashinfer()
+        print(f"FlashInfer peer {fi_note}" if fi is None
+              else f"FlashInfer peer: FlashInfer {fi_note}", flush=True)
     results = []
     for c in selected:
-        r = run_case(pa, c, args)
+        r = run_case(pa, fi, c, args)
         results.append(r)
-        summary = ", ".join(f"{k} {v:.1f} us ({r['tbps'][k]:.2f} TB/s)"
-                            for k, v in r["us"].items())
-        print(f"{r['case']}: {summary}; rel err {r['rel_error']:.1e}", flush=True)
+        print(summary(r), flush=True)
     try:
         overhead = host_overhead_us(pa)
         print(f"host overhead from Python (ctypes): {overhead:.2f} us per call",
@@ -546,12 +899,14 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     meta = {"python_host_us_per_call": overhead, "card": card, "date": datetime.date.today().isoformat(),
             "torch": torch.__version__, "read_ceiling_tbps": ceiling,
-            "read_ceiling_method": how, "iters": args.iters}
+            "read_ceiling_method": how, "iters": args.iters,
+            "graph_replay": args.graph, "flashinfer": fi_note,
+            "cases_without_kernel": no_kernel}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(markdown(results, card, ceiling, how))
-    print(markdown(results, card, ceiling, how))
+        f.write(markdown(results, meta))
+    print(markdown(results, meta))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ Tensors are torch CUDA tensors, objects with __cuda_array_interface__, or
 DLPack exporters (read through torch.from_dlpack, without a copy);
 the launch goes on torch's current stream (or `stream`), allocates nothing
 when `out` and `workspace` are given, and does not synchronise, so CUDA
-graphs can capture it.
+graphs can capture it. decode() and merge() read torch tensors in C++
+(python/src/torch_calls.cpp, a few µs of host time a call) and describe any
+other tensor in Python (the checked path); both accept the same calls and
+raise the same errors.
 
 A loop that decodes into the same tensors every step (a serving loop with
 persistent buffers, or one captured in a CUDA graph) can check them once:
@@ -43,6 +46,9 @@ class PagedAttnError(RuntimeError):
 
 
 _ext.set_error_type(PagedAttnError)
+# decode()'s and merge()'s first try on every call (_enable_torch_path).
+_decode_torch = _ext.decode_torch
+_merge_torch = _ext.merge_torch
 
 __all__ = ["decode", "DecodePlan", "merge", "compile", "compile_merge",
            "workspace_size", "PagedAttnError", "has_compiler", "has_driver",
@@ -396,8 +402,10 @@ def _decoder(hq, hkv, d, page, dtype, layout, variants=()):
         name = _checked_name(hq, hkv, d, page, dtype, layout, variants)
         lib = _library_for(name, _decode_compiler(
             (hq, hkv, d, page, dtype, layout, variants)))
-        return _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
-                            list(variants))
+        dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
+                           list(variants))
+        _ext.register_decoder(dec)  # decode()'s torch calls find it now
+        return dec
     return _cached(_decoders, (hq, hkv, d, page, dtype, layout, variants),
                    make)
 
@@ -411,7 +419,9 @@ def _merger(hq, d, dtype, variants):
         name = "merge_" + _ext.merge_spec(hq, d, dtype, list(variants))
         lib = _library_for(name, lambda chip: compile_merge(
             hq, d, dtype, chip=chip, variants=variants))
-        return _ext.Merger(lib, hq, d, dtype, list(variants))
+        merger = _ext.Merger(lib, hq, d, dtype, list(variants))
+        _ext.register_merger(merger)
+        return merger
     return _cached(_mergers, (hq, d, dtype, variants), make)
 
 
@@ -631,6 +641,25 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     logits, float32 [batch, num_heads] (-inf for a sequence with none),
     written into `lse` when given.
     """
+    args = (q, k_cache, v_cache, block_table, seq_lens, out, workspace, scale,
+            layout, num_splits, max_seq_len, check_page_table, stream, window,
+            soft_cap, alibi_slopes, sinks, return_lse, lse)
+    try:
+        result = _decode_torch(*args)
+    except (ValueError, PagedAttnError) as error:
+        return _call_checked(_checked_decode, args, refused=error)
+    if result is None:
+        return _call_checked(_checked_decode, args)
+    return result
+
+
+def _checked_decode(q, k_cache, v_cache, block_table, seq_lens, out,
+                    workspace, scale, layout, num_splits, max_seq_len,
+                    check_page_table, stream, window, soft_cap, alibi_slopes,
+                    sinks, return_lse, lse):
+    """decode() described and checked in Python (and out, lse and the
+    workspace allocated) up to the launch: (the launch, its arguments, its
+    keywords, decode()'s result)."""
     variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
                             return_lse or lse is not None)
     tensors = _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens,
@@ -640,10 +669,29 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     dec, args, extra = _prepare(*tensors, scale, layout, num_splits,
                                 max_seq_len, check_page_table, window,
                                 soft_cap, alibi_slopes, sinks, lse)
-    dec.decode(*args, _resolve_stream(stream, tensors[0]), **extra)
-    if "lse" in variants:
-        return tensors[5], lse
-    return tensors[5]
+    args += (_resolve_stream(stream, tensors[0]),)
+    result = (tensors[5], lse) if "lse" in variants else tensors[5]
+    return dec.decode, args, extra, result
+
+
+def _call_checked(checked, args, refused=None):
+    """A call through the checked path: checked(*args) describes and checks
+    it in Python and returns (launch, arguments, keywords, result).
+
+    refused: the runtime's error for the same call made through the torch
+    path (python/src/torch_calls.cpp). Then nothing is launched: the checked
+    path's error is raised where its own checks fail first (as they did
+    before the launch in that path), else `refused`, the error its launch
+    would have met."""
+    if refused is None:
+        launch, launch_args, keywords, result = checked(*args)
+        launch(*launch_args, **keywords)
+        return result
+    try:
+        checked(*args)
+    except Exception as error:  # noqa: BLE001 - raised as it is
+        raise error from None  # not as a consequence of `refused`
+    raise refused
 
 
 class DecodePlan:
@@ -656,8 +704,8 @@ class DecodePlan:
     max_seq_len (default: the page table's capacity). run() returns `out`
     (and the log-sum-exp with return_lse); its host time is the C++
     runtime's (which still checks shapes, alignment and capacity, and
-    raises as decode() does) plus one call, where decode() also describes
-    and checks six tensors in Python.
+    raises as decode() does) plus one call, where decode() also reads its
+    tensors through torch's accessors (or describes them in Python).
     """
 
     def __init__(self, q, k_cache, v_cache, block_table, seq_lens, *,
@@ -711,6 +759,20 @@ def merge(partial_out, partial_lse, *, sinks=None, return_lse=False,
     float32 [batch, num_heads] (sinks excluded), written into `lse` when
     given. stream: as decode()'s.
     """
+    args = (partial_out, partial_lse, sinks, return_lse, out, lse, stream)
+    try:
+        result = _merge_torch(*args)
+    except (ValueError, PagedAttnError) as error:
+        return _call_checked(_checked_merge, args, refused=error)
+    if result is None:
+        return _call_checked(_checked_merge, args)
+    return result
+
+
+def _checked_merge(partial_out, partial_lse, sinks, return_lse, out, lse,
+                   stream):
+    """merge() described and checked in Python (and out and lse allocated)
+    up to the launch, as _checked_decode."""
     torch = _torch()
     if torch is not None:
         partial_out, partial_lse, sinks, out, lse = (
@@ -736,9 +798,9 @@ def merge(partial_out, partial_lse, *, sinks=None, return_lse=False,
             raise ValueError("out (and lse with return_lse) are required "
                              "unless partial_out is a torch tensor")
         if out is None:
-            out = partial_out.new_empty((batch, hq, d))
+            out = _new_merge_out(partial_out)
         if "lse" in variants and lse is None:
-            lse = partial_out.new_empty((batch, hq), dtype=torch.float32)
+            lse = _new_merge_lse(partial_out)
     od = _describe("out", out)
     if tuple(od.shape) != (batch, hq, d) or od.dtype != pd.dtype:
         raise ValueError(f"out must be {pd.dtype} of shape {(batch, hq, d)} "
@@ -759,13 +821,10 @@ def merge(partial_out, partial_lse, *, sinks=None, return_lse=False,
     # The op's rules (the C++ Spec's) before any kernel is looked up.
     _ext.merge_spec(hq, d, pd.dtype, list(variants))
     merger = _merger(hq, d, pd.dtype, variants)
-    merger.merge(pd.as_tuple(), ld.as_tuple(), od.as_tuple(),
-                 sd.as_tuple() if sd else None,
-                 lsed.as_tuple() if lsed else None,
-                 _resolve_stream(stream, partial_out))
-    if "lse" in variants:
-        return out, lse
-    return out
+    args = (pd.as_tuple(), ld.as_tuple(), od.as_tuple(),
+            sd.as_tuple() if sd else None, lsed.as_tuple() if lsed else None,
+            _resolve_stream(stream, partial_out))
+    return merger.merge, args, {}, (out, lse) if "lse" in variants else out
 
 
 def _resolve_lse(lse, variants, q):
@@ -777,7 +836,7 @@ def _resolve_lse(lse, variants, q):
     if torch is None or type(q).__module__ != "torch":
         raise ValueError("lse is required with return_lse unless q is a "
                          "torch tensor")
-    return torch.empty(q.shape[:2], dtype=torch.float32, device=q.device)
+    return _new_lse(q)
 
 
 def _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens, out,
@@ -795,13 +854,13 @@ def _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens, out,
     if out is None:
         if not is_torch:
             raise ValueError("out is required unless q is a torch tensor")
-        out = torch.empty_like(q)
+        out = _new_out(q)
     if workspace is None and is_torch:
         n = workspace_size(q, k_cache, block_table, layout=layout,
                            max_seq_len=max_seq_len, num_splits=num_splits,
                            variants=variants)
         if n:
-            workspace = torch.empty(n, dtype=torch.uint8, device=q.device)
+            workspace = _new_workspace(n, q)
     return q, k_cache, v_cache, block_table, seq_lens, out, workspace
 
 
@@ -845,10 +904,61 @@ def _from_dlpack(torch, t):
 
 def _current_stream(torch, device):
     """The raw handle of torch's current stream on `device`."""
+    return _current_stream_function(torch)(device)
+
+
+def _current_stream_function(torch):
+    """device -> the raw handle of torch's current stream on it."""
     raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
     if raw is not None:
-        return raw(device)
-    return torch.cuda.current_stream(device).cuda_stream
+        return raw
+    return lambda device: torch.cuda.current_stream(device).cuda_stream
 
+
+# What decode() and merge() allocate when not given; the checked path and
+# the torch path (which calls these from C++) allocate the same.
+
+
+def _new_out(q):
+    return _TORCH.empty_like(q)
+
+
+def _new_lse(q):
+    """float32 [batch, num_heads] on q's device."""
+    return _TORCH.empty(q.shape[:2], dtype=_TORCH.float32, device=q.device)
+
+
+def _new_workspace(nbytes, q):
+    return _TORCH.empty(nbytes, dtype=_TORCH.uint8, device=q.device)
+
+
+def _new_merge_out(partial_out):
+    """[batch, num_heads, head_dim] of partial_out's dtype and device."""
+    return partial_out.new_empty(tuple(partial_out.shape[1:]))
+
+
+def _new_merge_lse(partial_out):
+    """float32 [batch, num_heads] on partial_out's device."""
+    return partial_out.new_empty(tuple(partial_out.shape[1:3]),
+                                 dtype=_TORCH.float32)
+
+
+def _enable_torch_path():
+    """Lets _ext take decode() and merge() calls on torch CUDA tensors
+    itself (python/src/torch_calls.cpp): it reads each tensor through
+    torch's accessors in C++, where the checked path describes it in
+    Python. Without torch, every call takes the checked path."""
+    torch = _torch()
+    if torch is None:
+        return
+    try:
+        _ext.set_torch(torch.Tensor, list(_torch_dtype_names().items()),
+                       _current_stream_function(torch), _new_out, _new_lse,
+                       _new_workspace, _new_merge_out, _new_merge_lse)
+    except (AttributeError, TypeError):
+        pass  # a torch.Tensor without the accessors read: the checked path
+
+
+_enable_torch_path()
 
 from . import _torch_ops  # noqa: E402,F401  registers paged_attn::decode

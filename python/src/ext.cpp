@@ -3,7 +3,9 @@
 // A thin nanobind layer: Python (paged_attn/__init__.py) turns tensors into
 // (pointer, dtype, sizes, strides) and this module hands them to the C++
 // runtime. Runtime errors become paged_attn.PagedAttnError (or ValueError for
-// bad arguments), carrying the runtime's message.
+// bad arguments), carrying the runtime's message. torch_calls.cpp adds the
+// path that reads torch tensors itself, for decode() and merge() calls
+// that need no Python description of each tensor.
 //
 // The facts of a decode that Python needs (its name, the op's rules and
 // their messages, where a layout keeps pages and KV heads, the dtypes and
@@ -11,6 +13,8 @@
 // that Python has no copy of them to fall out of step.
 //
 //===----------------------------------------------------------------------===//
+
+#include "ext.h"
 
 #include "PagedAttn/Runtime/Runtime.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
@@ -40,22 +44,20 @@
 
 namespace nb = nanobind;
 using namespace paged_attn;
+using namespace paged_attn::python;
 
 namespace {
-
 nb::object errorType; // paged_attn.PagedAttnError, set at import
+} // namespace
 
-[[noreturn]] void raise(const Status &s) {
+void paged_attn::python::raise(const Status &s) {
   if (s.code() == StatusCode::InvalidArgument)
     throw nb::value_error(s.message().c_str());
   PyErr_SetString(errorType.ptr(), s.message().c_str());
   throw nb::python_error();
 }
 
-void check(const Status &s) {
-  if (!s)
-    raise(s);
-}
+namespace {
 
 DType dtypeNamed(const std::string &name) {
   if (std::optional<DType> dtype = parseDType(name))
@@ -156,14 +158,6 @@ Tensor toTensor(const TensorDesc &desc, const char *name) {
 
 struct PyLibrary {
   std::shared_ptr<KernelLibrary> library;
-};
-
-struct PyDecoder {
-  std::unique_ptr<Decoder> decoder;
-};
-
-struct PyMerger {
-  std::unique_ptr<Merger> merger;
 };
 
 #ifdef PAGED_ATTN_HAVE_COMPILER
@@ -312,12 +306,13 @@ NB_MODULE(_ext, m) {
              int64_t numKVHeads, int64_t headDim, int64_t pageSize,
              const std::string &dtype, nb::handle layout, int64_t numWarps,
              const std::vector<std::string> &variants) {
-            new (self) PyDecoder();
+            std::unique_ptr<Decoder> decoder;
             check(Decoder::create(library.library,
                                   checkedSpec(numHeads, numKVHeads, headDim,
                                               pageSize, dtype, layout, numWarps,
                                               variants),
-                                  &self->decoder));
+                                  &decoder));
+            new (self) PyDecoder{std::move(decoder)};
           },
           nb::arg("library"), nb::arg("num_heads"), nb::arg("num_kv_heads"),
           nb::arg("head_dim"), nb::arg("page_size"), nb::arg("dtype"),
@@ -401,11 +396,11 @@ NB_MODULE(_ext, m) {
           [](PyMerger *self, const PyLibrary &library, int64_t numHeads,
              int64_t headDim, const std::string &dtype,
              const std::vector<std::string> &variants) {
-            new (self) PyMerger();
+            std::unique_ptr<Merger> merger;
             check(Merger::create(
                 library.library,
-                checkedMergeSpec(numHeads, headDim, dtype, variants),
-                &self->merger));
+                checkedMergeSpec(numHeads, headDim, dtype, variants), &merger));
+            new (self) PyMerger{std::move(merger)};
           },
           nb::arg("library"), nb::arg("num_heads"), nb::arg("head_dim"),
           nb::arg("dtype"), nb::arg("variants") = std::vector<std::string>())
@@ -432,6 +427,8 @@ NB_MODULE(_ext, m) {
           },
           nb::arg("partial_out"), nb::arg("partial_lse"), nb::arg("out"),
           nb::arg("sinks").none(), nb::arg("lse").none(), nb::arg("stream"));
+
+  defineTorchCalls(m);
 
 #ifdef PAGED_ATTN_HAVE_COMPILER
   m.def(

@@ -1,6 +1,8 @@
 """What needs no GPU: the compile API, the kernel cache, argument checks and
 their messages. Tensors are stand-ins exporting __cuda_array_interface__,
-so torch is not needed."""
+so torch is not needed (the checks that the torch path refuses CPU tensors
+skip without it)."""
+import inspect
 import json
 import os
 import re
@@ -509,3 +511,93 @@ def test_merge_kernels_are_cached_on_first_use(_isolated_cache, monkeypatch):
     with open(os.path.join(_isolated_cache, entries[0],
                            "merge_h32_d128_f16_ln.json")) as f:
         assert json.load(f)["merges"][0]["config"]["num_heads"] == 32
+
+
+# decode()'s keywords in the order decode_torch (and the checked path) take
+# them, after the five tensors: out and workspace first.
+DECODE_KEYWORDS = ("out", "workspace", "scale", "layout", "num_splits",
+                   "max_seq_len", "check_page_table", "stream", "window",
+                   "soft_cap", "alibi_slopes", "sinks", "return_lse", "lse")
+
+
+def decode_args(**kw):
+    """decode()'s arguments for inputs() with `kw`, as one tuple in its
+    order."""
+    tensors, out, extra = arguments(kw)
+    keywords = {p.name: p.default for p in
+                inspect.signature(paged_attn.decode).parameters.values()
+                if p.kind is p.KEYWORD_ONLY}
+    keywords.update(extra, out=out, stream=0)
+    return tuple(tensors) + tuple(keywords[n] for n in DECODE_KEYWORDS)
+
+
+def test_every_keyword_reaches_the_extension():
+    parameters = list(inspect.signature(paged_attn.decode).parameters)
+    assert sorted(parameters[5:]) == sorted(DECODE_KEYWORDS)
+    merge_parameters = list(inspect.signature(paged_attn.merge).parameters)
+    assert merge_parameters == ["partial_out", "partial_lse", "sinks",
+                                "return_lse", "out", "lse", "stream"]
+
+
+def test_non_torch_tensors_take_the_checked_path():
+    assert paged_attn._ext.decode_torch(*decode_args()) is None
+    a = merge_inputs()
+    assert paged_attn._ext.merge_torch(a["partial_out"], a["partial_lse"],
+                                       None, False, a["out"], None,
+                                       0) is None
+
+
+def test_a_refused_call_gets_the_checked_paths_message():
+    # The runtime refused a call on the torch path: Python's checks run
+    # again, and their message is raised where they fail (as decode() did
+    # before that path), not as a consequence of the runtime's error.
+    refused = ValueError("refused by the runtime")
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions, got "
+                                         r"shape \(4, 4096\)") as e:
+        paged_attn._call_checked(paged_attn._checked_decode,
+                                 decode_args(q=Cuda((4, 4096))),
+                                 refused=refused)
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+    with pytest.raises(ValueError, match="partial_out must have 4 "
+                                         "dimensions"):
+        a = merge_inputs()
+        paged_attn._call_checked(
+            paged_attn._checked_merge,
+            (Cuda((4, 32, 128)), a["partial_lse"], None, False, a["out"],
+             None, 0), refused=refused)
+
+
+@pytest.mark.skipif(not _kernels_available(), reason="no compiler, no kernels")
+def test_a_refused_call_that_passes_python_checks_is_the_runtimes_error():
+    refused = ValueError("refused by the runtime")
+    with pytest.raises(ValueError) as e:
+        paged_attn._call_checked(paged_attn._checked_decode, decode_args(),
+                                 refused=refused)
+    assert e.value is refused  # and nothing launched: no driver error
+
+
+def test_torch_path_never_takes_cpu_tensors():
+    torch = pytest.importorskip("torch")
+    q = torch.zeros(4, 32, 128, dtype=torch.bfloat16)
+    k = torch.zeros(100, 16, 8, 128, dtype=torch.bfloat16)
+    bt = torch.zeros(4, 10, dtype=torch.int32)
+    sl = torch.zeros(4, dtype=torch.int32)
+    if _kernels_available():
+        # With the config's decoder made, too.
+        paged_attn._decoder(32, 8, 128, 16, "bf16", "nhd")
+    args = (q, k, k, bt, sl) + decode_args()[5:]
+    assert paged_attn._ext.decode_torch(*args) is None
+    with pytest.raises(ValueError, match="q must be a CUDA tensor, got device "
+                                         "cpu"):
+        paged_attn.decode(q, k, k, bt, sl)
+    with pytest.raises(ValueError, match="k_cache must be a CUDA tensor, got "
+                                         "device cpu"):
+        paged_attn.decode(Cuda((4, 32, 128)), k, k, bt, sl,
+                          out=Cuda((4, 32, 128)))
+    partials = torch.zeros(2, 4, 32, 128, dtype=torch.bfloat16)
+    lses = torch.zeros(2, 4, 32)
+    assert paged_attn._ext.merge_torch(partials, lses, None, False, None,
+                                       None, None) is None
+    with pytest.raises(ValueError, match="partial_out must be a CUDA tensor, "
+                                         "got device cpu"):
+        paged_attn.merge(partials, lses)

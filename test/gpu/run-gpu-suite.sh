@@ -13,7 +13,8 @@
 # pytest-variants, bench-variants (bench/bench_variants.py), pytest-merge
 # (python/tests/test_merge_gpu.py), merge-sanitizers (memcheck, racecheck,
 # synccheck and initcheck of the merge kernels under those tests),
-# bench-merge (bench/bench_merge.py).
+# bench-merge (bench/bench_merge.py), bench-host (bench/bench_host.py: the
+# Python calls' host time).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 kernels="$(cd "$1" && pwd)"
@@ -113,6 +114,9 @@ for step in "${steps[@]}"; do
       status=1 ;;
   bench-variants) run_bench variants || status=1 ;;
   bench-merge) run_bench merge || status=1 ;;
+  bench-host)
+    install_python "$logs/bench-host-install.log" || { status=1; continue; }
+    run_bench host || status=1 ;;
   pytest-variants)
     run_pytest "$logs/pytest-variants.log" \
       "$root/python/tests/test_variants_gpu.py" || status=1 ;;

@@ -11,13 +11,14 @@
 // the checked path (paged_attn/__init__.py), which also runs when the
 // runtime refuses a call taken here, so that the error is the one it gives.
 //
-// Why this accepts exactly what the checked path accepts: of that path's
-// rules, those the runtime does not check again are read here on every
-// call (each tensor's class, that it is on a CUDA device, one device for
-// all). The others (ranks, dtypes and shapes against each other, the op's
-// rules) hold for a call exactly when the runtime accepts it with the
-// decoder of the config that q and k_cache name, as the runtime checks
-// every operand against that config's kernel parameters.
+// Why a call taken here succeeds exactly when it would on the checked
+// path: of that path's rules, those the runtime does not check again are
+// read here on every call (each tensor's class, that it is on a CUDA
+// device, one device for all). The others (ranks, dtypes and shapes
+// against each other, the op's rules) hold for a call exactly when the
+// runtime accepts it with the decoder of the config that q and k_cache
+// name, as the runtime checks every operand against that config's kernel
+// parameters.
 //
 //===----------------------------------------------------------------------===//
 
@@ -373,8 +374,8 @@ typename Map::mapped_type find(const Map &map,
 /// runtime's bound, the grid's z dimension).
 constexpr int64_t kMaxNumSplits = 65535;
 
-/// decode()'s arguments, in its order (out and workspace after the five
-/// tensors).
+/// decode()'s arguments: the five tensors, out, workspace, then its other
+/// keywords in its order.
 struct DecodeArgs {
   nb::handle q, k, v, blockTable, seqLens, out, workspace, scale, layout,
       numSplits, maxSeqLen, checkPageTable, stream, window, softCap,
@@ -722,8 +723,9 @@ void paged_attn::python::defineTorchCalls(nb::module_ &m) {
                             at(7), at(8), at(9), at(10), at(11), at(12), at(13),
                             at(14), at(15), at(16), at(17), at(18)});
       },
-      "decode()'s arguments in its order (out and workspace after the five "
-      "tensors): its result, or None for a call left to the checked path");
+      "decode()'s arguments: the five tensors, out, workspace, then its "
+      "other keywords in its order; its result, or None for a call left to "
+      "the checked path");
 
   m.def(
       "merge_torch",

@@ -31,6 +31,7 @@ import time
 import torch
 
 import paged_attn
+from bench_variants import time_graph
 
 BATCH, TOKENS, HQ, HKV, D, PAGE = 1, 16, 32, 8, 128, 16
 VARIANTS = ("window", "sinks", "lse")
@@ -64,30 +65,6 @@ def host_us(fn, batches, calls):
             fn()
         times.append((time.perf_counter() - start) / calls * 1e6)
         torch.cuda.synchronize()
-    return statistics.median(times)
-
-
-def kernel_us(fn, launches=50, replays=7):
-    """Median GPU µs per call of fn replayed back to back in a CUDA graph."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        for _ in range(launches):
-            fn()
-    times = []
-    for _ in range(replays):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000 / launches)
     return statistics.median(times)
 
 
@@ -141,9 +118,10 @@ def rows(batches, calls):
     timed = [(name, host_us(fn, batches, calls))
              for name, fn in calls_to_time]
     kernels = {
-        "decode": kernel_us(lambda: decode(q, k, v, bt, sl, out=out,
-                                           workspace=ws)),
-        "merge": kernel_us(lambda: merge(partials, partial_lse, out=out)),
+        "decode": time_graph(lambda: decode(q, k, v, bt, sl, out=out,
+                                            workspace=ws), launches=50),
+        "merge": time_graph(lambda: merge(partials, partial_lse, out=out),
+                            launches=50),
     }
     return timed, kernels
 

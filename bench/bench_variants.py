@@ -43,6 +43,8 @@ def make_case(batch, seq_len, seed=0):
 def time_graph(fn, launches=20, replays=7):
     """Median µs per call of `fn` replayed in a CUDA graph."""
     stream = torch.cuda.Stream()
+    # The side stream starts after the inputs' initialisation.
+    stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(3):
             fn()

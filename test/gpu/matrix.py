@@ -28,7 +28,9 @@ Kernel sets (one directory each under the output directory):
                 use (window + sinks + lse as gpt-oss, window + soft-cap as
                 Gemma 2, all five), each on a shape matrix of dtype x
                 head_dim {64, 80, 128, 256} x group {1, 4, 8}, pages and
-                layouts rotating; default kernel choice.
+                layouts rotating; and all five at every other head_dim the
+                verifier accepts (groups, pages and layouts rotating);
+                default kernel choice.
   variants-cuda-cores  tensor-cores=off for the variants configs the
                 tensor-core kernel serves.
 
@@ -203,13 +205,30 @@ def variant_configs():
     return configs
 
 
+def variant_head_dim_configs():
+    """All five variants at every head_dim of each dtype that VARIANT_DIMS
+    leaves out: they act on a row's logits and its result, whatever the
+    row's length, and this runs every length the verifier accepts."""
+    configs = []
+    for ti, dtype in enumerate(DTYPES):
+        for di, d in enumerate(head_dims(dtype)):
+            if d in VARIANT_DIMS:
+                continue
+            i = ti + di
+            configs.append(Config(dtype, d, PAGES[i % len(PAGES)],
+                                  VARIANT_GROUPS[i % len(VARIANT_GROUPS)],
+                                  LAYOUTS[(i + ti) % len(LAYOUTS)],
+                                  variants=tuple(VARIANTS)))
+    return configs
+
+
 def kernel_sets():
     """{set: (tensor-cores option, configs)}, names unique within a set."""
     auto = {c.name: c for c in core_configs() + head_dim_configs() +
             REGRESSIONS + PYTHON_TEST_CONFIGS}
     served = [c for c in head_dim_configs()
               if tensor_cores_serve(c.dtype, c.head_dim)]
-    variants = variant_configs()
+    variants = variant_configs() + variant_head_dim_configs()
     # Those the default choice puts on tensor cores (a group of 4 or more).
     variants_served = [c for c in variants
                        if tensor_cores_serve(c.dtype, c.head_dim)

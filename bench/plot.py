@@ -10,7 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PEERS = [("paged_attn", "PagedAttn (paged)"), ("sdpa_cudnn", "SDPA cuDNN (contiguous)"),
+PEERS = [("paged_attn", "PagedAttn (paged)"), ("flashinfer", "FlashInfer tensor cores (paged)"),
+         ("flashinfer_cc", "FlashInfer CUDA cores (paged)"),
+         ("sdpa_cudnn", "SDPA cuDNN (contiguous)"),
          ("sdpa_flash", "SDPA flash (contiguous)"), ("gather_sdpa", "gather + SDPA"),
          ("flex", "FlexAttention (contiguous)")]
 

@@ -80,20 +80,50 @@ StridedMemRefType<char, N> descriptor(void *data,
   return d;
 }
 
-class CpuLoopsTest : public ::testing::TestWithParam<LoopsCase> {
+/// What the fixtures share: the native target for the ExecutionEngine, a
+/// context with every dialect the pipeline needs, and a module lowered by
+/// paged-attn-to-cpu and JIT-compiled.
+template <typename Param>
+class JitTest : public ::testing::TestWithParam<Param> {
 protected:
   static void SetUpTestSuite() {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
   }
+
+  JitTest() : ctx(allDialects()) { ctx.loadAllAvailableDialects(); }
+
+  /// `module` lowered to LLVM and JIT-compiled; null, with the failure
+  /// added to the test, where either step fails.
+  std::unique_ptr<ExecutionEngine> compile(ModuleOp module) {
+    PassManager pm(&ctx);
+    mlir::paged_attn::buildPagedAttnToCPUPipeline(pm);
+    if (failed(pm.run(module))) {
+      ADD_FAILURE() << "paged-attn-to-cpu failed";
+      return nullptr;
+    }
+    auto engine = ExecutionEngine::create(module, ExecutionEngineOptions());
+    if (!engine) {
+      ADD_FAILURE() << llvm::toString(engine.takeError());
+      return nullptr;
+    }
+    return std::move(*engine);
+  }
+
+  MLIRContext ctx;
+
+private:
+  static DialectRegistry allDialects() {
+    DialectRegistry registry;
+    mlir::paged_attn::registerAllDialects(registry);
+    return registry;
+  }
 };
+
+class CpuLoopsTest : public JitTest<LoopsCase> {};
 
 TEST_P(CpuLoopsTest, MatchesFloat64Reference) {
   const LoopsCase &c = GetParam();
-  DialectRegistry registry;
-  mlir::paged_attn::registerAllDialects(registry);
-  MLIRContext ctx(registry);
-  ctx.loadAllAvailableDialects();
 
   const int64_t numKVHeads = 2, numHeads = numKVHeads * c.group;
   ::paged_attn::DecodeSpec spec;
@@ -109,13 +139,9 @@ TEST_P(CpuLoopsTest, MatchesFloat64Reference) {
   func->setAttr("llvm.emit_c_interface", UnitAttr::get(&ctx));
   std::string name = func.getName().str();
 
-  PassManager pm(&ctx);
-  mlir::paged_attn::buildPagedAttnToCPUPipeline(pm);
-  ASSERT_TRUE(succeeded(pm.run(**module)));
-  ExecutionEngineOptions options;
-  auto engine = ExecutionEngine::create(**module, options);
-  ASSERT_TRUE(bool(engine)) << llvm::toString(engine.takeError());
-  auto fn = (*engine)->lookup("_mlir_ciface_" + name);
+  std::unique_ptr<ExecutionEngine> engine = compile(**module);
+  ASSERT_TRUE(engine);
+  auto fn = engine->lookup("_mlir_ciface_" + name);
   ASSERT_TRUE(bool(fn)) << llvm::toString(fn.takeError());
   using CFn =
       void (*)(StridedMemRefType<char, 3> *, StridedMemRefType<char, 4> *,
@@ -219,13 +245,7 @@ std::string describeVariant(const VariantCase &c) {
   *os << describeVariant(c);
 }
 
-class CpuLoopsVariantsTest : public ::testing::TestWithParam<VariantCase> {
-protected:
-  static void SetUpTestSuite() {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-  }
-};
+class CpuLoopsVariantsTest : public JitTest<VariantCase> {};
 
 /// The memref-form decode of `c` as a function, its window and cap as
 /// the op's attributes: q, k, v, block_table, seq_lens, out, then the
@@ -287,21 +307,14 @@ std::string variantModule(const VariantCase &c, int64_t numHeads,
 // sequence.
 TEST_P(CpuLoopsVariantsTest, MatchesFloat64Reference) {
   const VariantCase &c = GetParam();
-  DialectRegistry registry;
-  mlir::paged_attn::registerAllDialects(registry);
-  MLIRContext ctx(registry);
-  ctx.loadAllAvailableDialects();
   const int64_t numKVHeads = 2, numHeads = numKVHeads * c.group, page = 16,
                 headDim = 64;
   const double softCap = 0.3;
   OwningOpRef<ModuleOp> module = parseSourceString<ModuleOp>(
       variantModule(c, numHeads, numKVHeads, page, headDim, softCap), &ctx);
   ASSERT_TRUE(module);
-  PassManager pm(&ctx);
-  mlir::paged_attn::buildPagedAttnToCPUPipeline(pm);
-  ASSERT_TRUE(succeeded(pm.run(*module)));
-  auto engine = ExecutionEngine::create(*module, ExecutionEngineOptions());
-  ASSERT_TRUE(bool(engine)) << llvm::toString(engine.takeError());
+  std::unique_ptr<ExecutionEngine> engine = compile(*module);
+  ASSERT_TRUE(engine);
 
   RandomProblemOptions o;
   o.numHeads = numHeads;
@@ -362,7 +375,7 @@ TEST_P(CpuLoopsVariantsTest, MatchesFloat64Reference) {
   SmallVector<void *> args;
   for (void *&d : descriptors)
     args.push_back(&d);
-  llvm::Error error = (*engine)->invokePacked("_mlir_ciface_decode", args);
+  llvm::Error error = engine->invokePacked("_mlir_ciface_decode", args);
   ASSERT_FALSE(bool(error)) << llvm::toString(std::move(error));
 
   std::vector<double> expectedLse;
@@ -472,13 +485,7 @@ std::string describeMerge(const MergeCase &c) {
   *os << describeMerge(c);
 }
 
-class CpuLoopsMergeTest : public ::testing::TestWithParam<MergeCase> {
-protected:
-  static void SetUpTestSuite() {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-  }
-};
+class CpuLoopsMergeTest : public JitTest<MergeCase> {};
 
 // paged_attn.merge through the loops lowering against float64 on three
 // partials of four sequences: partial 1 is empty for every sequence
@@ -486,10 +493,6 @@ protected:
 // the others' log-sum-exps differ by up to 30 (weights far apart).
 TEST_P(CpuLoopsMergeTest, MatchesFloat64Reference) {
   const MergeCase &c = GetParam();
-  DialectRegistry registry;
-  mlir::paged_attn::registerAllDialects(registry);
-  MLIRContext ctx(registry);
-  ctx.loadAllAvailableDialects();
   const int64_t n = 3, batch = 4, heads = 4, dim = 64;
   std::string t = dtypeName(c.dtype);
   std::string parts = "memref<3x4x4x64x" + t + ">";
@@ -505,11 +508,8 @@ TEST_P(CpuLoopsMergeTest, MatchesFloat64Reference) {
                      " : " + parts + ", memref<3x4x4xf32>\n  return\n}\n";
   OwningOpRef<ModuleOp> module = parseSourceString<ModuleOp>(text, &ctx);
   ASSERT_TRUE(module);
-  PassManager pm(&ctx);
-  mlir::paged_attn::buildPagedAttnToCPUPipeline(pm);
-  ASSERT_TRUE(succeeded(pm.run(*module)));
-  auto engine = ExecutionEngine::create(*module, ExecutionEngineOptions());
-  ASSERT_TRUE(bool(engine)) << llvm::toString(engine.takeError());
+  std::unique_ptr<ExecutionEngine> engine = compile(*module);
+  ASSERT_TRUE(engine);
 
   std::mt19937 rng(11);
   std::uniform_real_distribution<double> uniform(-1.0, 1.0), spread(-15, 15);
@@ -539,7 +539,7 @@ TEST_P(CpuLoopsMergeTest, MatchesFloat64Reference) {
   SmallVector<void *> args;
   for (void *&d : descriptors)
     args.push_back(&d);
-  llvm::Error error = (*engine)->invokePacked("_mlir_ciface_merge", args);
+  llvm::Error error = engine->invokePacked("_mlir_ciface_merge", args);
   ASSERT_FALSE(bool(error)) << llvm::toString(std::move(error));
 
   std::vector<double> expected(batch * heads * dim, 0.0);

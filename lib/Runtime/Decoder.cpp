@@ -299,7 +299,8 @@ static Status launchDecode(const Driver &d, const KernelSpec &spec,
                            : launchFailed(d, spec.decode.name, r);
 }
 
-/// Grid: (query heads, batch). With programmatic launch the merge grid is
+/// Grid: (rows, batch): query heads, times the new queries of a
+/// multi-token decode. With programmatic launch the merge grid is
 /// scheduled while the decode grid finishes and waits for its results on
 /// the device (griddepcontrol.wait); drivers before CUDA 12.0 lack
 /// cuLaunchKernelEx and launch it plainly.
@@ -315,7 +316,7 @@ static Status launchMerge(const Driver &d, const KernelSpec &spec,
     attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
     attribute.value.programmaticStreamSerializationAllowed = 1;
     CUlaunchConfig config = {};
-    config.gridDimX = unsigned(spec.config.numHeads);
+    config.gridDimX = unsigned(spec.config.partialRows());
     config.gridDimY = unsigned(batch);
     config.gridDimZ = 1;
     config.blockDimX = unsigned(spec.merge.block);
@@ -325,7 +326,8 @@ static Status launchMerge(const Driver &d, const KernelSpec &spec,
     config.numAttrs = 1;
     r = d.cuLaunchKernelEx(&config, fn, nullptr, args.extra());
   } else {
-    r = d.cuLaunchKernel(fn, unsigned(spec.config.numHeads), unsigned(batch), 1,
+    r = d.cuLaunchKernel(fn, unsigned(spec.config.partialRows()),
+                         unsigned(batch), 1,
                          unsigned(spec.merge.block), 1, 1, 0, stream, nullptr,
                          args.extra());
   }

@@ -28,6 +28,7 @@ std::optional<LaunchValue> detail::launchValueFor(std::string_view name) {
       {"alibi_slopes", LaunchValue::AlibiSlopes},
       {"sinks", LaunchValue::Sinks},
       {"lse", LaunchValue::Lse},
+      {"tree_mask", LaunchValue::TreeMask},
   };
   for (auto [known, value] : kValues)
     if (name == known)

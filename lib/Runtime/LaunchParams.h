@@ -45,8 +45,9 @@ enum class LaunchValue : uint8_t {
   AlibiSlopes,
   Sinks,
   Lse,
+  TreeMask,
 };
-constexpr size_t kNumLaunchValues = size_t(LaunchValue::Lse) + 1;
+constexpr size_t kNumLaunchValues = size_t(LaunchValue::TreeMask) + 1;
 
 /// A parameter as the Spec describes it, with the value bound to it. (Of
 /// default visibility, as KernelSpec which holds it must be: the public

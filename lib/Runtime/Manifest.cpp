@@ -291,31 +291,45 @@ static std::string parseConfig(const json::Value &config, KernelSpec *spec) {
 }
 
 /// The CTAs per KV head: the KV head's query heads shared out among them,
-/// heads_per_cta each where the manifest says so.
+/// heads_per_cta each where the manifest says so, times the blocks of a
+/// multi-token decode's queries (queries_per_cta each).
 static std::string readCTAsPerKVHead(const json::Value &decode,
                                      KernelSpec *spec) {
   int64_t group = spec->config.groupSize();
+  int64_t queryLen = spec->config.queryLen;
   if (std::string error = readInteger(decode, "decode", "ctas_per_kv_head", 1,
-                                      group, &spec->ctasPerKVHead);
+                                      group * queryLen, &spec->ctasPerKVHead);
       !error.empty())
     return error;
   std::string ctas = std::to_string(spec->ctasPerKVHead);
   if (!decode.get("heads_per_cta")) {
+    if (queryLen != 1)
+      return "a multi-token entry's 'decode' needs 'heads_per_cta'";
     if (group % spec->ctasPerKVHead != 0)
       return "'decode.ctas_per_kv_head' (" + ctas +
              ") must divide num_heads / num_kv_heads (" +
              std::to_string(group) + ")";
     return "";
   }
-  int64_t headsPerCTA = 0;
+  int64_t headsPerCTA = 0, queriesPerCTA = 1;
   if (std::string error = readInteger(decode, "decode", "heads_per_cta", 1,
                                       group, &headsPerCTA);
       !error.empty())
     return error;
-  if (spec->ctasPerKVHead * headsPerCTA != group)
-    return "'decode.ctas_per_kv_head' (" + ctas + ") times heads_per_cta (" +
-           std::to_string(headsPerCTA) +
-           ") must be num_heads / num_kv_heads (" + std::to_string(group) + ")";
+  if (decode.get("queries_per_cta"))
+    if (std::string error = readInteger(decode, "decode", "queries_per_cta", 1,
+                                        queryLen, &queriesPerCTA);
+        !error.empty())
+      return error;
+  int64_t queryBlocks = (queryLen + queriesPerCTA - 1) / queriesPerCTA;
+  if (group % headsPerCTA != 0 ||
+      spec->ctasPerKVHead != group / headsPerCTA * queryBlocks)
+    return "'decode.ctas_per_kv_head' (" + ctas + ") must be num_heads / " +
+           "num_kv_heads (" + std::to_string(group) + ") / heads_per_cta (" +
+           std::to_string(headsPerCTA) + ")" +
+           (queryLen != 1 ? " times the query blocks (" +
+                                std::to_string(queryBlocks) + ")"
+                          : std::string());
   return "";
 }
 

@@ -55,7 +55,7 @@ static Status checkShape(const char *name, const Tensor &t, DType dtype,
     return invalid(std::string(name) + " must have rank " +
                    std::to_string(sizes.size()) + " (" + doc + "), got " +
                    std::to_string(t.rank));
-  if (unsigned(t.dtype) > unsigned(DType::I64) || t.dtype != dtype)
+  if (unsigned(t.dtype) > unsigned(DType::I8) || t.dtype != dtype)
     return invalid(std::string(name) + " must be " + dtypeName(dtype) + " (" +
                    doc + ")");
   int d = 0;

@@ -40,6 +40,8 @@ const Tensor *detail::operandTensor(const DecodeParams &p, LaunchValue value) {
     return &p.sinks;
   case LaunchValue::Lse:
     return &p.lse;
+  case LaunchValue::TreeMask:
+    return &p.treeMask;
   default:
     return nullptr;
   }
@@ -109,7 +111,7 @@ static Status checkExtent(const char *name, const Tensor &t) {
 /// Whether `dtype` is one of the Spec's: a C or Python caller's enum value
 /// may be anything, and dtypeName would misname it.
 static bool isKnownDType(DType dtype) {
-  return unsigned(dtype) <= unsigned(DType::I64);
+  return unsigned(dtype) <= unsigned(DType::I8);
 }
 
 Status detail::checkTensor(const KernelParam &param, const Tensor &t,
@@ -168,13 +170,15 @@ Status detail::checkNumSplits(int64_t numSplits) {
 }
 
 /// How messages name the expected shape of an operand.
-static const char *shapeDoc(LaunchValue value, Layout layout) {
+static const char *shapeDoc(LaunchValue value, const KernelConfig &config) {
+  bool perQuery = config.hasQueryDim();
   switch (value) {
   case LaunchValue::Q:
-    return "[batch, num_heads, head_dim]";
+    return perQuery ? "[batch, L, num_heads, head_dim]"
+                    : "[batch, num_heads, head_dim]";
   case LaunchValue::KCache:
   case LaunchValue::VCache:
-    return cacheShapeDoc(layout);
+    return cacheShapeDoc(config.layout);
   case LaunchValue::BlockTable:
     return "[batch, max_pages]";
   case LaunchValue::SeqLens:
@@ -185,7 +189,9 @@ static const char *shapeDoc(LaunchValue value, Layout layout) {
   case LaunchValue::Sinks:
     return "[num_heads]";
   case LaunchValue::Lse:
-    return "[batch, num_heads]";
+    return perQuery ? "[batch, L, num_heads]" : "[batch, num_heads]";
+  case LaunchValue::TreeMask:
+    return "[batch, L, L]";
   default:
     return "";
   }
@@ -206,7 +212,7 @@ static Status checkOperands(const KernelSpec &spec, const DecodeParams &p,
                    bound.value == LaunchValue::VCache;
     int64_t &dim0 = isCache ? pages : *batch;
     if (Status s = checkTensor(bound.param, *t, dim0,
-                               shapeDoc(bound.value, spec.config.layout));
+                               shapeDoc(bound.value, spec.config));
         !s)
       return s;
     // The batch and the pool come from the operands that have them first
@@ -239,8 +245,11 @@ static Status checkVariantValues(const KernelConfig &config,
     return invalid("config " + config.name() +
                    " has a soft-cap: soft_cap must be finite and positive");
   const std::pair<bool, const Tensor *> tensors[] = {
-      {v.alibi, &p.alibiSlopes}, {v.sinks, &p.sinks}, {v.lse, &p.lse}};
-  const char *names[] = {"alibi_slopes", "sinks", "lse"};
+      {v.alibi, &p.alibiSlopes},
+      {v.sinks, &p.sinks},
+      {v.lse, &p.lse},
+      {v.treeMask, &p.treeMask}};
+  const char *names[] = {"alibi_slopes", "sinks", "lse", "tree_mask"};
   for (size_t i = 0; i < std::size(tensors); ++i)
     if (!tensors[i].first && tensors[i].second->data)
       return absent(names[i]);

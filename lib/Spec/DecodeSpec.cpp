@@ -20,7 +20,7 @@ struct DTypeRow {
 constexpr DTypeRow kDTypes[] = {
     {DType::F16, "f16", 2, true},  {DType::BF16, "bf16", 2, true},
     {DType::F32, "f32", 4, true},  {DType::I32, "i32", 4, false},
-    {DType::I64, "i64", 8, false},
+    {DType::I64, "i64", 8, false}, {DType::I8, "i8", 1, false},
 };
 
 const DTypeRow &row(DType dtype) {

@@ -25,39 +25,46 @@ std::vector<int64_t> cacheShape(const DecodeSpec &s) {
   return {shape.begin(), shape.end()};
 }
 
-// The split-KV partials are f32 whatever the decode's dtype.
-KernelParam partialOut(const DecodeSpec &s) {
-  return memref("partial_out", DType::F32, {dyn, s.numHeads, dyn, s.headDim},
-                true);
+// A multi-token decode's q, out and log-sum-exp have the L new queries as
+// dim 1; its split partials have a row per (query, head), query-major.
+std::vector<int64_t> perQuery(const DecodeSpec &s,
+                              std::vector<int64_t> trailing) {
+  std::vector<int64_t> shape = {dyn};
+  if (s.hasQueryDim())
+    shape.push_back(s.queryLen);
+  shape.insert(shape.end(), trailing.begin(), trailing.end());
+  return shape;
 }
-KernelParam partialLse(const DecodeSpec &s) {
-  return memref("partial_lse", DType::F32, {dyn, s.numHeads, dyn}, false);
+
+// The split-KV partials are f32 whatever the decode's dtype.
+KernelParam partialOut(int64_t rows, int64_t headDim) {
+  return memref("partial_out", DType::F32, {dyn, rows, dyn, headDim}, true);
+}
+KernelParam partialLse(int64_t rows) {
+  return memref("partial_lse", DType::F32, {dyn, rows, dyn}, false);
 }
 KernelParam blockTable() {
   return memref("block_table", DType::I32, {dyn, dyn}, false);
 }
 KernelParam seqLens() { return memref("seq_lens", DType::I32, {dyn}, false); }
 KernelParam out(const DecodeSpec &s) {
-  return memref("out", s.dtype, {dyn, s.numHeads, s.headDim}, true);
-}
-KernelParam sinks(const DecodeSpec &s) {
-  return memref("sinks", DType::F32, {s.numHeads}, false);
+  return memref("out", s.dtype, perQuery(s, {s.numHeads, s.headDim}), true);
 }
 KernelParam lse(const DecodeSpec &s) {
-  return memref("lse", DType::F32, {dyn, s.numHeads}, false);
+  return memref("lse", DType::F32, perQuery(s, {s.numHeads}), false);
 }
 } // namespace
 
 std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
   std::vector<KernelParam> params = {
-      memref("q", s.dtype, {dyn, s.numHeads, s.headDim}, true),
+      memref("q", s.dtype, perQuery(s, {s.numHeads, s.headDim}), true),
       memref("k_cache", s.dtype, cacheShape(s), true),
       memref("v_cache", s.dtype, cacheShape(s), true),
       blockTable(),
       seqLens(),
       out(s),
-      partialOut(s),
-      partialLse(s),
+      partialOut(s.partialRows(), s.headDim),
+      partialLse(s.partialRows()),
       scalar("scale", DType::F32),
       scalar("num_splits", DType::I32)};
   const DecodeVariants &v = s.variants;
@@ -68,9 +75,12 @@ std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
   if (v.alibi)
     params.push_back(memref("alibi_slopes", DType::F32, {s.numHeads}, false));
   if (v.sinks)
-    params.push_back(sinks(s));
+    params.push_back(memref("sinks", DType::F32, {s.numHeads}, false));
   if (v.lse)
     params.push_back(lse(s));
+  if (v.treeMask)
+    params.push_back(memref("tree_mask", DType::I8,
+                            {dyn, s.queryLen, s.queryLen}, false));
   return params;
 }
 
@@ -85,6 +95,8 @@ std::string MergeSpec::name() const {
     name += "_sinks";
   if (lse)
     name += "_lse";
+  if (queryDim)
+    name += "_l" + std::to_string(queryLen);
   return name;
 }
 
@@ -134,20 +146,31 @@ MergeSpec paged_attn::splitMergeSpec(const DecodeSpec &s) {
   m.partialDType = DType::F32;
   m.sinks = s.variants.sinks;
   m.lse = s.variants.lse;
+  m.queryLen = s.queryLen;
+  m.queryDim = s.hasQueryDim();
   return m;
 }
 
 std::vector<KernelParam> paged_attn::mergeKernelParams(const MergeSpec &m) {
+  // Multi-token split partials have a row per (query, head); the results
+  // are [batch, L, num_heads, ...] as the decode's.
+  int64_t rows = m.queryLen * m.numHeads;
+  auto perQuery = [&](std::vector<int64_t> trailing) {
+    std::vector<int64_t> shape = {dyn};
+    if (m.queryDim)
+      shape.push_back(m.queryLen);
+    shape.insert(shape.end(), trailing.begin(), trailing.end());
+    return shape;
+  };
   std::vector<KernelParam> params = {
-      memref("partial_out", m.partialDType, {dyn, m.numHeads, dyn, m.headDim},
-             true),
-      memref("partial_lse", DType::F32, {dyn, m.numHeads, dyn}, false),
-      memref("out", m.dtype, {dyn, m.numHeads, m.headDim}, true),
+      memref("partial_out", m.partialDType, {dyn, rows, dyn, m.headDim}, true),
+      memref("partial_lse", DType::F32, {dyn, rows, dyn}, false),
+      memref("out", m.dtype, perQuery({m.numHeads, m.headDim}), true),
       scalar("num_splits", DType::I32)};
   if (m.sinks)
     params.push_back(memref("sinks", DType::F32, {m.numHeads}, false));
   if (m.lse)
-    params.push_back(memref("lse", DType::F32, {dyn, m.numHeads}, false));
+    params.push_back(memref("lse", DType::F32, perQuery({m.numHeads}), false));
   return params;
 }
 
@@ -177,7 +200,8 @@ std::string paged_attn::layOutSplitWorkspace(const DecodeSpec &spec,
   // 4 plus alignment, all checked: a size that overflows is an error, not
   // a small workspace.
   uint64_t rows = 0, outElems = 0, outBytes = 0, lseBytes = 0, total = 0;
-  if (__builtin_mul_overflow(uint64_t(batch), uint64_t(spec.numHeads), &rows) ||
+  if (__builtin_mul_overflow(uint64_t(batch), uint64_t(spec.partialRows()),
+                             &rows) ||
       __builtin_mul_overflow(rows, uint64_t(numSplits), &rows) ||
       __builtin_mul_overflow(rows, uint64_t(spec.headDim), &outElems) ||
       __builtin_mul_overflow(outElems, uint64_t(4), &outBytes) ||
@@ -191,7 +215,7 @@ std::string paged_attn::layOutSplitWorkspace(const DecodeSpec &spec,
            " ways is larger than memory can be";
   w.bytes = size_t(total);
   w.lseOffset = alignUp(size_t(outBytes), 256);
-  int64_t h = spec.numHeads, d = spec.headDim;
+  int64_t h = spec.partialRows(), d = spec.headDim;
   const int64_t outSizes[4] = {batch, h, numSplits, d};
   const int64_t outStrides[4] = {h * numSplits * d, numSplits * d, d, 1};
   const int64_t lseSizes[3] = {batch, h, numSplits};
@@ -205,7 +229,8 @@ std::string paged_attn::layOutSplitWorkspace(const DecodeSpec &spec,
 }
 
 const char *paged_attn::splitWorkspaceDoc() {
-  return "partial_out f32 [batch, num_heads, num_splits, head_dim], then "
-         "partial_lse f32 [batch, num_heads, num_splits], each 256-byte "
-         "aligned";
+  return "partial_out f32 [batch, rows, num_splits, head_dim], then "
+         "partial_lse f32 [batch, rows, num_splits], each 256-byte aligned; "
+         "rows is num_heads, or query_len * num_heads (query-major) for a "
+         "multi-token decode";
 }

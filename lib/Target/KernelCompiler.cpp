@@ -32,7 +32,7 @@ static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
     Type i32 = b.getI32Type();
     Type element = toMLIRType(ctx, spec.dtype);
     // A multi-token decode's q is [batch, L, num_heads, head_dim].
-    bool multiToken = spec.queryLen != 1 || spec.variants.treeMask;
+    bool multiToken = spec.hasQueryDim();
     auto qType =
         multiToken
             ? MemRefType::get({dyn, spec.queryLen, spec.numHeads, spec.headDim},
@@ -251,9 +251,15 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
       describeParams(ctx, ::paged_attn::decodeKernelParams(c.spec)));
   decode["ctas_per_kv_head"] = c.ctasPerKVHead();
   decode["heads_per_cta"] = c.headsPerCTA();
+  // Only a multi-token decode's entry has it, so that others are unchanged.
+  if (c.spec.hasQueryDim())
+    decode["queries_per_cta"] = c.queriesPerCTA();
   decode["static_shared_memory_bytes"] = c.sharedMemoryBytes();
   llvm::json::Object merge = describeKernel(
-      c.mergeKernelName(), llvm::json::Array{"num_heads", "batch", 1},
+      c.mergeKernelName(),
+      llvm::json::Array{c.spec.hasQueryDim() ? "query_len * num_heads"
+                                             : "num_heads",
+                        "batch", 1},
       c.mergeBlockSize(), 0,
       describeParams(ctx, ::paged_attn::mergeKernelParams(c.spec)));
   merge["programmatic_launch"] = c.strategy.programmaticLaunch;

@@ -740,8 +740,8 @@ TEST_F(RuntimeTest, ManifestNumbersAreCheckedAtLoad) {
   EXPECT_EQ(refusalWith("decode", "ctas_per_kv_head", 0),
             "'decode.ctas_per_kv_head' must be an integer in [1, 4], got 0");
   EXPECT_EQ(refusalWith("decode", "ctas_per_kv_head", 2),
-            "'decode.ctas_per_kv_head' (2) times heads_per_cta (4) must be "
-            "num_heads / num_kv_heads (4)");
+            "'decode.ctas_per_kv_head' (2) must be num_heads / num_kv_heads "
+            "(4) / heads_per_cta (4)");
   EXPECT_EQ(refusal([](llvm::json::Object &, llvm::json::Object &entry) {
               llvm::json::Object &decode = *entry.getObject("decode");
               decode.erase("heads_per_cta");

@@ -50,6 +50,11 @@ static cl::opt<int64_t> headDim("head-dim", cl::init(128),
 static cl::opt<int64_t> pageSize("page-size", cl::init(16),
                                  cl::desc("Tokens per page"),
                                  cl::cat(category));
+static cl::opt<int64_t>
+    queryLen("query-len", cl::init(1),
+             cl::desc("New query tokens per sequence (L, 1 to 16): a "
+                      "multi-token decode of q [batch, L, heads, head_dim]"),
+             cl::cat(category));
 static cl::opt<std::string> dtype("dtype", cl::init("bf16"),
                                   cl::desc("f16, bf16 or f32"),
                                   cl::cat(category));
@@ -216,6 +221,7 @@ static FailureOr<KernelSet> kernelSetFromFlags(int64_t warps) {
   spec.dtype = *dataType;
   spec.layout = *kvLayout;
   spec.numWarps = warps;
+  spec.queryLen = queryLen;
   for (const std::string &name : variants)
     if (!spec.variants.enable(name)) {
       fail("--variants: unknown variant '" + name +

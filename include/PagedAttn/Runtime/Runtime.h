@@ -70,6 +70,9 @@ struct Tensor {
 /// manifests, and its validate(), the op's rules).
 using KernelConfig = DecodeSpec;
 
+/// A multi-token decode (KernelConfig::queryLen L > 1, or a tree mask)
+/// takes q and out of [batch, L, num_heads, head_dim] and lse of [batch, L,
+/// num_heads]; seq_lens count the L new tokens, already in the cache.
 struct DecodeParams {
   Tensor q;           ///< [batch, num_heads, head_dim]
   Tensor kCache;      ///< nhd: [pages, page, kv_heads, head_dim]; hnd: ...
@@ -99,6 +102,8 @@ struct DecodeParams {
   Tensor alibiSlopes;   ///< [num_heads] f32
   Tensor sinks;         ///< [num_heads] f32
   Tensor lse;           ///< [batch, num_heads] f32, written (natural log)
+  /// [batch, L, L] i8: new query i sees new token j <= i where nonzero.
+  Tensor treeMask;
 };
 
 struct KernelSpec;

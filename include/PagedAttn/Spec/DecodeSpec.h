@@ -27,9 +27,11 @@ namespace paged_attn {
 /// Element types of the op's operands and kernel parameters: the caches, q
 /// and out are one of the floating-point ones, the page table and lengths
 /// I32 (I64: the page-table check's result).
-enum class DType { F16, BF16, F32, I32, I64 };
+/// I8 is a multi-token decode's tree mask (a nonzero byte lets a key
+/// through; a bool tensor's bytes are one).
+enum class DType { F16, BF16, F32, I32, I64, I8 };
 
-/// "f16", "bf16", "f32", "i32", "i64".
+/// "f16", "bf16", "f32", "i32", "i64", "i8".
 const char *dtypeName(DType dtype);
 size_t dtypeBytes(DType dtype);
 /// The dtype named `name`.
@@ -134,6 +136,14 @@ struct DecodeSpec {
   std::string name() const;
   /// Query heads per KV head.
   int64_t groupSize() const { return numHeads / numKVHeads; }
+  /// Whether q, out and the log-sum-exp have the new queries as dim 1
+  /// ([batch, L, num_heads, ...]): a multi-token decode, or one with a tree
+  /// mask (L = 1 with a mask still reads it). A rank-4 q of L = 1 without a
+  /// mask is a single-token decode.
+  bool hasQueryDim() const { return queryLen != 1 || variants.treeMask; }
+  /// Rows of the split-KV partials per sequence: one per (query, head),
+  /// query-major.
+  int64_t partialRows() const { return queryLen * numHeads; }
   size_t elementBytes() const { return dtypeBytes(dtype); }
   /// [num_pages, ...] of a cache of `numPages` pages under the layout.
   std::array<int64_t, 4> cacheShape(int64_t numPages) const;

@@ -41,7 +41,10 @@ struct KernelParam {
 /// q, k_cache, v_cache, block_table, seq_lens, out, partial_out,
 /// partial_lse, scale (f32), num_splits (i32); then those of the spec's
 /// variants, in this order: window (i64), soft_cap (f32), alibi_slopes (f32
-/// [num_heads]), sinks (f32 [num_heads]), lse (f32 [batch, num_heads]).
+/// [num_heads]), sinks (f32 [num_heads]), lse (f32 [batch, num_heads]),
+/// tree_mask (i8 [batch, L, L]). A multi-token decode's q and out are
+/// [batch, L, num_heads, head_dim] and its lse [batch, L, num_heads]; its
+/// partials have DecodeSpec::partialRows() rows.
 std::vector<KernelParam> decodeKernelParams(const DecodeSpec &spec);
 /// What a merge kernel combines: partial results of `numHeads` heads of
 /// `headDim` values (one partial per split, normalised, in `partialDType`)
@@ -55,9 +58,14 @@ struct MergeSpec {
   /// 2 (a split decode's, as its kernels keep logits).
   bool naturalLse = false;
   bool sinks = false, lse = false;
+  /// A multi-token decode's split merge (DecodeSpec::hasQueryDim):
+  /// partial rows are (query, head) pairs, query-major, and out and lse
+  /// have the L queries as dim 1. The merge op's is 1 and false.
+  int64_t queryLen = 1;
+  bool queryDim = false;
 
   /// "h32_d128_bf16", then "_from_f32" where the partials' dtype differs,
-  /// "_ln" for natural log-sum-exps and "_sinks", "_lse".
+  /// "_ln" for natural log-sum-exps, "_sinks", "_lse" and "_l<L>" (queryDim).
   std::string name() const;
   /// The merge op's rules on these sizes and dtypes: empty when they hold,
   /// else the first broken rule's message.
@@ -70,7 +78,8 @@ struct MergeSpec {
   bool operator==(const MergeSpec &o) const {
     return numHeads == o.numHeads && headDim == o.headDim &&
            dtype == o.dtype && partialDType == o.partialDType &&
-           naturalLse == o.naturalLse && sinks == o.sinks && lse == o.lse;
+           naturalLse == o.naturalLse && sinks == o.sinks && lse == o.lse &&
+           queryLen == o.queryLen && queryDim == o.queryDim;
   }
   bool operator!=(const MergeSpec &o) const { return !(*this == o); }
 };
@@ -87,9 +96,9 @@ std::string mergeSpecFromConfig(const json::Value &config, MergeSpec *spec);
 /// its sinks and log-sum-exp output.
 MergeSpec splitMergeSpec(const DecodeSpec &spec);
 
-/// partial_out [batch, num_heads, num_splits, head_dim], partial_lse
-/// [batch, num_heads, num_splits], out, num_splits (i32); then sinks and
-/// lse where the spec has them.
+/// partial_out [batch, rows, num_splits, head_dim], partial_lse [batch,
+/// rows, num_splits] (rows: queryLen * num_heads), out, num_splits (i32);
+/// then sinks and lse where the spec has them.
 std::vector<KernelParam> mergeKernelParams(const MergeSpec &spec);
 /// mergeKernelParams(splitMergeSpec(spec)).
 std::vector<KernelParam> mergeKernelParams(const DecodeSpec &spec);
@@ -97,8 +106,9 @@ std::vector<KernelParam> mergeKernelParams(const DecodeSpec &spec);
 std::vector<KernelParam> checkKernelParams(const DecodeSpec &spec);
 
 /// The split-KV workspace of `batch` sequences split `numSplits` ways:
-/// partial_out f32 [batch, num_heads, num_splits, head_dim], then
-/// partial_lse f32 [batch, num_heads, num_splits], each 256-byte aligned.
+/// partial_out f32 [batch, rows, num_splits, head_dim], then partial_lse
+/// f32 [batch, rows, num_splits] (rows: DecodeSpec::partialRows()), each
+/// 256-byte aligned.
 struct SplitWorkspace {
   /// 0 when numSplits is 1 (the decode kernel writes out directly).
   size_t bytes = 0;

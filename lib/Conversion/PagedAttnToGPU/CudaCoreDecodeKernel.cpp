@@ -1,7 +1,8 @@
 //===- CudaCoreDecodeKernel.cpp - the CUDA-core decode kernel -------------===//
 //
 // Grid (num_kv_heads * ctas_per_kv_head, batch, num_splits), one CTA per (KV
-// head or part of its query group, sequence, chunk). Lanes are grouped so
+// head or part of its query group, and of a multi-token decode's new
+// queries, sequence, chunk): a CTA's rows of q are (query, head) pairs. Lanes are grouped so
 // that `threadsPerToken` lanes share one token's row, each loading 16-byte
 // vectors; every lane group keeps its own online softmax state (max, sum,
 // accumulator) in f32 registers over the tokens it visits, and the states
@@ -65,14 +66,18 @@ private:
   std::optional<ImplicitLocOpBuilder> bStorage;
   std::optional<KernelEmitter> eStorage;
   std::optional<ScoreModifiers> rules;
-  const int64_t heads, vecElems, vecsPerThread, threadsPerToken, unroll,
+  // The CTA's rows of q: its heads, times its new queries for a
+  // multi-token decode.
+  const int64_t rows, vecElems, vecsPerThread, threadsPerToken, unroll,
       numGroups;
   DecodeCTA cta;
   Value group, lastPresent;
   SmallVector<Value> columns;
   SmallVector<SmallVector<Value>> qRegs;
-  // Each head's ALiBi slope (null without ALiBi).
-  SmallVector<Value> slopes;
+  // Each row's query and head, the end of its keys and its ALiBi slope
+  // (null without ALiBi).
+  SmallVector<CTARow> ctaRows;
+  SmallVector<Value> keyEnds, slopes;
 
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
@@ -83,7 +88,8 @@ private:
 CudaCoreDecodeBuilder::CudaCoreDecodeBuilder(OpBuilder &builder,
                                              gpu::GPUModuleOp module,
                                              const DecodeKernelConfig &c)
-    : c(c), builder(builder), module(module), heads(c.headsPerCTA()), vecElems(c.vectorElems()),
+    : c(c), builder(builder), module(module), rows(c.rowsPerCTA()),
+      vecElems(c.vectorElems()),
       vecsPerThread(c.vectorsPerThread()),
       threadsPerToken(c.threadsPerToken()),
       unroll(c.strategy.tokensPerLaneGroup),
@@ -95,10 +101,10 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::createFunc() {
   auto workgroup =
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   auto accSmemType =
-      MemRefType::get({c.numWarps(), heads, c.spec.headDim}, f32,
+      MemRefType::get({c.numWarps(), rows, c.spec.headDim}, f32,
                       MemRefLayoutAttrInterface(), workgroup);
-  // [0][warp][head]: max, [1][warp][head]: sum.
-  auto statSmemType = MemRefType::get({2, c.numWarps(), heads}, f32,
+  // [0][warp][row]: max, [1][warp][row]: sum.
+  auto statSmemType = MemRefType::get({2, c.numWarps(), rows}, f32,
                                       MemRefLayoutAttrInterface(), workgroup);
   gpu::GPUFuncOp f = createKernel(
       builder, module, c.decodeKernelName(), getDecodeKernelArgTypes(ctx, c),
@@ -131,21 +137,24 @@ void CudaCoreDecodeBuilder::emitLaneMapping() {
   }
 }
 
-/// q for this CTA's heads, prescaled so that logits are in base 2, and the
-/// heads' slopes.
+/// q for this CTA's rows, prescaled so that logits are in base 2, and the
+/// rows' key ends and slopes.
 void CudaCoreDecodeBuilder::loadQ() {
   KernelEmitter &e = this->e();
   Value qScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
   Value qScaleVec = e.splat(qScale, vecElems);
-  qRegs.resize(heads);
-  for (int64_t h = 0; h < heads; ++h) {
-    Value head = e.add(cta.firstHead, e.index(h));
-    slopes.push_back(rules->headSlope(b(), head));
+  qRegs.resize(rows);
+  for (int64_t h = 0; h < rows; ++h) {
+    CTARow row =
+        getCTARow(e, c, cta.firstHead, cta.firstQuery, e.index(h));
+    ctaRows.push_back(row);
+    keyEnds.push_back(getRowKeyEnd(e, *rules, cta, row));
+    slopes.push_back(rules->headSlope(b(), row.head));
     for (int64_t v = 0; v < vecsPerThread; ++v)
-      qRegs[h].push_back(
-          e.fmul(e.loadF32Vector(arg(0), {cta.batch, head, columns[v]},
-                                 vecElems),
-                 qScaleVec));
+      qRegs[h].push_back(e.fmul(
+          e.loadF32Vector(arg(0), getResultIndex(cta.batch, row, {columns[v]}),
+                          vecElems),
+          qScaleVec));
     if (lastPresent)
       qRegs[h].back() =
           e.select(lastPresent, qRegs[h].back(), e.zeroVector(vecElems));
@@ -208,8 +217,9 @@ void CudaCoreDecodeBuilder::loadTokens(Value base, Value lastToken,
   }
 }
 
-/// Logits [token][head]: partial dot products, a butterfly across the lanes
-/// that share a row, the score rules, and -inf past the chunk's end.
+/// Logits [token][row]: partial dot products, a butterfly across the lanes
+/// that share a row, the score rules, and -inf past the chunk's end (and
+/// for keys a multi-token decode's row does not see).
 SmallVector<SmallVector<Value>>
 CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
                                      ArrayRef<Value> valid,
@@ -220,7 +230,7 @@ CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
     SmallVector<Value> kF32;
     for (Value k : kRegs[u])
       kF32.push_back(dequantizeToF32(e, k));
-    for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t h = 0; h < rows; ++h) {
       Value dot = e.fmul(qRegs[h][0], kF32[0]);
       for (int64_t v = 1; v < vecsPerThread; ++v)
         dot = e.fma(qRegs[h][v], kF32[v], dot);
@@ -228,9 +238,13 @@ CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
       for (int64_t offset = threadsPerToken / 2; offset > 0; offset /= 2)
         logit = e.fadd(logit, e.shuffleXor(logit, offset));
       logit = applyScoreRules(e, *rules, logit, [&] {
-        return ScorePosition{tokens[u], cta.seqLen, slopes[h]};
+        return ScorePosition{tokens[u], keyEnds[h], slopes[h]};
       });
-      logits[u].push_back(e.select(valid[u], logit, e.negInf()));
+      Value seen = valid[u];
+      if (Value sees = rowSeesKey(e, *rules, cta, ctaRows[h], keyEnds[h],
+                                  tokens[u]))
+        seen = arith::AndIOp::create(b(), seen, sees);
+      logits[u].push_back(e.select(seen, logit, e.negInf()));
     }
   }
   return logits;
@@ -246,7 +260,7 @@ void CudaCoreDecodeBuilder::updateSoftmax(OnlineSoftmax::State &s,
   for (int64_t u = 0; u < unroll; ++u)
     for (Value v : vRegs[u])
       vF32[u].push_back(dequantizeToF32(e, v));
-  for (int64_t h = 0; h < heads; ++h) {
+  for (int64_t h = 0; h < rows; ++h) {
     Value newMax = s.max[h];
     for (int64_t u = 0; u < unroll; ++u)
       newMax = e.fmax(newMax, logits[u][h]);
@@ -277,7 +291,7 @@ void CudaCoreDecodeBuilder::emitLoopBody(scf::ForOp loop,
   ValueRange iterArgs = loop.getRegionIterArgs();
   OnlineSoftmax::State s =
       OnlineSoftmax::State::unflatten(iterArgs.take_front(numStateValues),
-                                      heads);
+                                      rows);
   Value base = loop.getInductionVar();
   Value lastToken = e.add(cta.chunkEnd, e.index(-1));
 
@@ -307,7 +321,7 @@ void CudaCoreDecodeBuilder::mergeLaneGroups(OnlineSoftmax::State &s) {
   OnlineSoftmax softmax(e);
   for (int64_t offset = threadsPerToken; offset < 32; offset *= 2) {
     OnlineSoftmax::State other;
-    for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t h = 0; h < rows; ++h) {
       other.max.push_back(e.shuffleXor(s.max[h], offset));
       other.sum.push_back(e.shuffleXor(s.sum[h], offset));
       for (int64_t v = 0; v < vecsPerThread; ++v)
@@ -330,20 +344,20 @@ void CudaCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(publish.thenBlock());
   int64_t storedVectors = lastPresent ? vecsPerThread - 1 : vecsPerThread;
-  for (int64_t h = 0; h < heads; ++h)
+  for (int64_t h = 0; h < rows; ++h)
     for (int64_t v = 0; v < storedVectors; ++v)
       e.storeVector(acc(h, v), accSmem, {cta.warp, e.index(h), columns[v]});
   if (lastPresent) {
     auto ifPresent = scf::IfOp::create(b, lastPresent, /*withElse=*/false);
     OpBuilder::InsertionGuard g2(b);
     b.setInsertionPointToStart(ifPresent.thenBlock());
-    for (int64_t h = 0; h < heads; ++h)
+    for (int64_t h = 0; h < rows; ++h)
       e.storeVector(acc(h, vecsPerThread - 1), accSmem,
                     {cta.warp, e.index(h), columns.back()});
   }
   auto first = scf::IfOp::create(b, e.ult(cta.lane, e.index(1)), false);
   b.setInsertionPointToStart(first.thenBlock());
-  for (int64_t h = 0; h < heads; ++h) {
+  for (int64_t h = 0; h < rows; ++h) {
     memref::StoreOp::create(b, s.max[h], statSmem,
                             ValueRange{e.index(0), cta.warp, e.index(h)});
     memref::StoreOp::create(b, s.sum[h], statSmem,
@@ -363,7 +377,7 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
   emitLaneMapping();
   loadQ();
   OnlineSoftmax::State init;
-  for (int64_t h = 0; h < heads; ++h) {
+  for (int64_t h = 0; h < rows; ++h) {
     init.max.push_back(e.negInf());
     init.sum.push_back(e.f32Const(0.0));
     for (int64_t v = 0; v < vecsPerThread; ++v)
@@ -382,7 +396,7 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
     emitLoopBody(loop, numStateValues);
   }
   OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
-      loop.getResults().take_front(numStateValues), heads);
+      loop.getResults().take_front(numStateValues), rows);
   mergeLaneGroups(s);
   publishWarpState(s);
   gpu::BarrierOp::create(b());

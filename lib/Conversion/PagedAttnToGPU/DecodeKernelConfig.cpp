@@ -115,6 +115,7 @@ DecodeStrategy DecodeStrategy::fromAttr(DecodeStrategyAttr attr) {
   s.prefetchPageTable = attr.getPrefetchPageTable();
   s.minCTAsPerSM = attr.getMinCtasPerSm();
   s.programmaticLaunch = attr.getProgrammaticLaunch();
+  s.queriesPerCTA = attr.getQueriesPerCta();
   return s;
 }
 
@@ -122,7 +123,8 @@ DecodeStrategyAttr DecodeStrategy::toAttr(MLIRContext *ctx,
                                           int64_t numWarps) const {
   return DecodeStrategyAttr::get(
       ctx, kernel, numWarps, headsPerCTA, kvStages, l2PrefetchBytes,
-      tokensPerLaneGroup, prefetchPageTable, minCTAsPerSM, programmaticLaunch);
+      tokensPerLaneGroup, prefetchPageTable, minCTAsPerSM, programmaticLaunch,
+      queriesPerCTA);
 }
 
 /// Whether the tensor-core kernel can compute `spec`: 16-bit K/V, head_dim
@@ -145,9 +147,19 @@ static int64_t largestHeadDivisor(int64_t group, int64_t cap, Fits fits) {
 /// mma) and maxHeadsPerCTA.
 static int64_t tensorCoreHeads(const DecodeSpec &spec,
                                const DecodeKernelOptions &o) {
-  return largestHeadDivisor(spec.groupSize(), 16, [&](int64_t heads) {
-    return o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA;
-  });
+  return largestHeadDivisor(spec.groupSize(),
+                            DecodeKernelConfig::kMaxMmaRows, [&](int64_t heads) {
+                              return o.maxHeadsPerCTA <= 0 ||
+                                     heads <= o.maxHeadsPerCTA;
+                            });
+}
+
+/// A multi-token decode's queries per CTA: as many of the L as fit beside
+/// `heads` heads in `maxRows` rows, so that one CTA reads each key once for
+/// all of them.
+static int64_t queriesThatFit(const DecodeSpec &spec, int64_t heads,
+                              int64_t maxRows) {
+  return std::clamp<int64_t>(maxRows / heads, 1, spec.queryLen);
 }
 
 /// The tensor-core kernel's stages: kvStages, fewer where the shared-memory
@@ -170,13 +182,18 @@ static std::optional<int64_t> tensorCoreStages(const DecodeKernelConfig &c,
 static std::optional<DecodeKernelConfig>
 selectTensorCores(MLIRContext *ctx, const DecodeSpec &spec,
                   const DecodeKernelOptions &o) {
+  // The mma's rows are the query group, times the new queries of a
+  // multi-token decode.
   bool wanted = o.tensorCores == TensorCoreUse::On ||
-                (o.tensorCores == TensorCoreUse::Auto && spec.groupSize() >= 4);
+                (o.tensorCores == TensorCoreUse::Auto &&
+                 spec.groupSize() * spec.queryLen >= 4);
   if (!wanted || !tensorCoresServe(spec))
     return std::nullopt;
   DecodeStrategy s;
   s.kernel = DecodeKernelKind::tensor_cores;
   s.headsPerCTA = tensorCoreHeads(spec, o);
+  s.queriesPerCTA =
+      queriesThatFit(spec, s.headsPerCTA, DecodeKernelConfig::kMaxMmaRows);
   DecodeKernelConfig c = DecodeKernelConfig::get(ctx, spec, s);
   std::optional<int64_t> stages = tensorCoreStages(c, o);
   if (!stages)
@@ -190,11 +207,11 @@ selectTensorCores(MLIRContext *ctx, const DecodeSpec &spec,
 /// which the CUDA-core kernel's workgroup buffers cannot be).
 static constexpr int64_t kStaticSharedMemoryLimit = 48 * 1024;
 
-/// The CUDA-core strategy: heads within 64 registers of q and of the
-/// accumulators each (and the warps' merge buffers within static shared
-/// memory: many warps take fewer heads), loads in flight within about 32
-/// registers, and the page-table prefetch when a thread's softmax state is
-/// small.
+/// The CUDA-core strategy: rows (heads, then a multi-token decode's
+/// queries beside them) within 64 registers of q and of the accumulators
+/// each (and the warps' merge buffers within static shared memory: many
+/// warps take fewer rows), loads in flight within about 32 registers, and
+/// the page-table prefetch when a thread's softmax state is small.
 static DecodeKernelConfig selectCudaCores(MLIRContext *ctx,
                                           const DecodeSpec &spec,
                                           const DecodeKernelOptions &o) {
@@ -202,14 +219,24 @@ static DecodeKernelConfig selectCudaCores(MLIRContext *ctx,
   s.kernel = DecodeKernelKind::cuda_cores;
   DecodeKernelConfig c = DecodeKernelConfig::get(ctx, spec, s);
   int64_t elems = c.elemsPerThread();
+  auto rowsFit = [&] {
+    return c.rowsPerCTA() * elems <= 64 &&
+           c.sharedMemoryBytes() <= kStaticSharedMemoryLimit;
+  };
   c.strategy.headsPerCTA = largestHeadDivisor(
       spec.groupSize(), DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA,
       [&](int64_t heads) {
         c.strategy.headsPerCTA = heads;
-        return heads * elems <= 64 &&
-               c.sharedMemoryBytes() <= kStaticSharedMemoryLimit &&
+        return rowsFit() &&
                (o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA);
       });
+  for (int64_t queries = queriesThatFit(
+           spec, c.headsPerCTA(), DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA);
+       queries >= 1; --queries) {
+    c.strategy.queriesPerCTA = queries;
+    if (rowsFit())
+      break;
+  }
   int64_t regsPerToken = std::max<int64_t>(1, elems * c.elementBytes() / 4);
   c.strategy.tokensPerLaneGroup =
       o.tokensPerLaneGroup > 0 ? o.tokensPerLaneGroup
@@ -222,7 +249,7 @@ static DecodeKernelConfig selectCudaCores(MLIRContext *ctx,
     c.strategy.prefetchPageTable = false;
     break;
   case PageTablePrefetch::Auto:
-    c.strategy.prefetchPageTable = c.headsPerCTA() * elems <= 16;
+    c.strategy.prefetchPageTable = c.rowsPerCTA() * elems <= 16;
     break;
   }
   return c;
@@ -306,7 +333,7 @@ int64_t DecodeKernelConfig::tokensPerIteration() const {
 int64_t DecodeKernelConfig::sharedMemoryBytes() const {
   if (usesTensorCores())
     return 0;
-  return numWarps() * headsPerCTA() * (spec.headDim + 2) * 4;
+  return numWarps() * rowsPerCTA() * (spec.headDim + 2) * 4;
 }
 
 int64_t DecodeKernelConfig::dynamicSharedMemoryBytes() const {
@@ -329,8 +356,8 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(hi) + "], got " + std::to_string(v);
   };
   bool tensorCores = s.kernel == DecodeKernelKind::tensor_cores;
-  int64_t maxHeads =
-      tensorCores ? 16 : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
+  int64_t maxHeads = tensorCores ? DecodeKernelConfig::kMaxMmaRows
+                                 : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
   if (numWarps < 1 || numWarps > 32)
     return outside("num_warps", numWarps, 1, 32);
   if (s.headsPerCTA < 1 || s.headsPerCTA > maxHeads)
@@ -339,6 +366,13 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
     return "heads_per_cta (" + std::to_string(s.headsPerCTA) +
            ") must divide the query heads per KV head (" +
            std::to_string(spec.groupSize()) + ")";
+  if (s.queriesPerCTA < 1 || s.queriesPerCTA > spec.queryLen)
+    return outside("queries_per_cta", s.queriesPerCTA, 1, spec.queryLen);
+  if (s.queriesPerCTA * s.headsPerCTA > maxHeads)
+    return "queries_per_cta times heads_per_cta (" +
+           std::to_string(s.queriesPerCTA * s.headsPerCTA) +
+           ") must be at most " + std::to_string(maxHeads) +
+           ", the rows a CTA of this kernel serves";
   if (s.minCTAsPerSM < 0 || s.minCTAsPerSM > 32)
     return outside("min_ctas_per_sm", s.minCTAsPerSM, 0, 32);
   if (!tensorCores) {

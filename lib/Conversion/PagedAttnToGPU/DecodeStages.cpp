@@ -29,7 +29,8 @@ ScoreModifiers mlir::paged_attn::getScoreRules(KernelEmitter &e,
                                                gpu::GPUFuncOp func) {
   ScoreArgs args{getDecodeKernelArg(func, c, "window"),
                  getDecodeKernelArg(func, c, "soft_cap"),
-                 getDecodeKernelArg(func, c, "alibi_slopes")};
+                 getDecodeKernelArg(func, c, "alibi_slopes"),
+                 getDecodeKernelArg(func, c, "tree_mask")};
   ScoreMath gpuMath;
   gpuMath.exp2 = [&e](ImplicitLocOpBuilder &, Value x) { return e.exp2(x); };
   gpuMath.reciprocal = [&e](ImplicitLocOpBuilder &, Value x) {
@@ -55,9 +56,16 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
   cta.batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   cta.split = gpu::BlockIdOp::create(b, gpu::Dimension::z);
   cta.kvHead = e.div(ctaX, e.index(c.ctasPerKVHead()));
-  cta.firstHead = e.add(
-      e.mul(cta.kvHead, e.index(c.groupSize())),
-      e.mul(e.rem(ctaX, e.index(c.ctasPerKVHead())), e.index(c.headsPerCTA())));
+  // A KV head's CTAs: (query block, head block), head blocks fastest.
+  Value inGroup = e.rem(ctaX, e.index(c.ctasPerKVHead()));
+  Value headBlock = inGroup;
+  if (c.spec.hasQueryDim()) {
+    headBlock = e.rem(inGroup, e.index(c.headCTAsPerKVHead()));
+    cta.firstQuery = e.mul(e.div(inGroup, e.index(c.headCTAsPerKVHead())),
+                           e.index(c.queriesPerCTA()));
+  }
+  cta.firstHead = e.add(e.mul(cta.kvHead, e.index(c.groupSize())),
+                        e.mul(headBlock, e.index(c.headsPerCTA())));
   cta.warp = e.div(cta.tid, e.index(32));
   cta.lane = e.rem(cta.tid, e.index(32));
 
@@ -65,11 +73,21 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
   cta.seqLen =
       e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{cta.batch}));
   cta.numSplits = e.toIndex(numSplitsArg);
-  // The splits share the keys the query sees: all of them, or from a
-  // variant's first visible key on.
-  Value firstKey = rules.firstVisibleKey(b, cta.seqLen);
-  Value visible = firstKey ? arith::SubIOp::create(b, cta.seqLen, firstKey)
-                           : cta.seqLen;
+  // The splits share the keys the CTA's queries see: up to its last
+  // query's key end, from its first query's first visible key (under a
+  // window) on.
+  Value keysEnd = cta.seqLen, firstKey;
+  if (cta.firstQuery) {
+    Value lastQuery = e.min(e.add(cta.firstQuery, e.index(c.queriesPerCTA() - 1)),
+                            e.index(c.spec.queryLen - 1));
+    keysEnd = rules.queryKeyEnd(b, cta.seqLen, lastQuery);
+    firstKey = rules.firstVisibleKey(
+        b, rules.queryKeyEnd(b, cta.seqLen, cta.firstQuery));
+  } else {
+    firstKey = rules.firstVisibleKey(b, cta.seqLen);
+  }
+  Value visible =
+      firstKey ? arith::SubIOp::create(b, keysEnd, firstKey) : keysEnd;
   Value step = e.index(c.tokensPerIteration());
   Value chunk =
       e.mul(e.ceilDiv(e.ceilDiv(visible, cta.numSplits), step), step);
@@ -80,6 +98,71 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
     cta.chunkEnd = e.add(cta.chunkEnd, firstKey);
   }
   return cta;
+}
+
+CTARow mlir::paged_attn::getCTARow(KernelEmitter &e,
+                                   const DecodeKernelConfig &c,
+                                   Value firstHead, Value firstQuery,
+                                   Value rowInCTA) {
+  CTARow row;
+  if (!firstQuery) {
+    row.head = e.add(firstHead, rowInCTA);
+    return row;
+  }
+  Value heads = e.index(c.headsPerCTA());
+  row.head = e.add(firstHead, e.rem(rowInCTA, heads));
+  row.query = e.add(firstQuery, e.div(rowInCTA, heads));
+  if (c.hasPaddingQueries()) {
+    Value lastQuery = e.index(c.spec.queryLen - 1);
+    row.valid = e.ult(row.query, e.index(c.spec.queryLen));
+    row.query = e.min(row.query, lastQuery);
+  }
+  return row;
+}
+
+Value mlir::paged_attn::getPartialRow(KernelEmitter &e,
+                                      const DecodeKernelConfig &c,
+                                      const CTARow &row) {
+  if (!row.query)
+    return row.head;
+  return e.add(e.mul(row.query, e.index(c.spec.numHeads)), row.head);
+}
+
+SmallVector<Value> mlir::paged_attn::getResultIndex(Value batch,
+                                                    const CTARow &row,
+                                                    ArrayRef<Value> trailing) {
+  SmallVector<Value> index = {batch};
+  if (row.query)
+    index.push_back(row.query);
+  index.push_back(row.head);
+  index.append(trailing.begin(), trailing.end());
+  return index;
+}
+
+Value mlir::paged_attn::getRowKeyEnd(KernelEmitter &e,
+                                     const ScoreModifiers &rules,
+                                     const DecodeCTA &cta, const CTARow &row) {
+  if (!row.query)
+    return cta.seqLen;
+  return rules.queryKeyEnd(e.b, cta.seqLen, row.query);
+}
+
+Value mlir::paged_attn::rowSeesKey(KernelEmitter &e,
+                                   const ScoreModifiers &rules,
+                                   const DecodeCTA &cta, const CTARow &row,
+                                   Value keyEnd, Value token) {
+  if (!row.query)
+    return Value();
+  ImplicitLocOpBuilder &b = e.b;
+  Value sees = e.ult(token, keyEnd);
+  if (Value first = rules.firstVisibleKey(b, keyEnd))
+    sees = arith::AndIOp::create(
+        b, sees,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::uge, token, first));
+  if (Value allowed =
+          rules.treeMaskAllows(b, cta.batch, row.query, token, cta.seqLen))
+    sees = arith::AndIOp::create(b, sees, allowed);
+  return sees;
 }
 
 //===----------------------------------------------------------------------===//
@@ -212,9 +295,17 @@ DecodeEpilogue mlir::paged_attn::getDecodeEpilogue(gpu::GPUFuncOp func,
                                                   Value accSmem,
                                                   Value statSmem) {
   auto arg = [&](StringRef name) { return getDecodeKernelArg(func, c, name); };
-  DecodeEpilogue ep{accSmem,       statSmem,      cta.tid, cta.batch,
-                    cta.split,     cta.firstHead, cta.numSplits, arg("out"),
-                    arg("partial_out"), arg("partial_lse")};
+  DecodeEpilogue ep{accSmem,
+                    statSmem,
+                    cta.tid,
+                    cta.batch,
+                    cta.split,
+                    cta.firstHead,
+                    cta.firstQuery,
+                    cta.numSplits,
+                    arg("out"),
+                    arg("partial_out"),
+                    arg("partial_lse")};
   ep.sinks = arg("sinks");
   ep.lse = arg("lse");
   return ep;
@@ -225,11 +316,11 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
                                               const DecodeEpilogue &ep) {
   ImplicitLocOpBuilder &b = e.b;
   OnlineSoftmax softmax(e);
-  const int64_t heads = c.headsPerCTA();
+  const int64_t rows = c.rowsPerCTA();
   Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
                                         ep.numSplits, e.index(1));
   auto outLoop = scf::ForOp::create(b, ep.tid,
-                                    e.index(heads * c.vectorsPerRow()),
+                                    e.index(rows * c.vectorsPerRow()),
                                     e.index(c.blockSize()));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(outLoop.getBody());
@@ -237,35 +328,43 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
   Value h = e.div(idx, e.index(c.vectorsPerRow()));
   Value col = e.rem(idx, e.index(c.vectorsPerRow()));
   Value column = e.mul(col, e.index(c.vectorElems()));
-  MergedRow row = mergeWarpsOfRow(e, c, ep, h, column);
-  Value head = e.add(ep.firstHead, h);
+  MergedRow merged = mergeWarpsOfRow(e, c, ep, h, column);
+  CTARow row = getCTARow(e, c, ep.firstHead, ep.firstQuery, h);
+  // A padding query's row has nothing to write.
+  if (row.valid)
+    b.setInsertionPointToStart(
+        scf::IfOp::create(b, row.valid, /*withElse=*/false).thenBlock());
+  Value head = row.head;
+  Value partialRow = getPartialRow(e, c, row);
 
   auto ifSplit = scf::IfOp::create(b, isSplit, /*withElse=*/true);
   b.setInsertionPointToStart(ifSplit.thenBlock());
-  e.storeVector(row.result, ep.partialOut, {ep.batch, head, ep.split, column});
+  e.storeVector(merged.result, ep.partialOut,
+                {ep.batch, partialRow, ep.split, column});
   auto firstColumn = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
   {
     OpBuilder::InsertionGuard g2(b);
     b.setInsertionPointToStart(firstColumn.thenBlock());
-    Value lse = softmax.logSumExp(row.ref, row.sum, row.nonEmpty);
+    Value lse = softmax.logSumExp(merged.ref, merged.sum, merged.nonEmpty);
     memref::StoreOp::create(b, lse, ep.partialLse,
-                            ValueRange{ep.batch, head, ep.split});
+                            ValueRange{ep.batch, partialRow, ep.split});
   }
   b.setInsertionPointToStart(ifSplit.elseBlock());
-  Value result = row.result;
+  Value result = merged.result;
   if (ep.sinks) {
     Value sink = memref::LoadOp::create(b, ep.sinks, ValueRange{head});
-    result = e.fmul(result, e.splat(softmax.sinkFactor(sink, row.ref, row.sum),
-                                    c.vectorElems()));
+    result = e.fmul(result,
+                    e.splat(softmax.sinkFactor(sink, merged.ref, merged.sum),
+                            c.vectorElems()));
   }
   e.storeVector(e.truncateTo(result, c.elementType), ep.out,
-                {ep.batch, head, column});
+                getResultIndex(ep.batch, row, {column}));
   if (ep.lse) {
     auto first = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
     OpBuilder::InsertionGuard g2(b);
     b.setInsertionPointToStart(first.thenBlock());
-    Value lse2 = softmax.logSumExp(row.ref, row.sum, row.nonEmpty);
+    Value lse2 = softmax.logSumExp(merged.ref, merged.sum, merged.nonEmpty);
     memref::StoreOp::create(b, e.fmul(lse2, e.f32Const(M_LN2)), ep.lse,
-                            ValueRange{ep.batch, head});
+                            getResultIndex(ep.batch, row, {}));
   }
 }

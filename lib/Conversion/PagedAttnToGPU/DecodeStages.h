@@ -32,11 +32,32 @@ namespace paged_attn {
 //===----------------------------------------------------------------------===//
 
 /// Where a decode kernel's CTA and thread are, and the tokens
-/// [chunkBegin, chunkEnd) of the sequence its split covers.
+/// [chunkBegin, chunkEnd) of the sequence its split covers. A multi-token
+/// decode's CTA serves new queries from `firstQuery` on (null for a
+/// single-token decode); its chunk covers the keys any of them sees.
 struct DecodeCTA {
-  Value tid, batch, split, kvHead, firstHead, warp, lane;
+  Value tid, batch, split, kvHead, firstHead, firstQuery, warp, lane;
   Value seqLen, numSplits, chunkBegin, chunkEnd;
 };
+
+/// Row `rowInCTA` of a CTA's q (c.rowsPerCTA() rows, query-major): its new
+/// query (clamped to L - 1, so that loads stay inside; null for a
+/// single-token decode, whose rows are heads), its head, and whether it is
+/// a real row (null where every row is: padding queries exist only when
+/// queriesPerCTA does not divide L).
+struct CTARow {
+  Value query, head, valid;
+};
+CTARow getCTARow(KernelEmitter &e, const DecodeKernelConfig &c,
+                 Value firstHead, Value firstQuery, Value rowInCTA);
+/// The row of the split partials and index of out / lse a row has:
+/// head, or query * num_heads + head.
+Value getPartialRow(KernelEmitter &e, const DecodeKernelConfig &c,
+                    const CTARow &row);
+/// [batch, (query,) head] followed by `trailing`: where a row is in out
+/// and the log-sum-exp.
+SmallVector<Value> getResultIndex(Value batch, const CTARow &row,
+                                  ArrayRef<Value> trailing);
 
 /// The argument of decode kernel `func` that the Spec's ABI names `name`
 /// (PagedAttn/Spec/KernelABI.h); null when the config has no such
@@ -68,6 +89,18 @@ Value loadPageEntry(KernelEmitter &e, Value blockTable, Value batch,
 inline Value dequantizeToF32(KernelEmitter &e, Value slice) {
   return e.extendToF32(slice);
 }
+
+/// The end of the keys row `row` sees (queryKeyEnd): the sequence's length
+/// for a single-token decode.
+Value getRowKeyEnd(KernelEmitter &e, const ScoreModifiers &rules,
+                   const DecodeCTA &cta, const CTARow &row);
+/// Whether row `row`, whose keys end at `keyEnd`, sees key `token` of the
+/// CTA's chunk: before its key end, inside its window, and where the tree
+/// mask allows. Null for a single-token decode, whose rows see the whole
+/// chunk.
+Value rowSeesKey(KernelEmitter &e, const ScoreModifiers &rules,
+                 const DecodeCTA &cta, const CTARow &row, Value keyEnd,
+                 Value token);
 
 /// The score rules on a base-2 logit (scale * log2(e) * q.k, as the
 /// kernels keep them) of the key `position` gives: converted to natural
@@ -133,12 +166,12 @@ private:
 
 /// The values the end of a decode kernel works on.
 struct DecodeEpilogue {
-  /// f32 [num_warps][>= heads][head_dim]: each warp's accumulator.
+  /// f32 [num_warps][>= rows][head_dim]: each warp's accumulator.
   Value accSmem;
-  /// f32 [2][num_warps][>= heads]: each warp's running max (base-2 logits)
+  /// f32 [2][num_warps][>= rows]: each warp's running max (base-2 logits)
   /// and sum.
   Value statSmem;
-  Value tid, batch, split, firstHead, numSplits;
+  Value tid, batch, split, firstHead, firstQuery, numSplits;
   Value out, partialOut, partialLse;
   /// The variants' per-head sink logits and log-sum-exp output (null
   /// without them).

@@ -4,7 +4,8 @@
 // base-2 log-sum-exps) or the merge op's (its own dtype, natural
 // log-sum-exps, read through strided views). Two thread mappings
 // (MergeMapping):
-// - split lanes, grid (num_heads, batch): one CTA per (head, sequence),
+// - split lanes, grid (rows, batch): one CTA per (row, sequence), a row
+//   being a head (a (new query, head) pair of a multi-token decode), and
 //   many partials ("splits") at a time. A thread owns one 16-byte column of
 //   the output row (`colThreads` of them) and every `splitLanes`-th split,
 //   so the partials of many splits are loaded at once; the split lanes are
@@ -77,6 +78,10 @@ private:
   SmallVector<Value> loadColumn(Value split, Value column);
   /// The argument the Spec's ABI names `name`; null when absent.
   Value arg(StringRef name);
+  /// Where the result's row is in out and lse: [batch, (query,) head, ...].
+  SmallVector<Value> resultIndex(ArrayRef<Value> trailing);
+  /// Sets row, head and query from the partials' row.
+  void setRow(Value partialRow);
 
   /// Partial `split`'s log-sum-exp, in base 2.
   Value loadLse(Value split);
@@ -88,7 +93,10 @@ private:
   gpu::GPUFuncOp func;
   std::optional<ImplicitLocOpBuilder> bStorage;
   std::optional<KernelEmitter> eStorage;
-  Value numSplits, tid, head, batch, warp, lane, colInGroup, ref;
+  /// The partials' row, and the result's head (and new query, for a
+  /// multi-token decode's merge: row = query * num_heads + head; null
+  /// otherwise, where row and head are one).
+  Value numSplits, tid, row, head, query, batch, warp, lane, colInGroup, ref;
   /// e^sink / 2^ref, once per row (null without sinks).
   Value sinkWeight;
 
@@ -156,23 +164,23 @@ Value MergeKernelBuilder::loadPiece(Value split, Value column, int64_t p) {
       kF32VecElems * int64_t(::paged_attn::dtypeBytes(c.spec.partialDType));
   return e.extendToF32(vector::LoadOp::create(
       b(), VectorType::get({kF32VecElems}, c.partialType), func.getArgument(0),
-      ValueRange{batch, head, split, e.add(column, e.index(p * kF32VecElems))},
+      ValueRange{batch, row, split, e.add(column, e.index(p * kF32VecElems))},
       false, llvm::MaybeAlign(pieceBytes)));
 }
 
 SmallVector<Value> MergeKernelBuilder::loadColumn(Value split, Value column) {
   KernelEmitter &e = this->e();
-  Value row = e.extendToF32(vector::LoadOp::create(
+  Value loaded = e.extendToF32(vector::LoadOp::create(
       b(), VectorType::get({vecElems}, c.partialType), func.getArgument(0),
-      ValueRange{batch, head, split, column}, false, llvm::MaybeAlign(16)));
+      ValueRange{batch, row, split, column}, false, llvm::MaybeAlign(16)));
   if (pieces == 1)
-    return {row};
+    return {loaded};
   SmallVector<Value> result;
   for (int64_t p = 0; p < pieces; ++p) {
     SmallVector<int64_t> lanes;
     for (int64_t i = 0; i < kF32VecElems; ++i)
       lanes.push_back(p * kF32VecElems + i);
-    result.push_back(vector::ShuffleOp::create(b(), row, row, lanes));
+    result.push_back(vector::ShuffleOp::create(b(), loaded, loaded, lanes));
   }
   return result;
 }
@@ -230,7 +238,7 @@ SmallVector<Value> MergeKernelBuilder::emitColumnStep(Value first, Value column,
 
 Value MergeKernelBuilder::loadLse(Value split) {
   Value lse = memref::LoadOp::create(b(), func.getArgument(1),
-                                     ValueRange{batch, head, split});
+                                     ValueRange{batch, row, split});
   if (c.spec.naturalLse)
     lse = e().fmul(lse, e().f32Const(M_LOG2E));
   return lse;
@@ -238,6 +246,24 @@ Value MergeKernelBuilder::loadLse(Value split) {
 
 Value MergeKernelBuilder::arg(StringRef name) {
   return getKernelArg(func, ::paged_attn::mergeKernelParams(c.spec), name);
+}
+
+void MergeKernelBuilder::setRow(Value partialRow) {
+  row = head = partialRow;
+  if (!c.spec.queryDim)
+    return;
+  KernelEmitter &e = this->e();
+  query = e.div(partialRow, e.index(c.spec.numHeads));
+  head = e.rem(partialRow, e.index(c.spec.numHeads));
+}
+
+SmallVector<Value> MergeKernelBuilder::resultIndex(ArrayRef<Value> trailing) {
+  SmallVector<Value> index = {batch};
+  if (query)
+    index.push_back(query);
+  index.push_back(head);
+  index.append(trailing.begin(), trailing.end());
+  return index;
 }
 
 void MergeKernelBuilder::emitWrite(Value column) {
@@ -276,14 +302,14 @@ void MergeKernelBuilder::emitFinish(Value column, Value total,
     result = vector::ShuffleOp::create(
         b, acc[0], acc[1], ArrayRef<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
   e.storeVector(e.truncateTo(result, c.elementType), func.getArgument(2),
-                {batch, head, column});
+                resultIndex({column}));
   if (Value lse = arg("lse")) {
     auto first = scf::IfOp::create(b, e.ult(column, e.index(1)), false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(first.thenBlock());
     Value lse2 = softmax.logSumExp(ref, total, softmax.nonEmpty(total));
     memref::StoreOp::create(b, e.fmul(lse2, e.f32Const(M_LN2)), lse,
-                            ValueRange{batch, head});
+                            resultIndex({}));
   }
 }
 
@@ -328,7 +354,7 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
 void MergeKernelBuilder::emitSplitLanes() {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
-  head = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  setRow(gpu::BlockIdOp::create(b, gpu::Dimension::x));
   batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   warp = e.div(tid, e.index(32));
   lane = e.rem(tid, e.index(32));
@@ -369,19 +395,20 @@ void MergeKernelBuilder::emitSplitLanes() {
 }
 
 void MergeKernelBuilder::emitColumnThreads() {
+  assert(!c.spec.queryDim && "column threads merge the op's partials");
   assert(c.spec.partialDType == c.spec.dtype &&
          "column threads load 16-byte columns of the output's dtype");
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
-  Value row = e.div(tid, e.index(vecs));
-  head = e.add(e.mul(gpu::BlockIdOp::create(b, gpu::Dimension::x),
+  Value rowInCTA = e.div(tid, e.index(vecs));
+  setRow(e.add(e.mul(gpu::BlockIdOp::create(b, gpu::Dimension::x),
                      e.index(c.rowsPerCTA())),
-               row);
+               rowInCTA));
   batch = gpu::BlockIdOp::create(b, gpu::Dimension::y);
   Value column = e.mul(e.rem(tid, e.index(vecs)), e.index(vecElems));
   // The last CTA's rows past num_heads have nothing to merge.
   auto inRange =
-      scf::IfOp::create(b, e.ult(head, e.index(c.spec.numHeads)), false);
+      scf::IfOp::create(b, e.ult(row, e.index(c.spec.numHeads)), false);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(inRange.thenBlock());
   SmallVector<Value> init = {e.negInf(), e.f32Const(0.0)};

@@ -2,7 +2,8 @@
 //
 // Host side: each memref-form decode op becomes a launch of the decode
 // kernel over grid (num_kv_heads * ctas_per_kv_head, batch, num_splits) and,
-// when split, a launch of the merge kernel over (num_heads, batch). The
+// when split, a launch of the merge kernel over (rows, batch): num_heads,
+// or L * num_heads for a multi-token decode. The
 // split-KV workspace is a gpu.alloc freed after the launches. A merge op
 // becomes a launch of the same merge kernel, built for its dtype and
 // natural log-sum-exps, on transposed views of its partials.
@@ -61,6 +62,27 @@ static SmallVector<Value> kernelArgs(ImplicitLocOpBuilder &b,
   return args;
 }
 
+/// `value` ([batch, 1, ...], a rank-4 q of one new query, or its out or
+/// log-sum-exp) without its query dim, as a rank-reducing subview: the
+/// single-token kernels take it.
+static Value dropQueryDim(ImplicitLocOpBuilder &b, Value value) {
+  if (!value)
+    return value;
+  auto type = cast<MemRefType>(value.getType());
+  SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));
+  SmallVector<OpFoldResult> sizes, strides(type.getRank(), b.getIndexAttr(1));
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    sizes.push_back(type.isDynamicDim(d)
+                        ? OpFoldResult(memref::DimOp::create(b, value, d))
+                        : OpFoldResult(b.getIndexAttr(type.getDimSize(d))));
+  SmallVector<int64_t> reducedShape(type.getShape());
+  reducedShape.erase(reducedShape.begin() + 1);
+  auto reducedType = memref::SubViewOp::inferRankReducedResultType(
+      reducedShape, type, offsets, sizes, strides);
+  return memref::SubViewOp::create(b, cast<MemRefType>(reducedType), value,
+                                   offsets, sizes, strides);
+}
+
 static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
                           gpu::GPUModuleOp kernelModule,
                           int64_t numSplitsOption) {
@@ -82,13 +104,15 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
   Value batch = memref::DimOp::create(b, op.getQ(), 0);
   Value numSplits = index(numSplitsOption);
 
-  // Split-KV workspace: partial outputs [B, Hq, S, D] and log-sum-exps
-  // [B, Hq, S], f32.
+  // Split-KV workspace: partial outputs [B, rows, S, D] and log-sum-exps
+  // [B, rows, S], f32, a row per query head (per new query and head of a
+  // multi-token decode).
   Type f32 = b.getF32Type();
   int64_t dyn = ShapedType::kDynamic;
-  auto partialOutType = MemRefType::get(
-      {dyn, config.spec.numHeads, dyn, config.spec.headDim}, f32);
-  auto partialLseType = MemRefType::get({dyn, config.spec.numHeads, dyn}, f32);
+  int64_t rows = config.spec.partialRows();
+  auto partialOutType =
+      MemRefType::get({dyn, rows, dyn, config.spec.headDim}, f32);
+  auto partialLseType = MemRefType::get({dyn, rows, dyn}, f32);
   Value partialOut = gpu::AllocOp::create(
                          b, partialOutType, /*asyncToken=*/Type(), ValueRange{},
                          ValueRange{batch, numSplits}, ValueRange{})
@@ -100,13 +124,16 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
 
   // The value of each of the Spec's kernel parameters, by name: the
   // kernels' argument lists are the Spec's lists in order.
+  // A rank-4 q of one query and no tree mask is a single-token decode.
+  bool dropQuery = op.isMultiToken() && !config.spec.hasQueryDim();
+  auto perQuery = [&](Value v) { return dropQuery ? dropQueryDim(b, v) : v; };
   llvm::StringMap<Value> values;
-  values["q"] = op.getQ();
+  values["q"] = perQuery(op.getQ());
   values["k_cache"] = op.getKCache();
   values["v_cache"] = op.getVCache();
   values["block_table"] = op.getBlockTable();
   values["seq_lens"] = op.getSeqLens();
-  values["out"] = op.getOut();
+  values["out"] = perQuery(op.getOut());
   values["partial_out"] = partialOut;
   values["partial_lse"] = partialLse;
   values["scale"] =
@@ -119,7 +146,8 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
     values["soft_cap"] = arith::ConstantOp::create(b, cap);
   values["alibi_slopes"] = op.getAlibiSlopes();
   values["sinks"] = op.getSinks();
-  values["lse"] = op.getLseOut();
+  values["lse"] = perQuery(op.getLseOut());
+  values["tree_mask"] = op.getTreeMask();
   SmallVector<Value> decodeArgs = kernelArgs(
       b, ::paged_attn::decodeKernelParams(config.spec), decode, values);
   Value one = index(1);
@@ -136,7 +164,7 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
       decodeArgs);
   if (numSplitsOption > 1)
     gpu::LaunchFuncOp::create(
-        b, merge, gpu::KernelDim3{index(config.spec.numHeads), batch, one},
+        b, merge, gpu::KernelDim3{index(rows), batch, one},
         gpu::KernelDim3{index(config.mergeBlockSize()), one, one}, Value(),
         kernelArgs(b, ::paged_attn::mergeKernelParams(config.spec), merge,
                    values));

@@ -23,12 +23,13 @@ FailureOr<DecodeKernelConfig>
 mlir::paged_attn::getDecodeKernelConfig(DecodeOp op,
                                         const DecodeKernelOptions &options) {
   MLIRContext *ctx = op.getContext();
-  // The kernels serve one query token per sequence; a multi-token decode
-  // has its meaning in the loops lowering only.
-  if (op.isMultiToken())
+  // The kernels read the tree mask as bytes: an i1 memref has no i8 view
+  // to pass them.
+  if (Value mask = op.getTreeMask();
+      mask && !getElementTypeOrSelf(mask.getType()).isInteger(8))
     return op.emitOpError(
-        "is a multi-token decode ('q' of rank 4), which has no GPU kernel; "
-        "convert-paged-attn-to-loops lowers it");
+        "has an i1 'tree_mask'; the GPU kernels read the mask as bytes: give "
+        "it as i8 (a bool tensor's bytes)");
   DecodeSpec spec = getDecodeSpec(op);
   Attribute attr = op->getDiscardableAttr(kStrategyAttrName);
   if (!attr) {

@@ -1,15 +1,18 @@
 //===- TensorCoreDecodeKernel.cpp - the tensor-core decode kernel ---------===//
 //
-// For query groups of several heads. The grid and arguments are those of
-// the CUDA-core kernel: one CTA per (KV head or part of its group, sequence,
-// chunk). Each warp works on tiles of 16 tokens with mma.sync m16n8k16:
+// For query groups of several heads, and multi-token decodes. The grid and
+// arguments are those of the CUDA-core kernel: one CTA per (KV head or part
+// of its group and of the new queries, sequence, chunk). Its rows of q are
+// its heads, or (new query, head) pairs: the L queries of a sequence share
+// every key the CTA reads. Each warp works on tiles of 16 tokens with
+// mma.sync m16n8k16:
 //
-//   S   [heads x 16 tokens] = Q [heads, rows padded to 16 x D] * K^T
-//   O^T [D x heads]        += V^T [D x 16 tokens] * P^T [16 tokens x heads]
+//   S   [rows x 16 tokens] = Q [rows padded to 16 x D] * K^T
+//   O^T [D x rows]        += V^T [D x 16 tokens] * P^T [16 tokens x rows]
 //
 // Computing O transposed lets the B operand P^T come straight from S's
 // accumulator registers, and keeps the output accumulators to the real
-// heads (8 per column block) instead of 16 padded rows.
+// rows (8 per column block) instead of 16 padded ones.
 //
 // Warp w takes tiles w, w + W, ... of the chunk and streams them into its
 // own ring of `kv_stages` shared-memory buffers with cp.async (L2 only,
@@ -148,7 +151,9 @@ private:
   std::optional<MmaEmitter> mmaStorage;
   std::optional<AsyncCopyEmitter> asyncCopy;
   std::optional<ScoreModifiers> rules;
-  const int64_t numWarps, stages, d, heads, headBlocks, paddedHeads;
+  // `rows` of q (heads, times the new queries of a multi-token decode) in
+  // blocks of 8, padded.
+  const int64_t numWarps, stages, d, rows, headBlocks, paddedHeads;
   // 16-wide blocks of the head dimension: the k steps of Q*K^T and the row
   // blocks of O^T.
   const int64_t dBlocks;
@@ -164,9 +169,10 @@ private:
   Value warpTiles, lastToken, fullMask, logitScale, ldLaneOffset;
   std::pair<Value, Value> laneChunk;
   SmallVector<SmallVector<Value>> qFragments;
-  // The ALiBi slope of each head block's row quadRow + 8r (null without
-  // ALiBi).
-  SmallVector<Value> rowSlopes;
+  // Row quadRow + 8r of each head block: its query and head, the end of
+  // its keys and its ALiBi slope (null without ALiBi).
+  SmallVector<CTARow> laneRows;
+  SmallVector<Value> rowKeyEnds, rowSlopes;
 
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
@@ -180,7 +186,7 @@ TensorCoreDecodeBuilder::TensorCoreDecodeBuilder(OpBuilder &builder,
                                                  gpu::GPUModuleOp module,
                                                  const DecodeKernelConfig &c)
     : c(c), builder(builder), module(module), numWarps(c.numWarps()), stages(c.strategy.kvStages), d(c.spec.headDim),
-      heads(c.headsPerCTA()), headBlocks(c.mmaHeadBlocks()),
+      rows(c.rowsPerCTA()), headBlocks(c.mmaHeadBlocks()),
       paddedHeads(8 * headBlocks), dBlocks(d / 16), chunksPerRow(d / 8),
       rowStride(d + 8), tileElems(tileTokens * rowStride) {}
 
@@ -310,8 +316,8 @@ void TensorCoreDecodeBuilder::issueTileIfAny(Value i, Value stage,
   NVVM::CpAsyncCommitGroupOp::create(b);
 }
 
-/// q as mma A fragments, one per k step: rows are heads (zero past this
-/// CTA's heads), the logit scale is applied to S in f32.
+/// q as mma A fragments, one per k step: rows are this CTA's rows (zero
+/// past them), the logit scale is applied to S in f32.
 void TensorCoreDecodeBuilder::loadQFragments() {
   KernelEmitter &e = this->e();
   Value zeroOperand = mma().zeroOperand();
@@ -319,11 +325,12 @@ void TensorCoreDecodeBuilder::loadQFragments() {
     if (rowBlock >= headBlocks)
       return zeroOperand;
     Value row = e.add(quadRow, e.index(8 * rowBlock));
-    Value valid = e.ult(row, e.index(heads));
-    Value head = e.add(cta.firstHead, e.select(valid, row, e.index(0)));
+    Value valid = e.ult(row, e.index(rows));
+    CTARow at = getCTARow(e, c, cta.firstHead, cta.firstQuery,
+                          e.select(valid, row, e.index(0)));
     Value pair = vector::LoadOp::create(
         b(), VectorType::get({2}, c.elementType), arg(0),
-        ValueRange{cta.batch, head, column},
+        getResultIndex(cta.batch, at, {column}),
         /*nontemporal=*/false, llvm::MaybeAlign(4));
     return e.select(valid, mma().operand(pair), zeroOperand);
   };
@@ -334,12 +341,14 @@ void TensorCoreDecodeBuilder::loadQFragments() {
                           qOperand(0, colHigh), qOperand(1, colHigh)});
   }
   logitScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
-  // Rows past this CTA's heads are padding: they read head 0's slope.
+  // Rows past this CTA's rows are padding: they read row 0's slope.
   for (int64_t r = 0; r < headBlocks; ++r) {
     Value row = e.add(quadRow, e.index(8 * r));
-    Value head = e.add(cta.firstHead,
-                       e.select(e.ult(row, e.index(heads)), row, e.index(0)));
-    rowSlopes.push_back(rules->headSlope(b(), head));
+    CTARow at = getCTARow(e, c, cta.firstHead, cta.firstQuery,
+                          e.select(e.ult(row, e.index(rows)), row, e.index(0)));
+    laneRows.push_back(at);
+    rowKeyEnds.push_back(getRowKeyEnd(e, *rules, cta, at));
+    rowSlopes.push_back(rules->headSlope(b(), at.head));
   }
 }
 
@@ -413,7 +422,9 @@ TensorCoreDecodeBuilder::computeScores(Value kTile) {
 /// The online softmax per head row; a row's 16 logits are spread over the
 /// four lanes of a quad. Returns each row's correction factor; P^T's B
 /// fragments are S's registers, rounded. Every tile holds at least one
-/// token of the chunk, so the new max is finite.
+/// token of the chunk, so the new max is finite, except in a multi-token
+/// decode, whose rows may see none of a tile's keys: there the weights are
+/// taken against a safe reference (0 for a max of -inf).
 SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     OnlineSoftmax::State &s, ArrayRef<SmallVector<Value>> scores, Value base,
     SmallVector<SmallVector<Value>> &pFragments) {
@@ -430,20 +441,25 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
         // Accumulator registers 2r and 2r + 1 hold row quadRow + 8r.
         Value logit = applyScoreRules(
             e, *rules, e.fmul(scores[nb][2 * r + j], logitScale), [&] {
-              return ScorePosition{token, cta.seqLen, rowSlopes[r]};
+              return ScorePosition{token, rowKeyEnds[r], rowSlopes[r]};
             });
-        Value x = e.select(e.ult(token, cta.chunkEnd), logit, e.negInf());
+        Value seen = e.ult(token, cta.chunkEnd);
+        if (Value sees = rowSeesKey(e, *rules, cta, laneRows[r],
+                                    rowKeyEnds[r], token))
+          seen = arith::AndIOp::create(b(), seen, sees);
+        Value x = e.select(seen, logit, e.negInf());
         logits.push_back(x);
         tileMax = e.fmax(tileMax, x);
       }
     for (int64_t offset = 1; offset < 4; offset *= 2)
       tileMax = e.fmax(tileMax, e.shuffleXor(tileMax, offset));
     Value newMax = e.fmax(s.max[r], tileMax);
-    alpha.push_back(softmax.weight(s.max[r], newMax));
+    Value ref = cta.firstQuery ? softmax.reference(newMax) : newMax;
+    alpha.push_back(softmax.weight(s.max[r], ref));
     SmallVector<Value> p;
     Value sum = e.fmul(s.sum[r], alpha.back());
     for (Value x : logits) {
-      p.push_back(softmax.weight(x, newMax));
+      p.push_back(softmax.weight(x, ref));
       sum = e.fadd(sum, p.back());
     }
     s.max[r] = newMax;

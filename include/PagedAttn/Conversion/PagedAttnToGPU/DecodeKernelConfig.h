@@ -131,6 +131,9 @@ struct DecodeStrategy {
   bool prefetchPageTable = false;
   int64_t minCTAsPerSM = 0;
   bool programmaticLaunch = false;
+  /// A multi-token decode's new queries per CTA: a CTA serves
+  /// queriesPerCTA x headsPerCTA rows (1 for a single-token decode).
+  int64_t queriesPerCTA = 1;
 
   static DecodeStrategy fromAttr(DecodeStrategyAttr attr);
   DecodeStrategyAttr toAttr(MLIRContext *ctx, int64_t numWarps) const;
@@ -251,20 +254,38 @@ struct DecodeKernelConfig {
   int64_t tokensPerWarp() const { return 32 / threadsPerToken(); }
   /// More vectors per lane than this spill registers (ptxas matrix).
   static constexpr int64_t kMaxVectorsPerLane = 8;
-  /// Most query heads a CTA of the CUDA-core kernel serves: with 16, the
-  /// per-head softmax statistics push f32 kernels past 255 registers.
+  /// Most query rows (heads, or (query, head) pairs) a CTA of the
+  /// CUDA-core kernel serves: with 16, the per-row softmax statistics push
+  /// f32 kernels past 255 registers.
   static constexpr int64_t kMaxCudaCoreHeadsPerCTA = 8;
 
   /// Tensor-core kernel: tokens one warp computes on at a time (one mma
   /// tile), the query heads its accumulators are laid out for (8 per mma
   /// column block), and its dynamic shared memory with `stages` stages.
   static constexpr int64_t kMmaTileTokens = 16;
-  int64_t mmaHeadBlocks() const { return (headsPerCTA() + 7) / 8; }
+  /// Rows of q one tensor-core CTA serves: one mma row block. More would
+  /// hold twice the q fragments and accumulators in registers.
+  static constexpr int64_t kMaxMmaRows = 16;
+  int64_t mmaHeadBlocks() const { return (rowsPerCTA() + 7) / 8; }
   int64_t mmaSharedMemoryBytes(int64_t stages) const;
 
   int64_t headsPerCTA() const { return strategy.headsPerCTA; }
-  /// CTAs along grid x for one KV head.
-  int64_t ctasPerKVHead() const { return groupSize() / headsPerCTA(); }
+  int64_t queriesPerCTA() const { return strategy.queriesPerCTA; }
+  /// The query rows a CTA serves, (query, head) pairs in query-major order:
+  /// its heads for a single-token decode.
+  int64_t rowsPerCTA() const { return queriesPerCTA() * headsPerCTA(); }
+  /// CTAs along the new queries of one KV head; the last one's queries
+  /// past L are padding when queriesPerCTA does not divide L.
+  int64_t queryBlocks() const {
+    return (spec.queryLen + queriesPerCTA() - 1) / queriesPerCTA();
+  }
+  bool hasPaddingQueries() const {
+    return queryBlocks() * queriesPerCTA() != spec.queryLen;
+  }
+  /// CTAs of one KV head's group along grid x: (query block, head block)
+  /// pairs, head blocks fastest.
+  int64_t headCTAsPerKVHead() const { return groupSize() / headsPerCTA(); }
+  int64_t ctasPerKVHead() const { return headCTAsPerKVHead() * queryBlocks(); }
   int64_t blockSize() const { return numWarps() * 32; }
   /// Tokens a CTA consumes per loop iteration; split-KV chunks are rounded
   /// up to a multiple of it.

@@ -67,6 +67,8 @@ Type mlir::paged_attn::toMLIRType(MLIRContext *ctx, DType dtype) {
     return IntegerType::get(ctx, 32);
   case DType::I64:
     return IntegerType::get(ctx, 64);
+  case DType::I8:
+    return IntegerType::get(ctx, 8);
   }
   return Type();
 }

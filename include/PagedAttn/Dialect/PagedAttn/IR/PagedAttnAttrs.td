@@ -47,8 +47,10 @@ def PagedAttn_DecodeStrategyAttr
     CTA, the tensor-core kernel's shared-memory K/V stages and L2 prefetch
     hint (0 for the CUDA-core kernel), the CUDA-core kernel's tokens per lane
     group and page-table prefetch (0 and false for the tensor-core kernel),
-    the CTAs per SM asked of ptxas, and whether the merge kernel is launched
-    programmatically.
+    the CTAs per SM asked of ptxas, whether the merge kernel is launched
+    programmatically, and for a multi-token decode the new queries per CTA
+    (a CTA serves `queries_per_cta * heads_per_cta` rows; 1, the default,
+    is not printed).
 
     ```mlir
     paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores,
@@ -66,7 +68,8 @@ def PagedAttn_DecodeStrategyAttr
     "int64_t":$tokens_per_lane_group,
     "bool":$prefetch_page_table,
     "int64_t":$min_ctas_per_sm,
-    "bool":$programmatic_launch
+    "bool":$programmatic_launch,
+    DefaultValuedParameter<"int64_t", "1">:$queries_per_cta
   );
   let assemblyFormat = "`<` struct(params) `>`";
 }

@@ -77,7 +77,8 @@ class CConfig(ctypes.Structure):
     _fields_ = [("num_heads", ctypes.c_int64), ("num_kv_heads", ctypes.c_int64),
                 ("head_dim", ctypes.c_int64), ("page_size", ctypes.c_int64),
                 ("dtype", ctypes.c_int), ("layout", ctypes.c_int),
-                ("num_warps", ctypes.c_int64), ("variants", ctypes.c_uint32)]
+                ("num_warps", ctypes.c_int64), ("variants", ctypes.c_uint32),
+                ("query_len", ctypes.c_int64)]
 
 
 class CParams(ctypes.Structure):
@@ -89,7 +90,8 @@ class CParams(ctypes.Structure):
                 ("workspace_bytes", ctypes.c_size_t),
                 ("check_page_table", ctypes.c_int32),
                 ("window", ctypes.c_int64), ("soft_cap", ctypes.c_float),
-                ("alibi_slopes", CTensor), ("sinks", CTensor), ("lse", CTensor)]
+                ("alibi_slopes", CTensor), ("sinks", CTensor), ("lse", CTensor),
+                ("tree_mask", CTensor)]
 
 
 def c_tensor(t):

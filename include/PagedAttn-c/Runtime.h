@@ -29,7 +29,8 @@ typedef enum {
   PAGED_ATTN_F16 = 0,
   PAGED_ATTN_BF16 = 1,
   PAGED_ATTN_F32 = 2,
-  PAGED_ATTN_I32 = 3
+  PAGED_ATTN_I32 = 3,
+  PAGED_ATTN_I8 = 5 /* a multi-token decode's tree mask (bool bytes) */
 } paged_attn_dtype;
 
 typedef enum { PAGED_ATTN_NHD = 0, PAGED_ATTN_HND = 1 } paged_attn_layout;
@@ -51,6 +52,7 @@ enum {
   PAGED_ATTN_VARIANT_ALIBI = 4,
   PAGED_ATTN_VARIANT_SINKS = 8,
   PAGED_ATTN_VARIANT_LSE = 16,
+  PAGED_ATTN_VARIANT_TREE_MASK = 32, /* multi-token decodes */
 };
 
 typedef struct {
@@ -62,6 +64,10 @@ typedef struct {
   paged_attn_layout layout;
   int64_t num_warps; /* 0 means the default, 4 */
   uint32_t variants; /* PAGED_ATTN_VARIANT_* flags; 0 for plain decode */
+  /* New query tokens per sequence, 1 to 16 (0 means 1): a multi-token
+   * decode (L > 1, or with a tree mask) takes q and out of [batch, L,
+   * num_heads, head_dim] and lse of [batch, L, num_heads]. */
+  int64_t query_len;
 } paged_attn_config;
 
 typedef struct {
@@ -79,6 +85,7 @@ typedef struct {
   paged_attn_tensor alibi_slopes; /* [num_heads] f32 */
   paged_attn_tensor sinks;        /* [num_heads] f32 */
   paged_attn_tensor lse;          /* [batch, num_heads] f32, written */
+  paged_attn_tensor tree_mask;    /* [batch, L, L] i8, with _TREE_MASK */
 } paged_attn_decode_params;
 
 /* paged_attn.merge's config: partials and result of `dtype`, natural

@@ -20,7 +20,8 @@ using namespace paged_attn;
 static_assert(PAGED_ATTN_F16 == int(DType::F16) &&
                   PAGED_ATTN_BF16 == int(DType::BF16) &&
                   PAGED_ATTN_F32 == int(DType::F32) &&
-                  PAGED_ATTN_I32 == int(DType::I32),
+                  PAGED_ATTN_I32 == int(DType::I32) &&
+                  PAGED_ATTN_I8 == int(DType::I8),
               "paged_attn_dtype is cast to the Spec's DType");
 static_assert(PAGED_ATTN_NHD == int(Layout::NHD) &&
                   PAGED_ATTN_HND == int(Layout::HND),
@@ -63,7 +64,8 @@ template <typename Enum> static int64_t rawEnum(const Enum &field) {
 
 /// Whether `dtype` is one of paged_attn_dtype's enumerators.
 static bool isCDType(int64_t dtype) {
-  return dtype >= PAGED_ATTN_F16 && dtype <= PAGED_ATTN_I32;
+  return (dtype >= PAGED_ATTN_F16 && dtype <= PAGED_ATTN_I32) ||
+         dtype == PAGED_ATTN_I8;
 }
 
 static Status toTensor(const char *name, const paged_attn_tensor &t,
@@ -205,7 +207,7 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
   constexpr uint32_t kKnownVariants =
       PAGED_ATTN_VARIANT_WINDOW | PAGED_ATTN_VARIANT_SOFT_CAP |
       PAGED_ATTN_VARIANT_ALIBI | PAGED_ATTN_VARIANT_SINKS |
-      PAGED_ATTN_VARIANT_LSE;
+      PAGED_ATTN_VARIANT_LSE | PAGED_ATTN_VARIANT_TREE_MASK;
   if (config->variants & ~kKnownVariants)
     return report(
         Status(StatusCode::InvalidArgument,
@@ -216,6 +218,8 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
   c.variants.alibi = config->variants & PAGED_ATTN_VARIANT_ALIBI;
   c.variants.sinks = config->variants & PAGED_ATTN_VARIANT_SINKS;
   c.variants.lse = config->variants & PAGED_ATTN_VARIANT_LSE;
+  c.variants.treeMask = config->variants & PAGED_ATTN_VARIANT_TREE_MASK;
+  c.queryLen = config->query_len ? config->query_len : 1;
   auto handle = std::make_unique<paged_attn_decoder_s>();
   Status s = Decoder::create(library->library, c, &handle->decoder);
   if (s)
@@ -271,7 +275,8 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
                      {"out", params->out, p.out},
                      {"alibi_slopes", params->alibi_slopes, p.alibiSlopes},
                      {"sinks", params->sinks, p.sinks},
-                     {"lse", params->lse, p.lse}});
+                     {"lse", params->lse, p.lse},
+                     {"tree_mask", params->tree_mask, p.treeMask}});
       !s)
     return report(s);
   p.scale = params->scale;

@@ -262,6 +262,7 @@ Status Problem::create(const ProblemShape &shape) {
   options.variants = c.variants;
   options.window = shape.window;
   options.softCap = shape.softCap;
+  options.queryLen = c.queryLen;
   ref_ = makeRandomProblem(options);
 
   Status s;
@@ -290,7 +291,12 @@ Status Problem::create(const ProblemShape &shape) {
     return s;
   if (c.variants.sinks && !(s = uploadF32(sinks_, ref_.sinks)))
     return s;
-  if (c.variants.lse && !(s = lse_.allocate(size_t(ref_.batch) * c.numHeads * 4)))
+  if (c.variants.lse &&
+      !(s = lse_.allocate(size_t(ref_.batch) * c.partialRows() * 4)))
+    return s;
+  if (c.variants.treeMask &&
+      (!(s = treeMask_.allocate(ref_.treeMask.size())) ||
+       !(s = treeMask_.upload(ref_.treeMask.data(), ref_.treeMask.size()))))
     return s;
   return Status::ok();
 }
@@ -298,8 +304,13 @@ Status Problem::create(const ProblemShape &shape) {
 DecodeParams Problem::params() const {
   const KernelConfig &c = shape_.config;
   DecodeParams p;
-  p.q = Tensor::contiguous(q_.data(), c.dtype,
-                           {ref_.batch, c.numHeads, c.headDim});
+  // A multi-token decode's q, out and lse have the new queries as dim 1.
+  int64_t l = c.queryLen;
+  bool perQuery = c.hasQueryDim();
+  p.q = perQuery ? Tensor::contiguous(q_.data(), c.dtype,
+                                      {ref_.batch, l, c.numHeads, c.headDim})
+                 : Tensor::contiguous(q_.data(), c.dtype,
+                                      {ref_.batch, c.numHeads, c.headDim});
   std::array<int64_t, 4> cache = c.cacheShape(ref_.numPages);
   p.kCache = Tensor::contiguous(k_.data(), c.dtype,
                                 {cache[0], cache[1], cache[2], cache[3]});
@@ -308,8 +319,8 @@ DecodeParams Problem::params() const {
   p.blockTable = Tensor::contiguous(blockTable_.data(), DType::I32,
                                     {ref_.batch, ref_.maxPages});
   p.seqLens = Tensor::contiguous(seqLens_.data(), DType::I32, {ref_.batch});
-  p.out = Tensor::contiguous(out_.data(), c.dtype,
-                             {ref_.batch, c.numHeads, c.headDim});
+  p.out = p.q;
+  p.out.data = out_.data();
   p.maxSeqLen = maxSeqLen();
   p.workspace = workspace_.size() ? workspace_.data() : nullptr;
   p.workspaceBytes = workspace_.size();
@@ -324,8 +335,13 @@ DecodeParams Problem::params() const {
   if (v.sinks)
     p.sinks = Tensor::contiguous(sinks_.data(), DType::F32, {c.numHeads});
   if (v.lse)
-    p.lse = Tensor::contiguous(lse_.data(), DType::F32,
-                               {ref_.batch, c.numHeads});
+    p.lse = perQuery ? Tensor::contiguous(lse_.data(), DType::F32,
+                                          {ref_.batch, l, c.numHeads})
+                     : Tensor::contiguous(lse_.data(), DType::F32,
+                                          {ref_.batch, c.numHeads});
+  if (v.treeMask)
+    p.treeMask =
+        Tensor::contiguous(treeMask_.data(), DType::I8, {ref_.batch, l, l});
   return p;
 }
 

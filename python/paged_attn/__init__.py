@@ -56,10 +56,11 @@ __all__ = ["decode", "DecodePlan", "merge", "compile", "compile_merge",
 
 # torch dtype -> the runtime's dtype name.
 _DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32",
-                "int32": "i32"}
+                "int32": "i32", "bool": "i8", "int8": "i8", "uint8": "i8"}
 # __cuda_array_interface__ typestr -> dtype name (bf16 has no typestr of its
 # own; "<V2" is accepted as bf16 only when the object says so via .dtype).
-_TYPESTRS = {"<f2": "f16", "<f4": "f32", "<i4": "i32"}
+_TYPESTRS = {"<f2": "f16", "<f4": "f32", "<i4": "i32", "|b1": "i8",
+             "|i1": "i8", "|u1": "i8"}
 # The C++ Spec's dtypes: their sizes, and those q, the caches and out may
 # have.
 _ELEM_BYTES = {name: size for name, size, _ in _ext.dtypes()}
@@ -112,6 +113,12 @@ class _Desc:
 
     def as_tuple(self):
         return (self.ptr, self.dtype, self.shape, self.strides)
+
+    def without_dim1(self):
+        """The view without its dim 1 (of size 1): a rank-4 q of one new
+        query is a single-token decode's rank-3 q."""
+        return _Desc(self.ptr, self.dtype, self.shape[:1] + self.shape[2:],
+                     self.strides[:1] + self.strides[2:], self.device)
 
 
 def _describe(name, t):
@@ -196,23 +203,25 @@ _decoders = {}
 _spec_names = {}
 
 
-def _config_name(hq, hkv, d, page, dtype, layout, warps=4, variants=()):
+def _config_name(hq, hkv, d, page, dtype, layout, warps=4, variants=(),
+                 query_len=1):
     """The config's name (its kernels' and manifest's), after the op's rules
     on it: the C++ Spec's, raising ValueError with the broken rule's
     message. `variants` names the attention variants its kernels have
-    ("window", "soft_cap", "alibi_slopes", "sinks", "lse")."""
+    ("window", "soft_cap", "alibi_slopes", "sinks", "lse", "tree_mask");
+    query_len the new queries of a multi-token decode."""
     return _ext.decode_spec(hq, hkv, d, page, dtype, layout, warps,
-                            list(variants))
+                            list(variants), query_len)
 
 
-def _checked_name(hq, hkv, d, page, dtype, layout, variants=()):
+def _checked_name(hq, hkv, d, page, dtype, layout, variants=(), query_len=1):
     """_config_name, remembered for configs that obey the rules: decode()
     asks on every call."""
-    key = (hq, hkv, d, page, dtype, layout, variants)
+    key = (hq, hkv, d, page, dtype, layout, variants, query_len)
     name = _spec_names.get(key)
     if name is None:
         name = _spec_names[key] = _config_name(hq, hkv, d, page, dtype,
-                                               layout, 4, variants)
+                                               layout, 4, variants, query_len)
     return name
 
 
@@ -241,22 +250,24 @@ def _current_chip():
 
 
 def compile(num_heads, num_kv_heads, head_dim, page_size, dtype="bf16",
-            layout="nhd", chip="sm_90", num_warps=4, variants=()):
+            layout="nhd", chip="sm_90", num_warps=4, variants=(),
+            query_len=1):
     """Compiles a decode kernel pair: returns (ptx: str, manifest: dict).
 
     variants: the attention variants the kernels have, by decode()'s keyword
-    names ("window", "soft_cap", "alibi_slopes", "sinks", "lse"). Needs a
-    build with the compiler (has_compiler()).
+    names ("window", "soft_cap", "alibi_slopes", "sinks", "lse",
+    "tree_mask"). query_len: new queries per sequence (a multi-token
+    decode's L, 1 to 16). Needs a build with the compiler (has_compiler()).
     """
     if not _ext.has_compiler():
         raise PagedAttnError("this build of paged_attn has no compiler: use "
                              "kernels compiled by paged-attn-compile "
                              "($PAGED_ATTN_KERNEL_DIR)")
     name = _config_name(num_heads, num_kv_heads, head_dim, page_size, dtype,
-                        layout, num_warps, variants)
+                        layout, num_warps, variants, query_len)
     ptx, manifest = _ext.compile(num_heads, num_kv_heads, head_dim, page_size,
                                  dtype, layout, chip, num_warps, name + ".ptx",
-                                 list(variants))
+                                 list(variants), query_len)
     return ptx, json.loads(manifest)
 
 
@@ -358,9 +369,11 @@ def _cached_library(name, compile_kernels, chip):
 
 def _decode_compiler(args):
     """compile_kernels for _cached_library: the decode kernels of `args`,
-    (hq, hkv, d, page, dtype, layout[, variants])."""
+    (hq, hkv, d, page, dtype, layout[, variants[, query_len]])."""
     shape, variants = args[:6], (args[6] if len(args) > 6 else ())
-    return lambda chip: compile(*shape, chip=chip, variants=variants)
+    query_len = args[7] if len(args) > 7 else 1
+    return lambda chip: compile(*shape, chip=chip, variants=variants,
+                                query_len=query_len)
 
 
 def _cached_manifest(name, args, chip):
@@ -397,16 +410,19 @@ def _cached(cache, key, make):
         return value
 
 
-def _decoder(hq, hkv, d, page, dtype, layout, variants=()):
+def _decoder(hq, hkv, d, page, dtype, layout, variants=(), query_len=1):
     def make():
-        name = _checked_name(hq, hkv, d, page, dtype, layout, variants)
+        name = _checked_name(hq, hkv, d, page, dtype, layout, variants,
+                             query_len)
         lib = _library_for(name, _decode_compiler(
-            (hq, hkv, d, page, dtype, layout, variants)))
+            (hq, hkv, d, page, dtype, layout, variants, query_len)))
         dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
-                           list(variants))
-        _ext.register_decoder(dec)  # decode()'s torch calls find it now
+                           list(variants), query_len)
+        if query_len == 1 and "tree_mask" not in variants:
+            _ext.register_decoder(dec)  # decode()'s torch calls find it now
         return dec
-    return _cached(_decoders, (hq, hkv, d, page, dtype, layout, variants),
+    return _cached(_decoders,
+                   (hq, hkv, d, page, dtype, layout, variants, query_len),
                    make)
 
 
@@ -453,13 +469,16 @@ def _scale_value(scale):
 
 
 # The variants in the Spec's order, by decode()'s keyword names.
-_VARIANTS = ("window", "soft_cap", "alibi_slopes", "sinks", "lse")
+_VARIANTS = ("window", "soft_cap", "alibi_slopes", "sinks", "lse",
+             "tree_mask")
 
 
-def _variants_of(window, soft_cap, alibi_slopes, sinks, return_lse):
+def _variants_of(window, soft_cap, alibi_slopes, sinks, return_lse,
+                 tree_mask=None):
     """The variants a call asks for, as the names decode() takes them."""
     given = (window is not None, soft_cap is not None,
-             alibi_slopes is not None, sinks is not None, bool(return_lse))
+             alibi_slopes is not None, sinks is not None, bool(return_lse),
+             tree_mask is not None)
     return tuple(name for name, on in zip(_VARIANTS, given) if on)
 
 
@@ -495,7 +514,8 @@ def _config(q, k, bt, layout):
     ratio, head_dim's bound, row bytes). Checked before any kernel is looked
     up, so a call that breaks a rule gets the rule's message."""
     page_dim, kv_dim = _cache_dims(layout)
-    _check_ranks((("q", q, 3), ("k_cache", k, 4), ("block_table", bt, 2)))
+    _check_q_rank(q)
+    _check_ranks((("k_cache", k, 4), ("block_table", bt, 2)))
     if q.dtype not in _DATA_DTYPES:
         raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
     if k.dtype != q.dtype:
@@ -503,17 +523,31 @@ def _config(q, k, bt, layout):
                          f"({q.dtype})")
     if bt.dtype != "i32":
         raise ValueError(f"block_table must be int32, got {bt.dtype}")
-    _, hq, d = q.shape
+    hq, d = q.shape[-2:]
     page, hkv = k.shape[page_dim], k.shape[kv_dim]
     if k.shape[3] != d:
         raise ValueError(f"k_cache head_dim ({k.shape[3]}) must equal q's "
                          f"({d})")
-    _checked_name(hq, hkv, d, page, q.dtype, layout)
+    _checked_name(hq, hkv, d, page, q.dtype, layout, (), _query_len(q))
     return hq, hkv, d, page
 
 
+def _check_q_rank(q):
+    if len(q.shape) not in (3, 4):
+        raise ValueError("q must have 3 dimensions ([batch, num_heads, "
+                         "head_dim]) or 4 ([batch, L, num_heads, head_dim], "
+                         f"L new queries per sequence), got shape "
+                         f"{tuple(q.shape)}")
+
+
+def _query_len(q):
+    """L of a multi-token q [batch, L, num_heads, head_dim]; 1 for rank 3."""
+    return q.shape[1] if len(q.shape) == 4 else 1
+
+
 def _check_and_config(q, k, v, bt, sl, layout):
-    _check_ranks((("q", q, 3), ("k_cache", k, 4), ("v_cache", v, 4),
+    _check_q_rank(q)
+    _check_ranks((("k_cache", k, 4), ("v_cache", v, 4),
                   ("block_table", bt, 2), ("seq_lens", sl, 1)))
     hq, hkv, d, page = _config(q, k, bt, layout)
     if v.dtype != q.dtype:
@@ -546,7 +580,7 @@ def _per_head(name, t, hq):
 def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
              scale, layout, num_splits, max_seq_len, check_page_table,
              window=None, soft_cap=None, alibi_slopes=None, sinks=None,
-             lse=None):
+             lse=None, tree_mask=None):
     """Checks a call and returns (decoder, the decoder's arguments but the
     stream, the variants' arguments)."""
     qd = _describe("q", q)
@@ -565,7 +599,11 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
         max_seq_len = btd.shape[1] * page
     max_seq_len = _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX)
     variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
-                            lse is not None)
+                            lse is not None, tree_mask)
+    query_len = _query_len(qd)
+    # A rank-4 q of one new query and no tree mask is a single-token decode.
+    single = len(qd.shape) == 4 and query_len == 1 and tree_mask is None
+    per_query = (batch, query_len) if len(qd.shape) == 4 else (batch,)
     extra = {}
     if window is not None:
         extra["window"] = _int_option("window", window, 1, _INT64_MAX)
@@ -578,12 +616,28 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
         extra["sinks"] = _per_head("sinks", sinks, hq).as_tuple()
     if lse is not None:
         ld = _describe("lse", lse)
-        if ld.dtype != "f32" or tuple(ld.shape) != (batch, hq):
-            raise ValueError(f"lse must be float32 of shape ({batch}, {hq}) "
-                             f"[batch, num_heads], got {ld.dtype} "
+        if ld.dtype != "f32" or tuple(ld.shape) != per_query + (hq,):
+            names = "[batch, L, num_heads]" if len(per_query) == 2 else \
+                "[batch, num_heads]"
+            raise ValueError(f"lse must be float32 of shape "
+                             f"{per_query + (hq,)} {names}, got {ld.dtype} "
                              f"{tuple(ld.shape)}")
-        extra["lse"] = ld.as_tuple()
-    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants)
+        extra["lse"] = (ld.without_dim1() if single else ld).as_tuple()
+    if tree_mask is not None:
+        md = _describe("tree_mask", tree_mask)
+        if len(qd.shape) != 4:
+            raise ValueError("tree_mask needs a multi-token q of 4 dimensions "
+                             "[batch, L, num_heads, head_dim]")
+        want = (batch, query_len, query_len)
+        if md.dtype != "i8" or tuple(md.shape) != want:
+            raise ValueError(f"tree_mask must be bool or int8 of shape {want} "
+                             f"[batch, L, L], got {md.dtype} "
+                             f"{tuple(md.shape)}")
+        extra["tree_mask"] = md.as_tuple()
+    if single:
+        qd, od = qd.without_dim1(), od.without_dim1()
+        query_len = 1
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants, query_len)
     ws_ptr, ws_bytes = _buffer("workspace", workspace)
     return dec, (qd.as_tuple(), kd.as_tuple(), vd.as_tuple(), btd.as_tuple(),
                  sld.as_tuple(), od.as_tuple(), scale, max_seq_len,
@@ -595,7 +649,8 @@ def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
     """Bytes of workspace decode() may need for these shapes (split-KV):
     for `num_splits` chunks per sequence, or the automatic choice when 0.
     variants: those decode() is called with, by its keyword names
-    ("window", "soft_cap", "alibi_slopes", "sinks", "lse")."""
+    ("window", "soft_cap", "alibi_slopes", "sinks", "lse", "tree_mask").
+    q of 4 dimensions is a multi-token decode's."""
     qd = _describe("q", q)
     kd = _describe("k_cache", k_cache)
     btd = _describe("block_table", block_table)
@@ -608,7 +663,10 @@ def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
     if unknown:
         raise ValueError(f"unknown variants {unknown}; they are {_VARIANTS}")
     variants = tuple(v for v in _VARIANTS if v in variants)
-    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants)
+    query_len = _query_len(qd)
+    if len(qd.shape) == 4 and "tree_mask" not in variants and query_len == 1:
+        qd = qd.without_dim1()
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants, query_len)
     if num_splits:
         return dec.workspace_size(qd.shape[0], num_splits)
     return dec.max_workspace_size(qd.shape[0], max_seq_len)
@@ -618,10 +676,20 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
            layout="nhd", out=None, workspace=None, num_splits=0,
            max_seq_len=None, check_page_table=False, stream=None,
            window=None, soft_cap=None, alibi_slopes=None, sinks=None,
-           return_lse=False, lse=None):
+           return_lse=False, lse=None, tree_mask=None):
     """softmax(scale * q . K^T) . V per sequence and query head over the first
     seq_lens[b] tokens of each sequence's pages; returns `out`, or
     (out, lse) with return_lse.
+
+    Multi-token decode (speculative decoding's verification step): q of
+    [batch, L, num_heads, head_dim] (L from 1 to 16) holds L new queries per
+    sequence, whose tokens are the last L of seq_lens[b] (already in the
+    cache); query i sees the keys before seq_lens[b] - L + 1 + i (causal
+    among the new tokens; a sequence shorter than L leaves its first
+    queries no key: zeros, lse -inf). out has q's shape, lse [batch, L,
+    num_heads]. tree_mask: bool or int8 [batch, L, L]; query i sees new
+    token j <= i only where tree_mask[b, i, j] is nonzero (keys before the
+    new tokens always), as EAGLE's and Medusa's draft trees need.
 
     scale: default 1/sqrt(head_dim). workspace: a CUDA buffer of at least
     workspace_size(...) bytes (allocated from torch when None and needed).
@@ -644,6 +712,10 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     args = (q, k_cache, v_cache, block_table, seq_lens, out, workspace, scale,
             layout, num_splits, max_seq_len, check_page_table, stream, window,
             soft_cap, alibi_slopes, sinks, return_lse, lse)
+    if tree_mask is not None or len(getattr(q, "shape", ())) == 4:
+        # Multi-token decodes take the checked path (the torch path reads
+        # single-token calls).
+        return _call_checked(_checked_decode, args + (tree_mask,))
     try:
         result = _decode_torch(*args)
     except (ValueError, PagedAttnError) as error:
@@ -656,19 +728,19 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
 def _checked_decode(q, k_cache, v_cache, block_table, seq_lens, out,
                     workspace, scale, layout, num_splits, max_seq_len,
                     check_page_table, stream, window, soft_cap, alibi_slopes,
-                    sinks, return_lse, lse):
+                    sinks, return_lse, lse, tree_mask=None):
     """decode() described and checked in Python (and out, lse and the
     workspace allocated) up to the launch: (the launch, its arguments, its
     keywords, decode()'s result)."""
     variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
-                            return_lse or lse is not None)
+                            return_lse or lse is not None, tree_mask)
     tensors = _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens,
                                out, workspace, layout, max_seq_len, num_splits,
                                variants)
     lse = _resolve_lse(lse, variants, tensors[0])
     dec, args, extra = _prepare(*tensors, scale, layout, num_splits,
                                 max_seq_len, check_page_table, window,
-                                soft_cap, alibi_slopes, sinks, lse)
+                                soft_cap, alibi_slopes, sinks, lse, tree_mask)
     args += (_resolve_stream(stream, tensors[0]),)
     result = (tensors[5], lse) if "lse" in variants else tensors[5]
     return dec.decode, args, extra, result
@@ -712,18 +784,18 @@ class DecodePlan:
                  scale=None, layout="nhd", out=None, workspace=None,
                  num_splits=0, max_seq_len=None, check_page_table=False,
                  window=None, soft_cap=None, alibi_slopes=None, sinks=None,
-                 return_lse=False, lse=None):
+                 return_lse=False, lse=None, tree_mask=None):
         variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
-                                return_lse or lse is not None)
+                                return_lse or lse is not None, tree_mask)
         self._tensors = _resolve_tensors(q, k_cache, v_cache, block_table,
                                          seq_lens, out, workspace, layout,
                                          max_seq_len, num_splits, variants)
         self.lse = _resolve_lse(lse, variants, self._tensors[0])
-        self._variant_tensors = (alibi_slopes, sinks)
+        self._variant_tensors = (alibi_slopes, sinks, tree_mask)
         self._decoder, self._args, self._extra = _prepare(
             *self._tensors, scale, layout, num_splits, max_seq_len,
             check_page_table, window, soft_cap, alibi_slopes, sinks,
-            self.lse)
+            self.lse, tree_mask)
         self.out = self._tensors[5]
 
     def run(self, stream=None):
@@ -924,8 +996,9 @@ def _new_out(q):
 
 
 def _new_lse(q):
-    """float32 [batch, num_heads] on q's device."""
-    return _TORCH.empty(q.shape[:2], dtype=_TORCH.float32, device=q.device)
+    """float32 [batch, num_heads] ([batch, L, num_heads] for a multi-token
+    q) on q's device."""
+    return _TORCH.empty(q.shape[:-1], dtype=_TORCH.float32, device=q.device)
 
 
 def _new_workspace(nbytes, q):

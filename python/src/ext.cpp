@@ -105,7 +105,8 @@ DType dataDTypeNamed(const std::string &dtype) {
 DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
                        int64_t pageSize, const std::string &dtype,
                        nb::handle layout, int64_t numWarps,
-                       const std::vector<std::string> &variants) {
+                       const std::vector<std::string> &variants,
+                       int64_t queryLen = 1) {
   DecodeSpec spec;
   spec.numHeads = numHeads;
   spec.numKVHeads = numKVHeads;
@@ -115,6 +116,7 @@ DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
   spec.layout = layoutOf(layout);
   spec.numWarps = numWarps;
   spec.variants = variantsNamed(variants);
+  spec.queryLen = queryLen;
   if (std::string error = spec.validate(); !error.empty())
     throw nb::value_error(error.c_str());
   return spec;
@@ -214,15 +216,17 @@ NB_MODULE(_ext, m) {
       "decode_spec",
       [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
          int64_t pageSize, const std::string &dtype, nb::handle layout,
-         int64_t numWarps, const std::vector<std::string> &variants) {
+         int64_t numWarps, const std::vector<std::string> &variants,
+         int64_t queryLen) {
         return checkedSpec(numHeads, numKVHeads, headDim, pageSize, dtype,
-                           layout, numWarps, variants)
+                           layout, numWarps, variants, queryLen)
             .name();
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
       nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
       nb::arg("num_warps") = 4,
       nb::arg("variants") = std::vector<std::string>(),
+      nb::arg("query_len") = 1,
       "The config's name (h32_kv8_d128_p16_bf16_nhd_w4), after the op's "
       "rules on it: ValueError with the rule's message when one is broken");
 
@@ -306,19 +310,20 @@ NB_MODULE(_ext, m) {
           [](PyDecoder *self, const PyLibrary &library, int64_t numHeads,
              int64_t numKVHeads, int64_t headDim, int64_t pageSize,
              const std::string &dtype, nb::handle layout, int64_t numWarps,
-             const std::vector<std::string> &variants) {
+             const std::vector<std::string> &variants, int64_t queryLen) {
             std::unique_ptr<Decoder> decoder;
             check(Decoder::create(library.library,
                                   checkedSpec(numHeads, numKVHeads, headDim,
                                               pageSize, dtype, layout, numWarps,
-                                              variants),
+                                              variants, queryLen),
                                   &decoder));
             new (self) PyDecoder{std::move(decoder)};
           },
           nb::arg("library"), nb::arg("num_heads"), nb::arg("num_kv_heads"),
           nb::arg("head_dim"), nb::arg("page_size"), nb::arg("dtype"),
           nb::arg("layout").none(), nb::arg("num_warps") = 4,
-          nb::arg("variants") = std::vector<std::string>())
+          nb::arg("variants") = std::vector<std::string>(),
+          nb::arg("query_len") = 1)
       .def("workspace_size",
            [](const PyDecoder &self, int64_t batch, int64_t numSplits) {
              size_t bytes = 0;
@@ -341,8 +346,11 @@ NB_MODULE(_ext, m) {
              int64_t window, float softCap,
              const std::optional<TensorDesc> &alibiSlopes,
              const std::optional<TensorDesc> &sinks,
-             const std::optional<TensorDesc> &lse) {
+             const std::optional<TensorDesc> &lse,
+             const std::optional<TensorDesc> &treeMask) {
             DecodeParams p;
+            if (treeMask)
+              p.treeMask = toTensor(*treeMask, "tree_mask");
             p.window = window;
             p.softCap = softCap;
             if (alibiSlopes)
@@ -379,7 +387,8 @@ NB_MODULE(_ext, m) {
           nb::arg("soft_cap") = 0.0f,
           nb::arg("alibi_slopes").none() = nb::none(),
           nb::arg("sinks").none() = nb::none(),
-          nb::arg("lse").none() = nb::none());
+          nb::arg("lse").none() = nb::none(),
+          nb::arg("tree_mask").none() = nb::none());
 
   m.def(
       "merge_spec",
@@ -451,17 +460,18 @@ NB_MODULE(_ext, m) {
       [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
          int64_t pageSize, const std::string &dtype, nb::handle layout,
          const std::string &chip, int64_t numWarps, const std::string &ptxName,
-         const std::vector<std::string> &variants) {
+         const std::vector<std::string> &variants, int64_t queryLen) {
         mlir::paged_attn::KernelSet set;
         set.decodes.push_back(checkedSpec(numHeads, numKVHeads, headDim,
                                           pageSize, dtype, layout, numWarps,
-                                          variants));
+                                          variants, queryLen));
         return compileSet(set, chip, numWarps, ptxName);
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
       nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
       nb::arg("chip"), nb::arg("num_warps"), nb::arg("ptx_name"),
-      nb::arg("variants") = std::vector<std::string>());
+      nb::arg("variants") = std::vector<std::string>(),
+      nb::arg("query_len") = 1);
 
   m.def("compiler_version",
         []() { return mlir::paged_attn::getCompilerVersion(); });

@@ -4,7 +4,8 @@
 //                 [--filter REGEX] [--jobs N]
 //
 // DIR is the output of test/gpu/matrix.py: one kernel library per set
-// (auto, tensor-cores, cuda-cores). Every config of every set runs unsplit
+// (auto, tensor-cores, cuda-cores, variants, multi-token and their CUDA-core
+// twins). Every config of every set runs unsplit
 // and split three ways on ragged lengths, N cases at a time (each worker
 // thread with its own stream); then the named cases (regressions, long
 // ragged batches, graphs, threads, streams, the check mode) run on the auto
@@ -166,7 +167,9 @@ std::vector<MatrixCase> matrixCases(const std::string &root, bool quick,
       {"tensor-cores", "tensor-cores"},
       {"cuda-cores", "cuda-cores"},
       {"variants", nullptr},
-      {"variants-cuda-cores", "cuda-cores"}};
+      {"variants-cuda-cores", "cuda-cores"},
+      {"multi-token", nullptr},
+      {"multi-token-cuda-cores", "cuda-cores"}};
   std::vector<std::tuple<int, std::string, MatrixCase>> ordered;
   uint64_t seed = 1;
   for (auto [set, kernel] : sets) {

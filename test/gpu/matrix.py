@@ -16,7 +16,8 @@ Kernel sets (one directory each under the output directory):
                   head_dim meets every page size and both layouts; and groups
                   {3, 7, 12, 32} (partial and several mma head blocks, several
                   CTAs per KV head) for head_dim 64, 80 and 128;
-                - the regression configs and those the Python tests use;
+                - the regression configs and those the Python tests use
+                  (multi-token ones among them);
                 - paged_attn.merge kernels: dtype x (num_heads, head_dim)
                   MERGE_SHAPES x {plain, sinks, lse, sinks + lse}, for the
                   Python merge tests and bench.
@@ -33,6 +34,11 @@ Kernel sets (one directory each under the output directory):
                 default kernel choice.
   variants-cuda-cores  tensor-cores=off for the variants configs the
                 tensor-core kernel serves.
+  multi-token   multi-token decodes: L in {1 (with a tree mask), 2, 3, 4,
+                5, 7, 8, 16} x six shapes (dtype, head_dim, group; MHA to
+                group 16), with and without tree masks and the variants
+                rotating, pages and layouts rotating; default choice.
+  multi-token-cuda-cores  tensor-cores=off for those tensor cores serve.
 
 So both decode kernels run every (dtype, head_dim, group) the tensor-core
 kernel serves, and the CUDA-core kernel everything else, and both run every
@@ -79,8 +85,10 @@ def tensor_cores_serve(dtype, head_dim):
             and head_dim <= TENSOR_CORE_MAX_HEAD_DIM)
 
 
-# The variants in the order of their name suffixes (DecodeVariants).
+# The variants in the order of their name suffixes (DecodeVariants); the
+# tree mask is a multi-token decode's.
 VARIANTS = ["win", "cap", "alibi", "sinks", "lse"]
+SUFFIXES = VARIANTS + ["tree"]
 VARIANT_COMBOS = [("win",), ("cap",), ("alibi",), ("sinks",), ("lse",),
                   ("win", "sinks", "lse"), ("win", "cap"),
                   tuple(VARIANTS)]
@@ -90,13 +98,20 @@ VARIANT_GROUPS = [1, 4, 8]
 
 class Config:
     __slots__ = ("dtype", "head_dim", "page", "group", "layout", "kv_heads",
-                 "variants")
+                 "variants", "query_len")
 
     def __init__(self, dtype, head_dim, page, group, layout,
-                 kv_heads=KV_HEADS, variants=()):
+                 kv_heads=KV_HEADS, variants=(), query_len=1):
         self.dtype, self.head_dim, self.page = dtype, head_dim, page
         self.group, self.layout, self.kv_heads = group, layout, kv_heads
-        self.variants = tuple(v for v in VARIANTS if v in variants)
+        self.variants = tuple(v for v in SUFFIXES if v in variants)
+        self.query_len = query_len
+
+    @property
+    def query_dim(self):
+        """Whether q, out and lse have the new queries as dim 1
+        (DecodeSpec::hasQueryDim)."""
+        return self.query_len != 1 or "tree" in self.variants
 
     @property
     def num_heads(self):
@@ -107,6 +122,7 @@ class Config:
         """The runtime's config name (KernelConfig::name)."""
         return (f"h{self.num_heads}_kv{self.kv_heads}_d{self.head_dim}"
                 f"_p{self.page}_{self.dtype}_{self.layout}_w4"
+                + (f"_l{self.query_len}" if self.query_len != 1 else "")
                 + "".join("_" + v for v in self.variants))
 
 
@@ -222,10 +238,67 @@ def variant_head_dim_configs():
     return configs
 
 
+# Multi-token decodes (speculative decoding's verification): L new queries
+# per sequence, causal among themselves, with and without a tree mask. L = 1
+# with a mask still reads it; 3, 5 and 7 leave the last CTA of a KV head's
+# queries partly padding; 16 is the op's bound. Each L meets dtypes, head
+# dims (256 on CUDA cores), groups (MHA to 8, rows past one mma block),
+# pages and layouts rotating, and the variants.
+MULTI_TOKEN_LENS = [1, 2, 3, 4, 5, 7, 8, 16]
+MULTI_TOKEN_SHAPES = [("bf16", 128, 4), ("f16", 64, 1), ("bf16", 256, 8),
+                      ("f32", 128, 4), ("f16", 80, 8), ("bf16", 64, 16)]
+MULTI_TOKEN_VARIANTS = [(), ("tree",), ("lse", "tree"), ("win", "sinks", "lse"),
+                        ("cap", "alibi", "tree"),
+                        ("win", "cap", "alibi", "sinks", "lse", "tree")]
+
+
+def multi_token_configs():
+    configs = []
+    for li, l in enumerate(MULTI_TOKEN_LENS):
+        for si, (dtype, d, g) in enumerate(MULTI_TOKEN_SHAPES):
+            i = li + si
+            combo = MULTI_TOKEN_VARIANTS[i % len(MULTI_TOKEN_VARIANTS)]
+            if l == 1 and "tree" not in combo:
+                combo = combo + ("tree",)
+            configs.append(Config(dtype, d, PAGES[i % len(PAGES)], g,
+                                  LAYOUTS[(i + li) % len(LAYOUTS)],
+                                  variants=combo, query_len=l))
+    return configs
+
+
+# The multi-token configs python/tests/test_multi_token_gpu.py and the
+# multi-token bench run (on the auto set, as the Python tests do).
+PYTHON_MULTI_TOKEN_SHAPES = [("bf16", 128, 16, 4, "nhd", 8),
+                             ("f16", 64, 16, 1, "hnd", 4)]
+
+
+def python_multi_token_configs():
+    configs = []
+    for dtype, d, page, g, layout, kv in PYTHON_MULTI_TOKEN_SHAPES:
+        def add(l, combo):
+            configs.append(Config(dtype, d, page, g, layout, kv_heads=kv,
+                                  variants=combo, query_len=l))
+        for l in (1, 2, 3, 4, 5, 8, 16):
+            add(l, ("tree",))
+            if l != 1:
+                add(l, ())
+        for l in (2, 4, 7):
+            for combo in (("lse",), ("win", "sinks", "lse"), ("cap", "alibi"),
+                          tuple(VARIANTS)):
+                add(l, combo + ("tree",))
+        add(4, ("lse", "tree"))
+    # The bench: 32/8, D=128, bf16, page 16, L = 2, 4, 8 (and 1).
+    for l in (2, 4, 8):
+        configs.append(Config("bf16", 128, 16, 4, "nhd", kv_heads=8,
+                              query_len=l))
+    return configs
+
+
 def kernel_sets():
     """{set: (tensor-cores option, configs)}, names unique within a set."""
     auto = {c.name: c for c in core_configs() + head_dim_configs() +
-            REGRESSIONS + PYTHON_TEST_CONFIGS}
+            REGRESSIONS + PYTHON_TEST_CONFIGS +
+            python_multi_token_configs()}
     served = [c for c in head_dim_configs()
               if tensor_cores_serve(c.dtype, c.head_dim)]
     variants = variant_configs() + variant_head_dim_configs()
@@ -233,12 +306,17 @@ def kernel_sets():
     variants_served = [c for c in variants
                        if tensor_cores_serve(c.dtype, c.head_dim)
                        and c.group >= 4]
+    multi_token = multi_token_configs()
     return {
         "auto": ("auto", list(auto.values())),
         "tensor-cores": ("on", served),
         "cuda-cores": ("off", served),
         "variants": ("auto", variants),
         "variants-cuda-cores": ("off", variants_served),
+        "multi-token": ("auto", multi_token),
+        "multi-token-cuda-cores": (
+            "off", [c for c in multi_token
+                    if tensor_cores_serve(c.dtype, c.head_dim)]),
     }
 
 
@@ -247,7 +325,8 @@ def decode_func(c):
         cache = f"?x{c.page}x{c.kv_heads}x{c.head_dim}x{c.dtype}"
     else:
         cache = f"?x{c.kv_heads}x{c.page}x{c.head_dim}x{c.dtype}"
-    q = f"?x{c.num_heads}x{c.head_dim}x{c.dtype}"
+    per_query = f"?x{c.query_len}x" if c.query_dim else "?x"
+    q = f"{per_query}{c.num_heads}x{c.head_dim}x{c.dtype}"
     heads = f"memref<{c.num_heads}xf32>"
     args, operands, outs, attrs = "", "", "", []
     if "alibi" in c.variants:
@@ -256,8 +335,12 @@ def decode_func(c):
     if "sinks" in c.variants:
         args += f", %s: {heads}"
         operands += f" sinks(%s : {heads})"
+    if "tree" in c.variants:
+        mask = f"memref<?x{c.query_len}x{c.query_len}xi8>"
+        args += f", %m: {mask}"
+        operands += f" tree_mask(%m : {mask})"
     if "lse" in c.variants:
-        lse = f"memref<?x{c.num_heads}xf32>"
+        lse = f"memref<{per_query}{c.num_heads}xf32>"
         args += f", %l: {lse}"
         outs = f" lse(%l : {lse})"
     # The kernels take the window and the cap as arguments: any value
@@ -299,7 +382,8 @@ def compile_module(compiler, chip, option, mlir_path, out_base):
 def check_kernel_choice(set_name, manifest_path):
     """The forced sets must have got the kernel they ask for."""
     want = {"tensor-cores": True, "cuda-cores": False,
-            "variants-cuda-cores": False}.get(set_name)
+            "variants-cuda-cores": False,
+            "multi-token-cuda-cores": False}.get(set_name)
     if want is None:
         return
     with open(manifest_path) as f:

@@ -8,9 +8,13 @@
 #   test/gpu/run-gpu-suite.sh KERNELS LOGS [STEP...]
 #
 # Steps (default: all): matrix memcheck racecheck synccheck initcheck pytest.
-# Also: variants (the variants sets alone), variants-sanitizers (memcheck,
+# Also: multi-token (the multi-token sets alone), multi-token-sanitizers
+# (the four tools on a multi-token subset), variants (the variants sets
+# alone), variants-sanitizers (memcheck,
 # racecheck, synccheck and initcheck on every variant at once),
-# pytest-variants, bench-variants (bench/bench_variants.py), pytest-merge
+# pytest-variants, bench-variants (bench/bench_variants.py),
+# pytest-multi-token, bench-multi-token (bench/bench_multi_token.py),
+# pytest-merge
 # (python/tests/test_merge_gpu.py), merge-sanitizers (memcheck, racecheck,
 # synccheck and initcheck of the merge kernels under those tests),
 # bench-merge (bench/bench_merge.py), bench-host (bench/bench_host.py: the
@@ -98,6 +102,20 @@ for step in "${steps[@]}"; do
       >"$logs/gpu-decode-test-variants.log" 2>&1 || status=1
     tail -2 "$logs/gpu-decode-test-variants.log"
     ;;
+  multi-token)
+    { echo "$header"; "$test_bin" --kernels "$kernels" \
+        --filter '^multi-token'; } \
+      >"$logs/gpu-decode-test-multi-token.log" 2>&1 || status=1
+    tail -2 "$logs/gpu-decode-test-multi-token.log"
+    ;;
+  multi-token-sanitizers)
+    # Both kernels, rows past one mma block, padding queries, every variant.
+    mt='^multi-token(-cuda-cores)?/h(8_kv2_d128|16_kv2_d80)_.*_l(1|5|7|16)_'
+    for tool in memcheck racecheck synccheck initcheck; do
+      sanitize "$tool" "$logs/$tool-multi-token.log" \
+        --filter "$mt.*/split3$" || status=1
+    done
+    ;;
   variants-sanitizers)
     # Every variant at once, on both kernels, head_dim 80 and 128.
     all='_win_cap_alibi_sinks_lse/window[0-9]+'
@@ -113,6 +131,10 @@ for step in "${steps[@]}"; do
       --filter "^variants(-cuda-cores)?/h8_kv2_d128_.*_bf16_.*$all/split3$" ||
       status=1 ;;
   bench-variants) run_bench variants || status=1 ;;
+  bench-multi-token) run_bench multi_token || status=1 ;;
+  pytest-multi-token)
+    run_pytest "$logs/pytest-multi-token.log" \
+      "$root/python/tests/test_multi_token_gpu.py" || status=1 ;;
   bench-merge) run_bench merge || status=1 ;;
   bench-host)
     install_python "$logs/bench-host-install.log" || { status=1; continue; }

@@ -117,7 +117,7 @@ private:
   ProblemShape shape_;
   ReferenceProblem ref_;
   DeviceBuffer q_, k_, v_, blockTable_, seqLens_, out_, workspace_;
-  DeviceBuffer alibiSlopes_, sinks_, lse_;
+  DeviceBuffer alibiSlopes_, sinks_, lse_, treeMask_;
 };
 
 /// The error limit (relative L2) tests use for a dtype.

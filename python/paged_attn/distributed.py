@@ -491,21 +491,23 @@ def local_decode(q, k_shard, v_shard, block_table_shard, seq_lens_shard, *,
             raise
         error = e
     if validate:
-        fields = {"batch": q.shape[0], "num_heads": num_heads,
-                  "head_dim": q.shape[-1],
-                  "dtype": _DTYPE_CODES.get(str(q.dtype).split(".")[-1], 0),
+        shape = tuple(q.shape)
+        fields = {"batch": shape[0], "num_heads": num_heads,
+                  "head_dim": shape[-1],
+                  "dtype": _DTYPE_CODES.get(
+                      str(getattr(q, "dtype", "")).split(".")[-1], 0),
                   "parallel": PARALLEL.index(parallel),
                   "exchange": EXCHANGES.index(exchange),
                   "output": OUTPUTS.index(output),
                   "return_lse": bool(return_lse),
                   "sinks": sinks is not None, "soft_cap": soft_cap is not None,
                   "window": window is not None,
-                  "alibi": alibi_slopes is not None}
-        if error is None:
-            fields["kv_heads"] = k_shard.shape[_cache_dims(layout)[1]]
-        else:
-            fields["kv_heads"] = -1
-        _validate_across(torch, dist, group, world, q.device, fields, error)
+                  "alibi": alibi_slopes is not None,
+                  "kv_heads": (-1 if error is not None else
+                               k_shard.shape[_cache_dims(layout)[1]])}
+        # The collective runs on the current device, as NCCL's do.
+        device = torch.device("cuda", torch.cuda.current_device())
+        _validate_across(torch, dist, group, world, device, fields, error)
 
     import paged_attn
     batch, hq, d = q.shape

@@ -277,9 +277,42 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def missing_kernels():
+    """Configs these tests need for WORLD ranks that $PAGED_ATTN_KERNEL_DIR
+    lacks (none when it is unset: a build with the compiler makes them)."""
+    kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
+    if not kernel_dir or not os.path.isdir(kernel_dir):
+        return []
+    have = set()
+    for entry in os.listdir(kernel_dir):
+        if not entry.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(kernel_dir, entry)) as f:
+                manifest = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for kernel in manifest.get("kernels", []):
+            have.add(kernel["config"]["name"])
+        for merge in manifest.get("merges", []):
+            c = merge["config"]
+            have.add(f"merge_h{c['num_heads']}_d{c['head_dim']}_{c['dtype']}"
+                     + "_sinks" * bool(c.get("sinks"))
+                     + "_lse" * bool(c.get("lse")))
+    share = 32 // WORLD if 32 % WORLD == 0 else 0
+    need = ["h32_kv8_d128_p16_bf16_nhd_w4_alibi_lse",
+            f"h{share}_kv{8 // WORLD}_d128_p16_bf16_nhd_w4_win_sinks_lse",
+            f"merge_h{share}_d128_bf16_sinks_lse"]
+    return [name for name in need if name not in have]
+
+
 @pytest.fixture(scope="module")
 def reports():
     """name -> the ranks' failures (empty: passed everywhere)."""
+    missing = missing_kernels()
+    if missing:
+        pytest.skip(f"PAGED_ATTN_KERNEL_DIR has no {', '.join(missing)}: "
+                    f"use test/gpu/matrix.py compile --set distributed")
     out_dir = tempfile.mkdtemp(prefix="paged-attn-distributed-")
     torch.multiprocessing.spawn(worker, args=(WORLD, _free_port(), out_dir),
                                 nprocs=WORLD, join=True)

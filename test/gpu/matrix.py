@@ -39,12 +39,22 @@ Kernel sets (one directory each under the output directory):
                 group 16), with and without tree masks and the variants
                 rotating, pages and layouts rotating; default choice.
   multi-token-cuda-cores  tensor-cores=off for those tensor cores serve.
+  distributed   what paged_attn.distributed's GPU tests, bench and example
+                use (python/tests/test_distributed_gpu.py,
+                bench/bench_distributed.py, examples/distributed_decode.py)
+                on 1, 2, 4 or 8 ranks, for PAGED_ATTN_KERNEL_DIR alone:
+                bf16 32/8 heads head_dim 128 and f16 8/8 head_dim 64
+                (page 16, nhd) with the variants those use, their heads
+                split over the ranks for tensor parallelism, and the merges
+                of every rank count's head share. Compiled only when asked
+                for (compile --set distributed).
 
 So both decode kernels run every (dtype, head_dim, group) the tensor-core
 kernel serves, and the CUDA-core kernel everything else, and both run every
 variant.
 
     matrix.py compile --compiler PATH --out DIR [--chip CHIP] [--jobs N]
+                      [--set SET]...   (default: all but distributed)
     matrix.py ptxas --ptxas PATH --arch sm_XX [--jobs N] DIR
     matrix.py list [SET]
 """
@@ -163,6 +173,43 @@ MERGE_SHAPES = [(32, 128), (8, 64), (4, 256), (12, 80), (32, 80), (200, 8)]
 MERGE_VARIANTS = [(), ("sinks",), ("lse",), ("sinks", "lse")]
 MERGES = [(hq, d, t, v) for t in DTYPES for hq, d in MERGE_SHAPES
           for v in MERGE_VARIANTS]
+
+
+# paged_attn.distributed's configs (the "distributed" set): (dtype,
+# head_dim, num_heads, num_kv_heads), page 16, nhd; the rank counts it is
+# compiled for.
+DISTRIBUTED_SHAPES = [("bf16", 128, 32, 8), ("f16", 64, 8, 8)]
+DISTRIBUTED_RANKS = [1, 2, 4, 8]
+# The whole-head decodes: the one-GPU references of test_distributed_gpu.py
+# and bench_distributed.py, and each rank's context-parallel decode (which
+# always has the log-sum-exp; ALiBi and soft-cap pass through).
+DISTRIBUTED_FULL_VARIANTS = [(), ("lse",), ("sinks",), ("sinks", "lse"),
+                             ("cap",), ("cap", "lse"), ("alibi", "lse"),
+                             ("win", "sinks", "lse"), ("cap", "alibi")]
+# A rank's share of the heads under tensor parallelism.
+DISTRIBUTED_TP_VARIANTS = [(), ("lse",), ("win", "sinks", "lse"),
+                           ("cap", "alibi")]
+
+
+def distributed_configs():
+    configs = []
+    for dtype, d, hq, hkv in DISTRIBUTED_SHAPES:
+        for ranks in DISTRIBUTED_RANKS:
+            variants = (DISTRIBUTED_FULL_VARIANTS if ranks == 1
+                        else DISTRIBUTED_TP_VARIANTS)
+            for v in variants:
+                configs.append(Config(dtype, d, 16, hq // hkv, "nhd",
+                                      kv_heads=hkv // ranks, variants=v))
+    return configs
+
+
+def distributed_merges():
+    """The merges of each rank count's share of the heads (all of them for
+    the all-gather exchange, num_heads / ranks for the all-to-all one and
+    head-sharded output)."""
+    return [(hq // ranks, d, dtype, v)
+            for dtype, d, hq, _ in DISTRIBUTED_SHAPES
+            for ranks in DISTRIBUTED_RANKS for v in MERGE_VARIANTS]
 
 
 def merge_func(merge):
@@ -317,7 +364,15 @@ def kernel_sets():
         "multi-token-cuda-cores": (
             "off", [c for c in multi_token
                     if tensor_cores_serve(c.dtype, c.head_dim)]),
+        "distributed": ("auto", distributed_configs()),
     }
+
+
+# The merges compiled into a set's directory.
+SET_MERGES = {"auto": MERGES, "distributed": distributed_merges()}
+# What compile builds without --set (the build's GPU test kernels).
+DEFAULT_SETS = ["auto", "tensor-cores", "cuda-cores", "variants",
+                "variants-cuda-cores", "multi-token", "multi-token-cuda-cores"]
 
 
 def decode_func(c):
@@ -400,7 +455,13 @@ def compile_all(args):
     out = os.path.abspath(args.out)
     work = os.path.join(out, "mlir")
     jobs = []
-    for set_name, (option, configs) in kernel_sets().items():
+    sets = kernel_sets()
+    unknown = [name for name in args.set or () if name not in sets]
+    if unknown:
+        raise RuntimeError(f"unknown kernel sets {unknown}; they are "
+                           f"{list(sets)}")
+    for set_name in args.set or DEFAULT_SETS:
+        option, configs = sets[set_name]
         set_dir = os.path.join(out, set_name)
         # Rebuilt whole: a stale manifest would add configs to the set.
         shutil.rmtree(set_dir, ignore_errors=True)
@@ -413,11 +474,12 @@ def compile_all(args):
                 f.write("\n".join(decode_func(c) for c in members))
             jobs.append((set_name, option, mlir_path,
                          os.path.join(set_dir, module)))
-        if set_name == "auto":
+        if set_name in SET_MERGES:
             mlir_path = os.path.join(work, set_name, "merge.mlir")
             with open(mlir_path, "w") as f:
                 f.write("// Generated by test/gpu/matrix.py.\n")
-                f.write("\n".join(merge_func(m) for m in MERGES))
+                f.write("\n".join(merge_func(m)
+                                   for m in SET_MERGES[set_name]))
             jobs.append((set_name, option, mlir_path,
                          os.path.join(set_dir, "merge")))
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
@@ -446,6 +508,8 @@ def assemble_all(args):
     kernel set, how many kernels assembled and which spill registers."""
     for set_name in kernel_sets():
         set_dir = os.path.join(args.kernels, set_name)
+        if set_name not in DEFAULT_SETS and not os.path.isdir(set_dir):
+            continue  # compiled only when asked for
         modules = sorted(os.path.join(set_dir, f) for f in os.listdir(set_dir)
                          if f.endswith(".ptx"))
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
@@ -474,9 +538,10 @@ def list_sets(args):
         print(f"# {set_name} (tensor-cores={option}): {len(configs)} configs")
         for c in configs:
             print(c.name)
-        if set_name == "auto":
-            print(f"# {set_name}: {len(MERGES)} merges")
-            for m in MERGES:
+        if set_name in SET_MERGES:
+            merges = SET_MERGES[set_name]
+            print(f"# {set_name}: {len(merges)} merges")
+            for m in merges:
                 print(merge_func(m).split("(")[0].split("@")[1])
 
 
@@ -488,6 +553,9 @@ def main():
     comp.add_argument("--out", required=True)
     comp.add_argument("--chip", default="sm_90")
     comp.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    comp.add_argument("--set", action="append",
+                      help="a kernel set to compile (repeatable; default: "
+                           "all but distributed)")
     comp.set_defaults(run=compile_all)
     asm = sub.add_parser("ptxas")
     asm.add_argument("--ptxas", required=True)

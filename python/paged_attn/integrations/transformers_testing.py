@@ -110,6 +110,13 @@ def cb_config(block_size, num_blocks, max_batch_tokens):
         use_cuda_graph=False, use_async_batching=False)
 
 
+def cache_blocks(needed):
+    """Blocks for a cache that holds `needed` with room to spare: the FIFO
+    scheduler admits one new prefill a step once fewer than 15% of the
+    blocks are free."""
+    return -(-needed * 4 // 3) + 16
+
+
 def generate(model, prompts, max_new_tokens, attn_implementation, config,
              timeout=600):
     """Greedy continuous batching of `prompts` with `attn_implementation`:
@@ -411,3 +418,102 @@ def time_cuda(fn, warmup=2, iters=5):
         end.synchronize()
         times.append(start.elapsed_time(end))
     return sorted(times)[len(times) // 2]
+
+
+# ---------------------------------------------------------------------------
+# The comparison the test and the example run
+# ---------------------------------------------------------------------------
+
+# PagedAttn's decode against transformers' SDPA on the same call (the
+# compare_with_fallback run): largest |difference| over the largest |SDPA
+# output| (at least 1). bf16 outputs round to 2^-8 relative; two orders of
+# summation differ by a few of those.
+ATTENTION_TOLERANCE = 2e-2
+
+
+def run_comparison(name, fast_key, index_key=None, num_prompts=32,
+                   max_new_tokens=128, min_len=8, max_len=600,
+                   max_batch_tokens=1024, seed=1, model=None):
+    """Generates with transformers' paged SDPA, then with `fast_key`
+    (PagedAttn on transformers' block table) and, if given, `index_key`
+    (PagedAttn on the block table derived from the read index, registered
+    with compare_with_fallback): a dict of what happened."""
+    import torch
+    spec = MODELS[name]
+    model = build_model(name) if model is None else model
+    prompts = random_prompts(num_prompts, min_len, max_len,
+                             spec["vocab_size"], seed=seed)
+    bs = spec["block_size"]
+    num_blocks = cache_blocks(
+        sum(-(-(len(p) + max_new_tokens) // bs) for p in prompts))
+    runs = {"paged|sdpa": None, fast_key: None}
+    if index_key:
+        runs[index_key] = None
+    summary = {"model": name, "config": {
+        k: v for k, v in spec.items()}, "prompts": num_prompts,
+        "prompt_lens": [min_len, max_len], "max_new_tokens": max_new_tokens,
+        "max_batch_tokens": max_batch_tokens, "num_blocks": num_blocks,
+        "kernel_config": kernel_configs([name])[0], "runs": {}}
+    for key in runs:
+        integration.reset_stats()
+        with measure_steps([key]) as log:
+            t0 = time.perf_counter()
+            out = generate(model, prompts, max_new_tokens, key,
+                           cb_config(bs, num_blocks, max_batch_tokens))
+            seconds = time.perf_counter() - t0
+        runs[key] = out
+        done = [o for o in out if o is not None and o.error is None
+                and len(o.generated_tokens) == max_new_tokens]
+        summary["runs"][key] = {
+            "seconds": seconds, "complete": len(done),
+            "errors": sorted({str(o.error) for o in out
+                              if o is not None and o.error is not None}),
+            "stats": integration.stats() if key != "paged|sdpa" else None,
+            "steps": log.summary(spec["num_hidden_layers"])}
+    ref = runs["paged|sdpa"]
+    for key in list(runs)[1:]:
+        if all(o is not None for o in ref + runs[key]):
+            summary["runs"][key]["vs_sdpa"] = compare_tokens(
+                model, prompts, ref, runs[key])
+    if index_key and all(o is not None for o in runs[fast_key]
+                         + runs[index_key]):
+        summary["fast_vs_index"] = compare_tokens(
+            model, prompts, runs[fast_key], runs[index_key])
+    del model
+    torch.cuda.empty_cache()
+    return summary
+
+
+def describe(summary):
+    """Lines of text for a run_comparison summary."""
+    lines = [f"{summary['model']}: {summary['prompts']} prompts of "
+             f"{summary['prompt_lens'][0]}..{summary['prompt_lens'][1]} "
+             f"tokens, {summary['max_new_tokens']} new tokens each, greedy; "
+             f"kernel {summary['kernel_config']}"]
+    for key, r in summary["runs"].items():
+        st = r["steps"]
+        line = (f"  {key}: {r['complete']}/{summary['prompts']} complete in "
+                f"{r['seconds']:.1f} s")
+        if st.get("decode_steps"):
+            line += (f"; {st['decode_steps']} decode steps, "
+                     f"{st['decode_tokens_per_s']:.0f} tok/s, attention "
+                     f"{st['attention_ms_per_step_median']:.3f} ms/step")
+        lines.append(line)
+        if r["errors"]:
+            lines.append(f"    errors: {r['errors']}")
+        if r["stats"]:
+            lines.append(f"    paths: {r['stats']}")
+        cmp = r.get("vs_sdpa")
+        if cmp:
+            lines.append(
+                f"    vs paged|sdpa: {cmp['diverged']}/{cmp['sequences']} "
+                f"sequences diverge (first divergences at tokens "
+                f"{sorted(cmp['positions'])}); worst logit gap there "
+                f"{cmp['worst_gap_std']:.4f} std (tolerance "
+                f"{TIE_TOLERANCE})")
+    cmp = summary.get("fast_vs_index")
+    if cmp:
+        lines.append(f"  block table vs read index: {cmp['diverged']}/"
+                     f"{cmp['sequences']} diverge, worst gap "
+                     f"{cmp['worst_gap_std']:.4f} std")
+    return lines

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Compiles the kernels bench_decode.py uses into DIR (one manifest per
 # config): compile-kernels.sh DIR [--main-only] [paged-attn-compile flags...]
+# --transformers instead: the decode configs of the transformers
+# integration's GPU test, example and bench (the models of
+# python/paged_attn/integrations/transformers_testing.py; the page is
+# transformers' cache block, the cache nhd).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 compile="${PAGED_ATTN_COMPILE:-$root/build/bin/paged-attn-compile}"
 out="$1"
 shift
 configs=("32 8 128 16 bf16")
-if [ "${1:-}" = "--main-only" ]; then
-  shift
-else
+case "${1:-}" in
+--main-only)
+  shift ;;
+--transformers)
+  # num_heads kv_heads head_dim page dtype: llama, qwen2, qwen3-mha-d64
+  configs=("32 8 128 256 bf16" "28 4 128 256 bf16" "16 16 64 64 bf16")
+  shift ;;
+*)
   configs+=("32 32 128 16 bf16" "64 8 128 16 bf16" "28 4 128 16 bf16"
             "8 1 256 16 bf16"
             "32 8 64 16 bf16" "32 8 256 16 bf16" "32 8 128 1 bf16"
-            "32 8 128 128 bf16" "32 8 128 16 f16")
-fi
+            "32 8 128 128 bf16" "32 8 128 16 f16") ;;
+esac
 mkdir -p "$out"
 for c in "${configs[@]}"; do
   set -- $c "$@"

@@ -334,6 +334,8 @@ def python_multi_token_configs():
                           tuple(VARIANTS)):
                 add(l, combo + ("tree",))
         add(4, ("lse", "tree"))
+        add(4, ("lse",))  # the argument-error test's lse of a bad shape
+        add(1, ())  # a rank-4 q of one query: the single-token kernels
     # The bench: 32/8, D=128, bf16, page 16, L = 2, 4, 8 (and 1).
     for l in (2, 4, 8):
         configs.append(Config("bf16", 128, 16, 4, "nhd", kv_heads=8,

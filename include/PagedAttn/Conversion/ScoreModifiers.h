@@ -81,7 +81,8 @@ public:
   /// Whether the tree mask lets new query `query` of sequence `batch` (of
   /// `seqLen` tokens) see key `token` (index values; token < its key end):
   /// a key before the L new tokens always, new token j = token - (seqLen -
-  /// L) where mask[batch, query, j] is nonzero. Null without a tree mask.
+  /// L) where mask[batch, query, j] is nonzero (read at j clamped to [0,
+  /// L - 1], so any token may be asked about). Null without a tree mask.
   Value treeMaskAllows(ImplicitLocOpBuilder &b, Value batch, Value query,
                        Value token, Value seqLen) const;
 

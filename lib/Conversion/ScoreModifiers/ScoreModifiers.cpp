@@ -91,16 +91,20 @@ Value ScoreModifiers::treeMaskAllows(ImplicitLocOpBuilder &b, Value batch,
     return Value();
   Value zero = arith::ConstantIndexOp::create(b, 0);
   // The key's index among the new tokens; negative before them. The mask
-  // is read at a clamped index so that no load leaves it.
+  // is read at an index clamped to [0, L - 1] so that no load leaves it:
+  // the kernels ask about keys past a query's end too (a tile's padding),
+  // whose answer they discard.
   Value newToken = arith::SubIOp::create(
       b, token,
       arith::SubIOp::create(
           b, seqLen, arith::ConstantIndexOp::create(b, spec.queryLen)));
   Value isOld = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, newToken,
                                       zero);
-  Value entry = memref::LoadOp::create(
-      b, args.treeMask,
-      ValueRange{batch, query, arith::MaxSIOp::create(b, newToken, zero)});
+  Value column = arith::MinSIOp::create(
+      b, arith::MaxSIOp::create(b, newToken, zero),
+      arith::ConstantIndexOp::create(b, spec.queryLen - 1));
+  Value entry = memref::LoadOp::create(b, args.treeMask,
+                                       ValueRange{batch, query, column});
   Value allowed = entry;
   if (!entry.getType().isInteger(1))
     allowed = arith::CmpIOp::create(

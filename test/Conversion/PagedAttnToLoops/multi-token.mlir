@@ -19,7 +19,8 @@
 // CHECK: %[[FIRSTNEW:.*]] = arith.subi %[[LEN]], %c4 : index
 // CHECK: %[[J:.*]] = arith.subi %[[T]], %[[FIRSTNEW]] : index
 // CHECK: %[[OLD:.*]] = arith.cmpi slt, %[[J]], %c0 : index
-// CHECK: %[[JC:.*]] = arith.maxsi %[[J]], %c0 : index
+// CHECK: %[[J0:.*]] = arith.maxsi %[[J]], %c0 : index
+// CHECK: %[[JC:.*]] = arith.minsi %[[J0]], %c3 : index
 // CHECK: %[[ENTRY:.*]] = memref.load %arg5[%{{.*}}, %[[I]], %[[JC]]] : memref<?x4x4xi8>
 // CHECK: %[[SET:.*]] = arith.cmpi ne, %[[ENTRY]], %c0_i8 : i8
 // CHECK: %[[SEEN:.*]] = arith.ori %[[OLD]], %[[SET]] : i1

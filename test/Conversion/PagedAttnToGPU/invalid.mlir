@@ -52,11 +52,11 @@ func.func @not_a_strategy(%q: memref<?x8x64xf16>, %k: memref<?x16x2x64xf16>, %v:
 
 // -----
 
-// A multi-token decode has its meaning in the loops lowering only.
-func.func @multi_token(%q: memref<?x4x8x64xf16>, %k: memref<?x16x2x64xf16>, %v: memref<?x16x2x64xf16>,
-                       %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x4x8x64xf16>) {
-  // expected-error @+1 {{is a multi-token decode ('q' of rank 4), which has no GPU kernel; convert-paged-attn-to-loops lowers it}}
-  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x4x8x64xf16>)
+// The kernels read a tree mask as bytes; an i1 memref has no i8 view.
+func.func @i1_tree_mask(%q: memref<?x4x8x64xf16>, %k: memref<?x16x2x64xf16>, %v: memref<?x16x2x64xf16>,
+                        %bt: memref<?x?xi32>, %sl: memref<?xi32>, %m: memref<?x4x4xi1>, %o: memref<?x4x8x64xf16>) {
+  // expected-error @+1 {{has an i1 'tree_mask'; the GPU kernels read the mask as bytes: give it as i8 (a bool tensor's bytes)}}
+  paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : memref<?x4x4xi1>) outs(%o : memref<?x4x8x64xf16>)
     : memref<?x4x8x64xf16>, memref<?x16x2x64xf16>, memref<?x16x2x64xf16>, memref<?x?xi32>, memref<?xi32>
   return
 }

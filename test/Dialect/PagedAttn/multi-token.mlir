@@ -1,8 +1,16 @@
 // RUN: paged-attn-opt %s | paged-attn-opt | FileCheck %s
 // RUN: paged-attn-opt %s --mlir-print-op-generic | paged-attn-opt | FileCheck %s
-// paged-attn-compile builds GPU kernels, which multi-token decodes have not.
-// RUN: not paged-attn-compile %s -o %t 2>&1 | FileCheck %s --check-prefix=COMPILE
-// COMPILE: error: 'paged_attn.decode' op is a multi-token decode ('q' of rank 4), which has no GPU kernel; convert-paged-attn-to-loops lowers it
+// paged-attn-compile builds the GPU kernels of each op's config (their
+// own functions take i8 tree masks); a multi-token entry gives query_len
+// and the decode kernel's queries per CTA.
+// RUN: paged-attn-compile %s -o %t && FileCheck %s --check-prefix=COMPILE < %t.json
+// COMPILE: "name": "h32_kv8_d128_p16_bf16_nhd_w4_l4_lse_tree"
+// COMPILE: "query_len": 4
+// COMPILE: "name": "tree_mask"
+// COMPILE-NEXT: "rank": 3
+// COMPILE: "queries_per_cta": 4
+// COMPILE: "name": "h8_kv2_d64_p16_f16_nhd_w4_l8_win_sinks_tree"
+// COMPILE: "query_len": 8
 
 // A multi-token decode: 4 new tokens per sequence, a draft-tree mask and
 // the log-sum-exp of each new token.

@@ -109,9 +109,19 @@ def test_rejects_non_tensors():
 
 
 def test_rejects_wrong_rank():
-    with pytest.raises(ValueError, match=r"q must have 3 dimensions, got shape "
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions .* got shape "
                                          r"\(4, 4096\)"):
         call(q=Cuda((4, 4096)))
+
+
+def test_multi_token_rules_before_any_kernel():
+    # A q of rank 4 is [batch, L, heads, dim]: L is checked by the op's rule.
+    with pytest.raises(ValueError, match=r"query_len \(17\) must be at most "
+                                         r"16"):
+        call(q=Cuda((4, 17, 32, 128)))
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions .* or 4 "
+                                         r".* got shape \(4, 1, 2, 32, 128\)"):
+        call(q=Cuda((4, 1, 2, 32, 128)))
 
 
 def test_rejects_dtype_mismatch():
@@ -324,7 +334,7 @@ def test_integer_options_are_checked():
 
 def test_workspace_size_of_a_rank_1_q():
     a = inputs()
-    with pytest.raises(ValueError, match=r"q must have 3 dimensions, got shape "
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions .* got shape "
                                          r"\(4096,\)"):
         paged_attn.workspace_size(Cuda((4096,)), a["k_cache"],
                                   a["block_table"], num_splits=2)
@@ -532,8 +542,9 @@ def decode_args(**kw):
 
 
 def test_every_keyword_reaches_the_extension():
+    # tree_mask makes a multi-token call, which the checked path takes.
     parameters = list(inspect.signature(paged_attn.decode).parameters)
-    assert sorted(parameters[5:]) == sorted(DECODE_KEYWORDS)
+    assert sorted(parameters[5:]) == sorted(DECODE_KEYWORDS + ("tree_mask",))
     merge_parameters = list(inspect.signature(paged_attn.merge).parameters)
     assert merge_parameters == ["partial_out", "partial_lse", "sinks",
                                 "return_lse", "out", "lse", "stream"]
@@ -552,7 +563,7 @@ def test_a_refused_call_gets_the_checked_paths_message():
     # again, and their message is raised where they fail (as decode() did
     # before that path), not as a consequence of the runtime's error.
     refused = ValueError("refused by the runtime")
-    with pytest.raises(ValueError, match=r"q must have 3 dimensions, got "
+    with pytest.raises(ValueError, match=r"q must have 3 dimensions .* got "
                                          r"shape \(4, 4096\)") as e:
         paged_attn._call_checked(paged_attn._checked_decode,
                                  decode_args(q=Cuda((4, 4096))),

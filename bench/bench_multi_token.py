@@ -18,13 +18,12 @@ import argparse
 import json
 import math
 import os
-import sys
 
 import torch
 
 import paged_attn
 
-from bench_variants import time_graph
+from bench_variants import load_fi_peer, time_graph
 
 HQ, HKV, D, PAGE = 32, 8, 128, 16
 LENS = [1, 2, 4, 8]
@@ -67,12 +66,8 @@ def separate_calls_fn(case, l):
 
 
 def flashinfer_fn(case, l):
-    try:
-        sys.path.insert(0, ".peers/flashinfer")
-        import fi_peer
-        fi_peer.build()
-    except Exception as e:  # noqa: BLE001 - the peer is optional
-        print(f"# FlashInfer peer not available: {e}")
+    fi_peer = load_fi_peer()
+    if fi_peer is None:
         return None
     q, k, v, bt, sl = case
     q = q[:, :l].contiguous() if l > 1 else q[:, 0].contiguous()

@@ -87,13 +87,22 @@ def paged_attn_fn(case, name):
     return plan.run
 
 
-def flashinfer_fn(case):
+def load_fi_peer():
+    """FlashInfer's peer module (.peers/flashinfer), built; None (and why,
+    printed) where it is not carried or does not build."""
     try:
         sys.path.insert(0, ".peers/flashinfer")
         import fi_peer
         fi_peer.build()
+        return fi_peer
     except Exception as e:  # noqa: BLE001 - the peer is optional
         print(f"# FlashInfer peer not available: {e}")
+        return None
+
+
+def flashinfer_fn(case):
+    fi_peer = load_fi_peer()
+    if fi_peer is None:
         return None
     q, k, v, bt, sl = case
     out = torch.empty_like(q)

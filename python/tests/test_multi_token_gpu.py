@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs a CUDA GPU")
 
 from test_gpu import LIMITS, make, rel_err  # noqa: E402
-from test_variants_gpu import variant_args  # noqa: E402
+from test_variants_gpu import attend, variant_args  # noqa: E402
 
 # (dtype, head_dim, page, num_heads, num_kv_heads, layout): tensor cores
 # (several mma row blocks' worth of rows at L = 8), and the CUDA-core
@@ -51,7 +51,6 @@ def reference(q, k, v, bt, sl, layout, tree=None, window=None, soft_cap=None,
     q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
     bt, sl = bt.cpu(), sl.cpu()
     batch, query_len, hq, d = q.shape
-    hkv = k.shape[2] if layout == "nhd" else k.shape[1]
     page = k.shape[1] if layout == "nhd" else k.shape[2]
     out = torch.zeros(batch, query_len, hq, d, dtype=torch.float64)
     lse = torch.full((batch, query_len, hq), -math.inf, dtype=torch.float64)
@@ -70,21 +69,8 @@ def reference(q, k, v, bt, sl, layout, tree=None, window=None, soft_cap=None,
             pages, slots = bt[b, t // page].long(), t % page
             kb = k[pages, slots] if layout == "nhd" else k[pages, :, slots]
             vb = v[pages, slots] if layout == "nhd" else v[pages, :, slots]
-            kb = kb.repeat_interleave(hq // hkv, dim=1)
-            vb = vb.repeat_interleave(hq // hkv, dim=1)
-            s = torch.einsum("hd,nhd->hn", q[b, i], kb) / math.sqrt(d)
-            if soft_cap:
-                s = soft_cap * torch.tanh(s / soft_cap)
-            if slopes is not None:
-                s = s + slopes.double().cpu()[:, None] * (t - (n - 1)).double()
-            m = s.max(dim=-1, keepdim=True).values
-            w = torch.exp(s - m)
-            denominator = w.sum(-1, keepdim=True)
-            lse[b, i] = (m + torch.log(denominator)).squeeze(-1)
-            if sinks is not None:
-                denominator = denominator + torch.exp(
-                    sinks.double().cpu()[:, None] - m)
-            out[b, i] = torch.einsum("hn,nhd->hd", w / denominator, vb)
+            out[b, i], lse[b, i] = attend(q[b, i], kb, vb, t, n, soft_cap,
+                                          slopes, sinks)
     return out, lse
 
 

@@ -32,7 +32,6 @@ def reference(q, k, v, bt, sl, layout, window=None, soft_cap=None,
     q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
     bt, sl = bt.cpu(), sl.cpu()
     batch, hq, d = q.shape
-    hkv = k.shape[2] if layout == "nhd" else k.shape[1]
     page = k.shape[1] if layout == "nhd" else k.shape[2]
     out = torch.zeros(batch, hq, d, dtype=torch.float64)
     lse = torch.full((batch, hq), -math.inf, dtype=torch.float64)
@@ -45,22 +44,29 @@ def reference(q, k, v, bt, sl, layout, window=None, soft_cap=None,
         pages, slots = bt[b, t // page].long(), t % page
         kb = k[pages, slots] if layout == "nhd" else k[pages, :, slots]
         vb = v[pages, slots] if layout == "nhd" else v[pages, :, slots]
-        kb = kb.repeat_interleave(hq // hkv, dim=1)
-        vb = vb.repeat_interleave(hq // hkv, dim=1)
-        s = torch.einsum("hd,nhd->hn", q[b], kb) / math.sqrt(d)
-        if soft_cap:
-            s = soft_cap * torch.tanh(s / soft_cap)
-        if slopes is not None:
-            s = s + slopes.double().cpu()[:, None] * (t - (n - 1)).double()
-        m = s.max(dim=-1, keepdim=True).values
-        w = torch.exp(s - m)
-        denominator = w.sum(-1, keepdim=True)
-        lse[b] = (m + torch.log(denominator)).squeeze(-1)
-        if sinks is not None:
-            denominator = denominator + torch.exp(
-                sinks.double().cpu()[:, None] - m)
-        out[b] = torch.einsum("hn,nhd->hd", w / denominator, vb)
+        out[b], lse[b] = attend(q[b], kb, vb, t, n, soft_cap, slopes, sinks)
     return out, lse
+
+
+def attend(qv, kb, vb, t, n, soft_cap=None, slopes=None, sinks=None):
+    """(out [hq, d], lse [hq]) of one query's heads qv [hq, d] (float64)
+    over keys t (positions, key end n) with rows kb, vb [len(t), hkv, d],
+    under the variants' rules."""
+    hq, d = qv.shape
+    kb = kb.repeat_interleave(hq // kb.shape[1], dim=1)
+    vb = vb.repeat_interleave(hq // vb.shape[1], dim=1)
+    s = torch.einsum("hd,nhd->hn", qv, kb) / math.sqrt(d)
+    if soft_cap:
+        s = soft_cap * torch.tanh(s / soft_cap)
+    if slopes is not None:
+        s = s + slopes.double().cpu()[:, None] * (t - (n - 1)).double()
+    m = s.max(dim=-1, keepdim=True).values
+    w = torch.exp(s - m)
+    denominator = w.sum(-1, keepdim=True)
+    lse = (m + torch.log(denominator)).squeeze(-1)
+    if sinks is not None:
+        denominator = denominator + torch.exp(sinks.double().cpu()[:, None] - m)
+    return torch.einsum("hn,nhd->hd", w / denominator, vb), lse
 
 
 def variant_args(combo, hq, seed):

@@ -327,9 +327,8 @@ static Status launchMerge(const Driver &d, const KernelSpec &spec,
     r = d.cuLaunchKernelEx(&config, fn, nullptr, args.extra());
   } else {
     r = d.cuLaunchKernel(fn, unsigned(spec.config.partialRows()),
-                         unsigned(batch), 1,
-                         unsigned(spec.merge.block), 1, 1, 0, stream, nullptr,
-                         args.extra());
+                         unsigned(batch), 1, unsigned(spec.merge.block), 1, 1,
+                         0, stream, nullptr, args.extra());
   }
   return r == CUDA_SUCCESS ? Status::ok() : launchFailed(d, spec.merge.name, r);
 }

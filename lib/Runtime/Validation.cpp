@@ -244,11 +244,10 @@ static Status checkVariantValues(const KernelConfig &config,
   if (v.softCap && !(std::isfinite(p.softCap) && p.softCap > 0))
     return invalid("config " + config.name() +
                    " has a soft-cap: soft_cap must be finite and positive");
-  const std::pair<bool, const Tensor *> tensors[] = {
-      {v.alibi, &p.alibiSlopes},
-      {v.sinks, &p.sinks},
-      {v.lse, &p.lse},
-      {v.treeMask, &p.treeMask}};
+  const std::pair<bool, const Tensor *> tensors[] = {{v.alibi, &p.alibiSlopes},
+                                                     {v.sinks, &p.sinks},
+                                                     {v.lse, &p.lse},
+                                                     {v.treeMask, &p.treeMask}};
   const char *names[] = {"alibi_slopes", "sinks", "lse", "tree_mask"};
   for (size_t i = 0; i < std::size(tensors); ++i)
     if (!tensors[i].first && tensors[i].second->data)

@@ -79,8 +79,8 @@ std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
   if (v.lse)
     params.push_back(lse(s));
   if (v.treeMask)
-    params.push_back(memref("tree_mask", DType::I8,
-                            {dyn, s.queryLen, s.queryLen}, false));
+    params.push_back(
+        memref("tree_mask", DType::I8, {dyn, s.queryLen, s.queryLen}, false));
   return params;
 }
 

@@ -243,9 +243,8 @@ NB_MODULE(_ext, m) {
       "dtypes",
       []() {
         std::vector<std::tuple<std::string, size_t, bool>> rows;
-        for (DType dtype :
-             {DType::F16, DType::BF16, DType::F32, DType::I32, DType::I64,
-              DType::I8})
+        for (DType dtype : {DType::F16, DType::BF16, DType::F32, DType::I32,
+                            DType::I64, DType::I8})
           rows.emplace_back(dtypeName(dtype), dtypeBytes(dtype),
                             isDataDType(dtype));
         return rows;

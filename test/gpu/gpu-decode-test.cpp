@@ -10,8 +10,9 @@
 // thread with its own stream); then the named cases (regressions, long
 // ragged batches, graphs, threads, streams, the check mode) run on the auto
 // set. --one-per-module keeps the first config of each module (one dtype
-// and head_dim of one set): every head_dim once, for the sanitizers. Exits 77 (ctest's skip code) when no CUDA driver or device is
-// present, after saying so.
+// and head_dim of one set): every head_dim once, for the sanitizers. Exits 77
+// (ctest's skip code) when no CUDA driver or device is present, after saying
+// so.
 //
 //===----------------------------------------------------------------------===//
 

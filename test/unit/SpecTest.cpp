@@ -34,8 +34,8 @@ DecodeSpec llama() {
 
 TEST(DecodeSpecTest, NameAndDTypes) {
   EXPECT_EQ(llama().name(), "h32_kv8_d128_p16_bf16_nhd_w4");
-  for (DType t : {DType::F16, DType::BF16, DType::F32, DType::I32, DType::I64,
-              DType::I8})
+  for (DType t :
+       {DType::F16, DType::BF16, DType::F32, DType::I32, DType::I64, DType::I8})
     EXPECT_EQ(parseDType(dtypeName(t)), t);
   EXPECT_EQ(parseDType("f64"), std::nullopt);
   EXPECT_EQ(dtypeBytes(DType::BF16), 2u);

@@ -76,10 +76,10 @@ struct MergeSpec {
                          bool sinks, bool lse);
 
   bool operator==(const MergeSpec &o) const {
-    return numHeads == o.numHeads && headDim == o.headDim &&
-           dtype == o.dtype && partialDType == o.partialDType &&
-           naturalLse == o.naturalLse && sinks == o.sinks && lse == o.lse &&
-           queryLen == o.queryLen && queryDim == o.queryDim;
+    return numHeads == o.numHeads && headDim == o.headDim && dtype == o.dtype &&
+           partialDType == o.partialDType && naturalLse == o.naturalLse &&
+           sinks == o.sinks && lse == o.lse && queryLen == o.queryLen &&
+           queryDim == o.queryDim;
   }
   bool operator!=(const MergeSpec &o) const { return !(*this == o); }
 };

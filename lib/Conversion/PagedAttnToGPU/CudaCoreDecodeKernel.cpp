@@ -2,12 +2,12 @@
 //
 // Grid (num_kv_heads * ctas_per_kv_head, batch, num_splits), one CTA per (KV
 // head or part of its query group, and of a multi-token decode's new
-// queries, sequence, chunk): a CTA's rows of q are (query, head) pairs. Lanes are grouped so
-// that `threadsPerToken` lanes share one token's row, each loading 16-byte
-// vectors; every lane group keeps its own online softmax state (max, sum,
-// accumulator) in f32 registers over the tokens it visits, and the states
-// are merged by log-sum-exp at the end, first across the lane groups of a
-// warp with shuffles, then across warps through shared memory. Logits are
+// queries, sequence, chunk): a CTA's rows of q are (query, head) pairs. Lanes
+// are grouped so that `threadsPerToken` lanes share one token's row, each
+// loading 16-byte vectors; every lane group keeps its own online softmax state
+// (max, sum, accumulator) in f32 registers over the tokens it visits, and the
+// states are merged by log-sum-exp at the end, first across the lane groups of
+// a warp with shuffles, then across warps through shared memory. Logits are
 // kept in base 2 (q is prescaled by scale * log2(e)) so that every
 // exponential is one ex2.approx.
 //
@@ -89,8 +89,7 @@ CudaCoreDecodeBuilder::CudaCoreDecodeBuilder(OpBuilder &builder,
                                              gpu::GPUModuleOp module,
                                              const DecodeKernelConfig &c)
     : c(c), builder(builder), module(module), rows(c.rowsPerCTA()),
-      vecElems(c.vectorElems()),
-      vecsPerThread(c.vectorsPerThread()),
+      vecElems(c.vectorElems()), vecsPerThread(c.vectorsPerThread()),
       threadsPerToken(c.threadsPerToken()),
       unroll(c.strategy.tokensPerLaneGroup),
       numGroups(c.numWarps() * c.tokensPerWarp()) {}
@@ -100,9 +99,8 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::createFunc() {
   Type f32 = builder.getF32Type();
   auto workgroup =
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  auto accSmemType =
-      MemRefType::get({c.numWarps(), rows, c.spec.headDim}, f32,
-                      MemRefLayoutAttrInterface(), workgroup);
+  auto accSmemType = MemRefType::get({c.numWarps(), rows, c.spec.headDim}, f32,
+                                     MemRefLayoutAttrInterface(), workgroup);
   // [0][warp][row]: max, [1][warp][row]: sum.
   auto statSmemType = MemRefType::get({2, c.numWarps(), rows}, f32,
                                       MemRefLayoutAttrInterface(), workgroup);
@@ -145,8 +143,7 @@ void CudaCoreDecodeBuilder::loadQ() {
   Value qScaleVec = e.splat(qScale, vecElems);
   qRegs.resize(rows);
   for (int64_t h = 0; h < rows; ++h) {
-    CTARow row =
-        getCTARow(e, c, cta.firstHead, cta.firstQuery, e.index(h));
+    CTARow row = getCTARow(e, c, cta.firstHead, cta.firstQuery, e.index(h));
     ctaRows.push_back(row);
     keyEnds.push_back(getRowKeyEnd(e, *rules, cta, row));
     slopes.push_back(rules->headSlope(b(), row.head));
@@ -241,8 +238,8 @@ CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
         return ScorePosition{tokens[u], keyEnds[h], slopes[h]};
       });
       Value seen = valid[u];
-      if (Value sees = rowSeesKey(e, *rules, cta, ctaRows[h], keyEnds[h],
-                                  tokens[u]))
+      if (Value sees =
+              rowSeesKey(e, *rules, cta, ctaRows[h], keyEnds[h], tokens[u]))
         seen = arith::AndIOp::create(b(), seen, sees);
       logits[u].push_back(e.select(seen, logit, e.negInf()));
     }
@@ -289,9 +286,8 @@ void CudaCoreDecodeBuilder::emitLoopBody(scf::ForOp loop,
                                          size_t numStateValues) {
   KernelEmitter &e = this->e();
   ValueRange iterArgs = loop.getRegionIterArgs();
-  OnlineSoftmax::State s =
-      OnlineSoftmax::State::unflatten(iterArgs.take_front(numStateValues),
-                                      rows);
+  OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
+      iterArgs.take_front(numStateValues), rows);
   Value base = loop.getInductionVar();
   Value lastToken = e.add(cta.chunkEnd, e.index(-1));
 

@@ -121,10 +121,10 @@ DecodeStrategy DecodeStrategy::fromAttr(DecodeStrategyAttr attr) {
 
 DecodeStrategyAttr DecodeStrategy::toAttr(MLIRContext *ctx,
                                           int64_t numWarps) const {
-  return DecodeStrategyAttr::get(
-      ctx, kernel, numWarps, headsPerCTA, kvStages, l2PrefetchBytes,
-      tokensPerLaneGroup, prefetchPageTable, minCTAsPerSM, programmaticLaunch,
-      queriesPerCTA);
+  return DecodeStrategyAttr::get(ctx, kernel, numWarps, headsPerCTA, kvStages,
+                                 l2PrefetchBytes, tokensPerLaneGroup,
+                                 prefetchPageTable, minCTAsPerSM,
+                                 programmaticLaunch, queriesPerCTA);
 }
 
 /// Whether the tensor-core kernel can compute `spec`: 16-bit K/V, head_dim
@@ -147,11 +147,10 @@ static int64_t largestHeadDivisor(int64_t group, int64_t cap, Fits fits) {
 /// mma) and maxHeadsPerCTA.
 static int64_t tensorCoreHeads(const DecodeSpec &spec,
                                const DecodeKernelOptions &o) {
-  return largestHeadDivisor(spec.groupSize(),
-                            DecodeKernelConfig::kMaxMmaRows, [&](int64_t heads) {
-                              return o.maxHeadsPerCTA <= 0 ||
-                                     heads <= o.maxHeadsPerCTA;
-                            });
+  return largestHeadDivisor(
+      spec.groupSize(), DecodeKernelConfig::kMaxMmaRows, [&](int64_t heads) {
+        return o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA;
+      });
 }
 
 /// A multi-token decode's queries per CTA: as many of the L as fit beside

@@ -78,8 +78,9 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
   // window) on.
   Value keysEnd = cta.seqLen, firstKey;
   if (cta.firstQuery) {
-    Value lastQuery = e.min(e.add(cta.firstQuery, e.index(c.queriesPerCTA() - 1)),
-                            e.index(c.spec.queryLen - 1));
+    Value lastQuery =
+        e.min(e.add(cta.firstQuery, e.index(c.queriesPerCTA() - 1)),
+              e.index(c.spec.queryLen - 1));
     keysEnd = rules.queryKeyEnd(b, cta.seqLen, lastQuery);
     firstKey = rules.firstVisibleKey(
         b, rules.queryKeyEnd(b, cta.seqLen, cta.firstQuery));
@@ -101,9 +102,8 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
 }
 
 CTARow mlir::paged_attn::getCTARow(KernelEmitter &e,
-                                   const DecodeKernelConfig &c,
-                                   Value firstHead, Value firstQuery,
-                                   Value rowInCTA) {
+                                   const DecodeKernelConfig &c, Value firstHead,
+                                   Value firstQuery, Value rowInCTA) {
   CTARow row;
   if (!firstQuery) {
     row.head = e.add(firstHead, rowInCTA);
@@ -295,17 +295,10 @@ DecodeEpilogue mlir::paged_attn::getDecodeEpilogue(gpu::GPUFuncOp func,
                                                   Value accSmem,
                                                   Value statSmem) {
   auto arg = [&](StringRef name) { return getDecodeKernelArg(func, c, name); };
-  DecodeEpilogue ep{accSmem,
-                    statSmem,
-                    cta.tid,
-                    cta.batch,
-                    cta.split,
-                    cta.firstHead,
-                    cta.firstQuery,
-                    cta.numSplits,
-                    arg("out"),
-                    arg("partial_out"),
-                    arg("partial_lse")};
+  DecodeEpilogue ep{
+      accSmem,    statSmem,           cta.tid,           cta.batch,
+      cta.split,  cta.firstHead,      cta.firstQuery,    cta.numSplits,
+      arg("out"), arg("partial_out"), arg("partial_lse")};
   ep.sinks = arg("sinks");
   ep.lse = arg("lse");
   return ep;
@@ -319,9 +312,8 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
   const int64_t rows = c.rowsPerCTA();
   Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
                                         ep.numSplits, e.index(1));
-  auto outLoop = scf::ForOp::create(b, ep.tid,
-                                    e.index(rows * c.vectorsPerRow()),
-                                    e.index(c.blockSize()));
+  auto outLoop = scf::ForOp::create(
+      b, ep.tid, e.index(rows * c.vectorsPerRow()), e.index(c.blockSize()));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(outLoop.getBody());
   Value idx = outLoop.getInductionVar();
@@ -353,9 +345,9 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
   Value result = merged.result;
   if (ep.sinks) {
     Value sink = memref::LoadOp::create(b, ep.sinks, ValueRange{head});
-    result = e.fmul(result,
-                    e.splat(softmax.sinkFactor(sink, merged.ref, merged.sum),
-                            c.vectorElems()));
+    result =
+        e.fmul(result, e.splat(softmax.sinkFactor(sink, merged.ref, merged.sum),
+                               c.vectorElems()));
   }
   e.storeVector(e.truncateTo(result, c.elementType), ep.out,
                 getResultIndex(ep.batch, row, {column}));

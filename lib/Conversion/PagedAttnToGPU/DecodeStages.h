@@ -48,8 +48,8 @@ struct DecodeCTA {
 struct CTARow {
   Value query, head, valid;
 };
-CTARow getCTARow(KernelEmitter &e, const DecodeKernelConfig &c,
-                 Value firstHead, Value firstQuery, Value rowInCTA);
+CTARow getCTARow(KernelEmitter &e, const DecodeKernelConfig &c, Value firstHead,
+                 Value firstQuery, Value rowInCTA);
 /// The row of the split partials and index of out / lse a row has:
 /// head, or query * num_heads + head.
 Value getPartialRow(KernelEmitter &e, const DecodeKernelConfig &c,

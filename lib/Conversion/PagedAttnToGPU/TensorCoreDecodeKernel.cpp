@@ -185,10 +185,11 @@ private:
 TensorCoreDecodeBuilder::TensorCoreDecodeBuilder(OpBuilder &builder,
                                                  gpu::GPUModuleOp module,
                                                  const DecodeKernelConfig &c)
-    : c(c), builder(builder), module(module), numWarps(c.numWarps()), stages(c.strategy.kvStages), d(c.spec.headDim),
-      rows(c.rowsPerCTA()), headBlocks(c.mmaHeadBlocks()),
-      paddedHeads(8 * headBlocks), dBlocks(d / 16), chunksPerRow(d / 8),
-      rowStride(d + 8), tileElems(tileTokens * rowStride) {}
+    : c(c), builder(builder), module(module), numWarps(c.numWarps()),
+      stages(c.strategy.kvStages), d(c.spec.headDim), rows(c.rowsPerCTA()),
+      headBlocks(c.mmaHeadBlocks()), paddedHeads(8 * headBlocks),
+      dBlocks(d / 16), chunksPerRow(d / 8), rowStride(d + 8),
+      tileElems(tileTokens * rowStride) {}
 
 /// Shared memory: per warp `stages` pairs of K and V tiles; after the loop,
 /// the warps' accumulators and softmax statistics.
@@ -328,10 +329,10 @@ void TensorCoreDecodeBuilder::loadQFragments() {
     Value valid = e.ult(row, e.index(rows));
     CTARow at = getCTARow(e, c, cta.firstHead, cta.firstQuery,
                           e.select(valid, row, e.index(0)));
-    Value pair = vector::LoadOp::create(
-        b(), VectorType::get({2}, c.elementType), arg(0),
-        getResultIndex(cta.batch, at, {column}),
-        /*nontemporal=*/false, llvm::MaybeAlign(4));
+    Value pair =
+        vector::LoadOp::create(b(), VectorType::get({2}, c.elementType), arg(0),
+                               getResultIndex(cta.batch, at, {column}),
+                               /*nontemporal=*/false, llvm::MaybeAlign(4));
     return e.select(valid, mma().operand(pair), zeroOperand);
   };
   for (int64_t ks = 0; ks < dBlocks; ++ks) {
@@ -444,8 +445,8 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
               return ScorePosition{token, rowKeyEnds[r], rowSlopes[r]};
             });
         Value seen = e.ult(token, cta.chunkEnd);
-        if (Value sees = rowSeesKey(e, *rules, cta, laneRows[r],
-                                    rowKeyEnds[r], token))
+        if (Value sees =
+                rowSeesKey(e, *rules, cta, laneRows[r], rowKeyEnds[r], token))
           seen = arith::AndIOp::create(b(), seen, sees);
         Value x = e.select(seen, logit, e.negInf());
         logits.push_back(x);

@@ -16,38 +16,41 @@ reads it from memory.
 """
 import argparse
 import json
-import math
 import os
 
 import torch
 
 import paged_attn
 
-from bench_variants import load_fi_peer, time_graph
+import bench_variants
+from bench_variants import D, HQ, time_graph
 
-HQ, HKV, D, PAGE = 32, 8, 128, 16
 LENS = [1, 2, 4, 8]
 
 
 def make_case(batch, seq_len, seed=0):
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    pages_per_seq = math.ceil(seq_len / PAGE)
-    pages = batch * pages_per_seq
-    perm = torch.randperm(pages, generator=g).to(torch.int32)
-    bt = perm.view(batch, pages_per_seq).cuda()
-    k = torch.randn(pages, PAGE, HKV, D, dtype=torch.bfloat16, device="cuda")
-    v = torch.randn(pages, PAGE, HKV, D, dtype=torch.bfloat16, device="cuda")
-    sl = torch.full((batch,), seq_len, dtype=torch.int32, device="cuda")
+    """bench_variants' case with q of [batch, max(LENS), heads, dim]."""
+    _, k, v, bt, sl = bench_variants.make_case(batch, seq_len, seed)
     q = torch.randn(batch, max(LENS), HQ, D, dtype=torch.bfloat16,
                     device="cuda")
     return q, k, v, bt, sl
 
 
-def multi_token_fn(case, l):
+def with_queries(case, l):
+    """`case` with its first l queries: q [batch, l, heads, dim], or [batch,
+    heads, dim] for l = 1."""
     q, k, v, bt, sl = case
     q = q[:, :l].contiguous() if l > 1 else q[:, 0].contiguous()
-    plan = paged_attn.DecodePlan(q, k, v, bt, sl)
+    return q, k, v, bt, sl
+
+
+def multi_token_fn(case, l):
+    plan = paged_attn.DecodePlan(*with_queries(case, l))
     return plan.run
+
+
+def flashinfer_fn(case, l):
+    return bench_variants.flashinfer_fn(with_queries(case, l), query_len=l)
 
 
 def separate_calls_fn(case, l):
@@ -63,18 +66,6 @@ def separate_calls_fn(case, l):
         for plan in plans:
             plan.run()
     return run
-
-
-def flashinfer_fn(case, l):
-    fi_peer = load_fi_peer()
-    if fi_peer is None:
-        return None
-    q, k, v, bt, sl = case
-    q = q[:, :l].contiguous() if l > 1 else q[:, 0].contiguous()
-    out = torch.empty_like(q)
-    plan = fi_peer.plan(bt, sl, HQ, HKV, D, PAGE, tensor_cores=True,
-                        q_len_per_req=l)
-    return lambda: plan.run(q, k, v, out, 1 / math.sqrt(D))
 
 
 def main():

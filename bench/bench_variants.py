@@ -100,13 +100,17 @@ def load_fi_peer():
         return None
 
 
-def flashinfer_fn(case):
+def flashinfer_fn(case, query_len=1):
+    """FlashInfer's tensor-core decode of `case` (its q [batch, L, heads,
+    dim] for query_len L > 1: the multi-token decode); None without the
+    peer."""
     fi_peer = load_fi_peer()
     if fi_peer is None:
         return None
     q, k, v, bt, sl = case
     out = torch.empty_like(q)
-    plan = fi_peer.plan(bt, sl, HQ, HKV, D, PAGE, tensor_cores=True)
+    plan = fi_peer.plan(bt, sl, HQ, HKV, D, PAGE, tensor_cores=True,
+                        q_len_per_req=query_len)
     return lambda: plan.run(q, k, v, out, 1 / math.sqrt(D))
 
 

@@ -716,12 +716,19 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
         # Multi-token decodes take the checked path (the torch path reads
         # single-token calls).
         return _call_checked(_checked_decode, args + (tree_mask,))
+    return _dispatch(_decode_torch, _checked_decode, args)
+
+
+def _dispatch(torch_call, checked, args):
+    """A call on the torch path (python/src/torch_calls.cpp) first, and on
+    the checked path where that path leaves it (returns None) or the
+    runtime refused it there (_call_checked says which error is raised)."""
     try:
-        result = _decode_torch(*args)
+        result = torch_call(*args)
     except (ValueError, PagedAttnError) as error:
-        return _call_checked(_checked_decode, args, refused=error)
+        return _call_checked(checked, args, refused=error)
     if result is None:
-        return _call_checked(_checked_decode, args)
+        return _call_checked(checked, args)
     return result
 
 
@@ -832,13 +839,7 @@ def merge(partial_out, partial_lse, *, sinks=None, return_lse=False,
     given. stream: as decode()'s.
     """
     args = (partial_out, partial_lse, sinks, return_lse, out, lse, stream)
-    try:
-        result = _merge_torch(*args)
-    except (ValueError, PagedAttnError) as error:
-        return _call_checked(_checked_merge, args, refused=error)
-    if result is None:
-        return _call_checked(_checked_merge, args)
-    return result
+    return _dispatch(_merge_torch, _checked_merge, args)
 
 
 def _checked_merge(partial_out, partial_lse, sinks, return_lse, out, lse,

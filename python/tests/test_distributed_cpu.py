@@ -4,11 +4,12 @@ against a brute-force walk over every token, the heads' split, and the
 argument errors raised before torch or a process group is needed."""
 import importlib.util
 import itertools
-import os
 
 import pytest
 
 from paged_attn import distributed as pad
+
+import gpu_matrix
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -275,19 +276,10 @@ def test_without_a_process_group():
         pad.decode(Shaped(2, 32, 128), None, None, None, None)
 
 
-def _matrix():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "test", "gpu",
-                        "matrix.py")
-    spec = importlib.util.spec_from_file_location("paged_attn_matrix", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_kernel_set_holds_what_the_gpu_tests_use():
     # test_distributed_gpu.py and bench/bench_distributed.py run on the
     # matrix's "distributed" set alone (PAGED_ATTN_KERNEL_DIR).
-    matrix = _matrix()
+    matrix = gpu_matrix.load()
     option, configs = matrix.kernel_sets()["distributed"]
     names = {c.name for c in configs}
     merges = {matrix.merge_func(m).split("(")[0].split("@")[1]

@@ -2,12 +2,13 @@
 streams and torch.compile. Skipped without torch, CUDA or kernels."""
 import itertools
 import math
-import os
 import time
 
 import pytest
 
 import paged_attn
+
+import gpu_matrix
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(
@@ -84,20 +85,9 @@ def test_matches_float64(dtype, d, page, group, layout):
     assert torch.all(out[0] == 0)  # the empty sequence
 
 
-def _matrix():
-    """test/gpu/matrix.py, the GPU test matrix, from the source tree."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "test", "gpu",
-                        "matrix.py")
-    spec = importlib.util.spec_from_file_location("paged_attn_matrix", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _one_config_per_head_dim():
     """Every (dtype, head_dim) the op accepts, one group each (rotating)."""
-    matrix = _matrix()
+    matrix = gpu_matrix.load()
     configs = {}
     for c in matrix.head_dim_configs():
         key = (c.dtype, c.head_dim)

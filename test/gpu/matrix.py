@@ -37,7 +37,10 @@ Kernel sets (one directory each under the output directory):
   multi-token   multi-token decodes: L in {1 (with a tree mask), 2, 3, 4,
                 5, 7, 8, 16} x six shapes (dtype, head_dim, group; MHA to
                 group 16), with and without tree masks and the variants
-                rotating, pages and layouts rotating; default choice.
+                rotating, pages and layouts rotating; every other L (tree
+                mask, bf16 head_dim 128); and every other head_dim of each
+                dtype with all the variants, L, groups, pages, layouts and
+                the tree mask rotating; default choice.
   multi-token-cuda-cores  tensor-cores=off for those tensor cores serve.
   distributed   what paged_attn.distributed's GPU tests, bench and example
                 use (python/tests/test_distributed_gpu.py,
@@ -300,6 +303,10 @@ MULTI_TOKEN_VARIANTS = [(), ("tree",), ("lse", "tree"), ("win", "sinks", "lse"),
 
 
 def multi_token_configs():
+    return multi_token_shape_configs() + multi_token_head_dim_configs()
+
+
+def multi_token_shape_configs():
     configs = []
     for li, l in enumerate(MULTI_TOKEN_LENS):
         for si, (dtype, d, g) in enumerate(MULTI_TOKEN_SHAPES):
@@ -309,6 +316,35 @@ def multi_token_configs():
                 combo = combo + ("tree",)
             configs.append(Config(dtype, d, PAGES[i % len(PAGES)], g,
                                   LAYOUTS[(i + li) % len(LAYOUTS)],
+                                  variants=combo, query_len=l))
+    return configs
+
+
+def multi_token_head_dim_configs():
+    """Every L the op accepts and every head_dim of each dtype that
+    MULTI_TOKEN_SHAPES leaves out, each with all the variants and a tree
+    mask (or none, alternating), groups, pages and layouts rotating: the
+    rows and masks act on a row's logits and result whatever its length."""
+    configs = []
+    for l in range(1, 17):
+        if l not in MULTI_TOKEN_LENS:
+            configs.append(Config("bf16", 128, PAGES[l % len(PAGES)], 4,
+                                  LAYOUTS[l % len(LAYOUTS)],
+                                  variants=("tree",), query_len=l))
+    shape_dims = {(t, d) for t, d, _ in MULTI_TOKEN_SHAPES}
+    i = 0
+    for ti, dtype in enumerate(DTYPES):
+        for d in head_dims(dtype):
+            if (dtype, d) in shape_dims:
+                continue
+            i += 1
+            combo = tuple(VARIANTS) + (("tree",) if i % 2 else ())
+            l = 1 + i % 16
+            if l == 1 and "tree" not in combo:
+                combo += ("tree",)
+            configs.append(Config(dtype, d, PAGES[i % len(PAGES)],
+                                  VARIANT_GROUPS[i % len(VARIANT_GROUPS)],
+                                  LAYOUTS[(i + ti) % len(LAYOUTS)],
                                   variants=combo, query_len=l))
     return configs
 

@@ -19,8 +19,13 @@ ts=$(date +%s)
 
 # The Python package: built with the compiler against the same sources, its
 # CPU tests run here (GPU tests skip themselves without torch and a GPU).
-python3 -m pip install -q pytest
-python3 -m pip install -q "$root/python"
+# jax (CPU) for paged_attn.jax's lowering tests; its FFI headers build the
+# package's XLA handler (an isolated build cannot import jax to find them).
+python3 -m pip install -q pytest "jax>=0.10,<0.12"
+xla_ffi_include="$(python3 -c 'import jax.ffi; print(jax.ffi.include_dir())')"
+python3 -m pip install -q "$root/python" \
+  -Ccmake.define.PAGED_ATTN_XLA_FFI_INCLUDE_DIR="$xla_ffi_include"
+export PAGED_ATTN_EXPECT_XLA_FFI=1
 # From outside python/, so that the installed package (with its extension)
 # is the one imported.
 (cd "${TMPDIR:-/tmp}" && python3 -m pytest -q -p no:cacheprovider "$root/python/tests")

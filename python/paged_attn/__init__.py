@@ -382,19 +382,25 @@ def _cached_manifest(name, args, chip):
     return _cached_library(name, _decode_compiler(args), chip)[0]
 
 
-def _library_for(name, compile_kernels):
-    """The kernel library that holds `name`: the on-disk cache (compiling on
-    a miss) in a build with the compiler, unless $PAGED_ATTN_KERNEL_DIR
-    names a directory of compiled kernels to use instead."""
+def _library_source(name, compile_kernels):
+    """(path, library) of the kernel library that holds `name`: the
+    on-disk cache's manifest (compiling on a miss) in a build with the
+    compiler, unless $PAGED_ATTN_KERNEL_DIR names a directory of compiled
+    kernels to use instead (then the path is that directory)."""
     kernel_dir = os.environ.get("PAGED_ATTN_KERNEL_DIR")
     if _ext.has_compiler() and not kernel_dir:
-        return _cached_library(name, compile_kernels, _current_chip())[1]
+        return _cached_library(name, compile_kernels, _current_chip())
     if kernel_dir:
-        return _ext.Library(kernel_dir, directory=True)
+        return kernel_dir, _ext.Library(kernel_dir, directory=True)
     raise PagedAttnError(
         f"no kernel for {name}: this build has no compiler; set "
         f"PAGED_ATTN_KERNEL_DIR to a directory of kernels compiled by "
         f"paged-attn-compile")
+
+
+def _library_for(name, compile_kernels):
+    """The kernel library that holds `name` (see _library_source)."""
+    return _library_source(name, compile_kernels)[1]
 
 
 def _cached(cache, key, make):

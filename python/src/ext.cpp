@@ -335,6 +335,12 @@ NB_MODULE(_ext, m) {
              check(self.decoder->maxWorkspaceSize(batch, maxSeqLen, &bytes));
              return bytes;
            })
+      .def("default_num_splits",
+           [](const PyDecoder &self, int64_t batch, int64_t maxSeqLen) {
+             int splits = 0;
+             check(self.decoder->defaultNumSplits(batch, maxSeqLen, &splits));
+             return splits;
+           })
       .def(
           "decode",
           [](const PyDecoder &self, const TensorDesc &q, const TensorDesc &k,

@@ -17,7 +17,8 @@
 # pytest-merge
 # (python/tests/test_merge_gpu.py), merge-sanitizers (memcheck, racecheck,
 # synccheck and initcheck of the merge kernels under those tests),
-# bench-merge (bench/bench_merge.py), bench-host (bench/bench_host.py: the
+# bench-merge (bench/bench_merge.py), pytest-jax (paged_attn.jax: its
+# tests, built with the jax installed there), bench-host (bench/bench_host.py: the
 # Python calls' host time).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -143,6 +144,9 @@ for step in "${steps[@]}"; do
     run_pytest "$logs/pytest-variants.log" \
       "$root/python/tests/test_variants_gpu.py" || status=1 ;;
   pytest-merge) run_pytest "$logs/pytest-merge.log" "$merge_tests" || status=1 ;;
+  pytest-jax)
+    run_pytest "$logs/pytest-jax.log" "$root/python/tests/test_jax_gpu.py" ||
+      status=1 ;;
   pytest) run_pytest "$logs/pytest.log" "$root/python/tests" || status=1 ;;
   merge-sanitizers)
     install_python "$logs/merge-sanitizers.log" || { status=1; continue; }

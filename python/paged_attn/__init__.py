@@ -507,6 +507,16 @@ _MAX_SPLITS = 65535
 _INT64_MAX = 2**63 - 1
 
 
+def _launch_options(scale, num_splits, max_seq_len, capacity):
+    """decode()'s scale, num_splits and max_seq_len, checked; max_seq_len
+    None is the page table's `capacity`."""
+    if max_seq_len is None:
+        max_seq_len = capacity
+    return (_scale_value(scale),
+            _int_option("num_splits", num_splits, 0, _MAX_SPLITS),
+            _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX))
+
+
 def _check_ranks(tensors):
     for name, t, rank in tensors:
         if len(t.shape) != rank:
@@ -599,11 +609,8 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
     if od.shape != qd.shape or od.dtype != qd.dtype:
         raise ValueError(f"out must match q: shape {qd.shape} {qd.dtype}, got "
                          f"{od.shape} {od.dtype}")
-    scale = _scale_value(scale)
-    num_splits = _int_option("num_splits", num_splits, 0, _MAX_SPLITS)
-    if max_seq_len is None:
-        max_seq_len = btd.shape[1] * page
-    max_seq_len = _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX)
+    scale, num_splits, max_seq_len = _launch_options(
+        scale, num_splits, max_seq_len, btd.shape[1] * page)
     variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
                             lse is not None, tree_mask)
     query_len = _query_len(qd)

@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import (_check_and_config, _checked_name, _decode_compiler, _decoder,
-               _Desc, _int_option, _library_source, _MAX_SPLITS,
-               _INT64_MAX, _positive_number, _query_len, _scale_value,
-               _variants_of, PagedAttnError, has_driver)
+               _Desc, _int_option, _launch_options, _library_source,
+               _INT64_MAX, _positive_number, _query_len, _variants_of,
+               PagedAttnError, has_driver)
 
 __all__ = ["decode", "TARGET"]
 
@@ -138,11 +138,8 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
         if isinstance(value, jax.core.Tracer):
             raise ValueError(f"{name} is fixed at trace time: pass a Python "
                              f"number, not a traced value")
-    scale = _scale_value(scale)
-    num_splits = _int_option("num_splits", num_splits, 0, _MAX_SPLITS)
-    if max_seq_len is None:
-        max_seq_len = btd.shape[1] * page
-    max_seq_len = _int_option("max_seq_len", max_seq_len, 0, _INT64_MAX)
+    scale, num_splits, max_seq_len = _launch_options(
+        scale, num_splits, max_seq_len, btd.shape[1] * page)
     variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
                             return_lse, tree_mask)
     operands = [q, k_cache, v_cache, block_table, seq_lens]

@@ -28,7 +28,8 @@ llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 
 tool_dirs = [config.paged_attn_tools_dir, config.llvm_tools_dir]
-tools = ["paged-attn-opt", "paged-attn-compile", "paged-attn-run", "mlir-opt"]
+tools = ["paged-attn-opt", "paged-attn-compile", "paged-attn-run", "mlir-opt",
+         "mlir-translate", "mlir-runner"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 # Debian names the stock tool mlir-opt-22 and also installs it as

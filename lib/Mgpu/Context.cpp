@@ -61,7 +61,7 @@ mgpu::ScopedContext::ScopedContext(const char *wrapper, bool atExit)
   std::string why;
   const Driver *d = getDriver(&why);
   if (!d) {
-    reportError(wrapper, why);
+    reportNoDriver(wrapper, why);
     return;
   }
   // Reports a failed call, unless the driver has shut down under a global

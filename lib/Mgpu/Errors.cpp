@@ -37,6 +37,18 @@ void mgpu::reportError(const char *wrapper, const std::string &message) {
     std::abort();
 }
 
+void mgpu::reportNoDriver(const char *wrapper, const std::string &why) {
+  static std::atomic<bool> reported{false};
+  if (reported.exchange(true)) {
+    ++errorCount;
+    if (abortOnError())
+      std::abort();
+    return;
+  }
+  reportError(wrapper, why + " (later calls without a driver fail silently; "
+                             "paged_attn_mgpu_error_count counts them)");
+}
+
 bool mgpu::check(const cuda::Driver &driver, const char *wrapper,
                  const char *call, cuda::CUresult result) {
   if (result == cuda::CUDA_SUCCESS)

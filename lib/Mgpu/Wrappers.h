@@ -20,6 +20,11 @@ namespace mgpu {
 /// failure; aborts when PAGED_ATTN_MGPU_ABORT_ON_ERROR is set to 1.
 void reportError(const char *wrapper, const std::string &message);
 
+/// Reports that the driver could not be loaded (`why`): in full the first
+/// time, and counted but not printed again, since then every call fails
+/// the same way.
+void reportNoDriver(const char *wrapper, const std::string &why);
+
 /// Reports `result` of driver call `call` made by `wrapper`, if it is not
 /// success; returns whether it was.
 bool check(const cuda::Driver &driver, const char *wrapper, const char *call,

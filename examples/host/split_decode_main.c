@@ -136,7 +136,8 @@ static int run_case(uint64_t seed, int64_t batch, int launch_only) {
    * empty, one token, the split exactly, the whole table, one past the
    * split. */
   const int32_t edges[] = {0, 1, (int32_t)(split * PAGE),
-                           (int32_t)(max_pages * PAGE), (int32_t)(split * PAGE + 1)};
+                           (int32_t)(max_pages * PAGE),
+                           (int32_t)(split * PAGE + 1)};
   for (int64_t b = 0; b < batch; ++b) {
     lens[b] = batch >= 5 && b < 5 ? edges[b]
                                   : (int32_t)uniform_int(max_pages * PAGE + 1);
@@ -180,17 +181,16 @@ static int run_case(uint64_t seed, int64_t batch, int launch_only) {
   describe(&mlse, dlse, 2, (int64_t[]){batch, HEADS});
   /* The function waits for its kernels before it returns. */
   if (set_up)
-    _mlir_ciface_split_decode(&mq, &mk, &mv, &mtable, split, &mprefix,
-                              &msuffix, &msinks, &mparts, &mplse, &mout,
-                              &mlse);
+    _mlir_ciface_split_decode(&mq, &mk, &mv, &mtable, split, &mprefix, &msuffix,
+                              &msinks, &mparts, &mplse, &mout, &mlse);
 
   uint16_t *out = calloc(q_n, 2);
   float *lse = calloc(batch * HEADS, 4);
   mgpuMemcpy(out, dout, q_n * 2, stream);
   mgpuMemcpy(lse, dlse, batch * HEADS * 4, stream);
   mgpuStreamSynchronize(stream);
-  void *buffers[] = {dq, dk, dv, dtable, dprefix, dsuffix,
-                     dsinks, dparts, dplse, dout, dlse};
+  void *buffers[] = {dq,     dk,     dv,    dtable, dprefix, dsuffix,
+                     dsinks, dparts, dplse, dout,   dlse};
   for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); ++i)
     mgpuMemFree(buffers[i], stream);
   mgpuStreamDestroy(stream);
@@ -208,7 +208,8 @@ static int run_case(uint64_t seed, int64_t batch, int launch_only) {
       double m = -INFINITY, sum = 0, acc[DIM] = {0};
       for (int32_t t = 0; t < lens[b]; ++t) {
         int64_t page = table[b * max_pages + t / PAGE];
-        const uint16_t *krow = k + ((page * PAGE + t % PAGE) * KV_HEADS + g) * DIM;
+        const uint16_t *krow =
+            k + ((page * PAGE + t % PAGE) * KV_HEADS + g) * DIM;
         double s = 0;
         for (int d = 0; d < DIM; ++d)
           s += from_bf16(qrow[d]) * from_bf16(krow[d]);
@@ -218,7 +219,8 @@ static int run_case(uint64_t seed, int64_t batch, int launch_only) {
       }
       for (int32_t t = 0; t < lens[b]; ++t) {
         int64_t page = table[b * max_pages + t / PAGE];
-        const uint16_t *vrow = v + ((page * PAGE + t % PAGE) * KV_HEADS + g) * DIM;
+        const uint16_t *vrow =
+            v + ((page * PAGE + t % PAGE) * KV_HEADS + g) * DIM;
         double w = exp(logits[t] - m);
         sum += w;
         for (int d = 0; d < DIM; ++d)
@@ -250,8 +252,8 @@ static int run_case(uint64_t seed, int64_t batch, int launch_only) {
   if (isnan(rel))
     rel = INFINITY;
 
-  int passed = set_up && rel <= OUT_TOLERANCE && lse_err <= LSE_TOLERANCE &&
-               empty_zero;
+  int passed =
+      set_up && rel <= OUT_TOLERANCE && lse_err <= LSE_TOLERANCE && empty_zero;
   printf("seed %llu: %lld sequences, %lld-page tables split after page %lld, "
          "pool of %lld shuffled pages: ",
          (unsigned long long)seed, (long long)batch, (long long)max_pages,

@@ -101,6 +101,4 @@ mgpu::ScopedContext::~ScopedContext() {
           result);
 }
 
-extern "C" void mgpuSetDefaultDevice(int32_t device) {
-  defaultDevice = device;
-}
+extern "C" void mgpuSetDefaultDevice(int32_t device) { defaultDevice = device; }

@@ -72,7 +72,8 @@ static bool optIntoShared(const mgpu::ScopedContext &context,
   int limit = 0;
   if (!mgpu::check(d, wrapper, "cuDeviceGetAttribute",
                    d.cuDeviceGetAttribute(
-                       &limit, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                       &limit,
+                       CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
                        context.device())))
     return false;
   if (sharedBytes > limit) {
@@ -83,10 +84,11 @@ static bool optIntoShared(const mgpu::ScopedContext &context,
                                    std::to_string(limit));
     return false;
   }
-  if (!mgpu::check(d, wrapper, "cuFuncSetAttribute(max dynamic shared)",
-                   d.cuFuncSetAttribute(
-                       function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                       sharedBytes)))
+  if (!mgpu::check(
+          d, wrapper, "cuFuncSetAttribute(max dynamic shared)",
+          d.cuFuncSetAttribute(function,
+                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                               sharedBytes)))
     return false;
   info.sharedOptIn = sharedBytes;
   return true;
@@ -142,11 +144,10 @@ extern "C" void mgpuLaunchKernel(mgpu_function function, intptr_t grid_x,
   mgpu::setKernelInfo(f, info);
   const Driver &d = context.driver();
   mgpu::check(d, wrapper, ("cuLaunchKernel(" + kernelName(info) + ")").c_str(),
-              d.cuLaunchKernel(f, dims.grid[0], dims.grid[1], dims.grid[2],
-                               dims.block[0], dims.block[1], dims.block[2],
-                               unsigned(shared_bytes),
-                               reinterpret_cast<CUstream>(stream), params,
-                               extra));
+              d.cuLaunchKernel(
+                  f, dims.grid[0], dims.grid[1], dims.grid[2], dims.block[0],
+                  dims.block[1], dims.block[2], unsigned(shared_bytes),
+                  reinterpret_cast<CUstream>(stream), params, extra));
 }
 
 extern "C" void mgpuLaunchClusterKernel(
@@ -180,10 +181,10 @@ extern "C" void mgpuLaunchClusterKernel(
   uint64_t clusterSize =
       uint64_t(dims.cluster[0]) * dims.cluster[1] * dims.cluster[2];
   if (clusterSize > 8 &&
-      !mgpu::check(d, wrapper, "cuFuncSetAttribute(non-portable cluster size)",
-                   d.cuFuncSetAttribute(
-                       f, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
-                       1)))
+      !mgpu::check(
+          d, wrapper, "cuFuncSetAttribute(non-portable cluster size)",
+          d.cuFuncSetAttribute(
+              f, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1)))
     return;
   CUlaunchAttribute attribute{};
   attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;

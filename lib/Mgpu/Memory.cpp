@@ -43,10 +43,10 @@ extern "C" void *mgpuMemAlloc(uint64_t size, mgpu_stream stream,
         !mgpu::check(d, wrapper, "cuMemAllocManaged",
                      d.cuMemAllocManaged(&ptr, size, CU_MEM_ATTACH_GLOBAL)))
       return nullptr;
-  } else if (!mgpu::check(d, wrapper,
-                          ("cuMemAlloc(" + std::to_string(size) + " bytes)")
-                              .c_str(),
-                          d.cuMemAlloc(&ptr, size))) {
+  } else if (!mgpu::check(
+                 d, wrapper,
+                 ("cuMemAlloc(" + std::to_string(size) + " bytes)").c_str(),
+                 d.cuMemAlloc(&ptr, size))) {
     return nullptr;
   }
   return reinterpret_cast<void *>(uintptr_t(ptr));
@@ -95,9 +95,9 @@ extern "C" void mgpuMemset16(void *dst, unsigned short value, size_t count,
     return;
   const Driver &d = context.driver();
   if (mgpu::requireEntryPoint(d.cuMemsetD16Async, wrapper, "cuMemsetD16Async"))
-    mgpu::check(d, wrapper, "cuMemsetD16Async",
-                d.cuMemsetD16Async(asDevicePtr(dst), value, count,
-                                   asStream(stream)));
+    mgpu::check(
+        d, wrapper, "cuMemsetD16Async",
+        d.cuMemsetD16Async(asDevicePtr(dst), value, count, asStream(stream)));
 }
 
 extern "C" void mgpuMemset32(void *dst, unsigned int value, size_t count,
@@ -188,8 +188,8 @@ extern "C" void mgpuMemHostUnregisterMemRef(int64_t rank, void *descriptor,
                                             int64_t element_bytes) {
   char *start = nullptr;
   uint64_t bytes = 0;
-  if (denseRange("mgpuMemHostUnregisterMemRef", rank, descriptor,
-                 element_bytes, &start, &bytes) &&
+  if (denseRange("mgpuMemHostUnregisterMemRef", rank, descriptor, element_bytes,
+                 &start, &bytes) &&
       bytes != 0)
     mgpuMemHostUnregister(start);
 }

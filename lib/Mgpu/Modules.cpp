@@ -70,8 +70,7 @@ static CUmodule loadModule(const char *wrapper, const void *image,
   CUresult result = d.cuModuleLoadDataEx(&module, image, optLevel < 0 ? 2 : 3,
                                          options, values);
   if (result != CUDA_SUCCESS) {
-    std::string message =
-        "cuModuleLoadDataEx failed: " + describe(d, result);
+    std::string message = "cuModuleLoadDataEx failed: " + describe(d, result);
     if (log[0])
       message += "\n" + std::string(log);
     mgpu::reportError(wrapper, message);
@@ -90,9 +89,9 @@ extern "C" mgpu_module mgpuModuleLoad(const void *data, size_t size) {
 
 extern "C" mgpu_module mgpuModuleLoadJIT(const void *ptx, int opt_level) {
   if (opt_level < 0 || opt_level > 4) {
-    mgpu::reportError("mgpuModuleLoadJIT",
-                      "JIT optimisation level " + std::to_string(opt_level) +
-                          " is not 0 to 4");
+    mgpu::reportError("mgpuModuleLoadJIT", "JIT optimisation level " +
+                                               std::to_string(opt_level) +
+                                               " is not 0 to 4");
     return nullptr;
   }
   return reinterpret_cast<mgpu_module>(
@@ -120,8 +119,7 @@ extern "C" void mgpuModuleUnload(mgpu_module module) {
     return;
   CUresult result = context.driver().cuModuleUnload(m);
   if (result != mgpu::kDeinitialized)
-    mgpu::check(context.driver(), "mgpuModuleUnload", "cuModuleUnload",
-                result);
+    mgpu::check(context.driver(), "mgpuModuleUnload", "cuModuleUnload", result);
 }
 
 extern "C" mgpu_function mgpuModuleGetFunction(mgpu_module module,
@@ -139,11 +137,11 @@ extern "C" mgpu_function mgpuModuleGetFunction(mgpu_module module,
   auto *m = reinterpret_cast<CUmodule>(module);
   CUfunction function = nullptr;
   CUresult result = context.driver().cuModuleGetFunction(&function, m, name);
-  if (!mgpu::check(context.driver(), wrapper,
-                   ("cuModuleGetFunction('" + std::string(name ? name : "") +
-                    "')")
-                       .c_str(),
-                   result))
+  if (!mgpu::check(
+          context.driver(), wrapper,
+          ("cuModuleGetFunction('" + std::string(name ? name : "") + "')")
+              .c_str(),
+          result))
     return nullptr;
   KernelRegistry &r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);

@@ -28,9 +28,9 @@ extern "C" mgpu_stream mgpuStreamCreate(void) {
   if (!context)
     return nullptr;
   CUstream stream = nullptr;
-  if (!mgpu::check(context.driver(), "mgpuStreamCreate", "cuStreamCreate",
-                   context.driver().cuStreamCreate(&stream,
-                                                   CU_STREAM_NON_BLOCKING)))
+  if (!mgpu::check(
+          context.driver(), "mgpuStreamCreate", "cuStreamCreate",
+          context.driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING)))
     return nullptr;
   return reinterpret_cast<mgpu_stream>(stream);
 }
@@ -68,9 +68,9 @@ extern "C" mgpu_event mgpuEventCreate(void) {
   if (!context)
     return nullptr;
   CUevent_st *event = nullptr;
-  if (!mgpu::check(context.driver(), "mgpuEventCreate", "cuEventCreate",
-                   context.driver().cuEventCreate(&event,
-                                                  CU_EVENT_DISABLE_TIMING)))
+  if (!mgpu::check(
+          context.driver(), "mgpuEventCreate", "cuEventCreate",
+          context.driver().cuEventCreate(&event, CU_EVENT_DISABLE_TIMING)))
     return nullptr;
   return reinterpret_cast<mgpu_event>(event);
 }
@@ -92,7 +92,7 @@ extern "C" void mgpuEventSynchronize(mgpu_event event) {
 extern "C" void mgpuEventRecord(mgpu_event event, mgpu_stream stream) {
   mgpu::ScopedContext context("mgpuEventRecord");
   if (context)
-    mgpu::check(context.driver(), "mgpuEventRecord", "cuEventRecord",
-                context.driver().cuEventRecord(asEvent(event),
-                                               asStream(stream)));
+    mgpu::check(
+        context.driver(), "mgpuEventRecord", "cuEventRecord",
+        context.driver().cuEventRecord(asEvent(event), asStream(stream)));
 }

@@ -219,17 +219,16 @@ static std::pair<std::string, std::string> splitOptions(StringRef text) {
 /// Registers a pipeline that takes PagedAttnToPTXOptions and forwards the
 /// kernel options to the selection pass, which parses (and checks) them:
 /// they are declared once, in Passes.td.
-static void registerKernelPipeline(
-    StringRef name, StringRef description,
-    void (*build)(OpPassManager &, const PagedAttnToPTXOptions &,
-                  const DecodeKernelOptions &),
-    bool needsBinary) {
+static void registerKernelPipeline(StringRef name, StringRef description,
+                                   void (*build)(OpPassManager &,
+                                                 const PagedAttnToPTXOptions &,
+                                                 const DecodeKernelOptions &),
+                                   bool needsBinary) {
   registerPassPipeline(
       name, description,
-      [build, needsBinary,
-       name = name.str()](OpPassManager &pm, StringRef text,
-                          function_ref<LogicalResult(const Twine &)>
-                              errorHandler) {
+      [build, needsBinary, name = name.str()](
+          OpPassManager &pm, StringRef text,
+          function_ref<LogicalResult(const Twine &)> errorHandler) {
         PagedAttnToPTXOptions options;
         auto [own, forwarded] = splitOptions(text);
         std::string parseError;

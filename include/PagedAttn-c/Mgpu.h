@@ -72,11 +72,11 @@ void mgpuEventDestroy(mgpu_event event);
 void mgpuEventSynchronize(mgpu_event event);
 void mgpuEventRecord(mgpu_event event, mgpu_stream stream);
 
-/* Memory. An allocation is ordered after the work queued on `stream` only
- * in that it is made now; a free first waits for `stream`, so that the
- * kernels queued before it are done with the memory. A nonzero `host_shared`
- * makes managed memory. Zero bytes allocate nothing and return null. Copies run
- * on `stream` between any two pointers the device can address (unified
+/* Memory. Allocation is immediate (not stream-ordered), so a free first
+ * waits for `stream` (for the whole device when it is null): the kernels
+ * queued before it may still use the memory. A nonzero `host_shared` makes
+ * managed memory; zero bytes allocate nothing and return null. Copies run on
+ * `stream` between any two pointers the device can address (unified
  * addressing); memsets write `count` 16- or 32-bit values. */
 void *mgpuMemAlloc(uint64_t size, mgpu_stream stream, uint8_t host_shared);
 void mgpuMemFree(void *ptr, mgpu_stream stream);

@@ -33,17 +33,20 @@ die() { echo "run-host-programs: $*" >&2; exit 2; }
 # libedit's libbsd and libmd are carried beside libMLIR and libLLVM; the
 # rest come from the system.
 export LD_LIBRARY_PATH="$art/mlir/lib:$art/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-missing=""
-for f in "$art/bin/split-decode-example" "$art/mlir/bin/mlir-runner" \
-  "$art"/mlir/lib/*.so.* "$art"/lib/*.so.*; do
-  [ -e "$f" ] || die "missing $f"
-  m="$(ldd "$f" 2>&1 | awk '/not found/ {print $1}')"
-  [ -n "$m" ] && missing+="$(basename "$f") needs: $m"$'\n'
-done
-if [ -n "$missing" ]; then
-  printf 'run-host-programs: libraries not found (install them, e.g. apt-get install libxml2 libffi8 libtinfo6 libzstd1):\n%s' "$missing" >&2
-  exit 2
-fi
+# Libraries that FILE... need and the system lacks, one line per file.
+missing_libs() {
+  local f m
+  for f in "$@"; do
+    [ -e "$f" ] || { echo "missing $f"; continue; }
+    m="$(ldd "$f" 2>&1 | awk '/not found/ {printf "%s ", $1}')"
+    [ -n "$m" ] && echo "$(basename "$f") needs: $m"
+  done
+}
+# What each step loads; a step whose libraries are missing fails with them
+# listed (install them, e.g. apt-get install libxml2 libffi8 libtinfo6
+# libzstd1), and the other steps still run.
+c_program_files=("$art/bin/split-decode-example" "$art"/lib/*.so.*)
+runner_files=("$art/mlir/bin/mlir-runner" "$art"/mlir/lib/*.so.* "$art"/lib/*.so.*)
 # (PAGED_ATTN_CUDA_DRIVER, which libpaged_attn_mgpu loads instead, lets the
 # script itself be tried on test/standin-driver, whose kernels never run.)
 if [ -z "${PAGED_ATTN_CUDA_DRIVER:-}" ] &&
@@ -55,12 +58,30 @@ card="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/
         head -1)"
 header="# card: ${card:-unknown}; date: $(date -u +%F); host programs from $(sed -n 's/^commit: //p' "$art/BUILD-INFO" | cut -c1-12) (examples/host, LLVM $(sed -n 's/^llvm: //p' "$art/BUILD-INFO"))"
 
+# Fails the step, in its log, when the libraries of FILE... are missing.
+require_libs() { # LOG FILE...
+  local log=$1 m
+  shift
+  m="$(missing_libs "$@")"
+  [ -z "$m" ] && return 0
+  { echo "$header"; echo "libraries not found (install them, e.g." \
+      "apt-get install libxml2 libffi8 libtinfo6 libzstd1):"; echo "$m"
+    echo "FAIL"; } >"$log"
+  return 1
+}
+
 run_c_program() { # LOG
+  require_libs "$1" "${c_program_files[@]}" || return 1
   { echo "$header"; echo "# bin/split-decode-example"
     "$art/bin/split-decode-example"; } >"$1" 2>&1
 }
 run_runner() { # LOG
   local out="$logs/runner.out"
+  require_libs "$1" "${runner_files[@]}" || return 1
+  if ! python3 -c 'import numpy' 2>/dev/null; then
+    { echo "$header"; echo "the checker needs python3 with numpy: FAIL"; } >"$1"
+    return 1
+  fi
   { echo "$header"
     echo "# mlir-runner split_decode_runner.llvm.mlir -e main" \
          "--shared-libs=libpaged_attn_mgpu.so,libmlir_runner_utils.so,libmlir_c_runner_utils.so"
@@ -77,16 +98,11 @@ run_memcheck() { # LOG
     { echo "$header"; echo "skipped: no compute-sanitizer on PATH"; } >"$1"
     return 0
   fi
+  require_libs "$1" "${c_program_files[@]}" || return 1
   { echo "$header"; echo "# compute-sanitizer --tool memcheck bin/split-decode-example"
     compute-sanitizer --tool memcheck --error-exitcode 1 \
       "$art/bin/split-decode-example"; } >"$1" 2>&1
 }
-
-if ! python3 -c 'import numpy' 2>/dev/null; then
-  for s in "${steps[@]}"; do
-    [ "$s" = runner ] && die "the runner's checker needs python3 with numpy"
-  done
-fi
 
 status=0
 for step in "${steps[@]}"; do

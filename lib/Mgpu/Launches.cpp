@@ -95,23 +95,30 @@ static bool optIntoShared(const mgpu::ScopedContext &context,
 }
 
 /// Whether `function` declares exactly `count` parameters, where the driver
-/// can tell; true when it cannot.
+/// can tell; true when it cannot. Only CUDA_ERROR_INVALID_VALUE means "no
+/// parameter at that index": any other failure (a driver or kernel kind
+/// the query does not serve) leaves the launch to the driver, unchecked.
 static bool checkParamCount(const mgpu::ScopedContext &context,
                             const char *wrapper, CUfunction function,
                             mgpu::KernelInfo &info, size_t count) {
   const Driver &d = context.driver();
   if (!d.cuFuncGetParamInfo || info.checkedParams == count)
     return true;
-  size_t offset = 0, size = 0;
-  bool lastExists =
-      count == 0 ||
-      d.cuFuncGetParamInfo(function, count - 1, &offset, &size) == CUDA_SUCCESS;
-  bool nextExists =
-      d.cuFuncGetParamInfo(function, count, &offset, &size) == CUDA_SUCCESS;
-  if (!lastExists || nextExists) {
+  constexpr CUresult kInvalidValue = 1;
+  // 1: the parameter exists, 0: it does not, -1: the driver cannot say.
+  auto exists = [&](size_t index) {
+    size_t offset = 0, size = 0;
+    CUresult r = d.cuFuncGetParamInfo(function, index, &offset, &size);
+    return r == CUDA_SUCCESS ? 1 : r == kInvalidValue ? 0 : -1;
+  };
+  int last = count == 0 ? 1 : exists(count - 1);
+  int next = exists(count);
+  if (last < 0 || next < 0)
+    return true;
+  if (!last || next) {
     mgpu::reportError(wrapper, "the launch passes " + std::to_string(count) +
                                    " arguments, " + kernelName(info) +
-                                   " takes " + (lastExists ? "more" : "fewer"));
+                                   " takes " + (last ? "more" : "fewer"));
     return false;
   }
   info.checkedParams = count;

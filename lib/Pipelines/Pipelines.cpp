@@ -129,8 +129,9 @@ void mlir::paged_attn::buildPagedAttnToHostPipeline(
   // The host code left is func/memref/arith/scf with gpu.alloc,
   // gpu.launch_func and gpu.dealloc, none of them async. gpu-to-llvm lowers
   // only the async forms (every call takes a stream), so gpu-async-region
-  // first chains each function's GPU ops on one stream of its own, created
-  // where the function begins and synchronised before it returns.
+  // first chains the GPU ops on a stream of their own, created where the
+  // function (or a loop body) begins and synchronised before it returns
+  // (or the iteration ends, or a call is made).
   pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
   pm.addPass(createSCFToControlFlowPass());
   // bf16 conversions on the host become integer arithmetic, as in the CPU

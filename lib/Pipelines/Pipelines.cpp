@@ -140,8 +140,10 @@ void mlir::paged_attn::buildPagedAttnToHostPipeline(
   expand.includeBf16 = true;
   pm.addPass(arith::createArithExpandOpsPass(expand));
   // Subviews and transposes (the merge's views of its partials) to
-  // reinterpret_casts the LLVM lowering handles.
+  // reinterpret_casts the LLVM lowering handles, their offsets and sizes
+  // computed by affine.apply (a subview at a loop's index), to arith.
   pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
   // mgpu* calls for streams, allocations and copies; gpu.launch_func and
   // gpu.binary stay, with LLVM-typed operands, for the translation to LLVM
   // IR (#gpu.select_object: the PTX as a global, loaded by a constructor).
@@ -163,6 +165,8 @@ void mlir::paged_attn::buildPagedAttnToCPUPipeline(OpPassManager &pm) {
   expand.includeBf16 = true;
   pm.addPass(arith::createArithExpandOpsPass(expand));
   pm.addPass(memref::createExpandStridedMetadataPass());
+  // The affine.apply that computes a dynamic subview's offset.
+  pm.addPass(createLowerAffinePass());
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }

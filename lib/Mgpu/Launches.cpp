@@ -10,9 +10,9 @@
 // - sizes arrive as intptr_t (MLIR's index) and are checked to fit the
 //   driver's unsigned before they are narrowed;
 // - the argument count the host code passes (LLVM 22 passes it to
-//   mgpuLaunchKernel) is checked against the kernel's parameters where the
-//   driver can tell them (cuFuncGetParamInfo, CUDA 12.4): a mismatch means
-//   host code and kernel disagree on the ABI (the memref descriptors'
+//   mgpuLaunchKernel) is checked against the parameters its PTX declares
+//   (for modules loaded from PTX, as paged-attn-to-host embeds): a mismatch
+//   means host code and kernel disagree on the ABI (the memref descriptors'
 //   expansion), and the driver would otherwise read past the array.
 //
 //===----------------------------------------------------------------------===//
@@ -94,35 +94,16 @@ static bool optIntoShared(const mgpu::ScopedContext &context,
   return true;
 }
 
-/// Whether `function` declares exactly `count` parameters, where the driver
-/// can tell; true when it cannot. Only CUDA_ERROR_INVALID_VALUE means "no
-/// parameter at that index": any other failure (a driver or kernel kind
-/// the query does not serve) leaves the launch to the driver, unchecked.
-static bool checkParamCount(const mgpu::ScopedContext &context,
-                            const char *wrapper, CUfunction function,
-                            mgpu::KernelInfo &info, size_t count) {
-  const Driver &d = context.driver();
-  if (!d.cuFuncGetParamInfo || info.checkedParams == count)
+/// Whether the kernel declares exactly `count` parameters, where its
+/// module's PTX says how many; true when it is unknown.
+static bool checkParamCount(const char *wrapper, const mgpu::KernelInfo &info,
+                            size_t count) {
+  if (info.paramCount < 0 || size_t(info.paramCount) == count)
     return true;
-  constexpr CUresult kInvalidValue = 1;
-  // 1: the parameter exists, 0: it does not, -1: the driver cannot say.
-  auto exists = [&](size_t index) {
-    size_t offset = 0, size = 0;
-    CUresult r = d.cuFuncGetParamInfo(function, index, &offset, &size);
-    return r == CUDA_SUCCESS ? 1 : r == kInvalidValue ? 0 : -1;
-  };
-  int last = count == 0 ? 1 : exists(count - 1);
-  int next = exists(count);
-  if (last < 0 || next < 0)
-    return true;
-  if (!last || next) {
-    mgpu::reportError(wrapper, "the launch passes " + std::to_string(count) +
-                                   " arguments, " + kernelName(info) +
-                                   " takes " + (last ? "more" : "fewer"));
-    return false;
-  }
-  info.checkedParams = count;
-  return true;
+  mgpu::reportError(wrapper, "the launch passes " + std::to_string(count) +
+                                 " arguments, " + kernelName(info) + " takes " +
+                                 std::to_string(info.paramCount));
+  return false;
 }
 
 extern "C" void mgpuLaunchKernel(mgpu_function function, intptr_t grid_x,
@@ -146,7 +127,7 @@ extern "C" void mgpuLaunchKernel(mgpu_function function, intptr_t grid_x,
   // Extra launch options (a packed parameter buffer) replace `params`: the
   // count then says nothing.
   if (!optIntoShared(context, wrapper, f, info, shared_bytes) ||
-      (!extra && !checkParamCount(context, wrapper, f, info, params_count)))
+      (!extra && !checkParamCount(wrapper, info, params_count)))
     return;
   mgpu::setKernelInfo(f, info);
   const Driver &d = context.driver();

@@ -64,7 +64,9 @@ private:
 struct KernelInfo {
   std::string name;
   int sharedOptIn = 0;
-  size_t checkedParams = 0;
+  /// Parameters the kernel declares, read from its module's PTX; -1 when
+  /// unknown (a cubin or fatbin).
+  int64_t paramCount = -1;
 };
 
 /// A copy of `function`'s record; an empty name when it is unknown (not

@@ -98,7 +98,6 @@ static LoadedDriver loadDriver() {
   optional(d.cuMemAllocManaged, "cuMemAllocManaged");
   optional(d.cuMemHostRegister, "cuMemHostRegister_v2");
   optional(d.cuMemHostUnregister, "cuMemHostUnregister");
-  optional(d.cuFuncGetParamInfo, "cuFuncGetParamInfo");
   if (missing) {
     loaded.error = "CUDA driver too old: " + name + " lacks " + missingName;
     return loaded;

@@ -125,8 +125,7 @@ struct Driver {
   CUresult (*cuGraphDestroy)(struct CUgraph_st *);
 
   /// Used by libpaged_attn_mgpu only, and optional: null where the driver
-  /// lacks them (cuFuncGetParamInfo came with CUDA 12.4) or a stand-in does
-  /// not provide them, so that they never keep the runtime from loading.
+  /// lacks them or a stand-in does not provide them, so that they never keep the runtime from loading.
   /// The mgpu wrapper that needs a missing one says so when called.
   CUresult (*cuStreamWaitEvent)(CUstream, struct CUevent_st *, unsigned);
   CUresult (*cuMemcpyAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
@@ -134,7 +133,6 @@ struct Driver {
   CUresult (*cuMemAllocManaged)(CUdeviceptr *, size_t, unsigned);
   CUresult (*cuMemHostRegister)(void *, size_t, unsigned);
   CUresult (*cuMemHostUnregister)(void *);
-  CUresult (*cuFuncGetParamInfo)(CUfunction, size_t, size_t *, size_t *);
 };
 
 /// The driver, loaded and initialised once; null with `error` set when

@@ -146,12 +146,12 @@ TEST_F(MgpuTest, LoadsPtxAndLaunchesWithOptInAndCheckedArgumentCount) {
   std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(newErrors(), 2u);
   EXPECT_EQ(standin.launchCount(), 2u);
-  EXPECT_NE(err.find("mgpuLaunchKernel: the launch passes " +
-                     std::to_string(count - 1) + " arguments, '" + kernel +
-                     "' takes more"),
-            std::string::npos)
-      << err;
-  EXPECT_NE(err.find("takes fewer"), std::string::npos) << err;
+  for (size_t passed : {count - 1, count + 1})
+    EXPECT_NE(err.find("mgpuLaunchKernel: the launch passes " +
+                       std::to_string(passed) + " arguments, '" + kernel +
+                       "' takes " + std::to_string(count)),
+              std::string::npos)
+        << err;
 
   // Sizes MLIR's index could hold but the driver's unsigned cannot, and
   // shared memory past the device's opt-in limit.

@@ -8,6 +8,7 @@
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
@@ -121,6 +122,40 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   buildPagedAttnKernelPipeline(pm, options);
 }
 
+void mlir::paged_attn::buildPagedAttnToHostPipeline(
+    OpPassManager &pm, const PagedAttnToPTXOptions &options,
+    const DecodeKernelOptions &kernels) {
+  buildPagedAttnToPTXPipeline(pm, options, kernels);
+  // The host code left is func/memref/arith/scf with gpu.alloc,
+  // gpu.launch_func and gpu.dealloc, none of them async. gpu-to-llvm lowers
+  // only the async forms (every call takes a stream), so gpu-async-region
+  // first chains the GPU ops on a stream of their own, created where the
+  // function (or a loop body) begins and synchronised before it returns
+  // (or the iteration ends, or a call is made).
+  pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
+  pm.addPass(createSCFToControlFlowPass());
+  // bf16 conversions on the host become integer arithmetic, as in the CPU
+  // pipeline: no soft-float library call for a JIT or linker to resolve.
+  arith::ArithExpandOpsPassOptions expand;
+  expand.includeBf16 = true;
+  pm.addPass(arith::createArithExpandOpsPass(expand));
+  // Subviews and transposes (the merge's views of its partials) to
+  // reinterpret_casts the LLVM lowering handles, their offsets and sizes
+  // computed by affine.apply (a subview at a loop's index), to arith.
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  // mgpu* calls for streams, allocations and copies; gpu.launch_func and
+  // gpu.binary stay, with LLVM-typed operands, for the translation to LLVM
+  // IR (#gpu.select_object: the PTX as a global, loaded by a constructor).
+  pm.addPass(createGpuToLLVMConversionPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  // func (with the _mlir_ciface_ wrappers of llvm.emit_c_interface
+  // functions), arith, cf, index, math, vector.
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createCanonicalizerPass());
+}
+
 void mlir::paged_attn::buildPagedAttnToCPUPipeline(OpPassManager &pm) {
   addBufferization(pm);
   pm.addPass(createConvertPagedAttnToLoops());
@@ -130,6 +165,8 @@ void mlir::paged_attn::buildPagedAttnToCPUPipeline(OpPassManager &pm) {
   expand.includeBf16 = true;
   pm.addPass(arith::createArithExpandOpsPass(expand));
   pm.addPass(memref::createExpandStridedMetadataPass());
+  // The affine.apply that computes a dynamic subview's offset.
+  pm.addPass(createLowerAffinePass());
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
@@ -184,20 +221,19 @@ static std::pair<std::string, std::string> splitOptions(StringRef text) {
   return {ownText, forwarded};
 }
 
-void mlir::paged_attn::registerPagedAttnPipelines() {
-  PassPipelineRegistration<> cpu(
-      "paged-attn-to-cpu",
-      "Lower paged_attn to loops and on to the LLVM dialect for the CPU",
-      buildPagedAttnToCPUPipeline);
-  // paged-attn-to-ptx takes its own options and forwards the kernel
-  // options to the selection pass, which parses (and checks) them: they
-  // are declared once, in Passes.td.
+/// Registers a pipeline that takes PagedAttnToPTXOptions and forwards the
+/// kernel options to the selection pass, which parses (and checks) them:
+/// they are declared once, in Passes.td.
+static void registerKernelPipeline(StringRef name, StringRef description,
+                                   void (*build)(OpPassManager &,
+                                                 const PagedAttnToPTXOptions &,
+                                                 const DecodeKernelOptions &),
+                                   bool needsBinary) {
   registerPassPipeline(
-      "paged-attn-to-ptx",
-      "Lower paged_attn to GPU kernels and on to a gpu.binary holding PTX "
-      "(also takes every option of paged-attn-select-decode-kernel)",
-      [](OpPassManager &pm, StringRef text,
-         function_ref<LogicalResult(const Twine &)> errorHandler) {
+      name, description,
+      [build, needsBinary, name = name.str()](
+          OpPassManager &pm, StringRef text,
+          function_ref<LogicalResult(const Twine &)> errorHandler) {
         PagedAttnToPTXOptions options;
         auto [own, forwarded] = splitOptions(text);
         std::string parseError;
@@ -207,14 +243,36 @@ void mlir::paged_attn::registerPagedAttnPipelines() {
         if (std::string error = checkTarget(options.chip, options.features);
             !error.empty())
           return errorHandler(error);
+        if (needsBinary && !options.emitPTX)
+          return errorHandler(name + " needs the kernels' gpu.binary: "
+                                     "emit-binary=false leaves host code "
+                                     "that cannot be lowered to LLVM");
         auto kernels = parseDecodeKernelOptionText(forwarded);
         if (auto *error = std::get_if<std::string>(&kernels))
           return errorHandler(*error);
-        buildPagedAttnToPTXPipeline(pm, options,
-                                    std::get<DecodeKernelOptions>(kernels));
+        build(pm, options, std::get<DecodeKernelOptions>(kernels));
         return success();
       },
       [](function_ref<void(const mlir::detail::PassOptions &)> optHandler) {
         optHandler(PagedAttnToPTXOptions());
       });
+}
+
+void mlir::paged_attn::registerPagedAttnPipelines() {
+  PassPipelineRegistration<> cpu(
+      "paged-attn-to-cpu",
+      "Lower paged_attn to loops and on to the LLVM dialect for the CPU",
+      buildPagedAttnToCPUPipeline);
+  registerKernelPipeline(
+      "paged-attn-to-ptx",
+      "Lower paged_attn to GPU kernels and on to a gpu.binary holding PTX "
+      "(also takes every option of paged-attn-select-decode-kernel)",
+      buildPagedAttnToPTXPipeline, /*needsBinary=*/false);
+  registerKernelPipeline(
+      "paged-attn-to-host",
+      "Lower paged_attn as paged-attn-to-ptx does, and the host code on to "
+      "the LLVM dialect calling the mgpu* runtime functions "
+      "(libpaged_attn_mgpu) (also takes every option of "
+      "paged-attn-select-decode-kernel)",
+      buildPagedAttnToHostPipeline, /*needsBinary=*/true);
 }

@@ -87,8 +87,17 @@ static LoadedDriver loadDriver() {
   resolve(d.cuGraphExecDestroy, "cuGraphExecDestroy");
   resolve(d.cuGraphDestroy, "cuGraphDestroy");
   // Optional: resolved after the check for the required entry points.
-  d.cuLaunchKernelEx = reinterpret_cast<decltype(d.cuLaunchKernelEx)>(
-      dlsym(lib, "cuLaunchKernelEx"));
+  auto optional = [&](auto &fn, const char *name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+        dlsym(lib, name));
+  };
+  optional(d.cuLaunchKernelEx, "cuLaunchKernelEx");
+  optional(d.cuStreamWaitEvent, "cuStreamWaitEvent");
+  optional(d.cuMemcpyAsync, "cuMemcpyAsync");
+  optional(d.cuMemsetD16Async, "cuMemsetD16Async");
+  optional(d.cuMemAllocManaged, "cuMemAllocManaged");
+  optional(d.cuMemHostRegister, "cuMemHostRegister_v2");
+  optional(d.cuMemHostUnregister, "cuMemHostUnregister");
   if (missing) {
     loaded.error = "CUDA driver too old: " + name + " lacks " + missingName;
     return loaded;

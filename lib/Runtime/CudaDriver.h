@@ -1,8 +1,9 @@
 //===- CudaDriver.h - the CUDA driver API, loaded at run time ---*- C++ -*-===//
 //
-// The few driver entry points the runtime uses, resolved from libcuda.so.1
-// with dlopen so that the library loads on machines without a driver and
-// says so plainly when asked to run.
+// The few driver entry points the runtime (and libpaged_attn_mgpu, the
+// host ABI of MLIR's GPU dialect) uses, resolved from libcuda.so.1 with
+// dlopen so that the libraries load on machines without a driver and say so
+// plainly when asked to run.
 //
 //===----------------------------------------------------------------------===//
 
@@ -37,6 +38,12 @@ constexpr int CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2;
 constexpr int CU_MEMORYTYPE_DEVICE = 2;
 constexpr int CU_MEMORYTYPE_UNIFIED = 4;
 constexpr int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+constexpr int CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4;
+constexpr int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
+constexpr int CU_JIT_OPTIMIZATION_LEVEL = 7;
+constexpr unsigned CU_STREAM_NON_BLOCKING = 1;
+constexpr unsigned CU_EVENT_DISABLE_TIMING = 2;
+constexpr unsigned CU_MEM_ATTACH_GLOBAL = 1;
 
 /// cuda.h's CUlaunchAttribute and CUlaunchConfig, laid out the same.
 struct CUlaunchAttribute {
@@ -45,6 +52,9 @@ struct CUlaunchAttribute {
   union {
     char bytes[64];
     int programmaticStreamSerializationAllowed;
+    struct {
+      unsigned x, y, z;
+    } clusterDim;
   } value;
 };
 struct CUlaunchConfig {
@@ -113,6 +123,16 @@ struct Driver {
   CUresult (*cuGraphLaunch)(struct CUgraphExec_st *, CUstream);
   CUresult (*cuGraphExecDestroy)(struct CUgraphExec_st *);
   CUresult (*cuGraphDestroy)(struct CUgraph_st *);
+
+  /// Used by libpaged_attn_mgpu only, and optional: null where the driver
+  /// lacks them or a stand-in does not provide them, so that they never keep the runtime from loading.
+  /// The mgpu wrapper that needs a missing one says so when called.
+  CUresult (*cuStreamWaitEvent)(CUstream, struct CUevent_st *, unsigned);
+  CUresult (*cuMemcpyAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+  CUresult (*cuMemsetD16Async)(CUdeviceptr, unsigned short, size_t, CUstream);
+  CUresult (*cuMemAllocManaged)(CUdeviceptr *, size_t, unsigned);
+  CUresult (*cuMemHostRegister)(void *, size_t, unsigned);
+  CUresult (*cuMemHostUnregister)(void *);
 };
 
 /// The driver, loaded and initialised once; null with `error` set when

@@ -14,11 +14,13 @@
 #include "PtxInfo.h"
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,6 +47,8 @@ enum Result : int {
   IllegalState = 401,
   NotFound = 500,
   LaunchOutOfResources = 701,
+  HostMemoryAlreadyRegistered = 712,
+  HostMemoryNotRegistered = 713,
   CaptureUnsupported = 900,
   CaptureInvalidated = 901,
 };
@@ -73,6 +77,10 @@ const ErrorText kErrors[] = {
      "an illegal memory access was encountered"},
     {701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
      "too many resources requested for launch"},
+    {712, "CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED",
+     "part or all of the requested memory range is already mapped"},
+    {713, "CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED",
+     "pointer does not correspond to a registered memory region"},
     {719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
     {900, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
      "operation not permitted when stream is capturing"},
@@ -89,6 +97,7 @@ enum : int {
   kJitInfoLogSize = 4,
   kJitErrorLog = 5,
   kJitErrorLogSize = 6,
+  kJitOptimizationLevel = 7,
   kJitLastOption = 32,
   kPointerContext = 1,
   kPointerMemoryType = 2,
@@ -156,6 +165,8 @@ struct State {
   paged_attn_standin_device device = h100();
   std::set<Module *> modules;
   std::map<uintptr_t, size_t> allocations;
+  /// cuMemHostRegister'ed ranges: start -> bytes.
+  std::map<uintptr_t, size_t> registered;
   std::set<Stream *> streams;
   std::set<Event *> events;
   std::set<Graph *> graphs, graphExecs;
@@ -251,10 +262,23 @@ void logLaunch(State &s, const paged_attn_standin_launch &l) {
     return;
   std::fprintf(s.log,
                "launch %s grid=%u,%u,%u block=%u,%u,%u shared=%u "
-               "programmatic=%d graph=%d params=%zu\n",
+               "programmatic=%d graph=%d params=%zu param_count=%zu\n",
                l.kernel, l.grid[0], l.grid[1], l.grid[2], l.block[0],
                l.block[1], l.block[2], l.dynamic_shared_bytes, l.programmatic,
-               l.from_graph, l.param_bytes);
+               l.from_graph, l.param_bytes, l.param_count);
+  std::fflush(s.log);
+}
+
+/// Appends one line (not a launch) to the log, when there is one.
+__attribute__((format(printf, 2, 3))) void logEvent(State &s,
+                                                    const char *format, ...) {
+  if (!s.log)
+    return;
+  va_list args;
+  va_start(args, format);
+  std::vfprintf(s.log, format, args);
+  va_end(args);
+  std::fputc('\n', s.log);
   std::fflush(s.log);
 }
 
@@ -265,6 +289,7 @@ int packParams(const standin::PtxEntry &entry, void **kernelParams,
   if (kernelParams && extra)
     return InvalidValue;
   launch.param_bytes = entry.paramBytes;
+  launch.param_count = entry.params.size();
   if (extra) {
     const void *buffer = nullptr;
     size_t size = 0;
@@ -606,8 +631,14 @@ STANDIN_EXPORT int cuModuleLoadDataEx(void **module, const void *image,
   if (!module || !image || (numOptions && (!options || !values)))
     return InvalidValue;
   int errorLog = -1, errorSize = -1, infoLog = -1, infoSize = -1;
+  long optLevel = -1;
   for (unsigned i = 0; i < numOptions; ++i) {
     switch (options[i]) {
+    case kJitOptimizationLevel:
+      optLevel = long(reinterpret_cast<intptr_t>(values[i]));
+      if (optLevel < 0 || optLevel > 4)
+        return InvalidValue;
+      break;
     case kJitErrorLog:
       errorLog = int(i);
       break;
@@ -655,6 +686,8 @@ STANDIN_EXPORT int cuModuleLoadDataEx(void **module, const void *image,
       values, infoLog, infoSize,
       "info    : stand-in driver: " + std::to_string(m->ptx.entries.size()) +
           " entries, not compiled");
+  logEvent(s, "module-load entries=%zu jit-opt-level=%ld",
+           m->ptx.entries.size(), optLevel);
   *module = m.get();
   s.modules.insert(m.release());
   return Success;
@@ -681,6 +714,7 @@ STANDIN_EXPORT int cuModuleUnload(void *module) {
   if (!s.modules.erase(m))
     return InvalidHandle;
   delete m;
+  logEvent(s, "module-unload");
   return Success;
 }
 
@@ -699,6 +733,30 @@ STANDIN_EXPORT int cuFuncSetAttribute(void *function, int attribute,
   if (value < 0 || value > room)
     return InvalidValue;
   f->maxDynamicShared = value + int(f->entry->staticSharedBytes);
+  return Success;
+}
+
+/// The offset and size of parameter `index` in the entry's parameter
+/// space (CUDA 12.4); CUDA_ERROR_INVALID_VALUE past the last one.
+STANDIN_EXPORT int cuFuncGetParamInfo(void *function, size_t index,
+                                      size_t *offset, size_t *size) {
+  ENTER("cuFuncGetParamInfo")
+  Function *f = findFunction(s, function);
+  if (!f)
+    return InvalidHandle;
+  const std::vector<standin::PtxParam> &params = f->entry->params;
+  if (!offset || !size || index >= params.size())
+    return InvalidValue;
+  size_t at = 0;
+  for (size_t i = 0;; ++i) {
+    at = (at + params[i].alignment - 1) / params[i].alignment *
+         params[i].alignment;
+    if (i == index)
+      break;
+    at += params[i].bytes;
+  }
+  *offset = at;
+  *size = params[index].bytes;
   return Success;
 }
 
@@ -784,8 +842,9 @@ STANDIN_EXPORT int cuLaunchKernelEx(const LaunchConfig *config, void *function,
 // Memory
 //===----------------------------------------------------------------------===//
 
-STANDIN_EXPORT int cuMemAlloc_v2(unsigned long long *ptr, size_t bytes) {
-  ENTER_WITH_CONTEXT("cuMemAlloc_v2")
+namespace {
+/// cuMemAlloc and cuMemAllocManaged: host memory either way.
+int allocate(State &s, unsigned long long *ptr, size_t bytes, bool managed) {
   if (!ptr || bytes == 0)
     return InvalidValue;
   if (rejectDuringCapture(s))
@@ -796,7 +855,22 @@ STANDIN_EXPORT int cuMemAlloc_v2(unsigned long long *ptr, size_t bytes) {
     return OutOfMemory;
   s.allocations[reinterpret_cast<uintptr_t>(memory)] = bytes;
   *ptr = reinterpret_cast<uintptr_t>(memory);
+  logEvent(s, "alloc bytes=%zu managed=%d", bytes, int(managed));
   return Success;
+}
+} // namespace
+
+STANDIN_EXPORT int cuMemAlloc_v2(unsigned long long *ptr, size_t bytes) {
+  ENTER_WITH_CONTEXT("cuMemAlloc_v2")
+  return allocate(s, ptr, bytes, /*managed=*/false);
+}
+
+STANDIN_EXPORT int cuMemAllocManaged(unsigned long long *ptr, size_t bytes,
+                                     unsigned flags) {
+  ENTER_WITH_CONTEXT("cuMemAllocManaged")
+  if (flags != 1 && flags != 2) // CU_MEM_ATTACH_GLOBAL or _HOST
+    return InvalidValue;
+  return allocate(s, ptr, bytes, /*managed=*/true);
 }
 
 STANDIN_EXPORT int cuMemFree_v2(unsigned long long ptr) {
@@ -810,7 +884,22 @@ STANDIN_EXPORT int cuMemFree_v2(unsigned long long ptr) {
     return InvalidValue;
   std::free(reinterpret_cast<void *>(it->first));
   s.allocations.erase(it);
+  logEvent(s, "free");
   return Success;
+}
+
+/// Unified addressing: a pointer is device memory, registered host memory
+/// or other host memory, and copies between any two are allowed.
+STANDIN_EXPORT int cuMemcpyAsync(unsigned long long dst, unsigned long long src,
+                                 size_t bytes, void *stream) {
+  ENTER_WITH_CONTEXT("cuMemcpyAsync")
+  if (bytes && (!dst || !src))
+    return InvalidValue;
+  return enqueue(s, stream, [=] {
+    if (bytes)
+      std::memmove(reinterpret_cast<void *>(dst),
+                   reinterpret_cast<const void *>(src), bytes);
+  });
 }
 
 STANDIN_EXPORT int cuMemcpyHtoD_v2(unsigned long long dst, const void *src,
@@ -879,6 +968,43 @@ STANDIN_EXPORT int cuMemsetD32Async(unsigned long long dst, unsigned value,
     auto *words = reinterpret_cast<unsigned *>(dst);
     std::fill(words, words + count, value);
   });
+}
+
+STANDIN_EXPORT int cuMemsetD16Async(unsigned long long dst,
+                                    unsigned short value, size_t count,
+                                    void *stream) {
+  ENTER_WITH_CONTEXT("cuMemsetD16Async")
+  if (dst % 2 != 0 || count > SIZE_MAX / 2 ||
+      (count && !inAllocation(s, dst, count * 2)))
+    return InvalidValue;
+  return enqueue(s, stream, [=] {
+    auto *halves = reinterpret_cast<unsigned short *>(dst);
+    std::fill(halves, halves + count, value);
+  });
+}
+
+STANDIN_EXPORT int cuMemHostRegister_v2(void *ptr, size_t bytes,
+                                        unsigned flags) {
+  ENTER_WITH_CONTEXT("cuMemHostRegister_v2")
+  if (!ptr || bytes == 0 || flags > 0xF)
+    return InvalidValue;
+  auto start = reinterpret_cast<uintptr_t>(ptr);
+  auto next = s.registered.lower_bound(start);
+  if ((next != s.registered.end() && next->first < start + bytes) ||
+      (next != s.registered.begin() &&
+       std::prev(next)->first + std::prev(next)->second > start))
+    return HostMemoryAlreadyRegistered;
+  s.registered[start] = bytes;
+  logEvent(s, "host-register bytes=%zu", bytes);
+  return Success;
+}
+
+STANDIN_EXPORT int cuMemHostUnregister(void *ptr) {
+  ENTER_WITH_CONTEXT("cuMemHostUnregister")
+  if (!s.registered.erase(reinterpret_cast<uintptr_t>(ptr)))
+    return HostMemoryNotRegistered;
+  logEvent(s, "host-unregister");
+  return Success;
 }
 
 STANDIN_EXPORT int cuPointerGetAttribute(void *data, int attribute,
@@ -1065,6 +1191,16 @@ STANDIN_EXPORT int cuEventElapsedTime(float *ms, void *start, void *end) {
       !b->recorded || (a->flags & 2) || (b->flags & 2)) // DISABLE_TIMING
     return InvalidHandle;
   *ms = 0.001f; // no kernel ran
+  return Success;
+}
+
+STANDIN_EXPORT int cuStreamWaitEvent(void *stream, void *event,
+                                     unsigned flags) {
+  ENTER_WITH_CONTEXT("cuStreamWaitEvent")
+  if (flags > 1) // CU_EVENT_WAIT_DEFAULT or CU_EVENT_WAIT_EXTERNAL
+    return InvalidValue;
+  if (!validStream(s, stream) || !s.events.count(static_cast<Event *>(event)))
+    return InvalidHandle;
   return Success;
 }
 

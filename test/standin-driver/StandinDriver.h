@@ -8,7 +8,8 @@
 |* of libcuda.so.1. A test reaches these functions with dlopen(path,          *|
 |* RTLD_NOLOAD) and dlsym, so it shares the runtime's instance.               *|
 |*                                                                            *|
-|* PAGED_ATTN_STANDIN_LOG=FILE also appends one line per launch to FILE.      *|
+|* PAGED_ATTN_STANDIN_LOG=FILE also appends one line per launch, module      *|
+|* load and unload, allocation, free and host registration to FILE.           *|
 |*                                                                            *|
 \*===----------------------------------------------------------------------===*/
 
@@ -35,6 +36,8 @@ typedef struct {
   /* The kernel's parameter buffer (CU_LAUNCH_PARAM_BUFFER_POINTER, or the
    * kernelParams array packed the same way). */
   size_t param_bytes;
+  /* The number of parameters the entry declares. */
+  size_t param_count;
   unsigned char params[1024];
 } paged_attn_standin_launch;
 

@@ -7,7 +7,8 @@ include "mlir/Pass/PassBase.td"
 
 // The decode kernels' code-generation options: declared once, shared by the
 // passes that choose a kernel strategy (DecodeKernelOptions is their typed
-// form; paged-attn-to-ptx and paged-attn-compile forward them here).
+// form; paged-attn-to-ptx, paged-attn-to-host and paged-attn-compile
+// forward them here).
 defvar PagedAttn_DecodeKernelOptions = [
   Option<"numWarps", "num-warps", "int64_t", /*default=*/"4",
          "Warps per CTA of the decode kernel">,
@@ -57,7 +58,7 @@ def SelectDecodeKernel
     hint, the CUDA-core kernel's tokens per lane group and page-table
     prefetch. `convert-paged-attn-to-gpu` builds what the attribute says, and
     `paged-attn-compile` reads it back into the manifest. `paged-attn-to-ptx`
-    runs this pass with the limits of its chip.
+    and `paged-attn-to-host` run this pass with the limits of their chip.
   }];
   let options = PagedAttn_DecodeKernelOptions;
 }

@@ -60,11 +60,23 @@ void buildPagedAttnSelectionPipeline(OpPassManager &pm,
 void buildPagedAttnKernelPipeline(OpPassManager &pm,
                                   const PagedAttnToPTXOptions &options);
 
+/// buildPagedAttnToPTXPipeline, then the host code (the functions around
+/// the ops, with their gpu.alloc / gpu.launch_func / gpu.dealloc) on to the
+/// LLVM dialect: one stream per function (gpu-async-region), mgpu* calls
+/// (gpu-to-llvm), memref/func/arith/cf to LLVM with the _mlir_ciface_
+/// wrappers `llvm.emit_c_interface` asks for. mlir-translate then gives LLVM
+/// IR with the PTX embedded; libpaged_attn_mgpu runs it. `options.emitPTX`
+/// must be set.
+void buildPagedAttnToHostPipeline(OpPassManager &pm,
+                                  const PagedAttnToPTXOptions &options,
+                                  const DecodeKernelOptions &kernels);
+
 /// paged_attn (tensor or memref form) -> bufferize -> loops -> LLVM, ready
 /// for the CPU ExecutionEngine.
 void buildPagedAttnToCPUPipeline(OpPassManager &pm);
 
-/// Registers `paged-attn-to-ptx` and `paged-attn-to-cpu`.
+/// Registers `paged-attn-to-ptx`, `paged-attn-to-host` and
+/// `paged-attn-to-cpu`.
 void registerPagedAttnPipelines();
 
 } // namespace paged_attn

@@ -1,5 +1,7 @@
 // Parses, verifies and prints paged_attn IR through the installed dialect
-// library, and rejects a bad op with its verifier's message.
+// library, and rejects a bad op with its verifier's message; calls the
+// installed runtime and mgpu libraries without a driver.
+#include "PagedAttn-c/Mgpu.h"
 #include "PagedAttn-c/Runtime.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
@@ -51,5 +53,10 @@ int main() {
   paged_attn_library lib = nullptr;
   paged_attn_library_load("/nonexistent.json", &lib);
   llvm::outs() << "runtime: " << paged_attn_last_error() << "\n";
+  // So do the mgpu* functions, on stderr, and they count the failure.
+  llvm::outs().flush();
+  if (mgpuStreamCreate() != nullptr)
+    return 1;
+  llvm::outs() << "mgpu errors: " << paged_attn_mgpu_error_count() << "\n";
   return 0;
 }

@@ -122,6 +122,21 @@ void mlir::paged_attn::buildPagedAttnToPTXPipeline(
   buildPagedAttnKernelPipeline(pm, options);
 }
 
+/// What the CPU and host pipelines share before their LLVM lowering:
+/// scf to cf; bf16 conversions as integer arithmetic (no soft-float library
+/// call for a JIT or linker to resolve); subviews and transposes (the
+/// merge's views of its partials) to the reinterpret_casts the LLVM lowering
+/// handles, with their offsets and sizes, computed by affine.apply (a
+/// subview at a loop's index), lowered to arith.
+static void addHostCodeToArith(OpPassManager &pm) {
+  pm.addPass(createSCFToControlFlowPass());
+  arith::ArithExpandOpsPassOptions expand;
+  expand.includeBf16 = true;
+  pm.addPass(arith::createArithExpandOpsPass(expand));
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+}
+
 void mlir::paged_attn::buildPagedAttnToHostPipeline(
     OpPassManager &pm, const PagedAttnToPTXOptions &options,
     const DecodeKernelOptions &kernels) {
@@ -133,17 +148,7 @@ void mlir::paged_attn::buildPagedAttnToHostPipeline(
   // function (or a loop body) begins and synchronised before it returns
   // (or the iteration ends, or a call is made).
   pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
-  pm.addPass(createSCFToControlFlowPass());
-  // bf16 conversions on the host become integer arithmetic, as in the CPU
-  // pipeline: no soft-float library call for a JIT or linker to resolve.
-  arith::ArithExpandOpsPassOptions expand;
-  expand.includeBf16 = true;
-  pm.addPass(arith::createArithExpandOpsPass(expand));
-  // Subviews and transposes (the merge's views of its partials) to
-  // reinterpret_casts the LLVM lowering handles, their offsets and sizes
-  // computed by affine.apply (a subview at a loop's index), to arith.
-  pm.addPass(memref::createExpandStridedMetadataPass());
-  pm.addPass(createLowerAffinePass());
+  addHostCodeToArith(pm);
   // mgpu* calls for streams, allocations and copies; gpu.launch_func and
   // gpu.binary stay, with LLVM-typed operands, for the translation to LLVM
   // IR (#gpu.select_object: the PTX as a global, loaded by a constructor).
@@ -159,14 +164,7 @@ void mlir::paged_attn::buildPagedAttnToHostPipeline(
 void mlir::paged_attn::buildPagedAttnToCPUPipeline(OpPassManager &pm) {
   addBufferization(pm);
   pm.addPass(createConvertPagedAttnToLoops());
-  pm.addPass(createSCFToControlFlowPass());
-  // bf16 conversions become integer arithmetic: no soft-float library call.
-  arith::ArithExpandOpsPassOptions expand;
-  expand.includeBf16 = true;
-  pm.addPass(arith::createArithExpandOpsPass(expand));
-  pm.addPass(memref::createExpandStridedMetadataPass());
-  // The affine.apply that computes a dynamic subview's offset.
-  pm.addPass(createLowerAffinePass());
+  addHostCodeToArith(pm);
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }

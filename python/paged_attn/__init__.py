@@ -121,6 +121,15 @@ class _Desc:
                      self.strides[:1] + self.strides[2:], self.device)
 
 
+def _contiguous_strides(shape):
+    """Row-major strides, in elements, of `shape`."""
+    strides, acc = [], 1
+    for size in reversed(shape):
+        strides.append(acc)
+        acc *= size
+    return tuple(reversed(strides))
+
+
 def _describe(name, t):
     """(pointer, dtype, shape, strides in elements, device) of a torch CUDA
     tensor or a __cuda_array_interface__ object."""
@@ -158,11 +167,7 @@ def _describe(name, t):
     shape = tuple(cai["shape"])
     elem = _ELEM_BYTES[dt]
     if cai.get("strides") is None:
-        strides, acc = [], 1
-        for s in reversed(shape):
-            strides.append(acc)
-            acc *= s
-        strides = tuple(reversed(strides))
+        strides = _contiguous_strides(shape)
     else:
         if any(s % elem for s in cai["strides"]):
             raise ValueError(f"{name} has strides {cai['strides']} bytes, not "

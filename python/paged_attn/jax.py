@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import (_check_and_config, _checked_name, _decode_compiler, _decoder,
-               _Desc, _int_option, _launch_options, _library_source,
-               _INT64_MAX, _positive_number, _query_len, _variants_of,
-               PagedAttnError, has_driver)
+from . import (_check_and_config, _checked_name, _contiguous_strides,
+               _decode_compiler, _decoder, _Desc, _int_option,
+               _launch_options, _library_source, _INT64_MAX,
+               _positive_number, _query_len, _variants_of, PagedAttnError,
+               has_driver)
 
 __all__ = ["decode", "TARGET"]
 
@@ -82,11 +83,7 @@ def _describe(name, x):
                          f"bfloat16, float32 (or int32 for block_table and "
                          f"seq_lens)")
     shape = tuple(x.shape)
-    strides, acc = [], 1
-    for size in reversed(shape):
-        strides.append(acc)
-        acc *= size
-    return _Desc(0, dtype, shape, tuple(reversed(strides)), None)
+    return _Desc(0, dtype, shape, _contiguous_strides(shape), None)
 
 
 def _per_head(name, x, hq):

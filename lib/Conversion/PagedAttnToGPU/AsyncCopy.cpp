@@ -47,7 +47,7 @@ AsyncCopyEmitter::Source AsyncCopyEmitter::source(Value memref) {
 }
 
 void AsyncCopyEmitter::copy16(const Source &src, ValueRange indices,
-                              Value sharedOffset) {
+                              Value sharedOffset, Value predicate) {
   ImplicitLocOpBuilder &b = e.b;
   Value element = indices.back(); // unit innermost stride
   for (size_t i = 0; i + 1 < indices.size(); ++i)
@@ -60,5 +60,5 @@ void AsyncCopyEmitter::copy16(const Source &src, ValueRange indices,
       b, sharedBase,
       arith::IndexCastOp::create(b, b.getI32Type(), sharedOffset));
   NVVM::InlinePtxOp::create(b, TypeRange{}, ValueRange{shared, global},
-                            ValueRange{}, ptx, Value());
+                            ValueRange{}, ptx, predicate);
 }

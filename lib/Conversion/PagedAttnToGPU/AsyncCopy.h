@@ -32,8 +32,10 @@ public:
   Source source(Value memref);
 
   /// Copies the 16 bytes at `indices` of `src` (unit innermost stride) to
-  /// byte `sharedOffset` of the shared buffer.
-  void copy16(const Source &src, ValueRange indices, Value sharedOffset);
+  /// byte `sharedOffset` of the shared buffer; only where `predicate` (an
+  /// i1) holds, when given.
+  void copy16(const Source &src, ValueRange indices, Value sharedOffset,
+              Value predicate = Value());
 
 private:
   KernelEmitter &e;

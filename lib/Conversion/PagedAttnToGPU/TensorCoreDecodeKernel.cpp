@@ -167,7 +167,10 @@ private:
   Value smem, rings, accSmem, statSmem;
   AsyncCopyEmitter::Source kSource, vSource;
   Value warpTiles, lastToken, fullMask, logitScale, ldLaneOffset;
+  // With whole-row copies: this lane's row within a copy and its column,
+  // and whether it copies (null where every lane does).
   std::pair<Value, Value> laneChunk;
+  Value laneCopies;
   SmallVector<SmallVector<Value>> qFragments;
   // Row quadRow + 8r of each head block: its query and head, the end of
   // its keys and its ALiBi slope (null without ALiBi).
@@ -178,7 +181,22 @@ private:
   KernelEmitter &e() { return *eStorage; }
   MmaEmitter &mma() { return *mmaStorage; }
   Value arg(unsigned i) { return func.getArgument(i); }
-  bool wholeRows() const { return 32 % chunksPerRow == 0; }
+  /// Whether each copy moves whole rows (the comment on the copies, below,
+  /// says when).
+  bool copiesWholeRows() const {
+    return 32 % chunksPerRow == 0 || chunksPerRow > 16;
+  }
+  /// Tile rows one whole-row copy moves: 32 / chunksPerRow, or one row of
+  /// more than 16 chunks (head_dim <= 256 makes a row at most 32).
+  int64_t rowsPerCopy() const {
+    return 32 % chunksPerRow == 0 ? 32 / chunksPerRow : 1;
+  }
+  int64_t copiesPerTile() const {
+    return copiesWholeRows() ? tileTokens / rowsPerCopy()
+                             : tileTokens * chunksPerRow / 32;
+  }
+  /// (row, column) of this lane's chunk in copy `copy` of a tile.
+  std::pair<Value, Value> copyChunk(int64_t copy);
 };
 } // namespace
 
@@ -245,15 +263,23 @@ Value TensorCoreDecodeBuilder::ringOffset(Value stage, int64_t kv) {
 }
 
 // The tile's 16 rows are 16 * chunksPerRow 16-byte chunks (a multiple of
-// 32: head_dim is a multiple of 16), which the warp copies 32 at a time in
-// row-major order, so every row is requested at once as full cache lines.
-// When a row's chunks divide 32, copy k moves whole rows: lane l takes row
-// l / chunksPerRow + k * (32 / chunksPerRow) at the same column every time.
-// Otherwise (head_dim 48, 80, 96, 112) a copy ends inside a row and each
-// copy has its own row and column per lane. Lane l holds the page of the
-// tile's token l mod 16 (`page`, loaded one tile ahead); the copying lanes
-// take it by shuffle. Tokens past the chunk's end copy its last token
-// (their logits are masked).
+// 32: head_dim is a multiple of 16), copied so that every row is requested
+// at once as full cache lines:
+// - Where a row's chunks divide 32 (head_dim 16, 32, 64, 128, 256), copy k
+//   moves whole rows: lane l takes chunk l mod chunksPerRow of row
+//   l / chunksPerRow + k * rowsPerCopy, the same column and row offset
+//   every time.
+// - Rows of more than 16 chunks (head_dim 144 to 240) are copied one per
+//   copy the same way, with the lanes past the row predicated off. Copies
+//   that went on into the next row kept a row and column per copy and lane,
+//   which spilled at head_dim 192 to 240.
+// - Shorter rows (head_dim 48, 80, 96, 112) are copied 32 chunks at a time
+//   in row-major order, so a copy ends inside a row and each copy has its
+//   own row and column per lane: every lane copies, and whole rows with
+//   idle lanes took up to 8 copies a tile and spilled on sm_80.
+// Lane l holds the page of the tile's token l mod 16 (`page`, loaded one
+// tile ahead); the copying lanes take it by shuffle. Tokens past the
+// chunk's end copy its last token (their logits are masked).
 
 /// (row, column in elements) of 16-byte chunk `chunk` of a tile.
 static std::pair<Value, Value> chunkPosition(KernelEmitter &e, Value chunk,
@@ -263,8 +289,26 @@ static std::pair<Value, Value> chunkPosition(KernelEmitter &e, Value chunk,
 }
 
 void TensorCoreDecodeBuilder::emitCopyMapping() {
-  if (wholeRows())
-    laneChunk = chunkPosition(e(), cta.lane, chunksPerRow);
+  KernelEmitter &e = this->e();
+  if (!copiesWholeRows())
+    return;
+  laneChunk = chunkPosition(e, cta.lane, chunksPerRow);
+  if (32 % chunksPerRow == 0)
+    return;
+  // One row per copy: every copying lane is on row 0, and a constant row
+  // makes each copy's row, and its page's shuffle, constants (60 fewer
+  // registers at head_dim 144 to 240).
+  laneCopies = e.ult(cta.lane, e.index(chunksPerRow));
+  laneChunk.first = e.index(0);
+}
+
+std::pair<Value, Value> TensorCoreDecodeBuilder::copyChunk(int64_t copy) {
+  KernelEmitter &e = this->e();
+  if (!copiesWholeRows())
+    return chunkPosition(e, e.add(cta.lane, e.index(copy * 32)),
+                         chunksPerRow);
+  return {e.add(laneChunk.first, e.index(copy * rowsPerCopy())),
+          laneChunk.second};
 }
 
 Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
@@ -277,17 +321,10 @@ Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
 void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
-  const int64_t copiesPerTile = tileTokens * chunksPerRow / 32;
   Value base = tileBase(i);
   Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
-  for (int64_t copy = 0; copy < copiesPerTile; ++copy) {
-    auto [row, column] =
-        wholeRows()
-            ? std::make_pair(e.add(laneChunk.first,
-                                   e.index(copy * (32 / chunksPerRow))),
-                             laneChunk.second)
-            : chunkPosition(e, e.add(cta.lane, e.index(copy * 32)),
-                            chunksPerRow);
+  for (int64_t copy = 0; copy < copiesPerTile(); ++copy) {
+    auto [row, column] = copyChunk(copy);
     Value rowPage = e.toIndex(
         gpu::ShuffleOp::create(
             b, page, arith::IndexCastOp::create(b, b.getI32Type(), row),
@@ -299,8 +336,10 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
         c.spec.layout, rowPage, slot, cta.kvHead, column);
     Value dst = e.add(e.mul(row, e.index(rowStride)), column);
     Value elemBytes = e.index(c.elementBytes());
-    asyncCopy->copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes));
-    asyncCopy->copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes));
+    asyncCopy->copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes),
+                      laneCopies);
+    asyncCopy->copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes),
+                      laneCopies);
   }
 }
 

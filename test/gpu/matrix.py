@@ -22,7 +22,7 @@ Kernel sets (one directory each under the output directory):
                   MERGE_SHAPES x {plain, sinks, lse, sinks + lse}, for the
                   Python merge tests and bench.
   tensor-cores  tensor-cores=on for every head-dims config the tensor-core
-                kernel serves (f16/bf16, head_dim a multiple of 16 up to 128).
+                kernel serves (f16/bf16, head_dim a multiple of 16 up to 256).
   cuda-cores    tensor-cores=off for the same configs.
   variants      the attention variants (window, soft-cap, ALiBi, sinks,
                 log-sum-exp) one at a time and in the combinations models
@@ -80,7 +80,7 @@ KV_HEADS = 2
 
 # What the tensor-core kernel serves (docs/design.md); the compile step
 # checks each manifest against it.
-TENSOR_CORE_MAX_HEAD_DIM = 128
+TENSOR_CORE_MAX_HEAD_DIM = 256
 
 
 def elem_bytes(dtype):

@@ -52,7 +52,7 @@ def SelectDecodeKernel
     to GPU kernels, and records the choice on the op as the discardable
     attribute `paged_attn.strategy` (a `#paged_attn.decode_strategy`):
     which decode kernel (tensor cores for 16-bit caches with head_dim a
-    multiple of 16 up to 128 when `tensor-cores` asks for them and the
+    multiple of 16 up to 256 when `tensor-cores` asks for them and the
     kernel fits the shared memory, else CUDA cores), its warps, query heads
     per CTA, the tensor-core kernel's shared-memory stages and L2 prefetch
     hint, the CUDA-core kernel's tokens per lane group and page-table
@@ -74,7 +74,7 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     query heads, so K and V are read once. Softmax is online, in f32.
 
     Two decode kernels compute this. The tensor-core one (`tensor-cores`
-    auto: 16-bit caches, head_dim a multiple of 16 up to 128, four or more
+    auto: 16-bit caches, head_dim a multiple of 16 up to 256, four or more
     query heads per KV head) streams 16-token K/V tiles per warp into
     dynamic shared memory with cp.async, `kv-stages` deep, and computes
     Q*K^T and (V^T * P^T) with mma.sync; its launch asks for that dynamic

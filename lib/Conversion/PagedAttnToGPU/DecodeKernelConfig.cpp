@@ -128,10 +128,11 @@ DecodeStrategyAttr DecodeStrategy::toAttr(MLIRContext *ctx,
 }
 
 /// Whether the tensor-core kernel can compute `spec`: 16-bit K/V, head_dim
-/// a multiple of 16 up to 128.
+/// a multiple of 16 up to 256.
 static bool tensorCoresServe(const DecodeSpec &spec) {
   return (spec.dtype == DType::BF16 || spec.dtype == DType::F16) &&
-         spec.headDim % 16 == 0 && spec.headDim <= 128;
+         spec.headDim % 16 == 0 &&
+         spec.headDim <= DecodeKernelConfig::kMaxMmaHeadDim;
 }
 
 /// The largest divisor of the group up to `cap` that `fits`.
@@ -143,12 +144,13 @@ static int64_t largestHeadDivisor(int64_t group, int64_t cap, Fits fits) {
   return 1;
 }
 
-/// Tensor cores: the largest divisor of the group up to 16 (the rows of one
-/// mma) and maxHeadsPerCTA.
+/// Tensor cores: the largest divisor of the group up to the rows a CTA
+/// serves at this head_dim and maxHeadsPerCTA.
 static int64_t tensorCoreHeads(const DecodeSpec &spec,
                                const DecodeKernelOptions &o) {
   return largestHeadDivisor(
-      spec.groupSize(), DecodeKernelConfig::kMaxMmaRows, [&](int64_t heads) {
+      spec.groupSize(), DecodeKernelConfig::maxMmaRows(spec.headDim),
+      [&](int64_t heads) {
         return o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA;
       });
 }
@@ -192,7 +194,8 @@ selectTensorCores(MLIRContext *ctx, const DecodeSpec &spec,
   s.kernel = DecodeKernelKind::tensor_cores;
   s.headsPerCTA = tensorCoreHeads(spec, o);
   s.queriesPerCTA =
-      queriesThatFit(spec, s.headsPerCTA, DecodeKernelConfig::kMaxMmaRows);
+      queriesThatFit(spec, s.headsPerCTA,
+                     DecodeKernelConfig::maxMmaRows(spec.headDim));
   DecodeKernelConfig c = DecodeKernelConfig::get(ctx, spec, s);
   std::optional<int64_t> stages = tensorCoreStages(c, o);
   if (!stages)
@@ -355,8 +358,9 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(hi) + "], got " + std::to_string(v);
   };
   bool tensorCores = s.kernel == DecodeKernelKind::tensor_cores;
-  int64_t maxHeads = tensorCores ? DecodeKernelConfig::kMaxMmaRows
-                                 : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
+  int64_t maxHeads = tensorCores
+                         ? DecodeKernelConfig::maxMmaRows(spec.headDim)
+                         : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
   if (numWarps < 1 || numWarps > 32)
     return outside("num_warps", numWarps, 1, 32);
   if (s.headsPerCTA < 1 || s.headsPerCTA > maxHeads)
@@ -381,7 +385,7 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
   }
   if (!tensorCoresServe(spec))
     return "the tensor-core kernel serves f16/bf16 with head_dim a multiple "
-           "of 16 up to 128";
+           "of 16 up to 256";
   if (s.kvStages < 2 || s.kvStages > 4)
     return outside("kv_stages", s.kvStages, 2, 4);
   if (!llvm::is_contained({0, 64, 128, 256}, s.l2PrefetchBytes))

@@ -15,12 +15,20 @@
 // CHECK-LABEL: func.func @given
 // CHECK: paged_attn.strategy = #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 2, heads_per_cta = 2, kv_stages = 0, l2_prefetch = 0, tokens_per_lane_group = 1, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>
 
+// Above head_dim 128 a tensor-core CTA takes 8 rows: MQA with 16 query
+// heads takes two CTAs of 8 per KV head.
+// CHECK-LABEL: func.func @mqa16_d256
+// CHECK: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 8, kv_stages = 3,
+
 // OFF-LABEL: func.func @gqa4
 // OFF: #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 0, l2_prefetch = 0, tokens_per_lane_group = 2,
 
 // Two stages fit 99 KiB; the limit's target also launches the merge early.
 // LIMIT-LABEL: func.func @gqa4
 // LIMIT: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 2, {{.*}}programmatic_launch = true>
+// Two stages of 256-wide rows (135168 bytes) do not fit: CUDA cores.
+// LIMIT-LABEL: func.func @mqa16_d256
+// LIMIT: #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 4, heads_per_cta = 8,
 
 // The conversion builds what the strategies say, whatever its own options:
 // the recorded tensor-core strategy despite tensor-cores=off, and the given
@@ -62,6 +70,15 @@ func.func @given(%q: memref<?x8x64xf16>, %k: memref<?x2x16x64xf16>,
     {layout = #paged_attn.kv_layout<hnd>,
      paged_attn.strategy = #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 2, heads_per_cta = 2, kv_stages = 0, l2_prefetch = 0, tokens_per_lane_group = 1, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>}
     : memref<?x8x64xf16>, memref<?x2x16x64xf16>, memref<?x2x16x64xf16>,
+      memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+func.func @mqa16_d256(%q: memref<?x16x256xbf16>, %k: memref<?x16x1x256xbf16>,
+                      %v: memref<?x16x1x256xbf16>, %bt: memref<?x?xi32>,
+                      %sl: memref<?xi32>, %o: memref<?x16x256xbf16>) {
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x16x256xbf16>)
+    : memref<?x16x256xbf16>, memref<?x16x1x256xbf16>, memref<?x16x1x256xbf16>,
       memref<?x?xi32>, memref<?xi32>
   return
 }

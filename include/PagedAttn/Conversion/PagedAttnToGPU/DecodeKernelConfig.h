@@ -263,9 +263,17 @@ struct DecodeKernelConfig {
   /// tile), the query heads its accumulators are laid out for (8 per mma
   /// column block), and its dynamic shared memory with `stages` stages.
   static constexpr int64_t kMmaTileTokens = 16;
-  /// Rows of q one tensor-core CTA serves: one mma row block. More would
-  /// hold twice the q fragments and accumulators in registers.
+  /// Rows of q one tensor-core CTA serves: one mma row block up to
+  /// kMmaWideRowsMaxHeadDim, half of one above it. A warp holds q
+  /// fragments and O^T accumulators for rows x head_dim, so both caps keep
+  /// them at 64 registers each (D = 128 x 16 rows, D = 256 x 8 rows).
   static constexpr int64_t kMaxMmaRows = 16;
+  static constexpr int64_t kMmaWideRowsMaxHeadDim = 128;
+  /// The largest head_dim the tensor-core kernel serves (the op's bound).
+  static constexpr int64_t kMaxMmaHeadDim = 256;
+  static int64_t maxMmaRows(int64_t headDim) {
+    return headDim <= kMmaWideRowsMaxHeadDim ? kMaxMmaRows : kMaxMmaRows / 2;
+  }
   int64_t mmaHeadBlocks() const { return (rowsPerCTA() + 7) / 8; }
   int64_t mmaSharedMemoryBytes(int64_t stages) const;
 

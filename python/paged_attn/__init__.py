@@ -1017,11 +1017,12 @@ def _new_out(q):
 def _new_lse(q):
     """float32 [batch, num_heads] ([batch, L, num_heads] for a multi-token
     q) on q's device."""
-    return _TORCH.empty(q.shape[:-1], dtype=_TORCH.float32, device=q.device)
+    # new_empty skips building a torch.device from q.device.
+    return q.new_empty(q.shape[:-1], dtype=_TORCH.float32)
 
 
 def _new_workspace(nbytes, q):
-    return _TORCH.empty(nbytes, dtype=_TORCH.uint8, device=q.device)
+    return q.new_empty(nbytes, dtype=_TORCH.uint8)
 
 
 def _new_merge_out(partial_out):

@@ -33,13 +33,6 @@ using namespace paged_attn;
 
 namespace {
 
-/// The decode an XLA call site names: its attributes as the handler reads
-/// them.
-struct CallConfig {
-  std::string_view kernels; ///< a manifest (.json) or a directory of them
-  DecodeSpec spec;
-};
-
 ffi::Error invalidArgument(const std::string &message) {
   return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                     "paged_attn.jax.decode: " + message);

@@ -128,11 +128,10 @@ DecodeStrategyAttr DecodeStrategy::toAttr(MLIRContext *ctx,
 }
 
 /// Whether the tensor-core kernel can compute `spec`: 16-bit K/V, head_dim
-/// a multiple of 16 up to 256.
+/// a multiple of 16 up to the op's bound (256).
 static bool tensorCoresServe(const DecodeSpec &spec) {
   return (spec.dtype == DType::BF16 || spec.dtype == DType::F16) &&
-         spec.headDim % 16 == 0 &&
-         spec.headDim <= DecodeKernelConfig::kMaxMmaHeadDim;
+         spec.headDim % 16 == 0 && spec.headDim <= DecodeSpec::kMaxHeadDim;
 }
 
 /// The largest divisor of the group up to `cap` that `fits`.

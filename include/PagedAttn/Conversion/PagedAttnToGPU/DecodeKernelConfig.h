@@ -269,8 +269,6 @@ struct DecodeKernelConfig {
   /// them at 64 registers each (D = 128 x 16 rows, D = 256 x 8 rows).
   static constexpr int64_t kMaxMmaRows = 16;
   static constexpr int64_t kMmaWideRowsMaxHeadDim = 128;
-  /// The largest head_dim the tensor-core kernel serves (the op's bound).
-  static constexpr int64_t kMaxMmaHeadDim = 256;
   static int64_t maxMmaRows(int64_t headDim) {
     return headDim <= kMmaWideRowsMaxHeadDim ? kMaxMmaRows : kMaxMmaRows / 2;
   }

@@ -28,7 +28,8 @@ defvar PagedAttn_DecodeKernelOptions = [
          "groups of 4 or more heads), on (wherever supported) or off">,
   Option<"kvStages", "kv-stages", "int64_t", /*default=*/"3",
          "Shared-memory K/V tiles per warp of the tensor-core kernel "
-         "(2 to 4)">,
+         "(2 to 4; a ring that a multi-token CTA's row groups share holds "
+         "this many per sharing warp)">,
   Option<"l2Prefetch", "l2-prefetch", "int64_t", /*default=*/"128",
          "Bytes the tensor-core kernel's cp.async copies ask L2 to fetch "
          "around each request: 0 (no hint), 64, 128 or 256">,

@@ -36,7 +36,7 @@ mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
       !inRange("max-heads-per-cta", in.maxHeadsPerCTA, 0, 256,
                out.maxHeadsPerCTA) ||
       !inRange("min-ctas-per-sm", in.minCTAsPerSM, 0, 32, out.minCTAsPerSM) ||
-      !inRange("kv-stages", in.kvStages, 2, 4, out.kvStages))
+      !inRange("kv-stages", in.kvStages, 2, kMaxKVStagesPerWarp, out.kvStages))
     return error;
   if (!llvm::is_contained({0, 64, 128, 256}, in.l2PrefetchBytes))
     return llvm::formatv("{0}l2-prefetch must be 0, 64, 128 or 256, got {1}",
@@ -162,8 +162,10 @@ static int64_t queriesThatFit(const DecodeSpec &spec, int64_t heads,
   return std::clamp<int64_t>(maxRows / heads, 1, spec.queryLen);
 }
 
-/// The tensor-core kernel's stages: kvStages, fewer where the shared-memory
-/// limit asks for it, down to 2; none when even 2 do not fit.
+/// The tensor-core kernel's stages: kvStages tiles per warp (a ring shared
+/// by row groups holds that many per sharer, each copying its part of every
+/// tile, so that a warp keeps the same bytes in flight), fewer where the
+/// shared-memory limit asks for it, down to 2; none when even 2 do not fit.
 static std::optional<int64_t> tensorCoreStages(const DecodeKernelConfig &c,
                                                const DecodeKernelOptions &o) {
   auto fits = [&](int64_t stages) {
@@ -172,7 +174,7 @@ static std::optional<int64_t> tensorCoreStages(const DecodeKernelConfig &c,
   };
   if (!fits(2))
     return std::nullopt;
-  int64_t stages = o.kvStages;
+  int64_t stages = o.kvStages * c.mmaRowGroups();
   while (stages > 2 && !fits(stages))
     --stages;
   return stages;
@@ -192,9 +194,9 @@ selectTensorCores(MLIRContext *ctx, const DecodeSpec &spec,
   DecodeStrategy s;
   s.kernel = DecodeKernelKind::tensor_cores;
   s.headsPerCTA = tensorCoreHeads(spec, o);
-  s.queriesPerCTA =
-      queriesThatFit(spec, s.headsPerCTA,
-                     DecodeKernelConfig::maxMmaRows(spec.headDim));
+  s.queriesPerCTA = queriesThatFit(
+      spec, s.headsPerCTA,
+      DecodeKernelConfig::maxMmaRowsPerCTA(spec.headDim, spec.numWarps));
   DecodeKernelConfig c = DecodeKernelConfig::get(ctx, spec, s);
   std::optional<int64_t> stages = tensorCoreStages(c, o);
   if (!stages)
@@ -319,15 +321,15 @@ int64_t DecodeKernelConfig::threadsPerToken() const {
 
 int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
   int64_t headDim = spec.headDim;
-  int64_t rings =
-      numWarps() * stages * 2 * kMmaTileTokens * (headDim + 8) * elementBytes();
-  int64_t merge = numWarps() * mmaHeadBlocks() * 8 * (headDim + 2) * 4;
+  int64_t rings = tokenWarps() * stages * 2 * kMmaTileTokens * (headDim + 8) *
+                  elementBytes();
+  int64_t merge = tokenWarps() * mmaPaddedRows() * (headDim + 2) * 4;
   return std::max(rings, merge);
 }
 
 int64_t DecodeKernelConfig::tokensPerIteration() const {
   if (usesTensorCores())
-    return numWarps() * kMmaTileTokens;
+    return tokenWarps() * kMmaTileTokens;
   return numWarps() * tokensPerWarp() * strategy.tokensPerLaneGroup;
 }
 
@@ -357,9 +359,8 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(hi) + "], got " + std::to_string(v);
   };
   bool tensorCores = s.kernel == DecodeKernelKind::tensor_cores;
-  int64_t maxHeads = tensorCores
-                         ? DecodeKernelConfig::maxMmaRows(spec.headDim)
-                         : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
+  int64_t maxHeads = tensorCores ? DecodeKernelConfig::maxMmaRows(spec.headDim)
+                                 : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
   if (numWarps < 1 || numWarps > 32)
     return outside("num_warps", numWarps, 1, 32);
   if (s.headsPerCTA < 1 || s.headsPerCTA > maxHeads)
@@ -370,11 +371,16 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(spec.groupSize()) + ")";
   if (s.queriesPerCTA < 1 || s.queriesPerCTA > spec.queryLen)
     return outside("queries_per_cta", s.queriesPerCTA, 1, spec.queryLen);
-  if (s.queriesPerCTA * s.headsPerCTA > maxHeads)
+  // A multi-token CTA's rows may fill several row groups of warps.
+  int64_t maxRows =
+      tensorCores ? DecodeKernelConfig::maxMmaRowsPerCTA(spec.headDim, numWarps)
+                  : maxHeads;
+  if (s.queriesPerCTA * s.headsPerCTA > maxRows)
     return "queries_per_cta times heads_per_cta (" +
            std::to_string(s.queriesPerCTA * s.headsPerCTA) +
-           ") must be at most " + std::to_string(maxHeads) +
-           ", the rows a CTA of this kernel serves";
+           ") must be at most " + std::to_string(maxRows) +
+           ", the rows a CTA of this kernel serves with " +
+           std::to_string(numWarps) + " warps";
   if (s.minCTAsPerSM < 0 || s.minCTAsPerSM > 32)
     return outside("min_ctas_per_sm", s.minCTAsPerSM, 0, 32);
   if (!tensorCores) {
@@ -385,15 +391,16 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
   if (!tensorCoresServe(spec))
     return "the tensor-core kernel serves f16/bf16 with head_dim a multiple "
            "of 16 up to 256";
-  if (s.kvStages < 2 || s.kvStages > 4)
-    return outside("kv_stages", s.kvStages, 2, 4);
+  DecodeSpec withWarps = spec;
+  withWarps.numWarps = numWarps;
+  DecodeKernelConfig config = DecodeKernelConfig::get(ctx, withWarps, s);
+  int64_t maxStages = kMaxKVStagesPerWarp * config.mmaRowGroups();
+  if (s.kvStages < 2 || s.kvStages > maxStages)
+    return outside("kv_stages", s.kvStages, 2, maxStages);
   if (!llvm::is_contained({0, 64, 128, 256}, s.l2PrefetchBytes))
     return "l2_prefetch must be 0, 64, 128 or 256, got " +
            std::to_string(s.l2PrefetchBytes);
-  DecodeSpec withWarps = spec;
-  withWarps.numWarps = numWarps;
-  int64_t bytes =
-      DecodeKernelConfig::get(ctx, withWarps, s).dynamicSharedMemoryBytes();
+  int64_t bytes = config.dynamicSharedMemoryBytes();
   if (sharedMemoryLimit > 0 && bytes > sharedMemoryLimit)
     return std::to_string(s.kvStages) + " stages need " +
            std::to_string(bytes) + " bytes of shared memory, more than " +

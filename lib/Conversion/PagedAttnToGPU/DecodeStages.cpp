@@ -266,7 +266,7 @@ static MergedRow mergeWarpsOfRow(KernelEmitter &e, const DecodeKernelConfig &c,
   const int64_t vecElems = c.vectorElems();
   SmallVector<Value> maxes;
   Value max = e.negInf();
-  for (int64_t w = 0; w < c.numWarps(); ++w) {
+  for (int64_t w = 0; w < c.tokenWarps(); ++w) {
     maxes.push_back(memref::LoadOp::create(
         b, ep.statSmem, ValueRange{e.index(0), e.index(w), h}));
     max = e.fmax(max, maxes.back());
@@ -274,7 +274,7 @@ static MergedRow mergeWarpsOfRow(KernelEmitter &e, const DecodeKernelConfig &c,
   Value ref = softmax.reference(max);
   Value sum = e.f32Const(0.0);
   Value acc = e.zeroVector(vecElems);
-  for (int64_t w = 0; w < c.numWarps(); ++w) {
+  for (int64_t w = 0; w < c.tokenWarps(); ++w) {
     Value weight = softmax.weight(maxes[w], ref);
     Value warpSum = memref::LoadOp::create(
         b, ep.statSmem, ValueRange{e.index(1), e.index(w), h});

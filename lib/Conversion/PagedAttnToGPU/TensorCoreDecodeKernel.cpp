@@ -23,6 +23,18 @@
 // banks while every address stays a constant offset from a per-lane base (an
 // XOR swizzle cost ptxas 16 more registers of hoisted addresses).
 //
+// A multi-token CTA with more rows than one warp's mma takes splits its
+// warps into row groups (DecodeKernelConfig::mmaRowGroups): warp w of each
+// group takes the same tiles for its own rows, and those warps share one
+// ring, each copying part of every tile. Where a warp alone syncs itself,
+// the ring's sharers meet on a named barrier of their own, and every warp
+// runs the same number of iterations: a warp short of a tile works through
+// one past the chunk, all of whose keys are masked (with per-warp counts,
+// which differ by one between sharers of different rings, racecheck
+// reported the merge after the loop as racing across the CTA's barrier;
+// with equal counts it reports nothing). A second CTA per KV head would
+// read and work through every tile again (bench/NOTES.md 32, 36).
+//
 //===----------------------------------------------------------------------===//
 
 #include "AsyncCopy.h"
@@ -134,6 +146,8 @@ private:
   void accumulatePV(OnlineSoftmax::State &s, Value vTile,
                     ArrayRef<SmallVector<Value>> pFragments);
   void publishWarpState(const OnlineSoftmax::State &s);
+  /// Orders the ring's copies and reads among the warps that share it.
+  void syncRingSharers();
   Value tileBase(Value i);
   Value ringOffset(Value stage, int64_t kv);
   /// O^T registers of d block `md` and head block `r`.
@@ -152,8 +166,10 @@ private:
   std::optional<AsyncCopyEmitter> asyncCopy;
   std::optional<ScoreModifiers> rules;
   // `rows` of q (heads, times the new queries of a multi-token decode) in
-  // blocks of 8, padded.
-  const int64_t numWarps, stages, d, rows, headBlocks, paddedHeads;
+  // row groups of warps, each of `headBlocks` blocks of 8, padded.
+  const int64_t stages, d, rows, headBlocks, rowGroups, paddedRows;
+  // The warps of one row group, which split the chunk's tiles.
+  const int64_t tokenWarps;
   // 16-wide blocks of the head dimension: the k steps of Q*K^T and the row
   // blocks of O^T.
   const int64_t dBlocks;
@@ -161,6 +177,9 @@ private:
   const int64_t rowStride;    // elements, padded
   const int64_t tileElems;
   DecodeCTA cta;
+  // This warp's place among the tile sharers and its row group's first
+  // row; the id of the named barrier it meets the ring's other sharers on.
+  Value tokenWarp, rowGroup, firstGroupRow, ringBarrier;
   // In mma fragments a lane holds row `quadRow` (and quadRow + 8) and
   // columns 2 * quadCol, 2 * quadCol + 1.
   Value quadRow, quadCol;
@@ -203,14 +222,14 @@ private:
 TensorCoreDecodeBuilder::TensorCoreDecodeBuilder(OpBuilder &builder,
                                                  gpu::GPUModuleOp module,
                                                  const DecodeKernelConfig &c)
-    : c(c), builder(builder), module(module), numWarps(c.numWarps()),
-      stages(c.strategy.kvStages), d(c.spec.headDim), rows(c.rowsPerCTA()),
-      headBlocks(c.mmaHeadBlocks()), paddedHeads(8 * headBlocks),
-      dBlocks(d / 16), chunksPerRow(d / 8), rowStride(d + 8),
-      tileElems(tileTokens * rowStride) {}
+    : c(c), builder(builder), module(module), stages(c.strategy.kvStages),
+      d(c.spec.headDim), rows(c.rowsPerCTA()), headBlocks(c.mmaHeadBlocks()),
+      rowGroups(c.mmaRowGroups()), paddedRows(c.mmaPaddedRows()),
+      tokenWarps(c.tokenWarps()), dBlocks(d / 16), chunksPerRow(d / 8),
+      rowStride(d + 8), tileElems(tileTokens * rowStride) {}
 
-/// Shared memory: per warp `stages` pairs of K and V tiles; after the loop,
-/// the warps' accumulators and softmax statistics.
+/// Shared memory: per token warp `stages` pairs of K and V tiles; after the
+/// loop, the warps' accumulators and softmax statistics.
 void TensorCoreDecodeBuilder::emitSharedMemory() {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
@@ -225,39 +244,55 @@ void TensorCoreDecodeBuilder::emitSharedMemory() {
         b, MemRefType::get(shape, type, MemRefLayoutAttrInterface(), workgroup),
         smem, e.index(byteOffset), ValueRange{});
   };
-  rings = view({numWarps * stages * 2 * tileElems}, c.elementType, 0);
+  rings = view({tokenWarps * stages * 2 * tileElems}, c.elementType, 0);
   asyncCopy.emplace(e, smem, c.elementBytes(), c.strategy.l2PrefetchBytes);
   kSource = asyncCopy->source(arg(1));
   vSource = asyncCopy->source(arg(2));
-  accSmem = view({numWarps, paddedHeads, d}, f32, 0);
+  accSmem = view({tokenWarps, paddedRows, d}, f32, 0);
   statSmem =
-      view({2, numWarps, paddedHeads}, f32, numWarps * paddedHeads * d * 4);
+      view({2, tokenWarps, paddedRows}, f32, tokenWarps * paddedRows * d * 4);
 }
 
-/// This warp's share of the chunk's 16-token tiles.
+/// This warp's share of the chunk's 16-token tiles, and of the CTA's rows.
 void TensorCoreDecodeBuilder::emitTileShares() {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
+  tokenWarp = cta.warp;
+  firstGroupRow = e.index(0);
+  if (rowGroups > 1) {
+    tokenWarp = e.rem(cta.warp, e.index(tokenWarps));
+    rowGroup = e.div(cta.warp, e.index(tokenWarps));
+    firstGroupRow = e.mul(rowGroup, e.index(headBlocks * 8));
+    // Barrier 0 is the CTA's.
+    ringBarrier = arith::IndexCastOp::create(b, b.getI32Type(),
+                                             e.add(tokenWarp, e.index(1)));
+  }
   Value numTiles = arith::CeilDivUIOp::create(
       b, arith::SubIOp::create(b, cta.chunkEnd, cta.chunkBegin),
       e.index(tileTokens));
-  warpTiles = e.div(arith::SubIOp::create(
-                        b, e.add(numTiles, e.index(numWarps - 1)), cta.warp),
-                    e.index(numWarps));
+  if (rowGroups > 1) {
+    // The same count in every warp (see the top of the file).
+    warpTiles = e.ceilDiv(numTiles, e.index(tokenWarps));
+  } else {
+    warpTiles =
+        e.div(arith::SubIOp::create(b, e.add(numTiles, e.index(tokenWarps - 1)),
+                                    tokenWarp),
+              e.index(tokenWarps));
+  }
   lastToken = arith::SubIOp::create(b, cta.chunkEnd, e.index(1));
 }
 
 Value TensorCoreDecodeBuilder::tileBase(Value i) {
   KernelEmitter &e = this->e();
   return e.add(cta.chunkBegin,
-               e.mul(e.add(e.mul(i, e.index(numWarps)), cta.warp),
+               e.mul(e.add(e.mul(i, e.index(tokenWarps)), tokenWarp),
                      e.index(tileTokens)));
 }
 
 Value TensorCoreDecodeBuilder::ringOffset(Value stage, int64_t kv) {
   KernelEmitter &e = this->e();
   return e.mul(
-      e.add(e.mul(e.add(e.mul(cta.warp, e.index(stages)), stage), e.index(2)),
+      e.add(e.mul(e.add(e.mul(tokenWarp, e.index(stages)), stage), e.index(2)),
             e.index(kv)),
       e.index(tileElems));
 }
@@ -305,25 +340,27 @@ void TensorCoreDecodeBuilder::emitCopyMapping() {
 std::pair<Value, Value> TensorCoreDecodeBuilder::copyChunk(int64_t copy) {
   KernelEmitter &e = this->e();
   if (!copiesWholeRows())
-    return chunkPosition(e, e.add(cta.lane, e.index(copy * 32)),
-                         chunksPerRow);
+    return chunkPosition(e, e.add(cta.lane, e.index(copy * 32)), chunksPerRow);
   return {e.add(laneChunk.first, e.index(copy * rowsPerCopy())),
           laneChunk.second};
 }
 
 Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
   KernelEmitter &e = this->e();
-  Value token = e.min(
-      e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))), lastToken);
+  Value token = e.min(e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))),
+                      lastToken);
   return loadPageEntry(e, arg(3), cta.batch, token, c.spec.pageSize);
 }
 
+/// With row groups, group g issues copies g, g + groups, ...: the copy
+/// indices stay constants (a copy's row and shuffle do, too) under a
+/// branch that is uniform in the warp.
 void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
   Value base = tileBase(i);
   Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
-  for (int64_t copy = 0; copy < copiesPerTile(); ++copy) {
+  auto issueCopy = [&](int64_t copy) {
     auto [row, column] = copyChunk(copy);
     Value rowPage = e.toIndex(
         gpu::ShuffleOp::create(
@@ -340,11 +377,26 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
                       laneCopies);
     asyncCopy->copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes),
                       laneCopies);
+  };
+  if (rowGroups == 1) {
+    for (int64_t copy = 0; copy < copiesPerTile(); ++copy)
+      issueCopy(copy);
+    return;
+  }
+  for (int64_t group = 0; group < rowGroups; ++group) {
+    OpBuilder::InsertionGuard guard(b);
+    auto ours =
+        scf::IfOp::create(b,
+                          arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                                rowGroup, e.index(group)),
+                          /*withElse=*/false);
+    b.setInsertionPointToStart(ours.thenBlock());
+    for (int64_t copy = group; copy < copiesPerTile(); copy += rowGroups)
+      issueCopy(copy);
   }
 }
 
-void TensorCoreDecodeBuilder::issueTileIfAny(Value i, Value stage,
-                                             Value page) {
+void TensorCoreDecodeBuilder::issueTileIfAny(Value i, Value stage, Value page) {
   ImplicitLocOpBuilder &b = this->b();
   auto ifAny = scf::IfOp::create(b, e().ult(i, warpTiles), false);
   {
@@ -356,15 +408,15 @@ void TensorCoreDecodeBuilder::issueTileIfAny(Value i, Value stage,
   NVVM::CpAsyncCommitGroupOp::create(b);
 }
 
-/// q as mma A fragments, one per k step: rows are this CTA's rows (zero
-/// past them), the logit scale is applied to S in f32.
+/// q as mma A fragments, one per k step: rows are this warp's row group's
+/// rows (zero past the CTA's), the logit scale is applied to S in f32.
 void TensorCoreDecodeBuilder::loadQFragments() {
   KernelEmitter &e = this->e();
   Value zeroOperand = mma().zeroOperand();
   auto qOperand = [&](int64_t rowBlock, Value column) -> Value {
     if (rowBlock >= headBlocks)
       return zeroOperand;
-    Value row = e.add(quadRow, e.index(8 * rowBlock));
+    Value row = e.add(firstGroupRow, e.add(quadRow, e.index(8 * rowBlock)));
     Value valid = e.ult(row, e.index(rows));
     CTARow at = getCTARow(e, c, cta.firstHead, cta.firstQuery,
                           e.select(valid, row, e.index(0)));
@@ -383,7 +435,7 @@ void TensorCoreDecodeBuilder::loadQFragments() {
   logitScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
   // Rows past this CTA's rows are padding: they read row 0's slope.
   for (int64_t r = 0; r < headBlocks; ++r) {
-    Value row = e.add(quadRow, e.index(8 * r));
+    Value row = e.add(firstGroupRow, e.add(quadRow, e.index(8 * r)));
     CTARow at = getCTARow(e, c, cta.firstHead, cta.firstQuery,
                           e.select(e.ult(row, e.index(rows)), row, e.index(0)));
     laneRows.push_back(at);
@@ -449,12 +501,12 @@ TensorCoreDecodeBuilder::computeScores(Value kTile) {
   SmallVector<SmallVector<Value>> scores(2, SmallVector<Value>(4, zero));
   for (int64_t ks = 0; ks < dBlocks; ++ks) {
     Value k = ldmatrix(kTile, ks, /*transpose=*/false);
-    scores[0] = mma().mma(qFragments[ks],
-                          {mma().fragment(k, 0), mma().fragment(k, 1)},
-                          scores[0]);
-    scores[1] = mma().mma(qFragments[ks],
-                          {mma().fragment(k, 2), mma().fragment(k, 3)},
-                          scores[1]);
+    scores[0] =
+        mma().mma(qFragments[ks], {mma().fragment(k, 0), mma().fragment(k, 1)},
+                  scores[0]);
+    scores[1] =
+        mma().mma(qFragments[ks], {mma().fragment(k, 2), mma().fragment(k, 3)},
+                  scores[1]);
   }
   return scores;
 }
@@ -463,8 +515,9 @@ TensorCoreDecodeBuilder::computeScores(Value kTile) {
 /// four lanes of a quad. Returns each row's correction factor; P^T's B
 /// fragments are S's registers, rounded. Every tile holds at least one
 /// token of the chunk, so the new max is finite, except in a multi-token
-/// decode, whose rows may see none of a tile's keys: there the weights are
-/// taken against a safe reference (0 for a max of -inf).
+/// decode, whose rows may see none of a tile's keys (and whose row groups
+/// may take a tile past the chunk): there the weights are taken against a
+/// safe reference (0 for a max of -inf).
 SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     OnlineSoftmax::State &s, ArrayRef<SmallVector<Value>> scores, Value base,
     SmallVector<SmallVector<Value>> &pFragments) {
@@ -476,8 +529,8 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     Value tileMax = e.negInf();
     for (int64_t nb = 0; nb < 2; ++nb)
       for (int64_t j = 0; j < 2; ++j) {
-        Value token = e.add(
-            base, e.add(e.mul(quadCol, e.index(2)), e.index(nb * 8 + j)));
+        Value token =
+            e.add(base, e.add(e.mul(quadCol, e.index(2)), e.index(nb * 8 + j)));
         // Accumulator registers 2r and 2r + 1 hold row quadRow + 8r.
         Value logit = applyScoreRules(
             e, *rules, e.fmul(scores[nb][2 * r + j], logitScale), [&] {
@@ -561,7 +614,7 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   issueTileIfAny(ahead, e.rem(ahead, e.index(stages)), iterArgs.back());
   Value nextPage = loadTilePage(e.add(ahead, e.index(1)));
   NVVM::CpAsyncWaitGroupOp::create(b, static_cast<uint32_t>(stages - 1));
-  NVVM::SyncWarpOp::create(b, fullMask);
+  syncRingSharers();
 
   Value stage = e.rem(i, e.index(stages));
   Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
@@ -572,13 +625,23 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   rescaleAccumulators(s, alpha);
   accumulatePV(s, vTile, pFragments);
   // Every lane is done with this slot before it is refilled.
-  NVVM::SyncWarpOp::create(b, fullMask);
+  syncRingSharers();
   SmallVector<Value> yielded = s.flatten();
   yielded.push_back(nextPage);
   scf::YieldOp::create(b, yielded);
 }
 
-/// Publishes each warp's state over the (now idle) rings.
+void TensorCoreDecodeBuilder::syncRingSharers() {
+  if (rowGroups == 1) {
+    NVVM::SyncWarpOp::create(b(), fullMask);
+    return;
+  }
+  NVVM::BarrierOp::create(b(), TypeRange{}, ringBarrier,
+                          e().i32(32 * rowGroups), {}, Value{});
+}
+
+/// Publishes each warp's state over the (now idle) rings, at its token
+/// warp and its rows in the CTA.
 void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
@@ -586,11 +649,12 @@ void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
   for (int64_t md = 0; md < dBlocks; ++md)
     for (int64_t r = 0; r < headBlocks; ++r) {
       Value dim = e.add(e.index(md * 16), quadRow);
-      Value head = e.add(e.index(8 * r), e.mul(quadCol, e.index(2)));
+      Value head = e.add(firstGroupRow,
+                         e.add(e.index(8 * r), e.mul(quadCol, e.index(2))));
       for (int64_t k = 0; k < 4; ++k)
         memref::StoreOp::create(
             b, s.acc[(md * headBlocks + r) * 4 + k], accSmem,
-            ValueRange{cta.warp, e.add(head, e.index(k % 2)),
+            ValueRange{tokenWarp, e.add(head, e.index(k % 2)),
                        e.add(dim, e.index(8 * (k / 2)))});
     }
   auto firstInQuad = scf::IfOp::create(b, e.ult(quadCol, e.index(1)), false);
@@ -598,11 +662,11 @@ void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(firstInQuad.thenBlock());
     for (int64_t r = 0; r < headBlocks; ++r) {
-      Value head = e.add(quadRow, e.index(8 * r));
+      Value head = e.add(firstGroupRow, e.add(quadRow, e.index(8 * r)));
       memref::StoreOp::create(b, s.max[r], statSmem,
-                              ValueRange{e.index(0), cta.warp, head});
+                              ValueRange{e.index(0), tokenWarp, head});
       memref::StoreOp::create(b, s.sum[r], statSmem,
-                              ValueRange{e.index(1), cta.warp, head});
+                              ValueRange{e.index(1), tokenWarp, head});
     }
   }
   gpu::BarrierOp::create(b);
@@ -649,8 +713,8 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
     b().setInsertionPointToStart(loop.getBody());
     emitLoopBody(loop);
   }
-  OnlineSoftmax::State s =
-      OnlineSoftmax::State::unflatten(loop.getResults().drop_back(), headBlocks);
+  OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
+      loop.getResults().drop_back(), headBlocks);
   for (int64_t r = 0; r < headBlocks; ++r)
     for (int64_t offset = 1; offset < 4; offset *= 2)
       s.sum[r] = e.fadd(s.sum[r], e.shuffleXor(s.sum[r], offset));

@@ -42,6 +42,55 @@ func.func @tensor_cores_rows_d256(%q: memref<?x16x256xbf16>, %k: memref<?x16x1x2
 
 // -----
 
+// A multi-token CTA's rows fill at most two row groups, of an even number
+// of warps: 32 rows need 4 warps at head_dim 128, and 3 cannot split.
+func.func @tensor_cores_rows_odd_warps(%q: memref<?x8x4x128xbf16>, %k: memref<?x16x1x128xbf16>, %v: memref<?x16x1x128xbf16>,
+                                       %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x8x4x128xbf16>) {
+  // expected-error @+1 {{cannot be built with its strategy: queries_per_cta times heads_per_cta (32) must be at most 16, the rows a CTA of this kernel serves with 3 warps}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x8x4x128xbf16>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 3, heads_per_cta = 4, kv_stages = 3, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false, queries_per_cta = 8>}
+    : memref<?x8x4x128xbf16>, memref<?x16x1x128xbf16>, memref<?x16x1x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// Above head_dim 128 a row group is 8 rows: two of them take 16.
+func.func @tensor_cores_rows_d256_l4(%q: memref<?x4x8x256xbf16>, %k: memref<?x16x1x256xbf16>, %v: memref<?x16x1x256xbf16>,
+                                     %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x4x8x256xbf16>) {
+  // expected-error @+1 {{cannot be built with its strategy: queries_per_cta times heads_per_cta (24) must be at most 16, the rows a CTA of this kernel serves with 4 warps}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x4x8x256xbf16>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 8, kv_stages = 3, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false, queries_per_cta = 3>}
+    : memref<?x4x8x256xbf16>, memref<?x16x1x256xbf16>, memref<?x16x1x256xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// A ring shared by two row groups holds up to 4 stages per sharing warp.
+func.func @row_group_stages(%q: memref<?x8x4x128xbf16>, %k: memref<?x16x1x128xbf16>, %v: memref<?x16x1x128xbf16>,
+                            %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x8x4x128xbf16>) {
+  // expected-error @+1 {{cannot be built with its strategy: kv_stages must be in [2, 8], got 9}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x8x4x128xbf16>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 9, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false, queries_per_cta = 8>}
+    : memref<?x8x4x128xbf16>, memref<?x16x1x128xbf16>, memref<?x16x1x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// One row group: at most 4 stages.
+func.func @one_group_stages(%q: memref<?x4x4x128xbf16>, %k: memref<?x16x1x128xbf16>, %v: memref<?x16x1x128xbf16>,
+                            %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x4x4x128xbf16>) {
+  // expected-error @+1 {{cannot be built with its strategy: kv_stages must be in [2, 4], got 6}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x4x4x128xbf16>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 6, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false, queries_per_cta = 4>}
+    : memref<?x4x4x128xbf16>, memref<?x16x1x128xbf16>, memref<?x16x1x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
 func.func @heads_not_dividing(%q: memref<?x8x64xf16>, %k: memref<?x16x2x64xf16>, %v: memref<?x16x2x64xf16>,
                               %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x8x64xf16>) {
   // expected-error @+1 {{cannot be built with its strategy: heads_per_cta (3) must divide the query heads per KV head (4)}}

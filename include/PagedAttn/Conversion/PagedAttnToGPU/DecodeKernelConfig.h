@@ -29,6 +29,10 @@ namespace paged_attn {
 /// during the current one.
 enum class PageTablePrefetch { Auto, On, Off };
 
+/// The most shared-memory K/V tiles per warp the tensor-core kernel takes
+/// (kv-stages); a ring that row groups share holds that many per sharer.
+constexpr int64_t kMaxKVStagesPerWarp = 4;
+
 /// Whether the decode kernel computes with tensor cores (mma.sync over the
 /// query group, K and V staged through shared memory by cp.async) or with
 /// one lane group per token on the CUDA cores.
@@ -52,7 +56,9 @@ struct DecodeKernelOptions {
   /// Auto: for 16-bit caches whose query group has 4 or more heads.
   TensorCoreUse tensorCores = TensorCoreUse::Auto;
   /// Shared-memory buffers per warp of the tensor-core kernel (K/V tiles
-  /// in flight plus the one being computed on).
+  /// in flight plus the one being computed on). A ring that the warps of
+  /// row groups share holds kvStages times the groups: each warp copies its
+  /// part of every tile, and keeps the same bytes in flight.
   int64_t kvStages = 3;
   /// Bytes the tensor-core kernel's cp.async copies ask L2 to fetch around
   /// each 16-byte request (the .L2::64B/128B/256B prefetch-size hint; 0
@@ -120,7 +126,7 @@ struct DecodeStrategy {
   DecodeKernelKind kernel = DecodeKernelKind::cuda_cores;
   /// Query heads one CTA serves.
   int64_t headsPerCTA = 1;
-  /// Tensor cores: shared-memory K/V stages per warp and the L2 prefetch
+  /// Tensor cores: shared-memory K/V stages of a ring and the L2 prefetch
   /// hint (0 for the CUDA-core kernel).
   int64_t kvStages = 0;
   int64_t l2PrefetchBytes = 0;
@@ -272,7 +278,37 @@ struct DecodeKernelConfig {
   static int64_t maxMmaRows(int64_t headDim) {
     return headDim <= kMmaWideRowsMaxHeadDim ? kMaxMmaRows : kMaxMmaRows / 2;
   }
-  int64_t mmaHeadBlocks() const { return (rowsPerCTA() + 7) / 8; }
+  /// A multi-token decode's CTA may hold more rows than one warp's mma
+  /// takes: its warps then form row groups of maxMmaRows rows, and the
+  /// warps of different row groups that take the same tiles share one ring
+  /// of K/V tiles (a key is read once for all of the CTA's rows). At most
+  /// two groups, of warps that split evenly between them.
+  static constexpr int64_t kMaxMmaRowGroups = 2;
+  /// Row groups `numWarps` warps allow.
+  static int64_t maxMmaRowGroups(int64_t numWarps) {
+    return numWarps % kMaxMmaRowGroups == 0 ? kMaxMmaRowGroups : 1;
+  }
+  /// Rows a tensor-core CTA of `numWarps` warps serves at `headDim`.
+  static int64_t maxMmaRowsPerCTA(int64_t headDim, int64_t numWarps) {
+    return maxMmaRows(headDim) * maxMmaRowGroups(numWarps);
+  }
+  /// This CTA's row groups: rows are split into groups of maxMmaRows.
+  int64_t mmaRowGroups() const {
+    int64_t perGroup = maxMmaRows(spec.headDim);
+    return (rowsPerCTA() + perGroup - 1) / perGroup;
+  }
+  /// 8-row mma column blocks of one warp's rows (the last group's rows
+  /// past the CTA's are padding), and the rows of the merge buffers.
+  int64_t mmaHeadBlocks() const {
+    return (std::min(rowsPerCTA(), maxMmaRows(spec.headDim)) + 7) / 8;
+  }
+  int64_t mmaPaddedRows() const { return mmaRowGroups() * mmaHeadBlocks() * 8; }
+  /// Warps that split a chunk's tokens, each with its own softmax state
+  /// per row until the end of the kernel: all of them on CUDA cores, the
+  /// warps of one row group on tensor cores.
+  int64_t tokenWarps() const {
+    return usesTensorCores() ? numWarps() / mmaRowGroups() : numWarps();
+  }
   int64_t mmaSharedMemoryBytes(int64_t stages) const;
 
   int64_t headsPerCTA() const { return strategy.headsPerCTA; }

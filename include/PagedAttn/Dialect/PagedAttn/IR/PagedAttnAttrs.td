@@ -44,8 +44,9 @@ def PagedAttn_DecodeStrategyAttr
     `paged_attn.strategy` until `convert-paged-attn-to-gpu` builds its
     kernels, and read back by `paged-attn-compile` for the manifest: the
     kernel (`cuda_cores` or `tensor_cores`), warps per CTA, query heads per
-    CTA, the tensor-core kernel's shared-memory K/V stages and L2 prefetch
-    hint (0 for the CUDA-core kernel), the CUDA-core kernel's tokens per lane
+    CTA, the tensor-core kernel's shared-memory K/V stages per ring (2 to 4,
+    and up to 8 where two row groups of warps share each ring) and L2
+    prefetch hint (0 for the CUDA-core kernel), the CUDA-core kernel's tokens per lane
     group and page-table prefetch (0 and false for the tensor-core kernel),
     the CTAs per SM asked of ptxas, whether the merge kernel is launched
     programmatically, and for a multi-token decode the new queries per CTA

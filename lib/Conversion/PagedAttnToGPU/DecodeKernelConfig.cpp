@@ -144,11 +144,13 @@ static int64_t largestHeadDivisor(int64_t group, int64_t cap, Fits fits) {
 }
 
 /// Tensor cores: the largest divisor of the group up to the rows a CTA
-/// serves at this head_dim and maxHeadsPerCTA.
+/// serves at this head_dim (two row groups of warps where the warps split
+/// evenly) and maxHeadsPerCTA.
 static int64_t tensorCoreHeads(const DecodeSpec &spec,
                                const DecodeKernelOptions &o) {
   return largestHeadDivisor(
-      spec.groupSize(), DecodeKernelConfig::maxMmaRows(spec.headDim),
+      spec.groupSize(),
+      DecodeKernelConfig::maxMmaRowsPerCTA(spec.headDim, spec.numWarps),
       [&](int64_t heads) {
         return o.maxHeadsPerCTA <= 0 || heads <= o.maxHeadsPerCTA;
       });
@@ -359,8 +361,11 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(hi) + "], got " + std::to_string(v);
   };
   bool tensorCores = s.kernel == DecodeKernelKind::tensor_cores;
-  int64_t maxHeads = tensorCores ? DecodeKernelConfig::maxMmaRows(spec.headDim)
-                                 : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
+  // A tensor-core CTA's rows may fill two row groups of warps.
+  int64_t maxHeads =
+      tensorCores
+          ? DecodeKernelConfig::maxMmaRowsPerCTA(spec.headDim, numWarps)
+          : DecodeKernelConfig::kMaxCudaCoreHeadsPerCTA;
   if (numWarps < 1 || numWarps > 32)
     return outside("num_warps", numWarps, 1, 32);
   if (s.headsPerCTA < 1 || s.headsPerCTA > maxHeads)
@@ -371,14 +376,10 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(spec.groupSize()) + ")";
   if (s.queriesPerCTA < 1 || s.queriesPerCTA > spec.queryLen)
     return outside("queries_per_cta", s.queriesPerCTA, 1, spec.queryLen);
-  // A multi-token CTA's rows may fill several row groups of warps.
-  int64_t maxRows =
-      tensorCores ? DecodeKernelConfig::maxMmaRowsPerCTA(spec.headDim, numWarps)
-                  : maxHeads;
-  if (s.queriesPerCTA * s.headsPerCTA > maxRows)
+  if (s.queriesPerCTA * s.headsPerCTA > maxHeads)
     return "queries_per_cta times heads_per_cta (" +
            std::to_string(s.queriesPerCTA * s.headsPerCTA) +
-           ") must be at most " + std::to_string(maxRows) +
+           ") must be at most " + std::to_string(maxHeads) +
            ", the rows a CTA of this kernel serves with " +
            std::to_string(numWarps) + " warps";
   if (s.minCTAsPerSM < 0 || s.minCTAsPerSM > 32)

@@ -23,12 +23,13 @@
 // banks while every address stays a constant offset from a per-lane base (an
 // XOR swizzle cost ptxas 16 more registers of hoisted addresses).
 //
-// A multi-token CTA with more rows than one warp's mma takes splits its
-// warps into row groups (DecodeKernelConfig::mmaRowGroups): warp w of each
-// group takes the same tiles for its own rows, and those warps share one
-// ring, each copying part of every tile. Where a warp alone syncs itself,
-// the ring's sharers meet on a named barrier of their own, and every warp
-// runs the same number of iterations: a warp short of a tile works through
+// A CTA with more rows than one warp's mma takes (a group of more than 16
+// heads, 8 above head_dim 128, or a multi-token decode's queries beside
+// them) splits its warps into row groups (DecodeKernelConfig::mmaRowGroups):
+// warp w of each group takes the same tiles for its own rows, and those warps
+// share one ring, each copying part of every tile. Where a warp alone syncs
+// itself, the ring's sharers meet on a named barrier of their own, and every
+// warp runs the same number of iterations: a warp short of a tile works through
 // one past the chunk, all of whose keys are masked (with per-warp counts,
 // which differ by one between sharers of different rings, racecheck
 // reported the merge after the loop as racing across the CTA's barrier;
@@ -515,9 +516,9 @@ TensorCoreDecodeBuilder::computeScores(Value kTile) {
 /// four lanes of a quad. Returns each row's correction factor; P^T's B
 /// fragments are S's registers, rounded. Every tile holds at least one
 /// token of the chunk, so the new max is finite, except in a multi-token
-/// decode, whose rows may see none of a tile's keys (and whose row groups
-/// may take a tile past the chunk): there the weights are taken against a
-/// safe reference (0 for a max of -inf).
+/// decode, whose rows may see none of a tile's keys, and with row groups,
+/// whose warps may take a tile past the chunk: there the weights are taken
+/// against a safe reference (0 for a max of -inf).
 SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     OnlineSoftmax::State &s, ArrayRef<SmallVector<Value>> scores, Value base,
     SmallVector<SmallVector<Value>> &pFragments) {
@@ -547,7 +548,8 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     for (int64_t offset = 1; offset < 4; offset *= 2)
       tileMax = e.fmax(tileMax, e.shuffleXor(tileMax, offset));
     Value newMax = e.fmax(s.max[r], tileMax);
-    Value ref = cta.firstQuery ? softmax.reference(newMax) : newMax;
+    Value ref =
+        cta.firstQuery || rowGroups > 1 ? softmax.reference(newMax) : newMax;
     alpha.push_back(softmax.weight(s.max[r], ref));
     SmallVector<Value> p;
     Value sum = e.fmul(s.sum[r], alpha.back());

@@ -10,10 +10,10 @@
 // CHECK-LABEL: func.func @d144
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h8_kv2_d144_p16_bf16_nhd_w4
 // CHECK-SAME: dynamic_shared_memory_size %c116736_i32
-// MQA with 16 query heads at head_dim 256: two CTAs of 8 rows per KV head,
-// 4 * 3 * 2 * 16 * 264 * 2 bytes.
+// MQA with 16 query heads at head_dim 256: one CTA of two row groups of 8
+// rows per KV head, 2 rings * 6 stages * 2 * 16 * 264 * 2 bytes.
 // CHECK-LABEL: func.func @mqa16_d256
-// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h16_kv1_d256_p16_bf16_nhd_w4 blocks in (%c2,
+// CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h16_kv1_d256_p16_bf16_nhd_w4 blocks in (%c1,
 // CHECK-SAME: dynamic_shared_memory_size %c202752_i32
 
 // CHECK-LABEL: gpu.func @paged_attn_decode_h8_kv2_d144_p16_bf16_nhd_w4(

@@ -30,12 +30,13 @@ func.func @tensor_cores_for_f32(%q: memref<?x8x64xf32>, %k: memref<?x16x2x64xf32
 
 // -----
 
-// Above head_dim 128 a tensor-core CTA serves at most 8 rows.
+// Above head_dim 128 a warp's mma takes 8 rows, and 3 warps cannot split
+// into two row groups.
 func.func @tensor_cores_rows_d256(%q: memref<?x16x256xbf16>, %k: memref<?x16x1x256xbf16>, %v: memref<?x16x1x256xbf16>,
                                   %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x16x256xbf16>) {
   // expected-error @+1 {{cannot be built with its strategy: heads_per_cta must be in [1, 8], got 16}}
   paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x16x256xbf16>)
-    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 16, kv_stages = 3, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>}
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 3, heads_per_cta = 16, kv_stages = 3, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>}
     : memref<?x16x256xbf16>, memref<?x16x1x256xbf16>, memref<?x16x1x256xbf16>, memref<?x?xi32>, memref<?xi32>
   return
 }

@@ -15,10 +15,11 @@
 // CHECK-LABEL: func.func @given
 // CHECK: paged_attn.strategy = #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 2, heads_per_cta = 2, kv_stages = 0, l2_prefetch = 0, tokens_per_lane_group = 1, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>
 
-// Above head_dim 128 a tensor-core CTA takes 8 rows: MQA with 16 query
-// heads takes two CTAs of 8 per KV head.
+// Above head_dim 128 a warp's mma takes 8 rows: MQA with 16 query heads is
+// one CTA of two row groups of 8 per KV head, whose shared rings hold 3
+// stages per sharing warp.
 // CHECK-LABEL: func.func @mqa16_d256
-// CHECK: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 8, kv_stages = 3,
+// CHECK: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 16, kv_stages = 6,
 
 // OFF-LABEL: func.func @gqa4
 // OFF: #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 0, l2_prefetch = 0, tokens_per_lane_group = 2,
@@ -26,9 +27,10 @@
 // Two stages fit 99 KiB; the limit's target also launches the merge early.
 // LIMIT-LABEL: func.func @gqa4
 // LIMIT: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 2, {{.*}}programmatic_launch = true>
-// Two stages of 256-wide rows (135168 bytes) do not fit: CUDA cores.
+// The two rings of 256-wide rows the row groups share fit 3 stages
+// (101376 bytes).
 // LIMIT-LABEL: func.func @mqa16_d256
-// LIMIT: #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 4, heads_per_cta = 8,
+// LIMIT: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 16, kv_stages = 3,
 
 // The conversion builds what the strategies say, whatever its own options:
 // the recorded tensor-core strategy despite tensor-cores=off, and the given

@@ -278,8 +278,9 @@ struct DecodeKernelConfig {
   static int64_t maxMmaRows(int64_t headDim) {
     return headDim <= kMmaWideRowsMaxHeadDim ? kMaxMmaRows : kMaxMmaRows / 2;
   }
-  /// A multi-token decode's CTA may hold more rows than one warp's mma
-  /// takes: its warps then form row groups of maxMmaRows rows, and the
+  /// A CTA may hold more rows than one warp's mma takes (a large query
+  /// group, or a multi-token decode's queries beside its heads): its warps
+  /// then form row groups of maxMmaRows rows, and the
   /// warps of different row groups that take the same tiles share one ring
   /// of K/V tiles (a key is read once for all of the CTA's rows). At most
   /// two groups, of warps that split evenly between them.

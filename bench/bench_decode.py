@@ -743,6 +743,9 @@ def cases(selection):
         Case(32, 4096, hq=64, hkv=8, group="heads"),
         Case(32, 4096, hq=28, hkv=4, group="heads"),
         Case(64, 4096, hq=8, hkv=1, d=256, group="heads"),
+        # Query groups past one warp's mma rows: two row groups of warps.
+        Case(64, 4096, hq=32, hkv=1, group="heads"),
+        Case(64, 4096, hq=16, hkv=1, d=256, group="heads"),
         Case(32, 4096, d=64, group="head_dim"),
         Case(32, 4096, d=256, group="head_dim"),
         Case(32, 4096, page=1, group="page"),

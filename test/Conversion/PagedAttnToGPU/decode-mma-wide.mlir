@@ -1,8 +1,9 @@
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu -canonicalize -cse | FileCheck %s
 
-// The tensor-core decode kernel above head_dim 128 (docs/design.md): a CTA
-// serves at most 8 query rows, and rows of more than 16 chunks are copied
-// one per copy with the lanes past the row predicated off.
+// The tensor-core decode kernel above head_dim 128 (docs/design.md): a warp
+// serves at most 8 query rows (a CTA two row groups of them), and rows of
+// more than 16 chunks are copied one per copy with the lanes past the row
+// predicated off.
 
 // head_dim 144: three stages of 16-token K and V tiles per warp, rows padded
 // to 152 elements (4 * 3 * 2 * 16 * 152 * 2 bytes); the 18 lanes of a row's

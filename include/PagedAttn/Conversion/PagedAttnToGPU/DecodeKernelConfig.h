@@ -269,8 +269,8 @@ struct DecodeKernelConfig {
   /// tile), the query heads its accumulators are laid out for (8 per mma
   /// column block), and its dynamic shared memory with `stages` stages.
   static constexpr int64_t kMmaTileTokens = 16;
-  /// Rows of q one tensor-core CTA serves: one mma row block up to
-  /// kMmaWideRowsMaxHeadDim, half of one above it. A warp holds q
+  /// Rows of q one tensor-core warp serves (a CTA's row group): one mma row
+  /// block up to kMmaWideRowsMaxHeadDim, half of one above it. A warp holds q
   /// fragments and O^T accumulators for rows x head_dim, so both caps keep
   /// them at 64 registers each (D = 128 x 16 rows, D = 256 x 8 rows).
   static constexpr int64_t kMaxMmaRows = 16;

@@ -15,12 +15,18 @@ struct DTypeRow {
   const char *name;
   size_t bytes;
   bool data;
+  bool quantizedCache;
 };
 // Every fact about a dtype, in one table.
 constexpr DTypeRow kDTypes[] = {
-    {DType::F16, "f16", 2, true},  {DType::BF16, "bf16", 2, true},
-    {DType::F32, "f32", 4, true},  {DType::I32, "i32", 4, false},
-    {DType::I64, "i64", 8, false}, {DType::I8, "i8", 1, false},
+    {DType::F16, "f16", 2, true, false},
+    {DType::BF16, "bf16", 2, true, false},
+    {DType::F32, "f32", 4, true, false},
+    {DType::I32, "i32", 4, false, false},
+    {DType::I64, "i64", 8, false, false},
+    {DType::I8, "i8", 1, false, false},
+    {DType::F8E4M3FN, "f8e4m3fn", 1, false, true},
+    {DType::F8E5M2, "f8e5m2", 1, false, true},
 };
 
 const DTypeRow &row(DType dtype) {
@@ -34,6 +40,9 @@ const DTypeRow &row(DType dtype) {
 const char *paged_attn::dtypeName(DType dtype) { return row(dtype).name; }
 size_t paged_attn::dtypeBytes(DType dtype) { return row(dtype).bytes; }
 bool paged_attn::isDataDType(DType dtype) { return row(dtype).data; }
+bool paged_attn::isQuantizedCacheDType(DType dtype) {
+  return row(dtype).quantizedCache;
+}
 
 std::optional<DType> paged_attn::parseDType(std::string_view name) {
   for (const DTypeRow &r : kDTypes)
@@ -52,6 +61,31 @@ std::optional<Layout> paged_attn::parseLayout(std::string_view name) {
   if (name == "hnd")
     return Layout::HND;
   return std::nullopt;
+}
+
+namespace {
+constexpr std::pair<KVScaleKind, const char *> kKVScaleKinds[] = {
+    {KVScaleKind::Tensor, "tensor"},
+    {KVScaleKind::Head, "head"},
+    {KVScaleKind::Token, "token"}};
+} // namespace
+
+const char *paged_attn::kvScaleKindName(KVScaleKind kind) {
+  for (auto [k, name] : kKVScaleKinds)
+    if (k == kind)
+      return name;
+  return "tensor";
+}
+
+std::optional<KVScaleKind> paged_attn::parseKVScaleKind(std::string_view name) {
+  for (auto [k, n] : kKVScaleKinds)
+    if (name == n)
+      return k;
+  return std::nullopt;
+}
+
+std::string KVQuant::nameSuffix() const {
+  return std::string("_") + dtypeName(dtype) + "_" + kvScaleKindName(scale);
 }
 
 CacheDims paged_attn::cacheDims(Layout layout) {
@@ -122,7 +156,7 @@ std::string DecodeSpec::name() const {
          "_" + dtypeName(dtype) + "_" + layoutName(layout) + "_w" +
          std::to_string(numWarps) +
          (queryLen != 1 ? "_l" + std::to_string(queryLen) : "") +
-         variants.nameSuffix();
+         (kvQuant ? kvQuant->nameSuffix() : "") + variants.nameSuffix();
 }
 
 std::array<int64_t, 4> DecodeSpec::cacheShape(int64_t numPages) const {
@@ -131,6 +165,25 @@ std::array<int64_t, 4> DecodeSpec::cacheShape(int64_t numPages) const {
   shape[dims.page] = pageSize;
   shape[dims.kvHeads] = numKVHeads;
   return shape;
+}
+
+std::vector<int64_t> DecodeSpec::kvScaleShape(int64_t numPages) const {
+  if (!kvQuant || kvQuant->scale == KVScaleKind::Tensor)
+    return {};
+  if (kvQuant->scale == KVScaleKind::Head)
+    return {numKVHeads};
+  std::array<int64_t, 4> shape = cacheShape(numPages);
+  return {shape[0], shape[1], shape[2]};
+}
+
+/// The 16-byte row rule's message for rows of `dtype`, or empty.
+static std::string checkRowBytes(int64_t headDim, DType dtype) {
+  int64_t rowBytes = headDim * int64_t(dtypeBytes(dtype));
+  if (rowBytes % 16 == 0)
+    return "";
+  return "a row of head_dim (" + std::to_string(headDim) + ") '" +
+         dtypeName(dtype) + "' elements is " + std::to_string(rowBytes) +
+         " bytes; it must be a multiple of 16 bytes";
 }
 
 std::string DecodeSpec::validate() const {
@@ -174,19 +227,27 @@ std::string DecodeSpec::validate() const {
            std::to_string(kMaxHeadDim);
   // 16-byte rows make every row, and so every page, 16-byte aligned: rows
   // are loaded as 16-byte vectors.
-  int64_t rowBytes = headDim * int64_t(elementBytes());
-  if (rowBytes % 16 != 0)
-    return "a row of head_dim (" + std::to_string(headDim) + ") '" +
-           dtypeName(dtype) + "' elements is " + std::to_string(rowBytes) +
-           " bytes; it must be a multiple of 16 bytes";
-  return "";
+  if (std::string message = checkRowBytes(headDim, dtype); !message.empty())
+    return message;
+  if (!kvQuant)
+    return "";
+  if (!isQuantizedCacheDType(kvQuant->dtype))
+    return std::string("a quantised KV cache must be f8e4m3fn or f8e5m2, "
+                       "got ") +
+           dtypeName(kvQuant->dtype);
+  // The kernels widen fp8 to q's 16-bit type for its products.
+  if (dtypeBytes(dtype) != 2)
+    return std::string("fp8 KV caches need an f16 or bf16 'q', got ") +
+           dtypeName(dtype);
+  return checkRowBytes(headDim, kvQuant->dtype);
 }
 
 bool DecodeSpec::operator==(const DecodeSpec &o) const {
   return numHeads == o.numHeads && numKVHeads == o.numKVHeads &&
          headDim == o.headDim && pageSize == o.pageSize && dtype == o.dtype &&
          layout == o.layout && numWarps == o.numWarps &&
-         variants == o.variants && queryLen == o.queryLen;
+         variants == o.variants && queryLen == o.queryLen &&
+         kvQuant == o.kvQuant;
 }
 
 std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
@@ -203,6 +264,11 @@ std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
   // 1, the variants): plain decode's section is as it was.
   if (spec.queryLen != 1)
     fields.push_back({"query_len", spec.queryLen});
+  if (spec.kvQuant) {
+    fields.push_back({"kv_dtype", std::string(dtypeName(spec.kvQuant->dtype))});
+    fields.push_back(
+        {"kv_scale", std::string(kvScaleKindName(spec.kvQuant->scale))});
+  }
   for (const VariantRow &v : kVariants)
     if (spec.variants.*v.flag)
       fields.push_back({v.key, true});
@@ -218,6 +284,27 @@ static bool getInteger(const json::Value &object, const char *key,
     return false;
   *out = static_cast<int64_t>(v->number);
   return true;
+}
+
+/// The config's "kv_dtype" and "kv_scale", both or neither.
+static std::string kvQuantFromConfig(const json::Value &config,
+                                     DecodeSpec *spec) {
+  const json::Value *dtype = config.get("kv_dtype");
+  const json::Value *scale = config.get("kv_scale");
+  spec->kvQuant.reset();
+  if (!dtype && !scale)
+    return "";
+  std::optional<DType> parsedDType;
+  std::optional<KVScaleKind> parsedScale;
+  if (!dtype || !dtype->isString() ||
+      !(parsedDType = parseDType(dtype->string)) ||
+      !isQuantizedCacheDType(*parsedDType))
+    return "config's 'kv_dtype' must be f8e4m3fn or f8e5m2";
+  if (!scale || !scale->isString() ||
+      !(parsedScale = parseKVScaleKind(scale->string)))
+    return "config's 'kv_scale' must be tensor, head or token";
+  spec->kvQuant = KVQuant{*parsedDType, *parsedScale};
+  return "";
 }
 
 std::string paged_attn::specFromConfig(const json::Value &config,
@@ -245,6 +332,8 @@ std::string paged_attn::specFromConfig(const json::Value &config,
   if (config.get("query_len") && !getInteger(config, "query_len",
                                              &spec->queryLen))
     return "config's 'query_len' must be an integer";
+  if (std::string message = kvQuantFromConfig(config, spec); !message.empty())
+    return message;
   spec->variants = DecodeVariants();
   for (const VariantRow &v : kVariants) {
     const json::Value *flag = config.get(v.key);

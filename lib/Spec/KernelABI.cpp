@@ -58,8 +58,8 @@ KernelParam lse(const DecodeSpec &s) {
 std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
   std::vector<KernelParam> params = {
       memref("q", s.dtype, perQuery(s, {s.numHeads, s.headDim}), true),
-      memref("k_cache", s.dtype, cacheShape(s), true),
-      memref("v_cache", s.dtype, cacheShape(s), true),
+      memref("k_cache", s.cacheDType(), cacheShape(s), true),
+      memref("v_cache", s.cacheDType(), cacheShape(s), true),
       blockTable(),
       seqLens(),
       out(s),
@@ -81,6 +81,10 @@ std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
   if (v.treeMask)
     params.push_back(
         memref("tree_mask", DType::I8, {dyn, s.queryLen, s.queryLen}, false));
+  if (s.kvQuant) {
+    params.push_back(memref("k_scale", DType::F32, s.kvScaleShape(dyn), false));
+    params.push_back(memref("v_scale", DType::F32, s.kvScaleShape(dyn), false));
+  }
   return params;
 }
 

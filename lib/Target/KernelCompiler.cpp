@@ -39,7 +39,8 @@ static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
                               element)
             : MemRefType::get({dyn, spec.numHeads, spec.headDim}, element);
     std::array<int64_t, 4> cacheShape = spec.cacheShape(dyn);
-    auto cacheType = MemRefType::get(cacheShape, element);
+    auto cacheType =
+        MemRefType::get(cacheShape, toMLIRType(ctx, spec.cacheDType()));
     SmallVector<Type> argTypes = {qType,
                                   cacheType,
                                   cacheType,
@@ -62,6 +63,9 @@ static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
           multiToken
               ? MemRefType::get({dyn, spec.queryLen, spec.numHeads}, f32)
               : MemRefType::get({dyn, spec.numHeads}, f32));
+    // A quantised cache's scales, K's and V's of one granularity.
+    if (spec.kvQuant)
+      argTypes.append(2, MemRefType::get(spec.kvScaleShape(dyn), f32));
     auto func = func::FuncOp::create(b, loc, "decode_" + spec.name(),
                                      b.getFunctionType(argTypes, {}));
     Block *body = func.addEntryBlock();
@@ -75,11 +79,14 @@ static void buildDecodeFuncs(OpBuilder &b, ArrayRef<DecodeSpec> specs) {
     Value sinks = variantArg(variants.sinks);
     Value treeMask = variantArg(variants.treeMask);
     Value lse = variantArg(variants.lse);
+    Value kScale = variantArg(spec.kvQuant.has_value());
+    Value vScale = variantArg(spec.kvQuant.has_value());
     // The kernels take the window and the cap as arguments: any value
     // specialises them the same way.
     DecodeOp::create(fb, loc, /*result=*/Type(), /*lse=*/Type(), args[0],
-                     args[1], args[2], args[3], args[4], alibi, sinks,
-                     treeMask, args[5], lse, KVLayoutAttr::get(ctx, toKVLayout(spec.layout)),
+                     args[1], args[2], args[3], args[4], alibi, sinks, treeMask,
+                     kScale, vScale, args[5], lse,
+                     KVLayoutAttr::get(ctx, toKVLayout(spec.layout)),
                      /*scale=*/FloatAttr(),
                      variants.window ? fb.getI64IntegerAttr(1) : IntegerAttr(),
                      variants.softCap ? fb.getF32FloatAttr(1.0f) : FloatAttr());
@@ -191,7 +198,12 @@ describeParams(MLIRContext *ctx, ArrayRef<::paged_attn::KernelParam> params) {
     llvm::raw_string_ostream os(typeName);
     if (auto memref = dyn_cast<MemRefType>(type)) {
       entry["kind"] = "memref";
-      os << memref.getElementType();
+      // The Spec's spelling (f8e4m3fn, not MLIR's f8E4M3FN), which the
+      // runtime compares with.
+      if (std::optional<DType> dtype = toDType(memref.getElementType()))
+        os << ::paged_attn::dtypeName(*dtype);
+      else
+        os << memref.getElementType();
       entry["element_type"] = typeName;
       entry["rank"] = memref.getRank();
       llvm::json::Array shape;

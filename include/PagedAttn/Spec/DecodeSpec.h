@@ -28,16 +28,20 @@ namespace paged_attn {
 /// and out are one of the floating-point ones, the page table and lengths
 /// I32 (I64: the page-table check's result).
 /// I8 is a multi-token decode's tree mask (a nonzero byte lets a key
-/// through; a bool tensor's bytes are one).
-enum class DType { F16, BF16, F32, I32, I64, I8 };
+/// through; a bool tensor's bytes are one). F8E4M3FN and F8E5M2 (OCP's fp8
+/// formats, MLIR's f8E4M3FN and f8E5M2, torch's float8_e4m3fn and
+/// float8_e5m2) are quantised KV caches' (KVQuant).
+enum class DType { F16, BF16, F32, I32, I64, I8, F8E4M3FN, F8E5M2 };
 
-/// "f16", "bf16", "f32", "i32", "i64", "i8".
+/// "f16", "bf16", "f32", "i32", "i64", "i8", "f8e4m3fn", "f8e5m2".
 const char *dtypeName(DType dtype);
 size_t dtypeBytes(DType dtype);
 /// The dtype named `name`.
 std::optional<DType> parseDType(std::string_view name);
 /// Whether q, the caches and out may have this dtype.
 bool isDataDType(DType dtype);
+/// Whether KV caches may be quantised to this dtype (the fp8 formats).
+bool isQuantizedCacheDType(DType dtype);
 
 /// How a KV cache orders a page's tokens and KV heads.
 enum class Layout {
@@ -101,6 +105,31 @@ struct DecodeVariants {
   }
 };
 
+/// Where a quantised cache's dequantisation scales are: one f32 for the
+/// whole cache ([]), one per KV head ([num_kv_heads]), or one per token and
+/// KV head in a scale cache laid out as the KV cache without head_dim
+/// ([num_pages, page_size, num_kv_heads] under nhd) and read through the
+/// same page table.
+enum class KVScaleKind { Tensor, Head, Token };
+
+/// "tensor", "head", "token".
+const char *kvScaleKindName(KVScaleKind kind);
+std::optional<KVScaleKind> parseKVScaleKind(std::string_view name);
+
+/// A KV cache stored in a narrower type than q: element x of K (V) means
+/// x * k_scale (x * v_scale), the scale taken at the granularity `scale`
+/// says. K and V have their own scales of the same granularity.
+struct KVQuant {
+  DType dtype = DType::F8E4M3FN;
+  KVScaleKind scale = KVScaleKind::Tensor;
+
+  /// "_f8e4m3fn_tensor": part of a decode's name.
+  std::string nameSuffix() const;
+  bool operator==(const KVQuant &o) const {
+    return dtype == o.dtype && scale == o.scale;
+  }
+};
+
 /// One decode: the sizes and dtype its kernels are specialised on.
 struct DecodeSpec {
   int64_t numHeads = 0, numKVHeads = 0, headDim = 0, pageSize = 0;
@@ -113,6 +142,8 @@ struct DecodeSpec {
   /// is a multi-token decode (speculative decoding's verification step),
   /// its queries causal among the L new tokens.
   int64_t queryLen = 1;
+  /// The caches' quantisation; unset, the caches have q's dtype.
+  std::optional<KVQuant> kvQuant;
 
   /// The largest sizes the op accepts: head_dim as the kernels are proven
   /// (the GPU test matrix runs every head_dim up to it); query heads and
@@ -131,8 +162,9 @@ struct DecodeSpec {
                                Layout layout);
 
   /// "h32_kv8_d128_p16_bf16_nhd_w4", then "_l<L>" for a multi-token
-  /// decode, then the variants' suffix ("..._w4_l4_win_sinks"): kernels
-  /// and manifests are named by it.
+  /// decode, then the quantisation's suffix ("_f8e4m3fn_head"), then the
+  /// variants' suffix ("..._w4_l4_win_sinks"): kernels and manifests are
+  /// named by it.
   std::string name() const;
   /// Query heads per KV head.
   int64_t groupSize() const { return numHeads / numKVHeads; }
@@ -145,14 +177,20 @@ struct DecodeSpec {
   /// query-major.
   int64_t partialRows() const { return queryLen * numHeads; }
   size_t elementBytes() const { return dtypeBytes(dtype); }
+  /// The caches' element type: kvQuant's, else q's.
+  DType cacheDType() const { return kvQuant ? kvQuant->dtype : dtype; }
   /// [num_pages, ...] of a cache of `numPages` pages under the layout.
   std::array<int64_t, 4> cacheShape(int64_t numPages) const;
+  /// The shape of k_scale and v_scale (kvQuant only): [], [num_kv_heads],
+  /// or the cache's first three dims (`numPages` pages).
+  std::vector<int64_t> kvScaleShape(int64_t numPages) const;
 
   /// The op's rules on these sizes and dtype: empty when they hold, else
   /// the first broken rule's message (the verifier's): sizes at least 1
   /// and within the bounds above, num_kv_heads at most num_heads (else a
   /// hint about the layout), a multiple of it, a floating-point dtype,
-  /// rows of a multiple of 16 bytes, a query_len in [1, kMaxQueryLen].
+  /// rows of a multiple of 16 bytes, a query_len in [1, kMaxQueryLen]; a
+  /// quantised cache in fp8 with a 16-bit q, its rows of 16 bytes too.
   std::string validate() const;
 
   bool operator==(const DecodeSpec &other) const;

@@ -42,7 +42,9 @@ struct KernelParam {
 /// partial_lse, scale (f32), num_splits (i32); then those of the spec's
 /// variants, in this order: window (i64), soft_cap (f32), alibi_slopes (f32
 /// [num_heads]), sinks (f32 [num_heads]), lse (f32 [batch, num_heads]),
-/// tree_mask (i8 [batch, L, L]). A multi-token decode's q and out are
+/// tree_mask (i8 [batch, L, L]); then, for quantised caches (whose element
+/// type is kvQuant's), k_scale and v_scale (f32, DecodeSpec::kvScaleShape).
+/// A multi-token decode's q and out are
 /// [batch, L, num_heads, head_dim] and its lse [batch, L, num_heads]; its
 /// partials have DecodeSpec::partialRows() rows.
 std::vector<KernelParam> decodeKernelParams(const DecodeSpec &spec);

@@ -53,3 +53,23 @@ func.func @decode_multi_token(%q: tensor<?x4x32x128xbf16>, %k: tensor<?x16x8x128
          tensor<?x?xi32>, tensor<?xi32> -> tensor<?x4x32x128xbf16>, tensor<?x4x32xf32>
   return %o, %l : tensor<?x4x32x128xbf16>, tensor<?x4x32xf32>
 }
+
+// fp8 caches' scales are read in place, like the slopes and sinks; the
+// scales are not cast (they are not loaded as vectors).
+// CHECK-LABEL: func.func @decode_fp8
+// CHECK-SAME: (%[[Q:.*]]: memref<?x32x128xbf16>, %[[K:.*]]: memref<?x16x8x128xf8E4M3FN>, %[[V:.*]]: memref<?x16x8x128xf8E4M3FN>, %[[BT:.*]]: memref<?x?xi32>, %[[SL:.*]]: memref<?xi32>, %[[KS:.*]]: memref<?x16x8xf32>, %[[VS:.*]]: memref<?x16x8xf32>) -> memref<?x32x128xbf16>
+// CHECK: %[[OUT:.*]] = memref.alloc(%{{.*}}) {{.*}} : memref<?x32x128xbf16>
+// CHECK: paged_attn.decode %[[Q]], %[[K]], %[[V]], %[[BT]], %[[SL]] k_scale(%[[KS]] : memref<?x16x8xf32>) v_scale(%[[VS]] : memref<?x16x8xf32>) outs(%[[OUT]] : memref<?x32x128xbf16>)
+// CHECK-SAME: : memref<?x32x128xbf16>, memref<?x16x8x128xf8E4M3FN>, memref<?x16x8x128xf8E4M3FN>, memref<?x?xi32>, memref<?xi32>
+// CHECK: return %[[OUT]]
+// DYNAMIC-LABEL: func.func @decode_fp8
+// DYNAMIC: memref.cast %{{.*}} : memref<?x16x8x128xf8E4M3FN, strided<[?, ?, ?, ?], offset: ?>> to memref<?x16x8x128xf8E4M3FN, strided<[?, ?, ?, 1], offset: ?>>
+// DYNAMIC: paged_attn.decode {{.*}} k_scale(%{{.*}} : memref<?x16x8xf32, strided<[?, ?, ?], offset: ?>>) v_scale(%{{.*}} : memref<?x16x8xf32, strided<[?, ?, ?], offset: ?>>) outs(
+func.func @decode_fp8(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>,
+    %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>,
+    %ks: tensor<?x16x8xf32>, %vs: tensor<?x16x8xf32>) -> tensor<?x32x128xbf16> {
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<?x16x8xf32>) v_scale(%vs : tensor<?x16x8xf32>)
+       : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>,
+         tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}

@@ -113,7 +113,7 @@ func.func @q_element_type(%q: memref<?x32x128xi8>, %k: memref<?x16x8x128xi8>, %v
 
 // cache-element-type
 func.func @cache_element_type(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xf16>, %v: memref<?x16x8x128xf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
-  // expected-error @+1 {{'k_cache' element type ('f16') must equal the element type of 'q' ('bf16')}}
+  // expected-error @+1 {{'k_cache' element type ('f16') must equal the element type of 'q' ('bf16') or be f8E4M3FN or f8E5M2}}
   paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xf16>, memref<?x16x8x128xf16>, memref<?x?xi32>, memref<?xi32>
   return
 }
@@ -763,5 +763,185 @@ func.func @tree_mask_batch(%q: memref<3x4x32x128xbf16>, %k: memref<?x16x8x128xbf
 func.func @tree_mask_form(%q: memref<?x4x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %m: tensor<?x4x4xi8>, %o: memref<?x4x32x128xbf16>) {
   // expected-error @+1 {{'tree_mask' must be a memref as 'q' is}}
   paged_attn.decode %q, %k, %v, %bt, %sl tree_mask(%m : tensor<?x4x4xi8>) outs(%o : memref<?x4x32x128xbf16>) : memref<?x4x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// cache-element-type-fp8: an fp8 format other than f8E4M3FN and f8E5M2
+func.func @cache_element_type_fp8(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xf8E5M2FNUZ>, %v: memref<?x16x8x128xf8E5M2FNUZ>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' element type ('f8E5M2FNUZ') must equal the element type of 'q' ('bf16') or be f8E4M3FN or f8E5M2}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xf8E5M2FNUZ>, memref<?x16x8x128xf8E5M2FNUZ>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// v-cache-element-type: V in K's format
+func.func @v_cache_element_type(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E5M2>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: tensor<f32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'v_cache' element type ('f8E5M2') must equal that of 'k_cache' ('f8E4M3FN')}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : tensor<f32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E5M2>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// v-cache-element-type-unquantised: an fp8 K with a V of q's type
+func.func @v_cache_element_type_q(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: tensor<f32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'v_cache' element type ('bf16') must equal that of 'k_cache' ('f8E4M3FN')}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : tensor<f32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// fp8-q-f32: fp8 caches are widened to a 16-bit q's type
+func.func @fp8_q_f32(%q: tensor<?x32x128xf32>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: tensor<f32>) -> tensor<?x32x128xf32> {
+  // expected-error @+1 {{fp8 KV caches need an f16 or bf16 'q', got f32}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : tensor<f32>) : tensor<?x32x128xf32>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xf32>
+  return %o : tensor<?x32x128xf32>
+}
+
+// -----
+
+// fp8-row-bytes: q's rows are 48 bytes, the caches' 24
+func.func @fp8_row_bytes(%q: tensor<?x32x24xbf16>, %k: tensor<?x16x8x24xf8E5M2>, %v: tensor<?x16x8x24xf8E5M2>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: tensor<f32>) -> tensor<?x32x24xbf16> {
+  // expected-error @+1 {{a row of head_dim (24) 'f8e5m2' elements is 24 bytes; it must be a multiple of 16 bytes}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : tensor<f32>) : tensor<?x32x24xbf16>, tensor<?x16x8x24xf8E5M2>, tensor<?x16x8x24xf8E5M2>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x24xbf16>
+  return %o : tensor<?x32x24xbf16>
+}
+
+// -----
+
+// kv-scales-missing: fp8 caches need their scales
+func.func @kv_scales_missing(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{fp8 caches need both 'k_scale' and 'v_scale' (f32: [] per tensor, [num_kv_heads] per KV head, or the cache's shape without head_dim per token), got none}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scales-only-k: 
+func.func @kv_scales_only_k(%q: memref<?x32x128xf16>, %k: memref<?x16x8x128xf8E4M3FN>, %v: memref<?x16x8x128xf8E4M3FN>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %ks: memref<8xf32>, %o: memref<?x32x128xf16>) {
+  // expected-error @+1 {{fp8 caches need both 'k_scale' and 'v_scale' (f32: [] per tensor, [num_kv_heads] per KV head, or the cache's shape without head_dim per token), got only 'k_scale'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : memref<8xf32>) outs(%o : memref<?x32x128xf16>) : memref<?x32x128xf16>, memref<?x16x8x128xf8E4M3FN>, memref<?x16x8x128xf8E4M3FN>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// kv-scales-only-v: 
+func.func @kv_scales_only_v(%q: memref<?x32x128xf16>, %k: memref<?x16x8x128xf8E4M3FN>, %v: memref<?x16x8x128xf8E4M3FN>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %vs: memref<8xf32>, %o: memref<?x32x128xf16>) {
+  // expected-error @+1 {{fp8 caches need both 'k_scale' and 'v_scale' (f32: [] per tensor, [num_kv_heads] per KV head, or the cache's shape without head_dim per token), got only 'v_scale'}}
+  paged_attn.decode %q, %k, %v, %bt, %sl v_scale(%vs : memref<8xf32>) outs(%o : memref<?x32x128xf16>) : memref<?x32x128xf16>, memref<?x16x8x128xf8E4M3FN>, memref<?x16x8x128xf8E4M3FN>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// kv-scales-unquantised: scales belong to fp8 caches only
+func.func @kv_scales_unquantised(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: tensor<f32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'k_scale' and 'v_scale' dequantise fp8 caches; 'k_cache' is 'bf16'}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : tensor<f32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scales-types: K's and V's scales of one granularity
+func.func @kv_scales_types(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: tensor<8xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'k_scale' and 'v_scale' must have the same rank (one granularity), got 0 and 1}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : tensor<8xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scale-rank: 0, 1 or 3
+func.func @kv_scale_rank(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<?x8xf32>, %vs: tensor<?x8xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'k_scale' must have rank 0 (per tensor), 1 ([num_kv_heads], per KV head) or 3 ([num_pages, page_size, num_kv_heads], per token), got 2}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<?x8xf32>) v_scale(%vs : tensor<?x8xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scale-head-shape: one scale per KV head
+func.func @kv_scale_head_shape(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<32xf32>, %vs: tensor<32xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'k_scale' must have shape [num_kv_heads] (per KV head) [8], got [32]}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<32xf32>) v_scale(%vs : tensor<32xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scale-token-shape-nhd: [pages, page, num_kv_heads]
+func.func @kv_scale_token_nhd(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E5M2>, %v: tensor<?x16x8x128xf8E5M2>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<?x8x16xf32>, %vs: tensor<?x8x16xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'k_scale' must have shape of the cache's first three dims (per token) [?, 16, 8], got [?, 8, 16]}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<?x8x16xf32>) v_scale(%vs : tensor<?x8x16xf32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E5M2>, tensor<?x16x8x128xf8E5M2>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scale-token-shape-hnd: [pages, num_kv_heads, page]
+func.func @kv_scale_token_hnd(%q: memref<?x32x128xbf16>, %k: memref<?x8x16x128xf8E5M2>, %v: memref<?x8x16x128xf8E5M2>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %ks: memref<?x16x8xf32>, %vs: memref<?x16x8xf32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_scale' must have shape of the cache's first three dims (per token) [?, 8, 16], got [?, 16, 8]}}
+  paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : memref<?x16x8xf32>) v_scale(%vs : memref<?x16x8xf32>) outs(%o : memref<?x32x128xbf16>) {layout = #paged_attn.kv_layout<hnd>} : memref<?x32x128xbf16>, memref<?x8x16x128xf8E5M2>, memref<?x8x16x128xf8E5M2>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// kv-scale-token-pages: a scale cache of the KV cache's pages
+func.func @kv_scale_token_pages(%q: tensor<?x32x128xbf16>, %k: tensor<100x16x8x128xf8E4M3FN>, %v: tensor<100x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<50x16x8xf32>, %vs: tensor<50x16x8xf32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'k_scale' must have shape of the cache's first three dims (per token) [100, 16, 8], got [50, 16, 8]}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<50x16x8xf32>) v_scale(%vs : tensor<50x16x8xf32>) : tensor<?x32x128xbf16>, tensor<100x16x8x128xf8E4M3FN>, tensor<100x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scale-type: scales are f32
+func.func @kv_scale_type(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<8xbf16>, %vs: tensor<8xbf16>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'k_scale' element type must be f32, got 'bf16'}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<8xbf16>) v_scale(%vs : tensor<8xbf16>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scale-form: a tensor among memrefs
+func.func @kv_scale_form(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xf8E4M3FN>, %v: memref<?x16x8x128xf8E4M3FN>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %ks: tensor<8xf32>, %vs: memref<8xf32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_scale' must be a memref as 'q' is}}
+  paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<8xf32>) v_scale(%vs : memref<8xf32>) outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xf8E4M3FN>, memref<?x16x8x128xf8E4M3FN>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// v-scale-form: a memref among tensors
+func.func @v_scale_form(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xf8E4M3FN>, %v: tensor<?x16x8x128xf8E4M3FN>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: memref<f32>) -> tensor<?x32x128xbf16> {
+  // expected-error @+1 {{'v_scale' must be a tensor as 'q' is}}
+  %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : memref<f32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
+  return %o : tensor<?x32x128xbf16>
+}
+
+// -----
+
+// kv-scale-space: scales are read from global memory
+func.func @kv_scale_space(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xf8E4M3FN>, %v: memref<?x16x8x128xf8E4M3FN>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %ks: memref<8xf32, 3>, %vs: memref<8xf32, 3>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_scale' must be in the default memory space, got 3}}
+  paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : memref<8xf32, 3>) v_scale(%vs : memref<8xf32, 3>) outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xf8E4M3FN>, memref<?x16x8x128xf8E4M3FN>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// fp8-cache-stride: the caches' rows are 16-byte vectors of fp8 too
+func.func @fp8_cache_stride(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xf8E4M3FN, strided<[?, ?, 136, 1]>>, %v: memref<?x16x8x128xf8E4M3FN>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %ks: memref<f32>, %vs: memref<f32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{'k_cache' stride of dim 2 is 136 elements (136 bytes); it must be a multiple of 16 bytes}}
+  paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : memref<f32>) v_scale(%vs : memref<f32>) outs(%o : memref<?x32x128xbf16>) : memref<?x32x128xbf16>, memref<?x16x8x128xf8E4M3FN, strided<[?, ?, 136, 1]>>, memref<?x16x8x128xf8E4M3FN>, memref<?x?xi32>, memref<?xi32>
   return
 }

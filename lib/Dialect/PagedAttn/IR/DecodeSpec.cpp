@@ -17,7 +17,25 @@ DecodeSpec mlir::paged_attn::getDecodeSpec(DecodeOp op) {
                                            toLayout(op.getLayout()));
   spec.queryLen = op.getQueryLen();
   spec.variants = getDecodeVariants(op);
+  std::optional<DType> cacheDType = toDType(op.getCacheType().getElementType());
+  if (cacheDType && ::paged_attn::isQuantizedCacheDType(*cacheDType))
+    spec.kvQuant = ::paged_attn::KVQuant{*cacheDType, getKVScaleKind(op)};
   return spec;
+}
+
+::paged_attn::KVScaleKind mlir::paged_attn::getKVScaleKind(DecodeOp op) {
+  using ::paged_attn::KVScaleKind;
+  Value scale = op.getKScale();
+  if (!scale)
+    return KVScaleKind::Tensor;
+  switch (cast<ShapedType>(scale.getType()).getRank()) {
+  case 1:
+    return KVScaleKind::Head;
+  case 3:
+    return KVScaleKind::Token;
+  default:
+    return KVScaleKind::Tensor;
+  }
 }
 
 DecodeVariants mlir::paged_attn::getDecodeVariants(DecodeOp op) {
@@ -52,6 +70,12 @@ std::optional<DType> mlir::paged_attn::toDType(Type type) {
     return DType::I32;
   if (type.isSignlessInteger(64))
     return DType::I64;
+  if (type.isSignlessInteger(8))
+    return DType::I8;
+  if (isa<Float8E4M3FNType>(type))
+    return DType::F8E4M3FN;
+  if (isa<Float8E5M2Type>(type))
+    return DType::F8E5M2;
   return std::nullopt;
 }
 
@@ -69,6 +93,10 @@ Type mlir::paged_attn::toMLIRType(MLIRContext *ctx, DType dtype) {
     return IntegerType::get(ctx, 64);
   case DType::I8:
     return IntegerType::get(ctx, 8);
+  case DType::F8E4M3FN:
+    return Float8E4M3FNType::get(ctx);
+  case DType::F8E5M2:
+    return Float8E5M2Type::get(ctx);
   }
   return Type();
 }

@@ -32,8 +32,10 @@ void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
                      KVLayout layout, std::optional<float> scale) {
   build(b, state, q.getType(), /*lse=*/Type(), q, kCache, vCache, blockTable,
         seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(),
-        /*tree_mask=*/Value(), /*out=*/Value(), /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
-        buildScaleAttr(b, scale), /*window=*/IntegerAttr(),
+        /*tree_mask=*/Value(), /*k_scale=*/Value(), /*v_scale=*/Value(),
+        /*out=*/Value(), /*lse_out=*/Value(),
+        KVLayoutAttr::get(b.getContext(), layout), buildScaleAttr(b, scale),
+        /*window=*/IntegerAttr(),
         /*soft_cap=*/FloatAttr());
 }
 
@@ -42,7 +44,8 @@ void DecodeOp::build(OpBuilder &b, OperationState &state, Value q, Value kCache,
                      KVLayout layout, std::optional<float> scale) {
   build(b, state, /*result=*/Type(), /*lse=*/Type(), q, kCache, vCache,
         blockTable, seqLens, /*alibi_slopes=*/Value(), /*sinks=*/Value(),
-        /*tree_mask=*/Value(), out, /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
+        /*tree_mask=*/Value(), /*k_scale=*/Value(), /*v_scale=*/Value(), out,
+        /*lse_out=*/Value(), KVLayoutAttr::get(b.getContext(), layout),
         buildScaleAttr(b, scale), /*window=*/IntegerAttr(),
         /*soft_cap=*/FloatAttr());
 }
@@ -178,10 +181,12 @@ static LogicalResult verifyForm(DecodeOp op, const DecodeOperands &o) {
     if (isa<RankedTensorType>(v.getType()) != o.isTensor)
       return op.emitOpError("'q', 'k_cache', 'v_cache', 'block_table' and "
                             "'seq_lens' must be all tensors or all memrefs");
-  for (auto [v, name] : {std::pair<Value, StringRef>{op.getAlibiSlopes(),
-                                                   "alibi_slopes"},
-                         {op.getSinks(), "sinks"},
-                         {op.getTreeMask(), "tree_mask"}})
+  for (auto [v, name] :
+       {std::pair<Value, StringRef>{op.getAlibiSlopes(), "alibi_slopes"},
+        {op.getSinks(), "sinks"},
+        {op.getTreeMask(), "tree_mask"},
+        {op.getKScale(), "k_scale"},
+        {op.getVScale(), "v_scale"}})
     if (v && isa<RankedTensorType>(v.getType()) != o.isTensor)
       return op.emitOpError()
              << "'" << name << "' must be a "
@@ -236,15 +241,26 @@ static LogicalResult verifyElementTypes(DecodeOp op, const DecodeOperands &o) {
   if (!isSupportedElementType(elemType))
     return op.emitOpError()
            << "'q' element type must be f16, bf16 or f32, got " << elemType;
-  Value sameTypeValues[] = {op.getKCache(), op.getVCache(), o.output};
-  StringRef sameTypeNames[] = {"k_cache", "v_cache", o.outName};
-  for (auto [v, name] : llvm::zip_equal(sameTypeValues, sameTypeNames)) {
-    Type t = cast<ShapedType>(v.getType()).getElementType();
-    if (t != elemType)
-      return op.emitOpError()
-             << "'" << name << "' element type (" << t
-             << ") must equal the element type of 'q' (" << elemType << ")";
-  }
+  // The caches have q's type or, quantised, an fp8 one (the spec's rules
+  // say which q it needs).
+  Type cacheType = op.getCacheType().getElementType();
+  std::optional<DType> cacheDType = toDType(cacheType);
+  bool quantized =
+      cacheDType && ::paged_attn::isQuantizedCacheDType(*cacheDType);
+  if (cacheType != elemType && !quantized)
+    return op.emitOpError() << "'k_cache' element type (" << cacheType
+                            << ") must equal the element type of 'q' ("
+                            << elemType << ") or be f8E4M3FN or f8E5M2";
+  Type vType = cast<ShapedType>(op.getVCache().getType()).getElementType();
+  if (vType != cacheType)
+    return op.emitOpError()
+           << "'v_cache' element type (" << vType
+           << ") must equal that of 'k_cache' (" << cacheType << ")";
+  Type outType = o.outType().getElementType();
+  if (outType != elemType)
+    return op.emitOpError()
+           << "'" << o.outName << "' element type (" << outType
+           << ") must equal the element type of 'q' (" << elemType << ")";
   for (auto [v, name] : llvm::zip_equal(ArrayRef(o.inputs).drop_front(3),
                                         ArrayRef(o.names).drop_front(3))) {
     Type t = cast<ShapedType>(v.getType()).getElementType();
@@ -423,12 +439,60 @@ static LogicalResult verifyVariantOperands(DecodeOp op) {
                         "[batch, num_heads]");
 }
 
+/// The dequantisation scales: both present exactly for fp8 caches, f32 of
+/// one type, whose rank says the granularity (DecodeSpec::kvScaleShape).
+static LogicalResult verifyKVScales(DecodeOp op) {
+  Value kScale = op.getKScale(), vScale = op.getVScale();
+  Type cacheType = op.getCacheType().getElementType();
+  if (!getDecodeSpec(op).kvQuant) {
+    if (!kScale && !vScale)
+      return success();
+    return op.emitOpError()
+           << "'k_scale' and 'v_scale' dequantise fp8 caches; 'k_cache' is "
+           << cacheType;
+  }
+  if (!kScale || !vScale)
+    return op.emitOpError()
+           << "fp8 caches need both 'k_scale' and 'v_scale' (f32: [] per "
+              "tensor, [num_kv_heads] per KV head, or the cache's shape "
+              "without head_dim per token), got "
+           << (kScale   ? "only 'k_scale'"
+               : vScale ? "only 'v_scale'"
+                        : "none");
+  // One granularity; their layouts may differ (a bufferized slice).
+  int64_t rank = cast<ShapedType>(kScale.getType()).getRank();
+  int64_t vRank = cast<ShapedType>(vScale.getType()).getRank();
+  if (rank != vRank)
+    return op.emitOpError() << "'k_scale' and 'v_scale' must have the same "
+                               "rank (one granularity), got "
+                            << rank << " and " << vRank;
+  if (rank != 0 && rank != 1 && rank != 3)
+    return op.emitOpError()
+           << "'k_scale' must have rank 0 (per tensor), 1 ([num_kv_heads], "
+              "per KV head) or 3 ("
+           << (op.getLayout() == KVLayout::nhd
+                   ? "[num_pages, page_size, num_kv_heads]"
+                   : "[num_pages, num_kv_heads, page_size]")
+           << ", per token), got " << rank;
+  DecodeSpec spec = getDecodeSpec(op);
+  std::vector<int64_t> shape =
+      spec.kvScaleShape(op.getCacheType().getDimSize(0));
+  StringRef doc = rank == 0   ? "[] (per tensor)"
+                  : rank == 1 ? "[num_kv_heads] (per KV head)"
+                              : "of the cache's first three dims (per token)";
+  for (auto [v, name] :
+       {std::pair<Value, StringRef>{kScale, "k_scale"}, {vScale, "v_scale"}})
+    if (failed(verifyF32Shape(op, name, v, shape, doc)))
+      return failure();
+  return success();
+}
+
 LogicalResult DecodeOp::verify() {
   DecodeOperands o(*this);
   if (failed(verifyForm(*this, o)) || failed(verifyRanks(*this, o)) ||
       failed(verifyElementTypes(*this, o)) || failed(verifySizes(*this)) ||
       failed(verifyBatchAndOut(*this, o)) || failed(verifyAttributes(*this)) ||
-      failed(verifyVariantOperands(*this)))
+      failed(verifyVariantOperands(*this)) || failed(verifyKVScales(*this)))
     return failure();
   if (o.isTensor)
     return success();

@@ -97,10 +97,11 @@ struct DecodeOpInterface
         return Value();
       return getBuffer(rewriter, tensor, options, state);
     };
-    Value inputs[] = {decodeOp.getQ(),          decodeOp.getKCache(),
-                      decodeOp.getVCache(),     decodeOp.getBlockTable(),
-                      decodeOp.getSeqLens(),    decodeOp.getAlibiSlopes(),
-                      decodeOp.getSinks(),      decodeOp.getTreeMask()};
+    Value inputs[] = {decodeOp.getQ(),       decodeOp.getKCache(),
+                      decodeOp.getVCache(),  decodeOp.getBlockTable(),
+                      decodeOp.getSeqLens(), decodeOp.getAlibiSlopes(),
+                      decodeOp.getSinks(),   decodeOp.getTreeMask(),
+                      decodeOp.getKScale(),  decodeOp.getVScale()};
     SmallVector<Value> buffers;
     for (Value input : inputs) {
       FailureOr<Value> buffer = bufferOf(input);
@@ -131,9 +132,10 @@ struct DecodeOpInterface
 
     DecodeOp::create(rewriter, loc, /*result=*/Type(), /*lse=*/Type(),
                      buffers[0], buffers[1], buffers[2], buffers[3], buffers[4],
-                     buffers[5], buffers[6], buffers[7], *out, lseOut,
-                     decodeOp.getLayoutAttr(), decodeOp.getScaleAttr(),
-                     decodeOp.getWindowAttr(), decodeOp.getSoftCapAttr());
+                     buffers[5], buffers[6], buffers[7], buffers[8], buffers[9],
+                     *out, lseOut, decodeOp.getLayoutAttr(),
+                     decodeOp.getScaleAttr(), decodeOp.getWindowAttr(),
+                     decodeOp.getSoftCapAttr());
     replaceOpWithBufferizedValues(rewriter, op, results);
     return success();
   }

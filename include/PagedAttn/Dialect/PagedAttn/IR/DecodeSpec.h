@@ -28,6 +28,9 @@ using ::paged_attn::Layout;
 /// What `op` computes: its sizes (static once the op verifies), dtype,
 /// layout and variants.
 DecodeSpec getDecodeSpec(DecodeOp op);
+/// The granularity of `op`'s k_scale and v_scale, by their rank (per
+/// tensor where it has none).
+::paged_attn::KVScaleKind getKVScaleKind(DecodeOp op);
 /// The variants `op` asks for (its window, soft_cap, alibi_slopes, sinks
 /// and log-sum-exp output).
 DecodeVariants getDecodeVariants(DecodeOp op);

@@ -38,6 +38,7 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     | block_table | `[batch, max_pages]` i32 |
     | seq_lens | `[batch]` i32 |
     | tree_mask (optional) | `[batch, L, L]` i1 or i8 (multi-token) |
+    | k_scale, v_scale (fp8 caches) | f32: `[]`, `[num_kv_heads]`, or the cache's shape without `head_dim` |
     | out / result | the shape of `q` |
 
     The layout is what the `layout` attribute says: the shapes alone do not
@@ -109,9 +110,34 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
           memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
     ```
 
-    The rank-3 form is the single-token decode (`L = 1`). The GPU lowering
-    serves the rank-3 form only so far; a multi-token decode lowers to
-    loops (`convert-paged-attn-to-loops`), and the GPU lowering rejects it.
+    The rank-3 form is the single-token decode (`L = 1`).
+
+    ### Quantised KV caches
+
+    `k_cache` and `v_cache` may be `f8E4M3FN` or `f8E5M2` (both the same)
+    where `q` is f16 or bf16; `out` stays `q`'s type. Element `x` of the
+    cache stands for `x * scale`, with K's scales in `k_scale(%ks)` and V's
+    in `v_scale(%vs)`, both f32 of the same type; their rank says the
+    granularity:
+
+    | rank | shape | granularity |
+    |---|---|---|
+    | 0 | `[]` | one scale for the cache |
+    | 1 | `[num_kv_heads]` | one per KV head |
+    | 3 | `nhd`: `[pages, page, num_kv_heads]`; `hnd`: `[pages, num_kv_heads, page]` | one per token and KV head, read through the page table as the cache is |
+
+    A row of `head_dim` fp8 elements must be a multiple of 16 bytes
+    (`head_dim` a multiple of 16). Every code reads as its value in the
+    format: NaNs as NaN, `f8E5M2`'s infinities as infinities
+    (`f8E4M3FN` has none).
+
+    ```mlir
+    %o = paged_attn.decode %q, %k, %v, %bt, %sl
+           k_scale(%ks : tensor<8xf32>) v_scale(%vs : tensor<8xf32>)
+         : tensor<?x32x128xbf16>, tensor<?x16x8x128xf8E4M3FN>,
+           tensor<?x16x8x128xf8E4M3FN>, tensor<?x?xi32>, tensor<?xi32>
+           -> tensor<?x32x128xbf16>
+    ```
 
     The kernels are specialised on which variants a decode has, not on
     their values: the window's length and the cap are kernel arguments. A
@@ -146,6 +172,8 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     Optional<PagedAttn_TensorOrMemRef>:$alibi_slopes,
     Optional<PagedAttn_TensorOrMemRef>:$sinks,
     Optional<PagedAttn_TensorOrMemRef>:$tree_mask,
+    Optional<PagedAttn_TensorOrMemRef>:$k_scale,
+    Optional<PagedAttn_TensorOrMemRef>:$v_scale,
     Optional<AnyMemRef>:$out,
     Optional<AnyMemRef>:$lse_out,
     DefaultValuedAttr<PagedAttn_KVLayoutAttr, "::mlir::paged_attn::KVLayout::nhd">:$layout,
@@ -161,6 +189,8 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     (`alibi_slopes` `(` $alibi_slopes^ `:` type($alibi_slopes) `)`)?
     (`sinks` `(` $sinks^ `:` type($sinks) `)`)?
     (`tree_mask` `(` $tree_mask^ `:` type($tree_mask) `)`)?
+    (`k_scale` `(` $k_scale^ `:` type($k_scale) `)`)?
+    (`v_scale` `(` $v_scale^ `:` type($v_scale) `)`)?
     (`outs` `(` $out^ `:` type($out) `)`)?
     (`lse` `(` $lse_out^ `:` type($lse_out) `)`)?
     attr-dict `:` type($q) `,` type($k_cache) `,` type($v_cache) `,`

@@ -2,6 +2,7 @@
 
 #include "PagedAttn/Testing/Reference.h"
 #include "PagedAttn/Testing/Float16.h"
+#include "PagedAttn/Testing/Float8.h"
 
 #include <algorithm>
 #include <cmath>
@@ -221,4 +222,46 @@ std::vector<double> paged_attn::widenFromDType(DType dtype, const void *data,
     }
   }
   return out;
+}
+
+QuantizedCaches paged_attn::quantizeCaches(ReferenceProblem &p, KVQuant quant,
+                                           uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  double maxFinite = Fp8Format::of(quant.dtype).maxFinite();
+  std::uniform_real_distribution<double> scaleDist(1.0 / maxFinite,
+                                                   4.0 / maxFinite);
+  int64_t rows = p.numPages * p.pageSize * p.numKVHeads;
+  int64_t scales = quant.scale == KVScaleKind::Tensor ? 1
+                   : quant.scale == KVScaleKind::Head ? p.numKVHeads
+                                                      : rows;
+  // The scale of cache row r (the layout's order: KV head r % Hkv under
+  // nhd, (r / page) % Hkv under hnd).
+  auto scaleIndex = [&](int64_t r) -> int64_t {
+    if (quant.scale == KVScaleKind::Tensor)
+      return 0;
+    if (quant.scale == KVScaleKind::Head)
+      return p.hnd ? (r / p.pageSize) % p.numKVHeads : r % p.numKVHeads;
+    return r;
+  };
+  QuantizedCaches q;
+  q.quant = quant;
+  auto quantize = [&](std::vector<double> &values, std::vector<uint8_t> &codes,
+                      std::vector<float> &scaleValues) {
+    scaleValues.resize(scales);
+    for (float &s : scaleValues)
+      s = float(scaleDist(rng));
+    codes.resize(values.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      double scale = scaleValues[scaleIndex(r)];
+      for (int64_t d = 0; d < p.headDim; ++d) {
+        size_t i = size_t(r * p.headDim + d);
+        codes[i] = doubleToFp8(values[i] / scale, quant.dtype,
+                               /*saturate=*/true);
+        values[i] = fp8ToDouble(codes[i], quant.dtype) * scale;
+      }
+    }
+  };
+  quantize(p.kCache, q.k, q.kScale);
+  quantize(p.vCache, q.v, q.vScale);
+  return q;
 }

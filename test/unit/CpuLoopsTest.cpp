@@ -16,6 +16,8 @@
 #include "PagedAttn/InitAll.h"
 #include "PagedAttn/Pipelines/Pipelines.h"
 #include "PagedAttn/Target/KernelCompiler.h"
+#include "PagedAttn/Testing/Float16.h"
+#include "PagedAttn/Testing/Float8.h"
 #include "PagedAttn/Testing/Reference.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -589,5 +591,203 @@ INSTANTIATE_TEST_SUITE_P(
                       MergeCase{DType::BF16, true, false},
                       MergeCase{DType::F16, true, true}),
     mergeCaseName);
+
+//===----------------------------------------------------------------------===//
+// fp8 caches
+//===----------------------------------------------------------------------===//
+
+struct Fp8Case {
+  DType format;
+  KVScaleKind scale;
+  DType dtype; // q's
+  int64_t group;
+  bool hnd;
+};
+
+std::string describeFp8(const Fp8Case &c) {
+  return std::string(dtypeName(c.format)) + "_" + kvScaleKindName(c.scale) +
+         "_" + dtypeName(c.dtype) + "_g" + std::to_string(c.group) +
+         (c.hnd ? "_hnd" : "_nhd");
+}
+
+[[maybe_unused]] void PrintTo(const Fp8Case &c, std::ostream *os) {
+  *os << describeFp8(c);
+}
+
+/// A JIT test of quantised decodes: their functions take the scales last.
+template <typename Param> class Fp8JitTest : public JitTest<Param> {
+protected:
+  /// The C interface of `spec`'s decode function (q, k, v, block_table,
+  /// seq_lens, out, k_scale, v_scale: pointers to descriptors), compiled.
+  using CFn = void (*)(void *, void *, void *, void *, void *, void *, void *,
+                       void *);
+  CFn compileDecode(const ::paged_attn::DecodeSpec &spec) {
+    auto module = mlir::paged_attn::buildDecodeModule(&this->ctx, {spec});
+    if (failed(module)) {
+      ADD_FAILURE() << "no module";
+      return nullptr;
+    }
+    ModuleOp built = **module;
+    auto func = *built.getOps<func::FuncOp>().begin();
+    func->setAttr("llvm.emit_c_interface", UnitAttr::get(&this->ctx));
+    std::string name = func.getName().str();
+    module_ = std::move(*module);
+    engine_ = this->compile(*module_);
+    if (!engine_)
+      return nullptr;
+    auto fn = engine_->lookup("_mlir_ciface_" + name);
+    if (!fn) {
+      ADD_FAILURE() << llvm::toString(fn.takeError());
+      return nullptr;
+    }
+    return reinterpret_cast<CFn>(*fn);
+  }
+
+private:
+  OwningOpRef<ModuleOp> module_;
+  std::unique_ptr<ExecutionEngine> engine_;
+};
+
+class CpuLoopsFp8Test : public Fp8JitTest<Fp8Case> {};
+
+/// Scales of each granularity: the descriptor of `values` as the kernel's
+/// k_scale / v_scale ([], [num_kv_heads] or the cache's first three dims).
+struct ScaleDescriptors {
+  StridedMemRefType<char, 0> tensor;
+  StridedMemRefType<char, 1> head;
+  StridedMemRefType<char, 3> token;
+  void *get(KVScaleKind kind) {
+    return kind == KVScaleKind::Tensor ? static_cast<void *>(&tensor)
+           : kind == KVScaleKind::Head ? static_cast<void *>(&head)
+                                       : static_cast<void *>(&token);
+  }
+};
+
+ScaleDescriptors scaleDescriptors(std::vector<float> &values,
+                                  std::array<int64_t, 4> cacheShape) {
+  ScaleDescriptors d;
+  d.tensor.basePtr = d.tensor.data = reinterpret_cast<char *>(values.data());
+  d.tensor.offset = 0;
+  d.head = descriptor<1>(values.data(), {int64_t(values.size())});
+  d.token = descriptor<3>(values.data(),
+                          {cacheShape[0], cacheShape[1], cacheShape[2]});
+  return d;
+}
+
+TEST_P(CpuLoopsFp8Test, MatchesFloat64ReferenceOnDequantisedValues) {
+  const Fp8Case &c = GetParam();
+  const int64_t numKVHeads = 2, numHeads = numKVHeads * c.group, headDim = 32,
+                pageSize = 16;
+  ::paged_attn::DecodeSpec spec;
+  spec.numHeads = numHeads;
+  spec.numKVHeads = numKVHeads;
+  spec.headDim = headDim;
+  spec.pageSize = pageSize;
+  spec.dtype = c.dtype;
+  spec.layout = c.hnd ? Layout::HND : Layout::NHD;
+  spec.kvQuant = KVQuant{c.format, c.scale};
+  CFn decode = compileDecode(spec);
+  ASSERT_TRUE(decode);
+
+  for (uint64_t seed : {1u, 2u}) {
+    RandomProblemOptions o;
+    o.numHeads = numHeads;
+    o.numKVHeads = numKVHeads;
+    o.headDim = headDim;
+    o.pageSize = pageSize;
+    o.hnd = c.hnd;
+    o.seqLens = {0, 1, 17, 16, 15, int32_t(40 + 50 * seed)};
+    o.seed = seed;
+    ReferenceProblem p = makeRandomProblem(o);
+    QuantizedCaches caches = quantizeCaches(p, *spec.kvQuant, seed + 100);
+    std::vector<uint8_t> q = roundToDType(c.dtype, p.q);
+    std::vector<uint8_t> out(q.size(), 0xff); // NaN: every row must be written
+    std::array<int64_t, 4> cacheShape = spec.cacheShape(p.numPages);
+    auto qd = descriptor<3>(q.data(), {p.batch, numHeads, headDim});
+    auto kd = descriptor<4>(caches.k.data(), cacheShape);
+    auto vd = descriptor<4>(caches.v.data(), cacheShape);
+    auto btd = descriptor<2>(p.blockTable.data(), {p.batch, p.maxPages});
+    auto sld = descriptor<1>(p.seqLens.data(), {p.batch});
+    auto od = descriptor<3>(out.data(), {p.batch, numHeads, headDim});
+    ScaleDescriptors ks = scaleDescriptors(caches.kScale, cacheShape);
+    ScaleDescriptors vs = scaleDescriptors(caches.vScale, cacheShape);
+    decode(&qd, &kd, &vd, &btd, &sld, &od, ks.get(c.scale), vs.get(c.scale));
+
+    std::vector<double> got = widenFromDType(c.dtype, out.data(), p.q.size());
+    EXPECT_LE(relativeError(got, referenceDecode(p)), limitFor(c.dtype))
+        << "seed " << seed;
+  }
+}
+
+/// Every code of the format read back exactly: sequence b has one key,
+/// whose K row is zero and whose V row holds codes 16 b to 16 b + 15, so
+/// its output is those codes' values (exact in f16), NaNs and infinities
+/// included.
+class CpuLoopsFp8CodesTest : public Fp8JitTest<DType> {};
+
+TEST_P(CpuLoopsFp8CodesTest, ReadsEveryCodeExactly) {
+  const DType format = GetParam();
+  const int64_t headDim = 16, batch = 256 / headDim;
+  ::paged_attn::DecodeSpec spec;
+  spec.numHeads = spec.numKVHeads = 1;
+  spec.headDim = headDim;
+  spec.pageSize = 1;
+  spec.dtype = DType::F16;
+  spec.kvQuant = KVQuant{format, KVScaleKind::Tensor};
+  CFn decode = compileDecode(spec);
+  ASSERT_TRUE(decode);
+
+  std::vector<uint16_t> q(batch * headDim, floatToF16(1.0f));
+  std::vector<uint8_t> k(batch * headDim, 0), v(batch * headDim);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = uint8_t(i);
+  std::vector<int32_t> blockTable(batch), seqLens(batch, 1);
+  for (int64_t b = 0; b < batch; ++b)
+    blockTable[b] = int32_t(b);
+  std::vector<float> scale = {1.0f};
+  std::vector<uint16_t> out(q.size());
+  auto qd = descriptor<3>(q.data(), {batch, 1, headDim});
+  auto kd = descriptor<4>(k.data(), {batch, 1, 1, headDim});
+  auto vd = descriptor<4>(v.data(), {batch, 1, 1, headDim});
+  auto btd = descriptor<2>(blockTable.data(), {batch, 1});
+  auto sld = descriptor<1>(seqLens.data(), {batch});
+  auto od = descriptor<3>(out.data(), {batch, 1, headDim});
+  ScaleDescriptors s = scaleDescriptors(scale, {1, 1, 1, headDim});
+  decode(&qd, &kd, &vd, &btd, &sld, &od, s.get(KVScaleKind::Tensor),
+         s.get(KVScaleKind::Tensor));
+  for (int code = 0; code < 256; ++code) {
+    double expected = fp8ToDouble(uint8_t(code), format);
+    double got = f16ToFloat(out[code]);
+    if (std::isnan(expected))
+      EXPECT_TRUE(std::isnan(got)) << "code " << code;
+    else
+      EXPECT_EQ(got, expected) << "code " << code;
+  }
+}
+
+std::vector<Fp8Case> fp8Cases() {
+  std::vector<Fp8Case> cases;
+  for (DType format : {DType::F8E4M3FN, DType::F8E5M2})
+    for (KVScaleKind scale :
+         {KVScaleKind::Tensor, KVScaleKind::Head, KVScaleKind::Token})
+      for (bool hnd : {false, true})
+        cases.push_back({format, scale, DType::F16, 1, hnd});
+  // bf16 q and grouped heads.
+  for (KVScaleKind scale : {KVScaleKind::Head, KVScaleKind::Token})
+    cases.push_back({DType::F8E4M3FN, scale, DType::BF16, 4, false});
+  cases.push_back({DType::F8E5M2, KVScaleKind::Token, DType::BF16, 4, true});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fp8, CpuLoopsFp8Test, ::testing::ValuesIn(fp8Cases()),
+                         [](const ::testing::TestParamInfo<Fp8Case> &info) {
+                           return describeFp8(info.param);
+                         });
+
+INSTANTIATE_TEST_SUITE_P(Fp8, CpuLoopsFp8CodesTest,
+                         ::testing::Values(DType::F8E4M3FN, DType::F8E5M2),
+                         [](const ::testing::TestParamInfo<DType> &info) {
+                           return std::string(dtypeName(info.param));
+                         });
 
 } // namespace

@@ -70,6 +70,24 @@ struct RandomProblemOptions {
 /// 1/sqrt(head_dim).
 ReferenceProblem makeRandomProblem(const RandomProblemOptions &options);
 
+/// A problem's caches as a quantised decode reads them: fp8 codes in the
+/// caches' layout and f32 scales (one, one per KV head, or one per cache
+/// row: [num_pages, page, num_kv_heads], or [num_pages, num_kv_heads, page]
+/// for hnd).
+struct QuantizedCaches {
+  KVQuant quant;
+  std::vector<uint8_t> k, v;
+  std::vector<float> kScale, vScale;
+};
+
+/// Quantises `p`'s caches: draws K's and V's scales uniform in [1, 4) /
+/// the format's largest finite value, encodes each element divided by its
+/// scale (rounded to nearest even, saturating), and replaces p.kCache and
+/// p.vCache with the values the codes stand for (code times scale), so
+/// that referenceDecode gives the quantised decode's exact result.
+QuantizedCaches quantizeCaches(ReferenceProblem &p, KVQuant quant,
+                               uint64_t seed);
+
 /// Rounds `values` to `dtype` in place (what a kernel reading them sees)
 /// and returns their stored bytes.
 std::vector<uint8_t> roundToDType(DType dtype, std::vector<double> &values);

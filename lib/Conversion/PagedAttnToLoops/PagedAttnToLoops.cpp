@@ -9,10 +9,12 @@
 // first visible keys (its causal end, the window), apply to each logit, and
 // hide the keys a tree mask hides (their logit -inf, their weight 0); a
 // sink adds exp(sink - max) to the denominator; the log-sum-exp is
-// max + log(sum) (-inf when no key is visible).
+// max + log(sum) (-inf when no key is visible). An fp8 cache's elements
+// are their values times their scales (KVDequant, shared with the kernels).
 //
 //===----------------------------------------------------------------------===//
 
+#include "PagedAttn/Conversion/KVDequant.h"
 #include "PagedAttn/Conversion/Passes.h"
 #include "PagedAttn/Conversion/ScoreModifiers.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
@@ -86,9 +88,10 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
     Value acc =
         memref::AllocaOp::create(b, MemRefType::get({op.getHeadDim()}, f32));
 
-    // Row `token` of sequence `batch`, KV head `kvHead` of a cache.
-    auto cacheIndices = [&](Value batch, Value token, Value kvHead,
-                            Value d) -> SmallVector<Value> {
+    // Element d of row `token` of sequence `batch`, KV head `kvHead` of a
+    // cache, as f32: an fp8 cache's times its scale (KVDequant).
+    auto loadCacheValue = [&](Value cache, Value scales, Value batch,
+                              Value token, Value kvHead, Value d) -> Value {
       Value logicalPage = arith::DivUIOp::create(b, token, pageSize);
       Value slot = arith::RemUIOp::create(b, token, pageSize);
       Value page = arith::IndexCastOp::create(
@@ -97,7 +100,12 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
                                  ValueRange{batch, logicalPage}));
       std::array<Value, 4> index =
           ::paged_attn::cacheIndex(spec.layout, page, slot, kvHead, d);
-      return SmallVector<Value>(index.begin(), index.end());
+      Value x = memref::LoadOp::create(b, cache, index);
+      if (!spec.kvQuant)
+        return toF32(x);
+      return arith::MulFOp::create(
+          b, fp8ToF32(b, x, spec.kvQuant->dtype),
+          loadKVScale(b, spec, scales, page, slot, kvHead));
     };
     Value batchSize = memref::DimOp::create(b, op.getQ(), 0);
     auto batchLoop = scf::ForOp::create(b, zero, batchSize, one);
@@ -141,8 +149,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
       b.setInsertionPointToStart(dot.getBody());
       Value d = dot.getInductionVar();
       Value qv = toF32(memref::LoadOp::create(b, op.getQ(), row({d})));
-      Value kv = toF32(memref::LoadOp::create(
-          b, op.getKCache(), cacheIndices(batch, token, kvHead, d)));
+      Value kv = loadCacheValue(op.getKCache(), op.getKScale(), batch, token,
+                                kvHead, d);
       scf::YieldOp::create(b, ValueRange{math::FmaOp::create(
                                   b, qv, kv, dot.getRegionIterArgs()[0])});
       b.setInsertionPointAfter(dot);
@@ -195,8 +203,8 @@ struct DecodeOpToLoops : public OpRewritePattern<DecodeOp> {
         OpBuilder::InsertionGuard g2(b);
         b.setInsertionPointToStart(dLoop.getBody());
         Value d = dLoop.getInductionVar();
-        Value v = toF32(memref::LoadOp::create(
-            b, op.getVCache(), cacheIndices(batch, token, kvHead, d)));
+        Value v = loadCacheValue(op.getVCache(), op.getVScale(), batch, token,
+                                 kvHead, d);
         Value a = memref::LoadOp::create(b, acc, ValueRange{d});
         memref::StoreOp::create(b, math::FmaOp::create(b, p, v, a), acc,
                                 ValueRange{d});

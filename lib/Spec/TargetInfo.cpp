@@ -10,11 +10,11 @@ const std::vector<TargetInfo> &paged_attn::supportedTargets() {
   // PTX: the ISA version that introduced the chip; the default is what the
   // kernels want above that (7.4 for the cp.async L2 prefetch hint).
   static const std::vector<TargetInfo> targets = {
-      {"sm_80", 80, 70, 74, 163 * 1024, false},
-      {"sm_86", 86, 71, 74, 99 * 1024, false},
-      {"sm_89", 89, 78, 78, 99 * 1024, false},
-      {"sm_90", 90, 78, 80, 227 * 1024, true},
-      {"sm_90a", 90, 80, 80, 227 * 1024, true},
+      {"sm_80", 80, 70, 74, 163 * 1024, false, 0},
+      {"sm_86", 86, 71, 74, 99 * 1024, false, 0},
+      {"sm_89", 89, 78, 78, 99 * 1024, false, 81},
+      {"sm_90", 90, 78, 80, 227 * 1024, true, 78},
+      {"sm_90a", 90, 80, 80, 227 * 1024, true, 78},
   };
   return targets;
 }

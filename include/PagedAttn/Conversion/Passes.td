@@ -24,7 +24,7 @@ defvar PagedAttn_DecodeKernelOptions = [
   Option<"minCTAsPerSM", "min-ctas-per-sm", "int64_t", /*default=*/"0",
          "CTAs per SM ptxas must fit the decode kernel to (0: no limit)">,
   Option<"tensorCores", "tensor-cores", "std::string", /*default=*/"\"auto\"",
-         "Decode with mma.sync over the query group: auto (16-bit caches, "
+         "Decode with mma.sync over the query group: auto (16-bit q, "
          "groups of 4 or more heads), on (wherever supported) or off">,
   Option<"kvStages", "kv-stages", "int64_t", /*default=*/"3",
          "Shared-memory K/V tiles per warp of the tensor-core kernel "
@@ -43,6 +43,11 @@ defvar PagedAttn_DecodeKernelOptions = [
          "Let the merge kernel launch while the decode grid runs "
          "(griddepcontrol, sm_90 and later); the runtime launches it with "
          "programmatic stream serialization">,
+  Option<"fp8Conversions", "fp8-conversions", "bool", /*default=*/"false",
+         "The target converts fp8 pairs to f16 in one instruction "
+         "(cvt.rn.f16x2.e4m3x2: sm_89 with PTX 8.1, sm_90 with PTX 7.8): "
+         "fp8 caches are widened with it rather than with integer "
+         "arithmetic">,
 ];
 
 def SelectDecodeKernel
@@ -52,9 +57,11 @@ def SelectDecodeKernel
     Decides, for every `paged_attn.decode` op without one, how it is lowered
     to GPU kernels, and records the choice on the op as the discardable
     attribute `paged_attn.strategy` (a `#paged_attn.decode_strategy`):
-    which decode kernel (tensor cores for 16-bit caches with head_dim a
-    multiple of 16 up to 256 when `tensor-cores` asks for them and the
-    kernel fits the shared memory, else CUDA cores), its warps, query heads
+    which decode kernel (tensor cores for a 16-bit q with head_dim a
+    multiple of 16 up to 256, of 32 with fp8 caches, when `tensor-cores`
+    asks for them and the kernel fits the shared memory, else CUDA cores),
+    whether fp8 caches are widened with the target's conversion
+    instructions, its warps, query heads
     per CTA, the tensor-core kernel's shared-memory stages and L2 prefetch
     hint, the CUDA-core kernel's tokens per lane group and page-table
     prefetch. `convert-paged-attn-to-gpu` builds what the attribute says, and
@@ -75,8 +82,8 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     query heads, so K and V are read once. Softmax is online, in f32.
 
     Two decode kernels compute this. The tensor-core one (`tensor-cores`
-    auto: 16-bit caches, head_dim a multiple of 16 up to 256, four or more
-    query heads per KV head) streams 16-token K/V tiles per warp into
+    auto: a 16-bit q, head_dim a multiple of 16 up to 256 (of 32 with fp8
+    caches), four or more query heads per KV head) streams 16-token K/V tiles per warp into
     dynamic shared memory with cp.async, `kv-stages` deep, and computes
     Q*K^T and (V^T * P^T) with mma.sync; its launch asks for that dynamic
     shared memory. The CUDA-core one reads rows as 16-byte vectors into

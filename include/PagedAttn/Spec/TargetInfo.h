@@ -33,6 +33,10 @@ struct TargetInfo {
   int64_t sharedMemoryPerBlockOptIn;
   /// griddepcontrol: programmatic dependent launch (sm_90 and later).
   bool programmaticLaunch;
+  /// The PTX version from which the back end emits cvt.rn.f16x2.e4m3x2
+  /// and .e5m2x2 (fp8 pairs to f16 in one instruction) for the chip: 8.1
+  /// on sm_89, 7.8 on sm_90; 0 where the chip has no such instruction.
+  int fp8ConversionPTXVersion;
 };
 
 /// The supported chips, oldest first.

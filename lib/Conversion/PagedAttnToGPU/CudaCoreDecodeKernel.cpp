@@ -40,18 +40,18 @@ private:
   void loadQ();
   SmallVector<Value> emitFirstPages();
   void emitLoopBody(scf::ForOp loop, size_t numStateValues);
+  /// What the loop loads for its `unroll` tokens.
+  struct Tokens {
+    SmallVector<SmallVector<Value>> k, v; // [token][vector] slices
+    SmallVector<Value> valid, positions;  // in the chunk; key positions
+    SmallVector<Value> kScales, vScales;  // per-token fp8 scales only
+  };
   /// K and V slices of `unroll` tokens from `base`, and whether each token
   /// is in the chunk.
-  void loadTokens(Value base, Value lastToken, ArrayRef<Value> pages,
-                  SmallVector<SmallVector<Value>> &kRegs,
-                  SmallVector<SmallVector<Value>> &vRegs,
-                  SmallVector<Value> &valid, SmallVector<Value> &tokens);
-  SmallVector<SmallVector<Value>>
-  computeLogits(ArrayRef<SmallVector<Value>> kRegs, ArrayRef<Value> valid,
-                ArrayRef<Value> tokens);
+  Tokens loadTokens(Value base, Value lastToken, ArrayRef<Value> pages);
+  SmallVector<SmallVector<Value>> computeLogits(const Tokens &t);
   void updateSoftmax(OnlineSoftmax::State &s,
-                     ArrayRef<SmallVector<Value>> logits,
-                     ArrayRef<SmallVector<Value>> vRegs);
+                     ArrayRef<SmallVector<Value>> logits, const Tokens &t);
   void mergeLaneGroups(OnlineSoftmax::State &s);
   void publishWarpState(const OnlineSoftmax::State &s);
   /// The page of token `base + group + u * numGroups`, clamped to
@@ -71,6 +71,7 @@ private:
   const int64_t rows, vecElems, vecsPerThread, threadsPerToken, unroll,
       numGroups;
   DecodeCTA cta;
+  KVScales scales;
   Value group, lastPresent;
   SmallVector<Value> columns;
   SmallVector<SmallVector<Value>> qRegs;
@@ -135,11 +136,14 @@ void CudaCoreDecodeBuilder::emitLaneMapping() {
   }
 }
 
-/// q for this CTA's rows, prescaled so that logits are in base 2, and the
-/// rows' key ends and slopes.
+/// q for this CTA's rows, prescaled so that logits are in base 2 (and by
+/// an fp8 cache's K scale where it is the CTA's), and the rows' key ends
+/// and slopes.
 void CudaCoreDecodeBuilder::loadQ() {
   KernelEmitter &e = this->e();
   Value qScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
+  if (scales.k)
+    qScale = e.fmul(qScale, scales.k);
   Value qScaleVec = e.splat(qScale, vecElems);
   qRegs.resize(rows);
   for (int64_t h = 0; h < rows; ++h) {
@@ -187,46 +191,56 @@ SmallVector<Value> CudaCoreDecodeBuilder::emitFirstPages() {
   return SmallVector<Value>(first.getResults());
 }
 
-void CudaCoreDecodeBuilder::loadTokens(Value base, Value lastToken,
-                                       ArrayRef<Value> pages,
-                                       SmallVector<SmallVector<Value>> &kRegs,
-                                       SmallVector<SmallVector<Value>> &vRegs,
-                                       SmallVector<Value> &valid,
-                                       SmallVector<Value> &tokens) {
+CudaCoreDecodeBuilder::Tokens
+CudaCoreDecodeBuilder::loadTokens(Value base, Value lastToken,
+                                  ArrayRef<Value> pages) {
   KernelEmitter &e = this->e();
   ImplicitLocOpBuilder &b = this->b();
-  auto vectorType = VectorType::get({vecElems}, c.elementType);
+  // A lane's slice is vecElems columns (16 bytes of q); an fp8 cache's are
+  // 8 bytes.
+  Type cacheType =
+      ::mlir::paged_attn::toMLIRType(b.getContext(), c.spec.cacheDType());
+  auto vectorType = VectorType::get({vecElems}, cacheType);
+  llvm::MaybeAlign alignment(vecElems *
+                             ::paged_attn::dtypeBytes(c.spec.cacheDType()));
+  Tokens t;
+  t.k.resize(unroll);
+  t.v.resize(unroll);
   for (int64_t u = 0; u < unroll; ++u) {
     Value token = e.add(base, e.add(group, e.index(u * numGroups)));
-    tokens.push_back(token);
-    valid.push_back(e.ult(token, cta.chunkEnd));
+    t.positions.push_back(token);
+    t.valid.push_back(e.ult(token, cta.chunkEnd));
     Value slot = e.rem(e.min(token, lastToken), e.index(c.spec.pageSize));
     for (int64_t v = 0; v < vecsPerThread; ++v) {
       std::array<Value, 4> idx = ::paged_attn::cacheIndex(
           c.spec.layout, pages[u], slot, cta.kvHead, columns[v]);
-      kRegs[u].push_back(vector::LoadOp::create(b, vectorType, arg(1), idx,
-                                                /*nontemporal=*/false,
-                                                llvm::MaybeAlign(16)));
-      vRegs[u].push_back(vector::LoadOp::create(b, vectorType, arg(2), idx,
-                                                /*nontemporal=*/false,
-                                                llvm::MaybeAlign(16)));
+      t.k[u].push_back(vector::LoadOp::create(b, vectorType, arg(1), idx,
+                                              /*nontemporal=*/false,
+                                              alignment));
+      t.v[u].push_back(vector::LoadOp::create(b, vectorType, arg(2), idx,
+                                              /*nontemporal=*/false,
+                                              alignment));
+    }
+    if (scales.perToken()) {
+      auto [k, v] = scales.load(e, c, pages[u], slot, cta.kvHead);
+      t.kScales.push_back(k);
+      t.vScales.push_back(v);
     }
   }
+  return t;
 }
 
 /// Logits [token][row]: partial dot products, a butterfly across the lanes
 /// that share a row, the score rules, and -inf past the chunk's end (and
 /// for keys a multi-token decode's row does not see).
 SmallVector<SmallVector<Value>>
-CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
-                                     ArrayRef<Value> valid,
-                                     ArrayRef<Value> tokens) {
+CudaCoreDecodeBuilder::computeLogits(const Tokens &t) {
   KernelEmitter &e = this->e();
   SmallVector<SmallVector<Value>> logits(unroll);
   for (int64_t u = 0; u < unroll; ++u) {
     SmallVector<Value> kF32;
-    for (Value k : kRegs[u])
-      kF32.push_back(dequantizeToF32(e, k));
+    for (Value k : t.k[u])
+      kF32.push_back(dequantizeToF32(e, c, k));
     for (int64_t h = 0; h < rows; ++h) {
       Value dot = e.fmul(qRegs[h][0], kF32[0]);
       for (int64_t v = 1; v < vecsPerThread; ++v)
@@ -234,12 +248,14 @@ CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
       Value logit = e.reduceAdd(dot);
       for (int64_t offset = threadsPerToken / 2; offset > 0; offset /= 2)
         logit = e.fadd(logit, e.shuffleXor(logit, offset));
+      if (!t.kScales.empty())
+        logit = e.fmul(logit, t.kScales[u]);
       logit = applyScoreRules(e, *rules, logit, [&] {
-        return ScorePosition{tokens[u], keyEnds[h], slopes[h]};
+        return ScorePosition{t.positions[u], keyEnds[h], slopes[h]};
       });
-      Value seen = valid[u];
-      if (Value sees =
-              rowSeesKey(e, *rules, cta, ctaRows[h], keyEnds[h], tokens[u]))
+      Value seen = t.valid[u];
+      if (Value sees = rowSeesKey(e, *rules, cta, ctaRows[h], keyEnds[h],
+                                  t.positions[u]))
         seen = arith::AndIOp::create(b(), seen, sees);
       logits[u].push_back(e.select(seen, logit, e.negInf()));
     }
@@ -247,16 +263,20 @@ CudaCoreDecodeBuilder::computeLogits(ArrayRef<SmallVector<Value>> kRegs,
   return logits;
 }
 
-/// The online-softmax update, once per `unroll` tokens.
+/// The online-softmax update, once per `unroll` tokens. An fp8 cache's V
+/// scale weighs each token's row in the accumulator (not in the sum).
 void CudaCoreDecodeBuilder::updateSoftmax(OnlineSoftmax::State &s,
                                           ArrayRef<SmallVector<Value>> logits,
-                                          ArrayRef<SmallVector<Value>> vRegs) {
+                                          const Tokens &t) {
   KernelEmitter &e = this->e();
   OnlineSoftmax softmax(e);
   SmallVector<SmallVector<Value>> vF32(unroll);
   for (int64_t u = 0; u < unroll; ++u)
-    for (Value v : vRegs[u])
-      vF32[u].push_back(dequantizeToF32(e, v));
+    for (Value v : t.v[u])
+      vF32[u].push_back(dequantizeToF32(e, c, v));
+  auto vScale = [&](int64_t u) {
+    return t.vScales.empty() ? scales.v : t.vScales[u];
+  };
   for (int64_t h = 0; h < rows; ++h) {
     Value newMax = s.max[h];
     for (int64_t u = 0; u < unroll; ++u)
@@ -271,7 +291,7 @@ void CudaCoreDecodeBuilder::updateSoftmax(OnlineSoftmax::State &s,
     for (int64_t u = 0; u < unroll; ++u) {
       Value p = softmax.weight(logits[u][h], ref);
       sum = e.fadd(sum, p);
-      Value pVec = e.splat(p, vecElems);
+      Value pVec = e.splat(vScale(u) ? e.fmul(p, vScale(u)) : p, vecElems);
       for (int64_t v = 0; v < vecsPerThread; ++v)
         acc[v] = e.fma(pVec, vF32[u][v], acc[v]);
     }
@@ -302,10 +322,8 @@ void CudaCoreDecodeBuilder::emitLoopBody(scf::ForOp loop,
       pages.push_back(loadPage(base, u, lastToken));
   }
 
-  SmallVector<Value> valid, tokens;
-  SmallVector<SmallVector<Value>> kRegs(unroll), vRegs(unroll);
-  loadTokens(base, lastToken, pages, kRegs, vRegs, valid, tokens);
-  updateSoftmax(s, computeLogits(kRegs, valid, tokens), vRegs);
+  Tokens tokens = loadTokens(base, lastToken, pages);
+  updateSoftmax(s, computeLogits(tokens), tokens);
   SmallVector<Value> yielded = s.flatten();
   yielded.append(nextPages);
   scf::YieldOp::create(b(), yielded);
@@ -370,6 +388,7 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
 
   rules.emplace(getScoreRules(e, c, func));
   cta = emitDecodeCTA(e, c, func, *rules);
+  scales = KVScales::get(e, c, func, cta.kvHead);
   emitLaneMapping();
   loadQ();
   OnlineSoftmax::State init;

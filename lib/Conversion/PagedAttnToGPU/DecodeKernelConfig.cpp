@@ -49,6 +49,7 @@ mlir::paged_attn::parseDecodeKernelOptions(const DecodeKernelOptionStrings &in,
         .str();
   out.sharedMemoryLimit = in.sharedMemoryLimit;
   out.programmaticLaunch = in.programmaticLaunch;
+  out.fp8Conversions = in.fp8Conversions;
   std::optional<PageTablePrefetch> prefetch =
       parsePageTablePrefetch(in.prefetchPageTable);
   if (!prefetch)
@@ -77,6 +78,8 @@ DecodeKernelOptions::forTarget(const ::paged_attn::TargetInfo &target,
   options.programmaticLaunch = target.programmaticLaunch;
   if (ptx < ::paged_attn::kL2PrefetchHintPTXVersion)
     options.l2PrefetchBytes = 0;
+  options.fp8Conversions = target.fp8ConversionPTXVersion > 0 &&
+                           ptx >= target.fp8ConversionPTXVersion;
   return options;
 }
 
@@ -116,22 +119,27 @@ DecodeStrategy DecodeStrategy::fromAttr(DecodeStrategyAttr attr) {
   s.minCTAsPerSM = attr.getMinCtasPerSm();
   s.programmaticLaunch = attr.getProgrammaticLaunch();
   s.queriesPerCTA = attr.getQueriesPerCta();
+  s.fp8Conversion = attr.getFp8Conversion();
   return s;
 }
 
 DecodeStrategyAttr DecodeStrategy::toAttr(MLIRContext *ctx,
                                           int64_t numWarps) const {
-  return DecodeStrategyAttr::get(ctx, kernel, numWarps, headsPerCTA, kvStages,
-                                 l2PrefetchBytes, tokensPerLaneGroup,
-                                 prefetchPageTable, minCTAsPerSM,
-                                 programmaticLaunch, queriesPerCTA);
+  return DecodeStrategyAttr::get(
+      ctx, kernel, numWarps, headsPerCTA, kvStages, l2PrefetchBytes,
+      tokensPerLaneGroup, prefetchPageTable, minCTAsPerSM, programmaticLaunch,
+      queriesPerCTA, fp8Conversion);
 }
 
-/// Whether the tensor-core kernel can compute `spec`: 16-bit K/V, head_dim
-/// a multiple of 16 up to the op's bound (256).
+/// Whether the tensor-core kernel can compute `spec`: 16-bit q, head_dim a
+/// multiple of 16 up to the op's bound (256), of 32 for fp8 caches (a
+/// tile's row of codes is then an even number of 16-byte chunks, and an
+/// ldmatrix takes two k steps).
 static bool tensorCoresServe(const DecodeSpec &spec) {
+  int64_t multiple = spec.kvQuant ? 32 : 16;
   return (spec.dtype == DType::BF16 || spec.dtype == DType::F16) &&
-         spec.headDim % 16 == 0 && spec.headDim <= DecodeSpec::kMaxHeadDim;
+         spec.headDim % multiple == 0 &&
+         spec.headDim <= DecodeSpec::kMaxHeadDim;
 }
 
 /// The largest divisor of the group up to `cap` that `fits`.
@@ -242,7 +250,9 @@ static DecodeKernelConfig selectCudaCores(MLIRContext *ctx,
     if (rowsFit())
       break;
   }
-  int64_t regsPerToken = std::max<int64_t>(1, elems * c.elementBytes() / 4);
+  // Registers a token's K slice takes as loaded (fp8: a byte an element).
+  int64_t regsPerToken = std::max<int64_t>(
+      1, elems * int64_t(::paged_attn::dtypeBytes(spec.cacheDType())) / 4);
   c.strategy.tokensPerLaneGroup =
       o.tokensPerLaneGroup > 0 ? o.tokensPerLaneGroup
                                : std::clamp<int64_t>(16 / regsPerToken, 1, 4);
@@ -269,6 +279,8 @@ DecodeKernelConfig::select(MLIRContext *ctx, const DecodeSpec &spec,
     config = selectCudaCores(ctx, spec, options);
   config->strategy.minCTAsPerSM = options.minCTAsPerSM;
   config->strategy.programmaticLaunch = options.programmaticLaunch;
+  config->strategy.fp8Conversion =
+      spec.kvQuant.has_value() && options.fp8Conversions;
   return *config;
 }
 
@@ -323,8 +335,9 @@ int64_t DecodeKernelConfig::threadsPerToken() const {
 
 int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
   int64_t headDim = spec.headDim;
-  int64_t rings = tokenWarps() * stages * 2 * kMmaTileTokens * (headDim + 8) *
-                  elementBytes();
+  // Rows padded by 16 bytes (TensorCoreDecodeKernel.cpp says why).
+  int64_t rings = tokenWarps() * stages * 2 * kMmaTileTokens *
+                  (headDim * cacheElementBytes() + 16);
   int64_t merge = tokenWarps() * mmaPaddedRows() * (headDim + 2) * 4;
   return std::max(rings, merge);
 }
@@ -384,6 +397,8 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
            std::to_string(numWarps) + " warps";
   if (s.minCTAsPerSM < 0 || s.minCTAsPerSM > 32)
     return outside("min_ctas_per_sm", s.minCTAsPerSM, 0, 32);
+  if (s.fp8Conversion && !spec.kvQuant)
+    return "fp8_conversion applies to fp8 caches only";
   if (!tensorCores) {
     if (s.tokensPerLaneGroup < 1 || s.tokensPerLaneGroup > 16)
       return outside("tokens_per_lane_group", s.tokensPerLaneGroup, 1, 16);
@@ -391,7 +406,7 @@ std::string mlir::paged_attn::checkStrategy(MLIRContext *ctx,
   }
   if (!tensorCoresServe(spec))
     return "the tensor-core kernel serves f16/bf16 with head_dim a multiple "
-           "of 16 up to 256";
+           "of 16 up to 256 (of 32 with fp8 caches)";
   DecodeSpec withWarps = spec;
   withWarps.numWarps = numWarps;
   DecodeKernelConfig config = DecodeKernelConfig::get(ctx, withWarps, s);

@@ -2,6 +2,7 @@
 
 #include "DecodeStages.h"
 
+#include "PagedAttn/Conversion/KVDequant.h"
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
 #include "PagedAttn/Spec/KernelABI.h"
 
@@ -10,6 +11,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
 #include <cmath>
+#include <numeric>
 
 using namespace mlir;
 using namespace mlir::paged_attn;
@@ -174,6 +176,70 @@ Value mlir::paged_attn::loadPageEntry(KernelEmitter &e, Value blockTable,
                                       int64_t pageSize) {
   return memref::LoadOp::create(
       e.b, blockTable, ValueRange{batch, e.div(token, e.index(pageSize))});
+}
+
+Value mlir::paged_attn::widenFp8ToF16(KernelEmitter &e,
+                                      const DecodeKernelConfig &c,
+                                      Value codes) {
+  ::paged_attn::DType format = c.spec.kvQuant->dtype;
+  if (!c.strategy.fp8Conversion)
+    return fp8ToF16(e.b, codes, format);
+  ImplicitLocOpBuilder &b = e.b;
+  auto type = cast<VectorType>(codes.getType());
+  Value bytes =
+      type.getElementType().isInteger(8)
+          ? codes
+          : arith::BitcastOp::create(b, type.clone(b.getI8Type()), codes)
+                .getResult();
+  Type fp8Type = toMLIRType(b.getContext(), format);
+  auto pairType = VectorType::get({2}, b.getF16Type());
+  // Pairs out and back in by shuffles (which the GPU lowering takes).
+  SmallVector<Value> parts;
+  for (int64_t i = 0; i < type.getNumElements(); i += 2) {
+    Value pair =
+        vector::ShuffleOp::create(b, bytes, bytes, ArrayRef<int64_t>{i, i + 1});
+    parts.push_back(NVVM::ConvertF8x2ToF16x2Op::create(
+        b, pairType, pair, /*relu=*/false, fp8Type));
+  }
+  while (parts.size() > 1) {
+    SmallVector<Value> joined;
+    for (size_t i = 0; i < parts.size(); i += 2) {
+      int64_t n = cast<VectorType>(parts[i].getType()).getNumElements();
+      SmallVector<int64_t> all(2 * n);
+      std::iota(all.begin(), all.end(), 0);
+      joined.push_back(
+          vector::ShuffleOp::create(b, parts[i], parts[i + 1], all));
+    }
+    parts = std::move(joined);
+  }
+  return parts.front();
+}
+
+Value mlir::paged_attn::dequantizeToF32(KernelEmitter &e,
+                                        const DecodeKernelConfig &c,
+                                        Value slice) {
+  if (!c.spec.kvQuant)
+    return e.extendToF32(slice);
+  return e.extendToF32(widenFp8ToF16(e, c, slice));
+}
+
+KVScales KVScales::get(KernelEmitter &e, const DecodeKernelConfig &c,
+                       gpu::GPUFuncOp func, Value kvHead) {
+  KVScales s;
+  s.kScales = getDecodeKernelArg(func, c, "k_scale");
+  s.vScales = getDecodeKernelArg(func, c, "v_scale");
+  if (!s.kScales || c.spec.kvQuant->scale == ::paged_attn::KVScaleKind::Token)
+    return s;
+  s.k = loadKVScale(e.b, c.spec, s.kScales, Value(), Value(), kvHead);
+  s.v = loadKVScale(e.b, c.spec, s.vScales, Value(), Value(), kvHead);
+  return s;
+}
+
+std::pair<Value, Value> KVScales::load(KernelEmitter &e,
+                                       const DecodeKernelConfig &c, Value page,
+                                       Value slot, Value kvHead) const {
+  return {loadKVScale(e.b, c.spec, kScales, page, slot, kvHead),
+          loadKVScale(e.b, c.spec, vScales, page, slot, kvHead)};
 }
 
 Value mlir::paged_attn::applyScoreRules(

@@ -7,7 +7,8 @@
 //                         sequence its split covers;
 //   2. loadPageEntry      page-table lookup of a token;
 //   3. (kernel's own)     K/V rows into registers or shared memory;
-//      dequantizeToF32    a row slice as f32 (where fp8 caches will widen);
+//      dequantizeToF32    a row slice as f32 (fp8 codes as their values);
+//      KVScales           an fp8 cache's scales;
 //   4. applyScoreRules    the variants' score modifiers on the logits
 //                         (ScoreModifiers: shared with the loops lowering);
 //   5. OnlineSoftmax      the running max, sum and accumulators, their
@@ -85,10 +86,32 @@ DecodeCTA emitDecodeCTA(KernelEmitter &e, const DecodeKernelConfig &c,
 Value loadPageEntry(KernelEmitter &e, Value blockTable, Value batch,
                     Value token, int64_t pageSize);
 
-/// A K/V row slice as loaded from the cache, widened to f32.
-inline Value dequantizeToF32(KernelEmitter &e, Value slice) {
-  return e.extendToF32(slice);
-}
+/// fp8 codes (a vector of an even number of the cache's fp8 type or i8) as
+/// f16, which holds them exactly: a pair per conversion instruction where
+/// the strategy has them (fp8Conversion), else KVDequant's fp8ToF16 (the
+/// loops lowering's arithmetic).
+Value widenFp8ToF16(KernelEmitter &e, const DecodeKernelConfig &c, Value codes);
+/// A K/V row slice as loaded from the cache, widened to f32: an fp8
+/// cache's codes as their values (widenFp8ToF16), before their scales.
+Value dequantizeToF32(KernelEmitter &e, const DecodeKernelConfig &c,
+                      Value slice);
+
+/// The dequantisation scales of an fp8 cache (KVDequant's loadKVScale): the
+/// kernels fold K's into the logits and V's into the weights of the
+/// accumulator update. Per tensor and per KV head they are the CTA's
+/// constants, loaded once (`k`, `v`); per token each key's are loaded with
+/// its page (`load`).
+struct KVScales {
+  Value kScales, vScales; // the kernel's arguments; null without fp8
+  Value k, v;             // the CTA's scales; null per token or without fp8
+
+  static KVScales get(KernelEmitter &e, const DecodeKernelConfig &c,
+                      gpu::GPUFuncOp func, Value kvHead);
+  bool perToken() const { return kScales && !k; }
+  /// Key (page, slot)'s K and V scales (per token only).
+  std::pair<Value, Value> load(KernelEmitter &e, const DecodeKernelConfig &c,
+                               Value page, Value slot, Value kvHead) const;
+};
 
 /// The end of the keys row `row` sees (queryKeyEnd): the sequence's length
 /// for a single-token decode.

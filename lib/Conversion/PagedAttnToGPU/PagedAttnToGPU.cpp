@@ -148,6 +148,8 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
   values["sinks"] = op.getSinks();
   values["lse"] = perQuery(op.getLseOut());
   values["tree_mask"] = op.getTreeMask();
+  values["k_scale"] = op.getKScale();
+  values["v_scale"] = op.getVScale();
   SmallVector<Value> decodeArgs = kernelArgs(
       b, ::paged_attn::decodeKernelParams(config.spec), decode, values);
   Value one = index(1);

@@ -80,6 +80,14 @@ struct SelectDecodeKernelPass
       FailureOr<DecodeKernelConfig> config = getDecodeKernelConfig(op, o);
       if (failed(config))
         return WalkResult::interrupt();
+      // The conversion builds what the strategy says; the target's
+      // instructions are known here.
+      if (config->strategy.fp8Conversion && !o.fp8Conversions) {
+        op.emitOpError("has a strategy with fp8_conversion, but the target "
+                       "has no fp8 conversion instructions (sm_89 with PTX "
+                       "8.1, sm_90 with PTX 7.8; fp8-conversions=true)");
+        return WalkResult::interrupt();
+      }
       op->setDiscardableAttr(kStrategyAttrName,
                              config->strategy.toAttr(op.getContext(),
                                                      config->numWarps()));

@@ -23,6 +23,19 @@
 // banks while every address stays a constant offset from a per-lane base (an
 // XOR swizzle cost ptxas 16 more registers of hoisted addresses).
 //
+// fp8 caches (KVQuant) are copied as they are, a byte an element, and
+// widened to f16 between ldmatrix and the mma (both products then take f16;
+// a bf16 q is converted once, times 2^-8 so that it keeps its range). An
+// ldmatrix of 16-bit pairs gives a lane four codes: K's are four
+// consecutive columns of one token, which the mma takes as a permutation of
+// the reduction dim (q's fragments are loaded in the same order); V's,
+// transposed, are two columns of two consecutive tokens, reordered so each
+// column's two tokens form a pair, which makes the O^T rows of a 16-column
+// block interleaved (row g is column 2g, row g + 8 column 2g + 1). K's
+// scale multiplies the logits (the CTA's one folded into the logit scale),
+// V's the accumulators as they are published, or each token's weight in P
+// for per-token scales.
+//
 // A CTA with more rows than one warp's mma takes (a group of more than 16
 // heads, 8 above head_dim 128, or a multi-token decode's queries beside
 // them) splits its warps into row groups (DecodeKernelConfig::mmaRowGroups):
@@ -135,8 +148,24 @@ private:
   void issueTileIfAny(Value i, Value stage, Value page);
   void loadQFragments();
   Value emitPrologue();
+  /// The lane scales of the first `stages` tiles, where the warp has any.
+  SmallVector<Value> emitFirstTokenScales();
   void emitLdMatrixLanes();
   Value ldmatrix(Value tileOffset, int64_t block, bool transpose);
+  /// Register `i` of an ldmatrix of fp8 codes as two f16 operand registers
+  /// (codes 0-1 and 2-3, after `order`).
+  std::pair<Value, Value> fp8Fragment(Value loaded, int64_t i,
+                                      ArrayRef<int64_t> order);
+  /// Per-token scales: this lane's load for tile `i` (through `page`, the
+  /// lane's page of the tile, where the caller has it), and from those of
+  /// its warp, the K and V scales of the four tokens its S registers hold
+  /// (tokens 2 quadCol + {0, 1} + {0, 8}).
+  Value loadLaneTokenScale(Value i, Value page = Value());
+  void takeTokenScales(Value laneScale);
+  /// The loop's values after the softmax state: the pages of the next tile
+  /// to copy, and with per-token scales the lane scales of this tile and
+  /// the next stages - 1 (loaded as their tiles' copies are issued).
+  int64_t loopExtras() const { return scales.perToken() ? 1 + stages : 1; }
   void emitLoopBody(scf::ForOp loop);
   SmallVector<SmallVector<Value>> computeScores(Value kTile);
   SmallVector<Value> updateSoftmax(OnlineSoftmax::State &s,
@@ -166,6 +195,9 @@ private:
   std::optional<MmaEmitter> mmaStorage;
   std::optional<AsyncCopyEmitter> asyncCopy;
   std::optional<ScoreModifiers> rules;
+  // An fp8 cache's scales; per token, this tile's for this lane's tokens.
+  KVScales scales;
+  SmallVector<Value> tileKScales, tileVScales;
   // `rows` of q (heads, times the new queries of a multi-token decode) in
   // row groups of warps, each of `headBlocks` blocks of 8, padded.
   const int64_t stages, d, rows, headBlocks, rowGroups, paddedRows;
@@ -174,8 +206,11 @@ private:
   // 16-wide blocks of the head dimension: the k steps of Q*K^T and the row
   // blocks of O^T.
   const int64_t dBlocks;
+  // fp8 caches; the tiles' rows in the ring's 16-bit elements (a row of fp8
+  // codes is half as many).
+  const bool fp8;
   const int64_t chunksPerRow; // 16-byte chunks
-  const int64_t rowStride;    // elements, padded
+  const int64_t rowStride;    // ring elements, padded
   const int64_t tileElems;
   DecodeCTA cta;
   // This warp's place among the tile sharers and its row group's first
@@ -200,6 +235,38 @@ private:
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
   MmaEmitter &mma() { return *mmaStorage; }
+  /// The ring's element type, and the mma's: q's, or f16 for fp8 caches.
+  Type ringType() { return fp8 ? Type(b().getF16Type()) : c.elementType; }
+  /// A bf16 q's factor on its way to f16 for fp8 caches (undone in the
+  /// logit scale): its values then keep bf16's range up to 2^8 times f16's
+  /// largest.
+  static constexpr double kBF16QToF16Scale = 1.0 / 256;
+  /// A pair of bf16 q values as f16, times kBF16QToF16Scale. With
+  /// cvt.rn.f16x2.f32 named directly: LLVM rewrites a truncation of the
+  /// product into a product of the truncation, which would lose the range
+  /// the factor keeps.
+  Value bf16PairToF16(Value pair) {
+    KernelEmitter &e = this->e();
+    Value scaled =
+        e.fmul(e.extendToF32(pair), e.splat(e.f32Const(kBF16QToF16Scale), 2));
+    auto element = [&](int64_t i) {
+      return vector::ExtractOp::create(b(), scaled, i).getResult();
+    };
+    // cvt.rn.f16x2.f32 d, a, b puts a in the upper half.
+    return LLVM::CallIntrinsicOp::create(
+               b(), VectorType::get({2}, b().getF16Type()),
+               b().getStringAttr("llvm.nvvm.ff2f16x2.rn"),
+               ValueRange{element(1), element(0)})
+        .getResult(0);
+  }
+  /// Per-token V scales enter P (f16) times this power of two above the
+  /// formats' largest finite values, which keeps a weight times a scale of
+  /// about amax / largest in f16's normal range; the accumulators are
+  /// divided by it as they are published.
+  double tokenVScaleFactor() const {
+    return c.spec.kvQuant->dtype == ::paged_attn::DType::F8E5M2 ? 65536.0
+                                                                : 512.0;
+  }
   Value arg(unsigned i) { return func.getArgument(i); }
   /// Whether each copy moves whole rows (the comment on the copies, below,
   /// says when).
@@ -226,8 +293,11 @@ TensorCoreDecodeBuilder::TensorCoreDecodeBuilder(OpBuilder &builder,
     : c(c), builder(builder), module(module), stages(c.strategy.kvStages),
       d(c.spec.headDim), rows(c.rowsPerCTA()), headBlocks(c.mmaHeadBlocks()),
       rowGroups(c.mmaRowGroups()), paddedRows(c.mmaPaddedRows()),
-      tokenWarps(c.tokenWarps()), dBlocks(d / 16), chunksPerRow(d / 8),
-      rowStride(d + 8), tileElems(tileTokens * rowStride) {}
+      tokenWarps(c.tokenWarps()), dBlocks(d / 16),
+      fp8(c.spec.kvQuant.has_value()),
+      chunksPerRow(d * c.cacheElementBytes() / 16),
+      rowStride(d * c.cacheElementBytes() / 2 + 8),
+      tileElems(tileTokens * rowStride) {}
 
 /// Shared memory: per token warp `stages` pairs of K and V tiles; after the
 /// loop, the warps' accumulators and softmax statistics.
@@ -245,8 +315,8 @@ void TensorCoreDecodeBuilder::emitSharedMemory() {
         b, MemRefType::get(shape, type, MemRefLayoutAttrInterface(), workgroup),
         smem, e.index(byteOffset), ValueRange{});
   };
-  rings = view({tokenWarps * stages * 2 * tileElems}, c.elementType, 0);
-  asyncCopy.emplace(e, smem, c.elementBytes(), c.strategy.l2PrefetchBytes);
+  rings = view({tokenWarps * stages * 2 * tileElems}, ringType(), 0);
+  asyncCopy.emplace(e, smem, c.cacheElementBytes(), c.strategy.l2PrefetchBytes);
   kSource = asyncCopy->source(arg(1));
   vSource = asyncCopy->source(arg(2));
   accSmem = view({tokenWarps, paddedRows, d}, f32, 0);
@@ -370,8 +440,10 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
             .getShuffleResult());
     Value slot =
         e.rem(e.min(e.add(base, row), lastToken), e.index(c.spec.pageSize));
+    // `column` is in the ring's 16-bit elements: two fp8 codes each.
+    Value cacheColumn = fp8 ? e.mul(column, e.index(2)) : column;
     std::array<Value, 4> src = ::paged_attn::cacheIndex(
-        c.spec.layout, rowPage, slot, cta.kvHead, column);
+        c.spec.layout, rowPage, slot, cta.kvHead, cacheColumn);
     Value dst = e.add(e.mul(row, e.index(rowStride)), column);
     Value elemBytes = e.index(c.elementBytes());
     asyncCopy->copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes),
@@ -425,15 +497,23 @@ void TensorCoreDecodeBuilder::loadQFragments() {
         vector::LoadOp::create(b(), VectorType::get({2}, c.elementType), arg(0),
                                getResultIndex(cta.batch, at, {column}),
                                /*nontemporal=*/false, llvm::MaybeAlign(4));
+    if (fp8 && c.elementType.isBF16())
+      pair = bf16PairToF16(pair);
     return e.select(valid, mma().operand(pair), zeroOperand);
   };
   for (int64_t ks = 0; ks < dBlocks; ++ks) {
-    Value col = e.add(e.index(ks * 16), e.mul(quadCol, e.index(2)));
-    Value colHigh = e.add(col, e.index(8));
+    // Lane columns 2 quadCol + {0, 1} and + 8 of the k step; with fp8
+    // caches, K's columns come as 4 quadCol + {0, 1} and + {2, 3}.
+    Value col = e.add(e.index(ks * 16), e.mul(quadCol, e.index(fp8 ? 4 : 2)));
+    Value colHigh = e.add(col, e.index(fp8 ? 2 : 8));
     qFragments.push_back({qOperand(0, col), qOperand(1, col),
                           qOperand(0, colHigh), qOperand(1, colHigh)});
   }
   logitScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
+  if (fp8 && c.elementType.isBF16())
+    logitScale = e.fmul(logitScale, e.f32Const(1.0 / kBF16QToF16Scale));
+  if (scales.k)
+    logitScale = e.fmul(logitScale, scales.k);
   // Rows past this CTA's rows are padding: they read row 0's slope.
   for (int64_t r = 0; r < headBlocks; ++r) {
     Value row = e.add(firstGroupRow, e.add(quadRow, e.index(8 * r)));
@@ -473,6 +553,23 @@ Value TensorCoreDecodeBuilder::emitPrologue() {
   return firstPages.getResult(0);
 }
 
+SmallVector<Value> TensorCoreDecodeBuilder::emitFirstTokenScales() {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  SmallVector<Type> types(stages, e.f32);
+  auto first = scf::IfOp::create(b, types, e.ult(e.index(0), warpTiles),
+                                 /*withElse=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(first.thenBlock());
+  SmallVector<Value> loaded;
+  for (int64_t tile = 0; tile < stages; ++tile)
+    loaded.push_back(loadLaneTokenScale(e.index(tile)));
+  scf::YieldOp::create(b, loaded);
+  b.setInsertionPointToStart(first.elseBlock());
+  scf::YieldOp::create(b, SmallVector<Value>(stages, e.f32Const(0.0)));
+  return SmallVector<Value>(first.getResults());
+}
+
 /// The row and 16-byte chunk whose address this lane gives ldmatrix: its
 /// four 8x8 matrices are (tokens 0-7, chunk 2k), (0-7, 2k+1), (8-15, 2k),
 /// (8-15, 2k+1), which are the B fragments of two 8-token column blocks of
@@ -490,9 +587,62 @@ Value TensorCoreDecodeBuilder::ldmatrix(Value tileOffset, int64_t block,
                                         bool transpose) {
   KernelEmitter &e = this->e();
   Value offset = e.add(e.add(tileOffset, ldLaneOffset), e.index(block * 16));
-  return nvgpu::LdMatrixOp::create(b(), VectorType::get({4, 2}, c.elementType),
+  return nvgpu::LdMatrixOp::create(b(), VectorType::get({4, 2}, ringType()),
                                    rings, ValueRange{offset}, transpose,
                                    /*numTiles=*/4);
+}
+
+std::pair<Value, Value>
+TensorCoreDecodeBuilder::fp8Fragment(Value loaded, int64_t i,
+                                     ArrayRef<int64_t> order) {
+  ImplicitLocOpBuilder &b = this->b();
+  auto codesType = VectorType::get({4}, b.getI8Type());
+  Value codes = vector::BitCastOp::create(
+      b, codesType, vector::ExtractOp::create(b, loaded, i));
+  if (!order.empty())
+    codes = vector::ShuffleOp::create(b, codes, codes, order);
+  Value halves = widenFp8ToF16(e(), c, codes);
+  auto half = [&](int64_t first) {
+    return vector::ShuffleOp::create(b, halves, halves,
+                                     ArrayRef<int64_t>{first, first + 1});
+  };
+  return {half(0), half(2)};
+}
+
+/// Lanes 0-15 load K's scale of token l of the tile, lanes 16-31 V's of
+/// token l - 16 (through the page table, as the copies do; times the
+/// factor P carries V's scales with).
+Value TensorCoreDecodeBuilder::loadLaneTokenScale(Value i, Value page) {
+  KernelEmitter &e = this->e();
+  Value token = e.min(e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))),
+                      lastToken);
+  page = page ? e.toIndex(page)
+              : e.toIndex(loadPageEntry(e, arg(3), cta.batch, token,
+                                        c.spec.pageSize));
+  Value slot = e.rem(token, e.index(c.spec.pageSize));
+  auto [kScale, vScale] = scales.load(e, c, page, slot, cta.kvHead);
+  return e.select(e.ult(cta.lane, e.index(tileTokens)), kScale,
+                  e.fmul(vScale, e.f32Const(tokenVScaleFactor())));
+}
+
+void TensorCoreDecodeBuilder::takeTokenScales(Value mine) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  tileKScales.clear();
+  tileVScales.clear();
+  for (int64_t nb = 0; nb < 2; ++nb)
+    for (int64_t j = 0; j < 2; ++j) {
+      Value lane = e.add(e.mul(quadCol, e.index(2)), e.index(nb * 8 + j));
+      auto from = [&](Value srcLane) {
+        return gpu::ShuffleOp::create(
+                   b, mine,
+                   arith::IndexCastOp::create(b, b.getI32Type(), srcLane),
+                   e.i32(32), gpu::ShuffleMode::IDX)
+            .getShuffleResult();
+      };
+      tileKScales.push_back(from(lane));
+      tileVScales.push_back(from(e.add(lane, e.index(tileTokens))));
+    }
 }
 
 /// S for the two 8-token column blocks of this tile.
@@ -500,6 +650,19 @@ SmallVector<SmallVector<Value>>
 TensorCoreDecodeBuilder::computeScores(Value kTile) {
   Value zero = e().f32Const(0.0);
   SmallVector<SmallVector<Value>> scores(2, SmallVector<Value>(4, zero));
+  if (fp8) {
+    // Matrix m of an ldmatrix at 32-column block j is k step 2j + m % 2 of
+    // column block m / 2; its register is that step's B fragment.
+    for (int64_t j = 0; j < dBlocks / 2; ++j) {
+      Value k = ldmatrix(kTile, j, /*transpose=*/false);
+      for (int64_t m = 0; m < 4; ++m) {
+        auto [low, high] = fp8Fragment(k, m, {});
+        SmallVector<Value> &block = scores[m / 2];
+        block = mma().mma(qFragments[2 * j + m % 2], {low, high}, block);
+      }
+    }
+    return scores;
+  }
   for (int64_t ks = 0; ks < dBlocks; ++ks) {
     Value k = ldmatrix(kTile, ks, /*transpose=*/false);
     scores[0] =
@@ -533,10 +696,12 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
         Value token =
             e.add(base, e.add(e.mul(quadCol, e.index(2)), e.index(nb * 8 + j)));
         // Accumulator registers 2r and 2r + 1 hold row quadRow + 8r.
-        Value logit = applyScoreRules(
-            e, *rules, e.fmul(scores[nb][2 * r + j], logitScale), [&] {
-              return ScorePosition{token, rowKeyEnds[r], rowSlopes[r]};
-            });
+        Value score = e.fmul(scores[nb][2 * r + j], logitScale);
+        if (!tileKScales.empty())
+          score = e.fmul(score, tileKScales[nb * 2 + j]);
+        Value logit = applyScoreRules(e, *rules, score, [&] {
+          return ScorePosition{token, rowKeyEnds[r], rowSlopes[r]};
+        });
         Value seen = e.ult(token, cta.chunkEnd);
         if (Value sees =
                 rowSeesKey(e, *rules, cta, laneRows[r], rowKeyEnds[r], token))
@@ -559,6 +724,9 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     }
     s.max[r] = newMax;
     s.sum[r] = sum;
+    // Per-token V scales weigh the tokens' rows in O (not in the sum).
+    for (size_t k = 0; k < p.size() && !tileVScales.empty(); ++k)
+      p[k] = e.fmul(p[k], tileVScales[k]);
     pFragments.push_back({mma().pack(p[0], p[1]), mma().pack(p[2], p[3])});
   }
   return alpha;
@@ -593,6 +761,27 @@ void TensorCoreDecodeBuilder::rescaleAccumulators(OnlineSoftmax::State &s,
 void TensorCoreDecodeBuilder::accumulatePV(
     OnlineSoftmax::State &s, Value vTile,
     ArrayRef<SmallVector<Value>> pFragments) {
+  if (fp8) {
+    // Transposed, matrix m at 32-column block j holds columns 2g, 2g + 1
+    // of tokens 2 quadCol, + 1 (+ 8 for m >= 2) of d block 2j + m % 2;
+    // ordered as two (column, both tokens) pairs, they are the A fragment's
+    // rows g and g + 8 of that block.
+    const int64_t byColumn[] = {0, 2, 1, 3};
+    for (int64_t j = 0; j < dBlocks / 2; ++j) {
+      Value v = ldmatrix(vTile, j, /*transpose=*/true);
+      for (int64_t half = 0; half < 2; ++half) {
+        auto [rowLow, rowHigh] = fp8Fragment(v, half, byColumn);
+        auto [rowLow8, rowHigh8] = fp8Fragment(v, half + 2, byColumn);
+        SmallVector<Value> a = {rowLow, rowHigh, rowLow8, rowHigh8};
+        for (int64_t r = 0; r < headBlocks; ++r) {
+          MutableArrayRef<Value> regs = accRegs(s, 2 * j + half, r);
+          SmallVector<Value> sum = mma().mma(a, pFragments[r], regs);
+          llvm::copy(sum, regs.begin());
+        }
+      }
+    }
+    return;
+  }
   for (int64_t md = 0; md < dBlocks; ++md) {
     Value v = ldmatrix(vTile, md, /*transpose=*/true);
     SmallVector<Value> a = {mma().fragment(v, 0), mma().fragment(v, 1),
@@ -610,10 +799,14 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   KernelEmitter &e = this->e();
   Value i = loop.getInductionVar();
   ValueRange iterArgs = loop.getRegionIterArgs();
-  OnlineSoftmax::State s =
-      OnlineSoftmax::State::unflatten(iterArgs.drop_back(), headBlocks);
+  OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
+      iterArgs.drop_back(loopExtras()), headBlocks);
+  Value page = iterArgs[iterArgs.size() - loopExtras()];
+  ValueRange laneScales = iterArgs.take_back(loopExtras() - 1);
+  if (scales.perToken())
+    takeTokenScales(laneScales.front());
   Value ahead = e.add(i, e.index(stages - 1));
-  issueTileIfAny(ahead, e.rem(ahead, e.index(stages)), iterArgs.back());
+  issueTileIfAny(ahead, e.rem(ahead, e.index(stages)), page);
   Value nextPage = loadTilePage(e.add(ahead, e.index(1)));
   NVVM::CpAsyncWaitGroupOp::create(b, static_cast<uint32_t>(stages - 1));
   syncRingSharers();
@@ -630,6 +823,12 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   syncRingSharers();
   SmallVector<Value> yielded = s.flatten();
   yielded.push_back(nextPage);
+  if (scales.perToken()) {
+    // The scales of tile i + stages, through the page loaded above for
+    // its copy (back by now): `stages` iterations before they are used.
+    yielded.append(laneScales.begin() + 1, laneScales.end());
+    yielded.push_back(loadLaneTokenScale(e.add(i, e.index(stages)), nextPage));
+  }
   scf::YieldOp::create(b, yielded);
 }
 
@@ -648,16 +847,28 @@ void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
   gpu::BarrierOp::create(b);
+  // An fp8 cache's V scale, where it is the CTA's; per token, the factor
+  // its weights carry.
+  Value vScale = scales.v;
+  if (scales.perToken())
+    vScale = e.f32Const(1.0 / tokenVScaleFactor());
   for (int64_t md = 0; md < dBlocks; ++md)
     for (int64_t r = 0; r < headBlocks; ++r) {
-      Value dim = e.add(e.index(md * 16), quadRow);
+      // Registers 2h and 2h + 1 hold O^T row quadRow + 8h: column quadRow
+      // + 8h of the d block, or with fp8 caches 2 quadRow + h.
+      Value dim =
+          e.add(e.index(md * 16), fp8 ? e.mul(quadRow, e.index(2)) : quadRow);
       Value head = e.add(firstGroupRow,
                          e.add(e.index(8 * r), e.mul(quadCol, e.index(2))));
-      for (int64_t k = 0; k < 4; ++k)
+      for (int64_t k = 0; k < 4; ++k) {
+        Value acc = s.acc[(md * headBlocks + r) * 4 + k];
+        if (vScale)
+          acc = e.fmul(acc, vScale);
         memref::StoreOp::create(
-            b, s.acc[(md * headBlocks + r) * 4 + k], accSmem,
+            b, acc, accSmem,
             ValueRange{tokenWarp, e.add(head, e.index(k % 2)),
-                       e.add(dim, e.index(8 * (k / 2)))});
+                       e.add(dim, e.index((fp8 ? 1 : 8) * (k / 2)))});
+      }
     }
   auto firstInQuad = scf::IfOp::create(b, e.ult(quadCol, e.index(1)), false);
   {
@@ -684,11 +895,12 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
   bStorage.emplace(func.getLoc(), builder);
   b().setInsertionPointToStart(&func.getBody().front());
   eStorage.emplace(b());
-  mmaStorage.emplace(e(), c.elementType);
+  mmaStorage.emplace(e(), ringType());
   KernelEmitter &e = this->e();
 
   rules.emplace(getScoreRules(e, c, func));
   cta = emitDecodeCTA(e, c, func, *rules);
+  scales = KVScales::get(e, c, func, cta.kvHead);
   quadRow = e.div(cta.lane, e.index(4));
   quadCol = e.rem(cta.lane, e.index(4));
   emitSharedMemory();
@@ -708,6 +920,8 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
 
   SmallVector<Value> loopInit = init.flatten();
   loopInit.push_back(firstPage);
+  if (scales.perToken())
+    loopInit.append(emitFirstTokenScales());
   auto loop =
       scf::ForOp::create(b(), e.index(0), warpTiles, e.index(1), loopInit);
   {
@@ -716,7 +930,7 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
     emitLoopBody(loop);
   }
   OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
-      loop.getResults().drop_back(), headBlocks);
+      loop.getResults().drop_back(loopExtras()), headBlocks);
   for (int64_t r = 0; r < headBlocks; ++r)
     for (int64_t offset = 1; offset < 4; offset *= 2)
       s.sum[r] = e.fadd(s.sum[r], e.shuffleXor(s.sum[r], offset));

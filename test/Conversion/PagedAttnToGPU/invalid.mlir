@@ -122,3 +122,25 @@ func.func @i1_tree_mask(%q: memref<?x4x8x64xf16>, %k: memref<?x16x2x64xf16>, %v:
     : memref<?x4x8x64xf16>, memref<?x16x2x64xf16>, memref<?x16x2x64xf16>, memref<?x?xi32>, memref<?xi32>
   return
 }
+
+// -----
+
+// fp8_conversion is a choice about widening fp8 caches.
+func.func @fp8_conversion_bf16(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {
+  // expected-error @+1 {{cannot be built with its strategy: fp8_conversion applies to fp8 caches only}}
+  paged_attn.decode %q, %k, %v, %bt, %sl outs(%o : memref<?x32x128xbf16>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 3, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false, fp8_conversion = true>}
+    : memref<?x32x128xbf16>, memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>, memref<?x?xi32>, memref<?xi32>
+  return
+}
+
+// -----
+
+// fp8 caches on tensor cores need rows of 32 codes.
+func.func @fp8_tensor_cores_d80(%q: memref<?x32x80xf16>, %k: memref<?x16x8x80xf8E5M2>, %v: memref<?x16x8x80xf8E5M2>, %bt: memref<?x?xi32>, %sl: memref<?xi32>, %ks: memref<f32>, %vs: memref<f32>, %o: memref<?x32x80xf16>) {
+  // expected-error @+1 {{cannot be built with its strategy: the tensor-core kernel serves f16/bf16 with head_dim a multiple of 16 up to 256 (of 32 with fp8 caches)}}
+  paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : memref<f32>) v_scale(%vs : memref<f32>) outs(%o : memref<?x32x80xf16>)
+    {paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 3, l2_prefetch = 128, tokens_per_lane_group = 0, prefetch_page_table = false, min_ctas_per_sm = 0, programmatic_launch = false>}
+    : memref<?x32x80xf16>, memref<?x16x8x80xf8E5M2>, memref<?x16x8x80xf8E5M2>, memref<?x?xi32>, memref<?xi32>
+  return
+}

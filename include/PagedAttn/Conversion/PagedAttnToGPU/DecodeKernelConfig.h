@@ -74,10 +74,13 @@ struct DecodeKernelOptions {
   /// merge kernel launch early, and the merge kernel waits for the decode
   /// grid's results with griddepcontrol.wait.
   bool programmaticLaunch = false;
+  /// fp8 caches are widened with cvt.rn.f16x2.e4m3x2 (e5m2x2) rather than
+  /// integer arithmetic (sm_89 with PTX 8.1, sm_90 with PTX 7.8).
+  bool fp8Conversions = false;
 
   /// The options a target allows: its shared memory, programmatic launch,
-  /// and no L2 prefetch hint below PTX 7.4 (`features` empty: the chip's
-  /// default PTX version).
+  /// fp8 conversions, and no L2 prefetch hint below PTX 7.4 (`features`
+  /// empty: the chip's default PTX version).
   DecodeKernelOptions forTarget(const ::paged_attn::TargetInfo &target,
                                 StringRef features) const;
 };
@@ -95,6 +98,7 @@ struct DecodeKernelOptionStrings {
   int64_t l2PrefetchBytes = 128;
   int64_t sharedMemoryLimit = 0;
   bool programmaticLaunch = false;
+  bool fp8Conversions = false;
 };
 
 /// Checks and converts `strings`; on failure returns the message, which
@@ -118,6 +122,7 @@ DecodeKernelOptionStrings getDecodeKernelOptionStrings(const PassOptionsT &o) {
   s.l2PrefetchBytes = o.l2Prefetch;
   s.sharedMemoryLimit = o.sharedMemoryLimit;
   s.programmaticLaunch = o.programmaticLaunch;
+  s.fp8Conversions = o.fp8Conversions;
   return s;
 }
 
@@ -140,6 +145,9 @@ struct DecodeStrategy {
   /// A multi-token decode's new queries per CTA: a CTA serves
   /// queriesPerCTA x headsPerCTA rows (1 for a single-token decode).
   int64_t queriesPerCTA = 1;
+  /// fp8 caches: widened with the chip's fp8 conversion instructions
+  /// (DecodeKernelOptions::fp8Conversions) rather than integer arithmetic.
+  bool fp8Conversion = false;
 
   static DecodeStrategy fromAttr(DecodeStrategyAttr attr);
   DecodeStrategyAttr toAttr(MLIRContext *ctx, int64_t numWarps) const;
@@ -235,6 +243,10 @@ struct DecodeKernelConfig {
   }
   int64_t numWarps() const { return spec.numWarps; }
   int64_t elementBytes() const { return spec.elementBytes(); }
+  /// Bytes of a cache element: q's, or an fp8 cache's one.
+  int64_t cacheElementBytes() const {
+    return int64_t(::paged_attn::dtypeBytes(spec.cacheDType()));
+  }
   int64_t groupSize() const { return spec.groupSize(); }
   /// Elements in one 16-byte vector.
   int64_t vectorElems() const { return 16 / elementBytes(); }

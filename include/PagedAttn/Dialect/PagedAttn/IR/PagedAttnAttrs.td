@@ -51,7 +51,10 @@ def PagedAttn_DecodeStrategyAttr
     the CTAs per SM asked of ptxas, whether the merge kernel is launched
     programmatically, and for a multi-token decode the new queries per CTA
     (a CTA serves `queries_per_cta * heads_per_cta` rows; 1, the default,
-    is not printed).
+    is not printed), and for fp8 caches whether the kernels widen them with
+    the chip's fp8 conversion instructions (`fp8_conversion`: sm_89 with
+    PTX 8.1, sm_90; false, the default, is not printed: integer
+    arithmetic).
 
     ```mlir
     paged_attn.strategy = #paged_attn.decode_strategy<kernel = tensor_cores,
@@ -70,7 +73,8 @@ def PagedAttn_DecodeStrategyAttr
     "bool":$prefetch_page_table,
     "int64_t":$min_ctas_per_sm,
     "bool":$programmatic_launch,
-    DefaultValuedParameter<"int64_t", "1">:$queries_per_cta
+    DefaultValuedParameter<"int64_t", "1">:$queries_per_cta,
+    DefaultValuedParameter<"bool", "false">:$fp8_conversion
   );
   let assemblyFormat = "`<` struct(params) `>`";
 }

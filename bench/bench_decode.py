@@ -78,7 +78,8 @@ class CConfig(ctypes.Structure):
                 ("head_dim", ctypes.c_int64), ("page_size", ctypes.c_int64),
                 ("dtype", ctypes.c_int), ("layout", ctypes.c_int),
                 ("num_warps", ctypes.c_int64), ("variants", ctypes.c_uint32),
-                ("query_len", ctypes.c_int64)]
+                ("query_len", ctypes.c_int64), ("kv_scale", ctypes.c_int32),
+                ("kv_dtype", ctypes.c_int)]
 
 
 class CParams(ctypes.Structure):
@@ -91,7 +92,8 @@ class CParams(ctypes.Structure):
                 ("check_page_table", ctypes.c_int32),
                 ("window", ctypes.c_int64), ("soft_cap", ctypes.c_float),
                 ("alibi_slopes", CTensor), ("sinks", CTensor), ("lse", CTensor),
-                ("tree_mask", CTensor)]
+                ("tree_mask", CTensor), ("k_scale", CTensor),
+                ("v_scale", CTensor)]
 
 
 def c_tensor(t):

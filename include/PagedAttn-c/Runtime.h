@@ -30,7 +30,10 @@ typedef enum {
   PAGED_ATTN_BF16 = 1,
   PAGED_ATTN_F32 = 2,
   PAGED_ATTN_I32 = 3,
-  PAGED_ATTN_I8 = 5 /* a multi-token decode's tree mask (bool bytes) */
+  PAGED_ATTN_I8 = 5, /* a multi-token decode's tree mask (bool bytes) */
+  /* OCP fp8: quantised KV caches (paged_attn_config's kv_dtype) */
+  PAGED_ATTN_F8E4M3FN = 6,
+  PAGED_ATTN_F8E5M2 = 7
 } paged_attn_dtype;
 
 typedef enum { PAGED_ATTN_NHD = 0, PAGED_ATTN_HND = 1 } paged_attn_layout;
@@ -55,6 +58,16 @@ enum {
   PAGED_ATTN_VARIANT_TREE_MASK = 32, /* multi-token decodes */
 };
 
+/* Where a quantised cache's scales are (paged_attn_config's kv_scale):
+ * none (the caches have q's dtype), one f32 per cache, one per KV head, or
+ * one per token and KV head. */
+typedef enum {
+  PAGED_ATTN_KV_UNQUANTIZED = 0,
+  PAGED_ATTN_KV_SCALE_TENSOR = 1, /* k_scale, v_scale: rank 0 */
+  PAGED_ATTN_KV_SCALE_HEAD = 2,   /* [num_kv_heads] */
+  PAGED_ATTN_KV_SCALE_TOKEN = 3   /* the cache's shape without head_dim */
+} paged_attn_kv_scale;
+
 typedef struct {
   int64_t num_heads;
   int64_t num_kv_heads;
@@ -68,6 +81,12 @@ typedef struct {
    * decode (L > 1, or with a tree mask) takes q and out of [batch, L,
    * num_heads, head_dim] and lse of [batch, L, num_heads]. */
   int64_t query_len;
+  /* A paged_attn_kv_scale: nonzero, the caches are kv_dtype (an fp8
+   * dtype, for an f16 or bf16 q) and element x of K (V) stands for x *
+   * k_scale (x * v_scale); 0, they have q's dtype and kv_dtype is not
+   * read. */
+  int32_t kv_scale;
+  paged_attn_dtype kv_dtype;
 } paged_attn_config;
 
 typedef struct {
@@ -86,6 +105,12 @@ typedef struct {
   paged_attn_tensor sinks;        /* [num_heads] f32 */
   paged_attn_tensor lse;          /* [batch, num_heads] f32, written */
   paged_attn_tensor tree_mask;    /* [batch, L, L] i8, with _TREE_MASK */
+  /* A quantised config's scales (f32, any strides), set exactly when its
+   * kv_scale is nonzero: rank 0 (_TENSOR), [num_kv_heads] (_HEAD), or per
+   * token the cache's first three dims, nhd [pages, page, kv_heads], hnd
+   * [pages, kv_heads, page] (_TOKEN). */
+  paged_attn_tensor k_scale;
+  paged_attn_tensor v_scale;
 } paged_attn_decode_params;
 
 /* paged_attn.merge's config: partials and result of `dtype`, natural

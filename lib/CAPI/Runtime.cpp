@@ -12,6 +12,7 @@
 #include "PagedAttn/Runtime/Runtime.h"
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -21,7 +22,9 @@ static_assert(PAGED_ATTN_F16 == int(DType::F16) &&
                   PAGED_ATTN_BF16 == int(DType::BF16) &&
                   PAGED_ATTN_F32 == int(DType::F32) &&
                   PAGED_ATTN_I32 == int(DType::I32) &&
-                  PAGED_ATTN_I8 == int(DType::I8),
+                  PAGED_ATTN_I8 == int(DType::I8) &&
+                  PAGED_ATTN_F8E4M3FN == int(DType::F8E4M3FN) &&
+                  PAGED_ATTN_F8E5M2 == int(DType::F8E5M2),
               "paged_attn_dtype is cast to the Spec's DType");
 static_assert(PAGED_ATTN_NHD == int(Layout::NHD) &&
                   PAGED_ATTN_HND == int(Layout::HND),
@@ -62,10 +65,50 @@ template <typename Enum> static int64_t rawEnum(const Enum &field) {
   return int64_t(raw);
 }
 
-/// Whether `dtype` is one of paged_attn_dtype's enumerators.
+/// Whether `dtype` is one of paged_attn_dtype's enumerators. Which of them
+/// an operand or a config field may have is the Spec's to say (the fp8
+/// ones are caches' of a quantised config only).
 static bool isCDType(int64_t dtype) {
   return (dtype >= PAGED_ATTN_F16 && dtype <= PAGED_ATTN_I32) ||
-         dtype == PAGED_ATTN_I8;
+         (dtype >= PAGED_ATTN_I8 && dtype <= PAGED_ATTN_F8E5M2);
+}
+
+/// The quantisation `config` asks for (none when kv_scale is 0); an error
+/// naming the field for a kv_scale outside the enum or a kv_dtype that is
+/// not fp8.
+static Status toKVQuant(const paged_attn_config &config,
+                        std::optional<KVQuant> *quant) {
+  quant->reset();
+  KVScaleKind kind;
+  switch (config.kv_scale) {
+  case PAGED_ATTN_KV_UNQUANTIZED:
+    return Status::ok();
+  case PAGED_ATTN_KV_SCALE_TENSOR:
+    kind = KVScaleKind::Tensor;
+    break;
+  case PAGED_ATTN_KV_SCALE_HEAD:
+    kind = KVScaleKind::Head;
+    break;
+  case PAGED_ATTN_KV_SCALE_TOKEN:
+    kind = KVScaleKind::Token;
+    break;
+  default:
+    return Status(StatusCode::InvalidArgument,
+                  "unknown kv_scale " + std::to_string(config.kv_scale) +
+                      " (0: unquantised, 1: per tensor, 2: per head, 3: per "
+                      "token)");
+  }
+  int64_t dtype = rawEnum(config.kv_dtype);
+  if (!isCDType(dtype) || !isQuantizedCacheDType(static_cast<DType>(dtype))) {
+    std::string got = isCDType(dtype) ? dtypeName(static_cast<DType>(dtype))
+                                      : std::to_string(dtype);
+    return Status(StatusCode::InvalidArgument,
+                  "kv_dtype must be PAGED_ATTN_F8E4M3FN or PAGED_ATTN_F8E5M2 "
+                  "when kv_scale is set, got " +
+                      got);
+  }
+  *quant = KVQuant{static_cast<DType>(dtype), kind};
+  return Status::ok();
 }
 
 static Status toTensor(const char *name, const paged_attn_tensor &t,
@@ -220,6 +263,8 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
   c.variants.lse = config->variants & PAGED_ATTN_VARIANT_LSE;
   c.variants.treeMask = config->variants & PAGED_ATTN_VARIANT_TREE_MASK;
   c.queryLen = config->query_len ? config->query_len : 1;
+  if (Status s = toKVQuant(*config, &c.kvQuant); !s)
+    return report(s);
   auto handle = std::make_unique<paged_attn_decoder_s>();
   Status s = Decoder::create(library->library, c, &handle->decoder);
   if (s)
@@ -276,7 +321,9 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
                      {"alibi_slopes", params->alibi_slopes, p.alibiSlopes},
                      {"sinks", params->sinks, p.sinks},
                      {"lse", params->lse, p.lse},
-                     {"tree_mask", params->tree_mask, p.treeMask}});
+                     {"tree_mask", params->tree_mask, p.treeMask},
+                     {"k_scale", params->k_scale, p.kScale},
+                     {"v_scale", params->v_scale, p.vScale}});
       !s)
     return report(s);
   p.scale = params->scale;

@@ -29,6 +29,8 @@ std::optional<LaunchValue> detail::launchValueFor(std::string_view name) {
       {"sinks", LaunchValue::Sinks},
       {"lse", LaunchValue::Lse},
       {"tree_mask", LaunchValue::TreeMask},
+      {"k_scale", LaunchValue::KScale},
+      {"v_scale", LaunchValue::VScale},
   };
   for (auto [known, value] : kValues)
     if (name == known)

@@ -46,8 +46,10 @@ enum class LaunchValue : uint8_t {
   Sinks,
   Lse,
   TreeMask,
+  KScale,
+  VScale,
 };
-constexpr size_t kNumLaunchValues = size_t(LaunchValue::TreeMask) + 1;
+constexpr size_t kNumLaunchValues = size_t(LaunchValue::VScale) + 1;
 
 /// A parameter as the Spec describes it, with the value bound to it. (Of
 /// default visibility, as KernelSpec which holds it must be: the public
@@ -126,8 +128,9 @@ private:
   bool scalar(const LaunchValues::Value &value, DType dtype);
   template <typename T> bool put(T v);
 
-  // The decode kernel has the most: with every variant, 11 memrefs of rank
-  // <= 4 (92 eight-byte slots) and four scalars (at most 24 bytes).
+  // The decode kernel has the most: a multi-token one with every variant
+  // and per-token scales has 14 memrefs of 40 dims in all (122 eight-byte
+  // slots) and four scalars: 1000 bytes with their padding.
   alignas(8) unsigned char bytes_[1024];
   size_t size_ = 0;
   void *extra_[5];

@@ -42,6 +42,10 @@ const Tensor *detail::operandTensor(const DecodeParams &p, LaunchValue value) {
     return &p.lse;
   case LaunchValue::TreeMask:
     return &p.treeMask;
+  case LaunchValue::KScale:
+    return &p.kScale;
+  case LaunchValue::VScale:
+    return &p.vScale;
   default:
     return nullptr;
   }
@@ -109,9 +113,11 @@ static Status checkExtent(const char *name, const Tensor &t) {
 }
 
 /// Whether `dtype` is one of the Spec's: a C or Python caller's enum value
-/// may be anything, and dtypeName would misname it.
+/// may be anything, and dtypeName would misname it. The fp8 dtypes are
+/// known everywhere; which operand may have one is the Spec's parameter
+/// list's to say (k_cache and v_cache of a quantised config only).
 static bool isKnownDType(DType dtype) {
-  return unsigned(dtype) <= unsigned(DType::I8);
+  return unsigned(dtype) <= unsigned(DType::F8E5M2);
 }
 
 Status detail::checkTensor(const KernelParam &param, const Tensor &t,
@@ -169,6 +175,23 @@ Status detail::checkNumSplits(int64_t numSplits) {
   return Status::ok();
 }
 
+/// How messages name the expected shape of k_scale and v_scale.
+static const char *kvScaleShapeDoc(const KernelConfig &config) {
+  if (!config.kvQuant)
+    return "";
+  switch (config.kvQuant->scale) {
+  case KVScaleKind::Tensor:
+    return "[]";
+  case KVScaleKind::Head:
+    return "[num_kv_heads]";
+  case KVScaleKind::Token:
+    return config.layout == Layout::NHD
+               ? "[num_pages of k_cache, page_size, num_kv_heads]"
+               : "[num_pages of k_cache, num_kv_heads, page_size]";
+  }
+  return "";
+}
+
 /// How messages name the expected shape of an operand.
 static const char *shapeDoc(LaunchValue value, const KernelConfig &config) {
   bool perQuery = config.hasQueryDim();
@@ -192,9 +215,19 @@ static const char *shapeDoc(LaunchValue value, const KernelConfig &config) {
     return perQuery ? "[batch, L, num_heads]" : "[batch, num_heads]";
   case LaunchValue::TreeMask:
     return "[batch, L, L]";
+  case LaunchValue::KScale:
+  case LaunchValue::VScale:
+    return kvScaleShapeDoc(config);
   default:
     return "";
   }
+}
+
+/// Whether `value`'s first dimension counts the pages of the pool: the
+/// caches', and per-token scales', which are read through the page table.
+static bool countsPages(LaunchValue value) {
+  return value == LaunchValue::KCache || value == LaunchValue::VCache ||
+         value == LaunchValue::KScale || value == LaunchValue::VScale;
 }
 
 /// Checks the caller's tensors in the decode kernel's parameter order. q's
@@ -208,16 +241,15 @@ static Status checkOperands(const KernelSpec &spec, const DecodeParams &p,
     const Tensor *t = operandTensor(p, bound.value);
     if (!t)
       continue;
-    bool isCache = bound.value == LaunchValue::KCache ||
-                   bound.value == LaunchValue::VCache;
-    int64_t &dim0 = isCache ? pages : *batch;
+    int64_t &dim0 = countsPages(bound.value) ? pages : *batch;
     if (Status s = checkTensor(bound.param, *t, dim0,
                                shapeDoc(bound.value, spec.config));
         !s)
       return s;
     // The batch and the pool come from the operands that have them first
-    // (per-head vectors have a static first dimension).
-    if (bound.param.shape[0] == kDynamicSize)
+    // (per-head vectors have a static first dimension, a per-tensor scale
+    // none).
+    if (!bound.param.shape.empty() && bound.param.shape[0] == kDynamicSize)
       dim0 = t->sizes[0];
   }
   return Status::ok();
@@ -252,6 +284,14 @@ static Status checkVariantValues(const KernelConfig &config,
   for (size_t i = 0; i < std::size(tensors); ++i)
     if (!tensors[i].first && tensors[i].second->data)
       return absent(names[i]);
+  // A scale for caches of q's dtype would be ignored: refused as well.
+  for (auto [name, scale] :
+       {std::pair{"k_scale", &p.kScale}, std::pair{"v_scale", &p.vScale}})
+    if (!config.kvQuant && scale->data)
+      return invalid(std::string(name) + " is given, but config " +
+                     config.name() +
+                     " has no quantised KV cache (its caches are " +
+                     dtypeName(config.dtype) + ")");
   return Status::ok();
 }
 

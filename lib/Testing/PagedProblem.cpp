@@ -266,14 +266,31 @@ Status Problem::create(const ProblemShape &shape) {
   ref_ = makeRandomProblem(options);
 
   Status s;
+  auto upload = [](DeviceBuffer &buffer, const void *data, size_t bytes) {
+    Status st = buffer.allocate(bytes);
+    return st ? buffer.upload(data, bytes) : st;
+  };
   auto put = [&](DeviceBuffer &buffer, std::vector<double> &values) {
     std::vector<uint8_t> bytes = roundToDType(c.dtype, values);
-    Status st = buffer.allocate(bytes.size());
-    return st ? buffer.upload(bytes.data(), bytes.size()) : st;
+    return upload(buffer, bytes.data(), bytes.size());
   };
-  if (!(s = put(q_, ref_.q)) || !(s = put(k_, ref_.kCache)) ||
-      !(s = put(v_, ref_.vCache)))
+  if (!(s = put(q_, ref_.q)))
     return s;
+  if (c.kvQuant) {
+    // The codes are the caches; the reference's caches become the values
+    // they stand for, so that it computes the quantised decode exactly.
+    QuantizedCaches quantized =
+        quantizeCaches(ref_, *c.kvQuant, shape.seed ^ 0x5851f42d4c957f2dull);
+    if (!(s = upload(k_, quantized.k.data(), quantized.k.size())) ||
+        !(s = upload(v_, quantized.v.data(), quantized.v.size())) ||
+        !(s = upload(kScale_, quantized.kScale.data(),
+                     quantized.kScale.size() * 4)) ||
+        !(s = upload(vScale_, quantized.vScale.data(),
+                     quantized.vScale.size() * 4)))
+      return s;
+  } else if (!(s = put(k_, ref_.kCache)) || !(s = put(v_, ref_.vCache))) {
+    return s;
+  }
   if (!(s = blockTable_.allocate(ref_.blockTable.size() * 4)) ||
       !(s = blockTable_.upload(ref_.blockTable.data(),
                                ref_.blockTable.size() * 4)) ||
@@ -312,9 +329,9 @@ DecodeParams Problem::params() const {
                  : Tensor::contiguous(q_.data(), c.dtype,
                                       {ref_.batch, c.numHeads, c.headDim});
   std::array<int64_t, 4> cache = c.cacheShape(ref_.numPages);
-  p.kCache = Tensor::contiguous(k_.data(), c.dtype,
+  p.kCache = Tensor::contiguous(k_.data(), c.cacheDType(),
                                 {cache[0], cache[1], cache[2], cache[3]});
-  p.vCache = Tensor::contiguous(v_.data(), c.dtype,
+  p.vCache = Tensor::contiguous(v_.data(), c.cacheDType(),
                                 {cache[0], cache[1], cache[2], cache[3]});
   p.blockTable = Tensor::contiguous(blockTable_.data(), DType::I32,
                                     {ref_.batch, ref_.maxPages});
@@ -342,6 +359,23 @@ DecodeParams Problem::params() const {
   if (v.treeMask)
     p.treeMask =
         Tensor::contiguous(treeMask_.data(), DType::I8, {ref_.batch, l, l});
+  if (c.kvQuant) {
+    // Contiguous views of the scales' shape: rank 0, 1 or 3.
+    std::vector<int64_t> shape = c.kvScaleShape(ref_.numPages);
+    for (auto [t, buffer] :
+         {std::pair{&p.kScale, &kScale_}, std::pair{&p.vScale, &vScale_}}) {
+      *t = Tensor();
+      t->data = buffer->data();
+      t->dtype = DType::F32;
+      t->rank = int(shape.size());
+      int64_t stride = 1;
+      for (int d = t->rank - 1; d >= 0; --d) {
+        t->sizes[d] = shape[d];
+        t->strides[d] = stride;
+        stride *= shape[d];
+      }
+    }
+  }
   return p;
 }
 
@@ -360,7 +394,22 @@ double Problem::bytesMoved() const {
     pages += (l + c.pageSize - 1) / c.pageSize;
   }
   double elem = double(dtypeBytes(c.dtype));
-  return 2.0 * tokens * c.numKVHeads * c.headDim * elem +
+  double cacheElem = double(dtypeBytes(c.cacheDType()));
+  // Scales: K's and V's, one each, one per KV head, or one per token read.
+  double scales = 0;
+  if (c.kvQuant)
+    switch (c.kvQuant->scale) {
+    case KVScaleKind::Tensor:
+      scales = 2.0 * 4;
+      break;
+    case KVScaleKind::Head:
+      scales = 2.0 * 4 * double(c.numKVHeads);
+      break;
+    case KVScaleKind::Token:
+      scales = 2.0 * 4 * tokens * double(c.numKVHeads);
+      break;
+    }
+  return 2.0 * tokens * c.numKVHeads * c.headDim * cacheElem + scales +
          2.0 * double(ref_.q.size()) * elem + pages * 4 + ref_.batch * 4;
 }
 
@@ -403,7 +452,10 @@ Status Problem::readOutput(std::vector<double> *out) const {
 double testing::toleranceFor(DType dtype) {
   // Inputs are rounded to the dtype before the reference sees them, so the
   // error is accumulation order, ex2.approx and the output rounding:
-  // bf16 keeps 8 mantissa bits (2^-9 relative), f16 11, f32 24.
+  // bf16 keeps 8 mantissa bits (2^-9 relative), f16 11, f32 24. fp8 caches
+  // keep q's limit: the reference reads the values their codes stand for,
+  // and a kernel that rounds code x scale to q's dtype errs no more than
+  // rounded 16-bit caches do.
   switch (dtype) {
   case DType::BF16:
     return 1e-2;

@@ -4,8 +4,8 @@
 //                 [--filter REGEX] [--jobs N]
 //
 // DIR is the output of test/gpu/matrix.py: one kernel library per set
-// (auto, tensor-cores, cuda-cores, variants, multi-token and their CUDA-core
-// twins). Every config of every set runs unsplit
+// (auto, tensor-cores, cuda-cores, variants, multi-token, fp8 and their
+// CUDA-core twins). Every config of every set runs unsplit
 // and split three ways on ragged lengths, N cases at a time (each worker
 // thread with its own stream); then the named cases (regressions, long
 // ragged batches, graphs, threads, streams, the check mode) run on the auto
@@ -170,7 +170,9 @@ std::vector<MatrixCase> matrixCases(const std::string &root, bool quick,
       {"variants", nullptr},
       {"variants-cuda-cores", "cuda-cores"},
       {"multi-token", nullptr},
-      {"multi-token-cuda-cores", "cuda-cores"}};
+      {"multi-token-cuda-cores", "cuda-cores"},
+      {"fp8", nullptr},
+      {"fp8-cuda-cores", "cuda-cores"}};
   std::vector<std::tuple<int, std::string, MatrixCase>> ordered;
   uint64_t seed = 1;
   for (auto [set, kernel] : sets) {
@@ -192,7 +194,10 @@ std::vector<MatrixCase> matrixCases(const std::string &root, bool quick,
       ++seed;
       if (quick && seed % 7 != 0)
         continue;
+      // As matrix.py groups configs into modules: by q's and the caches'
+      // dtypes and head_dim.
       std::string module = std::string(set) + "/" + dtypeName(c.dtype) +
+                           dtypeName(c.cacheDType()) +
                            std::to_string(c.headDim);
       int rank = perModule[module]++;
       if (onePerModule && rank > 0)

@@ -42,6 +42,16 @@ Kernel sets (one directory each under the output directory):
                 dtype with all the variants, L, groups, pages, layouts and
                 the tree mask rotating; default choice.
   multi-token-cuda-cores  tensor-cores=off for those tensor cores serve.
+  fp8           fp8 KV caches (f8e4m3fn, f8e5m2) with f32 scales per
+                tensor, head or token: format x scale x layout x head_dim
+                {64, 128, 256} x group {1, 4, 8}, q {f16, bf16} and pages
+                {1, 16, 128} rotating; every head_dim a row of fp8 takes
+                (multiples of 16 to 256) for f8e4m3fn, each scale, the rest
+                rotating; each format and scale with all five variants;
+                default kernel choice.
+  fp8-cuda-cores  tensor-cores=off for the fp8 configs the default choice
+                puts on tensor cores (a group of 4 or more, head_dim a
+                multiple of 32).
   distributed   what paged_attn.distributed's GPU tests, bench and example
                 use (python/tests/test_distributed_gpu.py,
                 bench/bench_distributed.py, examples/distributed_decode.py)
@@ -93,8 +103,10 @@ def head_dims(dtype):
     return list(range(step, MAX_HEAD_DIM + 1, step))
 
 
-def tensor_cores_serve(dtype, head_dim):
-    return (dtype != "f32" and head_dim % 16 == 0
+def tensor_cores_serve(dtype, head_dim, kv_dtype=None):
+    """fp8 caches (kv_dtype) take head_dims of a multiple of 32."""
+    multiple = 32 if kv_dtype else 16
+    return (dtype != "f32" and head_dim % multiple == 0
             and head_dim <= TENSOR_CORE_MAX_HEAD_DIM)
 
 
@@ -109,16 +121,29 @@ VARIANT_DIMS = [64, 80, 128, 256]
 VARIANT_GROUPS = [1, 4, 8]
 
 
+# Quantised KV caches: the fp8 formats (the Spec's dtype names, and MLIR's
+# type names), where their f32 scales are, and the 16-bit q they go with.
+KV_DTYPES = {"f8e4m3fn": "f8E4M3FN", "f8e5m2": "f8E5M2"}
+KV_SCALES = ["tensor", "head", "token"]
+FP8_Q_DTYPES = ["f16", "bf16"]
+FP8_DIMS = [64, 128, 256]
+FP8_GROUPS = [1, 4, 8]
+FP8_PAGES = [1, 16, 128]
+
+
 class Config:
     __slots__ = ("dtype", "head_dim", "page", "group", "layout", "kv_heads",
-                 "variants", "query_len")
+                 "variants", "query_len", "kv_dtype", "kv_scale")
 
     def __init__(self, dtype, head_dim, page, group, layout,
-                 kv_heads=KV_HEADS, variants=(), query_len=1):
+                 kv_heads=KV_HEADS, variants=(), query_len=1, kv_dtype=None,
+                 kv_scale=None):
         self.dtype, self.head_dim, self.page = dtype, head_dim, page
         self.group, self.layout, self.kv_heads = group, layout, kv_heads
         self.variants = tuple(v for v in SUFFIXES if v in variants)
         self.query_len = query_len
+        # Both or neither (DecodeSpec::kvQuant): fp8 caches and their scales.
+        self.kv_dtype, self.kv_scale = kv_dtype, kv_scale
 
     @property
     def query_dim(self):
@@ -136,7 +161,25 @@ class Config:
         return (f"h{self.num_heads}_kv{self.kv_heads}_d{self.head_dim}"
                 f"_p{self.page}_{self.dtype}_{self.layout}_w4"
                 + (f"_l{self.query_len}" if self.query_len != 1 else "")
+                + (f"_{self.kv_dtype}_{self.kv_scale}" if self.kv_dtype
+                   else "")
                 + "".join("_" + v for v in self.variants))
+
+    @property
+    def cache_type(self):
+        """The caches' MLIR element type: q's, or the fp8 format's."""
+        return KV_DTYPES[self.kv_dtype] if self.kv_dtype else self.dtype
+
+    @property
+    def scale_type(self):
+        """k_scale's and v_scale's memref type (DecodeSpec::kvScaleShape)."""
+        if self.kv_scale == "tensor":
+            return "memref<f32>"
+        if self.kv_scale == "head":
+            return f"memref<{self.kv_heads}xf32>"
+        if self.layout == "nhd":
+            return f"memref<?x{self.page}x{self.kv_heads}xf32>"
+        return f"memref<?x{self.kv_heads}x{self.page}xf32>"
 
 
 # Configs that once computed garbage (issue 11: the tensor-core kernel's
@@ -379,6 +422,44 @@ def python_multi_token_configs():
     return configs
 
 
+def fp8_configs():
+    """Quantised caches: each format and scale on both layouts, the
+    head_dims and groups (so both kernels) with q and pages rotating; every
+    head_dim of an fp8 row for one format; all the variants once per format
+    and scale (the scales come after the variants' parameters)."""
+    configs = []
+    i = 0
+    for kv in KV_DTYPES:
+        for scale in KV_SCALES:
+            for layout in LAYOUTS:
+                for d in FP8_DIMS:
+                    for g in FP8_GROUPS:
+                        i += 1
+                        configs.append(Config(
+                            FP8_Q_DTYPES[i % len(FP8_Q_DTYPES)], d,
+                            FP8_PAGES[(i // 2) % len(FP8_PAGES)], g, layout,
+                            kv_dtype=kv, kv_scale=scale))
+    for si, scale in enumerate(KV_SCALES):
+        for di, d in enumerate(range(16, MAX_HEAD_DIM + 1, 16)):
+            if d in FP8_DIMS:
+                continue
+            i = si + di
+            configs.append(Config(
+                FP8_Q_DTYPES[i % len(FP8_Q_DTYPES)], d,
+                FP8_PAGES[i % len(FP8_PAGES)],
+                FP8_GROUPS[(i + si) % len(FP8_GROUPS)],
+                LAYOUTS[(i // 3) % len(LAYOUTS)], kv_dtype="f8e4m3fn",
+                kv_scale=scale))
+    for ki, kv in enumerate(KV_DTYPES):
+        for si, scale in enumerate(KV_SCALES):
+            i = ki + si
+            configs.append(Config(
+                FP8_Q_DTYPES[i % len(FP8_Q_DTYPES)], 128,
+                FP8_PAGES[i % len(FP8_PAGES)], 4, LAYOUTS[i % len(LAYOUTS)],
+                variants=tuple(VARIANTS), kv_dtype=kv, kv_scale=scale))
+    return configs
+
+
 def kernel_sets():
     """{set: (tensor-cores option, configs)}, names unique within a set."""
     auto = {c.name: c for c in core_configs() + head_dim_configs() +
@@ -392,6 +473,7 @@ def kernel_sets():
                        if tensor_cores_serve(c.dtype, c.head_dim)
                        and c.group >= 4]
     multi_token = multi_token_configs()
+    fp8 = fp8_configs()
     return {
         "auto": ("auto", list(auto.values())),
         "tensor-cores": ("on", served),
@@ -402,6 +484,13 @@ def kernel_sets():
         "multi-token-cuda-cores": (
             "off", [c for c in multi_token
                     if tensor_cores_serve(c.dtype, c.head_dim)]),
+        "fp8": ("auto", fp8),
+        # Those the default choice puts on tensor cores (a group of 4 or
+        # more), as for the variants.
+        "fp8-cuda-cores": (
+            "off", [c for c in fp8
+                    if tensor_cores_serve(c.dtype, c.head_dim, c.kv_dtype)
+                    and c.group >= 4]),
         "distributed": ("auto", distributed_configs()),
     }
 
@@ -410,14 +499,15 @@ def kernel_sets():
 SET_MERGES = {"auto": MERGES, "distributed": distributed_merges()}
 # What compile builds without --set (the build's GPU test kernels).
 DEFAULT_SETS = ["auto", "tensor-cores", "cuda-cores", "variants",
-                "variants-cuda-cores", "multi-token", "multi-token-cuda-cores"]
+                "variants-cuda-cores", "multi-token", "multi-token-cuda-cores",
+                "fp8", "fp8-cuda-cores"]
 
 
 def decode_func(c):
     if c.layout == "nhd":
-        cache = f"?x{c.page}x{c.kv_heads}x{c.head_dim}x{c.dtype}"
+        cache = f"?x{c.page}x{c.kv_heads}x{c.head_dim}x{c.cache_type}"
     else:
-        cache = f"?x{c.kv_heads}x{c.page}x{c.head_dim}x{c.dtype}"
+        cache = f"?x{c.kv_heads}x{c.page}x{c.head_dim}x{c.cache_type}"
     per_query = f"?x{c.query_len}x" if c.query_dim else "?x"
     q = f"{per_query}{c.num_heads}x{c.head_dim}x{c.dtype}"
     heads = f"memref<{c.num_heads}xf32>"
@@ -432,6 +522,10 @@ def decode_func(c):
         mask = f"memref<?x{c.query_len}x{c.query_len}xi8>"
         args += f", %m: {mask}"
         operands += f" tree_mask(%m : {mask})"
+    if c.kv_dtype:
+        args += f", %ks: {c.scale_type}, %vs: {c.scale_type}"
+        operands += (f" k_scale(%ks : {c.scale_type})"
+                     f" v_scale(%vs : {c.scale_type})")
     if "lse" in c.variants:
         lse = f"memref<{per_query}{c.num_heads}xf32>"
         args += f", %l: {lse}"
@@ -460,7 +554,8 @@ def modules(configs):
     use."""
     groups = {}
     for c in configs:
-        groups.setdefault(f"{c.dtype}_d{c.head_dim}", []).append(c)
+        kv = f"_{c.kv_dtype}" if c.kv_dtype else ""
+        groups.setdefault(f"{c.dtype}{kv}_d{c.head_dim}", []).append(c)
     return groups
 
 
@@ -476,7 +571,8 @@ def check_kernel_choice(set_name, manifest_path):
     """The forced sets must have got the kernel they ask for."""
     want = {"tensor-cores": True, "cuda-cores": False,
             "variants-cuda-cores": False,
-            "multi-token-cuda-cores": False}.get(set_name)
+            "multi-token-cuda-cores": False,
+            "fp8-cuda-cores": False}.get(set_name)
     if want is None:
         return
     with open(manifest_path) as f:

@@ -14,7 +14,8 @@
 # racecheck, synccheck and initcheck on every variant at once),
 # pytest-variants, bench-variants (bench/bench_variants.py),
 # pytest-multi-token, bench-multi-token (bench/bench_multi_token.py),
-# pytest-merge
+# fp8 (the fp8 sets alone), fp8-sanitizers (the four tools on an fp8
+# subset), pytest-fp8 (python/tests/test_fp8_gpu.py), pytest-merge
 # (python/tests/test_merge_gpu.py), merge-sanitizers (memcheck, racecheck,
 # synccheck and initcheck of the merge kernels under those tests),
 # bench-merge (bench/bench_merge.py), pytest-jax (paged_attn.jax: its
@@ -109,6 +110,29 @@ for step in "${steps[@]}"; do
       >"$logs/gpu-decode-test-multi-token.log" 2>&1 || status=1
     tail -2 "$logs/gpu-decode-test-multi-token.log"
     ;;
+  fp8)
+    { echo "$header"; "$test_bin" --kernels "$kernels" --filter '^fp8'; } \
+      >"$logs/gpu-decode-test-fp8.log" 2>&1 || status=1
+    tail -2 "$logs/gpu-decode-test-fp8.log"
+    ;;
+  fp8-sanitizers)
+    # One case a module: memcheck on both kernels at head_dim 64, 128 and
+    # 256, racecheck and synccheck on the tensor-core kernel's byte tiles
+    # at 128 and 256, initcheck at 128.
+    fp8='^fp8(-cuda-cores)?/h[0-9]+_kv[0-9]+_d(64|128|256)_'
+    sanitize memcheck "$logs/memcheck-fp8.log" --one-per-module \
+      --filter "$fp8" || status=1
+    for tool in racecheck synccheck; do
+      sanitize "$tool" "$logs/$tool-fp8.log" --one-per-module \
+        --filter '^fp8/h[0-9]+_kv[0-9]+_d(128|256)_' || status=1
+    done
+    sanitize initcheck "$logs/initcheck-fp8.log" --one-per-module \
+      --filter '^fp8(-cuda-cores)?/h[0-9]+_kv[0-9]+_d128_' || status=1
+    ;;
+  pytest-fp8)
+    run_pytest "$logs/pytest-fp8.log" "$root/python/tests/test_fp8_gpu.py" \
+      "$root/python/tests/test_fp8_cpu.py" ||
+      status=1 ;;
   multi-token-sanitizers)
     # Both kernels, rows past one mma block, padding queries, every variant.
     mt='^multi-token(-cuda-cores)?/h(8_kv2_d128|16_kv2_d80)_.*_l(1|5|7|16)_'

@@ -26,8 +26,8 @@ inline paged_attn_tensor toC(const Tensor &t) {
   return r;
 }
 
-/// The six tensors of `cpp` (its variants' and options left at the C
-/// defaults).
+/// The six tensors and the caches' scales of `cpp` (its variants' and
+/// options left at the C defaults).
 inline paged_attn_decode_params toC(const DecodeParams &cpp) {
   paged_attn_decode_params p;
   paged_attn_decode_params_init(&p);
@@ -37,6 +37,8 @@ inline paged_attn_decode_params toC(const DecodeParams &cpp) {
   p.block_table = toC(cpp.blockTable);
   p.seq_lens = toC(cpp.seqLens);
   p.out = toC(cpp.out);
+  p.k_scale = toC(cpp.kScale);
+  p.v_scale = toC(cpp.vScale);
   return p;
 }
 

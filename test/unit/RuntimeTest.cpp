@@ -8,12 +8,13 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "CApiTensors.h"
 #include "PagedAttn-c/Runtime.h"
+#include "CApiTensors.h"
 #include "PagedAttn/InitAll.h"
 #include "PagedAttn/Runtime/Runtime.h"
 #include "PagedAttn/Target/KernelCompiler.h"
 #include "PagedAttn/Testing/Float16.h"
+#include "PagedAttn/Testing/Float8.h"
 #include "PagedAttn/Testing/Reference.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -26,6 +27,7 @@
 
 #include <limits>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -1026,8 +1028,11 @@ TEST_F(RuntimeTest, CApiRefusesInvalidTensors) {
   EXPECT_EQ(message(),
             "q is not a valid tensor: its rank (7) is outside [0, 4]");
   p.q = good;
-  p.seq_lens.dtype = static_cast<paged_attn_dtype>(7);
-  EXPECT_EQ(message(), "seq_lens has an invalid dtype (7)");
+  p.seq_lens.dtype = static_cast<paged_attn_dtype>(8);
+  EXPECT_EQ(message(), "seq_lens has an invalid dtype (8)");
+  // The fp8 dtypes are C dtypes, for caches only.
+  p.seq_lens.dtype = PAGED_ATTN_F8E5M2;
+  EXPECT_EQ(message(), "seq_lens has dtype f8e5m2, expected i32");
   p.seq_lens.dtype = static_cast<paged_attn_dtype>(4);
   EXPECT_EQ(message(), "seq_lens has an invalid dtype (4)");
   p.seq_lens.dtype = PAGED_ATTN_I32;
@@ -1070,6 +1075,458 @@ TEST_F(RuntimeTest, CApiWorkspaceSizeErrors) {
   EXPECT_EQ(bytes, size_t(4 * 32 * 3 * 128 * 4) + 1536u);
   paged_attn_decoder_destroy(dec);
   paged_attn_library_destroy(lib);
+}
+
+//===----------------------------------------------------------------------===//
+// Quantised (fp8) KV caches
+//===----------------------------------------------------------------------===//
+
+/// The suite's config (32/8 heads, head_dim 128, page 16, bf16 q) with fp8
+/// caches of `dtype` scaled at `scale`, in `layout`.
+static KernelConfig quantisedConfig(DType dtype, KVScaleKind scale,
+                                    Layout layout = Layout::NHD) {
+  KernelConfig c;
+  c.numHeads = 32;
+  c.numKVHeads = 8;
+  c.headDim = 128;
+  c.pageSize = 16;
+  c.dtype = DType::BF16;
+  c.layout = layout;
+  c.kvQuant = KVQuant{dtype, scale};
+  return c;
+}
+
+/// A contiguous view of any rank up to 4 (Tensor::contiguous takes a
+/// brace list).
+static Tensor contiguousOf(void *data, DType dtype,
+                           const std::vector<int64_t> &sizes) {
+  Tensor t;
+  t.data = data;
+  t.dtype = dtype;
+  t.rank = int(sizes.size());
+  int64_t stride = 1;
+  for (int d = t.rank - 1; d >= 0; --d) {
+    t.sizes[d] = sizes[d];
+    t.strides[d] = stride;
+    stride *= sizes[d];
+  }
+  return t;
+}
+
+class QuantisedRuntimeTest : public RuntimeTest {
+protected:
+  /// One granularity of each kind, both formats and both layouts.
+  static std::vector<KernelConfig> quantisedConfigs() {
+    return {quantisedConfig(DType::F8E4M3FN, KVScaleKind::Tensor),
+            quantisedConfig(DType::F8E5M2, KVScaleKind::Head),
+            quantisedConfig(DType::F8E4M3FN, KVScaleKind::Token),
+            quantisedConfig(DType::F8E5M2, KVScaleKind::Token, Layout::HND)};
+  }
+
+  /// Their kernels, compiled into one manifest once for the suite.
+  static void SetUpTestSuite() {
+    RuntimeTest::SetUpTestSuite();
+    mlir::DialectRegistry registry;
+    mlir::paged_attn::registerAllDialects(registry);
+    mlir::MLIRContext ctx(registry);
+    ctx.loadAllAvailableDialects();
+    auto compiled = mlir::paged_attn::compileDecodeKernels(
+        &ctx, quantisedConfigs(), mlir::paged_attn::KernelCompileOptions(),
+        "q.ptx");
+    ASSERT_TRUE(mlir::succeeded(compiled));
+    std::error_code ec;
+    llvm::raw_fd_ostream ptx(directory + "/q.ptx", ec);
+    ptx << compiled->ptx;
+    llvm::raw_fd_ostream json(directory + "/q.json", ec);
+    json << llvm::formatv("{0:2}", compiled->manifest);
+  }
+
+  void SetUp() override {
+    RuntimeTest::SetUp();
+    ASSERT_TRUE(KernelLibrary::load(directory + "/q.json", &quantised));
+  }
+
+  std::unique_ptr<Decoder> decoderFor(const KernelConfig &c) {
+    std::unique_ptr<Decoder> d;
+    Status s = Decoder::create(quantised, c, &d);
+    EXPECT_TRUE(s) << s.message();
+    return d;
+  }
+
+  /// validParams() with `c`'s fp8 caches and scales over fake, aligned
+  /// device addresses (100 pages).
+  DecodeParams quantisedParams(const KernelConfig &c, int64_t batch = 4) {
+    DecodeParams p = validParams(batch);
+    std::array<int64_t, 4> cache = c.cacheShape(100);
+    p.kCache = Tensor::contiguous(p.kCache.data, c.cacheDType(),
+                                  {cache[0], cache[1], cache[2], cache[3]});
+    p.vCache = Tensor::contiguous(p.vCache.data, c.cacheDType(),
+                                  {cache[0], cache[1], cache[2], cache[3]});
+    char *base = reinterpret_cast<char *>(uintptr_t(1) << 41);
+    p.kScale = contiguousOf(base, DType::F32, c.kvScaleShape(100));
+    p.vScale = contiguousOf(base + (1 << 20), DType::F32, c.kvScaleShape(100));
+    return p;
+  }
+
+  /// The message of `d`'s decode of `p`, which must fail validation.
+  static std::string refusal(const Decoder &d, const DecodeParams &p) {
+    Status s = d.decode(p, nullptr);
+    EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+    return s.message();
+  }
+
+  std::shared_ptr<KernelLibrary> quantised;
+};
+
+// The manifest holds the quantisation: each config comes back with its
+// kv_dtype and kv_scale, named by them, and is found only as itself.
+TEST_F(QuantisedRuntimeTest, LibraryHoldsQuantisedConfigs) {
+  std::vector<KernelConfig> held = quantised->configs();
+  std::vector<KernelConfig> expected = quantisedConfigs();
+  ASSERT_EQ(held.size(), expected.size());
+  for (size_t i = 0; i < held.size(); ++i) {
+    EXPECT_EQ(held[i], expected[i]) << held[i].name();
+    EXPECT_TRUE(held[i].kvQuant.has_value()) << held[i].name();
+  }
+  EXPECT_EQ(held[0].name(), "h32_kv8_d128_p16_bf16_nhd_w4_f8e4m3fn_tensor");
+  EXPECT_EQ(held[3].name(), "h32_kv8_d128_p16_bf16_hnd_w4_f8e5m2_token");
+  // The unquantised config and another granularity are other configs.
+  std::unique_ptr<Decoder> d;
+  Status s = Decoder::create(quantised, config, &d);
+  EXPECT_EQ(s.code(), StatusCode::NotFound);
+  EXPECT_NE(s.message().find("no kernel for config "
+                             "h32_kv8_d128_p16_bf16_nhd_w4 (library holds: "
+                             "h32_kv8_d128_p16_bf16_nhd_w4_f8e4m3fn_tensor"),
+            std::string::npos)
+      << s.message();
+  s = Decoder::create(quantised,
+                      quantisedConfig(DType::F8E4M3FN, KVScaleKind::Head), &d);
+  EXPECT_EQ(s.code(), StatusCode::NotFound) << s.message();
+  s = Decoder::create(
+      library, quantisedConfig(DType::F8E4M3FN, KVScaleKind::Tensor), &d);
+  EXPECT_EQ(s.code(), StatusCode::NotFound) << s.message();
+}
+
+// The decode kernel's parameters are checked at load against the Spec's:
+// fp8 caches, then f32 scales last.
+TEST_F(QuantisedRuntimeTest, ManifestsAreCheckedAgainstTheSpec) {
+  auto loadWith = [](const std::string &from, const std::string &to) {
+    return refusalOfEdit("q.json", from, to);
+  };
+  EXPECT_EQ(loadWith("\"kv_scale\": \"tensor\"", "\"kv_scale\": \"row\""),
+            "config's 'kv_scale' must be tensor, head or token");
+  EXPECT_EQ(loadWith("\"kv_dtype\": \"f8e4m3fn\"", "\"kv_dtype\": \"bf16\""),
+            "config's 'kv_dtype' must be f8e4m3fn or f8e5m2");
+  EXPECT_EQ(loadWith("\"name\": \"k_scale\"", "\"name\": \"scale_k\""),
+            "decode kernel parameter 10 is 'scale_k', this runtime expects "
+            "'k_scale'");
+}
+
+TEST_F(QuantisedRuntimeTest, ConfigRulesComeBeforeKernelLookup) {
+  auto message = [&](KernelConfig c) {
+    std::unique_ptr<Decoder> d;
+    Status s = Decoder::create(quantised, c, &d);
+    EXPECT_EQ(s.code(), StatusCode::InvalidArgument) << s.message();
+    return s.message();
+  };
+  KernelConfig f32 = quantisedConfig(DType::F8E4M3FN, KVScaleKind::Head);
+  f32.dtype = DType::F32;
+  EXPECT_EQ(message(f32), "fp8 KV caches need an f16 or bf16 'q', got f32");
+  KernelConfig row = quantisedConfig(DType::F8E5M2, KVScaleKind::Token);
+  row.headDim = 8;
+  EXPECT_EQ(message(row), "a row of head_dim (8) 'f8e5m2' elements is 8 "
+                          "bytes; it must be a multiple of 16 bytes");
+  KernelConfig q8 = quantisedConfig(DType::F8E5M2, KVScaleKind::Token);
+  q8.dtype = DType::F8E4M3FN;
+  q8.kvQuant.reset();
+  EXPECT_EQ(message(q8),
+            "the element type must be f16, bf16 or f32, got f8e4m3fn");
+}
+
+TEST_F(QuantisedRuntimeTest, ValidParamsPassValidation) {
+  if (hasDriver())
+    GTEST_SKIP() << "fake pointers must not reach a real GPU";
+  for (const KernelConfig &c : quantisedConfigs()) {
+    SCOPED_TRACE(c.name());
+    auto d = decoderFor(c);
+    ASSERT_TRUE(d);
+    Status s = d->decode(quantisedParams(c), nullptr);
+    EXPECT_EQ(s.code(), StatusCode::NoDriver) << s.message();
+  }
+}
+
+// Caches of the fp8 dtype where the config is quantised, and q's elsewhere;
+// q and out keep q's dtype.
+TEST_F(QuantisedRuntimeTest, CachesHaveTheConfigsDType) {
+  KernelConfig c = quantisedConfig(DType::F8E4M3FN, KVScaleKind::Tensor);
+  auto d = decoderFor(c);
+  ASSERT_TRUE(d);
+  DecodeParams p = quantisedParams(c);
+  p.kCache.dtype = DType::BF16;
+  EXPECT_EQ(refusal(*d, p), "k_cache has dtype bf16, expected f8e4m3fn");
+  p = quantisedParams(c);
+  p.vCache.dtype = DType::F8E5M2;
+  EXPECT_EQ(refusal(*d, p), "v_cache has dtype f8e5m2, expected f8e4m3fn");
+  p = quantisedParams(c);
+  p.q.dtype = DType::F8E4M3FN;
+  EXPECT_EQ(refusal(*d, p), "q has dtype f8e4m3fn, expected bf16");
+  p = quantisedParams(c);
+  p.out.dtype = DType::F8E4M3FN;
+  EXPECT_EQ(refusal(*d, p), "out has dtype f8e4m3fn, expected bf16");
+  // fp8 rows are 16-byte vectors too.
+  p = quantisedParams(c);
+  p.kCache.data = static_cast<char *>(p.kCache.data) + 8;
+  EXPECT_EQ(refusal(*d, p), "k_cache data pointer is not 16-byte aligned");
+  p = quantisedParams(c);
+  p.vCache.strides[0] = 16 * 8 * 128 + 8;
+  EXPECT_EQ(refusal(*d, p), "v_cache stride of dim 0 (16392 elements) is not "
+                            "a multiple of 16 bytes");
+  // An unquantised config's caches are q's.
+  p = validParams();
+  p.kCache.dtype = DType::F8E4M3FN;
+  EXPECT_EQ(rejection(p), "k_cache has dtype f8e4m3fn, expected bf16");
+}
+
+// A scale for caches of q's dtype would be ignored: it is refused, naming
+// the config, as a variant's value is.
+TEST_F(QuantisedRuntimeTest, ScalesOnlyForQuantisedConfigs) {
+  char *base = reinterpret_cast<char *>(uintptr_t(1) << 41);
+  DecodeParams p = validParams();
+  p.kScale = contiguousOf(base, DType::F32, {});
+  EXPECT_EQ(rejection(p), "k_scale is given, but config "
+                          "h32_kv8_d128_p16_bf16_nhd_w4 has no quantised KV "
+                          "cache (its caches are bf16)");
+  p = validParams();
+  p.vScale = contiguousOf(base, DType::F32, {8});
+  EXPECT_EQ(rejection(p), "v_scale is given, but config "
+                          "h32_kv8_d128_p16_bf16_nhd_w4 has no quantised KV "
+                          "cache (its caches are bf16)");
+  // And a quantised config needs both.
+  KernelConfig c = quantisedConfig(DType::F8E5M2, KVScaleKind::Head);
+  auto d = decoderFor(c);
+  ASSERT_TRUE(d);
+  p = quantisedParams(c);
+  p.kScale = Tensor();
+  EXPECT_EQ(refusal(*d, p), "k_scale is a null pointer");
+  p = quantisedParams(c);
+  p.vScale.data = nullptr;
+  EXPECT_EQ(refusal(*d, p), "v_scale is a null pointer");
+}
+
+TEST_F(QuantisedRuntimeTest, ScalesHaveTheGranularitysShape) {
+  KernelConfig tensor = quantisedConfig(DType::F8E4M3FN, KVScaleKind::Tensor);
+  KernelConfig head = quantisedConfig(DType::F8E5M2, KVScaleKind::Head);
+  KernelConfig token = quantisedConfig(DType::F8E4M3FN, KVScaleKind::Token);
+  KernelConfig tokenHnd =
+      quantisedConfig(DType::F8E5M2, KVScaleKind::Token, Layout::HND);
+  auto tensorDecoder = decoderFor(tensor), headDecoder = decoderFor(head),
+       tokenDecoder = decoderFor(token), hndDecoder = decoderFor(tokenHnd);
+  ASSERT_TRUE(tensorDecoder && headDecoder && tokenDecoder && hndDecoder);
+
+  // Per tensor: one f32, rank 0.
+  DecodeParams p = quantisedParams(tensor);
+  p.kScale = contiguousOf(p.kScale.data, DType::F32, {1});
+  EXPECT_EQ(refusal(*tensorDecoder, p), "k_scale must have rank 0 ([]), got 1");
+  p = quantisedParams(tensor);
+  p.vScale.dtype = DType::BF16;
+  EXPECT_EQ(refusal(*tensorDecoder, p), "v_scale has dtype bf16, expected f32");
+
+  // Per head: [num_kv_heads].
+  p = quantisedParams(head);
+  p.kScale.sizes[0] = 32;
+  EXPECT_EQ(refusal(*headDecoder, p),
+            "k_scale has shape [32], expected [num_kv_heads]");
+  p = quantisedParams(head);
+  p.vScale = contiguousOf(p.vScale.data, DType::F32, {});
+  EXPECT_EQ(refusal(*headDecoder, p),
+            "v_scale must have rank 1 ([num_kv_heads]), got 0");
+
+  // Per token: the cache's first three dims, its pages k_cache's.
+  p = quantisedParams(token);
+  p.kScale.sizes[0] = 99;
+  EXPECT_EQ(refusal(*tokenDecoder, p),
+            "k_scale has shape [99, 16, 8], expected [num_pages of k_cache, "
+            "page_size, num_kv_heads]");
+  p = quantisedParams(token);
+  p.vScale.sizes[2] = 4;
+  EXPECT_EQ(refusal(*tokenDecoder, p),
+            "v_scale has shape [100, 16, 4], expected [num_pages of k_cache, "
+            "page_size, num_kv_heads]");
+  p = quantisedParams(token);
+  p.kScale = contiguousOf(p.kScale.data, DType::F32, {8});
+  EXPECT_EQ(refusal(*tokenDecoder, p),
+            "k_scale must have rank 3 ([num_pages of k_cache, page_size, "
+            "num_kv_heads]), got 1");
+  p = quantisedParams(tokenHnd);
+  p.kScale = contiguousOf(p.kScale.data, DType::F32, {100, 16, 8});
+  EXPECT_EQ(refusal(*hndDecoder, p),
+            "k_scale has shape [100, 16, 8], expected [num_pages of k_cache, "
+            "num_kv_heads, page_size]");
+  // A smaller pool of pages: the scales follow k_cache.
+  if (!hasDriver()) {
+    p = quantisedParams(tokenHnd);
+    for (Tensor *t : {&p.kCache, &p.vCache, &p.kScale, &p.vScale})
+      t->sizes[0] = 7;
+    EXPECT_EQ(hndDecoder->decode(p, nullptr).code(), StatusCode::NoDriver);
+  }
+}
+
+// Scales are loaded one f32 at a time from anywhere in memory: 4-byte
+// alignment and any strides whose elements an address reaches.
+TEST_F(QuantisedRuntimeTest, ScalesAreAlignedAndReachable) {
+  KernelConfig token = quantisedConfig(DType::F8E4M3FN, KVScaleKind::Token);
+  KernelConfig tensor = quantisedConfig(DType::F8E4M3FN, KVScaleKind::Tensor);
+  auto tokenDecoder = decoderFor(token), tensorDecoder = decoderFor(tensor);
+  ASSERT_TRUE(tokenDecoder && tensorDecoder);
+  DecodeParams p = quantisedParams(tensor);
+  p.kScale.data = static_cast<char *>(p.kScale.data) + 2;
+  EXPECT_EQ(refusal(*tensorDecoder, p),
+            "k_scale data pointer is not 4-byte aligned");
+  p = quantisedParams(token);
+  p.vScale.data = static_cast<char *>(p.vScale.data) + 1;
+  EXPECT_EQ(refusal(*tokenDecoder, p),
+            "v_scale data pointer is not 4-byte aligned");
+  p = quantisedParams(token);
+  p.kScale.strides[0] = int64_t(1) << 62;
+  EXPECT_EQ(refusal(*tokenDecoder, p),
+            "k_scale of shape [100, 16, 8] and strides [4611686018427387904, "
+            "8, 1] spans more memory than an address can reach");
+  if (!hasDriver()) {
+    // K's and V's scales interleaved in one [pages, page, kv_heads, 2]
+    // pool: an innermost stride of 2, for no unit stride is needed.
+    p = quantisedParams(token);
+    p.kScale.strides[0] = 16 * 8 * 2;
+    p.kScale.strides[1] = 8 * 2;
+    p.kScale.strides[2] = 2;
+    p.vScale = p.kScale;
+    p.vScale.data = static_cast<char *>(p.kScale.data) + 4;
+    Status s = tokenDecoder->decode(p, nullptr);
+    EXPECT_EQ(s.code(), StatusCode::NoDriver) << s.message();
+  }
+}
+
+// The C API's config takes the quantisation (kv_scale, then kv_dtype) and
+// its decode parameters the scales; each bad value is named.
+TEST_F(QuantisedRuntimeTest, CApiTakesQuantisedCaches) {
+  paged_attn_library lib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/q.json").c_str(), &lib),
+            PAGED_ATTN_OK);
+  paged_attn_config c = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_HND, 0};
+  c.kv_scale = PAGED_ATTN_KV_SCALE_TOKEN;
+  c.kv_dtype = PAGED_ATTN_F8E5M2;
+  paged_attn_decoder dec = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(lib, &c, &dec), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  paged_attn_decoder other = nullptr;
+  auto createMessage = [&] {
+    EXPECT_EQ(paged_attn_decoder_create(lib, &c, &other),
+              PAGED_ATTN_INVALID_ARGUMENT);
+    EXPECT_EQ(other, nullptr);
+    return std::string(paged_attn_last_error());
+  };
+  c.kv_scale = 4;
+  EXPECT_EQ(createMessage(), "unknown kv_scale 4 (0: unquantised, 1: per "
+                             "tensor, 2: per head, 3: per token)");
+  c.kv_scale = PAGED_ATTN_KV_SCALE_HEAD;
+  c.kv_dtype = PAGED_ATTN_BF16;
+  EXPECT_EQ(createMessage(), "kv_dtype must be PAGED_ATTN_F8E4M3FN or "
+                             "PAGED_ATTN_F8E5M2 when kv_scale is set, got "
+                             "bf16");
+  int bad = 9;
+  std::memcpy(&c.kv_dtype, &bad, sizeof bad);
+  EXPECT_EQ(createMessage(), "kv_dtype must be PAGED_ATTN_F8E4M3FN or "
+                             "PAGED_ATTN_F8E5M2 when kv_scale is set, got 9");
+  // Unquantised, kv_dtype is not read.
+  c.kv_scale = PAGED_ATTN_KV_UNQUANTIZED;
+  EXPECT_EQ(paged_attn_decoder_create(lib, &c, &other), PAGED_ATTN_NOT_FOUND);
+  EXPECT_NE(std::string(paged_attn_last_error())
+                .find("no kernel for config h32_kv8_d128_p16_bf16_hnd_w4 "),
+            std::string::npos)
+      << paged_attn_last_error();
+  // fp8 is a cache's dtype, not q's.
+  c.kv_scale = PAGED_ATTN_KV_SCALE_TENSOR;
+  c.kv_dtype = PAGED_ATTN_F8E4M3FN;
+  c.dtype = PAGED_ATTN_F8E4M3FN;
+  EXPECT_EQ(createMessage(),
+            "the element type must be f16, bf16 or f32, got f8e4m3fn");
+
+  // The decode's scales travel with the other tensors.
+  KernelConfig cpp =
+      quantisedConfig(DType::F8E5M2, KVScaleKind::Token, Layout::HND);
+  DecodeParams cppParams = quantisedParams(cpp);
+  paged_attn_decode_params p = capi::toC(cppParams);
+  p.num_splits = 1;
+  EXPECT_EQ(p.k_cache.dtype, PAGED_ATTN_F8E5M2);
+  EXPECT_EQ(p.k_scale.rank, 3);
+  EXPECT_EQ(p.k_scale.sizes[1], 8);
+  EXPECT_EQ(p.k_scale.sizes[2], 16);
+  if (!hasDriver()) {
+    EXPECT_EQ(paged_attn_decode(dec, &p, nullptr), PAGED_ATTN_NO_DRIVER)
+        << paged_attn_last_error();
+  }
+  auto decodeMessage = [&] {
+    EXPECT_EQ(paged_attn_decode(dec, &p, nullptr), PAGED_ATTN_INVALID_ARGUMENT);
+    return std::string(paged_attn_last_error());
+  };
+  p.v_scale = paged_attn_tensor{};
+  EXPECT_EQ(decodeMessage(), "v_scale is a null pointer");
+  p = capi::toC(cppParams);
+  std::memcpy(&p.k_scale.dtype, &bad, sizeof bad);
+  EXPECT_EQ(decodeMessage(), "k_scale has an invalid dtype (9)");
+  p = capi::toC(cppParams);
+  p.k_scale.rank = 5;
+  EXPECT_EQ(decodeMessage(),
+            "k_scale is not a valid tensor: its rank (5) is outside [0, 4]");
+  p = capi::toC(cppParams);
+  p.k_cache.dtype = PAGED_ATTN_BF16;
+  EXPECT_EQ(decodeMessage(), "k_cache has dtype bf16, expected f8e5m2");
+  paged_attn_decoder_destroy(dec);
+
+  // An unquantised decoder refuses scales.
+  c = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD, 0};
+  paged_attn_library plain = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/k.json").c_str(), &plain),
+            PAGED_ATTN_OK);
+  ASSERT_EQ(paged_attn_decoder_create(plain, &c, &dec), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  p = capi::toC(validParams());
+  p.num_splits = 1;
+  p.k_scale = capi::toC(cppParams.kScale);
+  EXPECT_EQ(decodeMessage(), "k_scale is given, but config "
+                             "h32_kv8_d128_p16_bf16_nhd_w4 has no quantised "
+                             "KV cache (its caches are bf16)");
+  paged_attn_decoder_destroy(dec);
+  paged_attn_library_destroy(plain);
+  paged_attn_library_destroy(lib);
+}
+
+// A merge's partials and result are q's dtype, never fp8.
+TEST_F(RuntimeTest, MergeRefusesFp8) {
+  std::shared_ptr<KernelLibrary> lib;
+  ASSERT_TRUE(KernelLibrary::load(directory + "/m.json", &lib));
+  std::unique_ptr<Merger> merger;
+  Status s = Merger::create(
+      lib, MergeConfig::forOp(32, 128, DType::F8E4M3FN, false, true), &merger);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(s.message(), "the element types must be f16, bf16 or f32");
+  ASSERT_TRUE(Merger::create(
+      lib, MergeConfig::forOp(32, 128, DType::BF16, false, true), &merger));
+  MergeParams p = mergeParams();
+  p.partialOut.dtype = DType::F8E4M3FN;
+  s = merger->merge(p, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(s.message(), "partial_out must be bf16 ([N, batch, 32, 128])");
+  paged_attn_library cLib = nullptr;
+  ASSERT_EQ(paged_attn_library_load((directory + "/m.json").c_str(), &cLib),
+            PAGED_ATTN_OK);
+  paged_attn_merge_config c = {32, 128, PAGED_ATTN_F8E5M2,
+                               PAGED_ATTN_VARIANT_LSE};
+  paged_attn_merger cMerger = nullptr;
+  EXPECT_EQ(paged_attn_merger_create(cLib, &c, &cMerger),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(),
+               "the element types must be f16, bf16 or f32");
+  paged_attn_library_destroy(cLib);
 }
 
 TEST(ReferenceTest, UniformKeysAverageValues) {
@@ -1128,6 +1585,88 @@ TEST(Float16Test, RoundTripsAndRounds) {
   EXPECT_EQ(f16ToFloat(0x0001), std::ldexp(1.0f, -24)); // smallest subnormal
   EXPECT_EQ(floatToBf16(1.0f), 0x3f80);
   EXPECT_TRUE(std::isnan(bf16ToFloat(floatToBf16(NAN))));
+}
+
+/// The formats' landmarks, as OCP's 8-bit floating point specification
+/// lists them.
+TEST(Float8Test, DecodesTheFormatsLandmarks) {
+  const DType e4m3 = DType::F8E4M3FN, e5m2 = DType::F8E5M2;
+  EXPECT_EQ(fp8ToDouble(0x7e, e4m3), 448.0);
+  EXPECT_EQ(fp8ToDouble(0xfe, e4m3), -448.0);
+  EXPECT_EQ(fp8ToDouble(0x08, e4m3), std::ldexp(1.0, -6)); // smallest normal
+  EXPECT_EQ(fp8ToDouble(0x01, e4m3), std::ldexp(1.0, -9)); // subnormal
+  EXPECT_EQ(fp8ToDouble(0x38, e4m3), 1.0);
+  EXPECT_TRUE(std::isnan(fp8ToDouble(0x7f, e4m3)));
+  EXPECT_TRUE(std::isnan(fp8ToDouble(0xff, e4m3)));
+  EXPECT_EQ(fp8ToDouble(0x78, e4m3), 256.0); // all-ones exponent: normal
+  EXPECT_EQ(fp8ToDouble(0x7b, e5m2), 57344.0);
+  EXPECT_EQ(fp8ToDouble(0x04, e5m2), std::ldexp(1.0, -14));
+  EXPECT_EQ(fp8ToDouble(0x01, e5m2), std::ldexp(1.0, -16));
+  EXPECT_EQ(fp8ToDouble(0x3c, e5m2), 1.0);
+  EXPECT_EQ(fp8ToDouble(0x7c, e5m2), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(fp8ToDouble(0xfc, e5m2), -std::numeric_limits<double>::infinity());
+  for (int nan : {0x7d, 0x7e, 0x7f, 0xfd})
+    EXPECT_TRUE(std::isnan(fp8ToDouble(uint8_t(nan), e5m2))) << nan;
+  EXPECT_EQ(Fp8Format::of(e4m3).maxFinite(), 448.0);
+  EXPECT_EQ(Fp8Format::of(e5m2).maxFinite(), 57344.0);
+}
+
+/// Encoding against a search over every finite code: the nearest value,
+/// ties to the even code (an even mantissa), on random values, every code's
+/// value, and every midpoint between neighbours; past the largest finite
+/// value saturated or NaN / infinity as asked.
+TEST(Float8Test, EncodesToTheNearestCodeTiesToEven) {
+  for (DType dtype : {DType::F8E4M3FN, DType::F8E5M2}) {
+    std::vector<std::pair<double, uint8_t>> finite;
+    for (int code = 0; code < 256; ++code) {
+      double v = fp8ToDouble(uint8_t(code), dtype);
+      if (std::isfinite(v) && !(v == 0.0 && code == 0x80))
+        finite.push_back({v, uint8_t(code)});
+    }
+    double maxFinite = Fp8Format::of(dtype).maxFinite();
+    auto nearest = [&](double x) {
+      uint8_t best = 0;
+      double bestError = std::numeric_limits<double>::infinity();
+      for (auto [v, code] : finite) {
+        double error = std::fabs(v - x);
+        if (error < bestError || (error == bestError && !(code & 1))) {
+          best = code;
+          bestError = error;
+        }
+      }
+      // A negative value that rounds to zero keeps its sign.
+      return (best == 0 && std::signbit(x)) ? uint8_t(0x80) : best;
+    };
+    std::vector<double> inputs;
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> u(-maxFinite, maxFinite);
+    for (int i = 0; i < 20000; ++i)
+      inputs.push_back(u(rng) * std::ldexp(1.0, -int(rng() % 24)));
+    std::vector<double> values;
+    for (auto [v, code] : finite)
+      values.push_back(v);
+    std::sort(values.begin(), values.end());
+    for (size_t i = 0; i < values.size(); ++i) {
+      inputs.push_back(values[i]);
+      if (i + 1 < values.size())
+        inputs.push_back((values[i] + values[i + 1]) / 2);
+    }
+    for (double x : inputs) {
+      if (std::fabs(x) > maxFinite)
+        continue;
+      uint8_t code = doubleToFp8(x, dtype, /*saturate=*/true);
+      ASSERT_EQ(code, nearest(x)) << dtypeName(dtype) << " " << x;
+      ASSERT_EQ(doubleToFp8(x, dtype, /*saturate=*/false), code);
+    }
+    EXPECT_EQ(fp8ToDouble(doubleToFp8(1e9, dtype, true), dtype), maxFinite);
+    EXPECT_EQ(fp8ToDouble(doubleToFp8(-1e9, dtype, true), dtype), -maxFinite);
+    double big = fp8ToDouble(doubleToFp8(1e9, dtype, false), dtype);
+    if (dtype == DType::F8E5M2)
+      EXPECT_EQ(big, std::numeric_limits<double>::infinity());
+    else
+      EXPECT_TRUE(std::isnan(big));
+    EXPECT_TRUE(std::isnan(fp8ToDouble(doubleToFp8(NAN, dtype, true), dtype)));
+  }
 }
 
 } // namespace

@@ -220,13 +220,22 @@ protected:
   static std::string ccManifest() {
     return std::string(STANDIN_KERNEL_DIR) + "/cc.json";
   }
+  /// fp8 caches: per-token scales on tensor cores (sm_90), per-tensor ones
+  /// on CUDA cores (sm_80).
+  static std::string fp8TcManifest() {
+    return std::string(STANDIN_KERNEL_DIR) + "/fp8tc.json";
+  }
+  static std::string fp8CcManifest() {
+    return std::string(STANDIN_KERNEL_DIR) + "/fp8cc.json";
+  }
 
   /// Parameters over stand-in device memory: `batch` sequences, 4 pages
-  /// each of a 16-page cache.
+  /// each of a 16-page cache (and its scales, for a quantised config).
   DecodeParams params(int64_t batch, const KernelConfig &c) {
     DecodeParams p;
     const int64_t pages = 16, maxPages = 4;
     size_t elem = dtypeBytes(c.dtype);
+    size_t cacheElem = dtypeBytes(c.cacheDType());
     auto bytes = [](std::initializer_list<int64_t> sizes, size_t elemBytes) {
       size_t n = elemBytes;
       for (int64_t s : sizes)
@@ -243,11 +252,28 @@ protected:
     bool nhd = c.layout == Layout::NHD;
     int64_t d1 = nhd ? c.pageSize : c.numKVHeads;
     int64_t d2 = nhd ? c.numKVHeads : c.pageSize;
-    size_t cacheBytes = bytes({pages, d1, d2, c.headDim}, elem);
-    p.kCache = Tensor::contiguous(buffers.alloc(cacheBytes), c.dtype,
+    size_t cacheBytes = bytes({pages, d1, d2, c.headDim}, cacheElem);
+    p.kCache = Tensor::contiguous(buffers.alloc(cacheBytes), c.cacheDType(),
                                   {pages, d1, d2, c.headDim});
-    p.vCache = Tensor::contiguous(buffers.alloc(cacheBytes), c.dtype,
+    p.vCache = Tensor::contiguous(buffers.alloc(cacheBytes), c.cacheDType(),
                                   {pages, d1, d2, c.headDim});
+    if (c.kvQuant) {
+      std::vector<int64_t> shape = c.kvScaleShape(pages);
+      for (Tensor *t : {&p.kScale, &p.vScale}) {
+        size_t n = 4;
+        for (int64_t size : shape)
+          n *= size_t(size);
+        t->data = buffers.alloc(n);
+        t->dtype = DType::F32;
+        t->rank = int(shape.size());
+        int64_t stride = 1;
+        for (int d = t->rank - 1; d >= 0; --d) {
+          t->sizes[d] = shape[d];
+          t->strides[d] = stride;
+          stride *= shape[d];
+        }
+      }
+    }
     p.blockTable =
         Tensor::contiguous(buffers.alloc(bytes({batch, maxPages}, 4)),
                            DType::I32, {batch, maxPages});
@@ -809,6 +835,126 @@ TEST_F(StandinDriverTest, ConcurrentDecodesOnSeveralStreams) {
     EXPECT_EQ(n, size_t(2 * kCalls));
     standin.streamDestroy(stream);
   }
+}
+
+/// Checks the memref descriptor at byte `at` of `l`'s parameters: `t`'s
+/// pointer (allocated and aligned), offset 0, sizes and strides.
+void expectDescriptor(const paged_attn_standin_launch &l, size_t at,
+                      const Tensor &t) {
+  EXPECT_EQ(paramAt<uint64_t>(l, at), reinterpret_cast<uint64_t>(t.data));
+  EXPECT_EQ(paramAt<uint64_t>(l, at + 8), reinterpret_cast<uint64_t>(t.data));
+  EXPECT_EQ(paramAt<int64_t>(l, at + 16), 0);
+  for (int d = 0; d < t.rank; ++d) {
+    EXPECT_EQ(paramAt<int64_t>(l, at + 24 + 8 * d), t.sizes[d]) << d;
+    EXPECT_EQ(paramAt<int64_t>(l, at + 24 + 8 * (t.rank + d)), t.strides[d])
+        << d;
+  }
+}
+
+// A quantised decode packs k_scale and v_scale after everything else, as
+// the Spec lists them: the stand-in checks the buffer against the PTX's
+// parameter space, and the descriptors are the caller's tensors.
+TEST_F(StandinDriverTest, QuantisedDecodePacksTheScalesLast) {
+  std::shared_ptr<KernelLibrary> lib;
+  ASSERT_TRUE(KernelLibrary::load(fp8TcManifest(), &lib));
+  ManifestKernel k = readManifest(fp8TcManifest());
+  KernelConfig c = lib->configs().at(0);
+  ASSERT_TRUE(c.kvQuant);
+  EXPECT_EQ(c.name(), "h32_kv8_d128_p16_bf16_nhd_w4_f8e4m3fn_token");
+  std::unique_ptr<Decoder> d;
+  ASSERT_TRUE(Decoder::create(lib, c, &d));
+  DecodeParams p = params(3, c);
+  ASSERT_EQ(p.kScale.rank, 3);
+  p.numSplits = 3;
+  p.scale = 0.5f;
+  p.workspaceBytes = d->workspaceSize(3, 3);
+  p.workspace = buffers.alloc(p.workspaceBytes);
+  // K's and V's per-token scales interleaved in one [pages, page,
+  // kv_heads, 2] pool: strided views.
+  p.kScale.data = buffers.alloc(16 * 16 * 8 * 2 * 4);
+  p.kScale.strides[0] *= 2;
+  p.kScale.strides[1] *= 2;
+  p.kScale.strides[2] = 2;
+  p.vScale = p.kScale;
+  p.vScale.data = static_cast<char *>(p.kScale.data) + 4;
+  Status s = d->decode(p, nullptr);
+  ASSERT_TRUE(s) << s.message();
+  auto launches = standin.launches();
+  ASSERT_EQ(launches.size(), 2u);
+  const paged_attn_standin_launch &l = launches[0];
+  EXPECT_EQ(l.kernel, k.decode);
+  EXPECT_EQ(l.grid[0], unsigned(8 * k.ctasPerKVHead));
+  EXPECT_EQ(l.grid[1], 3u);
+  EXPECT_EQ(l.grid[2], 3u);
+  // Two rank-3 descriptors (9 slots each) end the buffer, after scale and
+  // num_splits.
+  const size_t descriptor = 8 * (3 + 2 * 3);
+  size_t kAt = l.param_bytes - 2 * descriptor;
+  expectDescriptor(l, kAt, p.kScale);
+  expectDescriptor(l, kAt + descriptor, p.vScale);
+  EXPECT_FLOAT_EQ(paramAt<float>(l, kAt - 8), 0.5f);
+  EXPECT_EQ(paramAt<int32_t>(l, kAt - 4), 3);
+  // k_cache's fp8 descriptor follows q's (rank 3, as the scales').
+  expectDescriptor(l, descriptor, p.kCache);
+  EXPECT_EQ(launches[1].kernel, k.merge);
+
+  // The C API passes the same.
+  standin.clearLaunches();
+  paged_attn_library cLib = nullptr;
+  ASSERT_EQ(paged_attn_library_load(fp8TcManifest().c_str(), &cLib),
+            PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  paged_attn_config cConfig = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD,
+                               0};
+  cConfig.kv_scale = PAGED_ATTN_KV_SCALE_TOKEN;
+  cConfig.kv_dtype = PAGED_ATTN_F8E4M3FN;
+  paged_attn_decoder cDecoder = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(cLib, &cConfig, &cDecoder), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  paged_attn_decode_params cParams = capi::toC(p);
+  cParams.num_splits = 1;
+  ASSERT_EQ(paged_attn_decode(cDecoder, &cParams, nullptr), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  launches = standin.launches();
+  ASSERT_EQ(launches.size(), 1u);
+  expectDescriptor(launches[0], kAt, p.kScale);
+  expectDescriptor(launches[0], kAt + descriptor, p.vScale);
+  // Without its scales the launch never happens.
+  standin.clearLaunches();
+  cParams.k_scale = paged_attn_tensor{};
+  EXPECT_EQ(paged_attn_decode(cDecoder, &cParams, nullptr),
+            PAGED_ATTN_INVALID_ARGUMENT);
+  EXPECT_STREQ(paged_attn_last_error(), "k_scale is a null pointer");
+  EXPECT_EQ(standin.launchCount(), 0u);
+  paged_attn_decoder_destroy(cDecoder);
+  paged_attn_library_destroy(cLib);
+}
+
+// Per-tensor scales are rank-0 descriptors (pointers and offset), on the
+// CUDA-core kernel of an older chip.
+TEST_F(StandinDriverTest, PerTensorScalesAreRankZero) {
+  std::shared_ptr<KernelLibrary> lib;
+  ASSERT_TRUE(KernelLibrary::load(fp8CcManifest(), &lib));
+  ManifestKernel k = readManifest(fp8CcManifest());
+  KernelConfig c = lib->configs().at(0);
+  ASSERT_TRUE(c.kvQuant);
+  EXPECT_EQ(c.name(), "h16_kv2_d64_p16_f16_hnd_w4_f8e5m2_tensor");
+  std::unique_ptr<Decoder> d;
+  ASSERT_TRUE(Decoder::create(lib, c, &d));
+  DecodeParams p = params(5, c);
+  ASSERT_EQ(p.kScale.rank, 0);
+  p.numSplits = 1;
+  Status s = d->decode(p, nullptr);
+  ASSERT_TRUE(s) << s.message();
+  auto launches = standin.launches();
+  ASSERT_EQ(launches.size(), 1u);
+  const paged_attn_standin_launch &l = launches[0];
+  EXPECT_EQ(l.kernel, k.decode);
+  EXPECT_EQ(l.grid[0], unsigned(2 * k.ctasPerKVHead));
+  EXPECT_EQ(l.grid[1], 5u);
+  expectDescriptor(l, l.param_bytes - 48, p.kScale);
+  expectDescriptor(l, l.param_bytes - 24, p.vScale);
+  EXPECT_EQ(paramAt<int32_t>(l, l.param_bytes - 52), 1);
 }
 
 TEST_F(StandinDriverTest, CApiLaunchesAndReportsErrors) {

@@ -86,6 +86,16 @@ static cl::list<std::string>
                       "soft_cap, alibi_slopes, sinks, lse (comma-separated); "
                       "a merge takes sinks and lse"),
              cl::cat(category));
+static cl::opt<std::string>
+    kvDType("kv-dtype", cl::init(""),
+            cl::desc("Quantised KV caches of the flag-given decode: f8e4m3fn "
+                     "or f8e5m2 (with --kv-scale; q f16 or bf16)"),
+            cl::cat(category));
+static cl::opt<std::string>
+    kvScale("kv-scale", cl::init(""),
+            cl::desc("Granularity of the quantised caches' f32 scales: "
+                     "tensor, head or token (with --kv-dtype)"),
+            cl::cat(category));
 static cl::opt<bool> printTime("time", cl::init(false),
                                cl::desc("Print the compile time"),
                                cl::cat(category));
@@ -159,9 +169,10 @@ static bool isFileName(StringRef name) {
 static FailureOr<KernelSet> kernelSetFromFile(MLIRContext &ctx,
                                               const std::string &firstError,
                                               int64_t warps) {
-  if (!variants.empty() || opName != "decode") {
-    fail("--op and --variants describe the config the flags give; the ops "
-         "of '" +
+  if (!variants.empty() || opName != "decode" || !kvDType.empty() ||
+      !kvScale.empty()) {
+    fail("--op, --variants, --kv-dtype and --kv-scale describe the config "
+         "the flags give; the ops of '" +
          inputFile + "' say their own");
     return failure();
   }
@@ -183,6 +194,35 @@ static FailureOr<KernelSet> kernelSetFromFile(MLIRContext &ctx,
   return set;
 }
 
+/// --kv-dtype and --kv-scale into `quant`: both (a quantised cache) or
+/// neither (none).
+static LogicalResult
+kvQuantFromFlags(std::optional<::paged_attn::KVQuant> *quant) {
+  quant->reset();
+  if (kvDType.empty() && kvScale.empty())
+    return success();
+  if (kvDType.empty() || kvScale.empty()) {
+    fail("--kv-dtype and --kv-scale go together: a quantised cache needs "
+         "both, got only " +
+         Twine(kvDType.empty() ? "--kv-scale" : "--kv-dtype"));
+    return failure();
+  }
+  std::optional<::paged_attn::DType> cacheType =
+      ::paged_attn::parseDType(kvDType);
+  if (!cacheType || !::paged_attn::isQuantizedCacheDType(*cacheType)) {
+    fail("--kv-dtype must be f8e4m3fn or f8e5m2, got '" + kvDType + "'");
+    return failure();
+  }
+  std::optional<::paged_attn::KVScaleKind> kind =
+      ::paged_attn::parseKVScaleKind(kvScale);
+  if (!kind) {
+    fail("--kv-scale must be tensor, head or token, got '" + kvScale + "'");
+    return failure();
+  }
+  *quant = ::paged_attn::KVQuant{*cacheType, *kind};
+  return success();
+}
+
 /// The one decode or merge the flags describe.
 static FailureOr<KernelSet> kernelSetFromFlags(int64_t warps) {
   std::optional<::paged_attn::DType> dataType = ::paged_attn::parseDType(dtype);
@@ -190,8 +230,16 @@ static FailureOr<KernelSet> kernelSetFromFlags(int64_t warps) {
     fail("--dtype must be f16, bf16 or f32, got '" + dtype + "'");
     return failure();
   }
+  std::optional<::paged_attn::KVQuant> kvQuant;
+  if (failed(kvQuantFromFlags(&kvQuant)))
+    return failure();
   KernelSet set;
   if (opName == "merge") {
+    if (kvQuant) {
+      fail("--kv-dtype and --kv-scale describe a decode's caches; a merge "
+           "has none");
+      return failure();
+    }
     DecodeVariants wanted;
     for (const std::string &name : variants)
       if (!wanted.enable(name) || wanted.window || wanted.softCap ||
@@ -222,6 +270,7 @@ static FailureOr<KernelSet> kernelSetFromFlags(int64_t warps) {
   spec.layout = *kvLayout;
   spec.numWarps = warps;
   spec.queryLen = queryLen;
+  spec.kvQuant = kvQuant;
   for (const std::string &name : variants)
     if (!spec.variants.enable(name)) {
       fail("--variants: unknown variant '" + name +

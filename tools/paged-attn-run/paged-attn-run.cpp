@@ -62,6 +62,8 @@ void usage() {
       "usage: paged-attn-run [options]\n"
       "  --num-heads N --num-kv-heads N --head-dim N --page-size N\n"
       "  --dtype f16|bf16|f32 --layout nhd|hnd --num-warps N\n"
+      "  --kv-dtype f8e4m3fn|f8e5m2 --kv-scale tensor|head|token\n"
+      "                             fp8 caches (both flags; q f16 or bf16)\n"
       "  --batch N --seq-len N      sequences and their length\n"
       "  --ragged                   lengths uniform in [1, 2*seq-len]\n"
       "  --num-splits N             0: automatic\n"
@@ -106,8 +108,9 @@ constexpr IntOption kIntOptions[] = {
 
 /// The flags that choose the config.
 bool isConfigFlag(const std::string &flag) {
-  for (const char *name : {"--num-heads", "--num-kv-heads", "--head-dim",
-                           "--page-size", "--num-warps", "--dtype", "--layout"})
+  for (const char *name :
+       {"--num-heads", "--num-kv-heads", "--head-dim", "--page-size",
+        "--num-warps", "--dtype", "--layout", "--kv-dtype", "--kv-scale"})
     if (flag == name)
       return true;
   return false;
@@ -115,6 +118,9 @@ bool isConfigFlag(const std::string &flag) {
 
 /// Returns 0 on success, 2 on a usage error (message printed).
 int parseArgs(int argc, char **argv, Options &o) {
+  // --kv-dtype and --kv-scale, which make o.config.kvQuant together.
+  std::optional<DType> kvDType;
+  std::optional<KVScaleKind> kvScale;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char **v) {
@@ -210,6 +216,28 @@ int parseArgs(int argc, char **argv, Options &o) {
         return 2;
       }
       o.config.layout = *layout;
+    } else if (a == "--kv-dtype") {
+      if (!value(&v))
+        return 2;
+      kvDType = parseDType(v);
+      if (!kvDType || !isQuantizedCacheDType(*kvDType)) {
+        std::fprintf(stderr,
+                     "paged-attn-run: error: --kv-dtype must be f8e4m3fn or "
+                     "f8e5m2, got '%s'\n",
+                     v);
+        return 2;
+      }
+    } else if (a == "--kv-scale") {
+      if (!value(&v))
+        return 2;
+      kvScale = parseKVScaleKind(v);
+      if (!kvScale) {
+        std::fprintf(stderr,
+                     "paged-attn-run: error: --kv-scale must be tensor, head "
+                     "or token, got '%s'\n",
+                     v);
+        return 2;
+      }
     } else if (a == "--kernels") {
       if (!value(&v))
         return 2;
@@ -238,6 +266,15 @@ int parseArgs(int argc, char **argv, Options &o) {
       return 2;
     }
   }
+  if (bool(kvDType) != bool(kvScale)) {
+    std::fprintf(stderr,
+                 "paged-attn-run: error: --kv-dtype and --kv-scale go "
+                 "together: a quantised cache needs both, got only %s\n",
+                 kvDType ? "--kv-dtype" : "--kv-scale");
+    return 2;
+  }
+  if (kvDType)
+    o.config.kvQuant = KVQuant{*kvDType, *kvScale};
   return 0;
 }
 
@@ -352,7 +389,8 @@ Status createDecoder(const std::shared_ptr<KernelLibrary> &library, Options &o,
   return Status(s.code(), s.message() +
                               "; choose one with --num-heads, "
                               "--num-kv-heads, --head-dim, --page-size, "
-                              "--dtype, --layout and --num-warps");
+                              "--dtype, --layout, --num-warps, --kv-dtype "
+                              "and --kv-scale");
 }
 
 /// A streaming read (read_ceiling.ptx, embedded at build time): the

@@ -75,8 +75,10 @@ using KernelConfig = DecodeSpec;
 /// num_heads]; seq_lens count the L new tokens, already in the cache.
 struct DecodeParams {
   Tensor q;           ///< [batch, num_heads, head_dim]
-  Tensor kCache;      ///< nhd: [pages, page, kv_heads, head_dim]; hnd: ...
-  Tensor vCache;      ///< same shape as kCache
+  /// nhd: [pages, page, kv_heads, head_dim]; hnd: [pages, kv_heads, page,
+  /// head_dim]; of KernelConfig::cacheDType() (q's, or kvQuant's fp8).
+  Tensor kCache;
+  Tensor vCache;      ///< same shape and dtype as kCache
   Tensor blockTable;  ///< [batch, max_pages] i32
   Tensor seqLens;     ///< [batch] i32
   Tensor out;         ///< [batch, num_heads, head_dim]
@@ -104,6 +106,16 @@ struct DecodeParams {
   Tensor lse;           ///< [batch, num_heads] f32, written (natural log)
   /// [batch, L, L] i8: new query i sees new token j <= i where nonzero.
   Tensor treeMask;
+
+  /// The scales of a quantised config's caches (KernelConfig::kvQuant;
+  /// given exactly when it has one, as a variant's values are): element x
+  /// of k_cache stands for x * k_scale, of v_cache for x * v_scale. f32 of
+  /// KernelConfig::kvScaleShape, any strides: per tensor rank 0 ([]); per
+  /// head [kv_heads]; per token the cache's shape without head_dim (nhd
+  /// [pages, page, kv_heads], hnd [pages, kv_heads, page]), read through
+  /// the page table as the cache is.
+  Tensor kScale;
+  Tensor vScale; ///< the same shape as kScale
 };
 
 struct KernelSpec;

@@ -89,15 +89,19 @@ struct ProblemShape {
 /// One problem on the host (float64 copies for the reference) and device.
 class Problem {
 public:
-  /// Generates and uploads. Elements are uniform in [-1, 1).
+  /// Generates and uploads. Elements are uniform in [-1, 1). A quantised
+  /// config's caches are uploaded as fp8 codes with their scales
+  /// (quantizeCaches), and the reference reads the values the codes stand
+  /// for.
   Status create(const ProblemShape &shape);
 
   const ReferenceProblem &reference() const { return ref_; }
   const ProblemShape &shape() const { return shape_; }
   /// Decode parameters pointing at the device buffers (out, workspace too).
   DecodeParams params() const;
-  /// Bytes the kernel must move: K and V of the tokens held, q, out and
-  /// the page-table entries used.
+  /// Bytes the kernel must move: K and V of the tokens held (in the
+  /// caches' dtype) and their scales, q, out and the page-table entries
+  /// used.
   double bytesMoved() const;
   int64_t maxSeqLen() const;
 
@@ -118,6 +122,7 @@ private:
   ReferenceProblem ref_;
   DeviceBuffer q_, k_, v_, blockTable_, seqLens_, out_, workspace_;
   DeviceBuffer alibiSlopes_, sinks_, lse_, treeMask_;
+  DeviceBuffer kScale_, vScale_; ///< a quantised config's scales (f32)
 };
 
 /// The error limit (relative L2) tests use for a dtype.

@@ -15,6 +15,12 @@ graphs can capture it. decode() and merge() read torch tensors in C++
 other tensor in Python (the checked path); both accept the same calls and
 raise the same errors.
 
+fp8 KV caches: k_cache and v_cache of torch.float8_e4m3fn or
+torch.float8_e5m2 (q float16 or bfloat16) stand for code * scale, with
+k_scale= and v_scale= (both, and only then): a float or a float32 tensor []
+(per tensor), a float32 tensor [num_kv_heads] (per head) or one of the
+cache's first three dims (per token, read through the page table).
+
 A loop that decodes into the same tensors every step (a serving loop with
 persistent buffers, or one captured in a CUDA graph) can check them once:
 
@@ -31,6 +37,7 @@ $PAGED_ATTN_KERNEL_DIR.
 import hashlib
 import json
 import math
+import numbers
 import operator
 import os
 import shutil
@@ -54,17 +61,26 @@ __all__ = ["decode", "DecodePlan", "merge", "compile", "compile_merge",
            "workspace_size", "PagedAttnError", "has_compiler", "has_driver",
            "cache_dir"]
 
-# torch dtype -> the runtime's dtype name.
+# torch dtype -> the runtime's dtype name (the float8 ones where this torch
+# has them).
 _DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32",
-                "int32": "i32", "bool": "i8", "int8": "i8", "uint8": "i8"}
-# __cuda_array_interface__ typestr -> dtype name (bf16 has no typestr of its
-# own; "<V2" is accepted as bf16 only when the object says so via .dtype).
+                "int32": "i32", "bool": "i8", "int8": "i8", "uint8": "i8",
+                "float8_e4m3fn": "f8e4m3fn", "float8_e5m2": "f8e5m2"}
+# __cuda_array_interface__ typestr -> dtype name.
 _TYPESTRS = {"<f2": "f16", "<f4": "f32", "<i4": "i32", "|b1": "i8",
              "|i1": "i8", "|u1": "i8"}
-# The C++ Spec's dtypes: their sizes, and those q, the caches and out may
-# have.
+# Dtypes numpy's typestrs have no letter for: a void typestr of their size
+# is one of them only when the object's .dtype names it ("<V2" and
+# bfloat16; "|V1" and float8_e4m3fn or float8_e5m2, as ml_dtypes names
+# them).
+_VOID_TYPESTRS = {"<V2": {"bfloat16": "bf16"},
+                  "|V1": {"float8_e4m3fn": "f8e4m3fn",
+                          "float8_e5m2": "f8e5m2"}}
+# The C++ Spec's dtypes: their sizes, those q, the caches and out may have,
+# and those of quantised (fp8) caches.
 _ELEM_BYTES = {name: size for name, size, _ in _ext.dtypes()}
 _DATA_DTYPES = frozenset(name for name, _, data in _ext.dtypes() if data)
+_FP8_DTYPES = frozenset(_ext.quantized_cache_dtypes())
 
 
 def has_compiler():
@@ -97,7 +113,7 @@ def _torch_dtype_names():
     if _TORCH_DTYPE_NAMES is None:
         import torch
         _TORCH_DTYPE_NAMES = {getattr(torch, n): v for n, v in
-                              _DTYPE_NAMES.items()}
+                              _DTYPE_NAMES.items() if hasattr(torch, n)}
     return _TORCH_DTYPE_NAMES
 
 
@@ -140,8 +156,9 @@ def _describe(name, t):
         dt = (_TORCH_DTYPE_NAMES or _torch_dtype_names()).get(t.dtype)
         if dt is None:
             raise ValueError(f"{name} has dtype {t.dtype}; expected float16, "
-                             f"bfloat16, float32 (or int32 for block_table and "
-                             f"seq_lens)")
+                             f"bfloat16, float32 (float8_e4m3fn or "
+                             f"float8_e5m2 for fp8 caches, int32 for "
+                             f"block_table and seq_lens)")
         return _Desc(t.data_ptr(), dt, tuple(t.shape), t.stride(),
                      t.get_device())
     cai = getattr(t, "__cuda_array_interface__", None)
@@ -158,9 +175,9 @@ def _describe(name, t):
                          f"{type(t).__name__}")
     typestr = cai["typestr"]
     dt = _TYPESTRS.get(typestr)
-    if dt is None and typestr == "<V2" and "bfloat16" in str(
-            getattr(t, "dtype", "")):
-        dt = "bf16"
+    if dt is None and typestr in _VOID_TYPESTRS:
+        dtype_name = str(getattr(t, "dtype", "")).rsplit(".", 1)[-1]
+        dt = _VOID_TYPESTRS[typestr].get(dtype_name)
     if dt is None:
         raise ValueError(f"{name} has typestr {typestr!r}; expected float16, "
                          f"bfloat16, float32 or int32 data")
@@ -209,24 +226,28 @@ _spec_names = {}
 
 
 def _config_name(hq, hkv, d, page, dtype, layout, warps=4, variants=(),
-                 query_len=1):
+                 query_len=1, kv_quant=None):
     """The config's name (its kernels' and manifest's), after the op's rules
     on it: the C++ Spec's, raising ValueError with the broken rule's
     message. `variants` names the attention variants its kernels have
     ("window", "soft_cap", "alibi_slopes", "sinks", "lse", "tree_mask");
-    query_len the new queries of a multi-token decode."""
+    query_len the new queries of a multi-token decode; kv_quant, for fp8
+    caches, (their dtype, where their scales are): ("f8e4m3fn", "head")."""
+    kv_dtype, kv_scale = kv_quant or (None, None)
     return _ext.decode_spec(hq, hkv, d, page, dtype, layout, warps,
-                            list(variants), query_len)
+                            list(variants), query_len, kv_dtype, kv_scale)
 
 
-def _checked_name(hq, hkv, d, page, dtype, layout, variants=(), query_len=1):
+def _checked_name(hq, hkv, d, page, dtype, layout, variants=(), query_len=1,
+                  kv_quant=None):
     """_config_name, remembered for configs that obey the rules: decode()
     asks on every call."""
-    key = (hq, hkv, d, page, dtype, layout, variants, query_len)
+    key = (hq, hkv, d, page, dtype, layout, variants, query_len, kv_quant)
     name = _spec_names.get(key)
     if name is None:
         name = _spec_names[key] = _config_name(hq, hkv, d, page, dtype,
-                                               layout, 4, variants, query_len)
+                                               layout, 4, variants, query_len,
+                                               kv_quant)
     return name
 
 
@@ -256,23 +277,28 @@ def _current_chip():
 
 def compile(num_heads, num_kv_heads, head_dim, page_size, dtype="bf16",
             layout="nhd", chip="sm_90", num_warps=4, variants=(),
-            query_len=1):
+            query_len=1, kv_dtype=None, kv_scale=None):
     """Compiles a decode kernel pair: returns (ptx: str, manifest: dict).
 
     variants: the attention variants the kernels have, by decode()'s keyword
     names ("window", "soft_cap", "alibi_slopes", "sinks", "lse",
     "tree_mask"). query_len: new queries per sequence (a multi-token
-    decode's L, 1 to 16). Needs a build with the compiler (has_compiler()).
+    decode's L, 1 to 16). kv_dtype and kv_scale (both or neither; as
+    paged-attn-compile's --kv-dtype and --kv-scale): fp8 caches,
+    "f8e4m3fn" or "f8e5m2", with scales per "tensor", "head" or "token"
+    (dtype then f16 or bf16). Needs a build with the compiler
+    (has_compiler()).
     """
     if not _ext.has_compiler():
         raise PagedAttnError("this build of paged_attn has no compiler: use "
                              "kernels compiled by paged-attn-compile "
                              "($PAGED_ATTN_KERNEL_DIR)")
-    name = _config_name(num_heads, num_kv_heads, head_dim, page_size, dtype,
-                        layout, num_warps, variants, query_len)
+    name = _ext.decode_spec(num_heads, num_kv_heads, head_dim, page_size,
+                            dtype, layout, num_warps, list(variants),
+                            query_len, kv_dtype, kv_scale)
     ptx, manifest = _ext.compile(num_heads, num_kv_heads, head_dim, page_size,
                                  dtype, layout, chip, num_warps, name + ".ptx",
-                                 list(variants), query_len)
+                                 list(variants), query_len, kv_dtype, kv_scale)
     return ptx, json.loads(manifest)
 
 
@@ -374,11 +400,14 @@ def _cached_library(name, compile_kernels, chip):
 
 def _decode_compiler(args):
     """compile_kernels for _cached_library: the decode kernels of `args`,
-    (hq, hkv, d, page, dtype, layout[, variants[, query_len]])."""
+    (hq, hkv, d, page, dtype, layout[, variants[, query_len[,
+    kv_quant]]])."""
     shape, variants = args[:6], (args[6] if len(args) > 6 else ())
     query_len = args[7] if len(args) > 7 else 1
+    kv_dtype, kv_scale = (args[8] if len(args) > 8 else None) or (None, None)
     return lambda chip: compile(*shape, chip=chip, variants=variants,
-                                query_len=query_len)
+                                query_len=query_len, kv_dtype=kv_dtype,
+                                kv_scale=kv_scale)
 
 
 def _cached_manifest(name, args, chip):
@@ -421,19 +450,25 @@ def _cached(cache, key, make):
         return value
 
 
-def _decoder(hq, hkv, d, page, dtype, layout, variants=(), query_len=1):
+def _decoder(hq, hkv, d, page, dtype, layout, variants=(), query_len=1,
+             kv_quant=None):
+    """The decoder of a config; kv_quant: None, or an fp8 cache's (dtype,
+    scale granularity)."""
     def make():
         name = _checked_name(hq, hkv, d, page, dtype, layout, variants,
-                             query_len)
+                             query_len, kv_quant)
         lib = _library_for(name, _decode_compiler(
-            (hq, hkv, d, page, dtype, layout, variants, query_len)))
+            (hq, hkv, d, page, dtype, layout, variants, query_len,
+             kv_quant)))
+        kv_dtype, kv_scale = kv_quant or (None, None)
         dec = _ext.Decoder(lib, hq, hkv, d, page, dtype, layout, 4,
-                           list(variants), query_len)
+                           list(variants), query_len, kv_dtype, kv_scale)
         if query_len == 1 and "tree_mask" not in variants:
             _ext.register_decoder(dec)  # decode()'s torch calls find it now
         return dec
     return _cached(_decoders,
-                   (hq, hkv, d, page, dtype, layout, variants, query_len),
+                   (hq, hkv, d, page, dtype, layout, variants, query_len,
+                    kv_quant),
                    make)
 
 
@@ -529,17 +564,20 @@ def _check_ranks(tensors):
                              f"{tuple(t.shape)}")
 
 
-def _config(q, k, bt, layout):
+def _config(q, k, bt, layout, kv_scale=None):
     """(hq, hkv, d, page) of q and a cache, after the tensors' own checks
     (ranks, dtypes, head_dim) and the op's rules (the C++ Spec's: the GQA
-    ratio, head_dim's bound, row bytes). Checked before any kernel is looked
-    up, so a call that breaks a rule gets the rule's message."""
+    ratio, head_dim's bound, row bytes, fp8 caches' q). Checked before any
+    kernel is looked up, so a call that breaks a rule gets the rule's
+    message. kv_scale: the granularity of an fp8 cache's scales, which
+    such a cache must have (and no other)."""
     page_dim, kv_dim = _cache_dims(layout)
     _check_q_rank(q)
     _check_ranks((("k_cache", k, 4), ("block_table", bt, 2)))
     if q.dtype not in _DATA_DTYPES:
         raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
-    if k.dtype != q.dtype:
+    kv_quant = _kv_quant(k, kv_scale)
+    if kv_quant is None and k.dtype != q.dtype:
         raise ValueError(f"k_cache dtype ({k.dtype}) must equal q's "
                          f"({q.dtype})")
     if bt.dtype != "i32":
@@ -549,8 +587,32 @@ def _config(q, k, bt, layout):
     if k.shape[3] != d:
         raise ValueError(f"k_cache head_dim ({k.shape[3]}) must equal q's "
                          f"({d})")
-    _checked_name(hq, hkv, d, page, q.dtype, layout, (), _query_len(q))
+    _checked_name(hq, hkv, d, page, q.dtype, layout, (), _query_len(q),
+                  kv_quant)
     return hq, hkv, d, page
+
+
+# How messages name k_scale's and v_scale's shapes.
+_SCALE_SHAPES_DOC = ("[] (per tensor), [num_kv_heads] (per head) or the "
+                     "cache's first three dims (per token: [num_pages, "
+                     "page_size, num_kv_heads] nhd, [num_pages, "
+                     "num_kv_heads, page_size] hnd)")
+
+
+def _kv_quant(k, kv_scale):
+    """An fp8 cache's (dtype, kv_scale), None for a cache of q's dtype;
+    ValueError where k_cache's dtype and the scales disagree."""
+    if k.dtype in _FP8_DTYPES:
+        if kv_scale is None:
+            raise ValueError(f"k_cache is {k.dtype}, an fp8 cache: k_scale "
+                             f"and v_scale are required, each a float or a "
+                             f"float32 tensor of shape {_SCALE_SHAPES_DOC}")
+        return k.dtype, kv_scale
+    if kv_scale is not None:
+        raise ValueError(f"k_scale and v_scale are for fp8 caches "
+                         f"(float8_e4m3fn, float8_e5m2); k_cache is "
+                         f"{k.dtype}")
+    return None
 
 
 def _check_q_rank(q):
@@ -566,12 +628,16 @@ def _query_len(q):
     return q.shape[1] if len(q.shape) == 4 else 1
 
 
-def _check_and_config(q, k, v, bt, sl, layout):
+def _check_and_config(q, k, v, bt, sl, layout, kv_scale=None):
     _check_q_rank(q)
     _check_ranks((("k_cache", k, 4), ("v_cache", v, 4),
                   ("block_table", bt, 2), ("seq_lens", sl, 1)))
-    hq, hkv, d, page = _config(q, k, bt, layout)
-    if v.dtype != q.dtype:
+    hq, hkv, d, page = _config(q, k, bt, layout, kv_scale)
+    if k.dtype in _FP8_DTYPES:
+        if v.dtype != k.dtype:
+            raise ValueError(f"v_cache dtype ({v.dtype}) must equal "
+                             f"k_cache's ({k.dtype})")
+    elif v.dtype != q.dtype:
         raise ValueError(f"v_cache dtype ({v.dtype}) must equal q's "
                          f"({q.dtype})")
     if sl.dtype != "i32":
@@ -598,19 +664,178 @@ def _per_head(name, t, hq):
     return d
 
 
+# ---------------------------------------------------------------------------
+# fp8 caches' scales
+# ---------------------------------------------------------------------------
+
+# The scales' granularities by the rank of their shape (the C++ Spec's
+# kvScaleShape: [] per tensor, [num_kv_heads] per head, three dims per
+# token).
+_KV_SCALE_KINDS = {len(_ext.kv_scale_shape(kind, 1, 1, "nhd", 1)): kind
+                   for kind in ("tensor", "head", "token")}
+
+
+def _is_number(x):
+    """A Python or numpy int or float (not a bool): a per-tensor scale."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _scale_kind(x):
+    """The granularity k_scale `x` names: "tensor" for a number, else by its
+    shape's rank; None for None or anything else (_kv_scales says why)."""
+    if x is None:
+        return None
+    if _is_number(x):
+        return "tensor"
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        cai = getattr(x, "__cuda_array_interface__", None)
+        shape = cai.get("shape") if isinstance(cai, dict) else None
+    try:
+        return _KV_SCALE_KINDS.get(len(shape))
+    except TypeError:
+        return None
+
+
+def _scale_arg(name, x):
+    """k_scale or v_scale as given: a finite positive number (a float), or
+    a described tensor."""
+    if _is_number(x):
+        try:
+            value = float(x)
+        except (TypeError, ValueError, OverflowError):
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be finite and positive, got {x}")
+        return value
+    if (isinstance(x, (str, bytes, bool)) or not (
+            type(x).__module__.startswith("torch")
+            or hasattr(x, "__cuda_array_interface__")
+            or hasattr(x, "__dlpack__"))):
+        raise ValueError(f"{name} must be a positive float or a float32 "
+                         f"CUDA tensor of shape {_SCALE_SHAPES_DOC}, got "
+                         f"{type(x).__name__}")
+    return _describe(name, x)
+
+
+def _kv_scales(k_scale, v_scale):
+    """(granularity, k_scale, v_scale) of decode()'s scales, each a float
+    or a described tensor, checked as far as they go without the caches'
+    sizes: given together, a float finite and positive, a tensor of a
+    granularity's rank, both of one granularity. (None, None, None)
+    without scales."""
+    if k_scale is None and v_scale is None:
+        return None, None, None
+    if k_scale is None or v_scale is None:
+        missing = "k_scale" if k_scale is None else "v_scale"
+        raise ValueError(f"k_scale and v_scale go together: {missing} is "
+                         f"missing")
+    ks, vs = _scale_arg("k_scale", k_scale), _scale_arg("v_scale", v_scale)
+    kinds = []
+    for name, s in (("k_scale", ks), ("v_scale", vs)):
+        if type(s) is float:
+            kinds.append("tensor")
+            continue
+        kind = _KV_SCALE_KINDS.get(len(s.shape))
+        if kind is None:
+            raise ValueError(f"{name} must be a float or a float32 tensor of "
+                             f"shape {_SCALE_SHAPES_DOC}, got shape "
+                             f"{tuple(s.shape)}")
+        kinds.append(kind)
+    if kinds[0] != kinds[1]:
+        raise ValueError(f"v_scale must have k_scale's granularity "
+                         f"({kinds[0]}), got one per {kinds[1]}")
+    return kinds[0], ks, vs
+
+
+def _scale_operand(name, s, want, device):
+    """A scale checked against the caches: a float as it is, or a
+    described tensor that must be float32 of shape `want` on `device` (q's,
+    where known)."""
+    if type(s) is float:
+        return s
+    if s.dtype != "f32" or tuple(s.shape) != want:
+        raise ValueError(f"{name} must be float32 of shape {want}, got "
+                         f"{s.dtype} {tuple(s.shape)}")
+    if device is not None and s.device is not None and s.device != device:
+        devices = {device, s.device}
+        raise ValueError(f"all tensors must be on one device, got {devices}")
+    return s
+
+
+def _scale_desc(name, s, device):
+    """A checked scale as the runtime takes it: a described tensor, or a
+    float's tensor on `device` (_scale_tensor)."""
+    if type(s) is float:
+        return _describe(name, _scale_tensor_for(name, s, device))
+    return s
+
+
+_scale_tensors = {}
+
+
+def _scale_tensor(value, device):
+    """The float32 [] tensor holding `value` on CUDA device `device` (an
+    index): made on first use and kept, never freed, so that every call
+    with this value (and any CUDA graph that captured one) reads the same
+    memory. Made by a blocking copy, so its value is there for any stream;
+    ValueError while the current stream is capturing a graph (the copy
+    cannot be captured): make the first call with this value before the
+    capture, or pass a tensor."""
+    key = (device, value)
+    t = _scale_tensors.get(key)
+    if t is not None:
+        return t
+    torch = _TORCH
+    with _lock:
+        t = _scale_tensors.get(key)
+        if t is None:
+            with torch.cuda.device(device):
+                if torch.cuda.is_current_stream_capturing():
+                    raise ValueError(
+                        f"a float scale ({value}) is put on the GPU on its "
+                        f"first use, which a CUDA graph capture cannot "
+                        f"hold: call decode() with it once before "
+                        f"capturing, or pass a float32 tensor of shape []")
+                t = torch.tensor(value, dtype=torch.float32).to(
+                    torch.device("cuda", device))
+            _scale_tensors[key] = t
+        return t
+
+
+def _scale_tensor_for(name, value, device):
+    """_scale_tensor(value, device) for k_scale or v_scale `name`, on
+    torch's current device where the tensors do not say (arrays without
+    torch's device index)."""
+    torch = _torch()
+    if torch is None:
+        raise ValueError(f"{name} given as a float needs torch to put it on "
+                         f"the GPU; without torch, pass a float32 CUDA array "
+                         f"of shape []")
+    try:
+        if device is None:
+            device = torch.cuda.current_device()
+        return _scale_tensor(value, device)
+    except (RuntimeError, AssertionError) as e:  # no GPU, a CUDA error
+        raise PagedAttnError(f"{name}: cannot put {value} on the GPU: "
+                             f"{e}") from None
+
+
 def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
              scale, layout, num_splits, max_seq_len, check_page_table,
              window=None, soft_cap=None, alibi_slopes=None, sinks=None,
-             lse=None, tree_mask=None):
+             lse=None, tree_mask=None, k_scale=None, v_scale=None):
     """Checks a call and returns (decoder, the decoder's arguments but the
-    stream, the variants' arguments)."""
+    stream, the variants' and the scales' arguments)."""
     qd = _describe("q", q)
     kd = _describe("k_cache", k_cache)
     vd = _describe("v_cache", v_cache)
     btd = _describe("block_table", block_table)
     sld = _describe("seq_lens", seq_lens)
     od = _describe("out", out)
-    batch, hq, hkv, d, page = _check_and_config(qd, kd, vd, btd, sld, layout)
+    kv_scale, ks, vs = _kv_scales(k_scale, v_scale)
+    batch, hq, hkv, d, page = _check_and_config(qd, kd, vd, btd, sld, layout,
+                                                kv_scale)
     if od.shape != qd.shape or od.dtype != qd.dtype:
         raise ValueError(f"out must match q: shape {qd.shape} {qd.dtype}, got "
                          f"{od.shape} {od.dtype}")
@@ -652,10 +877,24 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
                              f"[batch, L, L], got {md.dtype} "
                              f"{tuple(md.shape)}")
         extra["tree_mask"] = md.as_tuple()
+    kv_quant = None
+    if kv_scale is not None:
+        kv_quant = (kd.dtype, kv_scale)
+        want = tuple(_ext.kv_scale_shape(kv_scale, hkv, page, layout,
+                                         kd.shape[0]))
+        ks = _scale_operand("k_scale", ks, want, qd.device)
+        vs = _scale_operand("v_scale", vs, want, qd.device)
     if single:
         qd, od = qd.without_dim1(), od.without_dim1()
         query_len = 1
-    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants, query_len)
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants, query_len,
+                   kv_quant)
+    if kv_quant is not None:
+        # After the decoder: a float becomes a device tensor only for a
+        # call that launches.
+        extra["k_scale"], extra["v_scale"] = (
+            _scale_desc(name, s, qd.device).as_tuple()
+            for name, s in (("k_scale", ks), ("v_scale", vs)))
     ws_ptr, ws_bytes = _buffer("workspace", workspace)
     return dec, (qd.as_tuple(), kd.as_tuple(), vd.as_tuple(), btd.as_tuple(),
                  sld.as_tuple(), od.as_tuple(), scale, max_seq_len,
@@ -663,16 +902,25 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
 
 
 def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
-                   num_splits=0, variants=()):
+                   num_splits=0, variants=(), kv_scale=None):
     """Bytes of workspace decode() may need for these shapes (split-KV):
     for `num_splits` chunks per sequence, or the automatic choice when 0.
     variants: those decode() is called with, by its keyword names
     ("window", "soft_cap", "alibi_slopes", "sinks", "lse", "tree_mask").
+    kv_scale: for an fp8 k_cache (and only then), the granularity of
+    decode()'s k_scale and v_scale: "tensor", "head" or "token".
     q of 4 dimensions is a multi-token decode's."""
     qd = _describe("q", q)
     kd = _describe("k_cache", k_cache)
     btd = _describe("block_table", block_table)
-    hq, hkv, d, page = _config(qd, kd, btd, layout)
+    if kd.dtype in _FP8_DTYPES and kv_scale is None:
+        raise ValueError(f"k_cache is {kd.dtype}, an fp8 cache: kv_scale must "
+                         f"name its scales' granularity ('tensor', 'head' or "
+                         f"'token')")
+    if kd.dtype not in _FP8_DTYPES and kv_scale is not None:
+        raise ValueError(f"kv_scale is for fp8 caches (float8_e4m3fn, "
+                         f"float8_e5m2); k_cache is {kd.dtype}")
+    hq, hkv, d, page = _config(qd, kd, btd, layout, kv_scale)
     num_splits = _int_option("num_splits", num_splits, 0, _MAX_SPLITS)
     if max_seq_len is None:
         max_seq_len = btd.shape[1] * page
@@ -684,7 +932,8 @@ def workspace_size(q, k_cache, block_table, *, layout="nhd", max_seq_len=None,
     query_len = _query_len(qd)
     if len(qd.shape) == 4 and "tree_mask" not in variants and query_len == 1:
         qd = qd.without_dim1()
-    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants, query_len)
+    dec = _decoder(hq, hkv, d, page, qd.dtype, layout, variants, query_len,
+                   _kv_quant(kd, kv_scale))
     if num_splits:
         return dec.workspace_size(qd.shape[0], num_splits)
     return dec.max_workspace_size(qd.shape[0], max_seq_len)
@@ -694,10 +943,24 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
            layout="nhd", out=None, workspace=None, num_splits=0,
            max_seq_len=None, check_page_table=False, stream=None,
            window=None, soft_cap=None, alibi_slopes=None, sinks=None,
-           return_lse=False, lse=None, tree_mask=None):
+           return_lse=False, lse=None, k_scale=None, v_scale=None,
+           tree_mask=None):
     """softmax(scale * q . K^T) . V per sequence and query head over the first
     seq_lens[b] tokens of each sequence's pages; returns `out`, or
     (out, lse) with return_lse.
+
+    fp8 KV caches: k_cache and v_cache of float8_e4m3fn or float8_e5m2 (q
+    float16 or bfloat16), element x standing for x * k_scale (x * v_scale),
+    each scale of one granularity: a float or a float32 tensor [] (per
+    tensor), float32 [num_kv_heads] (per head), or float32 of the cache's
+    first three dims, [num_pages, page_size, num_kv_heads] nhd or
+    [num_pages, num_kv_heads, page_size] hnd (per token, read through the
+    page table as the cache is). Both are required with fp8 caches and
+    refused with others. A float is put on the GPU once per (device, value)
+    and kept there (never freed), so later calls allocate and copy nothing
+    and CUDA graphs may capture them: make the first call with a value
+    before capturing (as the warm-up that loads the kernels), or pass a
+    tensor, which also lets a captured graph see new values.
 
     Multi-token decode (speculative decoding's verification step): q of
     [batch, L, num_heads, head_dim] (L from 1 to 16) holds L new queries per
@@ -729,7 +992,7 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     """
     args = (q, k_cache, v_cache, block_table, seq_lens, out, workspace, scale,
             layout, num_splits, max_seq_len, check_page_table, stream, window,
-            soft_cap, alibi_slopes, sinks, return_lse, lse)
+            soft_cap, alibi_slopes, sinks, return_lse, lse, k_scale, v_scale)
     if tree_mask is not None or len(getattr(q, "shape", ())) == 4:
         # Multi-token decodes take the checked path (the torch path reads
         # single-token calls).
@@ -753,7 +1016,8 @@ def _dispatch(torch_call, checked, args):
 def _checked_decode(q, k_cache, v_cache, block_table, seq_lens, out,
                     workspace, scale, layout, num_splits, max_seq_len,
                     check_page_table, stream, window, soft_cap, alibi_slopes,
-                    sinks, return_lse, lse, tree_mask=None):
+                    sinks, return_lse, lse, k_scale=None, v_scale=None,
+                    tree_mask=None):
     """decode() described and checked in Python (and out, lse and the
     workspace allocated) up to the launch: (the launch, its arguments, its
     keywords, decode()'s result)."""
@@ -761,11 +1025,12 @@ def _checked_decode(q, k_cache, v_cache, block_table, seq_lens, out,
                             return_lse or lse is not None, tree_mask)
     tensors = _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens,
                                out, workspace, layout, max_seq_len, num_splits,
-                               variants)
+                               variants, k_scale)
     lse = _resolve_lse(lse, variants, tensors[0])
     dec, args, extra = _prepare(*tensors, scale, layout, num_splits,
                                 max_seq_len, check_page_table, window,
-                                soft_cap, alibi_slopes, sinks, lse, tree_mask)
+                                soft_cap, alibi_slopes, sinks, lse, tree_mask,
+                                k_scale, v_scale)
     args += (_resolve_stream(stream, tensors[0]),)
     result = (tensors[5], lse) if "lse" in variants else tensors[5]
     return dec.decode, args, extra, result
@@ -809,18 +1074,21 @@ class DecodePlan:
                  scale=None, layout="nhd", out=None, workspace=None,
                  num_splits=0, max_seq_len=None, check_page_table=False,
                  window=None, soft_cap=None, alibi_slopes=None, sinks=None,
-                 return_lse=False, lse=None, tree_mask=None):
+                 return_lse=False, lse=None, k_scale=None, v_scale=None,
+                 tree_mask=None):
         variants = _variants_of(window, soft_cap, alibi_slopes, sinks,
                                 return_lse or lse is not None, tree_mask)
         self._tensors = _resolve_tensors(q, k_cache, v_cache, block_table,
                                          seq_lens, out, workspace, layout,
-                                         max_seq_len, num_splits, variants)
+                                         max_seq_len, num_splits, variants,
+                                         k_scale)
         self.lse = _resolve_lse(lse, variants, self._tensors[0])
-        self._variant_tensors = (alibi_slopes, sinks, tree_mask)
+        self._variant_tensors = (alibi_slopes, sinks, tree_mask, k_scale,
+                                 v_scale)
         self._decoder, self._args, self._extra = _prepare(
             *self._tensors, scale, layout, num_splits, max_seq_len,
             check_page_table, window, soft_cap, alibi_slopes, sinks,
-            self.lse, tree_mask)
+            self.lse, tree_mask, k_scale, v_scale)
         self.out = self._tensors[5]
 
     def run(self, stream=None):
@@ -931,9 +1199,12 @@ def _resolve_lse(lse, variants, q):
 
 
 def _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens, out,
-                     workspace, layout, max_seq_len, num_splits, variants=()):
+                     workspace, layout, max_seq_len, num_splits, variants=(),
+                     k_scale=None):
     """decode()'s tensors with DLPack exporters read through torch, and out
-    and the workspace allocated from torch when not given."""
+    and the workspace allocated from torch when not given (for an fp8
+    cache, of the config k_scale names; where k_scale and k_cache disagree,
+    none: _prepare then says why)."""
     torch = _torch()
     if torch is not None:
         # DLPack exporters become zero-copy torch views, so they get torch's
@@ -946,10 +1217,14 @@ def _resolve_tensors(q, k_cache, v_cache, block_table, seq_lens, out,
         if not is_torch:
             raise ValueError("out is required unless q is a torch tensor")
         out = _new_out(q)
-    if workspace is None and is_torch:
+    kv_scale = _scale_kind(k_scale)
+    fp8 = (type(k_cache).__module__ == "torch"
+           and (_TORCH_DTYPE_NAMES or _torch_dtype_names()).get(
+               k_cache.dtype) in _FP8_DTYPES)
+    if workspace is None and is_torch and (kv_scale is not None) == fp8:
         n = workspace_size(q, k_cache, block_table, layout=layout,
                            max_seq_len=max_seq_len, num_splits=num_splits,
-                           variants=variants)
+                           variants=variants, kv_scale=kv_scale)
         if n:
             workspace = _new_workspace(n, q)
     return q, k_cache, v_cache, block_table, seq_lens, out, workspace
@@ -1047,7 +1322,8 @@ def _enable_torch_path():
     try:
         _ext.set_torch(torch.Tensor, list(_torch_dtype_names().items()),
                        _current_stream_function(torch), _new_out, _new_lse,
-                       _new_workspace, _new_merge_out, _new_merge_lse)
+                       _new_workspace, _new_merge_out, _new_merge_lse,
+                       _scale_tensor)
     except (AttributeError, TypeError):
         pass  # a torch.Tensor without the accessors read: the checked path
 

@@ -5,14 +5,18 @@ op:
 
     out = torch.ops.paged_attn.decode(q, k_cache, v_cache, block_table,
                                       seq_lens, scale, layout, num_splits,
-                                      window, soft_cap, alibi_slopes, sinks)
+                                      window, soft_cap, alibi_slopes, sinks,
+                                      k_scale, v_scale)
     out, lse = torch.ops.paged_attn.decode_with_lse(...same arguments...)
     out = torch.ops.paged_attn.merge(partial_out, partial_lse, sinks)
     out, lse = torch.ops.paged_attn.merge_with_lse(...same arguments...)
 
 scale <= 0 means 1/sqrt(head_dim); window <= 0 no window; soft_cap <= 0 no
-soft-cap; alibi_slopes and sinks may be None. Registered when torch (>= 2.4)
-imports.
+soft-cap; alibi_slopes and sinks may be None. k_scale and v_scale: None, or
+for fp8 caches (float8_e4m3fn, float8_e5m2) float32 tensors, as decode()
+takes them (tensors only: an op's schema has no float-or-tensor argument,
+and a tensor is what a compiled graph can feed new values through).
+Registered when torch (>= 2.4) imports.
 """
 
 from typing import Optional
@@ -24,12 +28,13 @@ except ImportError:  # the package works without torch, on CUDA arrays
 
 
 def _variant_kwargs(scale, layout, num_splits, window, soft_cap,
-                    alibi_slopes, sinks):
+                    alibi_slopes, sinks, k_scale=None, v_scale=None):
     """decode()'s keywords from the ops' flat arguments."""
     return dict(scale=scale if scale > 0 else None, layout=layout,
                 num_splits=num_splits, window=window if window > 0 else None,
                 soft_cap=soft_cap if soft_cap > 0 else None,
-                alibi_slopes=alibi_slopes, sinks=sinks)
+                alibi_slopes=alibi_slopes, sinks=sinks, k_scale=k_scale,
+                v_scale=v_scale)
 
 
 if torch is not None and hasattr(torch.library, "custom_op"):
@@ -42,16 +47,20 @@ if torch is not None and hasattr(torch.library, "custom_op"):
                   layout: str = "nhd", num_splits: int = 0, window: int = 0,
                   soft_cap: float = 0.0,
                   alibi_slopes: Optional[torch.Tensor] = None,
-                  sinks: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  sinks: Optional[torch.Tensor] = None,
+                  k_scale: Optional[torch.Tensor] = None,
+                  v_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         from . import decode
         return decode(q, k_cache, v_cache, block_table, seq_lens,
                       **_variant_kwargs(scale, layout, num_splits, window,
-                                        soft_cap, alibi_slopes, sinks))
+                                        soft_cap, alibi_slopes, sinks,
+                                        k_scale, v_scale))
 
     @decode_op.register_fake
     def _decode_fake(q, k_cache, v_cache, block_table, seq_lens, scale=0.0,
                      layout="nhd", num_splits=0, window=0, soft_cap=0.0,
-                     alibi_slopes=None, sinks=None):
+                     alibi_slopes=None, sinks=None, k_scale=None,
+                     v_scale=None):
         return torch.empty_like(q)
 
     @torch.library.custom_op("paged_attn::decode_with_lse", mutates_args=(),
@@ -62,18 +71,22 @@ if torch is not None and hasattr(torch.library, "custom_op"):
             scale: float = 0.0, layout: str = "nhd", num_splits: int = 0,
             window: int = 0, soft_cap: float = 0.0,
             alibi_slopes: Optional[torch.Tensor] = None,
-            sinks: Optional[torch.Tensor] = None
+            sinks: Optional[torch.Tensor] = None,
+            k_scale: Optional[torch.Tensor] = None,
+            v_scale: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         from . import decode
         return decode(q, k_cache, v_cache, block_table, seq_lens,
                       return_lse=True,
                       **_variant_kwargs(scale, layout, num_splits, window,
-                                        soft_cap, alibi_slopes, sinks))
+                                        soft_cap, alibi_slopes, sinks,
+                                        k_scale, v_scale))
 
     @decode_with_lse_op.register_fake
     def _decode_with_lse_fake(q, k_cache, v_cache, block_table, seq_lens,
                               scale=0.0, layout="nhd", num_splits=0, window=0,
-                              soft_cap=0.0, alibi_slopes=None, sinks=None):
+                              soft_cap=0.0, alibi_slopes=None, sinks=None,
+                              k_scale=None, v_scale=None):
         return (torch.empty_like(q),
                 q.new_empty(q.shape[:2], dtype=torch.float32))
 

@@ -100,13 +100,40 @@ DType dataDTypeNamed(const std::string &dtype) {
       ("dtype must be f16, bf16 or f32, got '" + dtype + "'").c_str());
 }
 
+/// The caches' quantisation Python's kv_dtype and kv_scale name: both (an
+/// fp8 cache and where its scales are) or neither (caches of q's dtype).
+std::optional<KVQuant> kvQuantNamed(const std::optional<std::string> &kvDType,
+                                    const std::optional<std::string> &kvScale) {
+  if (!kvDType && !kvScale)
+    return std::nullopt;
+  if (!kvDType || !kvScale)
+    throw nb::value_error(
+        (std::string("kv_dtype and kv_scale go together: a quantised cache "
+                     "needs both, got only ") +
+         (kvDType ? "kv_dtype" : "kv_scale"))
+            .c_str());
+  std::optional<DType> dtype = parseDType(*kvDType);
+  if (!dtype || !isQuantizedCacheDType(*dtype))
+    throw nb::value_error(
+        ("kv_dtype must be f8e4m3fn or f8e5m2, got '" + *kvDType + "'")
+            .c_str());
+  std::optional<KVScaleKind> scale = parseKVScaleKind(*kvScale);
+  if (!scale)
+    throw nb::value_error(
+        ("kv_scale must be tensor, head or token, got '" + *kvScale + "'")
+            .c_str());
+  return KVQuant{*dtype, *scale};
+}
+
 /// The spec of a decode, after the op's rules (ValueError with the rule's
 /// message when one is broken).
 DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
                        int64_t pageSize, const std::string &dtype,
                        nb::handle layout, int64_t numWarps,
                        const std::vector<std::string> &variants,
-                       int64_t queryLen = 1) {
+                       int64_t queryLen = 1,
+                       const std::optional<std::string> &kvDType = {},
+                       const std::optional<std::string> &kvScale = {}) {
   DecodeSpec spec;
   spec.numHeads = numHeads;
   spec.numKVHeads = numKVHeads;
@@ -117,6 +144,7 @@ DecodeSpec checkedSpec(int64_t numHeads, int64_t numKVHeads, int64_t headDim,
   spec.numWarps = numWarps;
   spec.variants = variantsNamed(variants);
   spec.queryLen = queryLen;
+  spec.kvQuant = kvQuantNamed(kvDType, kvScale);
   if (std::string error = spec.validate(); !error.empty())
     throw nb::value_error(error.c_str());
   return spec;
@@ -217,18 +245,23 @@ NB_MODULE(_ext, m) {
       [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
          int64_t pageSize, const std::string &dtype, nb::handle layout,
          int64_t numWarps, const std::vector<std::string> &variants,
-         int64_t queryLen) {
+         int64_t queryLen, const std::optional<std::string> &kvDType,
+         const std::optional<std::string> &kvScale) {
         return checkedSpec(numHeads, numKVHeads, headDim, pageSize, dtype,
-                           layout, numWarps, variants, queryLen)
+                           layout, numWarps, variants, queryLen, kvDType,
+                           kvScale)
             .name();
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
       nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
       nb::arg("num_warps") = 4,
       nb::arg("variants") = std::vector<std::string>(),
-      nb::arg("query_len") = 1,
+      nb::arg("query_len") = 1, nb::arg("kv_dtype").none() = nb::none(),
+      nb::arg("kv_scale").none() = nb::none(),
       "The config's name (h32_kv8_d128_p16_bf16_nhd_w4), after the op's "
-      "rules on it: ValueError with the rule's message when one is broken");
+      "rules on it: ValueError with the rule's message when one is broken. "
+      "kv_dtype and kv_scale (both or neither): the caches' fp8 format and "
+      "where their scales are");
 
   m.def(
       "cache_dims",
@@ -243,13 +276,46 @@ NB_MODULE(_ext, m) {
       "dtypes",
       []() {
         std::vector<std::tuple<std::string, size_t, bool>> rows;
-        for (DType dtype : {DType::F16, DType::BF16, DType::F32, DType::I32,
-                            DType::I64, DType::I8})
+        for (DType dtype :
+             {DType::F16, DType::BF16, DType::F32, DType::I32, DType::I64,
+              DType::I8, DType::F8E4M3FN, DType::F8E5M2})
           rows.emplace_back(dtypeName(dtype), dtypeBytes(dtype),
                             isDataDType(dtype));
         return rows;
       },
       "[(name, bytes, whether q, the caches and out may have it)]");
+
+  m.def(
+      "quantized_cache_dtypes",
+      []() {
+        std::vector<std::string> names;
+        for (DType dtype : {DType::F8E4M3FN, DType::F8E5M2})
+          if (isQuantizedCacheDType(dtype))
+            names.push_back(dtypeName(dtype));
+        return names;
+      },
+      "The dtypes a quantised KV cache may have (the fp8 formats)");
+
+  m.def(
+      "kv_scale_shape",
+      [](const std::string &kind, int64_t numKVHeads, int64_t pageSize,
+         nb::handle layout, int64_t numPages) {
+        std::optional<KVScaleKind> parsed = parseKVScaleKind(kind);
+        if (!parsed)
+          throw nb::value_error(
+              ("kv_scale must be tensor, head or token, got '" + kind + "'")
+                  .c_str());
+        DecodeSpec spec;
+        spec.numKVHeads = numKVHeads;
+        spec.pageSize = pageSize;
+        spec.layout = layoutOf(layout);
+        spec.kvQuant = KVQuant{DType::F8E4M3FN, *parsed};
+        return spec.kvScaleShape(numPages);
+      },
+      nb::arg("kind"), nb::arg("num_kv_heads"), nb::arg("page_size"),
+      nb::arg("layout").none(), nb::arg("num_pages"),
+      "The shape of k_scale and v_scale of granularity `kind` (tensor, head "
+      "or token) for caches of these sizes (DecodeSpec::kvScaleShape)");
 
   m.def(
       "chip_for_capability",
@@ -309,12 +375,15 @@ NB_MODULE(_ext, m) {
           [](PyDecoder *self, const PyLibrary &library, int64_t numHeads,
              int64_t numKVHeads, int64_t headDim, int64_t pageSize,
              const std::string &dtype, nb::handle layout, int64_t numWarps,
-             const std::vector<std::string> &variants, int64_t queryLen) {
+             const std::vector<std::string> &variants, int64_t queryLen,
+             const std::optional<std::string> &kvDType,
+             const std::optional<std::string> &kvScale) {
             std::unique_ptr<Decoder> decoder;
             check(Decoder::create(library.library,
                                   checkedSpec(numHeads, numKVHeads, headDim,
                                               pageSize, dtype, layout, numWarps,
-                                              variants, queryLen),
+                                              variants, queryLen, kvDType,
+                                              kvScale),
                                   &decoder));
             new (self) PyDecoder{std::move(decoder)};
           },
@@ -322,7 +391,8 @@ NB_MODULE(_ext, m) {
           nb::arg("head_dim"), nb::arg("page_size"), nb::arg("dtype"),
           nb::arg("layout").none(), nb::arg("num_warps") = 4,
           nb::arg("variants") = std::vector<std::string>(),
-          nb::arg("query_len") = 1)
+          nb::arg("query_len") = 1, nb::arg("kv_dtype").none() = nb::none(),
+          nb::arg("kv_scale").none() = nb::none())
       .def("workspace_size",
            [](const PyDecoder &self, int64_t batch, int64_t numSplits) {
              size_t bytes = 0;
@@ -352,10 +422,16 @@ NB_MODULE(_ext, m) {
              const std::optional<TensorDesc> &alibiSlopes,
              const std::optional<TensorDesc> &sinks,
              const std::optional<TensorDesc> &lse,
-             const std::optional<TensorDesc> &treeMask) {
+             const std::optional<TensorDesc> &treeMask,
+             const std::optional<TensorDesc> &kScale,
+             const std::optional<TensorDesc> &vScale) {
             DecodeParams p;
             if (treeMask)
               p.treeMask = toTensor(*treeMask, "tree_mask");
+            if (kScale)
+              p.kScale = toTensor(*kScale, "k_scale");
+            if (vScale)
+              p.vScale = toTensor(*vScale, "v_scale");
             p.window = window;
             p.softCap = softCap;
             if (alibiSlopes)
@@ -393,7 +469,9 @@ NB_MODULE(_ext, m) {
           nb::arg("alibi_slopes").none() = nb::none(),
           nb::arg("sinks").none() = nb::none(),
           nb::arg("lse").none() = nb::none(),
-          nb::arg("tree_mask").none() = nb::none());
+          nb::arg("tree_mask").none() = nb::none(),
+          nb::arg("k_scale").none() = nb::none(),
+          nb::arg("v_scale").none() = nb::none());
 
   m.def(
       "merge_spec",
@@ -465,18 +543,21 @@ NB_MODULE(_ext, m) {
       [](int64_t numHeads, int64_t numKVHeads, int64_t headDim,
          int64_t pageSize, const std::string &dtype, nb::handle layout,
          const std::string &chip, int64_t numWarps, const std::string &ptxName,
-         const std::vector<std::string> &variants, int64_t queryLen) {
+         const std::vector<std::string> &variants, int64_t queryLen,
+         const std::optional<std::string> &kvDType,
+         const std::optional<std::string> &kvScale) {
         mlir::paged_attn::KernelSet set;
-        set.decodes.push_back(checkedSpec(numHeads, numKVHeads, headDim,
-                                          pageSize, dtype, layout, numWarps,
-                                          variants, queryLen));
+        set.decodes.push_back(
+            checkedSpec(numHeads, numKVHeads, headDim, pageSize, dtype, layout,
+                        numWarps, variants, queryLen, kvDType, kvScale));
         return compileSet(set, chip, numWarps, ptxName);
       },
       nb::arg("num_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
       nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
       nb::arg("chip"), nb::arg("num_warps"), nb::arg("ptx_name"),
       nb::arg("variants") = std::vector<std::string>(),
-      nb::arg("query_len") = 1);
+      nb::arg("query_len") = 1, nb::arg("kv_dtype").none() = nb::none(),
+      nb::arg("kv_scale").none() = nb::none());
 
   m.def("compiler_version",
         []() { return mlir::paged_attn::getCompilerVersion(); });

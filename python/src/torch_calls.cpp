@@ -3,22 +3,24 @@
 // paged_attn.decode() and merge() offer their arguments here first. A call
 // is taken when every tensor is a torch.Tensor (the class itself) on one
 // CUDA device, of a dtype the runtime knows, every option is a plain value
-// that Python's checked path takes as it is, and Python has made the
-// decoder (merger) of the config before. Then the tensors are read through
-// torch's accessors, what was not given is allocated by Python's functions
-// for it, and the runtime checks shapes, strides, alignment and capacity
-// and launches, as on every call. Any other call returns None and takes
-// the checked path (paged_attn/__init__.py), which also runs when the
+// that Python's checked path takes as it is (a float k_scale or v_scale is
+// read as the device tensor Python keeps for its value), and Python has
+// made the decoder (merger) of the config before. Then the tensors are read
+// through torch's accessors, what was not given is allocated by Python's
+// functions for it, and the runtime checks shapes, strides, alignment and
+// capacity and launches, as on every call. Any other call returns None and
+// takes the checked path (paged_attn/__init__.py), which also runs when the
 // runtime refuses a call taken here, so that the error is the one it gives.
 //
 // Why a call taken here succeeds exactly when it would on the checked
 // path: of that path's rules, those the runtime does not check again are
 // read here on every call (each tensor's class, that it is on a CUDA
-// device, one device for all). The others (ranks, dtypes and shapes
-// against each other, the op's rules) hold for a call exactly when the
-// runtime accepts it with the decoder of the config that q and k_cache
-// name, as the runtime checks every operand against that config's kernel
-// parameters.
+// device, one device for all; k_scale and v_scale given together, with an
+// fp8 cache only, a float finite and positive). The others (ranks, dtypes
+// and shapes against each other, the op's rules) hold for a call exactly
+// when the runtime accepts it with the decoder of the config that q,
+// k_cache and k_scale's rank name, as the runtime checks every operand
+// against that config's kernel parameters.
 //
 //===----------------------------------------------------------------------===//
 
@@ -63,6 +65,15 @@ struct Torch {
   nb::object newWorkspace;  ///< (bytes, q) -> decode()'s workspace
   nb::object newMergeOut;   ///< partial_out -> merge()'s out
   nb::object newMergeLse;   ///< partial_out -> merge()'s lse
+  /// (value, device index) -> the float32 [] tensor on that device that
+  /// decode() reads a float k_scale or v_scale from (Python keeps one per
+  /// (device, value) and never frees it; it raises while a CUDA graph is
+  /// being captured and it has none yet).
+  nb::object scaleTensor;
+  /// The tensors scaleTensor gave, by (device, value), read: a float
+  /// scale seen before costs a lookup.
+  std::map<std::pair<int64_t, double>, std::pair<nb::object, Tensor>>
+      scaleTensors;
   // torch.Tensor's accessors, looked up once: used on a tensor directly,
   // they skip the lookup of the attribute on it, which costs as much as a
   // method's own work.
@@ -331,9 +342,10 @@ std::optional<uintptr_t> streamHandle(const Torch &api, nb::handle stream,
 // The decoders and mergers Python made, by config
 //===----------------------------------------------------------------------===//
 
-/// (num_heads, num_kv_heads, head_dim, page_size, dtype, layout, variants)
-using DecodeKey =
-    std::tuple<int64_t, int64_t, int64_t, int64_t, DType, Layout, unsigned>;
+/// (num_heads, num_kv_heads, head_dim, page_size, dtype, layout, variants,
+/// the caches' quantisation)
+using DecodeKey = std::tuple<int64_t, int64_t, int64_t, int64_t, DType, Layout,
+                             unsigned, unsigned>;
 /// (num_heads, head_dim, dtype, sinks, lse)
 using MergeKey = std::tuple<int64_t, int64_t, DType, bool, bool>;
 
@@ -342,9 +354,22 @@ unsigned variantBits(const DecodeVariants &v) {
          unsigned(v.alibi) << 2 | unsigned(v.sinks) << 3 | unsigned(v.lse) << 4;
 }
 
+/// 0 for caches of q's dtype, else one number per (fp8 dtype, scale kind).
+unsigned kvQuantBits(const std::optional<KVQuant> &quant) {
+  if (!quant)
+    return 0;
+  return 1 + unsigned(quant->dtype) * 3 + unsigned(quant->scale);
+}
+
 DecodeKey decodeKey(const KernelConfig &c) {
-  return {c.numHeads, c.numKVHeads,           c.headDim, c.pageSize, c.dtype,
-          c.layout,   variantBits(c.variants)};
+  return {c.numHeads,
+          c.numKVHeads,
+          c.headDim,
+          c.pageSize,
+          c.dtype,
+          c.layout,
+          variantBits(c.variants),
+          kvQuantBits(c.kvQuant)};
 }
 
 /// Read and written with the GIL held. Never freed: it holds no Python
@@ -379,7 +404,7 @@ constexpr int64_t kMaxNumSplits = 65535;
 struct DecodeArgs {
   nb::handle q, k, v, blockTable, seqLens, out, workspace, scale, layout,
       numSplits, maxSeqLen, checkPageTable, stream, window, softCap,
-      alibiSlopes, sinks, returnLse, lse;
+      alibiSlopes, sinks, returnLse, lse, kScale, vScale;
 };
 
 /// The options into `p` and `variants`; false where one is left to the
@@ -427,17 +452,49 @@ bool readDecodeOptions(const DecodeArgs &a, DecodeParams *p, Layout *layout,
   return true;
 }
 
-/// The decoder of the config q and k_cache name, where Python made it.
+/// The granularity whose scales have rank `rank` (the rank of the Spec's
+/// kvScaleShape for it), if one has.
+std::optional<KVScaleKind> kvScaleKindOfRank(int rank) {
+  for (KVScaleKind kind :
+       {KVScaleKind::Tensor, KVScaleKind::Head, KVScaleKind::Token}) {
+    DecodeSpec spec;
+    spec.kvQuant = KVQuant{DType::F8E4M3FN, kind};
+    if (spec.kvScaleShape(1).size() == size_t(rank))
+      return kind;
+  }
+  return std::nullopt;
+}
+
+/// The quantisation that the caches' dtype and k_scale's rank name (none
+/// for caches of another dtype without scales); false where the checked
+/// path is left to say what is wrong (an fp8 cache without both scales,
+/// scales without one, a k_scale of no granularity's rank).
+bool kvQuantOf(const DecodeParams &p, std::optional<KVQuant> *quant) {
+  bool scaled = p.kScale.data || p.vScale.data;
+  if (!isQuantizedCacheDType(p.kCache.dtype)) {
+    quant->reset();
+    return !scaled;
+  }
+  std::optional<KVScaleKind> kind = kvScaleKindOfRank(p.kScale.rank);
+  if (!p.kScale.data || !p.vScale.data || !kind)
+    return false;
+  *quant = KVQuant{p.kCache.dtype, *kind};
+  return true;
+}
+
+/// The decoder of the config q, k_cache and k_scale name, where Python made
+/// it.
 std::shared_ptr<const Decoder> decoderFor(const DecodeParams &p, Layout layout,
                                           const DecodeVariants &variants) {
   const Tensor &q = p.q, &k = p.kCache;
-  if (q.rank != 3 || k.rank != 4)
+  std::optional<KVQuant> quant;
+  if (q.rank != 3 || k.rank != 4 || !kvQuantOf(p, &quant))
     return nullptr;
   CacheDims dims = cacheDims(layout);
   return find(registry().decoders,
               DecodeKey{q.sizes[1], k.sizes[dims.kvHeads], q.sizes[2],
                         k.sizes[dims.page], q.dtype, layout,
-                        variantBits(variants)});
+                        variantBits(variants), kvQuantBits(quant)});
 }
 
 /// The workspace bytes the checked path allocates (workspace_size()).
@@ -459,9 +516,34 @@ std::optional<size_t> workspaceBytes(const Decoder &decoder,
              : std::nullopt;
 }
 
+/// k_scale or v_scale into `view`: None is absent; a tensor must be on
+/// `device`; a float (finite and positive, as the checked path takes it) is
+/// read as the float32 [] tensor Python keeps on `device` for its value.
+bool readScale(Torch &api, nb::handle obj, int64_t device, Tensor *view) {
+  if (!PyFloat_CheckExact(obj.ptr()))
+    return readOptional(api, obj, device, view);
+  double value = PyFloat_AS_DOUBLE(obj.ptr());
+  if (!(value > 0) || !std::isfinite(value))
+    return false;
+  auto key = std::make_pair(device, value);
+  auto it = api.scaleTensors.find(key);
+  if (it == api.scaleTensors.end()) {
+    nb::object made = resultOrNull(
+        PyObject_CallFunction(api.scaleTensor.ptr(), "OL", obj.ptr(),
+                              static_cast<long long>(device)));
+    CudaTensor t;
+    if (!made.is_valid() || !readCudaTensor(api, made, &t) ||
+        t.device != device || t.view.dtype != DType::F32 || t.view.rank != 0)
+      return false;
+    it = api.scaleTensors.emplace(key, std::make_pair(made, t.view)).first;
+  }
+  *view = it->second.second;
+  return true;
+}
+
 /// decode()'s tensors into `p`, all on one CUDA device (`*device`), and the
 /// workspace when given; false for a call left to the checked path.
-bool readDecodeTensors(const Torch &api, const DecodeArgs &a, DecodeParams *p,
+bool readDecodeTensors(Torch &api, const DecodeArgs &a, DecodeParams *p,
                        int64_t *device) {
   CudaTensor q, k, v, blockTable, seqLens;
   if (!readCudaTensor(api, a.q, &q) || !readCudaTensor(api, a.k, &k) ||
@@ -483,6 +565,8 @@ bool readDecodeTensors(const Torch &api, const DecodeArgs &a, DecodeParams *p,
       !readOptional(api, a.alibiSlopes, *device, &p->alibiSlopes) ||
       !readOptional(api, a.sinks, *device, &p->sinks) ||
       !readOptional(api, a.lse, *device, &p->lse) ||
+      !readScale(api, a.kScale, *device, &p->kScale) ||
+      !readScale(api, a.vScale, *device, &p->vScale) ||
       (!a.workspace.is_none() &&
        !readBuffer(api, a.workspace, &workspace, &p->workspaceBytes)))
     return false;
@@ -530,7 +614,7 @@ bool allocateMissing(const Torch &api, const DecodeArgs &a,
 nb::object decodeTorch(const DecodeArgs &a) {
   if (!torchApi || Py_TYPE(a.q.ptr()) != torchApi->tensorType)
     return nb::none();
-  const Torch &api = *torchApi;
+  Torch &api = *torchApi;
   DecodeParams p;
   Layout layout;
   DecodeVariants variants;
@@ -651,7 +735,7 @@ void paged_attn::python::defineTorchCalls(nb::module_ &m) {
       [](nb::handle tensorType, const std::vector<nb::tuple> &dtypes,
          nb::object currentStream, nb::object newOut, nb::object newLse,
          nb::object newWorkspace, nb::object newMergeOut,
-         nb::object newMergeLse) {
+         nb::object newMergeLse, nb::object scaleTensor) {
         if (!PyType_Check(tensorType.ptr()))
           throw nb::type_error("set_torch: torch.Tensor expected");
         auto api = std::make_unique<Torch>();
@@ -678,6 +762,7 @@ void paged_attn::python::defineTorchCalls(nb::module_ &m) {
         api->newWorkspace = std::move(newWorkspace);
         api->newMergeOut = std::move(newMergeOut);
         api->newMergeLse = std::move(newMergeLse);
+        api->scaleTensor = std::move(scaleTensor);
         // No call is reading the previous one: they read it with the GIL
         // held, which this holds.
         delete std::exchange(torchApi, api.release());
@@ -685,9 +770,12 @@ void paged_attn::python::defineTorchCalls(nb::module_ &m) {
       nb::arg("tensor_type"), nb::arg("dtypes"), nb::arg("current_stream"),
       nb::arg("new_out"), nb::arg("new_lse"), nb::arg("new_workspace"),
       nb::arg("new_merge_out"), nb::arg("new_merge_lse"),
+      nb::arg("scale_tensor"),
       "Lets decode_torch and merge_torch take torch tensors: torch.Tensor, "
       "[(torch dtype, runtime dtype name)], device -> current raw stream, "
-      "and the allocators of what decode() and merge() allocate");
+      "the allocators of what decode() and merge() allocate, and (value, "
+      "device) -> the float32 [] tensor a float k_scale or v_scale is read "
+      "from");
 
   m.def(
       "register_decoder",
@@ -714,14 +802,15 @@ void paged_attn::python::defineTorchCalls(nb::module_ &m) {
   m.def(
       "decode_torch",
       [](nb::args args) {
-        if (args.size() != 19)
-          throw nb::type_error("decode_torch takes decode()'s 19 arguments");
+        if (args.size() != 21)
+          throw nb::type_error("decode_torch takes decode()'s 21 arguments");
         auto at = [&](Py_ssize_t i) {
           return nb::handle(PyTuple_GET_ITEM(args.ptr(), i));
         };
-        return decodeTorch({at(0), at(1), at(2), at(3), at(4), at(5), at(6),
-                            at(7), at(8), at(9), at(10), at(11), at(12), at(13),
-                            at(14), at(15), at(16), at(17), at(18)});
+        return decodeTorch({at(0),  at(1),  at(2),  at(3),  at(4),  at(5),
+                            at(6),  at(7),  at(8),  at(9),  at(10), at(11),
+                            at(12), at(13), at(14), at(15), at(16), at(17),
+                            at(18), at(19), at(20)});
       },
       "decode()'s arguments: the five tensors, out, workspace, then its "
       "other keywords in its order; its result, or None for a call left to "

@@ -2,9 +2,10 @@
 //
 // The handler behind paged_attn.jax.decode: XLA calls it with its buffers on
 // its stream, and it launches the runtime's decode there. The decode's
-// config (sizes, dtype, layout, variants) and the kernels' location come as
-// attributes fixed at trace time, so the handler reads no Python and a
-// compiled executable keeps working after the Python objects are gone.
+// config (sizes, dtype, layout, variants, fp8 caches) and the kernels'
+// location come as attributes fixed at trace time, so the handler reads no
+// Python and a compiled executable keeps working after the Python objects
+// are gone.
 //
 // Graph safety: decode() allocates nothing and does not synchronise, and its
 // split-KV workspace is a result buffer the call declares (XLA allocates
@@ -47,9 +48,26 @@ ffi::Error fromStatus(const Status &s) {
                     "paged_attn.jax.decode: " + s.message());
 }
 
+/// The caches' quantisation the attributes name: none for "" and "", else
+/// an fp8 dtype and a scale granularity.
+ffi::Error kvQuantOf(std::string_view kvDType, std::string_view kvScale,
+                     std::optional<KVQuant> *quant) {
+  quant->reset();
+  if (kvDType.empty() && kvScale.empty())
+    return ffi::Error::Success();
+  std::optional<DType> dtype = parseDType(kvDType);
+  std::optional<KVScaleKind> kind = parseKVScaleKind(kvScale);
+  if (!dtype || !isQuantizedCacheDType(*dtype) || !kind)
+    return invalidArgument("bad kv_dtype '" + std::string(kvDType) +
+                           "' or kv_scale '" + std::string(kvScale) + "'");
+  *quant = KVQuant{*dtype, *kind};
+  return ffi::Error::Success();
+}
+
 /// The spec the attributes describe, after the op's rules.
 ffi::Error specOf(std::string_view dtype, std::string_view layout,
-                  std::string_view variants, int64_t numHeads,
+                  std::string_view variants, std::string_view kvDType,
+                  std::string_view kvScale, int64_t numHeads,
                   int64_t numKVHeads, int64_t headDim, int64_t pageSize,
                   int64_t queryLen, DecodeSpec *spec) {
   std::optional<DType> parsedDType = parseDType(dtype);
@@ -64,6 +82,8 @@ ffi::Error specOf(std::string_view dtype, std::string_view layout,
   spec->dtype = *parsedDType;
   spec->layout = *parsedLayout;
   spec->queryLen = queryLen;
+  if (ffi::Error e = kvQuantOf(kvDType, kvScale, &spec->kvQuant); e.failure())
+    return e;
   // "window,sinks,...": the variants by their keyword names.
   while (!variants.empty()) {
     size_t comma = variants.find(',');
@@ -123,6 +143,10 @@ std::optional<DType> dtypeOf(ffi::DataType type) {
   case ffi::DataType::U8:
   case ffi::DataType::PRED: // one byte per element, as the tree mask's i8
     return DType::I8;
+  case ffi::DataType::F8E4M3FN:
+    return DType::F8E4M3FN;
+  case ffi::DataType::F8E5M2:
+    return DType::F8E5M2;
   default:
     return std::nullopt;
   }
@@ -160,8 +184,9 @@ void *alignedWorkspace(const ffi::AnyBuffer &workspace, size_t *bytes) {
 }
 
 /// The call: q, k_cache, v_cache, block_table, seq_lens, then the
-/// variants' tensors in the Spec's order (alibi_slopes, sinks, tree_mask);
-/// results out, workspace, then lse where the config has it.
+/// variants' tensors in the Spec's order (alibi_slopes, sinks, tree_mask)
+/// and an fp8 cache's k_scale and v_scale; results out, workspace, then lse
+/// where the config has it.
 ffi::Error executeDecode(void *stream, ffi::AnyBuffer q, ffi::AnyBuffer k,
                          ffi::AnyBuffer v, ffi::AnyBuffer blockTable,
                          ffi::AnyBuffer seqLens, ffi::RemainingArgs extraArgs,
@@ -169,13 +194,14 @@ ffi::Error executeDecode(void *stream, ffi::AnyBuffer q, ffi::AnyBuffer k,
                          ffi::Result<ffi::AnyBuffer> workspace,
                          ffi::RemainingRets extraRets, std::string_view kernels,
                          std::string_view dtype, std::string_view layout,
-                         std::string_view variants, int64_t numHeads,
+                         std::string_view variants, std::string_view kvDType,
+                         std::string_view kvScale, int64_t numHeads,
                          int64_t numKVHeads, int64_t headDim, int64_t pageSize,
                          int64_t queryLen, float scale, int64_t numSplits,
                          int64_t maxSeqLen, int64_t window, float softCap) {
   DecodeSpec spec;
-  if (ffi::Error e = specOf(dtype, layout, variants, numHeads, numKVHeads,
-                            headDim, pageSize, queryLen, &spec);
+  if (ffi::Error e = specOf(dtype, layout, variants, kvDType, kvScale, numHeads,
+                            numKVHeads, headDim, pageSize, queryLen, &spec);
       e.failure())
     return e;
   const Decoder *decoder = nullptr;
@@ -214,6 +240,12 @@ ffi::Error executeDecode(void *stream, ffi::AnyBuffer q, ffi::AnyBuffer k,
   if (has.treeMask)
     if (ffi::Error e = takeArg("tree_mask", &p.treeMask); e.failure())
       return e;
+  if (spec.kvQuant) {
+    if (ffi::Error e = takeArg("k_scale", &p.kScale); e.failure())
+      return e;
+    if (ffi::Error e = takeArg("v_scale", &p.vScale); e.failure())
+      return e;
+  }
   if (has.lse) {
     ffi::ErrorOr<ffi::Result<ffi::AnyBuffer>> lse =
         extraRets.get<ffi::AnyBuffer>(0);
@@ -245,7 +277,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .Arg<ffi::AnyBuffer>() // v_cache
         .Arg<ffi::AnyBuffer>() // block_table
         .Arg<ffi::AnyBuffer>() // seq_lens
-        .RemainingArgs()       // alibi_slopes, sinks, tree_mask
+        .RemainingArgs()       // alibi_slopes, sinks, tree_mask, k/v_scale
         .Ret<ffi::AnyBuffer>() // out
         .Ret<ffi::AnyBuffer>() // workspace
         .RemainingRets()       // lse
@@ -253,6 +285,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .Attr<std::string_view>("dtype")
         .Attr<std::string_view>("layout")
         .Attr<std::string_view>("variants")
+        .Attr<std::string_view>("kv_dtype")
+        .Attr<std::string_view>("kv_scale")
         .Attr<int64_t>("num_heads")
         .Attr<int64_t>("num_kv_heads")
         .Attr<int64_t>("head_dim")

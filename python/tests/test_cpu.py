@@ -527,7 +527,8 @@ def test_merge_kernels_are_cached_on_first_use(_isolated_cache, monkeypatch):
 # them, after the five tensors: out and workspace first.
 DECODE_KEYWORDS = ("out", "workspace", "scale", "layout", "num_splits",
                    "max_seq_len", "check_page_table", "stream", "window",
-                   "soft_cap", "alibi_slopes", "sinks", "return_lse", "lse")
+                   "soft_cap", "alibi_slopes", "sinks", "return_lse", "lse",
+                   "k_scale", "v_scale")
 
 
 def decode_args(**kw):

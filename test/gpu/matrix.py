@@ -48,7 +48,7 @@ Kernel sets (one directory each under the output directory):
                 {1, 16, 128} rotating; every head_dim a row of fp8 takes
                 (multiples of 16 to 256) for f8e4m3fn, each scale, the rest
                 rotating; each format and scale with all five variants;
-                default kernel choice.
+                multi-token decodes (L 2, 3, 4, 8); default kernel choice.
   fp8-cuda-cores  tensor-cores=off for the fp8 configs the default choice
                 puts on tensor cores (a group of 4 or more, head_dim a
                 multiple of 32).
@@ -129,6 +129,9 @@ FP8_Q_DTYPES = ["f16", "bf16"]
 FP8_DIMS = [64, 128, 256]
 FP8_GROUPS = [1, 4, 8]
 FP8_PAGES = [1, 16, 128]
+# (L, head_dim, group, variants) of the multi-token fp8 configs.
+FP8_MULTI_TOKEN = [(4, 128, 4, ("tree",)), (8, 128, 4, ()),
+                   (3, 80, 2, ("lse", "tree")), (2, 256, 8, ("sinks",))]
 
 
 class Config:
@@ -457,6 +460,17 @@ def fp8_configs():
                 FP8_Q_DTYPES[i % len(FP8_Q_DTYPES)], 128,
                 FP8_PAGES[i % len(FP8_PAGES)], 4, LAYOUTS[i % len(LAYOUTS)],
                 variants=tuple(VARIANTS), kv_dtype=kv, kv_scale=scale))
+    # Multi-token decodes: (query, head) rows, two row groups sharing a
+    # ring at L = 8 with a group of 4, the CUDA-core kernel at head_dim 80;
+    # per-token scales (each row's keys end apart), tree masks rotating.
+    for ki, kv in enumerate(KV_DTYPES):
+        for li, (l, d, g, combo) in enumerate(FP8_MULTI_TOKEN):
+            configs.append(Config(
+                FP8_Q_DTYPES[(ki + li) % len(FP8_Q_DTYPES)], d,
+                FP8_PAGES[(ki + li) % len(FP8_PAGES)], g,
+                LAYOUTS[(ki + li) % len(LAYOUTS)], variants=combo,
+                query_len=l, kv_dtype=kv,
+                kv_scale=KV_SCALES[(2 + li) % len(KV_SCALES)]))
     return configs
 
 

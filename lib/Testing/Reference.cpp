@@ -230,6 +230,15 @@ QuantizedCaches paged_attn::quantizeCaches(ReferenceProblem &p, KVQuant quant,
   double maxFinite = Fp8Format::of(quant.dtype).maxFinite();
   std::uniform_real_distribution<double> scaleDist(1.0 / maxFinite,
                                                    4.0 / maxFinite);
+  // Per-token scales spread over 2^-10 to 2^10 whatever the format: a
+  // cache's rows may be scaled far apart, and a kernel must not depend on
+  // them being near 1 / the largest code.
+  std::uniform_real_distribution<double> logScale(-10.0, 10.0);
+  auto drawScale = [&] {
+    if (quant.scale == KVScaleKind::Token)
+      return std::exp2(logScale(rng));
+    return scaleDist(rng);
+  };
   int64_t rows = p.numPages * p.pageSize * p.numKVHeads;
   int64_t scales = quant.scale == KVScaleKind::Tensor ? 1
                    : quant.scale == KVScaleKind::Head ? p.numKVHeads
@@ -249,7 +258,7 @@ QuantizedCaches paged_attn::quantizeCaches(ReferenceProblem &p, KVQuant quant,
                       std::vector<float> &scaleValues) {
     scaleValues.resize(scales);
     for (float &s : scaleValues)
-      s = float(scaleDist(rng));
+      s = float(drawScale());
     codes.resize(values.size());
     for (int64_t r = 0; r < rows; ++r) {
       double scale = scaleValues[scaleIndex(r)];

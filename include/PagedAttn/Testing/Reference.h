@@ -81,10 +81,12 @@ struct QuantizedCaches {
 };
 
 /// Quantises `p`'s caches: draws K's and V's scales uniform in [1, 4) /
-/// the format's largest finite value, encodes each element divided by its
-/// scale (rounded to nearest even, saturating), and replaces p.kCache and
-/// p.vCache with the values the codes stand for (code times scale), so
-/// that referenceDecode gives the quantised decode's exact result.
+/// the format's largest finite value (per token: log-uniform in 2^-10 to
+/// 2^10, so rows are scaled far apart and codes may underflow), encodes each
+/// element divided by its scale (rounded to nearest even, saturating), and
+/// replaces p.kCache and p.vCache with the values the codes stand for (code
+/// times scale), so that referenceDecode gives the quantised decode's exact
+/// result.
 QuantizedCaches quantizeCaches(ReferenceProblem &p, KVQuant quant,
                                uint64_t seed);
 

@@ -97,8 +97,8 @@ Value dequantizeToF32(KernelEmitter &e, const DecodeKernelConfig &c,
                       Value slice);
 
 /// The dequantisation scales of an fp8 cache (KVDequant's loadKVScale): the
-/// kernels fold K's into the logits and V's into the weights of the
-/// accumulator update. Per tensor and per KV head they are the CTA's
+/// kernels fold K's into the logits and V's into the accumulators (each
+/// kernel says how). Per tensor and per KV head they are the CTA's
 /// constants, loaded once (`k`, `v`); per token each key's are loaded with
 /// its page (`load`).
 struct KVScales {

@@ -62,6 +62,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
 #include <cmath>
+#include <limits>
 
 using namespace mlir;
 using namespace mlir::paged_attn;
@@ -161,11 +162,14 @@ private:
   /// its warp, the K and V scales of the four tokens its S registers hold
   /// (tokens 2 quadCol + {0, 1} + {0, 8}).
   Value loadLaneTokenScale(Value i, Value page = Value());
-  void takeTokenScales(Value laneScale);
+  /// Returns the factor (ref / new ref, at most 1) the accumulators take
+  /// as the V scales' reference rises to this tile's largest.
+  Value takeTokenScales(Value laneScale, Value vScaleRef, Value &newVScaleRef);
   /// The loop's values after the softmax state: the pages of the next tile
-  /// to copy, and with per-token scales the lane scales of this tile and
-  /// the next stages - 1 (loaded as their tiles' copies are issued).
-  int64_t loopExtras() const { return scales.perToken() ? 1 + stages : 1; }
+  /// to copy, and with per-token scales the V scales' reference and the
+  /// lane scales of this tile and the next stages - 1 (loaded as their
+  /// tiles' copies are issued).
+  int64_t loopExtras() const { return scales.perToken() ? 2 + stages : 1; }
   void emitLoopBody(scf::ForOp loop);
   SmallVector<SmallVector<Value>> computeScores(Value kTile);
   SmallVector<Value> updateSoftmax(OnlineSoftmax::State &s,
@@ -195,9 +199,11 @@ private:
   std::optional<MmaEmitter> mmaStorage;
   std::optional<AsyncCopyEmitter> asyncCopy;
   std::optional<ScoreModifiers> rules;
-  // An fp8 cache's scales; per token, this tile's for this lane's tokens.
+  // An fp8 cache's scales; per token, this tile's for this lane's tokens
+  // (V's over the reference), and the reference after the loop.
   KVScales scales;
   SmallVector<Value> tileKScales, tileVScales;
+  Value finalVScaleRef;
   // `rows` of q (heads, times the new queries of a multi-token decode) in
   // row groups of warps, each of `headBlocks` blocks of 8, padded.
   const int64_t stages, d, rows, headBlocks, rowGroups, paddedRows;
@@ -258,14 +264,6 @@ private:
                b().getStringAttr("llvm.nvvm.ff2f16x2.rn"),
                ValueRange{element(1), element(0)})
         .getResult(0);
-  }
-  /// Per-token V scales enter P (f16) times this power of two above the
-  /// formats' largest finite values, which keeps a weight times a scale of
-  /// about amax / largest in f16's normal range; the accumulators are
-  /// divided by it as they are published.
-  double tokenVScaleFactor() const {
-    return c.spec.kvQuant->dtype == ::paged_attn::DType::F8E5M2 ? 65536.0
-                                                                : 512.0;
   }
   Value arg(unsigned i) { return func.getArgument(i); }
   /// Whether each copy moves whole rows (the comment on the copies, below,
@@ -610,8 +608,7 @@ TensorCoreDecodeBuilder::fp8Fragment(Value loaded, int64_t i,
 }
 
 /// Lanes 0-15 load K's scale of token l of the tile, lanes 16-31 V's of
-/// token l - 16 (through the page table, as the copies do; times the
-/// factor P carries V's scales with).
+/// token l - 16 (through the page table, as the copies do).
 Value TensorCoreDecodeBuilder::loadLaneTokenScale(Value i, Value page) {
   KernelEmitter &e = this->e();
   Value token = e.min(e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))),
@@ -621,13 +618,29 @@ Value TensorCoreDecodeBuilder::loadLaneTokenScale(Value i, Value page) {
                                         c.spec.pageSize));
   Value slot = e.rem(token, e.index(c.spec.pageSize));
   auto [kScale, vScale] = scales.load(e, c, page, slot, cta.kvHead);
-  return e.select(e.ult(cta.lane, e.index(tileTokens)), kScale,
-                  e.fmul(vScale, e.f32Const(tokenVScaleFactor())));
+  return e.select(e.ult(cta.lane, e.index(tileTokens)), kScale, vScale);
 }
 
-void TensorCoreDecodeBuilder::takeTokenScales(Value mine) {
+/// V's per-token scales weigh the tokens' rows in P, which the mma takes
+/// in f16: they enter over a reference, the largest |scale| the warp has
+/// seen (at least the smallest normal f32), so that a weight times its
+/// scale stays within 1 whatever the scales; the accumulators are kept in
+/// units of the reference, rescaled as it rises (as the softmax's are with
+/// its max) and multiplied by it as they are published.
+Value TensorCoreDecodeBuilder::takeTokenScales(Value mine, Value vScaleRef,
+                                               Value &newVScaleRef) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
+  Value isV = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, cta.lane,
+                                    e.index(tileTokens));
+  // |scale| as max(s, -s): math.absf would become a libdevice call.
+  Value magnitude = e.fmax(mine, arith::NegFOp::create(b, mine));
+  Value tileMax = e.select(isV, magnitude, e.f32Const(0));
+  for (int64_t offset = 1; offset < 32; offset *= 2)
+    tileMax = e.fmax(tileMax, e.shuffleXor(tileMax, offset));
+  newVScaleRef = e.fmax(e.fmax(vScaleRef, tileMax),
+                        e.f32Const(std::numeric_limits<float>::min()));
+  Value inverse = arith::DivFOp::create(b, e.f32Const(1.0), newVScaleRef);
   tileKScales.clear();
   tileVScales.clear();
   for (int64_t nb = 0; nb < 2; ++nb)
@@ -641,8 +654,10 @@ void TensorCoreDecodeBuilder::takeTokenScales(Value mine) {
             .getShuffleResult();
       };
       tileKScales.push_back(from(lane));
-      tileVScales.push_back(from(e.add(lane, e.index(tileTokens))));
+      tileVScales.push_back(
+          e.fmul(from(e.add(lane, e.index(tileTokens))), inverse));
     }
+  return e.fmul(vScaleRef, inverse);
 }
 
 /// S for the two 8-token column blocks of this tile.
@@ -802,9 +817,12 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
       iterArgs.drop_back(loopExtras()), headBlocks);
   Value page = iterArgs[iterArgs.size() - loopExtras()];
-  ValueRange laneScales = iterArgs.take_back(loopExtras() - 1);
+  ValueRange laneScales = iterArgs.take_back(stages);
+  Value vScaleRef, vScaleRise;
   if (scales.perToken())
-    takeTokenScales(laneScales.front());
+    vScaleRise = takeTokenScales(laneScales.front(),
+                                 iterArgs[iterArgs.size() - loopExtras() + 1],
+                                 vScaleRef);
   Value ahead = e.add(i, e.index(stages - 1));
   issueTileIfAny(ahead, e.rem(ahead, e.index(stages)), page);
   Value nextPage = loadTilePage(e.add(ahead, e.index(1)));
@@ -817,6 +835,9 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   SmallVector<SmallVector<Value>> scores = computeScores(kTile);
   SmallVector<SmallVector<Value>> pFragments;
   SmallVector<Value> alpha = updateSoftmax(s, scores, base, pFragments);
+  if (vScaleRise)
+    for (Value &a : alpha)
+      a = e.fmul(a, vScaleRise);
   rescaleAccumulators(s, alpha);
   accumulatePV(s, vTile, pFragments);
   // Every lane is done with this slot before it is refilled.
@@ -824,6 +845,7 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   SmallVector<Value> yielded = s.flatten();
   yielded.push_back(nextPage);
   if (scales.perToken()) {
+    yielded.push_back(vScaleRef);
     // The scales of tile i + stages, through the page loaded above for
     // its copy (back by now): `stages` iterations before they are used.
     yielded.append(laneScales.begin() + 1, laneScales.end());
@@ -847,11 +869,11 @@ void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
   gpu::BarrierOp::create(b);
-  // An fp8 cache's V scale, where it is the CTA's; per token, the factor
-  // its weights carry.
+  // An fp8 cache's V scale, where it is the CTA's; per token, the
+  // reference the accumulators are kept in units of.
   Value vScale = scales.v;
   if (scales.perToken())
-    vScale = e.f32Const(1.0 / tokenVScaleFactor());
+    vScale = finalVScaleRef;
   for (int64_t md = 0; md < dBlocks; ++md)
     for (int64_t r = 0; r < headBlocks; ++r) {
       // Registers 2h and 2h + 1 hold O^T row quadRow + 8h: column quadRow
@@ -920,8 +942,10 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
 
   SmallVector<Value> loopInit = init.flatten();
   loopInit.push_back(firstPage);
-  if (scales.perToken())
+  if (scales.perToken()) {
+    loopInit.push_back(e.f32Const(0.0));
     loopInit.append(emitFirstTokenScales());
+  }
   auto loop =
       scf::ForOp::create(b(), e.index(0), warpTiles, e.index(1), loopInit);
   {
@@ -931,6 +955,8 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
   }
   OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
       loop.getResults().drop_back(loopExtras()), headBlocks);
+  if (scales.perToken())
+    finalVScaleRef = loop.getResults()[loop.getNumResults() - loopExtras() + 1];
   for (int64_t r = 0; r < headBlocks; ++r)
     for (int64_t offset = 1; offset < 4; offset *= 2)
       s.sum[r] = e.fadd(s.sum[r], e.shuffleXor(s.sum[r], offset));

@@ -117,7 +117,7 @@ def PagedAttn_DecodeOp : PagedAttn_Op<"decode", [
     `k_cache` and `v_cache` may be `f8E4M3FN` or `f8E5M2` (both the same)
     where `q` is f16 or bf16; `out` stays `q`'s type. Element `x` of the
     cache stands for `x * scale`, with K's scales in `k_scale(%ks)` and V's
-    in `v_scale(%vs)`, both f32 of the same type; their rank says the
+    in `v_scale(%vs)`, both f32 of the same rank, which says the
     granularity:
 
     | rank | shape | granularity |

@@ -176,8 +176,7 @@ std::vector<int64_t> DecodeSpec::kvScaleShape(int64_t numPages) const {
   return {shape[0], shape[1], shape[2]};
 }
 
-/// The 16-byte row rule's message for rows of `dtype`, or empty.
-static std::string checkRowBytes(int64_t headDim, DType dtype) {
+std::string paged_attn::checkRowBytes(int64_t headDim, DType dtype) {
   int64_t rowBytes = headDim * int64_t(dtypeBytes(dtype));
   if (rowBytes % 16 == 0)
     return "";
@@ -231,15 +230,20 @@ std::string DecodeSpec::validate() const {
     return message;
   if (!kvQuant)
     return "";
-  if (!isQuantizedCacheDType(kvQuant->dtype))
+  // The kernels widen fp8 to q's 16-bit type for its products.
+  return checkKVQuant(*kvQuant, dtype, headDim, "an f16 or bf16 'q'");
+}
+
+std::string paged_attn::checkKVQuant(const KVQuant &kvQuant, DType dtype,
+                                     int64_t headDim, const char *needs) {
+  if (!isQuantizedCacheDType(kvQuant.dtype))
     return std::string("a quantised KV cache must be f8e4m3fn or f8e5m2, "
                        "got ") +
-           dtypeName(kvQuant->dtype);
-  // The kernels widen fp8 to q's 16-bit type for its products.
+           dtypeName(kvQuant.dtype);
   if (dtypeBytes(dtype) != 2)
-    return std::string("fp8 KV caches need an f16 or bf16 'q', got ") +
+    return std::string("fp8 KV caches need ") + needs + ", got " +
            dtypeName(dtype);
-  return checkRowBytes(headDim, kvQuant->dtype);
+  return checkRowBytes(headDim, kvQuant.dtype);
 }
 
 bool DecodeSpec::operator==(const DecodeSpec &o) const {
@@ -248,6 +252,14 @@ bool DecodeSpec::operator==(const DecodeSpec &o) const {
          layout == o.layout && numWarps == o.numWarps &&
          variants == o.variants && queryLen == o.queryLen &&
          kvQuant == o.kvQuant;
+}
+
+void paged_attn::appendKVQuantConfigFields(
+    const std::optional<KVQuant> &kvQuant, std::vector<ConfigField> *fields) {
+  if (!kvQuant)
+    return;
+  fields->push_back({"kv_dtype", std::string(dtypeName(kvQuant->dtype))});
+  fields->push_back({"kv_scale", std::string(kvScaleKindName(kvQuant->scale))});
 }
 
 std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
@@ -264,34 +276,18 @@ std::vector<ConfigField> paged_attn::specConfigFields(const DecodeSpec &spec) {
   // 1, the variants): plain decode's section is as it was.
   if (spec.queryLen != 1)
     fields.push_back({"query_len", spec.queryLen});
-  if (spec.kvQuant) {
-    fields.push_back({"kv_dtype", std::string(dtypeName(spec.kvQuant->dtype))});
-    fields.push_back(
-        {"kv_scale", std::string(kvScaleKindName(spec.kvQuant->scale))});
-  }
+  appendKVQuantConfigFields(spec.kvQuant, &fields);
   for (const VariantRow &v : kVariants)
     if (spec.variants.*v.flag)
       fields.push_back({v.key, true});
   return fields;
 }
 
-/// The integer at `key`, if it is one that int64_t holds exactly.
-static bool getInteger(const json::Value &object, const char *key,
-                       int64_t *out) {
-  const json::Value *v = object.get(key);
-  if (!v || !v->isNumber() || !std::isfinite(v->number) ||
-      v->number != std::floor(v->number) || std::fabs(v->number) > 9.0e15)
-    return false;
-  *out = static_cast<int64_t>(v->number);
-  return true;
-}
-
-/// The config's "kv_dtype" and "kv_scale", both or neither.
-static std::string kvQuantFromConfig(const json::Value &config,
-                                     DecodeSpec *spec) {
+std::string paged_attn::kvQuantFromConfig(const json::Value &config,
+                                          std::optional<KVQuant> *kvQuant) {
   const json::Value *dtype = config.get("kv_dtype");
   const json::Value *scale = config.get("kv_scale");
-  spec->kvQuant.reset();
+  kvQuant->reset();
   if (!dtype && !scale)
     return "";
   std::optional<DType> parsedDType;
@@ -303,7 +299,7 @@ static std::string kvQuantFromConfig(const json::Value &config,
   if (!scale || !scale->isString() ||
       !(parsedScale = parseKVScaleKind(scale->string)))
     return "config's 'kv_scale' must be tensor, head or token";
-  spec->kvQuant = KVQuant{*parsedDType, *parsedScale};
+  *kvQuant = KVQuant{*parsedDType, *parsedScale};
   return "";
 }
 
@@ -314,7 +310,7 @@ std::string paged_attn::specFromConfig(const json::Value &config,
   int64_t *fields[] = {&spec->numHeads, &spec->numKVHeads, &spec->headDim,
                        &spec->pageSize, &spec->numWarps};
   for (size_t i = 0; i < std::size(integers); ++i)
-    if (!getInteger(config, integers[i], fields[i]))
+    if (!json::getInteger(config, integers[i], fields[i]))
       return std::string("config has no integer '") + integers[i] + "'";
   const json::Value *dtype = config.get("dtype");
   const json::Value *layout = config.get("layout");
@@ -329,10 +325,11 @@ std::string paged_attn::specFromConfig(const json::Value &config,
   spec->dtype = *parsedDType;
   spec->layout = *parsedLayout;
   spec->queryLen = 1;
-  if (config.get("query_len") && !getInteger(config, "query_len",
-                                             &spec->queryLen))
+  if (config.get("query_len") &&
+      !json::getInteger(config, "query_len", &spec->queryLen))
     return "config's 'query_len' must be an integer";
-  if (std::string message = kvQuantFromConfig(config, spec); !message.empty())
+  if (std::string message = kvQuantFromConfig(config, &spec->kvQuant);
+      !message.empty())
     return message;
   spec->variants = DecodeVariants();
   for (const VariantRow &v : kVariants) {
@@ -359,8 +356,8 @@ std::vector<ConfigField> paged_attn::mergeConfigFields(const MergeSpec &spec) {
 
 std::string paged_attn::mergeSpecFromConfig(const json::Value &config,
                                             MergeSpec *spec) {
-  if (!getInteger(config, "num_heads", &spec->numHeads) ||
-      !getInteger(config, "head_dim", &spec->headDim))
+  if (!json::getInteger(config, "num_heads", &spec->numHeads) ||
+      !json::getInteger(config, "head_dim", &spec->headDim))
     return "merge config has no integer 'num_heads' and 'head_dim'";
   const std::pair<const char *, DType *> dtypes[] = {
       {"dtype", &spec->dtype}, {"partial_dtype", &spec->partialDType}};

@@ -2,6 +2,7 @@
 
 #include "PagedAttn/Spec/Json.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -237,4 +238,14 @@ private:
 bool json::parse(const std::string &text, Value &out, std::string &error) {
   out = Value();
   return Parser(text).parseDocument(out, error);
+}
+
+bool paged_attn::json::getInteger(const Value &object, const char *key,
+                                  int64_t *out) {
+  const Value *v = object.get(key);
+  if (!v || !v->isNumber() || !std::isfinite(v->number) ||
+      v->number != std::floor(v->number) || std::fabs(v->number) > 9.0e15)
+    return false;
+  *out = static_cast<int64_t>(v->number);
+  return true;
 }

@@ -1,16 +1,19 @@
 //===- SpecTest.cpp - the LLVM-free description of a decode ---------------===//
 //
 // DecodeSpec (names, rules and their messages, layouts, manifest fields),
-// the kernels' parameter ABI and split workspace, and the chip table.
+// AppendSpec likewise, the kernels' parameter ABI and split workspace, and
+// the chip table.
 //
 //===----------------------------------------------------------------------===//
 
+#include "PagedAttn/Spec/AppendSpec.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
 #include "PagedAttn/Spec/Json.h"
 #include "PagedAttn/Spec/KernelABI.h"
 #include "PagedAttn/Spec/TargetInfo.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <gtest/gtest.h>
 
@@ -207,9 +210,9 @@ DecodeSpec quantized(DType dtype = DType::F8E4M3FN,
 }
 
 // The config section specConfigFields writes, as manifest JSON.
-std::string configJson(const DecodeSpec &spec) {
+std::string fieldsJson(const std::vector<ConfigField> &fields) {
   std::string text = "{";
-  for (const ConfigField &field : specConfigFields(spec)) {
+  for (const ConfigField &field : fields) {
     text += (text.size() > 1 ? ", \"" : "\"") + field.first + "\": ";
     if (auto *i = std::get_if<int64_t>(&field.second))
       text += std::to_string(*i);
@@ -219,6 +222,10 @@ std::string configJson(const DecodeSpec &spec) {
       text += "\"" + std::get<std::string>(field.second) + "\"";
   }
   return text + "}";
+}
+
+std::string configJson(const DecodeSpec &spec) {
+  return fieldsJson(specConfigFields(spec));
 }
 
 TEST(DecodeSpecTest, Fp8DTypesAreQuantizedCacheDTypesOnly) {
@@ -491,6 +498,108 @@ TEST(KernelABITest, SplitWorkspaceIsCheckedArithmetic) {
             "");
   EXPECT_NE(layOutSplitWorkspace(llama(), INT64_MAX, 2, &w), "");
   EXPECT_NE(layOutSplitWorkspace(llama(), 4, 0, &w), "");
+}
+
+//===----------------------------------------------------------------------===//
+// AppendSpec
+//===----------------------------------------------------------------------===//
+
+TEST(AppendSpecTest, FillsTheCachesOfADecode) {
+  DecodeSpec decode = llama();
+  decode.layout = Layout::HND;
+  decode.kvQuant = KVQuant{DType::F8E4M3FN, KVScaleKind::Token};
+  AppendSpec a = AppendSpec::forDecode(decode);
+  EXPECT_EQ(a.name(), "kv8_d128_p16_bf16_hnd_f8e4m3fn_token");
+  EXPECT_EQ(appendOpKernelName(a),
+            "paged_attn_append_kv8_d128_p16_bf16_hnd_f8e4m3fn_token");
+  EXPECT_EQ(a.cacheDType(), DType::F8E4M3FN);
+  EXPECT_EQ(a.cacheShape(5), decode.cacheShape(5));
+  EXPECT_EQ(a.kvScaleShape(5), decode.kvScaleShape(5));
+  EXPECT_EQ(a.kvScaleShape(5), (std::vector<int64_t>{5, 8, 16}));
+  EXPECT_EQ(AppendSpec::forDecode(llama()).name(), "kv8_d128_p16_bf16_nhd");
+  EXPECT_EQ(a.validate(), "");
+}
+
+TEST(AppendSpecTest, RulesGiveTheVerifiersMessages) {
+  auto broken = [](auto change) {
+    AppendSpec a = AppendSpec::forDecode(llama());
+    change(a);
+    return a.validate();
+  };
+  EXPECT_EQ(broken([](AppendSpec &a) { a.numKVHeads = 0; }),
+            "num_kv_heads must be at least 1, got 0");
+  EXPECT_EQ(broken([](AppendSpec &a) { a.headDim = 512; }),
+            "head_dim (512) must be at most 256");
+  EXPECT_EQ(broken([](AppendSpec &a) { a.pageSize = 1 << 17; }),
+            "page_size (131072) must be at most 65536");
+  EXPECT_EQ(broken([](AppendSpec &a) { a.dtype = DType::I32; }),
+            "the element type of 'k' and 'v' must be f16, bf16 or f32, got "
+            "i32");
+  EXPECT_EQ(broken([](AppendSpec &a) { a.headDim = 4; }),
+            "a row of head_dim (4) 'bf16' elements is 8 bytes; it must be a "
+            "multiple of 16 bytes");
+  EXPECT_EQ(broken([](AppendSpec &a) {
+              a.dtype = DType::F32;
+              a.kvQuant = KVQuant{DType::F8E5M2, KVScaleKind::Head};
+            }),
+            "fp8 KV caches need f16 or bf16 'k' and 'v', got f32");
+  EXPECT_EQ(broken([](AppendSpec &a) {
+              a.headDim = 24;
+              a.kvQuant = KVQuant{DType::F8E5M2, KVScaleKind::Head};
+            }),
+            "a row of head_dim (24) 'f8e5m2' elements is 24 bytes; it must be "
+            "a multiple of 16 bytes");
+  EXPECT_EQ(broken([](AppendSpec &a) {
+              a.kvQuant = KVQuant{DType::BF16, KVScaleKind::Head};
+            }),
+            "a quantised KV cache must be f8e4m3fn or f8e5m2, got bf16");
+}
+
+TEST(AppendSpecTest, ParametersAndManifestFields) {
+  AppendSpec a = AppendSpec::forDecode(llama());
+  std::vector<KernelParam> params = appendKernelParams(a);
+  std::vector<std::string> names;
+  for (const KernelParam &p : params)
+    names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"k", "v", "slot_mapping",
+                                             "k_cache", "v_cache"}));
+  EXPECT_EQ(params[0].shape, (std::vector<int64_t>{kDynamicSize, 8, 128}));
+  EXPECT_TRUE(params[0].unitInnermostStride);
+  EXPECT_EQ(params[2].dtype, DType::I64);
+  EXPECT_EQ(params[3].dtype, DType::BF16);
+  a.kvQuant = KVQuant{DType::F8E5M2, KVScaleKind::Head};
+  params = appendKernelParams(a);
+  ASSERT_EQ(params.size(), 7u);
+  EXPECT_EQ(params[3].dtype, DType::F8E5M2);
+  EXPECT_STREQ(params[5].name, "k_scale");
+  EXPECT_EQ(params[6].shape, (std::vector<int64_t>{8}));
+
+  json::Value config;
+  std::string error;
+  for (std::optional<KVQuant> quant :
+       {std::optional<KVQuant>(),
+        std::optional<KVQuant>(KVQuant{DType::F8E4M3FN, KVScaleKind::Token})}) {
+    AppendSpec s = AppendSpec::forDecode(llama());
+    s.layout = Layout::HND;
+    s.kvQuant = quant;
+    ASSERT_TRUE(json::parse(fieldsJson(appendConfigFields(s)), config, error))
+        << error;
+    AppendSpec read;
+    EXPECT_EQ(appendSpecFromConfig(config, &read), "") << s.name();
+    EXPECT_EQ(read, s) << s.name();
+  }
+  ASSERT_TRUE(json::parse(R"({"num_kv_heads": 8, "head_dim": 128,
+      "dtype": "bf16", "layout": "nhd"})",
+                          config, error));
+  AppendSpec read;
+  EXPECT_EQ(appendSpecFromConfig(config, &read),
+            "append config has no integer 'page_size'");
+  ASSERT_TRUE(json::parse(R"({"num_kv_heads": 8, "head_dim": 128,
+      "page_size": 16, "dtype": "f32", "layout": "nhd",
+      "kv_dtype": "f8e4m3fn", "kv_scale": "head"})",
+                          config, error));
+  EXPECT_EQ(appendSpecFromConfig(config, &read),
+            "fp8 KV caches need f16 or bf16 'k' and 'v', got f32");
 }
 
 TEST(TargetInfoTest, OneTableOfChips) {

@@ -130,6 +130,18 @@ struct KVQuant {
   }
 };
 
+/// The rule that a row of `headDim` elements of `dtype` is a multiple of 16
+/// bytes (rows are moved as 16-byte vectors, and so every row and page is
+/// 16-byte aligned): empty when it holds, else the message.
+std::string checkRowBytes(int64_t headDim, DType dtype);
+
+/// The rules on caches quantised as `kvQuant` read or written with values
+/// of `dtype` (q's): an fp8 format, a 16-bit `dtype` (else "fp8 KV caches
+/// need " + `needs`), rows of `headDim` fp8 elements of 16 bytes. Empty
+/// when they hold, else the message.
+std::string checkKVQuant(const KVQuant &kvQuant, DType dtype, int64_t headDim,
+                         const char *needs);
+
 /// One decode: the sizes and dtype its kernels are specialised on.
 struct DecodeSpec {
   int64_t numHeads = 0, numKVHeads = 0, headDim = 0, pageSize = 0;
@@ -202,12 +214,20 @@ struct DecodeSpec {
 using ConfigValue = std::variant<int64_t, std::string, bool>;
 using ConfigField = std::pair<std::string, ConfigValue>;
 
-/// The spec's part of a manifest's config section.
-std::vector<ConfigField> specConfigFields(const DecodeSpec &spec);
-
 namespace json {
 struct Value;
 } // namespace json
+
+/// A quantisation's fields of a manifest's config section ("kv_dtype",
+/// "kv_scale"; none without one), and reading them back (both or neither):
+/// empty, or what is malformed.
+void appendKVQuantConfigFields(const std::optional<KVQuant> &kvQuant,
+                               std::vector<ConfigField> *fields);
+std::string kvQuantFromConfig(const json::Value &config,
+                              std::optional<KVQuant> *kvQuant);
+
+/// The spec's part of a manifest's config section.
+std::vector<ConfigField> specConfigFields(const DecodeSpec &spec);
 
 /// Reads the fields specConfigFields writes from a manifest's config object
 /// into `spec`; returns empty, or what is missing or malformed.

@@ -44,6 +44,10 @@ struct Value {
 /// with the byte offset.
 bool parse(const std::string &text, Value &out, std::string &error);
 
+/// The integer at `key` of `object`, if it is a number that int64_t holds
+/// exactly; false otherwise.
+bool getInteger(const Value &object, const char *key, int64_t *out);
+
 } // namespace json
 } // namespace paged_attn
 

@@ -842,7 +842,7 @@ func.func @kv_scales_only_v(%q: memref<?x32x128xf16>, %k: memref<?x16x8x128xf8E4
 
 // kv-scales-unquantised: scales belong to fp8 caches only
 func.func @kv_scales_unquantised(%q: tensor<?x32x128xbf16>, %k: tensor<?x16x8x128xbf16>, %v: tensor<?x16x8x128xbf16>, %bt: tensor<?x?xi32>, %sl: tensor<?xi32>, %ks: tensor<f32>, %vs: tensor<f32>) -> tensor<?x32x128xbf16> {
-  // expected-error @+1 {{'k_scale' and 'v_scale' dequantise fp8 caches; 'k_cache' is 'bf16'}}
+  // expected-error @+1 {{'k_scale' and 'v_scale' are the scales of fp8 caches; 'k_cache' is 'bf16'}}
   %o = paged_attn.decode %q, %k, %v, %bt, %sl k_scale(%ks : tensor<f32>) v_scale(%vs : tensor<f32>) : tensor<?x32x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x16x8x128xbf16>, tensor<?x?xi32>, tensor<?xi32> -> tensor<?x32x128xbf16>
   return %o : tensor<?x32x128xbf16>
 }

@@ -19,13 +19,13 @@ DecodeSpec mlir::paged_attn::getDecodeSpec(DecodeOp op) {
   spec.variants = getDecodeVariants(op);
   std::optional<DType> cacheDType = toDType(op.getCacheType().getElementType());
   if (cacheDType && ::paged_attn::isQuantizedCacheDType(*cacheDType))
-    spec.kvQuant = ::paged_attn::KVQuant{*cacheDType, getKVScaleKind(op)};
+    spec.kvQuant =
+        ::paged_attn::KVQuant{*cacheDType, getKVScaleKind(op.getKScale())};
   return spec;
 }
 
-::paged_attn::KVScaleKind mlir::paged_attn::getKVScaleKind(DecodeOp op) {
+::paged_attn::KVScaleKind mlir::paged_attn::getKVScaleKind(Value scale) {
   using ::paged_attn::KVScaleKind;
-  Value scale = op.getKScale();
   if (!scale)
     return KVScaleKind::Tensor;
   switch (cast<ShapedType>(scale.getType()).getRank()) {

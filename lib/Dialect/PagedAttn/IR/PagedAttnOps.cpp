@@ -1,5 +1,6 @@
 //===- PagedAttnOps.cpp - paged_attn operations ---------------------------===//
 
+#include "OperandChecks.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/DecodeSpec.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
@@ -15,6 +16,7 @@
 
 using namespace mlir;
 using namespace mlir::paged_attn;
+using namespace mlir::paged_attn::operand_checks;
 
 #define GET_OP_CLASSES
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttnOps.cpp.inc"
@@ -89,7 +91,7 @@ void DecodeOp::getEffects(
 // Verifier
 //===----------------------------------------------------------------------===//
 
-static std::string formatShape(ArrayRef<int64_t> shape) {
+std::string operand_checks::formatShape(ArrayRef<int64_t> shape) {
   std::string s = "[";
   llvm::raw_string_ostream os(s);
   llvm::interleaveComma(shape, os, [&](int64_t d) {
@@ -102,18 +104,13 @@ static std::string formatShape(ArrayRef<int64_t> shape) {
   return s;
 }
 
-/// Element types the op computes on: the spec's floating-point dtypes.
-static bool isSupportedElementType(Type t) {
+bool operand_checks::isSupportedElementType(Type t) {
   std::optional<DType> dtype = toDType(t);
   return dtype && isDataDType(*dtype);
 }
 
-/// The memref form's operands: in the default memory space (the kernels
-/// address global memory), strided; the vector-loaded ones (`vectorRows`)
-/// with a unit innermost stride and rows, pages and base offsets on 16-byte
-/// boundaries.
-static LogicalResult verifyMemRef(Operation *op, StringRef name,
-                                  MemRefType type, bool vectorRows) {
+LogicalResult operand_checks::verifyMemRef(Operation *op, StringRef name,
+                                           MemRefType type, bool vectorRows) {
   if (Attribute space = type.getMemorySpace())
     return op->emitOpError()
            << "'" << name << "' must be in the default memory space, got "
@@ -366,12 +363,10 @@ static LogicalResult verifyAttributes(DecodeOp op) {
   return success();
 }
 
-/// An f32 operand or result of `shape` (dynamic sizes of `shape` match any
-/// size; static sizes of the value must equal them): the slopes, the sinks
-/// and the log-sum-exp.
-static LogicalResult verifyF32Shape(Operation *op, StringRef name,
-                                    Value value, ArrayRef<int64_t> shape,
-                                    StringRef shapeDoc) {
+LogicalResult operand_checks::verifyF32Shape(Operation *op, StringRef name,
+                                             Value value,
+                                             ArrayRef<int64_t> shape,
+                                             StringRef shapeDoc) {
   auto type = cast<ShapedType>(value.getType());
   if (!type.getElementType().isF32())
     return op->emitOpError() << "'" << name << "' element type must be f32, got "
@@ -439,20 +434,22 @@ static LogicalResult verifyVariantOperands(DecodeOp op) {
                         "[batch, num_heads]");
 }
 
-/// The dequantisation scales: both present exactly for fp8 caches, f32 of
-/// one type, whose rank says the granularity (DecodeSpec::kvScaleShape).
-static LogicalResult verifyKVScales(DecodeOp op) {
-  Value kScale = op.getKScale(), vScale = op.getVScale();
-  Type cacheType = op.getCacheType().getElementType();
-  if (!getDecodeSpec(op).kvQuant) {
+LogicalResult operand_checks::verifyKVScaleOperands(
+    Operation *op, Value kScale, Value vScale, ShapedType cacheType,
+    KVLayout layout,
+    function_ref<std::vector<int64_t>(::paged_attn::KVScaleKind)> shapeOf) {
+  Type cacheElemType = cacheType.getElementType();
+  std::optional<DType> cacheDType = toDType(cacheElemType);
+  if (!cacheDType || !::paged_attn::isQuantizedCacheDType(*cacheDType)) {
     if (!kScale && !vScale)
       return success();
-    return op.emitOpError()
-           << "'k_scale' and 'v_scale' dequantise fp8 caches; 'k_cache' is "
-           << cacheType;
+    return op->emitOpError()
+           << "'k_scale' and 'v_scale' are the scales of fp8 caches; "
+              "'k_cache' is "
+           << cacheElemType;
   }
   if (!kScale || !vScale)
-    return op.emitOpError()
+    return op->emitOpError()
            << "fp8 caches need both 'k_scale' and 'v_scale' (f32: [] per "
               "tensor, [num_kv_heads] per KV head, or the cache's shape "
               "without head_dim per token), got "
@@ -463,20 +460,21 @@ static LogicalResult verifyKVScales(DecodeOp op) {
   int64_t rank = cast<ShapedType>(kScale.getType()).getRank();
   int64_t vRank = cast<ShapedType>(vScale.getType()).getRank();
   if (rank != vRank)
-    return op.emitOpError() << "'k_scale' and 'v_scale' must have the same "
-                               "rank (one granularity), got "
-                            << rank << " and " << vRank;
+    return op->emitOpError() << "'k_scale' and 'v_scale' must have the same "
+                                "rank (one granularity), got "
+                             << rank << " and " << vRank;
   if (rank != 0 && rank != 1 && rank != 3)
-    return op.emitOpError()
+    return op->emitOpError()
            << "'k_scale' must have rank 0 (per tensor), 1 ([num_kv_heads], "
               "per KV head) or 3 ("
-           << (op.getLayout() == KVLayout::nhd
-                   ? "[num_pages, page_size, num_kv_heads]"
-                   : "[num_pages, num_kv_heads, page_size]")
+           << (layout == KVLayout::nhd ? "[num_pages, page_size, num_kv_heads]"
+                                       : "[num_pages, num_kv_heads, page_size]")
            << ", per token), got " << rank;
-  DecodeSpec spec = getDecodeSpec(op);
-  std::vector<int64_t> shape =
-      spec.kvScaleShape(op.getCacheType().getDimSize(0));
+  using ::paged_attn::KVScaleKind;
+  KVScaleKind kind = rank == 0   ? KVScaleKind::Tensor
+                     : rank == 1 ? KVScaleKind::Head
+                                 : KVScaleKind::Token;
+  std::vector<int64_t> shape = shapeOf(kind);
   StringRef doc = rank == 0   ? "[] (per tensor)"
                   : rank == 1 ? "[num_kv_heads] (per KV head)"
                               : "of the cache's first three dims (per token)";
@@ -485,6 +483,16 @@ static LogicalResult verifyKVScales(DecodeOp op) {
     if (failed(verifyF32Shape(op, name, v, shape, doc)))
       return failure();
   return success();
+}
+
+/// The dequantisation scales: both present exactly for fp8 caches, f32 of
+/// one type, whose rank says the granularity (DecodeSpec::kvScaleShape).
+static LogicalResult verifyKVScales(DecodeOp op) {
+  return verifyKVScaleOperands(
+      op, op.getKScale(), op.getVScale(), op.getCacheType(), op.getLayout(),
+      [&](::paged_attn::KVScaleKind) {
+        return getDecodeSpec(op).kvScaleShape(op.getCacheType().getDimSize(0));
+      });
 }
 
 LogicalResult DecodeOp::verify() {

@@ -1,8 +1,9 @@
 //===- BufferizableOpInterfaceImpl.cpp - paged_attn bufferization ---------===//
 //
-// The tensor form of paged_attn.decode reads its operands and returns a new
-// tensor (and, with a log-sum-exp, a second one); it bufferizes to the
-// memref form writing fresh allocations.
+// The tensor forms of paged_attn.decode and merge read their operands and
+// return new tensors; they bufferize to the memref form writing fresh
+// allocations. paged_attn.append returns the caches it writes; it bufferizes
+// in place, to the memref form writing the caches' buffers.
 //
 //===----------------------------------------------------------------------===//
 
@@ -191,6 +192,72 @@ struct MergeOpInterface
   }
 };
 
+/// The tensor form of paged_attn.append: each updated cache (and per-token
+/// scale cache) is its operand's buffer, written in place.
+struct AppendOpInterface
+    : public BufferizableOpInterface::ExternalModel<AppendOpInterface,
+                                                    AppendOp> {
+  /// The result that `operand` becomes, if the op writes it.
+  static std::optional<unsigned> resultOf(AppendOp op, OpOperand &operand) {
+    SmallVector<Value> updated = op.getUpdatedOperands();
+    auto *it = llvm::find(updated, operand.get());
+    if (it == updated.end())
+      return std::nullopt;
+    return unsigned(it - updated.begin());
+  }
+
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    // The caches' other rows are kept: conservatively, read as well.
+    return true;
+  }
+
+  bool bufferizesToMemoryWrite(Operation *op, OpOperand &operand,
+                               const AnalysisState &) const {
+    return resultOf(cast<AppendOp>(op), operand).has_value();
+  }
+
+  AliasingValueList getAliasingValues(Operation *op, OpOperand &operand,
+                                      const AnalysisState &) const {
+    std::optional<unsigned> result = resultOf(cast<AppendOp>(op), operand);
+    if (!result)
+      return {};
+    return {{op->getResult(*result), BufferRelation::Equivalent}};
+  }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto appendOp = cast<AppendOp>(op);
+    if (!appendOp.hasPureTensorSemantics())
+      return success();
+    Location loc = op->getLoc();
+    rewriter.setInsertionPoint(op);
+    SmallVector<Value> buffers;
+    for (Value input : op->getOperands()) {
+      FailureOr<Value> buffer = getBuffer(rewriter, input, options, state);
+      if (failed(buffer))
+        return failure();
+      buffers.push_back(*buffer);
+    }
+    // The results are the written buffers themselves.
+    SmallVector<Value> results = {buffers[3], buffers[4]};
+    if (appendOp.writesScales())
+      results.append({buffers[5], buffers[6]});
+    // k, v and the caches are moved as vectors.
+    SmallVector<Value> opBuffers = buffers;
+    for (unsigned i : {0u, 1u, 3u, 4u})
+      opBuffers[i] = castToUnitInnermostStride(rewriter, loc, buffers[i]);
+    Value kScale = appendOp.getKScale() ? opBuffers[5] : Value();
+    Value vScale = appendOp.getVScale() ? opBuffers[6] : Value();
+    AppendOp::create(rewriter, loc, TypeRange{}, opBuffers[0], opBuffers[1],
+                     opBuffers[2], opBuffers[3], opBuffers[4], kScale, vScale,
+                     appendOp.getLayoutAttr());
+    replaceOpWithBufferizedValues(rewriter, op, results);
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::paged_attn::registerBufferizableOpInterfaceExternalModels(
@@ -198,5 +265,6 @@ void mlir::paged_attn::registerBufferizableOpInterfaceExternalModels(
   registry.addExtension(+[](MLIRContext *ctx, PagedAttnDialect *) {
     DecodeOp::attachInterface<DecodeOpInterface>(*ctx);
     MergeOp::attachInterface<MergeOpInterface>(*ctx);
+    AppendOp::attachInterface<AppendOpInterface>(*ctx);
   });
 }

@@ -12,6 +12,7 @@
 #define PAGEDATTN_DIALECT_PAGEDATTN_IR_DECODESPEC_H
 
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
+#include "PagedAttn/Spec/AppendSpec.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
 #include "PagedAttn/Spec/KernelABI.h"
 #include "PagedAttn/Spec/TargetInfo.h"
@@ -28,12 +29,15 @@ using ::paged_attn::Layout;
 /// What `op` computes: its sizes (static once the op verifies), dtype,
 /// layout and variants.
 DecodeSpec getDecodeSpec(DecodeOp op);
-/// The granularity of `op`'s k_scale and v_scale, by their rank (per
-/// tensor where it has none).
-::paged_attn::KVScaleKind getKVScaleKind(DecodeOp op);
+/// The granularity of an op's k_scale and v_scale, by the rank of `scale`
+/// (per tensor where there is none).
+::paged_attn::KVScaleKind getKVScaleKind(Value scale);
 /// The variants `op` asks for (its window, soft_cap, alibi_slopes, sinks
 /// and log-sum-exp output).
 DecodeVariants getDecodeVariants(DecodeOp op);
+/// What `op` writes: its sizes (static once the op verifies), dtype, layout
+/// and the caches' quantisation.
+::paged_attn::AppendSpec getAppendSpec(AppendOp op);
 /// What `op` merges: its sizes (static once the op verifies), dtype, sinks
 /// and log-sum-exp output; natural log-sum-exps.
 ::paged_attn::MergeSpec getMergeSpec(MergeOp op);

@@ -327,4 +327,121 @@ def PagedAttn_MergeOp : PagedAttn_Op<"merge", [
   let hasVerifier = 1;
 }
 
+def PagedAttn_AppendOp : PagedAttn_Op<"append", [
+    AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "write new tokens' K and V rows into a paged KV cache";
+  let description = [{
+    Writes the K and V rows of `T` new tokens into the caches a
+    `paged_attn.decode` reads, at the slots `slot_mapping` gives (serving
+    engines do this before every decode step: vLLM's `reshape_and_cache`,
+    FlashInfer's `append_paged_kv_cache`). For every token `t` with
+    `0 <= slot = slot_mapping[t] < num_pages * page`, and every KV head `h`,
+    the cache row of (page `slot / page`, slot `slot % page`, KV head `h`)
+    receives `k[t, h, :]` (and `v_cache`'s receives `v[t, h, :]`). A
+    negative slot (padding, as in vLLM) or one past the cache is skipped:
+    nothing is written for that token. The non-negative slots of one op
+    must be distinct; where two tokens share one, which row is kept is
+    unspecified.
+
+    | operand | shape |
+    |---|---|
+    | k, v | `[T, num_kv_heads, head_dim]`, f16, bf16 or f32 (q's type) |
+    | slot_mapping | `[T]` i64: `page * page_size + slot in the page` |
+    | k_cache, v_cache | `nhd`: `[pages, page, num_kv_heads, head_dim]`; `hnd`: `[pages, num_kv_heads, page, head_dim]`; `k`'s type or fp8 |
+    | k_scale, v_scale (fp8 caches) | f32: `[]`, `[num_kv_heads]`, or the cache's shape without `head_dim` |
+
+    Caches of `k`'s type receive the rows bit for bit. Caches of
+    `f8E4M3FN` or `f8E5M2` (with 16-bit `k` and `v`) receive them quantised
+    with the scales a decode dequantises them with (its `k_scale` and
+    `v_scale`, of the same ranks):
+
+    | scales | what the append does |
+    |---|---|
+    | `[]` or `[num_kv_heads]` (read) | `code = fp8(x * (1 / s))` with the tensor's or the KV head's scale `s` |
+    | the cache's shape without `head_dim` (written) | `s = max(amax / fmax, 2^-126)` per token and KV head, with `amax` the row's largest magnitude and `fmax` the format's largest finite value (448, 57344); `s` goes to the scale cache's row and `code = fp8(x * (1 / s))` |
+
+    In f32: `1 / s` and `amax / fmax` are IEEE divisions and `x * (1 / s)`
+    is rounded to nearest; `fp8` rounds to the nearest value of the format
+    (ties to even), saturates past the largest finite value to it
+    (infinities too) and keeps NaN a NaN. The floor of `2^-126` keeps an
+    all-zero row's reciprocal finite. A row holding a NaN or an infinity
+    does not survive per-token quantisation: it reads back as NaNs.
+
+    `num_kv_heads`, `head_dim` and `page` are static, `head_dim` at most
+    256 with rows of a multiple of 16 bytes in both `k`'s type and the
+    cache's. With tensors the op returns the updated caches (and, per
+    token, the updated scale caches); it bufferizes in place:
+
+    ```mlir
+    %kc2, %vc2, %ks2, %vs2 = paged_attn.append %k, %v, %slots, %kc, %vc
+           k_scale(%ks : tensor<?x16x8xf32>) v_scale(%vs : tensor<?x16x8xf32>)
+         : tensor<?x8x128xbf16>, tensor<?x8x128xbf16>, tensor<?xi64>,
+           tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>
+           -> tensor<?x16x8x128xf8E4M3FN>, tensor<?x16x8x128xf8E4M3FN>,
+              tensor<?x16x8xf32>, tensor<?x16x8xf32>
+    ```
+
+    With memrefs it writes the caches in place and has no results:
+
+    ```mlir
+    paged_attn.append %k, %v, %slots, %kc, %vc
+         : memref<?x8x128xbf16>, memref<?x8x128xbf16>, memref<?xi64>,
+           memref<?x16x8x128xbf16>, memref<?x16x8x128xbf16>
+    ```
+  }];
+
+  let arguments = (ins
+    PagedAttn_TensorOrMemRef:$k,
+    PagedAttn_TensorOrMemRef:$v,
+    PagedAttn_TensorOrMemRef:$slot_mapping,
+    PagedAttn_TensorOrMemRef:$k_cache,
+    PagedAttn_TensorOrMemRef:$v_cache,
+    Optional<PagedAttn_TensorOrMemRef>:$k_scale,
+    Optional<PagedAttn_TensorOrMemRef>:$v_scale,
+    DefaultValuedAttr<PagedAttn_KVLayoutAttr, "::mlir::paged_attn::KVLayout::nhd">:$layout
+  );
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+
+  let assemblyFormat = [{
+    $k `,` $v `,` $slot_mapping `,` $k_cache `,` $v_cache
+    (`k_scale` `(` $k_scale^ `:` type($k_scale) `)`)?
+    (`v_scale` `(` $v_scale^ `:` type($v_scale) `)`)?
+    attr-dict `:` type($k) `,` type($v) `,` type($slot_mapping) `,`
+    type($k_cache) `,` type($v_cache) (`->` type($results)^)?
+  }];
+
+  let extraClassDeclaration = [{
+    /// True for the in-place form on memrefs.
+    bool hasPureBufferSemantics() {
+      return ::llvm::isa<::mlir::MemRefType>(getK().getType());
+    }
+    /// True for the value-semantics form on tensors.
+    bool hasPureTensorSemantics() { return !hasPureBufferSemantics(); }
+
+    ::mlir::ShapedType getKType() {
+      return ::llvm::cast<::mlir::ShapedType>(getK().getType());
+    }
+    ::mlir::ShapedType getCacheType() {
+      return ::llvm::cast<::mlir::ShapedType>(getKCache().getType());
+    }
+    /// Whether the op writes per-token scales (rank-3 k_scale and v_scale).
+    bool writesScales() {
+      return getKScale() &&
+             ::llvm::cast<::mlir::ShapedType>(getKScale().getType())
+                     .getRank() == 3;
+    }
+    /// The operands the tensor form returns updated, in result order:
+    /// k_cache, v_cache, and per token k_scale and v_scale.
+    ::llvm::SmallVector<::mlir::Value> getUpdatedOperands() {
+      ::llvm::SmallVector<::mlir::Value> updated = {getKCache(), getVCache()};
+      if (writesScales())
+        updated.append({getKScale(), getVScale()});
+      return updated;
+    }
+  }];
+
+  let hasVerifier = 1;
+}
+
 #endif // PAGEDATTN_DIALECT_PAGEDATTN_IR_PAGEDATTNOPS_TD

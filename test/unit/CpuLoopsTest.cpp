@@ -30,8 +30,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numeric>
+#include <optional>
 #include <random>
 #include <tuple>
 
@@ -788,6 +792,230 @@ INSTANTIATE_TEST_SUITE_P(Fp8, CpuLoopsFp8CodesTest,
                          ::testing::Values(DType::F8E4M3FN, DType::F8E5M2),
                          [](const ::testing::TestParamInfo<DType> &info) {
                            return std::string(dtypeName(info.param));
+                         });
+
+//===----------------------------------------------------------------------===//
+// append
+//===----------------------------------------------------------------------===//
+
+struct AppendCase {
+  DType dtype; // k's and v's
+  std::optional<KVQuant> quant;
+  bool hnd;
+};
+
+std::string describeAppend(const AppendCase &c) {
+  return std::string(dtypeName(c.dtype)) +
+         (c.quant ? c.quant->nameSuffix() : std::string("_copy")) +
+         (c.hnd ? "_hnd" : "_nhd");
+}
+
+[[maybe_unused]] void PrintTo(const AppendCase &c, std::ostream *os) {
+  *os << describeAppend(c);
+}
+
+class CpuLoopsAppendTest : public JitTest<AppendCase> {};
+
+/// The codes the op's semantics give for row `x` (already rounded to k's
+/// dtype) with scale `scale`, computed independently in f32 and rounded by
+/// Testing/Float8.h.
+std::vector<uint8_t> expectedCodes(const std::vector<double> &x, float scale,
+                                   DType format) {
+  float reciprocal = 1.0f / scale;
+  std::vector<uint8_t> codes;
+  for (double value : x)
+    codes.push_back(
+        doubleToFp8(double(float(value) * reciprocal), format, true));
+  return codes;
+}
+
+/// Appends T new tokens (ragged magnitudes, a zero row, values past the
+/// largest finite one for the given scales, padding and out-of-cache slots,
+/// a shuffled slot order) into sentinel-filled caches and checks every
+/// byte: written rows bit for bit against the semantics, the others
+/// untouched; per-token scales against their rule, and the codes read back
+/// within the format's rounding.
+TEST_P(CpuLoopsAppendTest, WritesTheRowsTheSlotsName) {
+  const AppendCase &c = GetParam();
+  AppendSpec spec;
+  spec.numKVHeads = 2;
+  spec.headDim = 32;
+  spec.pageSize = 4;
+  spec.dtype = c.dtype;
+  spec.layout = c.hnd ? Layout::HND : Layout::NHD;
+  spec.kvQuant = c.quant;
+  const int64_t numPages = 5, tokens = 9, hkv = spec.numKVHeads,
+                d = spec.headDim, capacity = numPages * spec.pageSize;
+  mlir::paged_attn::KernelSet set;
+  set.appends.push_back(spec);
+  auto module = mlir::paged_attn::buildKernelModule(&ctx, set);
+  ASSERT_TRUE(succeeded(module));
+  auto func = *(**module).getOps<func::FuncOp>().begin();
+  func->setAttr("llvm.emit_c_interface", UnitAttr::get(&ctx));
+  std::string name = func.getName().str();
+  OwningOpRef<ModuleOp> owned = std::move(*module);
+  std::unique_ptr<ExecutionEngine> engine = compile(*owned);
+  ASSERT_TRUE(engine);
+  auto fn = engine->lookup("_mlir_ciface_" + name);
+  ASSERT_TRUE(bool(fn)) << llvm::toString(fn.takeError());
+
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> exponent(-8.0, 8.0);
+  // Slots: distinct, shuffled, with padding (-1) and one past the cache.
+  std::vector<int64_t> slots(capacity);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), rng);
+  slots.resize(tokens);
+  slots[2] = -1;
+  slots[5] = capacity + 3;
+  slots[6] = 0;
+  std::vector<double> rows[2];
+  for (int side = 0; side < 2; ++side) {
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < hkv; ++h) {
+        double magnitude = std::exp2(exponent(rng));
+        for (int64_t i = 0; i < d; ++i)
+          rows[side].push_back(t == 3 ? 0.0 : normal(rng) * magnitude);
+      }
+    // A value past the largest finite one times the given scale (and
+    // within f16).
+    rows[side][4 * hkv * d + 1] = 6.0e4;
+  }
+  std::vector<uint8_t> k = roundToDType(c.dtype, rows[0]);
+  std::vector<uint8_t> v = roundToDType(c.dtype, rows[1]);
+  size_t cacheBytes =
+      numPages * spec.pageSize * hkv * d * dtypeBytes(spec.cacheDType());
+  std::vector<uint8_t> caches[2] = {std::vector<uint8_t>(cacheBytes, 0x5a),
+                                    std::vector<uint8_t>(cacheBytes, 0x5a)};
+  std::vector<int64_t> scaleShape = spec.kvScaleShape(numPages);
+  size_t scaleCount = 1;
+  for (int64_t size : scaleShape)
+    scaleCount *= size;
+  std::vector<float> scales[2];
+  std::uniform_real_distribution<float> given(0.01f, 0.5f);
+  for (auto &s : scales)
+    for (size_t i = 0; i < scaleCount; ++i)
+      s.push_back(c.quant && c.quant->scale == KVScaleKind::Token ? -1.0f
+                                                                  : given(rng));
+
+  std::array<int64_t, 4> cacheShape = spec.cacheShape(numPages);
+  auto kd = descriptor<3>(k.data(), {tokens, hkv, d});
+  auto vd = descriptor<3>(v.data(), {tokens, hkv, d});
+  auto sd = descriptor<1>(slots.data(), {tokens});
+  auto kcd = descriptor<4>(caches[0].data(), cacheShape);
+  auto vcd = descriptor<4>(caches[1].data(), cacheShape);
+  if (!c.quant) {
+    reinterpret_cast<void (*)(void *, void *, void *, void *, void *)> (*fn)(
+        &kd, &vd, &sd, &kcd, &vcd);
+  } else {
+    ScaleDescriptors ks = scaleDescriptors(scales[0], cacheShape);
+    ScaleDescriptors vs = scaleDescriptors(scales[1], cacheShape);
+    reinterpret_cast<void (*)(void *, void *, void *, void *, void *, void *,
+                              void *)> (*fn)(&kd, &vd, &sd, &kcd, &vcd,
+                                             ks.get(c.quant->scale),
+                                             vs.get(c.quant->scale));
+  }
+
+  // Which token each cache row should hold.
+  std::vector<int64_t> writer(capacity, -1);
+  for (int64_t t = 0; t < tokens; ++t)
+    if (slots[t] >= 0 && slots[t] < capacity)
+      writer[slots[t]] = t;
+  size_t elemBytes = dtypeBytes(spec.cacheDType());
+  size_t srcBytes = dtypeBytes(c.dtype);
+  const std::vector<uint8_t> *sources[2] = {&k, &v};
+  for (int side = 0; side < 2; ++side) {
+    std::vector<double> widened =
+        widenFromDType(c.dtype, sources[side]->data(), rows[side].size());
+    for (int64_t slot = 0; slot < capacity; ++slot)
+      for (int64_t h = 0; h < hkv; ++h) {
+        int64_t page = slot / spec.pageSize, offset = slot % spec.pageSize;
+        std::array<int64_t, 4> index =
+            cacheIndex(spec.layout, page, offset, h, int64_t(0));
+        int64_t row =
+            ((index[0] * cacheShape[1] + index[1]) * cacheShape[2] + index[2]);
+        const uint8_t *got = caches[side].data() + row * d * elemBytes;
+        int64_t t = writer[slot];
+        std::string where = "side " + std::to_string(side) + " slot " +
+                            std::to_string(slot) + " head " + std::to_string(h);
+        if (t < 0) {
+          for (size_t i = 0; i < d * elemBytes; ++i)
+            ASSERT_EQ(got[i], 0x5a) << where << ": a row no slot names";
+          continue;
+        }
+        int64_t source = (t * hkv + h) * d;
+        if (!c.quant) {
+          ASSERT_EQ(0,
+                    std::memcmp(got, sources[side]->data() + source * srcBytes,
+                                d * srcBytes))
+              << where;
+          continue;
+        }
+        std::vector<double> x(widened.begin() + source,
+                              widened.begin() + source + d);
+        float scale;
+        if (c.quant->scale == KVScaleKind::Token) {
+          float amax = 0.0f;
+          for (double value : x)
+            amax = std::max(amax, float(std::fabs(value)));
+          float fmax = float(Fp8Format::of(c.quant->dtype).maxFinite());
+          scale = std::max(amax / fmax, 0x1p-126f);
+          ASSERT_EQ(scales[side][row], scale) << where << ": its scale";
+        } else {
+          scale = scales[side][c.quant->scale == KVScaleKind::Head ? h : 0];
+        }
+        std::vector<uint8_t> expected = expectedCodes(x, scale, c.quant->dtype);
+        for (int64_t i = 0; i < d; ++i) {
+          ASSERT_EQ(int(got[i]), int(expected[i]))
+              << where << " column " << i << " value " << x[i];
+          // Read back within half a quantum (a subnormal one at least)
+          // where not saturated.
+          Fp8Format f = Fp8Format::of(c.quant->dtype);
+          double back = fp8ToDouble(got[i], c.quant->dtype) * scale;
+          if (std::fabs(x[i]) < f.maxFinite() * scale)
+            EXPECT_LE(
+                std::fabs(back - x[i]),
+                std::max(std::ldexp(std::fabs(x[i]), -f.mantissaBits - 1),
+                         std::ldexp(double(scale), -f.bias - f.mantissaBits)) *
+                    (1 + 1e-6))
+                << where << " column " << i;
+        }
+      }
+    // Per-token scale rows no slot names keep their old value.
+    if (c.quant && c.quant->scale == KVScaleKind::Token)
+      for (int64_t slot = 0; slot < capacity; ++slot)
+        if (writer[slot] < 0)
+          for (int64_t h = 0; h < hkv; ++h) {
+            std::array<int64_t, 4> index =
+                cacheIndex(spec.layout, slot / spec.pageSize,
+                           slot % spec.pageSize, h, int64_t(0));
+            EXPECT_EQ(scales[side][(index[0] * cacheShape[1] + index[1]) *
+                                       cacheShape[2] +
+                                   index[2]],
+                      -1.0f);
+          }
+  }
+}
+
+std::vector<AppendCase> appendCases() {
+  std::vector<AppendCase> cases;
+  for (bool hnd : {false, true}) {
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16})
+      cases.push_back({dtype, std::nullopt, hnd});
+    for (DType format : {DType::F8E4M3FN, DType::F8E5M2})
+      for (KVScaleKind scale :
+           {KVScaleKind::Tensor, KVScaleKind::Head, KVScaleKind::Token})
+        cases.push_back(
+            {hnd ? DType::F16 : DType::BF16, KVQuant{format, scale}, hnd});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Append, CpuLoopsAppendTest,
+                         ::testing::ValuesIn(appendCases()),
+                         [](const ::testing::TestParamInfo<AppendCase> &info) {
+                           return describeAppend(info.param);
                          });
 
 } // namespace

@@ -22,7 +22,8 @@ namespace paged_attn {
 #define GEN_PASS_DECL
 #include "PagedAttn/Conversion/Passes.h.inc"
 
-/// Rewrites memref-form paged_attn.decode ops into scf loops.
+/// Rewrites memref-form paged_attn.decode, merge and append ops into scf
+/// loops.
 void populatePagedAttnToLoopsPatterns(RewritePatternSet &patterns);
 
 #define GEN_PASS_REGISTRATION

@@ -6,6 +6,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/TypeUtilities.h"
 
+#include <cstring>
 #include <limits>
 
 using namespace mlir;
@@ -78,8 +79,16 @@ Value mlir::paged_attn::fp8ToF32(ImplicitLocOpBuilder &b, Value codes,
 Value mlir::paged_attn::loadKVScale(ImplicitLocOpBuilder &b,
                                     const DecodeSpec &spec, Value scales,
                                     Value page, Value slot, Value kvHead) {
+  return loadKVScale(b, spec.kvQuant->scale, spec.layout, scales, page, slot,
+                     kvHead);
+}
+
+Value mlir::paged_attn::loadKVScale(ImplicitLocOpBuilder &b,
+                                    ::paged_attn::KVScaleKind kind,
+                                    ::paged_attn::Layout layout, Value scales,
+                                    Value page, Value slot, Value kvHead) {
   using ::paged_attn::KVScaleKind;
-  switch (spec.kvQuant->scale) {
+  switch (kind) {
   case KVScaleKind::Tensor:
     return memref::LoadOp::create(b, scales, ValueRange{});
   case KVScaleKind::Head:
@@ -87,10 +96,100 @@ Value mlir::paged_attn::loadKVScale(ImplicitLocOpBuilder &b,
   case KVScaleKind::Token: {
     // The KV cache's index of the row, without head_dim.
     std::array<Value, 4> index =
-        ::paged_attn::cacheIndex(spec.layout, page, slot, kvHead, Value());
+        ::paged_attn::cacheIndex(layout, page, slot, kvHead, Value());
     return memref::LoadOp::create(b, scales,
                                   ValueRange{index[0], index[1], index[2]});
   }
   }
   return Value();
+}
+
+/// The format's fields and its largest finite value's code (S.1111.110 for
+/// E4M3FN, S.11110.11 for E5M2).
+namespace {
+struct Fp8Fields {
+  int mantissaBits, bias, maxFiniteCode;
+  float maxFinite;
+
+  static Fp8Fields of(::paged_attn::DType format) {
+    if (format == ::paged_attn::DType::F8E5M2)
+      return {2, 15, 0x7b, 57344.0f};
+    return {3, 7, 0x7e, 448.0f};
+  }
+};
+} // namespace
+
+Value mlir::paged_attn::tokenScale(ImplicitLocOpBuilder &b, Value amax,
+                                   ::paged_attn::DType format) {
+  Type f32 = amax.getType();
+  Value scale = arith::DivFOp::create(
+      b, amax,
+      constantOf(b, f32, b.getF32FloatAttr(Fp8Fields::of(format).maxFinite)));
+  return arith::MaximumFOp::create(
+      b, scale, constantOf(b, f32, b.getF32FloatAttr(0x1p-126f)));
+}
+
+Value mlir::paged_attn::fp8FromF32(ImplicitLocOpBuilder &b, Value values,
+                                   ::paged_attn::DType format) {
+  Fp8Fields f = Fp8Fields::of(format);
+  Type i32 = withElementType(values.getType(), b.getI32Type());
+  auto c = [&](int64_t v) { return intConstant(b, i32, v); };
+  using P = arith::CmpIPredicate;
+  Value bits = arith::BitcastOp::create(b, i32, values);
+  Value sign =
+      arith::AndIOp::create(b, arith::ShRUIOp::create(b, bits, c(24)), c(0x80));
+  Value magnitude = arith::AndIOp::create(b, bits, c(0x7fffffff));
+  // The f32 exponent e; below the format's smallest normal binade the
+  // quantum stays that of its subnormals.
+  Value biasedExponent = arith::ShRUIOp::create(b, magnitude, c(23));
+  Value exponent = arith::SubIOp::create(b, biasedExponent, c(127));
+  Value subnormalShift = arith::MaxSIOp::create(
+      b, c(0), arith::SubIOp::create(b, c(1 - f.bias), exponent));
+  // Dropping 25 bits or more of a 24-bit significand leaves less than half
+  // a quantum: zero. The clamp keeps every shift below 32.
+  Value shift = arith::MinSIOp::create(
+      b, arith::AddIOp::create(b, c(23 - f.mantissaBits), subnormalShift),
+      c(25));
+  Value implicitOne = arith::SelectOp::create(
+      b, arith::CmpIOp::create(b, P::ne, biasedExponent, c(0)), c(1 << 23),
+      c(0));
+  Value significand = arith::OrIOp::create(
+      b, arith::AndIOp::create(b, magnitude, c(0x7fffff)), implicitOne);
+  // Round the significand to a multiple of 2^shift, ties to even: `quanta`
+  // counts the format's quanta in the binade.
+  Value quanta = arith::ShRUIOp::create(b, significand, shift);
+  Value one = c(1);
+  Value remainder = arith::AndIOp::create(
+      b, significand,
+      arith::SubIOp::create(b, arith::ShLIOp::create(b, one, shift), one));
+  Value half =
+      arith::ShLIOp::create(b, one, arith::SubIOp::create(b, shift, one));
+  Value odd = arith::CmpIOp::create(
+      b, P::ne, arith::AndIOp::create(b, quanta, one), c(0));
+  Value roundUp = arith::OrIOp::create(
+      b, arith::CmpIOp::create(b, P::ugt, remainder, half),
+      arith::AndIOp::create(b, arith::CmpIOp::create(b, P::eq, remainder, half),
+                            odd));
+  quanta =
+      arith::AddIOp::create(b, quanta, arith::ExtUIOp::create(b, i32, roundUp));
+  // The binade's first code plus its quanta: a carry into the next binade
+  // (quanta 2^(M+1)) lands on that binade's first code.
+  Value binade = arith::SubIOp::create(
+      b,
+      arith::MaxSIOp::create(b, arith::AddIOp::create(b, exponent, c(f.bias)),
+                             one),
+      one);
+  Value code = arith::AddIOp::create(
+      b, arith::ShLIOp::create(b, binade, c(f.mantissaBits)), quanta);
+  // Past the largest finite value (infinity included): saturate.
+  int32_t maxFiniteBits;
+  std::memcpy(&maxFiniteBits, &f.maxFinite, sizeof(float));
+  code = arith::SelectOp::create(
+      b, arith::CmpIOp::create(b, P::ugt, magnitude, c(maxFiniteBits)),
+      c(f.maxFiniteCode), code);
+  code = arith::OrIOp::create(b, code, sign);
+  Value isNaN = arith::CmpIOp::create(b, P::ugt, magnitude, c(0x7f800000));
+  code = arith::SelectOp::create(b, isNaN, c(0x7f), code);
+  return arith::TruncIOp::create(
+      b, withElementType(values.getType(), b.getI8Type()), code);
 }

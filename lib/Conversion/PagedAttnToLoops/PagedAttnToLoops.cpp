@@ -14,6 +14,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "AppendToLoops.h"
+
 #include "PagedAttn/Conversion/KVDequant.h"
 #include "PagedAttn/Conversion/Passes.h"
 #include "PagedAttn/Conversion/ScoreModifiers.h"
@@ -365,6 +367,8 @@ struct ConvertPagedAttnToLoopsPass
         tensorForm = !decode.hasPureBufferSemantics();
       else if (auto merge = dyn_cast<MergeOp>(op))
         tensorForm = !merge.hasPureBufferSemantics();
+      else if (auto append = dyn_cast<AppendOp>(op))
+        tensorForm = !append.hasPureBufferSemantics();
       if (!tensorForm)
         return WalkResult::advance();
       op->emitOpError("must be bufferized (memref form) before "
@@ -385,4 +389,5 @@ struct ConvertPagedAttnToLoopsPass
 void mlir::paged_attn::populatePagedAttnToLoopsPatterns(
     RewritePatternSet &patterns) {
   patterns.add<DecodeOpToLoops, MergeOpToLoops>(patterns.getContext());
+  populateAppendToLoopsPatterns(patterns);
 }

@@ -2,6 +2,7 @@
 
 #include "PagedAttn/Target/KernelCompiler.h"
 
+#include "PagedAttn/Conversion/PagedAttnToGPU/AppendKernel.h"
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
 #include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
 #include "PagedAttn/Pipelines/Pipelines.h"
@@ -126,6 +127,38 @@ static void buildMergeFuncs(OpBuilder &b,
   }
 }
 
+/// Appends a function per append spec, each with a memref-form append op
+/// on T dynamic new tokens and a dynamic page pool.
+static void buildAppendFuncs(OpBuilder &b,
+                             ArrayRef<::paged_attn::AppendSpec> specs) {
+  MLIRContext *ctx = b.getContext();
+  Location loc = b.getUnknownLoc();
+  int64_t dyn = ShapedType::kDynamic;
+  for (const ::paged_attn::AppendSpec &spec : specs) {
+    auto rows = MemRefType::get({dyn, spec.numKVHeads, spec.headDim},
+                                toMLIRType(ctx, spec.dtype));
+    std::array<int64_t, 4> cacheShape = spec.cacheShape(dyn);
+    auto cache =
+        MemRefType::get(cacheShape, toMLIRType(ctx, spec.cacheDType()));
+    SmallVector<Type> argTypes = {
+        rows, rows, MemRefType::get({dyn}, b.getI64Type()), cache, cache};
+    if (spec.kvQuant)
+      argTypes.append(2,
+                      MemRefType::get(spec.kvScaleShape(dyn), b.getF32Type()));
+    auto func = func::FuncOp::create(b, loc, "append_" + spec.name(),
+                                     b.getFunctionType(argTypes, {}));
+    Block *body = func.addEntryBlock();
+    OpBuilder fb = OpBuilder::atBlockBegin(body);
+    auto args = body->getArguments();
+    Value kScale = spec.kvQuant ? args[5] : Value();
+    Value vScale = spec.kvQuant ? args[6] : Value();
+    AppendOp::create(fb, loc, TypeRange{}, args[0], args[1], args[2], args[3],
+                     args[4], kScale, vScale,
+                     KVLayoutAttr::get(ctx, toKVLayout(spec.layout)));
+    func::ReturnOp::create(fb, loc);
+  }
+}
+
 FailureOr<OwningOpRef<ModuleOp>>
 mlir::paged_attn::buildKernelModule(MLIRContext *ctx, const KernelSet &set) {
   ctx->loadDialect<PagedAttnDialect, func::FuncDialect>();
@@ -134,6 +167,7 @@ mlir::paged_attn::buildKernelModule(MLIRContext *ctx, const KernelSet &set) {
   b.setInsertionPointToEnd(module->getBody());
   buildDecodeFuncs(b, set.decodes);
   buildMergeFuncs(b, set.merges);
+  buildAppendFuncs(b, set.appends);
   if (failed(verify(*module)))
     return failure();
   return module;
@@ -166,6 +200,12 @@ KernelSet mlir::paged_attn::collectKernelSet(ModuleOp module) {
     ::paged_attn::MergeSpec spec = getMergeSpec(op);
     if (seen.insert(spec.name()).second)
       set.merges.push_back(spec);
+  });
+  llvm::StringSet<> seenAppends;
+  module.walk([&](AppendOp op) {
+    ::paged_attn::AppendSpec spec = getAppendSpec(op);
+    if (seenAppends.insert(spec.name()).second)
+      set.appends.push_back(spec);
   });
   return set;
 }
@@ -314,6 +354,29 @@ static llvm::json::Value describeMerge(MLIRContext *ctx,
                             {"merge", std::move(merge)}};
 }
 
+/// An append entry: its config (the AppendSpec's fields) and its kernel,
+/// launched over ceil(T * num_kv_heads / rows_per_cta) CTAs.
+static llvm::json::Value describeAppend(MLIRContext *ctx,
+                                        const ::paged_attn::AppendSpec &spec,
+                                        bool fp8Conversion) {
+  llvm::json::Object config;
+  for (const ::paged_attn::ConfigField &field :
+       ::paged_attn::appendConfigFields(spec))
+    std::visit([&](const auto &value) { config[field.first] = value; },
+               field.second);
+  AppendKernelConfig kernel{spec, fp8Conversion};
+  llvm::json::Object append = describeKernel(
+      kernel.kernelName(),
+      llvm::json::Array{"ceil(num_tokens * num_kv_heads / rows_per_cta)", 1, 1},
+      kernel.blockSize(), 0,
+      describeParams(ctx, ::paged_attn::appendKernelParams(spec)));
+  append["rows_per_cta"] = kernel.rowsPerCTA();
+  if (spec.kvQuant)
+    append["fp8_conversion"] = fp8Conversion;
+  return llvm::json::Object{{"config", std::move(config)},
+                            {"append", std::move(append)}};
+}
+
 //===----------------------------------------------------------------------===//
 // Compilation
 //===----------------------------------------------------------------------===//
@@ -384,12 +447,19 @@ mlir::paged_attn::compileKernels(MLIRContext *ctx, const KernelSet &set,
   FailureOr<std::string> ptx = extractPTX(**module);
   if (failed(ptx))
     return failure();
+  // What the selection fitted to the chip (its fp8 conversions).
+  const ::paged_attn::TargetInfo *chip =
+      ::paged_attn::lookupTarget(options.chip);
+  DecodeKernelOptions fittedKernels =
+      options.kernels.forTarget(*chip, options.features);
 
-  llvm::json::Array kernels, merges;
+  llvm::json::Array kernels, merges, appends;
   for (const DecodeKernelConfig &c : *configs)
     kernels.push_back(describeKernels(ctx, c));
   for (const ::paged_attn::MergeSpec &spec : set.merges)
     merges.push_back(describeMerge(ctx, spec));
+  for (const ::paged_attn::AppendSpec &spec : set.appends)
+    appends.push_back(describeAppend(ctx, spec, fittedKernels.fp8Conversions));
   CompiledKernels result;
   result.ptx = std::move(*ptx);
   const ::paged_attn::TargetInfo *target =
@@ -414,5 +484,7 @@ mlir::paged_attn::compileKernels(MLIRContext *ctx, const KernelSet &set,
   // Manifests without merges stay as they were.
   if (!merges.empty())
     result.manifest.getAsObject()->try_emplace("merges", std::move(merges));
+  if (!appends.empty())
+    result.manifest.getAsObject()->try_emplace("appends", std::move(appends));
   return result;
 }

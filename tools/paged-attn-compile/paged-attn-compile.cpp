@@ -76,9 +76,11 @@ static cl::opt<int64_t> numWarps("num-warps", cl::init(4),
                                  cl::cat(category));
 static cl::opt<std::string>
     opName("op", cl::init("decode"),
-           cl::desc("The op of the flag-given config: decode, or merge (the "
+           cl::desc("The op of the flag-given config: decode, merge (the "
                     "paged_attn.merge kernel of --num-heads, --head-dim, "
-                    "--dtype)"),
+                    "--dtype) or append (the paged_attn.append kernel of "
+                    "--num-kv-heads, --head-dim, --page-size, --dtype, "
+                    "--layout, --kv-dtype, --kv-scale)"),
            cl::cat(category));
 static cl::list<std::string>
     variants("variants", cl::CommaSeparated,
@@ -164,7 +166,7 @@ static bool isFileName(StringRef name) {
          !sys::fs::is_directory(name);
 }
 
-/// The decodes and merges of --input's ops; failure (reported) when it
+/// The decodes, merges and appends of --input's ops; failure (reported) when it
 /// cannot be read or holds none.
 static FailureOr<KernelSet> kernelSetFromFile(MLIRContext &ctx,
                                               const std::string &firstError,
@@ -186,7 +188,7 @@ static FailureOr<KernelSet> kernelSetFromFile(MLIRContext &ctx,
   }
   KernelSet set = collectKernelSet(*input);
   if (set.empty()) {
-    fail("'" + inputFile + "' holds no paged_attn.decode or merge op");
+    fail("'" + inputFile + "' holds no paged_attn.decode, merge or append op");
     return failure();
   }
   for (DecodeSpec &spec : set.decodes)
@@ -223,7 +225,37 @@ kvQuantFromFlags(std::optional<::paged_attn::KVQuant> *quant) {
   return success();
 }
 
-/// The one decode or merge the flags describe.
+/// The one append the flags describe (its caches' sizes, dtypes, layout).
+static FailureOr<KernelSet>
+appendFromFlags(::paged_attn::DType dataType,
+                std::optional<::paged_attn::KVQuant> kvQuant) {
+  if (!variants.empty()) {
+    fail("--variants: an append has none");
+    return failure();
+  }
+  std::optional<::paged_attn::Layout> kvLayout =
+      ::paged_attn::parseLayout(layout);
+  if (!kvLayout) {
+    fail("--layout must be nhd or hnd, got '" + layout + "'");
+    return failure();
+  }
+  ::paged_attn::AppendSpec spec;
+  spec.numKVHeads = numKVHeads;
+  spec.headDim = headDim;
+  spec.pageSize = pageSize;
+  spec.dtype = dataType;
+  spec.layout = *kvLayout;
+  spec.kvQuant = kvQuant;
+  if (std::string error = spec.validate(); !error.empty()) {
+    fail("append " + spec.name() + ": " + error);
+    return failure();
+  }
+  KernelSet set;
+  set.appends.push_back(spec);
+  return set;
+}
+
+/// The one decode, merge or append the flags describe.
 static FailureOr<KernelSet> kernelSetFromFlags(int64_t warps) {
   std::optional<::paged_attn::DType> dataType = ::paged_attn::parseDType(dtype);
   if (!dataType || !::paged_attn::isDataDType(*dataType)) {
@@ -251,8 +283,10 @@ static FailureOr<KernelSet> kernelSetFromFlags(int64_t warps) {
         numHeads, headDim, *dataType, wanted.sinks, wanted.lse));
     return set;
   }
+  if (opName == "append")
+    return appendFromFlags(*dataType, kvQuant);
   if (opName != "decode") {
-    fail("--op must be decode or merge, got '" + opName + "'");
+    fail("--op must be decode, merge or append, got '" + opName + "'");
     return failure();
   }
   std::optional<::paged_attn::Layout> kvLayout =
@@ -374,7 +408,8 @@ int main(int argc, char **argv) {
     return fail("cannot write '" + jsonPath + "': " + toString(std::move(e)));
   if (printTime)
     llvm::outs() << llvm::formatv("compiled {0} config(s) in {1:F3} s\n",
-                                  set->decodes.size() + set->merges.size(),
+                                  set->decodes.size() + set->merges.size() +
+                                      set->appends.size(),
                                   seconds);
   return 0;
 }

@@ -67,6 +67,9 @@ def SelectDecodeKernel
     prefetch. `convert-paged-attn-to-gpu` builds what the attribute says, and
     `paged-attn-compile` reads it back into the manifest. `paged-attn-to-ptx`
     and `paged-attn-to-host` run this pass with the limits of their chip.
+    A `paged_attn.append` into fp8 caches is marked
+    `paged_attn.fp8_conversion` where `fp8-conversions` is set (its kernel
+    then converts with `cvt.rn.satfinite`).
   }];
   let options = PagedAttn_DecodeKernelOptions;
 }
@@ -99,6 +102,13 @@ def ConvertPagedAttnToGPU : Pass<"convert-paged-attn-to-gpu", "ModuleOp"> {
     writes per-chunk partial outputs and log-sum-exps into the workspace and
     the merge kernel combines them. The host code emitted here launches with
     the pass's `num-splits`; a runtime picks its own.
+
+    A memref-form `paged_attn.merge` becomes a launch of the merge kernel
+    built for its dtype, and a memref-form `paged_attn.append` a launch of
+    its append kernel: a group of lanes per (new token, KV head) row moving
+    16-byte pieces, quantising for fp8 caches (with `cvt.rn.satfinite` where
+    the selection marked the op `paged_attn.fp8_conversion`), over
+    ceil(T * num_kv_heads / rows per CTA) CTAs.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
@@ -116,8 +126,9 @@ def ConvertPagedAttnToLoops : Pass<"convert-paged-attn-to-loops"> {
   let summary = "Lower the memref form of paged_attn.decode to scalar loops";
   let description = [{
     The reference semantics of `paged_attn.decode` as scf loops over memrefs
-    with f32 accumulation and a two-pass (max, then sum) softmax. Meant for
-    checking the op's meaning on the CPU, not for speed.
+    with f32 accumulation and a two-pass (max, then sum) softmax, of
+    `paged_attn.merge`, and of `paged_attn.append` element by element. Meant
+    for checking the ops' meaning on the CPU, not for speed.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",

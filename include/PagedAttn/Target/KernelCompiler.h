@@ -11,6 +11,7 @@
 #define PAGEDATTN_TARGET_KERNELCOMPILER_H
 
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernelConfig.h"
+#include "PagedAttn/Spec/AppendSpec.h"
 #include "PagedAttn/Spec/KernelABI.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -38,33 +39,39 @@ struct CompiledKernels {
 };
 
 /// The ops one PTX module serves: decodes (each a kernel pair and its
-/// page-table check) and paged_attn.merge ops (one kernel each).
+/// page-table check), paged_attn.merge ops and paged_attn.append ops (one
+/// kernel each).
 struct KernelSet {
   SmallVector<DecodeSpec> decodes;
   SmallVector<::paged_attn::MergeSpec> merges;
+  SmallVector<::paged_attn::AppendSpec> appends;
 
-  bool empty() const { return decodes.empty() && merges.empty(); }
+  bool empty() const {
+    return decodes.empty() && merges.empty() && appends.empty();
+  }
 };
 
 /// A module holding one function per spec, each with a memref-form decode
 /// op. Fails (with a diagnostic) when a spec does not verify.
 FailureOr<OwningOpRef<ModuleOp>> buildDecodeModule(MLIRContext *ctx,
                                                    ArrayRef<DecodeSpec> specs);
-/// buildDecodeModule with a function per merge spec too, each with a
-/// memref-form merge op.
+/// buildDecodeModule with a function per merge and append spec too, each
+/// with a memref-form merge or append op.
 FailureOr<OwningOpRef<ModuleOp>> buildKernelModule(MLIRContext *ctx,
                                                    const KernelSet &set);
 
 /// The specs of all decode ops in `module`, without duplicates.
 SmallVector<DecodeSpec> collectDecodeSpecs(ModuleOp module);
-/// The specs of all decode and merge ops in `module`, without duplicates.
+/// The specs of all decode, merge and append ops in `module`, without
+/// duplicates.
 KernelSet collectKernelSet(ModuleOp module);
 
 /// The PTX of the gpu.binary ops in `module` (format=isa objects).
 FailureOr<std::string> extractPTX(ModuleOp module);
 
 /// Compiles the kernels of `set` to PTX; `ptxFileName` is recorded in the
-/// manifest, whose "kernels" describe the decodes and "merges" the merges.
+/// manifest, whose "kernels" describe the decodes, "merges" the merges and
+/// "appends" the appends.
 /// Fails with a diagnostic for a bad chip, PTX features or option, or a
 /// spec that breaks a rule of its op.
 FailureOr<CompiledKernels> compileKernels(MLIRContext *ctx,

@@ -6,16 +6,20 @@
 // or L * num_heads for a multi-token decode. The
 // split-KV workspace is a gpu.alloc freed after the launches. A merge op
 // becomes a launch of the same merge kernel, built for its dtype and
-// natural log-sum-exps, on transposed views of its partials.
+// natural log-sum-exps, on transposed views of its partials. An append op
+// becomes a launch of its kernel over (ceil(T * num_kv_heads / rows per
+// CTA)), nothing where T is 0.
 //
 //===----------------------------------------------------------------------===//
 
+#include "PagedAttn/Conversion/PagedAttnToGPU/AppendKernel.h"
 #include "PagedAttn/Conversion/PagedAttnToGPU/DecodeKernels.h"
 #include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
 #include "PagedAttn/Conversion/Passes.h"
 #include "PagedAttn/Dialect/PagedAttn/IR/PagedAttn.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/SymbolTable.h"
@@ -211,6 +215,42 @@ static void lowerMergeOp(MergeOp op, gpu::GPUModuleOp kernelModule) {
   op.erase();
 }
 
+/// The launch of an append's kernel, skipped at run time when there are no
+/// new tokens (a grid of 0 CTAs is an error).
+static void lowerAppendOp(AppendOp op, gpu::GPUModuleOp kernelModule) {
+  OpBuilder builder(op);
+  AppendKernelConfig config;
+  config.spec = getAppendSpec(op);
+  config.fp8Conversion = op->hasAttr(kFp8ConversionAttrName);
+  gpu::GPUFuncOp kernel = getOrBuildAppendKernel(builder, kernelModule, config);
+  ImplicitLocOpBuilder b(op.getLoc(), op);
+  llvm::StringMap<Value> values;
+  values["k"] = op.getK();
+  values["v"] = op.getV();
+  values["slot_mapping"] = op.getSlotMapping();
+  values["k_cache"] = op.getKCache();
+  values["v_cache"] = op.getVCache();
+  values["k_scale"] = op.getKScale();
+  values["v_scale"] = op.getVScale();
+  SmallVector<Value> args = kernelArgs(
+      b, ::paged_attn::appendKernelParams(config.spec), kernel, values);
+  auto index = [&](int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(b, v);
+  };
+  Value rows = arith::MulIOp::create(b, memref::DimOp::create(b, op.getK(), 0),
+                                     index(config.spec.numKVHeads));
+  Value ctas = arith::CeilDivUIOp::create(b, rows, index(config.rowsPerCTA()));
+  Value any =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, rows, index(0));
+  auto ifAny = scf::IfOp::create(b, any, /*withElse=*/false);
+  b.setInsertionPointToStart(ifAny.thenBlock());
+  Value one = index(1);
+  gpu::LaunchFuncOp::create(
+      b, kernel, gpu::KernelDim3{ctas, one, one},
+      gpu::KernelDim3{index(config.blockSize()), one, one}, Value(), args);
+  op.erase();
+}
+
 namespace {
 struct ConvertPagedAttnToGPUPass
     : public mlir::paged_attn::impl::ConvertPagedAttnToGPUBase<
@@ -266,6 +306,20 @@ struct ConvertPagedAttnToGPUPass
     });
     if (walk.wasInterrupted())
       return signalPassFailure();
+    SmallVector<AppendOp> appends;
+    walk = module.walk([&](AppendOp op) {
+      if (!op.hasPureBufferSemantics()) {
+        op.emitOpError("must be bufferized (memref form) before "
+                       "convert-paged-attn-to-gpu");
+        return WalkResult::interrupt();
+      }
+      appends.push_back(op);
+      return WalkResult::advance();
+    });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
+    for (AppendOp op : appends)
+      lowerAppendOp(op, getOrCreateKernelModule(module));
     for (MergeOp op : merges) {
       if (op.getPartialOutType().getDimSize(1) == 0) {
         op.erase(); // nothing to merge, no grid to launch

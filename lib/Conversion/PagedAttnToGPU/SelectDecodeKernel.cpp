@@ -2,11 +2,13 @@
 //
 // The kernel strategy is chosen once per decode op and kept on it, as IREE
 // keeps its lowering configuration: the conversion builds what it says and
-// the compiler's manifest reads it back, so nothing recomputes it.
+// the compiler's manifest reads it back, so nothing recomputes it. An append
+// into fp8 caches is marked where the target converts to fp8 in hardware.
 //
 //===----------------------------------------------------------------------===//
 
 #include "PagedAttn/Conversion/PagedAttnToGPU/SelectDecodeKernel.h"
+#include "PagedAttn/Conversion/PagedAttnToGPU/AppendKernel.h"
 #include "PagedAttn/Conversion/Passes.h"
 
 namespace mlir {
@@ -94,7 +96,13 @@ struct SelectDecodeKernelPass
       return WalkResult::advance();
     });
     if (walk.wasInterrupted())
-      signalPassFailure();
+      return signalPassFailure();
+    // An append into fp8 caches converts in hardware where the target can.
+    getOperation().walk([&](AppendOp op) {
+      if (o.fp8Conversions && getAppendSpec(op).kvQuant)
+        op->setDiscardableAttr(kFp8ConversionAttrName,
+                               UnitAttr::get(op.getContext()));
+    });
   }
 
   std::optional<DecodeKernelOptions> typed;

@@ -30,7 +30,8 @@ typedef enum {
   PAGED_ATTN_BF16 = 1,
   PAGED_ATTN_F32 = 2,
   PAGED_ATTN_I32 = 3,
-  PAGED_ATTN_I8 = 5, /* a multi-token decode's tree mask (bool bytes) */
+  PAGED_ATTN_I64 = 4, /* an append's slot_mapping */
+  PAGED_ATTN_I8 = 5,  /* a multi-token decode's tree mask (bool bytes) */
   /* OCP fp8: quantised KV caches (paged_attn_config's kv_dtype) */
   PAGED_ATTN_F8E4M3FN = 6,
   PAGED_ATTN_F8E5M2 = 7
@@ -130,9 +131,42 @@ typedef struct {
   paged_attn_tensor lse; /* [batch, num_heads] f32, written, with _LSE */
 } paged_attn_merge_params;
 
+/* paged_attn.append's config: new K and V rows of `dtype` written into the
+ * caches a decode of the same num_kv_heads, head_dim, page_size, dtype,
+ * layout, kv_scale and kv_dtype reads (as paged_attn_config spells them:
+ * kv_scale nonzero, the caches are kv_dtype, an fp8 dtype, and dtype f16
+ * or bf16). */
+typedef struct {
+  int64_t num_kv_heads;
+  int64_t head_dim;
+  int64_t page_size;
+  paged_attn_dtype dtype;
+  paged_attn_layout layout;
+  int32_t kv_scale; /* a paged_attn_kv_scale */
+  paged_attn_dtype kv_dtype;
+} paged_attn_append_config;
+
+/* For each token t: slot = slot_mapping[t]; a slot < 0 (padding) or >=
+ * num_pages * page_size is skipped; else row (slot / page_size, slot %
+ * page_size, h) of each cache receives k[t, h] (v[t, h]), quantised for
+ * fp8 caches. Tensors of T = 0 (or no pages) may have null data. */
+typedef struct {
+  paged_attn_tensor k;            /* [T, num_kv_heads, head_dim] */
+  paged_attn_tensor v;            /* the shape and dtype of k */
+  paged_attn_tensor slot_mapping; /* [T] PAGED_ATTN_I64 */
+  paged_attn_tensor k_cache;      /* the decode's cache shape, written */
+  paged_attn_tensor v_cache;      /* the shape of k_cache, written */
+  /* Set exactly when kv_scale is nonzero, f32, any strides, as the
+   * decode's: rank 0 (_TENSOR) or [num_kv_heads] (_HEAD), read; per token
+   * (_TOKEN) the cache's first three dims, written. */
+  paged_attn_tensor k_scale;
+  paged_attn_tensor v_scale;
+} paged_attn_append_params;
+
 typedef struct paged_attn_library_s *paged_attn_library;
 typedef struct paged_attn_decoder_s *paged_attn_decoder;
 typedef struct paged_attn_merger_s *paged_attn_merger;
+typedef struct paged_attn_appender_s *paged_attn_appender;
 
 /* The message of the last failed call on this thread ("" if none). */
 const char *paged_attn_last_error(void);
@@ -197,6 +231,19 @@ void paged_attn_merger_destroy(paged_attn_merger merger);
 paged_attn_status paged_attn_merge(paged_attn_merger merger,
                                    const paged_attn_merge_params *params,
                                    void *stream);
+
+/* The append kernel of `config` in `library` (its manifests' "appends"). */
+paged_attn_status
+paged_attn_appender_create(paged_attn_library library,
+                           const paged_attn_append_config *config,
+                           paged_attn_appender *appender);
+void paged_attn_appender_destroy(paged_attn_appender appender);
+
+/* Writes the new rows into the caches on `stream` (the op's semantics);
+ * no allocation, no synchronisation; nothing is launched for T = 0. */
+paged_attn_status paged_attn_append(paged_attn_appender appender,
+                                    const paged_attn_append_params *params,
+                                    void *stream);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@ static_assert(PAGED_ATTN_F16 == int(DType::F16) &&
                   PAGED_ATTN_BF16 == int(DType::BF16) &&
                   PAGED_ATTN_F32 == int(DType::F32) &&
                   PAGED_ATTN_I32 == int(DType::I32) &&
+                  PAGED_ATTN_I64 == int(DType::I64) &&
                   PAGED_ATTN_I8 == int(DType::I8) &&
                   PAGED_ATTN_F8E4M3FN == int(DType::F8E4M3FN) &&
                   PAGED_ATTN_F8E5M2 == int(DType::F8E5M2),
@@ -38,6 +39,9 @@ struct paged_attn_decoder_s {
 };
 struct paged_attn_merger_s {
   std::unique_ptr<Merger> merger;
+};
+struct paged_attn_appender_s {
+  std::unique_ptr<Appender> appender;
 };
 
 static thread_local std::string lastError;
@@ -69,18 +73,17 @@ template <typename Enum> static int64_t rawEnum(const Enum &field) {
 /// an operand or a config field may have is the Spec's to say (the fp8
 /// ones are caches' of a quantised config only).
 static bool isCDType(int64_t dtype) {
-  return (dtype >= PAGED_ATTN_F16 && dtype <= PAGED_ATTN_I32) ||
-         (dtype >= PAGED_ATTN_I8 && dtype <= PAGED_ATTN_F8E5M2);
+  return dtype >= PAGED_ATTN_F16 && dtype <= PAGED_ATTN_F8E5M2;
 }
 
-/// The quantisation `config` asks for (none when kv_scale is 0); an error
-/// naming the field for a kv_scale outside the enum or a kv_dtype that is
-/// not fp8.
-static Status toKVQuant(const paged_attn_config &config,
+/// The quantisation a config's kv_scale and kv_dtype ask for (none when
+/// kv_scale is 0); an error naming the field for a kv_scale outside the
+/// enum or a kv_dtype that is not fp8.
+static Status toKVQuant(int32_t kvScale, const paged_attn_dtype &kvDType,
                         std::optional<KVQuant> *quant) {
   quant->reset();
   KVScaleKind kind;
-  switch (config.kv_scale) {
+  switch (kvScale) {
   case PAGED_ATTN_KV_UNQUANTIZED:
     return Status::ok();
   case PAGED_ATTN_KV_SCALE_TENSOR:
@@ -94,11 +97,11 @@ static Status toKVQuant(const paged_attn_config &config,
     break;
   default:
     return Status(StatusCode::InvalidArgument,
-                  "unknown kv_scale " + std::to_string(config.kv_scale) +
+                  "unknown kv_scale " + std::to_string(kvScale) +
                       " (0: unquantised, 1: per tensor, 2: per head, 3: per "
                       "token)");
   }
-  int64_t dtype = rawEnum(config.kv_dtype);
+  int64_t dtype = rawEnum(kvDType);
   if (!isCDType(dtype) || !isQuantizedCacheDType(static_cast<DType>(dtype))) {
     std::string got = isCDType(dtype) ? dtypeName(static_cast<DType>(dtype))
                                       : std::to_string(dtype);
@@ -263,7 +266,7 @@ paged_attn_status paged_attn_decoder_create(paged_attn_library library,
   c.variants.lse = config->variants & PAGED_ATTN_VARIANT_LSE;
   c.variants.treeMask = config->variants & PAGED_ATTN_VARIANT_TREE_MASK;
   c.queryLen = config->query_len ? config->query_len : 1;
-  if (Status s = toKVQuant(*config, &c.kvQuant); !s)
+  if (Status s = toKVQuant(config->kv_scale, config->kv_dtype, &c.kvQuant); !s)
     return report(s);
   auto handle = std::make_unique<paged_attn_decoder_s>();
   Status s = Decoder::create(library->library, c, &handle->decoder);
@@ -386,6 +389,61 @@ paged_attn_status paged_attn_merge(paged_attn_merger merger,
       !s)
     return report(s);
   return report(merger->merger->merge(p, stream));
+}
+
+paged_attn_status
+paged_attn_appender_create(paged_attn_library library,
+                           const paged_attn_append_config *config,
+                           paged_attn_appender *appender) {
+  if (!library)
+    return nullArgument("library");
+  if (!config)
+    return nullArgument("config");
+  if (!appender)
+    return nullArgument("appender");
+  int64_t layout = rawEnum(config->layout), dtype = rawEnum(config->dtype);
+  if (layout != PAGED_ATTN_NHD && layout != PAGED_ATTN_HND)
+    return report(Status(StatusCode::InvalidArgument, "unknown layout"));
+  if (!isCDType(dtype))
+    return report(Status(StatusCode::InvalidArgument, "unknown dtype"));
+  AppendConfig c;
+  c.numKVHeads = config->num_kv_heads;
+  c.headDim = config->head_dim;
+  c.pageSize = config->page_size;
+  c.dtype = static_cast<DType>(dtype);
+  c.layout = static_cast<Layout>(layout);
+  if (Status s = toKVQuant(config->kv_scale, config->kv_dtype, &c.kvQuant); !s)
+    return report(s);
+  auto handle = std::make_unique<paged_attn_appender_s>();
+  Status s = Appender::create(library->library, c, &handle->appender);
+  if (s)
+    *appender = handle.release();
+  return report(s);
+}
+
+void paged_attn_appender_destroy(paged_attn_appender appender) {
+  delete appender;
+}
+
+paged_attn_status paged_attn_append(paged_attn_appender appender,
+                                    const paged_attn_append_params *params,
+                                    void *stream) {
+  if (!appender)
+    return nullArgument("appender");
+  if (!params)
+    return nullArgument("params");
+  AppendParams p;
+  if (Status s =
+          toTensors({{"k", params->k, p.k},
+                     {"v", params->v, p.v},
+                     {"slot_mapping", params->slot_mapping, p.slotMapping},
+                     {"k_cache", params->k_cache, p.kCache},
+                     {"v_cache", params->v_cache, p.vCache},
+                     {"k_scale", params->k_scale, p.kScale},
+                     {"v_scale", params->v_scale, p.vScale}});
+      !s)
+    return report(s);
+  return report(appender->appender->append(p, stream));
 }
 
 } // extern "C"

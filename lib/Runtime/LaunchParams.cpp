@@ -31,6 +31,9 @@ std::optional<LaunchValue> detail::launchValueFor(std::string_view name) {
       {"tree_mask", LaunchValue::TreeMask},
       {"k_scale", LaunchValue::KScale},
       {"v_scale", LaunchValue::VScale},
+      {"k", LaunchValue::K},
+      {"v", LaunchValue::V},
+      {"slot_mapping", LaunchValue::SlotMapping},
   };
   for (auto [known, value] : kValues)
     if (name == known)

@@ -48,8 +48,11 @@ enum class LaunchValue : uint8_t {
   TreeMask,
   KScale,
   VScale,
+  K,           ///< paged_attn.append's new rows
+  V,           ///< paged_attn.append's new rows
+  SlotMapping, ///< paged_attn.append's slots
 };
-constexpr size_t kNumLaunchValues = size_t(LaunchValue::VScale) + 1;
+constexpr size_t kNumLaunchValues = size_t(LaunchValue::SlotMapping) + 1;
 
 /// A parameter as the Spec describes it, with the value bound to it. (Of
 /// default visibility, as KernelSpec which holds it must be: the public

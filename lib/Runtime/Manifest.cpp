@@ -1,10 +1,11 @@
 //===- Manifest.cpp - KernelLibrary: manifests and the PTX they name ------===//
 //
 // Reads what paged-attn-compile writes: NAME.json names NAME.ptx and lists
-// kernel pairs. Every entry is checked against the Spec before it is kept:
-// its config against the op's rules (a config that breaks one has no
-// correct kernel), and its kernels' parameters against the lists launches
-// pack (a manifest written for another ABI must be refused, not launched).
+// kernel pairs (and the merge and append ops' kernels). Every entry is checked
+// against the Spec before it is kept: its config against the op's rules (a
+// config that breaks one has no correct kernel), and its kernels' parameters
+// against the lists launches pack (a manifest written for another ABI must be
+// refused, not launched).
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,6 +37,7 @@ using namespace paged_attn::detail;
 struct KernelLibrary::Impl {
   std::vector<std::unique_ptr<KernelSpec>> specs;
   std::vector<std::unique_ptr<MergeKernelSpec>> merges;
+  std::vector<std::unique_ptr<AppendKernelSpec>> appends;
 };
 
 KernelLibrary::KernelLibrary() : impl_(new Impl) {}
@@ -451,6 +453,36 @@ static std::string parseMergeEntry(const json::Value &entry,
   return checkNoDynamicSharedMemory("merge", *merge);
 }
 
+/// Reads one entry of "appends": the append op's config (checked against
+/// its rules, and named as its fields make it) and its kernel. Any
+/// rows_per_cta is launchable (the grid's x is checked per launch); a
+/// bound keeps its arithmetic in int64_t.
+static std::string parseAppendEntry(const json::Value &entry,
+                                    AppendKernelSpec *spec) {
+  const json::Value *config = entry.get("config");
+  const json::Value *append = entry.get("append");
+  if (!config || !append || !config->isObject() || !append->isObject())
+    return "an append entry needs config and append";
+  if (std::string error = appendSpecFromConfig(*config, &spec->config);
+      !error.empty())
+    return error;
+  if (const json::Value *name = config->get("name")) {
+    std::string expected = spec->config.name();
+    if (!name->isString() || name->string != expected)
+      return "append 'config.name' is " + show(*name) +
+             ", but its fields make " + expected;
+  }
+  if (std::string error = parseKernelEntry(
+          "append", *append, appendKernelParams(spec->config), &spec->append);
+      !error.empty())
+    return error;
+  if (std::string error = readInteger(*append, "append", "rows_per_cta", 1,
+                                      INT32_MAX, &spec->rowsPerCTA);
+      !error.empty())
+    return error;
+  return checkNoDynamicSharedMemory("append", *append);
+}
+
 //===----------------------------------------------------------------------===//
 // The PTX a manifest names
 //===----------------------------------------------------------------------===//
@@ -581,14 +613,21 @@ Status KernelLibrary::load(const std::string &manifestPath,
   std::string ptxPath;
   if (Status s = readManifest(manifestPath, &root, &ptxPath); !s)
     return s;
-  // "kernels" lists decodes, "merges" (absent in older manifests) merge
-  // ops; a manifest has at least one of either.
+  // "kernels" lists decodes, "merges" and "appends" (absent in older
+  // manifests, and where there are none) merge and append ops; a manifest
+  // has at least one entry.
   const json::Value *kernels = root.get("kernels");
   const json::Value *merges = root.get("merges");
+  const json::Value *appends = root.get("appends");
+  auto isEmpty = [](const json::Value *list) {
+    return !list || list->array.empty();
+  };
   if (!kernels || !kernels->isArray() || (merges && !merges->isArray()) ||
-      (kernels->array.empty() && (!merges || merges->array.empty())))
+      (appends && !appends->isArray()) ||
+      (isEmpty(kernels) && isEmpty(merges) && isEmpty(appends)))
     return Status(StatusCode::ParseError,
-                  manifestPath + ": no 'kernels' or 'merges' entries");
+                  manifestPath + ": no 'kernels', 'merges' or 'appends' "
+                                 "entries");
 
   std::shared_ptr<KernelLibrary> library(new KernelLibrary);
   Impl &impl = *library->impl_;
@@ -605,11 +644,21 @@ Status KernelLibrary::load(const std::string &manifestPath,
       return Status(StatusCode::ParseError, manifestPath + ": " + error);
     impl.merges.push_back(std::move(merge));
   }
+  for (const json::Value &entry :
+       appends ? appends->array : std::vector<json::Value>()) {
+    auto append = std::make_unique<AppendKernelSpec>();
+    if (std::string error = parseAppendEntry(entry, append.get());
+        !error.empty())
+      return Status(StatusCode::ParseError, manifestPath + ": " + error);
+    impl.appends.push_back(std::move(append));
+  }
   std::vector<const KernelEntry *> entries;
   for (const auto &spec : impl.specs)
     entries.insert(entries.end(), {&spec->decode, &spec->merge, &spec->check});
   for (const auto &merge : impl.merges)
     entries.push_back(&merge->merge);
+  for (const auto &append : impl.appends)
+    entries.push_back(&append->append);
   std::shared_ptr<const std::string> ptx;
   if (Status s = readPtx(manifestPath, ptxPath, entries, &ptx); !s)
     return s;
@@ -621,6 +670,7 @@ Status KernelLibrary::load(const std::string &manifestPath,
   };
   std::for_each(impl.specs.begin(), impl.specs.end(), bind);
   std::for_each(impl.merges.begin(), impl.merges.end(), bind);
+  std::for_each(impl.appends.begin(), impl.appends.end(), bind);
   *result = std::move(library);
   return Status::ok();
 }
@@ -651,8 +701,11 @@ Status KernelLibrary::loadDirectory(const std::string &directory,
       library->impl_->specs.push_back(std::move(spec));
     for (auto &merge : one->impl_->merges)
       library->impl_->merges.push_back(std::move(merge));
+    for (auto &append : one->impl_->appends)
+      library->impl_->appends.push_back(std::move(append));
   }
-  if (library->impl_->specs.empty() && library->impl_->merges.empty())
+  if (library->impl_->specs.empty() && library->impl_->merges.empty() &&
+      library->impl_->appends.empty())
     return Status(StatusCode::NotFound,
                   "no kernel manifests (*.json) in '" + directory + "'");
   *result = std::move(library);
@@ -685,5 +738,20 @@ KernelLibrary::findMerge(const MergeConfig &config) const {
   for (const auto &merge : impl_->merges)
     if (merge->config == config)
       return merge.get();
+  return nullptr;
+}
+
+std::vector<AppendConfig> KernelLibrary::appendConfigs() const {
+  std::vector<AppendConfig> result;
+  for (const auto &append : impl_->appends)
+    result.push_back(append->config);
+  return result;
+}
+
+const AppendKernelSpec *
+KernelLibrary::findAppend(const AppendConfig &config) const {
+  for (const auto &append : impl_->appends)
+    if (append->config == config)
+      return append.get();
   return nullptr;
 }

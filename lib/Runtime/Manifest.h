@@ -4,7 +4,7 @@
 // (read with the Spec's specFromConfig, so it obeys the op's rules), the
 // three kernels' names, block sizes and parameters (the Spec's, checked
 // against the manifest's), and the launch settings of the decode kernel;
-// of "merges", the merge op's config and its kernel.
+// of "merges" and "appends", the op's config and its kernel.
 //
 //===----------------------------------------------------------------------===//
 
@@ -57,6 +57,17 @@ struct MergeKernelSpec {
   KernelEntry merge;
   /// Heads one CTA merges: the grid's x is num_heads / rowsPerCTA, rounded
   /// up.
+  int64_t rowsPerCTA = 1;
+  std::shared_ptr<const std::string> ptx; // NUL-terminated
+  uint64_t id = 0, ptxId = 0;
+};
+
+/// A paged_attn.append kernel from a manifest's "appends".
+struct AppendKernelSpec {
+  AppendConfig config;
+  KernelEntry append;
+  /// (token, KV head) rows one CTA writes: the grid's x is T * num_kv_heads
+  /// / rowsPerCTA, rounded up.
   int64_t rowsPerCTA = 1;
   std::shared_ptr<const std::string> ptx; // NUL-terminated
   uint64_t id = 0, ptxId = 0;

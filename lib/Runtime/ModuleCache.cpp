@@ -138,13 +138,16 @@ Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
   return Status::ok();
 }
 
-Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
-                           const MergeKernelSpec &spec, CUfunction *out) {
+template <typename Spec>
+Status ModuleCache::singleKernel(
+    const Driver &d, CUcontext ctx, const Spec &spec, const KernelEntry &kernel,
+    std::map<std::pair<CUcontext, uint64_t>, CUfunction> &functions,
+    CUfunction *out) {
   auto key = std::make_pair(ctx, spec.id);
   {
     std::lock_guard<std::mutex> lock(mutex);
-    auto it = merges.find(key);
-    if (it != merges.end()) {
+    auto it = functions.find(key);
+    if (it != functions.end()) {
       *out = it->second;
       return Status::ok();
     }
@@ -153,16 +156,25 @@ Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
   if (Status s = module(d, ctx, spec.ptxId, *spec.ptx, &loadedModule); !s)
     return s;
   CUfunction fn = nullptr;
-  CUresult r =
-      d.cuModuleGetFunction(&fn, loadedModule, spec.merge.name.c_str());
+  CUresult r = d.cuModuleGetFunction(&fn, loadedModule, kernel.name.c_str());
   if (r != CUDA_SUCCESS)
     return Status(StatusCode::NotFound,
-                  "kernel '" + spec.merge.name +
+                  "kernel '" + kernel.name +
                       "' not in its PTX: " + describe(d, r));
   std::lock_guard<std::mutex> lock(mutex);
-  merges[key] = fn;
+  functions[key] = fn;
   *out = fn;
   return Status::ok();
+}
+
+Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
+                           const MergeKernelSpec &spec, CUfunction *out) {
+  return singleKernel(d, ctx, spec, spec.merge, merges, out);
+}
+
+Status ModuleCache::lookup(const Driver &d, CUcontext ctx,
+                           const AppendKernelSpec &spec, CUfunction *out) {
+  return singleKernel(d, ctx, spec, spec.append, appends, out);
 }
 
 int ModuleCache::multiprocessorCount(const Driver &d, CUdevice device) {

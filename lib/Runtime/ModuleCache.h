@@ -43,6 +43,9 @@ public:
   /// A merge op's kernel in `ctx`, likewise.
   Status lookup(const cuda::Driver &d, cuda::CUcontext ctx,
                 const MergeKernelSpec &spec, cuda::CUfunction *out);
+  /// An append op's kernel in `ctx`, likewise.
+  Status lookup(const cuda::Driver &d, cuda::CUcontext ctx,
+                const AppendKernelSpec &spec, cuda::CUfunction *out);
   /// The SM count of `device`, asked of the driver once.
   int multiprocessorCount(const cuda::Driver &d, cuda::CUdevice device);
 
@@ -58,12 +61,21 @@ private:
   /// The module of `ptx` (whose id is `ptxId`) in `ctx`, loaded once.
   Status module(const cuda::Driver &d, cuda::CUcontext ctx, uint64_t ptxId,
                 const std::string &ptx, cuda::CUmodule *out);
+  /// The one kernel `kernel` of the entry of `spec` (a merge or append
+  /// op's) in `ctx`, found in `functions` or loaded and kept there.
+  template <typename Spec>
+  Status singleKernel(const cuda::Driver &d, cuda::CUcontext ctx,
+                      const Spec &spec, const KernelEntry &kernel,
+                      std::map<std::pair<cuda::CUcontext, uint64_t>,
+                               cuda::CUfunction> &functions,
+                      cuda::CUfunction *out);
 
   std::mutex mutex;
   std::map<std::pair<cuda::CUcontext, uint64_t>, std::shared_ptr<ModuleSlot>>
       modules;
   std::map<std::pair<cuda::CUcontext, uint64_t>, LoadedKernels> kernels;
   std::map<std::pair<cuda::CUcontext, uint64_t>, cuda::CUfunction> merges;
+  std::map<std::pair<cuda::CUcontext, uint64_t>, cuda::CUfunction> appends;
   std::map<cuda::CUdevice, int> smCounts;
 };
 

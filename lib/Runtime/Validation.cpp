@@ -120,12 +120,12 @@ static bool isKnownDType(DType dtype) {
   return unsigned(dtype) <= unsigned(DType::F8E5M2);
 }
 
-Status detail::checkTensor(const KernelParam &param, const Tensor &t,
-                           int64_t dim0, const char *shapeDoc) {
+/// checkTensor's checks of the view's description (not its pointer):
+/// rank, dtype and sizes.
+static Status checkShape(const KernelParam &param, const Tensor &t,
+                         int64_t dim0, const char *shapeDoc) {
   const char *name = param.name;
   int rank = int(param.shape.size());
-  if (!t.data)
-    return invalid(std::string(name) + " is a null pointer");
   if (t.rank < 0 || t.rank > 4)
     return invalid(std::string(name) + " is not a valid tensor: its rank (" +
                    std::to_string(t.rank) + ") is outside [0, 4]");
@@ -147,6 +147,16 @@ Status detail::checkTensor(const KernelParam &param, const Tensor &t,
       return invalid(std::string(name) + " has shape " + shapeString(t) +
                      ", expected " + shapeDoc);
   }
+  return Status::ok();
+}
+
+Status detail::checkTensor(const KernelParam &param, const Tensor &t,
+                           int64_t dim0, const char *shapeDoc) {
+  const char *name = param.name;
+  if (!t.data)
+    return invalid(std::string(name) + " is a null pointer");
+  if (Status s = checkShape(param, t, dim0, shapeDoc); !s)
+    return s;
   if (param.unitInnermostStride) {
     if (Status s = checkVectorRows(name, t); !s)
       return s;
@@ -157,6 +167,17 @@ Status detail::checkTensor(const KernelParam &param, const Tensor &t,
                    std::to_string(bytes) + "-byte aligned");
   }
   return checkExtent(name, t);
+}
+
+Status detail::checkTensorOrEmpty(const KernelParam &param, const Tensor &t,
+                                  int64_t dim0, const char *shapeDoc) {
+  if (t.data)
+    return checkTensor(param, t, dim0, shapeDoc);
+  if (Status s = checkShape(param, t, dim0, shapeDoc); !s)
+    return s;
+  if (t.numElements() != 0)
+    return invalid(std::string(param.name) + " is a null pointer");
+  return Status::ok();
 }
 
 Status detail::checkBatch(int64_t batch) {
@@ -175,17 +196,17 @@ Status detail::checkNumSplits(int64_t numSplits) {
   return Status::ok();
 }
 
-/// How messages name the expected shape of k_scale and v_scale.
-static const char *kvScaleShapeDoc(const KernelConfig &config) {
-  if (!config.kvQuant)
+const char *detail::kvScaleShapeDoc(const std::optional<KVQuant> &kvQuant,
+                                    Layout layout) {
+  if (!kvQuant)
     return "";
-  switch (config.kvQuant->scale) {
+  switch (kvQuant->scale) {
   case KVScaleKind::Tensor:
     return "[]";
   case KVScaleKind::Head:
     return "[num_kv_heads]";
   case KVScaleKind::Token:
-    return config.layout == Layout::NHD
+    return layout == Layout::NHD
                ? "[num_pages of k_cache, page_size, num_kv_heads]"
                : "[num_pages of k_cache, num_kv_heads, page_size]";
   }
@@ -217,7 +238,7 @@ static const char *shapeDoc(LaunchValue value, const KernelConfig &config) {
     return "[batch, L, L]";
   case LaunchValue::KScale:
   case LaunchValue::VScale:
-    return kvScaleShapeDoc(config);
+    return kvScaleShapeDoc(config.kvQuant, config.layout);
   default:
     return "";
   }

@@ -15,6 +15,7 @@
 
 #include "PagedAttn/Runtime/Runtime.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,17 @@ const Tensor *operandTensor(const DecodeParams &params, LaunchValue value);
 /// strides. `shapeDoc` names the expected shape in messages.
 Status checkTensor(const KernelParam &param, const Tensor &t, int64_t dim0,
                    const char *shapeDoc);
+
+/// checkTensor for an operand whose view may be empty: a view with a zero
+/// size may have a null pointer (nothing of it is read or written), and is
+/// checked for its rank, dtype and sizes only.
+Status checkTensorOrEmpty(const KernelParam &param, const Tensor &t,
+                          int64_t dim0, const char *shapeDoc);
+
+/// How messages name the expected shape of k_scale and v_scale of caches
+/// quantised as `kvQuant` and laid out as `layout` ("" without one).
+const char *kvScaleShapeDoc(const std::optional<KVQuant> &kvQuant,
+                            Layout layout);
 
 /// The most sequences one launch takes: the grid's y dimension.
 constexpr int64_t kMaxBatch = 65535;

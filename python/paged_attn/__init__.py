@@ -21,6 +21,12 @@ k_scale= and v_scale= (both, and only then): a float or a float32 tensor []
 (per tensor), a float32 tensor [num_kv_heads] (per head) or one of the
 cache's first three dims (per token, read through the page table).
 
+New tokens' K and V rows go into the caches with paged_attn.append(k, v,
+slot_mapping, k_cache, v_cache) (k, v: [T, kv_heads, head_dim];
+slot_mapping: int64 [T], page * page_size + offset, negative to skip),
+quantising them for fp8 caches with the same k_scale= and v_scale= (per
+token, the scale caches are written).
+
 A loop that decodes into the same tensors every step (a serving loop with
 persistent buffers, or one captured in a CUDA graph) can check them once:
 
@@ -57,17 +63,18 @@ _ext.set_error_type(PagedAttnError)
 _decode_torch = _ext.decode_torch
 _merge_torch = _ext.merge_torch
 
-__all__ = ["decode", "DecodePlan", "merge", "compile", "compile_merge",
-           "workspace_size", "PagedAttnError", "has_compiler", "has_driver",
+__all__ = ["decode", "DecodePlan", "merge", "append", "compile",
+           "compile_merge", "compile_append", "workspace_size", "PagedAttnError", "has_compiler", "has_driver",
            "cache_dir"]
 
 # torch dtype -> the runtime's dtype name (the float8 ones where this torch
 # has them).
 _DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32",
-                "int32": "i32", "bool": "i8", "int8": "i8", "uint8": "i8",
+                "int32": "i32", "int64": "i64", "bool": "i8", "int8": "i8", "uint8": "i8",
                 "float8_e4m3fn": "f8e4m3fn", "float8_e5m2": "f8e5m2"}
 # __cuda_array_interface__ typestr -> dtype name.
-_TYPESTRS = {"<f2": "f16", "<f4": "f32", "<i4": "i32", "|b1": "i8",
+_TYPESTRS = {"<f2": "f16", "<f4": "f32", "<i4": "i32", "<i8": "i64",
+             "|b1": "i8",
              "|i1": "i8", "|u1": "i8"}
 # Dtypes numpy's typestrs have no letter for: a void typestr of their size
 # is one of them only when the object's .dtype names it ("<V2" and
@@ -158,7 +165,8 @@ def _describe(name, t):
             raise ValueError(f"{name} has dtype {t.dtype}; expected float16, "
                              f"bfloat16, float32 (float8_e4m3fn or "
                              f"float8_e5m2 for fp8 caches, int32 for "
-                             f"block_table and seq_lens)")
+                             f"block_table and seq_lens, int64 for "
+                             f"slot_mapping)")
         return _Desc(t.data_ptr(), dt, tuple(t.shape), t.stride(),
                      t.get_device())
     cai = getattr(t, "__cuda_array_interface__", None)
@@ -180,7 +188,7 @@ def _describe(name, t):
         dt = _VOID_TYPESTRS[typestr].get(dtype_name)
     if dt is None:
         raise ValueError(f"{name} has typestr {typestr!r}; expected float16, "
-                         f"bfloat16, float32 or int32 data")
+                         f"bfloat16, float32, int32 or int64 data")
     shape = tuple(cai["shape"])
     elem = _ELEM_BYTES[dt]
     if cai.get("strides") is None:
@@ -315,6 +323,24 @@ def compile_merge(num_heads, head_dim, dtype="bf16", chip="sm_90",
                                       list(variants))
     ptx, manifest = _ext.compile_merge(num_heads, head_dim, dtype, chip,
                                        name + ".ptx", list(variants))
+    return ptx, json.loads(manifest)
+
+
+def compile_append(num_kv_heads, head_dim, page_size, dtype="bf16",
+                   layout="nhd", chip="sm_90", kv_dtype=None, kv_scale=None):
+    """Compiles the paged_attn.append kernel that writes rows [T,
+    num_kv_heads, head_dim] of `dtype` into the caches of the decode of
+    these sizes, layout and quantisation (kv_dtype and kv_scale as
+    compile()'s): returns (ptx: str, manifest: dict)."""
+    if not _ext.has_compiler():
+        raise PagedAttnError("this build of paged_attn has no compiler: use "
+                             "kernels compiled by paged-attn-compile "
+                             "($PAGED_ATTN_KERNEL_DIR)")
+    name = "append_" + _ext.append_spec(num_kv_heads, head_dim, page_size,
+                                        dtype, layout, kv_dtype, kv_scale)
+    ptx, manifest = _ext.compile_append(num_kv_heads, head_dim, page_size,
+                                        dtype, layout, chip, name + ".ptx",
+                                        kv_dtype, kv_scale)
     return ptx, json.loads(manifest)
 
 
@@ -485,6 +511,24 @@ def _merger(hq, d, dtype, variants):
         _ext.register_merger(merger)
         return merger
     return _cached(_mergers, (hq, d, dtype, variants), make)
+
+
+_appenders = {}
+
+
+def _appender(hkv, d, page, dtype, layout, kv_quant):
+    """The append kernel of (hkv, d, page, dtype, layout) and kv_quant
+    (None, or an fp8 cache's (dtype, scale granularity))."""
+    def make():
+        kv_dtype, kv_scale = kv_quant or (None, None)
+        name = "append_" + _ext.append_spec(hkv, d, page, dtype, layout,
+                                            kv_dtype, kv_scale)
+        lib = _library_for(name, lambda chip: compile_append(
+            hkv, d, page, dtype, layout, chip=chip, kv_dtype=kv_dtype,
+            kv_scale=kv_scale))
+        return _ext.Appender(lib, hkv, d, page, dtype, layout, kv_dtype,
+                             kv_scale)
+    return _cached(_appenders, (hkv, d, page, dtype, layout, kv_quant), make)
 
 
 # ---------------------------------------------------------------------------
@@ -1184,6 +1228,114 @@ def _checked_merge(partial_out, partial_lse, sinks, return_lse, out, lse,
             sd.as_tuple() if sd else None, lsed.as_tuple() if lsed else None,
             _resolve_stream(stream, partial_out))
     return merger.merge, args, {}, (out, lse) if "lse" in variants else out
+
+
+# ---------------------------------------------------------------------------
+# append
+# ---------------------------------------------------------------------------
+
+
+def append(k, v, slot_mapping, k_cache, v_cache, *, k_scale=None,
+           v_scale=None, layout="nhd", stream=None):
+    """Writes T new tokens' K and V rows into the paged caches, in place, as
+    paged_attn.append does (returns None).
+
+    k, v: [T, num_kv_heads, head_dim], float16, bfloat16 or float32 (float16
+    or bfloat16 for fp8 caches). slot_mapping: int64 [T]; token t goes to
+    page slot // page_size, offset slot % page_size; a negative slot
+    (padding) or one past the pool (num_pages * page_size or more) is
+    skipped. Non-negative slots of one call must be distinct. k_cache,
+    v_cache: decode()'s caches under `layout` ("nhd" [pages, page,
+    kv_heads, head_dim] or "hnd" [pages, kv_heads, page, head_dim]), of k's
+    dtype (rows copied bit for bit), or float8_e4m3fn / float8_e5m2 with
+    k_scale= and v_scale= as decode() takes them: a float or a float32
+    tensor [] (per tensor) or [num_kv_heads] (per head), read (codes are x
+    * (1 / scale), rounded to the nearest fp8 value, saturating); or per
+    token, the scale caches of the cache's first three dims, written (each
+    row's scale is max |x| / the format's largest value, at least 2^-126).
+    stream: as decode()'s. Tensors are torch CUDA tensors,
+    __cuda_array_interface__ objects or DLPack exporters, on one device;
+    nothing is allocated (a float scale is put on the GPU on its first
+    use, as decode()'s) and nothing synchronises, so CUDA graphs can
+    capture it.
+    """
+    launch, args = _checked_append(k, v, slot_mapping, k_cache, v_cache,
+                                   k_scale, v_scale, layout, stream)
+    launch(*args)
+
+
+def _check_append_tensors(kd, vd, sd, kcd, vcd, kv_scale, layout):
+    """(T, hkv, d, page, kv_quant) of append()'s described tensors, after
+    their own checks (ranks, dtypes, shapes against each other and the
+    caches, one device) and the op's rules (the C++ Spec's)."""
+    page_dim, kv_dim = _cache_dims(layout)
+    _check_ranks((("k", kd, 3), ("v", vd, 3), ("slot_mapping", sd, 1),
+                  ("k_cache", kcd, 4), ("v_cache", vcd, 4)))
+    if kd.dtype not in _DATA_DTYPES:
+        raise ValueError(f"k must be float16, bfloat16 or float32, got "
+                         f"{kd.dtype}")
+    if vd.dtype != kd.dtype or tuple(vd.shape) != tuple(kd.shape):
+        raise ValueError(f"v must match k: {kd.dtype} {tuple(kd.shape)}, got "
+                         f"{vd.dtype} {tuple(vd.shape)}")
+    tokens = kd.shape[0]
+    if sd.dtype != "i64":
+        raise ValueError(f"slot_mapping must be int64, got {sd.dtype}")
+    if tuple(sd.shape) != (tokens,):
+        raise ValueError(f"slot_mapping must have one slot per token of k "
+                         f"(T = {tokens}), got shape {tuple(sd.shape)}")
+    kv_quant = _kv_quant(kcd, kv_scale)
+    if kv_quant is None and kcd.dtype != kd.dtype:
+        raise ValueError(f"k_cache dtype ({kcd.dtype}) must equal k's "
+                         f"({kd.dtype}), or be float8_e4m3fn or float8_e5m2 "
+                         f"with k_scale and v_scale")
+    if vcd.dtype != kcd.dtype:
+        raise ValueError(f"v_cache dtype ({vcd.dtype}) must equal k_cache's "
+                         f"({kcd.dtype})")
+    if tuple(vcd.shape) != tuple(kcd.shape):
+        raise ValueError(f"k_cache and v_cache shapes differ: "
+                         f"{tuple(kcd.shape)} and {tuple(vcd.shape)}")
+    hkv, d, page = kcd.shape[kv_dim], kcd.shape[3], kcd.shape[page_dim]
+    if tuple(kd.shape[1:]) != (hkv, d):
+        raise ValueError(f"k has shape {tuple(kd.shape)}, expected [T, "
+                         f"num_kv_heads, head_dim] with the caches' "
+                         f"num_kv_heads {hkv} and head_dim {d}")
+    devices = {t.device for t in (kd, vd, sd, kcd, vcd)
+               if t.device is not None}
+    if len(devices) > 1:
+        raise ValueError(f"all tensors must be on one device, got {devices}")
+    kv_dtype, kv_scale_kind = kv_quant or (None, None)
+    _ext.append_spec(hkv, d, page, kd.dtype, layout, kv_dtype, kv_scale_kind)
+    return tokens, hkv, d, page, kv_quant
+
+
+def _checked_append(k, v, slot_mapping, k_cache, v_cache, k_scale, v_scale,
+                    layout, stream):
+    """append() described and checked in Python up to the launch: (the
+    launch, its arguments)."""
+    torch = _torch()
+    if torch is not None:
+        k, v, slot_mapping, k_cache, v_cache, k_scale, v_scale = (
+            _from_dlpack(torch, t) for t in (k, v, slot_mapping, k_cache,
+                                             v_cache, k_scale, v_scale))
+    kd, vd = _describe("k", k), _describe("v", v)
+    sd = _describe("slot_mapping", slot_mapping)
+    kcd, vcd = _describe("k_cache", k_cache), _describe("v_cache", v_cache)
+    kv_scale, ks, vs = _kv_scales(k_scale, v_scale)
+    _, hkv, d, page, kv_quant = _check_append_tensors(kd, vd, sd, kcd, vcd,
+                                                      kv_scale, layout)
+    scales = (None, None)
+    if kv_quant is not None:
+        want = tuple(_ext.kv_scale_shape(kv_scale, hkv, page, layout,
+                                         kcd.shape[0]))
+        device = kd.device
+        scales = tuple(
+            _scale_desc(name, _scale_operand(name, s, want, device),
+                        device).as_tuple()
+            for name, s in (("k_scale", ks), ("v_scale", vs)))
+    appender = _appender(hkv, d, page, kd.dtype, layout, kv_quant)
+    return appender.append, (kd.as_tuple(), vd.as_tuple(), sd.as_tuple(),
+                             kcd.as_tuple(), vcd.as_tuple(), *scales,
+                             _resolve_stream(stream, k))
 
 
 def _resolve_lse(lse, variants, q):

@@ -17,6 +17,7 @@
 #include "ext.h"
 
 #include "PagedAttn/Runtime/Runtime.h"
+#include "PagedAttn/Spec/AppendSpec.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
 #include "PagedAttn/Spec/KernelABI.h"
 #include "PagedAttn/Spec/TargetInfo.h"
@@ -160,6 +161,26 @@ MergeSpec checkedMergeSpec(int64_t numHeads, int64_t headDim,
     throw nb::value_error("a merge has the sinks and lse variants only");
   MergeSpec spec = MergeSpec::forOp(numHeads, headDim, dataDTypeNamed(dtype),
                                     v.sinks, v.lse);
+  if (std::string error = spec.validate(); !error.empty())
+    throw nb::value_error(error.c_str());
+  return spec;
+}
+
+/// The spec of a paged_attn.append, after the op's rules: k and v of
+/// `dtype`, caches of the decode of these sizes, dtype, layout and
+/// quantisation (kv_dtype and kv_scale both or neither, as decode_spec's).
+AppendSpec checkedAppendSpec(int64_t numKVHeads, int64_t headDim,
+                             int64_t pageSize, const std::string &dtype,
+                             nb::handle layout,
+                             const std::optional<std::string> &kvDType,
+                             const std::optional<std::string> &kvScale) {
+  AppendSpec spec;
+  spec.numKVHeads = numKVHeads;
+  spec.headDim = headDim;
+  spec.pageSize = pageSize;
+  spec.dtype = dataDTypeNamed(dtype);
+  spec.layout = layoutOf(layout);
+  spec.kvQuant = kvQuantNamed(kvDType, kvScale);
   if (std::string error = spec.validate(); !error.empty())
     throw nb::value_error(error.c_str());
   return spec;
@@ -362,9 +383,16 @@ NB_MODULE(_ext, m) {
                names.push_back(c.name());
              return names;
            })
-      .def("merge_configs", [](const PyLibrary &self) {
+      .def("merge_configs",
+           [](const PyLibrary &self) {
+             std::vector<std::string> names;
+             for (const MergeConfig &c : self.library->mergeConfigs())
+               names.push_back(c.name());
+             return names;
+           })
+      .def("append_configs", [](const PyLibrary &self) {
         std::vector<std::string> names;
-        for (const MergeConfig &c : self.library->mergeConfigs())
+        for (const AppendConfig &c : self.library->appendConfigs())
           names.push_back(c.name());
         return names;
       });
@@ -521,6 +549,73 @@ NB_MODULE(_ext, m) {
           nb::arg("partial_out"), nb::arg("partial_lse"), nb::arg("out"),
           nb::arg("sinks").none(), nb::arg("lse").none(), nb::arg("stream"));
 
+  m.def(
+      "append_spec",
+      [](int64_t numKVHeads, int64_t headDim, int64_t pageSize,
+         const std::string &dtype, nb::handle layout,
+         const std::optional<std::string> &kvDType,
+         const std::optional<std::string> &kvScale) {
+        return checkedAppendSpec(numKVHeads, headDim, pageSize, dtype, layout,
+                                 kvDType, kvScale)
+            .name();
+      },
+      nb::arg("num_kv_heads"), nb::arg("head_dim"), nb::arg("page_size"),
+      nb::arg("dtype"), nb::arg("layout").none(),
+      nb::arg("kv_dtype").none() = nb::none(),
+      nb::arg("kv_scale").none() = nb::none(),
+      "The append config's name (kv8_d128_p16_bf16_nhd_f8e4m3fn_token), "
+      "after the op's rules: ValueError with the rule's message when one is "
+      "broken");
+
+  nb::class_<PyAppender>(m, "Appender")
+      .def(
+          "__init__",
+          [](PyAppender *self, const PyLibrary &library, int64_t numKVHeads,
+             int64_t headDim, int64_t pageSize, const std::string &dtype,
+             nb::handle layout, const std::optional<std::string> &kvDType,
+             const std::optional<std::string> &kvScale) {
+            std::unique_ptr<Appender> appender;
+            check(Appender::create(library.library,
+                                   checkedAppendSpec(numKVHeads, headDim,
+                                                     pageSize, dtype, layout,
+                                                     kvDType, kvScale),
+                                   &appender));
+            new (self) PyAppender{std::move(appender)};
+          },
+          nb::arg("library"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
+          nb::arg("page_size"), nb::arg("dtype"), nb::arg("layout").none(),
+          nb::arg("kv_dtype").none() = nb::none(),
+          nb::arg("kv_scale").none() = nb::none())
+      .def_prop_ro(
+          "name",
+          [](const PyAppender &self) { return self.appender->config().name(); })
+      .def(
+          "append",
+          [](const PyAppender &self, const TensorDesc &k, const TensorDesc &v,
+             const TensorDesc &slotMapping, const TensorDesc &kCache,
+             const TensorDesc &vCache, const std::optional<TensorDesc> &kScale,
+             const std::optional<TensorDesc> &vScale, uintptr_t stream) {
+            AppendParams p;
+            p.k = toTensor(k, "k");
+            p.v = toTensor(v, "v");
+            p.slotMapping = toTensor(slotMapping, "slot_mapping");
+            p.kCache = toTensor(kCache, "k_cache");
+            p.vCache = toTensor(vCache, "v_cache");
+            if (kScale)
+              p.kScale = toTensor(*kScale, "k_scale");
+            if (vScale)
+              p.vScale = toTensor(*vScale, "v_scale");
+            Status s;
+            {
+              nb::gil_scoped_release release;
+              s = self.appender->append(p, reinterpret_cast<void *>(stream));
+            }
+            check(s);
+          },
+          nb::arg("k"), nb::arg("v"), nb::arg("slot_mapping"),
+          nb::arg("k_cache"), nb::arg("v_cache"), nb::arg("k_scale").none(),
+          nb::arg("v_scale").none(), nb::arg("stream"));
+
   defineTorchCalls(m);
 
 #ifdef PAGED_ATTN_HAVE_COMPILER
@@ -537,6 +632,22 @@ NB_MODULE(_ext, m) {
       nb::arg("num_heads"), nb::arg("head_dim"), nb::arg("dtype"),
       nb::arg("chip"), nb::arg("ptx_name"),
       nb::arg("variants") = std::vector<std::string>());
+
+  m.def(
+      "compile_append",
+      [](int64_t numKVHeads, int64_t headDim, int64_t pageSize,
+         const std::string &dtype, nb::handle layout, const std::string &chip,
+         const std::string &ptxName, const std::optional<std::string> &kvDType,
+         const std::optional<std::string> &kvScale) {
+        mlir::paged_attn::KernelSet set;
+        set.appends.push_back(checkedAppendSpec(
+            numKVHeads, headDim, pageSize, dtype, layout, kvDType, kvScale));
+        return compileSet(set, chip, 4, ptxName);
+      },
+      nb::arg("num_kv_heads"), nb::arg("head_dim"), nb::arg("page_size"),
+      nb::arg("dtype"), nb::arg("layout").none(), nb::arg("chip"),
+      nb::arg("ptx_name"), nb::arg("kv_dtype").none() = nb::none(),
+      nb::arg("kv_scale").none() = nb::none());
 
   m.def(
       "compile",

@@ -38,6 +38,11 @@ struct PyMerger {
   std::shared_ptr<const Merger> merger;
 };
 
+/// _ext.Appender, shared as PyDecoder is.
+struct PyAppender {
+  std::shared_ptr<const Appender> appender;
+};
+
 /// Adds set_torch, register_decoder, register_merger, decode_torch and
 /// merge_torch to the module (torch_calls.cpp).
 void defineTorchCalls(nanobind::module_ &m);

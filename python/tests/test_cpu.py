@@ -128,7 +128,7 @@ def test_rejects_dtype_mismatch():
     with pytest.raises(ValueError, match=r"k_cache dtype \(f32\) must equal "
                                          r"q's \(f16\)"):
         call(k_cache=Cuda((100, 16, 8, 128), "<f4"))
-    with pytest.raises(ValueError, match="block_table has typestr '<i8'"):
+    with pytest.raises(ValueError, match="block_table must be int32, got i64"):
         call(block_table=Cuda((4, 10), "<i8"))
     with pytest.raises(ValueError, match="seq_lens must be int32, got f32"):
         call(seq_lens=Cuda((4,), "<f4"))

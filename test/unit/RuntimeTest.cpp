@@ -562,7 +562,7 @@ TEST_F(RuntimeTest, MergeEntriesAreCheckedAtLoad) {
       loadWith("\"partial_dtype\": \"bf16\"", "\"partial_dtype\": \"f64\""),
       "merge config has no partial_dtype f16, bf16 or f32");
   EXPECT_EQ(loadWith("\"merges\": [", "\"merges\": 3, \"x\": ["),
-            "no 'kernels' or 'merges' entries");
+            "no 'kernels', 'merges' or 'appends' entries");
 }
 
 TEST_F(RuntimeTest, MergeChecksItsTensors) {
@@ -1033,8 +1033,9 @@ TEST_F(RuntimeTest, CApiRefusesInvalidTensors) {
   // The fp8 dtypes are C dtypes, for caches only.
   p.seq_lens.dtype = PAGED_ATTN_F8E5M2;
   EXPECT_EQ(message(), "seq_lens has dtype f8e5m2, expected i32");
-  p.seq_lens.dtype = static_cast<paged_attn_dtype>(4);
-  EXPECT_EQ(message(), "seq_lens has an invalid dtype (4)");
+  // i64 is a C dtype too (an append's slot_mapping).
+  p.seq_lens.dtype = PAGED_ATTN_I64;
+  EXPECT_EQ(message(), "seq_lens has dtype i64, expected i32");
   p.seq_lens.dtype = PAGED_ATTN_I32;
   p.block_table.data = static_cast<char *>(p.block_table.data) + 2;
   EXPECT_EQ(message(), "block_table data pointer is not 4-byte aligned");

@@ -1,7 +1,8 @@
 //===- Runtime.h - load and launch paged decode kernels ---------*- C++ -*-===//
 //
 // Loads PTX compiled by paged-attn-compile together with its manifest and
-// launches decode (and paged_attn.merge) on the caller's CUDA stream. Depends only on the CUDA
+// launches decode (and paged_attn.merge and paged_attn.append) on the
+// caller's CUDA stream. Depends only on the CUDA
 // driver, loaded at run time: without one, every call that needs the GPU
 // returns StatusCode::NoDriver and everything else still works.
 //
@@ -13,6 +14,7 @@
 #ifndef PAGEDATTN_RUNTIME_RUNTIME_H
 #define PAGEDATTN_RUNTIME_RUNTIME_H
 
+#include "PagedAttn/Spec/AppendSpec.h"
 #include "PagedAttn/Spec/DecodeSpec.h"
 #include "PagedAttn/Spec/KernelABI.h"
 
@@ -120,6 +122,7 @@ struct DecodeParams {
 
 struct KernelSpec;
 struct MergeKernelSpec;
+struct AppendKernelSpec;
 class KernelLibrary;
 
 /// A decode kernel pair for one config, bound to the PTX that holds it.
@@ -222,6 +225,61 @@ private:
   MergeConfig config_;
 };
 
+/// What an append kernel is specialised on: paged_attn.append's spec (the
+/// caches of the decode it fills: AppendSpec::forDecode).
+using AppendConfig = AppendSpec;
+
+/// paged_attn.append: T new tokens' K and V rows written into the paged
+/// caches at the slots slot_mapping gives (page = slot / page_size, offset
+/// = slot % page_size), quantised where the caches are fp8. A slot that is
+/// negative (padding) or past the pool (num_pages * page_size or more) is
+/// skipped. The op's documentation gives the semantics, rounding included.
+/// Empty tensors (T or the pool 0) may have null pointers.
+struct AppendParams {
+  Tensor k;           ///< [T, num_kv_heads, head_dim], the config's dtype
+  Tensor v;           ///< the same shape and dtype as k
+  Tensor slotMapping; ///< [T] i64
+  /// Written. nhd: [pages, page, kv_heads, head_dim]; hnd: [pages,
+  /// kv_heads, page, head_dim]; of AppendConfig::cacheDType() (k's, or
+  /// kvQuant's fp8). k_cache and v_cache are distinct memory.
+  Tensor kCache;
+  Tensor vCache; ///< same shape and dtype as kCache, written
+  /// The scales of a quantised config's caches (given exactly when it has
+  /// one), f32 of AppendConfig::kvScaleShape, any strides, as a decode of
+  /// these caches takes them: per tensor [] and per head [kv_heads], read
+  /// (a code is x * (1 / scale) rounded to the format); per token the cache's
+  /// shape without head_dim (nhd [pages, page, kv_heads], hnd [pages, kv_heads,
+  /// page]), written: each new row's scale, max |x| / the format's largest
+  /// finite value (at least 2^-126).
+  Tensor kScale;
+  Tensor vScale; ///< the same shape as kScale
+};
+
+/// An append kernel for one config, bound to the PTX that holds it.
+/// Thread-safe; allocates nothing and does not synchronise, so a CUDA graph
+/// can capture append().
+class Appender {
+public:
+  /// Finds `config` in `library` (its "appends"), after the op's rules.
+  static Status create(std::shared_ptr<const KernelLibrary> library,
+                       const AppendConfig &config,
+                       std::unique_ptr<Appender> *result);
+  ~Appender();
+
+  const AppendConfig &config() const { return config_; }
+
+  /// Launches on `stream` in the current CUDA context (as Decoder::decode).
+  /// T may be 0: nothing is launched.
+  Status append(const AppendParams &params, void *stream) const;
+
+private:
+  Appender() = default;
+
+  std::shared_ptr<const KernelLibrary> library_;
+  const AppendKernelSpec *spec_ = nullptr;
+  AppendConfig config_;
+};
+
 /// PTX plus its manifest, as written by paged-attn-compile.
 class KernelLibrary {
 public:
@@ -239,10 +297,14 @@ public:
   /// Merge configs this library holds kernels for.
   std::vector<MergeConfig> mergeConfigs() const;
   const MergeKernelSpec *findMerge(const MergeConfig &config) const;
+  /// Append configs this library holds kernels for.
+  std::vector<AppendConfig> appendConfigs() const;
+  const AppendKernelSpec *findAppend(const AppendConfig &config) const;
 
 private:
   friend class Decoder;
   friend class Merger;
+  friend class Appender;
   KernelLibrary();
   struct Impl;
   std::unique_ptr<Impl> impl_;

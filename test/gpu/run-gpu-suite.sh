@@ -20,7 +20,10 @@
 # synccheck and initcheck of the merge kernels under those tests),
 # bench-merge (bench/bench_merge.py), pytest-jax (paged_attn.jax: its
 # tests, built with the jax installed there), bench-host (bench/bench_host.py: the
-# Python calls' host time).
+# Python calls' host time), pytest-append (python/tests/test_append_gpu.py
+# on the matrix's append set), append-sanitizers (the four tools on the
+# append kernels under a subset of those tests), bench-append
+# (bench/bench_append.py).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 kernels="$(cd "$1" && pwd)"
@@ -79,6 +82,7 @@ run_bench() { # NAME: bench/bench_NAME.py (the package installed), its
   return $rc
 }
 merge_tests="$root/python/tests/test_merge_gpu.py"
+append_tests="$root/python/tests/test_append_gpu.py"
 status=0
 for step in "${steps[@]}"; do
   case $step in
@@ -172,6 +176,30 @@ for step in "${steps[@]}"; do
     run_pytest "$logs/pytest-jax.log" "$root/python/tests/test_jax_gpu.py" ||
       status=1 ;;
   pytest) run_pytest "$logs/pytest.log" "$root/python/tests" || status=1 ;;
+  pytest-append)
+    run_pytest "$logs/pytest-append.log" "$append_tests" \
+      "$root/python/tests/test_append_cpu.py" || status=1 ;;
+  bench-append) run_bench append || status=1 ;;
+  append-sanitizers)
+    install_python "$logs/append-sanitizers.log" || { status=1; continue; }
+    # Both formats, every granularity, both layouts and the largest rows,
+    # the copies, the multi-token append and the append-then-decode loop's
+    # first configs; only the append kernels are checked (initcheck: their
+    # reads of the sources and scales, which torch wrote).
+    tests="(bit_exact and 256-16) or copied or multi_token or (then_decode and None)"
+    for tool in memcheck racecheck synccheck initcheck; do
+      extra=()
+      [ "$tool" = initcheck ] && extra=(--check-api-memory-access no)
+      ( echo "$header"
+        echo "# compute-sanitizer --tool $tool pytest test_append_gpu.py -k '$tests'"
+        cd /tmp && PAGED_ATTN_KERNEL_DIR="$kernels/append" compute-sanitizer \
+          --tool "$tool" "${extra[@]}" --error-exitcode 1 \
+          --kernel-name kns=paged_attn_append \
+          python3 -m pytest -q -p no:cacheprovider "$append_tests" -k "$tests"
+      ) >"$logs/$tool-append.log" 2>&1 || status=1
+      echo "$tool append: $(grep -E 'SUMMARY|passed|failed' \
+        "$logs/$tool-append.log" | tr '\n' ' ')"
+    done ;;
   merge-sanitizers)
     install_python "$logs/merge-sanitizers.log" || { status=1; continue; }
     # The merge kernels (every dtype and shape of the matrix, sinks and

@@ -33,8 +33,8 @@
 // column's two tokens form a pair, which makes the O^T rows of a 16-column
 // block interleaved (row g is column 2g, row g + 8 column 2g + 1). K's
 // scale multiplies the logits (the CTA's one folded into the logit scale),
-// V's the accumulators as they are published, or each token's weight in P
-// for per-token scales.
+// V's the accumulators as they are published; per-token V scales weigh the
+// tokens in P over a running reference per row (updateSoftmax).
 //
 // A CTA with more rows than one warp's mma takes (a group of more than 16
 // heads, 8 above head_dim 128, or a multi-token decode's queries beside
@@ -162,20 +162,25 @@ private:
   /// its warp, the K and V scales of the four tokens its S registers hold
   /// (tokens 2 quadCol + {0, 1} + {0, 8}).
   Value loadLaneTokenScale(Value i, Value page = Value());
-  /// Returns the factor (ref / new ref, at most 1) the accumulators take
-  /// as the V scales' reference rises to this tile's largest.
-  Value takeTokenScales(Value laneScale, Value vScaleRef, Value &newVScaleRef);
+  /// Sets tileKScales and tileVScales from the lanes' loads.
+  void takeTokenScales(Value laneScale);
   /// The loop's values after the softmax state: the pages of the next tile
-  /// to copy, and with per-token scales the V scales' reference and the
-  /// lane scales of this tile and the next stages - 1 (loaded as their
-  /// tiles' copies are issued).
-  int64_t loopExtras() const { return scales.perToken() ? 2 + stages : 1; }
+  /// to copy, and with per-token scales each head block's V reference
+  /// (updateSoftmax) and the lane scales of this tile and the next
+  /// stages - 1 (loaded as their tiles' copies are issued).
+  int64_t loopExtras() const {
+    return scales.perToken() ? 1 + headBlocks + stages : 1;
+  }
   void emitLoopBody(scf::ForOp loop);
   SmallVector<SmallVector<Value>> computeScores(Value kTile);
   SmallVector<Value> updateSoftmax(OnlineSoftmax::State &s,
                                    ArrayRef<SmallVector<Value>> scores,
                                    Value base,
-                                   SmallVector<SmallVector<Value>> &pFragments);
+                                   SmallVector<SmallVector<Value>> &pFragments,
+                                   MutableArrayRef<Value> vRefs);
+  /// A row's weights times their tokens' V scales, over the row's running
+  /// reference `vRef` (updated): returns the accumulators' factor.
+  Value weighByTokenScales(SmallVector<Value> &p, Value alpha, Value &vRef);
   void rescaleAccumulators(OnlineSoftmax::State &s, ArrayRef<Value> alpha);
   void accumulatePV(OnlineSoftmax::State &s, Value vTile,
                     ArrayRef<SmallVector<Value>> pFragments);
@@ -199,11 +204,11 @@ private:
   std::optional<MmaEmitter> mmaStorage;
   std::optional<AsyncCopyEmitter> asyncCopy;
   std::optional<ScoreModifiers> rules;
-  // An fp8 cache's scales; per token, this tile's for this lane's tokens
-  // (V's over the reference), and the reference after the loop.
+  // An fp8 cache's scales; per token, this tile's for this lane's tokens,
+  // and each head block's V reference after the loop.
   KVScales scales;
   SmallVector<Value> tileKScales, tileVScales;
-  Value finalVScaleRef;
+  SmallVector<Value> finalVRefs;
   // `rows` of q (heads, times the new queries of a multi-token decode) in
   // row groups of warps, each of `headBlocks` blocks of 8, padded.
   const int64_t stages, d, rows, headBlocks, rowGroups, paddedRows;
@@ -621,26 +626,11 @@ Value TensorCoreDecodeBuilder::loadLaneTokenScale(Value i, Value page) {
   return e.select(e.ult(cta.lane, e.index(tileTokens)), kScale, vScale);
 }
 
-/// V's per-token scales weigh the tokens' rows in P, which the mma takes
-/// in f16: they enter over a reference, the largest |scale| the warp has
-/// seen (at least the smallest normal f32), so that a weight times its
-/// scale stays within 1 whatever the scales; the accumulators are kept in
-/// units of the reference, rescaled as it rises (as the softmax's are with
-/// its max) and multiplied by it as they are published.
-Value TensorCoreDecodeBuilder::takeTokenScales(Value mine, Value vScaleRef,
-                                               Value &newVScaleRef) {
+/// Each lane's four tokens' K and V scales, from the lanes that loaded
+/// them (K's in lanes 0-15, V's in 16-31).
+void TensorCoreDecodeBuilder::takeTokenScales(Value mine) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
-  Value isV = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, cta.lane,
-                                    e.index(tileTokens));
-  // |scale| as max(s, -s): math.absf would become a libdevice call.
-  Value magnitude = e.fmax(mine, arith::NegFOp::create(b, mine));
-  Value tileMax = e.select(isV, magnitude, e.f32Const(0));
-  for (int64_t offset = 1; offset < 32; offset *= 2)
-    tileMax = e.fmax(tileMax, e.shuffleXor(tileMax, offset));
-  newVScaleRef = e.fmax(e.fmax(vScaleRef, tileMax),
-                        e.f32Const(std::numeric_limits<float>::min()));
-  Value inverse = arith::DivFOp::create(b, e.f32Const(1.0), newVScaleRef);
   tileKScales.clear();
   tileVScales.clear();
   for (int64_t nb = 0; nb < 2; ++nb)
@@ -654,10 +644,45 @@ Value TensorCoreDecodeBuilder::takeTokenScales(Value mine, Value vScaleRef,
             .getShuffleResult();
       };
       tileKScales.push_back(from(lane));
-      tileVScales.push_back(
-          e.fmul(from(e.add(lane, e.index(tileTokens))), inverse));
+      tileVScales.push_back(from(e.add(lane, e.index(tileTokens))));
     }
-  return e.fmul(vScaleRef, inverse);
+}
+
+/// V's per-token scales weigh the tokens' rows in P, which the mma takes in
+/// f16: a weight times its scale enters over the row's reference, the
+/// largest weighted |scale| the row has seen (decayed with the softmax's
+/// max, at least the smallest normal f32), so that every entry stays within
+/// 1 and the tokens that carry the row stay in f16's normal range whatever
+/// the scales (a reference of the largest scale alone let a token of large
+/// scale and no weight push them into its subnormals: bench/NOTES.md 40).
+/// The accumulators are kept in units of the reference, rescaled as it
+/// moves (with the softmax's alpha) and multiplied by it as they are
+/// published.
+Value TensorCoreDecodeBuilder::weighByTokenScales(SmallVector<Value> &p,
+                                                  Value alpha, Value &vRef) {
+  ImplicitLocOpBuilder &b = this->b();
+  KernelEmitter &e = this->e();
+  // |w| as max(w, -w): math.absf would become a libdevice call.
+  Value rowMax = e.f32Const(0.0);
+  for (auto [weight, scale] : llvm::zip_equal(p, tileVScales)) {
+    Value w = e.fmul(weight, scale);
+    rowMax = e.fmax(rowMax, e.fmax(w, arith::NegFOp::create(b, w)));
+  }
+  for (int64_t offset = 1; offset < 4; offset *= 2)
+    rowMax = e.fmax(rowMax, e.shuffleXor(rowMax, offset));
+  Value decayed = e.fmul(vRef, alpha);
+  // Within [2^-126, 2^126], so that its one-instruction reciprocal (about
+  // an ulp; the accumulators are multiplied back by the reference itself)
+  // is a normal number; a larger weighted scale only leaves P' above 1, by
+  // at most 4.
+  Value newRef = e.fmax(e.fmax(decayed, rowMax),
+                        e.f32Const(std::numeric_limits<float>::min()));
+  newRef = arith::MinimumFOp::create(b, newRef, e.f32Const(0x1p126f));
+  Value inverse = e.reciprocal(newRef);
+  for (auto [weight, scale] : llvm::zip_equal(p, tileVScales))
+    weight = e.fmul(e.fmul(weight, scale), inverse);
+  vRef = newRef;
+  return e.fmul(decayed, inverse);
 }
 
 /// S for the two 8-token column blocks of this tile.
@@ -699,7 +724,8 @@ TensorCoreDecodeBuilder::computeScores(Value kTile) {
 /// against a safe reference (0 for a max of -inf).
 SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     OnlineSoftmax::State &s, ArrayRef<SmallVector<Value>> scores, Value base,
-    SmallVector<SmallVector<Value>> &pFragments) {
+    SmallVector<SmallVector<Value>> &pFragments,
+    MutableArrayRef<Value> vRefs) {
   KernelEmitter &e = this->e();
   OnlineSoftmax softmax(e);
   SmallVector<Value> alpha;
@@ -740,8 +766,8 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
     s.max[r] = newMax;
     s.sum[r] = sum;
     // Per-token V scales weigh the tokens' rows in O (not in the sum).
-    for (size_t k = 0; k < p.size() && !tileVScales.empty(); ++k)
-      p[k] = e.fmul(p[k], tileVScales[k]);
+    if (!vRefs.empty())
+      alpha.back() = weighByTokenScales(p, alpha.back(), vRefs[r]);
     pFragments.push_back({mma().pack(p[0], p[1]), mma().pack(p[2], p[3])});
   }
   return alpha;
@@ -818,11 +844,11 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
       iterArgs.drop_back(loopExtras()), headBlocks);
   Value page = iterArgs[iterArgs.size() - loopExtras()];
   ValueRange laneScales = iterArgs.take_back(stages);
-  Value vScaleRef, vScaleRise;
-  if (scales.perToken())
-    vScaleRise = takeTokenScales(laneScales.front(),
-                                 iterArgs[iterArgs.size() - loopExtras() + 1],
-                                 vScaleRef);
+  SmallVector<Value> vRefs;
+  if (scales.perToken()) {
+    takeTokenScales(laneScales.front());
+    llvm::append_range(vRefs, iterArgs.drop_back(stages).take_back(headBlocks));
+  }
   Value ahead = e.add(i, e.index(stages - 1));
   issueTileIfAny(ahead, e.rem(ahead, e.index(stages)), page);
   Value nextPage = loadTilePage(e.add(ahead, e.index(1)));
@@ -834,10 +860,8 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   Value base = tileBase(i);
   SmallVector<SmallVector<Value>> scores = computeScores(kTile);
   SmallVector<SmallVector<Value>> pFragments;
-  SmallVector<Value> alpha = updateSoftmax(s, scores, base, pFragments);
-  if (vScaleRise)
-    for (Value &a : alpha)
-      a = e.fmul(a, vScaleRise);
+  SmallVector<Value> alpha =
+      updateSoftmax(s, scores, base, pFragments, vRefs);
   rescaleAccumulators(s, alpha);
   accumulatePV(s, vTile, pFragments);
   // Every lane is done with this slot before it is refilled.
@@ -845,7 +869,7 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
   SmallVector<Value> yielded = s.flatten();
   yielded.push_back(nextPage);
   if (scales.perToken()) {
-    yielded.push_back(vScaleRef);
+    yielded.append(vRefs);
     // The scales of tile i + stages, through the page loaded above for
     // its copy (back by now): `stages` iterations before they are used.
     yielded.append(laneScales.begin() + 1, laneScales.end());
@@ -870,10 +894,22 @@ void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
   KernelEmitter &e = this->e();
   gpu::BarrierOp::create(b);
   // An fp8 cache's V scale, where it is the CTA's; per token, the
-  // reference the accumulators are kept in units of.
+  // references the accumulators are kept in units of: head column 2
+  // quadCol + j's is row 2 quadCol + j's, in lane 4 (2 quadCol + j).
   Value vScale = scales.v;
-  if (scales.perToken())
-    vScale = finalVScaleRef;
+  SmallVector<std::array<Value, 2>> columnRefs;
+  for (Value ref : finalVRefs) {
+    Value srcLane = arith::IndexCastOp::create(b, b.getI32Type(),
+                                               e.mul(quadCol, e.index(8)));
+    columnRefs.push_back(
+        {gpu::ShuffleOp::create(b, ref, srcLane, e.i32(32),
+                                gpu::ShuffleMode::IDX)
+             .getShuffleResult(),
+         gpu::ShuffleOp::create(b, ref,
+                                arith::AddIOp::create(b, srcLane, e.i32(4)),
+                                e.i32(32), gpu::ShuffleMode::IDX)
+             .getShuffleResult()});
+  }
   for (int64_t md = 0; md < dBlocks; ++md)
     for (int64_t r = 0; r < headBlocks; ++r) {
       // Registers 2h and 2h + 1 hold O^T row quadRow + 8h: column quadRow
@@ -886,6 +922,8 @@ void TensorCoreDecodeBuilder::publishWarpState(const OnlineSoftmax::State &s) {
         Value acc = s.acc[(md * headBlocks + r) * 4 + k];
         if (vScale)
           acc = e.fmul(acc, vScale);
+        if (!columnRefs.empty())
+          acc = e.fmul(acc, columnRefs[r][k % 2]);
         memref::StoreOp::create(
             b, acc, accSmem,
             ValueRange{tokenWarp, e.add(head, e.index(k % 2)),
@@ -943,7 +981,7 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
   SmallVector<Value> loopInit = init.flatten();
   loopInit.push_back(firstPage);
   if (scales.perToken()) {
-    loopInit.push_back(e.f32Const(0.0));
+    loopInit.append(headBlocks, e.f32Const(0.0));
     loopInit.append(emitFirstTokenScales());
   }
   auto loop =
@@ -956,7 +994,9 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
   OnlineSoftmax::State s = OnlineSoftmax::State::unflatten(
       loop.getResults().drop_back(loopExtras()), headBlocks);
   if (scales.perToken())
-    finalVScaleRef = loop.getResults()[loop.getNumResults() - loopExtras() + 1];
+    llvm::append_range(finalVRefs, loop.getResults()
+                                       .drop_back(stages)
+                                       .take_back(headBlocks));
   for (int64_t r = 0; r < headBlocks; ++r)
     for (int64_t offset = 1; offset < 4; offset *= 2)
       s.sum[r] = e.fadd(s.sum[r], e.shuffleXor(s.sum[r], offset));

@@ -112,6 +112,14 @@ typedef struct {
    * [pages, kv_heads, page] (_TOKEN). */
   paged_attn_tensor k_scale;
   paged_attn_tensor v_scale;
+  /* With num_splits given, the fewest keys a split chunk takes (0: an even
+   * split); 0 when num_splits is 0. */
+  int32_t split_chunk;
+  /* seq_lens as the host knows them ([batch] in host memory), or null:
+   * an automatic split is then planned for them (a ragged batch's long
+   * sequences take more CTAs). The launch is correct for any seq_lens on
+   * the device; only its balance depends on these. */
+  const int32_t *host_seq_lens;
 } paged_attn_decode_params;
 
 /* paged_attn.merge's config: partials and result of `dtype`, natural

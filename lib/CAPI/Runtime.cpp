@@ -332,6 +332,8 @@ paged_attn_status paged_attn_decode(paged_attn_decoder decoder,
   p.scale = params->scale;
   p.maxSeqLen = params->max_seq_len;
   p.numSplits = params->num_splits;
+  p.splitChunk = params->split_chunk;
+  p.hostSeqLens = params->host_seq_lens;
   p.workspace = params->workspace;
   p.workspaceBytes = params->workspace_bytes;
   p.checkPageTable = params->check_page_table != 0;

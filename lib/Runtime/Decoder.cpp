@@ -97,41 +97,104 @@ namespace {
 /// kMaxBatch sequences (decode() refuses more) of at most INT32_MAX tokens
 /// (seq_lens are i32), and at most 2^16 SMs and CTAs per SM.
 struct SplitModel {
-  int64_t ctas = 0, maxSeqLen = 0, slots = 1, step = 1;
+  int64_t batch = 0, ctasPerSeq = 0, ctas = 0, maxSeqLen = 0, slots = 1,
+          step = 1;
+  /// The lengths the host knows, each at most maxSeqLen; empty when they
+  /// are all taken to be maxSeqLen.
+  std::vector<int64_t> lengths;
 
-  SplitModel(const KernelConfig &config, const KernelSpec &spec, int64_t batch,
-             int64_t maxSeqLenIn, int64_t multiprocessors, int64_t perSM) {
+  SplitModel(const KernelConfig &config, const KernelSpec &spec,
+             int64_t batchIn, int64_t maxSeqLenIn, int64_t multiprocessors,
+             int64_t perSM) {
     constexpr int64_t kMaxUnits = int64_t(1) << 16;
-    batch = std::clamp<int64_t>(batch, 0, kMaxBatch);
+    batch = std::clamp<int64_t>(batchIn, 0, kMaxBatch);
     // At most kMaxBatch * num_heads (< 2^31, checked at load): no overflow.
-    ctas = batch * config.numKVHeads * spec.ctasPerKVHead;
+    ctasPerSeq = config.numKVHeads * spec.ctasPerKVHead;
+    ctas = batch * ctasPerSeq;
     maxSeqLen = std::clamp<int64_t>(maxSeqLenIn, 0, INT32_MAX);
     slots = std::clamp<int64_t>(multiprocessors, 1, kMaxUnits) *
             std::clamp<int64_t>(perSM, 1, kMaxUnits);
     step = spec.tokensPerIteration;
   }
 
+  /// Plans for these lengths (clamped to [0, maxSeqLen]) rather than
+  /// maxSeqLen each: the longest of them bounds the chunks.
+  void setLengths(const int32_t *seqLens) {
+    lengths.resize(size_t(batch));
+    int64_t longest = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      lengths[b] = std::clamp<int64_t>(seqLens[b], 0, maxSeqLen);
+      longest = std::max(longest, lengths[b]);
+    }
+    maxSeqLen = longest;
+  }
+
   bool trivial() const { return ctas <= 0 || maxSeqLen <= 0; }
 
   /// The split counts worth considering: each chunk at least four loop
-  /// iterations long, at most 256 chunks, and at most about four waves of
-  /// CTAs.
-  int64_t maxUsefulSplits() const {
+  /// iterations long, at most 256 chunks, and at most about `waves` waves
+  /// of CTAs were every sequence maxSeqLen long.
+  int64_t splitsUpTo(int64_t waves) const {
     int64_t byLength = maxSeqLen / (4 * step);
-    int64_t byWaves = (4 * slots + ctas - 1) / ctas;
+    int64_t byWaves = (waves * slots + ctas - 1) / ctas;
     return std::clamp<int64_t>(std::min(byLength, byWaves), 1, 256);
   }
+  /// An even split's candidates: about four waves.
+  int64_t maxUsefulSplits() const { return splitsUpTo(4); }
+  /// A plan's candidates, and what maxWorkspaceSize sizes for: about 32
+  /// waves, as a ragged batch's short sequences leave most of their chunks
+  /// empty (such CTAs return at once) and its long ones want more. The
+  /// workspace is then about 32 * slots partial rows, whatever the batch.
+  int64_t maxPlannedSplits() const { return splitsUpTo(32); }
 
-  /// The time of `splits` chunks: the waves of CTAs the machine runs
-  /// (`slots` CTAs at a time) times the tokens each CTA reads, plus a fixed
-  /// cost per CTA worth one loop iteration. In __int128: waves (< 2^56)
-  /// times a chunk (< 2^32) may pass int64_t.
+  /// The chunk length of `splits` chunks of the longest sequence.
+  int64_t chunk(int64_t splits) const {
+    return splitChunkLength(maxSeqLen, splits, 0, step);
+  }
+
+  /// The CTAs with keys to read when chunks are `chunk` keys long.
+  int64_t busyCTAs(int64_t chunk) const {
+    if (lengths.empty())
+      return ctas * ((maxSeqLen + chunk - 1) / chunk);
+    int64_t chunks = 0;
+    for (int64_t length : lengths)
+      chunks += (length + chunk - 1) / chunk;
+    return chunks * ctasPerSeq;
+  }
+
+  /// The time of chunks `splits` times shorter than the longest sequence:
+  /// the waves of busy CTAs the machine runs (`slots` CTAs at a time) times
+  /// the keys each CTA reads, plus a fixed cost per CTA worth one loop
+  /// iteration. A plan for known lengths also counts the CTAs whose chunk
+  /// is empty, one loop iteration each spread over the slots: without that
+  /// it took 64 splits where 18 were 11% faster (bench/NOTES.md 41). In
+  /// __int128: waves (< 2^56) times a chunk (< 2^32) may pass int64_t.
   __int128 cost(int64_t splits) const {
-    int64_t chunk = (maxSeqLen + splits - 1) / splits;
-    chunk = (chunk + step - 1) / step * step;
-    int64_t used = (maxSeqLen + chunk - 1) / chunk;
-    int64_t waves = (ctas * used + slots - 1) / slots;
-    return __int128(waves) * (chunk + step);
+    int64_t c = chunk(splits);
+    int64_t waves = (busyCTAs(c) + slots - 1) / slots;
+    __int128 time = __int128(waves) * (c + step);
+    if (!lengths.empty())
+      time += (__int128(ctas) * splits * step + slots - 1) / slots;
+    return time;
+  }
+
+  /// The cheapest split count (the fewest on ties).
+  int64_t bestSplits() const {
+    if (trivial())
+      return 1;
+    // On H200 the best measured counts were the ones that fill exactly one
+    // wave (bench/NOTES.md).
+    int64_t best = 1;
+    __int128 bestCost = cost(1);
+    int64_t limit = lengths.empty() ? maxUsefulSplits() : maxPlannedSplits();
+    for (int64_t splits = 2; splits <= limit; ++splits) {
+      __int128 c = cost(splits);
+      if (c < bestCost) {
+        best = splits;
+        bestCost = c;
+      }
+    }
+    return best;
   }
 };
 } // namespace
@@ -141,21 +204,25 @@ int Decoder::chooseNumSplits(int64_t batch, int64_t maxSeqLen,
                              int ctasPerMultiprocessor) const {
   SplitModel model(config_, *spec_, batch, maxSeqLen, multiprocessorCount,
                    ctasPerMultiprocessor);
-  if (model.trivial())
-    return 1;
-  // On H200 the best measured counts were the ones that fill exactly one
-  // wave (bench/NOTES.md).
-  int64_t best = 1;
-  __int128 bestCost = model.cost(1);
-  int64_t limit = model.maxUsefulSplits();
-  for (int64_t splits = 2; splits <= limit; ++splits) {
-    __int128 c = model.cost(splits);
-    if (c < bestCost) {
-      best = splits;
-      bestCost = c;
-    }
-  }
-  return static_cast<int>(best);
+  return static_cast<int>(model.bestSplits());
+}
+
+Decoder::SplitPlan Decoder::planSplits(int64_t batch, const int32_t *seqLens,
+                                       int64_t maxSeqLen,
+                                       int multiprocessorCount,
+                                       int ctasPerMultiprocessor) const {
+  SplitModel model(config_, *spec_, batch, maxSeqLen, multiprocessorCount,
+                   ctasPerMultiprocessor);
+  // The lengths only lower the longest, so the count stays within
+  // maxPlannedSplits for maxSeqLen: maxWorkspaceSize's workspace holds it.
+  model.setLengths(seqLens);
+  SplitPlan plan;
+  plan.numSplits = static_cast<int>(model.bestSplits());
+  // Every sequence takes chunks of the longest one's length: its last
+  // chunks are empty where it has fewer keys.
+  if (plan.numSplits > 1)
+    plan.splitChunk = static_cast<int>(model.chunk(plan.numSplits));
+  return plan;
 }
 
 Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
@@ -166,7 +233,7 @@ Status Decoder::maxWorkspaceSize(int64_t batch, int64_t maxSeqLen,
   if (Status s = currentOccupancy(*spec_, &sms, &perSM); !s)
     return s;
   SplitModel model(config_, *spec_, batch, maxSeqLen, sms, perSM);
-  int64_t bound = model.trivial() ? 1 : model.maxUsefulSplits();
+  int64_t bound = model.trivial() ? 1 : model.maxPlannedSplits();
   SplitWorkspace ws;
   if (std::string error = layOutWorkspace(config_, batch, bound, &ws);
       !error.empty())
@@ -259,7 +326,8 @@ static Status checkWorkspace(const DecodeParams &p, const SplitWorkspace &ws,
 /// The values the decode and merge kernels take: the caller's tensors, the
 /// workspace views (null when unsplit) and the scalars.
 static void bindDecodeValues(const KernelSpec &spec, const DecodeParams &p,
-                             const SplitWorkspace &ws, int numSplits,
+                             const SplitWorkspace &ws,
+                             const Decoder::SplitPlan &plan,
                              LaunchValues &values) {
   for (const BoundParam &bound : spec.decode.params)
     if (const Tensor *t = operandTensor(p, bound.value))
@@ -273,7 +341,8 @@ static void bindDecodeValues(const KernelSpec &spec, const DecodeParams &p,
   float headDim = float(spec.config.headDim);
   values.setF32(LaunchValue::Scale,
                 p.scale > 0 ? p.scale : 1.0f / std::sqrt(headDim));
-  values.setInt(LaunchValue::NumSplits, numSplits);
+  values.setInt(LaunchValue::NumSplits, plan.numSplits);
+  values.setInt(LaunchValue::SplitChunk, plan.splitChunk);
   values.setInt(LaunchValue::Window, p.window);
   values.setF32(LaunchValue::SoftCap, p.softCap);
 }
@@ -354,8 +423,13 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   // workspace bound for maxSeqLen covers fewer keys).
   int64_t maxKeys =
       config_.variants.window ? std::min(maxSeqLen, p.window) : maxSeqLen;
-  int numSplits =
-      p.numSplits ? p.numSplits : automaticSplits(*this, cache, batch, maxKeys);
+  SplitPlan plan{p.numSplits, p.splitChunk};
+  if (!plan.numSplits && p.hostSeqLens)
+    plan = planSplits(batch, p.hostSeqLens, maxKeys, cache.multiprocessors,
+                      cache.kernels.decodeCTAsPerSM);
+  else if (!plan.numSplits)
+    plan.numSplits = automaticSplits(*this, cache, batch, maxKeys);
+  int numSplits = plan.numSplits;
   SplitWorkspace ws;
   if (std::string error = layOutWorkspace(config_, batch, numSplits, &ws);
       !error.empty())
@@ -363,7 +437,7 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
   if (!(s = checkWorkspace(p, ws, numSplits)))
     return s;
   LaunchValues values;
-  bindDecodeValues(*spec_, p, ws, numSplits, values);
+  bindDecodeValues(*spec_, p, ws, plan, values);
   if (!(s = launchDecode(*d, *spec_, cache.kernels.decode, values, batch,
                          numSplits, stream)))
     return s;

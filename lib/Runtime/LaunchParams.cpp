@@ -21,6 +21,7 @@ std::optional<LaunchValue> detail::launchValueFor(std::string_view name) {
       {"partial_lse", LaunchValue::PartialLse},
       {"scale", LaunchValue::Scale},
       {"num_splits", LaunchValue::NumSplits},
+      {"split_chunk", LaunchValue::SplitChunk},
       {"num_pages", LaunchValue::NumPages},
       {"first_bad", LaunchValue::FirstBad},
       {"window", LaunchValue::Window},

@@ -38,6 +38,7 @@ enum class LaunchValue : uint8_t {
   PartialLse, ///< a view of the split-KV workspace
   Scale,
   NumSplits,
+  SplitChunk,
   NumPages,
   FirstBad, ///< the check kernel's result
   Window,

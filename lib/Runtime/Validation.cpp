@@ -196,6 +196,27 @@ Status detail::checkNumSplits(int64_t numSplits) {
   return Status::ok();
 }
 
+Status detail::checkSplitPlan(const DecodeParams &p, int64_t batch) {
+  if (p.splitChunk < 0)
+    return invalid("split_chunk must be at least 0, got " +
+                   std::to_string(p.splitChunk));
+  if (p.splitChunk && !p.numSplits)
+    return invalid("split_chunk " + std::to_string(p.splitChunk) +
+                   " needs num_splits; an automatic split chooses its own");
+  if (!p.hostSeqLens)
+    return Status::ok();
+  if (p.numSplits)
+    return invalid("host_seq_lens plan an automatic split; with num_splits " +
+                   std::to_string(p.numSplits) +
+                   " given, give split_chunk instead");
+  for (int64_t b = 0; b < batch; ++b)
+    if (p.hostSeqLens[b] < 0)
+      return invalid("host_seq_lens[" + std::to_string(b) +
+                     "] must be at least 0, got " +
+                     std::to_string(p.hostSeqLens[b]));
+  return Status::ok();
+}
+
 const char *detail::kvScaleShapeDoc(const std::optional<KVQuant> &kvQuant,
                                     Layout layout) {
   if (!kvQuant)
@@ -342,6 +363,8 @@ Status Decoder::validate(const DecodeParams &p, int64_t *batchOut,
                    std::to_string(pageSize) + " = " + std::to_string(capacity) +
                    " tokens)");
   if (Status s = checkNumSplits(p.numSplits); !s)
+    return s;
+  if (Status s = checkSplitPlan(p, batch); !s)
     return s;
   *batchOut = batch;
   *maxSeqLenOut = maxSeqLen;

@@ -80,6 +80,10 @@ constexpr int64_t kMaxSplits = 65535;
 Status checkBatch(int64_t batch);
 /// InvalidArgument unless 0 <= numSplits <= kMaxSplits (0: automatic).
 Status checkNumSplits(int64_t numSplits);
+/// DecodeParams::splitChunk and hostSeqLens: a chunk of at least 0 keys
+/// with a given split count only, lengths of at least 0 for an automatic
+/// one.
+Status checkSplitPlan(const DecodeParams &p, int64_t batch);
 
 } // namespace detail
 } // namespace paged_attn

@@ -66,7 +66,8 @@ std::vector<KernelParam> paged_attn::decodeKernelParams(const DecodeSpec &s) {
       partialOut(s.partialRows(), s.headDim),
       partialLse(s.partialRows()),
       scalar("scale", DType::F32),
-      scalar("num_splits", DType::I32)};
+      scalar("num_splits", DType::I32),
+      scalar("split_chunk", DType::I32)};
   const DecodeVariants &v = s.variants;
   if (v.window)
     params.push_back(scalar("window", DType::I64));
@@ -230,6 +231,13 @@ std::string paged_attn::layOutSplitWorkspace(const DecodeSpec &spec,
   std::copy(lseStrides, lseStrides + 3, w.lseStrides);
   *result = w;
   return "";
+}
+
+int64_t paged_attn::splitChunkLength(int64_t keys, int64_t numSplits,
+                                     int64_t splitChunk, int64_t step) {
+  int64_t evenShare = (keys + numSplits - 1) / numSplits;
+  int64_t chunk = std::max(evenShare, splitChunk);
+  return (chunk + step - 1) / step * step;
 }
 
 const char *paged_attn::splitWorkspaceDoc() {

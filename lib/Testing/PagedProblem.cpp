@@ -97,7 +97,9 @@ Status testing::beginCapture(void *stream) {
            : s;
 }
 
-Status testing::endCaptureAndLaunch(void *stream, int replays) {
+Status
+testing::endCaptureAndLaunch(void *stream, int replays,
+                             const std::function<Status(int)> &afterReplay) {
   const Driver *d;
   Status s = driver(&d);
   if (!s)
@@ -110,10 +112,13 @@ Status testing::endCaptureAndLaunch(void *stream, int replays) {
     return s;
   s = cudaStatus(*d, d->cuGraphInstantiate(&exec, graph, 0),
                  "cuGraphInstantiate");
-  for (int i = 0; s && i < replays; ++i)
+  for (int i = 0; s && i < replays; ++i) {
     s = cudaStatus(*d, d->cuGraphLaunch(exec, st), "cuGraphLaunch");
-  if (s)
-    s = cudaStatus(*d, d->cuStreamSynchronize(st), "cuStreamSynchronize");
+    if (s)
+      s = cudaStatus(*d, d->cuStreamSynchronize(st), "cuStreamSynchronize");
+    if (s && afterReplay)
+      s = afterReplay(i);
+  }
   if (exec)
     d->cuGraphExecDestroy(exec);
   d->cuGraphDestroy(graph);

@@ -589,6 +589,7 @@ def _int_option(name, value, lo, hi):
 
 _MAX_SPLITS = 65535
 _INT64_MAX = 2**63 - 1
+_INT32_MAX = 2**31 - 1
 
 
 def _launch_options(scale, num_splits, max_seq_len, capacity):
@@ -865,10 +866,31 @@ def _scale_tensor_for(name, value, device):
                              f"{e}") from None
 
 
+def _host_seq_lens(lengths, batch):
+    """decode()'s host_seq_lens as a list of `batch` int32 values."""
+    if getattr(lengths, "is_cuda", False) or \
+            hasattr(lengths, "__cuda_array_interface__"):
+        raise ValueError("host_seq_lens must be in host memory (a list, a "
+                         "CPU tensor or a NumPy array), got a GPU array")
+    if hasattr(lengths, "tolist"):
+        lengths = lengths.tolist()
+    try:
+        lengths = list(lengths)
+    except TypeError:
+        raise ValueError(f"host_seq_lens must be a sequence of integers, got "
+                         f"{type(lengths).__name__}") from None
+    if len(lengths) != batch:
+        raise ValueError(f"host_seq_lens has {len(lengths)} entries for a "
+                         f"batch of {batch}")
+    return [_int_option(f"host_seq_lens[{i}]", n, 0, _INT32_MAX)
+            for i, n in enumerate(lengths)]
+
+
 def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
              scale, layout, num_splits, max_seq_len, check_page_table,
              window=None, soft_cap=None, alibi_slopes=None, sinks=None,
-             lse=None, tree_mask=None, k_scale=None, v_scale=None):
+             lse=None, tree_mask=None, k_scale=None, v_scale=None,
+             host_seq_lens=None):
     """Checks a call and returns (decoder, the decoder's arguments but the
     stream, the variants' and the scales' arguments)."""
     qd = _describe("q", q)
@@ -910,6 +932,8 @@ def _prepare(q, k_cache, v_cache, block_table, seq_lens, out, workspace,
                              f"{per_query + (hq,)} {names}, got {ld.dtype} "
                              f"{tuple(ld.shape)}")
         extra["lse"] = (ld.without_dim1() if single else ld).as_tuple()
+    if host_seq_lens is not None:
+        extra["host_seq_lens"] = _host_seq_lens(host_seq_lens, batch)
     if tree_mask is not None:
         md = _describe("tree_mask", tree_mask)
         if len(qd.shape) != 4:
@@ -988,7 +1012,7 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
            max_seq_len=None, check_page_table=False, stream=None,
            window=None, soft_cap=None, alibi_slopes=None, sinks=None,
            return_lse=False, lse=None, k_scale=None, v_scale=None,
-           tree_mask=None):
+           tree_mask=None, host_seq_lens=None):
     """softmax(scale * q . K^T) . V per sequence and query head over the first
     seq_lens[b] tokens of each sequence's pages; returns `out`, or
     (out, lse) with return_lse.
@@ -1024,6 +1048,15 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     stream: a CUDA stream handle (int) or torch.cuda.Stream; default torch's
     current stream.
 
+    host_seq_lens: seq_lens as the host knows them (a list of ints, a CPU
+    tensor or a NumPy array of batch entries), as serving loops keep them.
+    With num_splits 0 they plan the split: one chunk length for the whole
+    batch, so that a ragged batch's long sequences take more CTAs than its
+    short ones (without them every sequence is split the same number of
+    ways and the longest decides the time). Only the balance depends on
+    them: the result is right for any seq_lens on the GPU, and a CUDA
+    graph captured with them may be replayed after the lengths change.
+
     The attention variants (the op's documentation gives their semantics;
     each has its own kernels, compiled or looked up on first use):
     window: attend only the last `window` keys (FlashInfer's window_left
@@ -1037,10 +1070,12 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     args = (q, k_cache, v_cache, block_table, seq_lens, out, workspace, scale,
             layout, num_splits, max_seq_len, check_page_table, stream, window,
             soft_cap, alibi_slopes, sinks, return_lse, lse, k_scale, v_scale)
-    if tree_mask is not None or len(getattr(q, "shape", ())) == 4:
-        # Multi-token decodes take the checked path (the torch path reads
-        # single-token calls).
-        return _call_checked(_checked_decode, args + (tree_mask,))
+    if tree_mask is not None or len(getattr(q, "shape", ())) == 4 or \
+            host_seq_lens is not None:
+        # Multi-token decodes and planned splits take the checked path (the
+        # torch path reads single-token calls without host lengths).
+        return _call_checked(_checked_decode,
+                             args + (tree_mask, host_seq_lens))
     return _dispatch(_decode_torch, _checked_decode, args)
 
 
@@ -1061,7 +1096,7 @@ def _checked_decode(q, k_cache, v_cache, block_table, seq_lens, out,
                     workspace, scale, layout, num_splits, max_seq_len,
                     check_page_table, stream, window, soft_cap, alibi_slopes,
                     sinks, return_lse, lse, k_scale=None, v_scale=None,
-                    tree_mask=None):
+                    tree_mask=None, host_seq_lens=None):
     """decode() described and checked in Python (and out, lse and the
     workspace allocated) up to the launch: (the launch, its arguments, its
     keywords, decode()'s result)."""
@@ -1074,7 +1109,7 @@ def _checked_decode(q, k_cache, v_cache, block_table, seq_lens, out,
     dec, args, extra = _prepare(*tensors, scale, layout, num_splits,
                                 max_seq_len, check_page_table, window,
                                 soft_cap, alibi_slopes, sinks, lse, tree_mask,
-                                k_scale, v_scale)
+                                k_scale, v_scale, host_seq_lens)
     args += (_resolve_stream(stream, tensors[0]),)
     result = (tensors[5], lse) if "lse" in variants else tensors[5]
     return dec.decode, args, extra, result

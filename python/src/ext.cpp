@@ -452,8 +452,12 @@ NB_MODULE(_ext, m) {
              const std::optional<TensorDesc> &lse,
              const std::optional<TensorDesc> &treeMask,
              const std::optional<TensorDesc> &kScale,
-             const std::optional<TensorDesc> &vScale) {
+             const std::optional<TensorDesc> &vScale,
+             const std::optional<std::vector<int32_t>> &hostSeqLens) {
             DecodeParams p;
+            // Python checked that it has one length per sequence.
+            if (hostSeqLens)
+              p.hostSeqLens = hostSeqLens->data();
             if (treeMask)
               p.treeMask = toTensor(*treeMask, "tree_mask");
             if (kScale)
@@ -499,7 +503,8 @@ NB_MODULE(_ext, m) {
           nb::arg("lse").none() = nb::none(),
           nb::arg("tree_mask").none() = nb::none(),
           nb::arg("k_scale").none() = nb::none(),
-          nb::arg("v_scale").none() = nb::none());
+          nb::arg("v_scale").none() = nb::none(),
+          nb::arg("host_seq_lens").none() = nb::none());
 
   m.def(
       "merge_spec",

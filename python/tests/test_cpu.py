@@ -190,6 +190,27 @@ def test_rejects_bad_options():
         call(scale=-1.0)
 
 
+def test_rejects_bad_host_seq_lens():
+    # One length per sequence (4 here), each an int32 of at least 0, in
+    # host memory: checked before a decoder is looked up.
+    with pytest.raises(ValueError, match="host_seq_lens has 3 entries for a "
+                                         "batch of 4"):
+        call(host_seq_lens=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"host_seq_lens\[2\] must be an "
+                                         r"integer in \[0, 2147483647\], got "
+                                         r"-5"):
+        call(host_seq_lens=[1, 2, -5, 3])
+    with pytest.raises(ValueError, match=r"host_seq_lens\[0\] must be an "
+                                         r"integer .* got 1.5"):
+        call(host_seq_lens=[1.5, 2, 3, 4])
+    with pytest.raises(ValueError, match="host_seq_lens must be a sequence of "
+                                         "integers, got int"):
+        call(host_seq_lens=4)
+    with pytest.raises(ValueError, match="host_seq_lens must be in host "
+                                         "memory"):
+        call(host_seq_lens=Cuda((4,), "<i4"))
+
+
 def _kernels_available():
     return paged_attn.has_compiler() or os.environ.get("PAGED_ATTN_KERNEL_DIR")
 

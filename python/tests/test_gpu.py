@@ -121,6 +121,46 @@ def test_ragged_long_with_auto_split_and_scale():
     assert rel_err(out, reference(q, k, v, bt, sl, "nhd", 0.02)) <= 1e-2
 
 
+def test_split_planned_from_host_lengths():
+    lens = [0, 1, 15, 17, 20000, 9999, 4096, 12345]
+    q, k, v, bt, sl = make(lens, 32, 8, 128, 16, "bf16", "nhd", seed=8)
+    ref = reference(q, k, v, bt, sl, "nhd")
+    for host in (lens, torch.tensor(lens, dtype=torch.int32),
+                 list(reversed(lens))):  # a plan for other lengths is right
+        out = paged_attn.decode(q, k, v, bt, sl, host_seq_lens=host)
+        torch.cuda.synchronize()
+        assert rel_err(out, ref) <= 1e-2
+    with pytest.raises(ValueError, match="host_seq_lens plan an automatic "
+                                         "split; with num_splits 3 given"):
+        paged_attn.decode(q, k, v, bt, sl, host_seq_lens=lens, num_splits=3)
+
+
+def test_graph_planned_from_host_lengths_replays_new_lengths():
+    lens = [0, 1, 15, 17, 20000, 9999, 4096, 12345]
+    q, k, v, bt, sl = make(lens, 32, 8, 128, 16, "bf16", "nhd", seed=9)
+    out = torch.empty_like(q)
+    ws = torch.empty(paged_attn.workspace_size(q, k, bt), dtype=torch.uint8,
+                     device="cuda")
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):  # warm-up (loads the module) off the graph
+        paged_attn.decode(q, k, v, bt, sl, out=out, workspace=ws,
+                          host_seq_lens=lens)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        paged_attn.decode(q, k, v, bt, sl, out=out, workspace=ws,
+                          host_seq_lens=lens)
+    # New lengths within each sequence's pages: the longest now short.
+    for new in (lens, [0, 16, 3, 32, 7, 10000, 4096, 12352],
+                [0, 1, 16, 1, 19999, 1, 2048, 6000]):
+        sl.copy_(torch.tensor(new, dtype=torch.int32))
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert rel_err(out, reference(q, k, v, bt, sl, "nhd")) <= 1e-2
+
+
 def test_cuda_graph_capture_and_replay():
     q, k, v, bt, sl = make([100, 3000, 0, 1], 8, 2, 128, 16, "bf16", "nhd")
     out = torch.empty_like(q)

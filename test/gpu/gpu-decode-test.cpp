@@ -70,11 +70,41 @@ std::unique_ptr<Decoder> decoderFor(const KernelConfig &config,
   return decoderFor(library, config, error);
 }
 
-/// Runs `shape` with the given split count on `stream` and checks it;
-/// `kernel`, when set, is the decode kernel the case must run.
-void checkCase(const std::string &name, const std::shared_ptr<KernelLibrary> &lib,
-               const ProblemShape &shape, int numSplits, void *stream,
-               const char *kernel = nullptr, float scale = 0) {
+/// How a case splits its sequences: a count (0: automatic) and a least
+/// chunk length, or a plan from the host's lengths (the problem's own, or
+/// `planLengths` where given).
+struct SplitChoice {
+  int numSplits = 1;
+  int splitChunk = 0;
+  bool planned = false;
+  std::vector<int32_t> planLengths;
+
+  SplitChoice(int numSplits = 1, int splitChunk = 0)
+      : numSplits(numSplits), splitChunk(splitChunk) {}
+  static SplitChoice plan(std::vector<int32_t> lengths = {}) {
+    SplitChoice c(0);
+    c.planned = true;
+    c.planLengths = std::move(lengths);
+    return c;
+  }
+  /// Points `params` at this choice; `problem` holds the lengths planned
+  /// for unless planLengths are given.
+  void apply(DecodeParams &params, const Problem &problem) const {
+    params.numSplits = numSplits;
+    params.splitChunk = splitChunk;
+    if (planned)
+      params.hostSeqLens = planLengths.empty()
+                               ? problem.reference().seqLens.data()
+                               : planLengths.data();
+  }
+};
+
+/// Runs `shape` split as `split` says on `stream` and checks it; `kernel`,
+/// when set, is the decode kernel the case must run.
+void checkCase(const std::string &name,
+               const std::shared_ptr<KernelLibrary> &lib,
+               const ProblemShape &shape, const SplitChoice &split,
+               void *stream, const char *kernel = nullptr, float scale = 0) {
   std::string error;
   auto decoder = decoderFor(lib, shape.config, &error);
   if (!decoder)
@@ -86,11 +116,11 @@ void checkCase(const std::string &name, const std::shared_ptr<KernelLibrary> &li
   Problem problem;
   Status s = problem.create(shape);
   if (s)
-    s = problem.prepareWorkspace(*decoder, numSplits);
+    s = problem.prepareWorkspace(*decoder, split.numSplits);
   if (!s)
     return report(name, false, s.message());
   DecodeParams params = problem.params();
-  params.numSplits = numSplits;
+  split.apply(params, problem);
   params.scale = scale;
   CheckResult result;
   if (!(s = runAndCheck(*decoder, problem, params, stream, &result)))
@@ -107,9 +137,9 @@ void checkCase(const std::string &name, const std::shared_ptr<KernelLibrary> &li
 }
 
 void checkCase(const std::string &name, const ProblemShape &shape,
-               int numSplits, float scale = 0) {
+               const SplitChoice &split, float scale = 0) {
   if (selected(name))
-    checkCase(name, library, shape, numSplits, nullptr, nullptr, scale);
+    checkCase(name, library, shape, split, nullptr, nullptr, scale);
 }
 
 KernelConfig makeConfig(DType dtype, int64_t headDim, int64_t page,
@@ -153,11 +183,14 @@ struct MatrixCase {
   std::string name;
   std::shared_ptr<KernelLibrary> lib;
   ProblemShape shape;
-  int numSplits;
+  SplitChoice split;
   const char *kernel;
 };
 
-/// Every config of every kernel set, unsplit and split three ways. Cases
+/// Every config of every kernel set, unsplit, split three ways, and split
+/// four ways in chunks of at least 400 keys (as a plan from the host's
+/// lengths splits: most sequences leave chunks empty, the longest take the
+/// even share; the plan itself has the ragged/ and graph/ cases). Cases
 /// are ordered so that consecutive ones come from different PTX modules
 /// (a module holds one dtype and head_dim), letting the workers' first
 /// launches JIT-compile modules in parallel.
@@ -212,12 +245,15 @@ std::vector<MatrixCase> matrixCases(const std::string &root, bool quick,
       std::string base = std::string(set) + "/" + c.name();
       for (auto [window, suffix] : windowsFor(c, seed, shape.seqLens)) {
         shape.window = window;
-        for (int splits : {1, 3}) {
-          std::string name =
-              base + suffix + (splits == 1 ? "/unsplit" : "/split3");
+        const std::pair<const char *, SplitChoice> splits[] = {
+            {"/unsplit", SplitChoice(1)},
+            {"/split3", SplitChoice(3)},
+            {"/split4-chunk400", SplitChoice(4, 400)}};
+        for (const auto &[splitName, split] : splits) {
+          std::string name = base + suffix + splitName;
           if (selected(name))
             ordered.push_back(
-                {rank, module, MatrixCase{name, lib, shape, splits, kernel}});
+                {rank, module, MatrixCase{name, lib, shape, split, kernel}});
         }
       }
     }
@@ -246,7 +282,7 @@ void runMatrix(const std::vector<MatrixCase> &cases, int jobs) {
         report(c.name, false, s.message());
         continue;
       }
-      checkCase(c.name, c.lib, c.shape, c.numSplits, stream, c.kernel);
+      checkCase(c.name, c.lib, c.shape, c.split, stream, c.kernel);
     }
     if (stream)
       destroyStream(stream);
@@ -284,6 +320,7 @@ void regressionTests() {
     std::string name = std::string("regression/") + r.name;
     checkCase(name + "/unsplit", shape, 1);
     checkCase(name + "/split-auto", shape, 0);
+    checkCase(name + "/planned", shape, SplitChoice::plan());
   }
 }
 
@@ -296,6 +333,13 @@ void longRaggedTests() {
   checkCase("ragged/0..20000/unsplit", shape, 1);
   checkCase("ragged/0..20000/split-auto", shape, 0);
   checkCase("ragged/0..20000/split-64", shape, 64);
+  checkCase("ragged/0..20000/planned", shape, SplitChoice::plan());
+  // A plan is correct for lengths other than its own: here each sequence's
+  // length was planned for another's.
+  std::vector<int32_t> reversed(shape.seqLens.rbegin(), shape.seqLens.rend());
+  checkCase("ragged/0..20000/planned-for-other-lengths", shape,
+            SplitChoice::plan(reversed));
+  checkCase("ragged/0..20000/split8-chunk5000", shape, SplitChoice(8, 5000));
   shape.sharePrefixPage = true;
   checkCase("ragged/shared-prefix-page", shape, 0);
   checkCase("ragged/custom-scale", shape, 0, 0.02f);
@@ -343,6 +387,72 @@ void graphTest() {
     return report(name, false, s.message());
   double err = relativeError(out, referenceDecode(problem.reference()));
   report(name, err <= toleranceFor(c.dtype), "rel err " + std::to_string(err));
+}
+
+/// A graph captured with a split planned for one set of lengths, replayed
+/// after seq_lens changed on the device (as a serving loop replays one
+/// graph per batch size): each replay is checked against float64 for the
+/// lengths it read. Lengths stay within each sequence's pages.
+void graphReplayWithNewLengthsTest() {
+  const std::string name = "graph/planned-replayed-with-new-lengths";
+  if (!selected(name))
+    return;
+  std::string error;
+  KernelConfig c = makeConfig(DType::BF16, 128, 16, 4, Layout::NHD);
+  auto decoder = decoderFor(c, &error);
+  if (!decoder)
+    return report(name, false, error);
+  ProblemShape shape;
+  shape.config = c;
+  shape.seqLens = {0, 1, 15, 17, 20000, 9999, 4096, 12345};
+  shape.seed = 77;
+  const std::vector<std::vector<int32_t>> lengths = {
+      shape.seqLens,
+      // The longest now the shortest, others to their last page's end.
+      {0, 16, 3, 32, 7, 10000, 4096, 12352},
+      {0, 1, 16, 1, 19999, 1, 2048, 6000}};
+  Problem problem;
+  void *stream = nullptr;
+  Status s = problem.create(shape);
+  if (s)
+    s = problem.prepareWorkspace(*decoder, 0);
+  if (s)
+    s = createStream(&stream);
+  DecodeParams params = problem.params();
+  params.hostSeqLens = shape.seqLens.data();
+  std::string errors;
+  auto checkReplay = [&](int i) -> Status {
+    std::vector<double> out;
+    if (Status st = problem.readOutput(&out); !st)
+      return st;
+    ReferenceProblem ref = problem.reference();
+    ref.seqLens = lengths[i];
+    double err = relativeError(out, referenceDecode(ref));
+    errors += (i ? ", " : "") + std::to_string(err);
+    if (err > toleranceFor(c.dtype))
+      return Status(StatusCode::InvalidArgument, "replay " + std::to_string(i) +
+                                                     ": rel err " +
+                                                     std::to_string(err));
+    if (i + 1 == int(lengths.size()))
+      return Status::ok();
+    // Poison out, so that rows a replay skips are caught, and give the
+    // next replay its lengths.
+    if (Status st = problem.poisonOutput(); !st)
+      return st;
+    return problem.seqLensBuffer().upload(lengths[i + 1].data(),
+                                          lengths[i + 1].size() * 4);
+  };
+  if (s)
+    s = problem.poisonOutput();
+  if (s)
+    s = beginCapture(stream);
+  if (s)
+    s = decoder->decode(params, stream);
+  if (s)
+    s = endCaptureAndLaunch(stream, int(lengths.size()), checkReplay);
+  if (stream)
+    destroyStream(stream);
+  report(name, bool(s), s ? "rel errs " + errors : s.message());
 }
 
 void concurrencyTests() {
@@ -566,6 +676,7 @@ int main(int argc, char **argv) {
   regressionTests();
   longRaggedTests();
   graphTest();
+  graphReplayWithNewLengthsTest();
   concurrencyTests();
   checkModeTests();
   double seconds =

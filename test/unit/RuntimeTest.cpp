@@ -475,6 +475,27 @@ TEST_F(RuntimeTest, RejectsBadScaleAndSplits) {
   p = validParams();
   p.numSplits = -2;
   EXPECT_EQ(rejection(p), "num_splits must be in [0, 65535], got -2");
+  p = validParams();
+  p.numSplits = 2;
+  p.splitChunk = -64;
+  EXPECT_EQ(rejection(p), "split_chunk must be at least 0, got -64");
+  p = validParams();
+  p.numSplits = 0;
+  p.splitChunk = 64;
+  EXPECT_EQ(rejection(p),
+            "split_chunk 64 needs num_splits; an automatic split chooses its "
+            "own");
+  std::vector<int32_t> lengths(size_t(p.q.sizes[0]), 7);
+  p = validParams();
+  p.hostSeqLens = lengths.data();
+  p.numSplits = 3;
+  EXPECT_EQ(rejection(p), "host_seq_lens plan an automatic split; with "
+                          "num_splits 3 given, give split_chunk instead");
+  lengths.back() = -1;
+  p.numSplits = 0;
+  EXPECT_EQ(rejection(p), "host_seq_lens[" +
+                              std::to_string(lengths.size() - 1) +
+                              "] must be at least 0, got -1");
 }
 
 TEST_F(RuntimeTest, WorkspaceSizes) {
@@ -496,6 +517,57 @@ TEST_F(RuntimeTest, SplitHeuristic) {
   EXPECT_GT(decoder->chooseNumSplits(1, 32768, 132, 4), 16);
   EXPECT_EQ(decoder->chooseNumSplits(1, 100, 132, 4), 1);
   EXPECT_EQ(decoder->chooseNumSplits(1, 0, 132, 4), 1);
+}
+
+// The host's lengths plan one chunk length for the batch (64-key loop
+// iterations here): equal lengths split as chooseNumSplits does; a ragged
+// batch splits its long sequences more than an even split would.
+TEST_F(RuntimeTest, SplitPlanFromHostLengths) {
+  std::vector<int32_t> equal(32, 4096);
+  Decoder::SplitPlan plan = decoder->planSplits(32, equal.data(), 4096, 132, 4);
+  EXPECT_EQ(plan.numSplits, decoder->chooseNumSplits(32, 4096, 132, 4));
+  EXPECT_EQ(plan.numSplits, 2);
+  EXPECT_EQ(plan.splitChunk, 2048);
+  // 8 x 8 KV heads at 2 CTAs per SM: an even split takes 4 chunks of every
+  // sequence (256 CTAs, the longest's 4032 keys each). Chunks of 1792 keys
+  // take 9 of the longest and 33 in all: 264 CTAs, one wave.
+  std::vector<int32_t> ragged = {16000, 12000, 9000, 7000,
+                                 5000,  3000,  1000, 100};
+  EXPECT_EQ(decoder->chooseNumSplits(8, 16000, 132, 2), 4);
+  plan = decoder->planSplits(8, ragged.data(), 16000, 132, 2);
+  EXPECT_EQ(plan.numSplits, 9);
+  EXPECT_EQ(plan.splitChunk, 1792);
+  EXPECT_EQ(splitChunkLength(16000, plan.numSplits, plan.splitChunk, 64), 1792);
+  // One long sequence among short ones: an even split, which takes all 16
+  // as long as the longest, splits 2 ways (one wave); the plan splits the
+  // long one 18 ways and leaves the short ones' other 17 chunks empty.
+  std::vector<int32_t> oneLong(16, 512);
+  oneLong[0] = 32768;
+  EXPECT_EQ(decoder->chooseNumSplits(16, 32768, 132, 2), 2);
+  plan = decoder->planSplits(16, oneLong.data(), 32768, 132, 2);
+  EXPECT_EQ(plan.numSplits, 18);
+  EXPECT_EQ(plan.splitChunk, 1856);
+  // Lengths past max_seq_len count as max_seq_len; no keys, no split.
+  std::vector<int32_t> longer = {50000};
+  plan = decoder->planSplits(1, longer.data(), 4096, 132, 4);
+  EXPECT_EQ(plan.numSplits, decoder->chooseNumSplits(1, 4096, 132, 4));
+  EXPECT_EQ(plan.splitChunk, splitChunkLength(4096, plan.numSplits, 0, 64));
+  std::vector<int32_t> empty(4, 0);
+  plan = decoder->planSplits(4, empty.data(), 4096, 132, 4);
+  EXPECT_EQ(plan.numSplits, 1);
+  EXPECT_EQ(plan.splitChunk, 0);
+}
+
+TEST(SplitChunkTest, EvenShareOrTheLeastChunkInWholeIterations) {
+  EXPECT_EQ(splitChunkLength(1000, 4, 0, 64), 256);
+  EXPECT_EQ(splitChunkLength(1000, 4, 300, 64), 320);
+  EXPECT_EQ(splitChunkLength(100, 4, 300, 64), 320);
+  EXPECT_EQ(splitChunkLength(0, 4, 0, 64), 0);
+  // num_splits chunks cover the keys whatever the least chunk.
+  for (int64_t keys : {1, 63, 64, 65, 4095, 100000})
+    for (int64_t splits : {1, 3, 7, 256})
+      for (int64_t least : {0, 1, 64, 5000})
+        EXPECT_GE(splits * splitChunkLength(keys, splits, least, 64), keys);
 }
 
 /// Merge params over fake, aligned device addresses: `n` partials of
@@ -1219,7 +1291,7 @@ TEST_F(QuantisedRuntimeTest, ManifestsAreCheckedAgainstTheSpec) {
   EXPECT_EQ(loadWith("\"kv_dtype\": \"f8e4m3fn\"", "\"kv_dtype\": \"bf16\""),
             "config's 'kv_dtype' must be f8e4m3fn or f8e5m2");
   EXPECT_EQ(loadWith("\"name\": \"k_scale\"", "\"name\": \"scale_k\""),
-            "decode kernel parameter 10 is 'scale_k', this runtime expects "
+            "decode kernel parameter 11 is 'scale_k', this runtime expects "
             "'k_scale'");
 }
 

@@ -169,9 +169,9 @@ TEST(DecodeSpecTest, ManifestFieldsRoundTrip) {
 
 TEST(KernelABITest, DecodeParametersInLaunchOrder) {
   std::vector<KernelParam> params = decodeKernelParams(llama());
-  const char *names[] = {"q",   "k_cache",     "v_cache",     "block_table",
-                         "seq_lens", "out", "partial_out", "partial_lse",
-                         "scale", "num_splits"};
+  const char *names[] = {"q",        "k_cache",    "v_cache",     "block_table",
+                         "seq_lens", "out",        "partial_out", "partial_lse",
+                         "scale",    "num_splits", "split_chunk"};
   ASSERT_EQ(params.size(), std::size(names));
   for (size_t i = 0; i < params.size(); ++i)
     EXPECT_STREQ(params[i].name, names[i]);
@@ -431,7 +431,8 @@ TEST(DecodeSpecTest, QuantizedManifestFieldsRoundTrip) {
 TEST(KernelABITest, QuantizedCachesAppendTheirScales) {
   const char *names[] = {"q",        "k_cache",    "v_cache",     "block_table",
                          "seq_lens", "out",        "partial_out", "partial_lse",
-                         "scale",    "num_splits", "k_scale",     "v_scale"};
+                         "scale",    "num_splits", "split_chunk", "k_scale",
+                         "v_scale"};
   auto scaleShape = [](const DecodeSpec &s) {
     std::vector<KernelParam> params = decodeKernelParams(s);
     EXPECT_STREQ(params[params.size() - 2].name, "k_scale");
@@ -451,7 +452,7 @@ TEST(KernelABITest, QuantizedCachesAppendTheirScales) {
   EXPECT_EQ(params[5].dtype, DType::BF16);
   EXPECT_EQ(params[1].shape, (std::vector<int64_t>{kDynamicSize, 16, 8, 128}));
   EXPECT_TRUE(params[1].unitInnermostStride);
-  for (size_t i : {size_t(10), size_t(11)}) {
+  for (size_t i : {size_t(11), size_t(12)}) {
     EXPECT_TRUE(params[i].isMemRef);
     EXPECT_EQ(params[i].dtype, DType::F32);
     EXPECT_FALSE(params[i].unitInnermostStride);
@@ -472,15 +473,15 @@ TEST(KernelABITest, QuantizedCachesAppendTheirScales) {
   all.queryLen = 4;
   all.variants = {true, true, true, true, true, true};
   std::vector<KernelParam> withVariants = decodeKernelParams(all);
-  ASSERT_EQ(withVariants.size(), 10u + 6u + 2u);
-  EXPECT_STREQ(withVariants[15].name, "tree_mask");
-  EXPECT_STREQ(withVariants[16].name, "k_scale");
-  EXPECT_STREQ(withVariants[17].name, "v_scale");
-  EXPECT_EQ(withVariants[17].shape,
+  ASSERT_EQ(withVariants.size(), 11u + 6u + 2u);
+  EXPECT_STREQ(withVariants[16].name, "tree_mask");
+  EXPECT_STREQ(withVariants[17].name, "k_scale");
+  EXPECT_STREQ(withVariants[18].name, "v_scale");
+  EXPECT_EQ(withVariants[18].shape,
             (std::vector<int64_t>{kDynamicSize, 16, 8}));
   // Unquantised: no scales, caches of q's dtype.
   std::vector<KernelParam> plain = decodeKernelParams(llama());
-  EXPECT_EQ(plain.size(), 10u);
+  EXPECT_EQ(plain.size(), 11u);
   EXPECT_EQ(plain[1].dtype, DType::BF16);
 }
 

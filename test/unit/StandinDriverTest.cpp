@@ -375,11 +375,13 @@ TEST_F(StandinDriverTest, UnsplitDecodeLaunchesOneGrid) {
   EXPECT_EQ(l.block[0], kernel.decodeBlock);
   EXPECT_EQ(l.dynamic_shared_bytes, unsigned(kernel.dynamicShared));
   // The parameter buffer (its size already checked against the PTX by the
-  // stand-in): q's descriptor first, scale and num_splits last.
+  // stand-in): q's descriptor first, scale, num_splits and split_chunk
+  // last.
   EXPECT_EQ(paramAt<uint64_t>(l, 8), reinterpret_cast<uint64_t>(p.q.data));
-  EXPECT_FLOAT_EQ(paramAt<float>(l, l.param_bytes - 8),
+  EXPECT_FLOAT_EQ(paramAt<float>(l, l.param_bytes - 12),
                   1.0f / std::sqrt(128.0f));
-  EXPECT_EQ(paramAt<int32_t>(l, l.param_bytes - 4), 1);
+  EXPECT_EQ(paramAt<int32_t>(l, l.param_bytes - 8), 1);
+  EXPECT_EQ(paramAt<int32_t>(l, l.param_bytes - 4), 0);
 }
 
 TEST_F(StandinDriverTest, SplitDecodeLaunchesDecodeThenMerge) {
@@ -395,8 +397,9 @@ TEST_F(StandinDriverTest, SplitDecodeLaunchesDecodeThenMerge) {
   EXPECT_EQ(d.grid[0], unsigned(8 * kernel.ctasPerKVHead));
   EXPECT_EQ(d.grid[1], 3u);
   EXPECT_EQ(d.grid[2], 5u);
-  EXPECT_FLOAT_EQ(paramAt<float>(d, d.param_bytes - 8), 0.25f);
-  EXPECT_EQ(paramAt<int32_t>(d, d.param_bytes - 4), 5);
+  EXPECT_FLOAT_EQ(paramAt<float>(d, d.param_bytes - 12), 0.25f);
+  EXPECT_EQ(paramAt<int32_t>(d, d.param_bytes - 8), 5);
+  EXPECT_EQ(paramAt<int32_t>(d, d.param_bytes - 4), 0);
   EXPECT_EQ(m.kernel, kernel.merge);
   EXPECT_EQ(m.grid[0], 32u);
   EXPECT_EQ(m.grid[1], 3u);
@@ -407,6 +410,60 @@ TEST_F(StandinDriverTest, SplitDecodeLaunchesDecodeThenMerge) {
   EXPECT_EQ(paramAt<int32_t>(m, m.param_bytes - 4), 5);
   // partial_out is the start of the workspace.
   EXPECT_EQ(paramAt<uint64_t>(m, 8), reinterpret_cast<uint64_t>(p.workspace));
+}
+
+// Host lengths plan the split: the grid takes the plan's count and the
+// kernel its chunk length, and the merge follows.
+TEST_F(StandinDriverTest, HostLengthsPlanTheSplit) {
+  const int64_t batch = 8, maxPages = 1000;
+  DecodeParams p = params(batch);
+  p.blockTable = Tensor::contiguous(buffers.alloc(size_t(batch * maxPages * 4)),
+                                    DType::I32, {batch, maxPages});
+  const int64_t capacity = maxPages * config.pageSize;
+  std::vector<int32_t> lengths = {16000, 12000, 9000, 7000,
+                                  5000,  3000,  1000, 100};
+  p.hostSeqLens = lengths.data();
+  ASSERT_TRUE(decoder->maxWorkspaceSize(batch, capacity, &p.workspaceBytes));
+  p.workspace = buffers.alloc(p.workspaceBytes);
+  Status s = decoder->decode(p, nullptr);
+  ASSERT_TRUE(s) << s.message();
+  auto launches = standin.launches();
+  ASSERT_EQ(launches.size(), 2u);
+  const paged_attn_standin_launch &d = launches[0], &m = launches[1];
+  int evenSplits = 0;
+  ASSERT_TRUE(decoder->defaultNumSplits(batch, 16000, &evenSplits));
+  int splits = int(d.grid[2]);
+  EXPECT_GT(splits, evenSplits);
+  int32_t chunk = paramAt<int32_t>(d, d.param_bytes - 4);
+  EXPECT_EQ(paramAt<int32_t>(d, d.param_bytes - 8), splits);
+  EXPECT_GT(chunk, 0);
+  EXPECT_GE(int64_t(chunk) * splits, 16000);
+  EXPECT_LT(int64_t(chunk) * (splits - 1), 16000);
+  EXPECT_EQ(m.kernel, kernel.merge);
+  EXPECT_EQ(paramAt<int32_t>(m, m.param_bytes - 4), splits);
+
+  // The C API passes the lengths on.
+  standin.clearLaunches();
+  paged_attn_decode_params c = capi::toC(p);
+  c.workspace = p.workspace;
+  c.workspace_bytes = p.workspaceBytes;
+  c.host_seq_lens = lengths.data();
+  paged_attn_library cLib = nullptr;
+  ASSERT_EQ(paged_attn_library_load(tcManifest().c_str(), &cLib), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  paged_attn_config cConfig = {32, 8, 128, 16, PAGED_ATTN_BF16, PAGED_ATTN_NHD,
+                               0};
+  paged_attn_decoder cDecoder = nullptr;
+  ASSERT_EQ(paged_attn_decoder_create(cLib, &cConfig, &cDecoder), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  ASSERT_EQ(paged_attn_decode(cDecoder, &c, nullptr), PAGED_ATTN_OK)
+      << paged_attn_last_error();
+  launches = standin.launches();
+  ASSERT_EQ(launches.size(), 2u);
+  EXPECT_EQ(int(launches[0].grid[2]), splits);
+  EXPECT_EQ(paramAt<int32_t>(launches[0], launches[0].param_bytes - 4), chunk);
+  paged_attn_decoder_destroy(cDecoder);
+  paged_attn_library_destroy(cLib);
 }
 
 TEST_F(StandinDriverTest, MergeLaunchesOneGridOnPermutedPartials) {
@@ -886,14 +943,15 @@ TEST_F(StandinDriverTest, QuantisedDecodePacksTheScalesLast) {
   EXPECT_EQ(l.grid[0], unsigned(8 * k.ctasPerKVHead));
   EXPECT_EQ(l.grid[1], 3u);
   EXPECT_EQ(l.grid[2], 3u);
-  // Two rank-3 descriptors (9 slots each) end the buffer, after scale and
-  // num_splits.
+  // Two rank-3 descriptors (9 slots each) end the buffer, after scale,
+  // num_splits and split_chunk (and 4 bytes of padding).
   const size_t descriptor = 8 * (3 + 2 * 3);
   size_t kAt = l.param_bytes - 2 * descriptor;
   expectDescriptor(l, kAt, p.kScale);
   expectDescriptor(l, kAt + descriptor, p.vScale);
-  EXPECT_FLOAT_EQ(paramAt<float>(l, kAt - 8), 0.5f);
-  EXPECT_EQ(paramAt<int32_t>(l, kAt - 4), 3);
+  EXPECT_FLOAT_EQ(paramAt<float>(l, kAt - 16), 0.5f);
+  EXPECT_EQ(paramAt<int32_t>(l, kAt - 12), 3);
+  EXPECT_EQ(paramAt<int32_t>(l, kAt - 8), 0);
   // k_cache's fp8 descriptor follows q's (rank 3, as the scales').
   expectDescriptor(l, descriptor, p.kCache);
   EXPECT_EQ(launches[1].kernel, k.merge);
@@ -954,7 +1012,7 @@ TEST_F(StandinDriverTest, PerTensorScalesAreRankZero) {
   EXPECT_EQ(l.grid[1], 5u);
   expectDescriptor(l, l.param_bytes - 48, p.kScale);
   expectDescriptor(l, l.param_bytes - 24, p.vScale);
-  EXPECT_EQ(paramAt<int32_t>(l, l.param_bytes - 52), 1);
+  EXPECT_EQ(paramAt<int32_t>(l, l.param_bytes - 60), 1);
 }
 
 TEST_F(StandinDriverTest, CApiLaunchesAndReportsErrors) {

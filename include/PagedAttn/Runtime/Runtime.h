@@ -90,6 +90,21 @@ struct DecodeParams {
   int64_t maxSeqLen = -1;
   /// Chunks per sequence; 0 picks one from the grid and the SM count.
   int numSplits = 0;
+  /// With numSplits given, the fewest keys a chunk takes (rounded up to the
+  /// kernel's loop iterations; PagedAttn/Spec/KernelABI.h's
+  /// splitChunkLength): a sequence of fewer than numSplits * splitChunk
+  /// keys leaves its last chunks empty. 0 splits each sequence evenly.
+  /// Must be 0 when numSplits is 0 (the plan then chooses it).
+  int splitChunk = 0;
+  /// seq_lens as the host knows them ([batch] i32 in host memory), or
+  /// null. With them an automatic split is planned for these lengths: one
+  /// chunk length for the whole batch, so that a ragged batch's long
+  /// sequences take more CTAs than its short ones, where an even split
+  /// gives each the same count and the longest decides the time. Only the
+  /// balance depends on them: the launch is correct for any seq_lens on
+  /// the device (a CUDA graph captured with a plan may be replayed after
+  /// the lengths change). Read during decode() only.
+  const int32_t *hostSeqLens = nullptr;
   void *workspace = nullptr; ///< device memory, see Decoder::workspaceSize
   size_t workspaceBytes = 0;
   /// Validate block_table and seq_lens on the device first and fail with
@@ -164,6 +179,18 @@ public:
   /// InvalidArgument for a batch outside [0, 65535].
   Status defaultNumSplits(int64_t batch, int64_t maxSeqLen,
                           int *numSplits) const;
+  /// A split count and chunk length (DecodeParams::numSplits, splitChunk)
+  /// for sequences of `seqLens` keys (`batch` of them, host memory, each
+  /// taken as at most `maxSeqLen`), as decode() plans them from
+  /// DecodeParams::hostSeqLens; splitChunk is 0 when numSplits is 1. For
+  /// equal lengths this is chooseNumSplits's count.
+  struct SplitPlan {
+    int numSplits = 1;
+    int splitChunk = 0;
+  };
+  SplitPlan planSplits(int64_t batch, const int32_t *seqLens, int64_t maxSeqLen,
+                       int multiprocessorCount,
+                       int ctasPerMultiprocessor) const;
 
   /// Launches on `stream` (a CUstream; null is the legacy default stream)
   /// in the current CUDA context, or the device 0 primary context when

@@ -39,7 +39,9 @@ struct KernelParam {
 };
 
 /// q, k_cache, v_cache, block_table, seq_lens, out, partial_out,
-/// partial_lse, scale (f32), num_splits (i32); then those of the spec's
+/// partial_lse, scale (f32), num_splits (i32), split_chunk (i32: the fewest
+/// keys a split's chunk takes, 0 for an even split; see
+/// splitChunkLength); then those of the spec's
 /// variants, in this order: window (i64), soft_cap (f32), alibi_slopes (f32
 /// [num_heads]), sinks (f32 [num_heads]), lse (f32 [batch, num_heads]),
 /// tree_mask (i8 [batch, L, L]); then, for quantised caches (whose element
@@ -126,6 +128,17 @@ std::string layOutSplitWorkspace(const DecodeSpec &spec, int64_t batch,
 
 /// The layout in words, for manifests.
 const char *splitWorkspaceDoc();
+
+/// The keys each split chunk of a sequence with `keys` visible keys takes
+/// (split z takes [z * chunk, (z + 1) * chunk) of them): an even share of
+/// `numSplits` ways, or `splitChunk` keys where that is more, rounded up to
+/// whole loop iterations of `step` keys. `numSplits` chunks cover the keys
+/// for any `splitChunk`, so a split plan made for other lengths (a CUDA
+/// graph replayed after seq_lens changed) stays correct. The decode
+/// kernels compute the same (emitDecodeCTA). 0 for no keys; arguments
+/// below 1 (0 for `splitChunk`) are the caller's error.
+int64_t splitChunkLength(int64_t keys, int64_t numSplits, int64_t splitChunk,
+                         int64_t step);
 
 } // namespace paged_attn
 

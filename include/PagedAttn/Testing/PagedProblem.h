@@ -13,6 +13,7 @@
 #include "PagedAttn/Testing/Reference.h"
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -52,7 +53,13 @@ Status createStream(void **stream);
 Status destroyStream(void *stream);
 Status synchronizeStream(void *stream);
 Status beginCapture(void *stream);
-Status endCaptureAndLaunch(void *stream, int replays);
+/// Ends the capture on `stream` and replays the graph `replays` times,
+/// each to completion; `afterReplay(i)`, when given, runs after replay i
+/// (to check its result, or change the graph's inputs for the next one)
+/// and stops the replays with its error.
+Status
+endCaptureAndLaunch(void *stream, int replays,
+                    const std::function<Status(int)> &afterReplay = nullptr);
 
 /// CUDA events for timing.
 class EventTimer {

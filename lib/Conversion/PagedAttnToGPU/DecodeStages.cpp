@@ -91,9 +91,15 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
   }
   Value visible =
       firstKey ? arith::SubIOp::create(b, keysEnd, firstKey) : keysEnd;
+  // Spec's splitChunkLength: an even share of the keys, or split_chunk
+  // keys where that is more (a plan that balances a ragged batch's CTAs),
+  // in whole loop iterations. num_splits chunks cover the keys either way,
+  // whatever the lengths, so a plan made for other lengths stays correct.
   Value step = e.index(c.tokensPerIteration());
+  Value evenShare = e.ceilDiv(visible, cta.numSplits);
+  Value least = e.toIndex(getDecodeKernelArg(func, c, "split_chunk"));
   Value chunk =
-      e.mul(e.ceilDiv(e.ceilDiv(visible, cta.numSplits), step), step);
+      e.mul(e.ceilDiv(arith::MaxUIOp::create(b, evenShare, least), step), step);
   cta.chunkBegin = e.min(e.mul(cta.split, chunk), visible);
   cta.chunkEnd = e.min(e.add(cta.chunkBegin, chunk), visible);
   if (firstKey) {

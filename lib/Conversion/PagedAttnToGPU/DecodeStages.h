@@ -72,9 +72,10 @@ ScoreModifiers getScoreRules(KernelEmitter &e, const DecodeKernelConfig &c,
                              gpu::GPUFuncOp func);
 
 /// Emits DecodeCTA for `func` (decode kernel arguments): chunks are the
-/// keys visible under `rules` split `num_splits` ways, rounded up to whole
-/// loop iterations (`tokensPerIteration`) so only the last chunk has a
-/// partial one.
+/// keys visible under `rules` split `num_splits` ways, or `split_chunk`
+/// keys where that is more, rounded up to whole loop iterations
+/// (`tokensPerIteration`) so only the last chunk has a partial one
+/// (Spec's splitChunkLength).
 DecodeCTA emitDecodeCTA(KernelEmitter &e, const DecodeKernelConfig &c,
                         gpu::GPUFuncOp func, const ScoreModifiers &rules);
 

@@ -144,6 +144,8 @@ static void lowerDecodeOp(DecodeOp op, const DecodeKernelConfig &config,
       arith::ConstantOp::create(b, b.getF32FloatAttr(op.getEffectiveScale()));
   values["num_splits"] =
       arith::ConstantIntOp::create(b, b.getI32Type(), numSplitsOption);
+  // Even chunks: the pass knows no lengths to balance them for.
+  values["split_chunk"] = arith::ConstantIntOp::create(b, b.getI32Type(), 0);
   if (std::optional<int64_t> window = op.getWindow())
     values["window"] = arith::ConstantIntOp::create(b, b.getI64Type(), *window);
   if (FloatAttr cap = op.getSoftCapAttr())

@@ -28,6 +28,9 @@
 // CHECK: %[[LSE:.*]] = gpu.alloc (%[[B]], %[[C4]]) : memref<?x32x?xf32>
 // CHECK: memref.cast %[[Q]] : memref<?x32x128xbf16> to memref<?x32x128xbf16, strided<[?, ?, 1], offset: ?>>
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4 blocks in (%[[C8]], %[[B]], %[[C4]]) threads in (%[[C128]], %c1, %c1)
+// The scale, num_splits and split_chunk: even chunks, as the pass knows
+// no lengths to plan for.
+// CHECK-SAME: %{{.*}} : f32, %c4_i32 : i32, %c0_i32 : i32)
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4 blocks in (%[[C32]], %[[B]], %c1) threads in (%[[C128]], %c1, %c1)
 // CHECK: gpu.dealloc %[[PO]]
 // CHECK: gpu.dealloc %[[LSE]]
@@ -62,9 +65,22 @@ func.func @same_config(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %
 // CHECK-SAME: %[[KK:[a-z0-9]+]]: memref<?x16x8x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
 // CHECK-SAME: %[[KV:[a-z0-9]+]]: memref<?x16x8x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
 // CHECK-SAME: %[[KBT:[a-z0-9]+]]: memref<?x?xi32, strided<[?, ?], offset: ?>>
-// CHECK-SAME: %{{.*}}: f32, %{{.*}}: i32)
+// CHECK-SAME: %{{.*}}: f32, %[[NUM_SPLITS:[a-z0-9]+]]: i32, %[[SPLIT_CHUNK:[a-z0-9]+]]: i32)
 // CHECK-SAME: workgroup(%[[ACC:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[STAT:.*]] : memref<2x4x4xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// The split's chunk (Spec's splitChunkLength): the keys' even share over
+// num_splits, or split_chunk where that is more, in whole iterations of 32.
+// CHECK: %[[KEYS:.*]] = arith.index_castui %{{.*}} : i32 to index
+// CHECK: %[[SPLITS:.*]] = arith.index_castui %[[NUM_SPLITS]] : i32 to index
+// CHECK: %[[SHARE:.*]] = arith.ceildivui %[[KEYS]], %[[SPLITS]] : index
+// CHECK: %[[LEAST:.*]] = arith.index_castui %[[SPLIT_CHUNK]] : i32 to index
+// CHECK: %[[LONGER:.*]] = arith.maxui %[[SHARE]], %[[LEAST]] : index
+// CHECK: %[[ITERS:.*]] = arith.ceildivui %[[LONGER]], %c32 : index
+// CHECK: %[[CHUNK:.*]] = arith.muli %[[ITERS]], %c32 : index
+// CHECK: %[[START:.*]] = arith.muli %block_id_z, %[[CHUNK]] : index
+// CHECK: %[[BEGIN:.*]] = arith.minui %[[START]], %[[KEYS]] : index
+// CHECK: %[[STOP:.*]] = arith.addi %[[BEGIN]], %[[CHUNK]] : index
+// CHECK: %[[END:.*]] = arith.minui %[[STOP]], %[[KEYS]] : index
 // q of the four heads, loaded once as 16-byte vectors.
 // CHECK-COUNT-4: vector.load %[[KQ]]{{.*}} {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
 // The first iteration's four page-table entries, loaded before the loop

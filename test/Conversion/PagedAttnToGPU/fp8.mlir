@@ -31,8 +31,8 @@
 // TC: %[[QF:.*]] = arith.extf %[[Q]] : vector<2xbf16> to vector<2xf32>
 // TC: arith.mulf %[[QF]], %{{.*}} : vector<2xf32>
 // TC: llvm.call_intrinsic "llvm.nvvm.ff2f16x2.rn"
-// TC: memref.load %arg10[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x16x8xf32
 // TC: memref.load %arg11[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x16x8xf32
+// TC: memref.load %arg12[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x16x8xf32
 // TC: scf.for
 // TC: %[[K:.*]] = nvgpu.ldmatrix %{{.*}} {numTiles = 4 : i32, transpose = false} : memref<27648xf16, #gpu.address_space<workgroup>> -> vector<4x2xf16>
 // TC: %[[KR:.*]] = vector.extract %[[K]][0] : vector<2xf16> from vector<4x2xf16>
@@ -59,8 +59,8 @@
 // E5M2 is an f16's top byte; the CUDA-core kernel loads 8 codes (8 bytes)
 // per q vector.
 // SOFT-LABEL: gpu.func @paged_attn_decode_h32_kv8_d80_p16_f16_nhd_w4_f8e5m2_tensor(
-// SOFT: memref.load %arg10[] : memref<f32, strided<[], offset: ?>>
 // SOFT: memref.load %arg11[] : memref<f32, strided<[], offset: ?>>
+// SOFT: memref.load %arg12[] : memref<f32, strided<[], offset: ?>>
 // SOFT: %[[K:.*]] = vector.load %arg1[{{.*}}] {alignment = 8 : i64} : memref<?x16x8x80xf8E5M2, strided<[?, ?, ?, 1], offset: ?>>, vector<8xf8E5M2>
 // SOFT: %[[KB:.*]] = arith.bitcast %[[K]] : vector<8xf8E5M2> to vector<8xi8>
 // SOFT: %[[KW:.*]] = arith.extui %[[KB]] : vector<8xi8> to vector<8xi16>

@@ -388,6 +388,7 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
 
   rules.emplace(getScoreRules(e, c, func));
   cta = emitDecodeCTA(e, c, func, *rules);
+  scf::IfOp ifEmpty = emitEmptySplitShortcut(e, c, func, cta);
   scales = KVScales::get(e, c, func, cta.kvHead);
   emitLaneMapping();
   loadQ();
@@ -420,6 +421,7 @@ gpu::GPUFuncOp CudaCoreDecodeBuilder::build() {
       e, c,
       getDecodeEpilogue(func, c, cta, func.getWorkgroupAttributions()[0],
                         func.getWorkgroupAttributions()[1]));
+  b().setInsertionPointAfter(ifEmpty);
   gpu::ReturnOp::create(b());
   return func;
 }

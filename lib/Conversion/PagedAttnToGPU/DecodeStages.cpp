@@ -109,6 +109,59 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
   return cta;
 }
 
+/// Writes a split's partial output `result` (f32, c.vectorElems()) of row
+/// `partialRow` at `column` (vector `col` of the row); the first column's
+/// writer also writes the row's log-sum-exp `lse()` (base 2).
+static void storeSplitPartial(KernelEmitter &e, Value partialOut,
+                              Value partialLse, Value batch, Value partialRow,
+                              Value split, Value col, Value column,
+                              Value result, function_ref<Value()> lse) {
+  ImplicitLocOpBuilder &b = e.b;
+  e.storeVector(result, partialOut, {batch, partialRow, split, column});
+  auto firstColumn = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(firstColumn.thenBlock());
+  memref::StoreOp::create(b, lse(), partialLse,
+                          ValueRange{batch, partialRow, split});
+}
+
+scf::IfOp mlir::paged_attn::emitEmptySplitShortcut(KernelEmitter &e,
+                                                   const DecodeKernelConfig &c,
+                                                   gpu::GPUFuncOp func,
+                                                   const DecodeCTA &cta) {
+  ImplicitLocOpBuilder &b = e.b;
+  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
+                                        cta.numSplits, e.index(1));
+  Value noKeys = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                       cta.chunkBegin, cta.chunkEnd);
+  auto ifEmpty = scf::IfOp::create(b, arith::AndIOp::create(b, isSplit, noKeys),
+                                   /*withElseRegion=*/true);
+  b.setInsertionPointToStart(ifEmpty.thenBlock());
+  // What emitMergeWarpsAndStore writes for a chunk without keys.
+  const int64_t rows = c.rowsPerCTA();
+  auto rowLoop = scf::ForOp::create(
+      b, cta.tid, e.index(rows * c.vectorsPerRow()), e.index(c.blockSize()));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(rowLoop.getBody());
+    Value idx = rowLoop.getInductionVar();
+    Value h = e.div(idx, e.index(c.vectorsPerRow()));
+    Value col = e.rem(idx, e.index(c.vectorsPerRow()));
+    CTARow row = getCTARow(e, c, cta.firstHead, cta.firstQuery, h);
+    if (row.valid)
+      b.setInsertionPointToStart(
+          scf::IfOp::create(b, row.valid, /*withElse=*/false).thenBlock());
+    storeSplitPartial(e, getDecodeKernelArg(func, c, "partial_out"),
+                      getDecodeKernelArg(func, c, "partial_lse"), cta.batch,
+                      getPartialRow(e, c, row), cta.split, col,
+                      e.mul(col, e.index(c.vectorElems())),
+                      e.zeroVector(c.vectorElems()),
+                      [&] { return e.negInf(); });
+  }
+  b.setInsertionPointToStart(ifEmpty.elseBlock());
+  return ifEmpty;
+}
+
 CTARow mlir::paged_attn::getCTARow(KernelEmitter &e,
                                    const DecodeKernelConfig &c, Value firstHead,
                                    Value firstQuery, Value rowInCTA) {
@@ -403,16 +456,11 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
 
   auto ifSplit = scf::IfOp::create(b, isSplit, /*withElse=*/true);
   b.setInsertionPointToStart(ifSplit.thenBlock());
-  e.storeVector(merged.result, ep.partialOut,
-                {ep.batch, partialRow, ep.split, column});
-  auto firstColumn = scf::IfOp::create(b, e.ult(col, e.index(1)), false);
-  {
-    OpBuilder::InsertionGuard g2(b);
-    b.setInsertionPointToStart(firstColumn.thenBlock());
-    Value lse = softmax.logSumExp(merged.ref, merged.sum, merged.nonEmpty);
-    memref::StoreOp::create(b, lse, ep.partialLse,
-                            ValueRange{ep.batch, partialRow, ep.split});
-  }
+  storeSplitPartial(e, ep.partialOut, ep.partialLse, ep.batch, partialRow,
+                    ep.split, col, column, merged.result, [&] {
+                      return softmax.logSumExp(merged.ref, merged.sum,
+                                               merged.nonEmpty);
+                    });
   b.setInsertionPointToStart(ifSplit.elseBlock());
   Value result = merged.result;
   if (ep.sinks) {

@@ -5,6 +5,8 @@
 //
 //   1. emitDecodeCTA      where the CTA and thread are; the chunk of the
 //                         sequence its split covers;
+//      emitEmptySplitShortcut  a split with no keys writes its empty
+//                         partial and skips the rest;
 //   2. loadPageEntry      page-table lookup of a token;
 //   3. (kernel's own)     K/V rows into registers or shared memory;
 //      dequantizeToF32    a row slice as f32 (fp8 codes as their values);
@@ -24,6 +26,8 @@
 #include "KernelEmitter.h"
 
 #include "PagedAttn/Conversion/ScoreModifiers.h"
+
+#include "mlir/Dialect/SCF/IR/SCF.h"
 
 namespace mlir {
 namespace paged_attn {
@@ -78,6 +82,16 @@ ScoreModifiers getScoreRules(KernelEmitter &e, const DecodeKernelConfig &c,
 /// (Spec's splitChunkLength).
 DecodeCTA emitDecodeCTA(KernelEmitter &e, const DecodeKernelConfig &c,
                         gpu::GPUFuncOp func, const ScoreModifiers &rules);
+
+/// A split CTA whose chunk is empty (a sequence's chunks past its end, as a
+/// split plan for a ragged batch leaves many) writes what the whole kernel
+/// would, zeros and a log-sum-exp of -inf for each of its rows, and nothing
+/// else: it leaves its slot on the SM at once. Emits that as the then
+/// branch of the returned scf.if and leaves the insertion point at the
+/// start of its else branch, for the kernel's body; the kernel returns
+/// after the if.
+scf::IfOp emitEmptySplitShortcut(KernelEmitter &e, const DecodeKernelConfig &c,
+                                 gpu::GPUFuncOp func, const DecodeCTA &cta);
 
 //===----------------------------------------------------------------------===//
 // 2-4. Page lookup, rows as f32, score rules

@@ -960,6 +960,7 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
 
   rules.emplace(getScoreRules(e, c, func));
   cta = emitDecodeCTA(e, c, func, *rules);
+  scf::IfOp ifEmpty = emitEmptySplitShortcut(e, c, func, cta);
   scales = KVScales::get(e, c, func, cta.kvHead);
   quadRow = e.div(cta.lane, e.index(4));
   quadCol = e.rem(cta.lane, e.index(4));
@@ -1004,6 +1005,7 @@ gpu::GPUFuncOp TensorCoreDecodeBuilder::build() {
 
   emitMergeWarpsAndStore(e, c,
                          getDecodeEpilogue(func, c, cta, accSmem, statSmem));
+  b().setInsertionPointAfter(ifEmpty);
   gpu::ReturnOp::create(b());
   return func;
 }

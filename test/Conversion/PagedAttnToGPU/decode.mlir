@@ -9,6 +9,7 @@
 // Without prefetching the page-table load sits in the loop before the K/V
 // loads that use it; two tokens per lane group make 16 per iteration.
 // NOPREFETCH: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
+// NOPREFETCH: } else {
 // NOPREFETCH-NOT: scf.if
 // NOPREFETCH: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c16 iter_args(
 // NOPREFETCH: %[[PAGE:.*]] = memref.load %{{.*}}[%block_id_y, %{{.*}}]
@@ -70,6 +71,8 @@ func.func @same_config(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // The split's chunk (Spec's splitChunkLength): the keys' even share over
 // num_splits, or split_chunk where that is more, in whole iterations of 32.
+// CHECK-DAG: %[[NEG_INF:.*]] = arith.constant 0xFF800000 : f32
+// CHECK-DAG: %[[ZEROS:.*]] = arith.constant dense<0.000000e+00> : vector<8xf32>
 // CHECK: %[[KEYS:.*]] = arith.index_castui %{{.*}} : i32 to index
 // CHECK: %[[SPLITS:.*]] = arith.index_castui %[[NUM_SPLITS]] : i32 to index
 // CHECK: %[[SHARE:.*]] = arith.ceildivui %[[KEYS]], %[[SPLITS]] : index
@@ -81,6 +84,16 @@ func.func @same_config(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %
 // CHECK: %[[BEGIN:.*]] = arith.minui %[[START]], %[[KEYS]] : index
 // CHECK: %[[STOP:.*]] = arith.addi %[[BEGIN]], %[[CHUNK]] : index
 // CHECK: %[[END:.*]] = arith.minui %[[STOP]], %[[KEYS]] : index
+// A split without keys writes its rows' empty partials (zeros, log-sum-exp
+// -inf) and nothing else; the kernel's body is the else branch.
+// CHECK: %[[IS_SPLIT:.*]] = arith.cmpi ugt, %[[SPLITS]], %c1 : index
+// CHECK: %[[NO_KEYS:.*]] = arith.cmpi eq, %[[BEGIN]], %[[END]] : index
+// CHECK: %[[SKIP:.*]] = arith.andi %[[IS_SPLIT]], %[[NO_KEYS]] : i1
+// CHECK: scf.if %[[SKIP]] {
+// CHECK: scf.for %{{.*}} = %thread_id_x to %c64 step %c128 {
+// CHECK: vector.store %[[ZEROS]], %{{.*}}[%block_id_y, %{{.*}}, %block_id_z, %{{.*}}]
+// CHECK: memref.store %[[NEG_INF]], %{{.*}}[%block_id_y, %{{.*}}, %block_id_z]
+// CHECK: } else {
 // q of the four heads, loaded once as 16-byte vectors.
 // CHECK-COUNT-4: vector.load %[[KQ]]{{.*}} {alignment = 16 : i64} : {{.*}}, vector<8xbf16>
 // The first iteration's four page-table entries, loaded before the loop

@@ -15,7 +15,10 @@ sets rotated so that L2 does not hold the KV, in up to two ways:
 The ops:
 
   paged_attn      this project, through the C API of libpaged_attn_runtime
-                  (eager and graph)
+                  (eager and graph), its split planned from the host's
+                  lengths as a serving loop would pass them
+  paged_attn_even the same without the host's lengths (ragged cases): every
+                  sequence split the same number of ways
   flashinfer      FlashInfer's paged decode, tensor-core path, on the same
                   paged cache and block table (eager and graph)
   flashinfer_cc   the same, CUDA-core path (eager and graph)
@@ -93,7 +96,8 @@ class CParams(ctypes.Structure):
                 ("window", ctypes.c_int64), ("soft_cap", ctypes.c_float),
                 ("alibi_slopes", CTensor), ("sinks", CTensor), ("lse", CTensor),
                 ("tree_mask", CTensor), ("k_scale", CTensor),
-                ("v_scale", CTensor)]
+                ("v_scale", CTensor), ("split_chunk", ctypes.c_int32),
+                ("host_seq_lens", ctypes.POINTER(ctypes.c_int32))]
 
 
 def c_tensor(t):
@@ -131,7 +135,10 @@ class PagedAttn:
             self.decoders[key] = dec
         return self.decoders[key]
 
-    def params(self, q, k, v, bt, sl, out, max_seq_len, workspace):
+    def params(self, q, k, v, bt, sl, out, max_seq_len, workspace,
+               host_lens=None):
+        """host_lens: the lengths as a ctypes int32 array (kept alive by the
+        caller), which plan the split; None leaves the automatic one."""
         p = CParams()
         self.lib.paged_attn_decode_params_init(ctypes.byref(p))
         p.q, p.k_cache, p.v_cache = c_tensor(q), c_tensor(k), c_tensor(v)
@@ -139,6 +146,9 @@ class PagedAttn:
         p.max_seq_len = max_seq_len
         p.workspace = workspace.data_ptr()
         p.workspace_bytes = workspace.numel()
+        if host_lens is not None:
+            p.host_seq_lens = ctypes.cast(host_lens,
+                                          ctypes.POINTER(ctypes.c_int32))
         return p
 
     def workspace_bytes(self, dec, batch, max_seq_len):
@@ -570,20 +580,26 @@ def time_flashinfer(fi, c, inputs, ref, scale, args, result):
 # ---------------------------------------------------------------------------
 
 
-def paged_attn_runs(pa, dec, c, inputs):
+def paged_attn_runs(pa, dec, c, inputs, host_lengths=True):
     """One decode call per input set, its params built beforehand. The
-    params hold raw pointers: the tensors they point to stay in the set."""
+    params hold raw pointers: the tensors (and the host lengths, which plan
+    the split as a serving loop's would) they point to stay in the set."""
     runs = []
+    key = "params" if host_lengths else "params_even"
     for inp in inputs:
-        if "params" not in inp:  # ragged cases repeat one set
+        if "out" not in inp:
             inp["out"] = torch.empty_like(inp["q"])
             inp["ws"] = torch.empty(
                 max(256, pa.workspace_bytes(dec, c.batch, inp["max_len"])),
                 dtype=torch.uint8, device="cuda")
-            inp["params"] = pa.params(inp["q"], inp["k"], inp["v"], inp["bt"],
-                                      inp["sl"], inp["out"], inp["max_len"],
-                                      inp["ws"])
-        runs.append(lambda p=inp["params"]: pa.decode(dec, p))
+            inp["host_lens"] = (ctypes.c_int32 * c.batch)(
+                *[int(l) for l in inp["lens"]])
+        if key not in inp:  # ragged cases repeat one set
+            inp[key] = pa.params(inp["q"], inp["k"], inp["v"], inp["bt"],
+                                 inp["sl"], inp["out"], inp["max_len"],
+                                 inp["ws"],
+                                 inp["host_lens"] if host_lengths else None)
+        runs.append(lambda p=inp[key]: pa.decode(dec, p))
     return runs
 
 
@@ -691,6 +707,12 @@ def run_case(pa, fi, c, args):
     runs = paged_attn_runs(pa, dec, c, inputs)
     result["us"]["paged_attn"] = time_fn(runs, args.iters, args.warmup) * 1e3
     time_graph(result, "paged_attn", runs, args)
+    if c.ragged:
+        # Split without the host's lengths: every sequence split evenly.
+        even = paged_attn_runs(pa, dec, c, inputs, host_lengths=False)
+        result["us"]["paged_attn_even"] = (
+            time_fn(even, args.iters, args.warmup) * 1e3)
+        time_graph(result, "paged_attn_even", even, args)
 
     # Correctness against an f32 reference on the contiguous KV.
     ref = reference(probe, scale)
@@ -763,6 +785,7 @@ def cases(selection):
 
 # (times key, op) of each time column: eager, and graph replay where timed.
 TIME_COLUMNS = [("us", "paged_attn"), ("us_graph", "paged_attn"),
+                ("us", "paged_attn_even"), ("us_graph", "paged_attn_even"),
                 ("us", "sdpa_cudnn"), ("us_graph", "sdpa_cudnn"),
                 ("us", "sdpa_flash"), ("us", "gather_sdpa"), ("us", "flex"),
                 ("us", "flashinfer"), ("us_graph", "flashinfer"),

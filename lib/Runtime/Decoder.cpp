@@ -99,9 +99,10 @@ namespace {
 struct SplitModel {
   int64_t batch = 0, ctasPerSeq = 0, ctas = 0, maxSeqLen = 0, slots = 1,
           step = 1;
-  /// The lengths the host knows, each at most maxSeqLen; empty when they
-  /// are all taken to be maxSeqLen.
-  std::vector<int64_t> lengths;
+  /// The lengths the host knows (`batch` of them, each taken as at most
+  /// maxSeqLen), or null when they are all taken to be maxSeqLen. Read in
+  /// place: a launch allocates nothing on the host.
+  const int32_t *lengths = nullptr;
 
   SplitModel(const KernelConfig &config, const KernelSpec &spec,
              int64_t batchIn, int64_t maxSeqLenIn, int64_t multiprocessors,
@@ -117,15 +118,18 @@ struct SplitModel {
     step = spec.tokensPerIteration;
   }
 
-  /// Plans for these lengths (clamped to [0, maxSeqLen]) rather than
-  /// maxSeqLen each: the longest of them bounds the chunks.
+  /// Length `b` of the host's, in [0, maxSeqLen].
+  int64_t length(int64_t b) const {
+    return std::clamp<int64_t>(lengths[b], 0, maxSeqLen);
+  }
+
+  /// Plans for these lengths rather than maxSeqLen each: the longest of
+  /// them bounds the chunks.
   void setLengths(const int32_t *seqLens) {
-    lengths.resize(size_t(batch));
+    lengths = seqLens;
     int64_t longest = 0;
-    for (int64_t b = 0; b < batch; ++b) {
-      lengths[b] = std::clamp<int64_t>(seqLens[b], 0, maxSeqLen);
-      longest = std::max(longest, lengths[b]);
-    }
+    for (int64_t b = 0; b < batch; ++b)
+      longest = std::max(longest, length(b));
     maxSeqLen = longest;
   }
 
@@ -154,11 +158,11 @@ struct SplitModel {
 
   /// The CTAs with keys to read when chunks are `chunk` keys long.
   int64_t busyCTAs(int64_t chunk) const {
-    if (lengths.empty())
+    if (!lengths)
       return ctas * ((maxSeqLen + chunk - 1) / chunk);
     int64_t chunks = 0;
-    for (int64_t length : lengths)
-      chunks += (length + chunk - 1) / chunk;
+    for (int64_t b = 0; b < batch; ++b)
+      chunks += (length(b) + chunk - 1) / chunk;
     return chunks * ctasPerSeq;
   }
 
@@ -173,7 +177,7 @@ struct SplitModel {
     int64_t c = chunk(splits);
     int64_t waves = (busyCTAs(c) + slots - 1) / slots;
     __int128 time = __int128(waves) * (c + step);
-    if (!lengths.empty())
+    if (lengths)
       time += (__int128(ctas) * splits * step + slots - 1) / slots;
     return time;
   }
@@ -186,7 +190,7 @@ struct SplitModel {
     // wave (bench/NOTES.md).
     int64_t best = 1;
     __int128 bestCost = cost(1);
-    int64_t limit = lengths.empty() ? maxUsefulSplits() : maxPlannedSplits();
+    int64_t limit = lengths ? maxPlannedSplits() : maxUsefulSplits();
     for (int64_t splits = 2; splits <= limit; ++splits) {
       __int128 c = cost(splits);
       if (c < bestCost) {

@@ -183,7 +183,8 @@ public:
   /// for sequences of `seqLens` keys (`batch` of them, host memory, each
   /// taken as at most `maxSeqLen`), as decode() plans them from
   /// DecodeParams::hostSeqLens; splitChunk is 0 when numSplits is 1. For
-  /// equal lengths this is chooseNumSplits's count.
+  /// equal lengths this is close to chooseNumSplits's count (the plan also
+  /// charges each CTA of the grid and looks at more counts).
   struct SplitPlan {
     int numSplits = 1;
     int splitChunk = 0;

@@ -1,6 +1,8 @@
-# The runtime's split model (lib/Runtime/Decoder.cpp SplitModel) on the
-# bench's ragged lengths: 32/8 D128 tensor-core kernel, 8 CTAs a sequence,
-# 264 slots (132 SMs x 2), 64 keys an iteration.
+# The runtime's split model (lib/Runtime/Decoder.cpp SplitModel) as it was
+# when the plan was first written (before the cost of empty CTAs and the
+# wider candidates: bench/NOTES.md 41's expectation) on the bench's ragged
+# lengths: 32/8 D128 tensor-core kernel, 8 CTAs a sequence, 264 slots
+# (132 SMs x 2), 64 keys an iteration. Output: model.txt.
 import torch
 def chunk_len(keys, s, least, step):
     c = max(-(-keys // s), least); return -(-c // step) * step

@@ -564,9 +564,11 @@ def decode_args(**kw):
 
 
 def test_every_keyword_reaches_the_extension():
-    # tree_mask makes a multi-token call, which the checked path takes.
+    # tree_mask makes a multi-token call and host_seq_lens plan the split:
+    # the checked path takes both.
     parameters = list(inspect.signature(paged_attn.decode).parameters)
-    assert sorted(parameters[5:]) == sorted(DECODE_KEYWORDS + ("tree_mask",))
+    assert sorted(parameters[5:]) == sorted(DECODE_KEYWORDS +
+                                            ("tree_mask", "host_seq_lens"))
     merge_parameters = list(inspect.signature(paged_attn.merge).parameters)
     assert merge_parameters == ["partial_out", "partial_lse", "sinks",
                                 "return_lse", "out", "lse", "stream"]

@@ -649,15 +649,19 @@ void TensorCoreDecodeBuilder::takeTokenScales(Value mine) {
 }
 
 /// V's per-token scales weigh the tokens' rows in P, which the mma takes in
-/// f16: a weight times its scale enters over the row's reference, the
-/// largest weighted |scale| the row has seen (decayed with the softmax's
-/// max, at least the smallest normal f32), so that every entry stays within
-/// 1 and the tokens that carry the row stay in f16's normal range whatever
-/// the scales (a reference of the largest scale alone let a token of large
-/// scale and no weight push them into its subnormals: bench/NOTES.md 40).
-/// The accumulators are kept in units of the reference, rescaled as it
-/// moves (with the softmax's alpha) and multiplied by it as they are
-/// published.
+/// f16: a weight times its scale enters over the row's reference, 2^-15
+/// times the largest weighted |scale| the row has seen (decayed with the
+/// softmax's max, at least the smallest normal f32), so that every entry
+/// stays within 2^15 (f16 holds 65504) and every token whose weighted scale
+/// is within 2^-9 of the largest stays in f16's normal range (2^-14 and
+/// up), whatever the scales. A weighted scale is not a token's share of the
+/// output: a token of large scale and tiny codes sets the reference while
+/// the tokens that carry the row may sit far below it, which a reference
+/// of the largest itself (entries within 1) pushed into f16's subnormals,
+/// rounded to a few percent (bench/NOTES.md 40 and 42). The power of two
+/// is exact: where nothing was subnormal the result is the same. The
+/// accumulators are kept in units of the reference, rescaled as it moves
+/// (with the softmax's alpha) and multiplied by it as they are published.
 Value TensorCoreDecodeBuilder::weighByTokenScales(SmallVector<Value> &p,
                                                   Value alpha, Value &vRef) {
   ImplicitLocOpBuilder &b = this->b();
@@ -673,9 +677,8 @@ Value TensorCoreDecodeBuilder::weighByTokenScales(SmallVector<Value> &p,
   Value decayed = e.fmul(vRef, alpha);
   // Within [2^-126, 2^126], so that its one-instruction reciprocal (about
   // an ulp; the accumulators are multiplied back by the reference itself)
-  // is a normal number; a larger weighted scale only leaves P' above 1, by
-  // at most 4.
-  Value newRef = e.fmax(e.fmax(decayed, rowMax),
+  // is a normal number.
+  Value newRef = e.fmax(e.fmax(decayed, e.fmul(rowMax, e.f32Const(0x1p-15f))),
                         e.f32Const(std::numeric_limits<float>::min()));
   newRef = arith::MinimumFOp::create(b, newRef, e.f32Const(0x1p126f));
   Value inverse = e.reciprocal(newRef);

@@ -40,6 +40,13 @@
 // TC: %[[KP:.*]] = vector.shuffle %[[KC]], %[[KC]] [0, 1] : vector<4xi8>, vector<4xi8>
 // TC: nvvm.convert.f8x2.to.f16x2 %[[KP]] : vector<2xi8>(f8E4M3FN) -> vector<2xf16>
 // TC: nvvm.mma.sync {{.*}} : (vector<2xf16>, vector<2xf16>, f32)
+// V's scales enter P over 2^-15 times the row's largest weighted scale
+// (entries within 2^15, the tokens that carry the row above f16's
+// subnormals), its reciprocal one instruction.
+// TC: %[[SHIFT:.*]] = arith.constant 3.05175781E-5 : f32
+// TC: %[[LARGEST:.*]] = arith.mulf %{{.*}}, %[[SHIFT]] : f32
+// TC: llvm.call_intrinsic "llvm.maxnum.f32"(%{{.*}}, %[[LARGEST]])
+// TC: llvm.call_intrinsic "llvm.nvvm.rcp.approx.ftz.f"
 // TC: %[[V:.*]] = nvgpu.ldmatrix %{{.*}} {numTiles = 4 : i32, transpose = true}
 // TC: %[[VR:.*]] = vector.extract %[[V]][0]
 // TC: %[[VC:.*]] = vector.bitcast %[[VR]] : vector<2xf16> to vector<4xi8>

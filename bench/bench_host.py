@@ -21,6 +21,9 @@ DecodePlan.run(); merge() of two partials with out given and allocating
 it; and decode() and merge() through the checked path, which describes
 every tensor in Python (every call took it before the torch path,
 python/src/torch_calls.cpp; rows left out for a package without it).
+Then a batch of 64 such sequences: decode(out=, workspace=) without and
+with host_seq_lens (a list, a NumPy array), and DecodePlan.run() with
+them (each call plans its split from the lengths).
 """
 import argparse
 import json
@@ -28,6 +31,7 @@ import os
 import statistics
 import time
 
+import numpy
 import torch
 
 import paged_attn
@@ -37,14 +41,15 @@ BATCH, TOKENS, HQ, HKV, D, PAGE = 1, 16, 32, 8, 128, 16
 VARIANTS = ("window", "sinks", "lse")
 
 
-def inputs():
-    """(q, k_cache, v_cache, block_table, seq_lens) of the tiny decode."""
+def inputs(batch=BATCH):
+    """(q, k_cache, v_cache, block_table, seq_lens) of the tiny decode, for
+    `batch` sequences of the same page."""
     torch.manual_seed(0)
-    q = torch.randn(BATCH, HQ, D, dtype=torch.bfloat16, device="cuda")
+    q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
     k = torch.randn(4, PAGE, HKV, D, dtype=torch.bfloat16, device="cuda")
     v = torch.randn_like(k)
-    block_table = torch.tensor([[1]], dtype=torch.int32, device="cuda")
-    seq_lens = torch.tensor([TOKENS], dtype=torch.int32, device="cuda")
+    block_table = torch.ones(batch, 1, dtype=torch.int32, device="cuda")
+    seq_lens = torch.full((batch,), TOKENS, dtype=torch.int32, device="cuda")
     return q, k, v, block_table, seq_lens
 
 
@@ -115,6 +120,7 @@ def rows(batches, calls):
              lambda: paged_attn._call_checked(paged_attn._checked_merge,
                                               checked_merge)),
         ]
+    calls_to_time += host_lengths_calls(64)
     timed = [(name, host_us(fn, batches, calls))
              for name, fn in calls_to_time]
     kernels = {
@@ -124,6 +130,31 @@ def rows(batches, calls):
                             launches=50),
     }
     return timed, kernels
+
+
+def host_lengths_calls(batch):
+    """[(name, call)] of decodes of `batch` sequences without and with the
+    host's lengths."""
+    q, k, v, bt, sl = inputs(batch)
+    out = torch.empty_like(q)
+    ws = workspace(q, k, bt)
+    lengths = [TOKENS] * batch
+    array = numpy.array(lengths, dtype=numpy.int32)
+    plan = paged_attn.DecodePlan(q, k, v, bt, sl, out=out, workspace=ws)
+    decode = paged_attn.decode
+    name = f"of {batch} sequences"
+    return [
+        (f"decode(out=, workspace=) {name}",
+         lambda: decode(q, k, v, bt, sl, out=out, workspace=ws)),
+        (f"decode(out=, workspace=, host_seq_lens=list) {name}",
+         lambda: decode(q, k, v, bt, sl, out=out, workspace=ws,
+                        host_seq_lens=lengths)),
+        (f"decode(out=, workspace=, host_seq_lens=NumPy array) {name}",
+         lambda: decode(q, k, v, bt, sl, out=out, workspace=ws,
+                        host_seq_lens=array)),
+        (f"DecodePlan.run(host_seq_lens=list) {name}",
+         lambda: plan.run(host_seq_lens=lengths)),
+    ]
 
 
 def main():

@@ -1069,13 +1069,12 @@ def decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None,
     """
     args = (q, k_cache, v_cache, block_table, seq_lens, out, workspace, scale,
             layout, num_splits, max_seq_len, check_page_table, stream, window,
-            soft_cap, alibi_slopes, sinks, return_lse, lse, k_scale, v_scale)
-    if tree_mask is not None or len(getattr(q, "shape", ())) == 4 or \
-            host_seq_lens is not None:
-        # Multi-token decodes and planned splits take the checked path (the
-        # torch path reads single-token calls without host lengths).
-        return _call_checked(_checked_decode,
-                             args + (tree_mask, host_seq_lens))
+            soft_cap, alibi_slopes, sinks, return_lse, lse, k_scale, v_scale,
+            tree_mask, host_seq_lens)
+    if tree_mask is not None or len(getattr(q, "shape", ())) == 4:
+        # Multi-token decodes take the checked path (the torch path reads
+        # single-token calls).
+        return _call_checked(_checked_decode, args)
     return _dispatch(_decode_torch, _checked_decode, args)
 
 
@@ -1170,12 +1169,19 @@ class DecodePlan:
             self.lse, tree_mask, k_scale, v_scale)
         self.out = self._tensors[5]
 
-    def run(self, stream=None):
+    def run(self, stream=None, host_seq_lens=None):
         """Launches the decode on `stream` (default: torch's current stream
-        on the tensors' device) and returns `out` (or (out, lse))."""
+        on the tensors' device) and returns `out` (or (out, lse)).
+
+        host_seq_lens: this run's seq_lens as the host knows them, as
+        decode() takes them, to plan the split (a plan made without
+        num_splits; the workspace it allocates covers every plan)."""
+        extra = self._extra
+        if host_seq_lens is not None:
+            extra = dict(extra, host_seq_lens=host_seq_lens)
         self._decoder.decode(*self._args,
                              _resolve_stream(stream, self._tensors[0]),
-                             **self._extra)
+                             **extra)
         if self.lse is not None:
             return self.out, self.lse
         return self.out

@@ -453,11 +453,15 @@ NB_MODULE(_ext, m) {
              const std::optional<TensorDesc> &treeMask,
              const std::optional<TensorDesc> &kScale,
              const std::optional<TensorDesc> &vScale,
-             const std::optional<std::vector<int32_t>> &hostSeqLens) {
+             nb::handle hostSeqLens) {
             DecodeParams p;
-            // Python checked that it has one length per sequence.
-            if (hostSeqLens)
-              p.hostSeqLens = hostSeqLens->data();
+            std::vector<int32_t> hostLengths;
+            if (!hostSeqLens.is_none()) {
+              const std::vector<int64_t> &qSizes = std::get<2>(q);
+              hostLengths =
+                  hostSeqLensOf(hostSeqLens, qSizes.empty() ? 0 : qSizes[0]);
+              p.hostSeqLens = hostLengths.data();
+            }
             if (treeMask)
               p.treeMask = toTensor(*treeMask, "tree_mask");
             if (kScale)

@@ -14,7 +14,9 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace paged_attn::python {
 
@@ -42,6 +44,19 @@ struct PyMerger {
 struct PyAppender {
   std::shared_ptr<const Appender> appender;
 };
+
+/// decode()'s host_seq_lens when they are a list or tuple of ints, a
+/// one-dimensional NumPy array (any object with the buffer protocol) of
+/// int32 or int64, or a CPU torch tensor of those, of `batch` entries in
+/// [0, INT32_MAX]: into `lengths`, without a Python object per entry. False
+/// for anything else (torch_calls.cpp).
+bool readHostSeqLens(nanobind::handle obj, int64_t batch,
+                     std::vector<int32_t> *lengths);
+
+/// host_seq_lens as readHostSeqLens reads them, or as Python's
+/// _host_seq_lens takes them where it does not; raises that function's
+/// ValueError for lengths it refuses.
+std::vector<int32_t> hostSeqLensOf(nanobind::handle obj, int64_t batch);
 
 /// Adds set_torch, register_decoder, register_merger, decode_torch and
 /// merge_torch to the module (torch_calls.cpp).

@@ -77,7 +77,7 @@ struct Torch {
   // torch.Tensor's accessors, looked up once: used on a tensor directly,
   // they skip the lookup of the attribute on it, which costs as much as a
   // method's own work.
-  nb::object isCuda, dtype, shape, nbytes;             ///< properties
+  nb::object isCuda, isCpu, dtype, shape, nbytes;      ///< properties
   nb::object getDevice, stride, dataPtr, isContiguous; ///< methods
   nb::object cudaStream = nb::str("cuda_stream");
 };
@@ -339,6 +339,132 @@ std::optional<uintptr_t> streamHandle(const Torch &api, nb::handle stream,
 }
 
 //===----------------------------------------------------------------------===//
+// Host lengths: decode()'s host_seq_lens where they are one of the common
+// containers of ints, read without a Python object per entry. Anything else
+// (and any value out of range) is left to Python's _host_seq_lens, which
+// takes what it can and says what is wrong with the rest.
+//===----------------------------------------------------------------------===//
+
+/// `value` as a length: false outside [0, INT32_MAX].
+template <typename T> bool lengthOf(T value, int32_t *length) {
+  if (value < 0 || value > T(INT32_MAX))
+    return false;
+  *length = static_cast<int32_t>(value);
+  return true;
+}
+
+/// `count` lengths of type T at `data`.
+template <typename T>
+bool readLengths(const void *data, int64_t count,
+                 std::vector<int32_t> *lengths) {
+  lengths->resize(count);
+  const T *values = static_cast<const T *>(data);
+  for (int64_t i = 0; i < count; ++i)
+    if (!lengthOf(values[i], &(*lengths)[i]))
+      return false;
+  return true;
+}
+
+/// A list or tuple of ints (not bools).
+bool readLengthSequence(nb::handle obj, int64_t batch,
+                        std::vector<int32_t> *lengths) {
+  PyObject *seq = obj.ptr();
+  if (!PyList_CheckExact(seq) && !PyTuple_CheckExact(seq))
+    return false;
+  if (PySequence_Fast_GET_SIZE(seq) != batch)
+    return false;
+  lengths->resize(batch);
+  PyObject **items = PySequence_Fast_ITEMS(seq);
+  for (int64_t i = 0; i < batch; ++i) {
+    if (!PyLong_CheckExact(items[i]))
+      return false;
+    std::optional<int64_t> value = int64Of(items[i]);
+    if (!value || !lengthOf(*value, &(*lengths)[i]))
+      return false;
+  }
+  return true;
+}
+
+/// A one-dimensional buffer (a NumPy array) of native int32 or int64.
+bool readLengthBuffer(nb::handle obj, int64_t batch,
+                      std::vector<int32_t> *lengths) {
+  if (!PyObject_CheckBuffer(obj.ptr()))
+    return false;
+  Py_buffer view;
+  if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_FORMAT | PyBUF_ND) != 0) {
+    clearForCheckedPath(); // a buffer that is not C-contiguous
+    return false;
+  }
+  std::string_view format = view.format ? view.format : "B";
+  if (!format.empty() && std::string_view("@=<").find(format[0]) !=
+                             std::string_view::npos)
+    format.remove_prefix(1);
+  bool read = false;
+  if (view.ndim == 1 && view.shape[0] == batch && format.size() == 1) {
+    if (format[0] == 'i' && view.itemsize == 4)
+      read = readLengths<int32_t>(view.buf, batch, lengths);
+    else if ((format[0] == 'l' || format[0] == 'q') && view.itemsize == 8)
+      read = readLengths<int64_t>(view.buf, batch, lengths);
+  }
+  PyBuffer_Release(&view);
+  return read;
+}
+
+/// A CPU torch.Tensor of int32 or int64 of one contiguous dimension.
+bool readLengthTensor(const Torch &api, nb::handle obj, int64_t batch,
+                      std::vector<int32_t> *lengths) {
+  if (Py_TYPE(obj.ptr()) != api.tensorType ||
+      !getProperty(api.isCpu, obj).is(nb::handle(Py_True)))
+    return false;
+  nb::object dtype = getProperty(api.dtype, obj);
+  auto known =
+      std::find_if(api.dtypes.begin(), api.dtypes.end(),
+                   [&](const auto &row) { return row.first.is(dtype); });
+  int64_t sizes[4], strides[4];
+  int rank = 0, strideRank = 0;
+  if (known == api.dtypes.end() ||
+      !readDims(getProperty(api.shape, obj), sizes, &rank) ||
+      !readDims(callWith(api.stride, obj), strides, &strideRank) ||
+      rank != 1 || strideRank != 1 || sizes[0] != batch ||
+      (batch > 1 && strides[0] != 1))
+    return false;
+  std::optional<uint64_t> data = uint64Of(callWith(api.dataPtr, obj));
+  if (!data || (batch && !*data))
+    return false;
+  const void *values = reinterpret_cast<const void *>(uintptr_t(*data));
+  if (known->second == DType::I32)
+    return readLengths<int32_t>(values, batch, lengths);
+  if (known->second == DType::I64)
+    return readLengths<int64_t>(values, batch, lengths);
+  return false;
+}
+
+} // namespace
+
+bool paged_attn::python::readHostSeqLens(nb::handle obj, int64_t batch,
+                                         std::vector<int32_t> *lengths) {
+  if (readLengthSequence(obj, batch, lengths) ||
+      readLengthBuffer(obj, batch, lengths))
+    return true;
+  return torchApi && readLengthTensor(*torchApi, obj, batch, lengths);
+}
+
+std::vector<int32_t> paged_attn::python::hostSeqLensOf(nb::handle obj,
+                                                      int64_t batch) {
+  std::vector<int32_t> lengths;
+  if (readHostSeqLens(obj, batch, &lengths))
+    return lengths;
+  // Python's rules: its error, or the lengths as a list of ints.
+  nb::object checked = nb::module_::import_("paged_attn")
+                           .attr("_host_seq_lens")(obj, batch);
+  if (!readLengthSequence(checked, batch, &lengths))
+    throw nb::value_error("host_seq_lens: cannot be read");
+  return lengths;
+}
+
+namespace {
+
+//===----------------------------------------------------------------------===//
 // The decoders and mergers Python made, by config
 //===----------------------------------------------------------------------===//
 
@@ -404,7 +530,8 @@ constexpr int64_t kMaxNumSplits = 65535;
 struct DecodeArgs {
   nb::handle q, k, v, blockTable, seqLens, out, workspace, scale, layout,
       numSplits, maxSeqLen, checkPageTable, stream, window, softCap,
-      alibiSlopes, sinks, returnLse, lse, kScale, vScale;
+      alibiSlopes, sinks, returnLse, lse, kScale, vScale, treeMask,
+      hostSeqLens;
 };
 
 /// The options into `p` and `variants`; false where one is left to the
@@ -611,6 +738,21 @@ bool allocateMissing(const Torch &api, const DecodeArgs &a,
   return true;
 }
 
+/// host_seq_lens into `lengths` (which `p` then points into); false where
+/// they are left to the checked path, as is a tree mask (a multi-token
+/// decode).
+bool readHostLengths(const DecodeArgs &a, DecodeParams *p,
+                     std::vector<int32_t> *lengths) {
+  if (!a.treeMask.is_none())
+    return false;
+  if (a.hostSeqLens.is_none())
+    return true;
+  if (p->q.rank < 1 || !readHostSeqLens(a.hostSeqLens, p->q.sizes[0], lengths))
+    return false;
+  p->hostSeqLens = lengths->data();
+  return true;
+}
+
 nb::object decodeTorch(const DecodeArgs &a) {
   if (!torchApi || Py_TYPE(a.q.ptr()) != torchApi->tensorType)
     return nb::none();
@@ -619,8 +761,10 @@ nb::object decodeTorch(const DecodeArgs &a) {
   Layout layout;
   DecodeVariants variants;
   int64_t device = -1;
+  std::vector<int32_t> hostLengths;
   if (!readDecodeOptions(a, &p, &layout, &variants) ||
-      !readDecodeTensors(api, a, &p, &device))
+      !readDecodeTensors(api, a, &p, &device) ||
+      !readHostLengths(a, &p, &hostLengths))
     return nb::none();
   std::optional<uintptr_t> stream = streamHandle(api, a.stream, device);
   std::shared_ptr<const Decoder> decoder = decoderFor(p, layout, variants);
@@ -742,6 +886,7 @@ void paged_attn::python::defineTorchCalls(nb::module_ &m) {
         api->tensorType = reinterpret_cast<PyTypeObject *>(tensorType.ptr());
         api->type = nb::borrow(tensorType);
         api->isCuda = accessor(tensorType, "is_cuda", /*property=*/true);
+        api->isCpu = accessor(tensorType, "is_cpu", true);
         api->dtype = accessor(tensorType, "dtype", true);
         api->shape = accessor(tensorType, "shape", true);
         api->nbytes = accessor(tensorType, "nbytes", true);
@@ -802,19 +947,35 @@ void paged_attn::python::defineTorchCalls(nb::module_ &m) {
   m.def(
       "decode_torch",
       [](nb::args args) {
-        if (args.size() != 21)
-          throw nb::type_error("decode_torch takes decode()'s 21 arguments");
+        if (args.size() != 23)
+          throw nb::type_error("decode_torch takes decode()'s 23 arguments");
         auto at = [&](Py_ssize_t i) {
           return nb::handle(PyTuple_GET_ITEM(args.ptr(), i));
         };
         return decodeTorch({at(0),  at(1),  at(2),  at(3),  at(4),  at(5),
                             at(6),  at(7),  at(8),  at(9),  at(10), at(11),
                             at(12), at(13), at(14), at(15), at(16), at(17),
-                            at(18), at(19), at(20)});
+                            at(18), at(19), at(20), at(21), at(22)});
       },
       "decode()'s arguments: the five tensors, out, workspace, then its "
       "other keywords in its order; its result, or None for a call left to "
       "the checked path");
+
+  m.def(
+      "read_host_seq_lens",
+      [](nb::handle lengths, int64_t batch) -> nb::object {
+        std::vector<int32_t> read;
+        if (!readHostSeqLens(lengths, batch, &read))
+          return nb::none();
+        nb::list list;
+        for (int32_t length : read)
+          list.append(length);
+        return list;
+      },
+      nb::arg("host_seq_lens").none(), nb::arg("batch"),
+      "host_seq_lens as decode_torch and Decoder.decode read them without "
+      "Python (a list of ints), or None where they leave them to Python's "
+      "_host_seq_lens");
 
   m.def(
       "merge_torch",

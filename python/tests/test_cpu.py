@@ -211,6 +211,39 @@ def test_rejects_bad_host_seq_lens():
         call(host_seq_lens=Cuda((4,), "<i4"))
 
 
+def test_host_seq_lens_read_without_python_agree_with_its_rules():
+    # decode_torch and Decoder.decode read common containers of lengths
+    # themselves: what they read must be what _host_seq_lens takes, and
+    # they must leave to it everything else (which it refuses or converts).
+    np = pytest.importorskip("numpy")
+    read = paged_attn._ext.read_host_seq_lens
+    big = 2**31 - 1
+    taken = [[0, 5, big, 7], (1, 2, 3, 4), np.array([3, 0, 9, 1], np.int32),
+             np.array([3, 0, big, 1], np.int64)]
+    left = [[0, 5, 6], [1, 2, -3, 4], [1, 2, big + 1, 4], [True, 1, 2, 3],
+            [1.0, 2, 3, 4], np.array([1, 2, 3, 4], np.float32),
+            np.array([1, 2, 3, 4], np.uint16), np.array([[1, 2], [3, 4]]),
+            np.array([1, -2, 3, 4]), np.arange(8, dtype=np.int32)[::2],
+            range(4), 4, "1234", None]
+    try:
+        import torch
+        taken += [torch.tensor([4, 0, 2, 1], dtype=torch.int32),
+                  torch.tensor([4, 0, big, 1], dtype=torch.int64)]
+        left += [torch.tensor([4, 0, 2, 1], dtype=torch.int16),
+                 torch.tensor([4, -1, 2, 1]), torch.arange(8)[::2],
+                 torch.tensor([1, 2, 3])]
+    except ImportError:
+        pass
+    for lengths in taken:
+        assert read(lengths, 4) == paged_attn._host_seq_lens(lengths, 4), \
+            lengths
+    for lengths in left:
+        assert read(lengths, 4) is None, lengths
+    # Left to Python, a range and a strided array are still taken there.
+    assert paged_attn._host_seq_lens(range(4), 4) == [0, 1, 2, 3]
+    assert paged_attn._host_seq_lens(np.arange(8)[::2], 4) == [0, 2, 4, 6]
+
+
 def _kernels_available():
     return paged_attn.has_compiler() or os.environ.get("PAGED_ATTN_KERNEL_DIR")
 
@@ -549,7 +582,7 @@ def test_merge_kernels_are_cached_on_first_use(_isolated_cache, monkeypatch):
 DECODE_KEYWORDS = ("out", "workspace", "scale", "layout", "num_splits",
                    "max_seq_len", "check_page_table", "stream", "window",
                    "soft_cap", "alibi_slopes", "sinks", "return_lse", "lse",
-                   "k_scale", "v_scale")
+                   "k_scale", "v_scale", "tree_mask", "host_seq_lens")
 
 
 def decode_args(**kw):
@@ -564,11 +597,8 @@ def decode_args(**kw):
 
 
 def test_every_keyword_reaches_the_extension():
-    # tree_mask makes a multi-token call and host_seq_lens plan the split:
-    # the checked path takes both.
     parameters = list(inspect.signature(paged_attn.decode).parameters)
-    assert sorted(parameters[5:]) == sorted(DECODE_KEYWORDS +
-                                            ("tree_mask", "host_seq_lens"))
+    assert sorted(parameters[5:]) == sorted(DECODE_KEYWORDS)
     merge_parameters = list(inspect.signature(paged_attn.merge).parameters)
     assert merge_parameters == ["partial_out", "partial_lse", "sinks",
                                 "return_lse", "out", "lse", "stream"]

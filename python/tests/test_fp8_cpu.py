@@ -301,7 +301,7 @@ def test_a_refused_call_gets_the_checked_paths_fp8_message():
             [dict(out=a["out"], scale=None, layout="nhd", num_splits=0,
                   check_page_table=False, stream=0,
                   return_lse=False).get(k) for k in DECODE_KEYWORDS])
-    assert len(args) == 21
+    assert len(args) == 23
     assert paged_attn._ext.decode_torch(*args) is None  # not torch tensors
     refused = ValueError("refused by the runtime")
     with pytest.raises(ValueError, match="an fp8 cache: k_scale and v_scale "

@@ -209,7 +209,8 @@ def test_the_torch_path_takes_fp8_calls():
             scales = p.scales(as_float)
             args = p.args() + (None, None, None, c.layout, 0, None, False,
                                None, None, None, None, None, False, None,
-                               scales["k_scale"], scales["v_scale"])
+                               scales["k_scale"], scales["v_scale"], None,
+                               None)
             out = paged_attn._ext.decode_torch(*args)
             assert out is not None, (kind, as_float)
             p.check(out)

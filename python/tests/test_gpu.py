@@ -125,11 +125,29 @@ def test_split_planned_from_host_lengths():
     lens = [0, 1, 15, 17, 20000, 9999, 4096, 12345]
     q, k, v, bt, sl = make(lens, 32, 8, 128, 16, "bf16", "nhd", seed=8)
     ref = reference(q, k, v, bt, sl, "nhd")
-    for host in (lens, torch.tensor(lens, dtype=torch.int32),
+    np = pytest.importorskip("numpy")
+    for host in (lens, tuple(lens), torch.tensor(lens, dtype=torch.int32),
+                 torch.tensor(lens), np.array(lens, np.int32),
                  list(reversed(lens))):  # a plan for other lengths is right
         out = paged_attn.decode(q, k, v, bt, sl, host_seq_lens=host)
         torch.cuda.synchronize()
         assert rel_err(out, ref) <= 1e-2
+    # Host lengths keep a call on the torch path (python/src/torch_calls.cpp).
+    args = (q, k, v, bt, sl, None, None, None, "nhd", 0, None, False, None,
+            None, None, None, None, False, None, None, None, None, lens)
+    out = paged_attn._ext.decode_torch(*args)
+    assert out is not None
+    torch.cuda.synchronize()
+    assert rel_err(out, ref) <= 1e-2
+    plan = paged_attn.DecodePlan(q, k, v, bt, sl)
+    for host in (lens, np.array(lens), None):
+        plan.out.fill_(float("nan"))
+        plan.run(host_seq_lens=host)
+        torch.cuda.synchronize()
+        assert rel_err(plan.out, ref) <= 1e-2
+    with pytest.raises(ValueError, match="host_seq_lens has 2 entries for a "
+                                         "batch of 8"):
+        plan.run(host_seq_lens=[1, 2])
     with pytest.raises(ValueError, match="host_seq_lens plan an automatic "
                                          "split; with num_splits 3 given"):
         paged_attn.decode(q, k, v, bt, sl, host_seq_lens=lens, num_splits=3)

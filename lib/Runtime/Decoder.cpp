@@ -97,8 +97,8 @@ namespace {
 /// kMaxBatch sequences (decode() refuses more) of at most INT32_MAX tokens
 /// (seq_lens are i32), and at most 2^16 SMs and CTAs per SM.
 struct SplitModel {
-  int64_t batch = 0, ctasPerSeq = 0, ctas = 0, maxSeqLen = 0, slots = 1,
-          step = 1;
+  int64_t batch = 0, ctasPerSeq = 0, ctas = 0, maxSeqLen = 0, sms = 1,
+          slots = 1, step = 1;
   /// The lengths the host knows (`batch` of them, each taken as at most
   /// maxSeqLen), or null when they are all taken to be maxSeqLen. Read in
   /// place: a launch allocates nothing on the host.
@@ -113,8 +113,8 @@ struct SplitModel {
     ctasPerSeq = config.numKVHeads * spec.ctasPerKVHead;
     ctas = batch * ctasPerSeq;
     maxSeqLen = std::clamp<int64_t>(maxSeqLenIn, 0, INT32_MAX);
-    slots = std::clamp<int64_t>(multiprocessors, 1, kMaxUnits) *
-            std::clamp<int64_t>(perSM, 1, kMaxUnits);
+    sms = std::clamp<int64_t>(multiprocessors, 1, kMaxUnits);
+    slots = sms * std::clamp<int64_t>(perSM, 1, kMaxUnits);
     step = spec.tokensPerIteration;
   }
 
@@ -182,6 +182,18 @@ struct SplitModel {
     return time;
   }
 
+  /// What the waves leave out once the grid streams at DRAM's pace: an
+  /// SM's busy CTAs share its part of the bandwidth, so the most loaded
+  /// SM's keys take at least their time, however many slots it has; and a
+  /// split's partials and merge grid cost about two loop iterations
+  /// (bench/NOTES.md 44).
+  __int128 streamingCost(int64_t splits) const {
+    int64_t c = chunk(splits);
+    __int128 mostLoadedSM = __int128((busyCTAs(c) + sms - 1) / sms) * c;
+    __int128 time = std::max(cost(splits), mostLoadedSM);
+    return splits > 1 ? time + 2 * step : time;
+  }
+
   /// The cheapest split count (the fewest on ties).
   int64_t bestSplits() const {
     if (trivial())
@@ -198,6 +210,11 @@ struct SplitModel {
         bestCost = c;
       }
     }
+    // The waves favour filling empty slots; where the unsplit grid already
+    // keeps every SM streaming, that only adds the merge (28/4 and
+    // head_dim 64 at 32 x 4k: 4-5% slower split two ways on H200).
+    if (best > 1 && streamingCost(1) <= streamingCost(best))
+      return 1;
     return best;
   }
 };

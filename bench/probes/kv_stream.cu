@@ -6,7 +6,10 @@
 // sequence and split; each warp streams 16-token tiles into its own
 // shared-memory ring) and variations of it, with only a trivial use of the
 // data. Comparing it with the real kernel separates what the access
-// pattern costs from what the kernel's work costs.
+// pattern costs from what the kernel's work costs. The "dynamic" rows
+// stream the same tiles from persistent CTAs (as many as fit) that take
+// units of a sequence's tiles from an atomic counter, zeroed before each
+// launch (bench/NOTES.md 44: the static grids end in a drain).
 //
 // Build and run on the GPU machine:
 //   nvcc -O3 -std=c++17 -arch=sm_90a -o kv_stream bench/probes/kv_stream.cu
@@ -61,6 +64,10 @@ struct Params {
   bool hnd;            // [page, head, slot, d] instead of [page, slot, head, d]
   bool warpContiguous; // warp w takes a contiguous run of tiles, not w + W*i
   unsigned *sink;
+  // Dynamic units: chunkTokens keys of one (KV head, sequence) each,
+  // handed out by *counter in the order head, chunk, sequence.
+  unsigned *counter;
+  int numUnits, unitsPerSeq;
 };
 
 __device__ __forceinline__ size_t rowOffset(const Params &p, int page, int slot,
@@ -98,14 +105,15 @@ __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src,
   }
 }
 
+// Streams tokens [begin, end) of (head, seq) through each warp's ring;
+// `used` counts the tiles the warp's ring has taken before (a bulk copy's
+// barrier phase follows it).
 template <int Stages, int Warps>
-__global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
-  extern __shared__ __align__(16) char smem[];
-  __shared__ __align__(8) uint64_t barriers[Warps][Stages];
-  const int head = blockIdx.x, seq = blockIdx.y, split = blockIdx.z;
+__device__ void streamChunk(const Params &p, int head, int seq, int begin,
+                            int end, char *smem,
+                            uint64_t (&barriers)[Warps][Stages], int &used,
+                            uint4 &acc) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int begin = split * p.chunkTokens;
-  const int end = min(p.seqLen, begin + p.chunkTokens);
   const int numTiles = (end - begin + kTile - 1) / kTile;
   const int perWarp = (numTiles + Warps - 1) / Warps;
   const int warpTiles = p.warpContiguous
@@ -121,13 +129,6 @@ __global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;"
                  : "=l"(policy));
   const bool bulk = p.copy == Copy::bulk;
-  if (bulk && lane == 0) {
-    for (int s = 0; s < Stages; ++s)
-      asm volatile("mbarrier.init.shared.b64 [%0], 1;" ::"r"(
-          smemAddress(&barriers[warp][s])));
-    asm volatile("fence.mbarrier_init.release.cluster;");
-  }
-  __syncwarp();
 
   // The page of token (tile i, row lane % 16), loaded a tile ahead as in
   // the real kernel.
@@ -137,7 +138,7 @@ __global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
   };
   auto issue = [&](int i, int page) {
     if (i < warpTiles) {
-      int stage = i % Stages;
+      int stage = (used + i) % Stages;
       char *kSlot = ring + (stage * 2) * kTileBytes;
       if (bulk) {
         unsigned bar = smemAddress(&barriers[warp][stage]);
@@ -187,15 +188,14 @@ __global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
   }
   if (Stages - 1 < warpTiles)
     nextPage = loadPage(Stages - 1);
-  uint4 acc = make_uint4(0, 0, 0, 0);
   for (int i = 0; i < warpTiles; ++i) {
     int ahead = i + Stages - 1;
     issue(ahead, nextPage);
     nextPage = ahead + 1 < warpTiles ? loadPage(ahead + 1) : 0;
-    int stage = i % Stages;
+    int stage = (used + i) % Stages;
     if (bulk) {
       unsigned bar = smemAddress(&barriers[warp][stage]);
-      unsigned phase = (i / Stages) & 1, done = 0;
+      unsigned phase = ((used + i) / Stages) & 1, done = 0;
       while (!done)
         asm volatile("{\n .reg .pred p;\n"
                      " mbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n"
@@ -222,9 +222,64 @@ __global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
     }
     __syncwarp();
   }
+  used += warpTiles;
+}
+
+template <int Stages, int Warps>
+__device__ void initBarriers(const Params &p,
+                             uint64_t (&barriers)[Warps][Stages]) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (p.copy == Copy::bulk && lane == 0) {
+    for (int s = 0; s < Stages; ++s)
+      asm volatile("mbarrier.init.shared.b64 [%0], 1;" ::"r"(
+          smemAddress(&barriers[warp][s])));
+    asm volatile("fence.mbarrier_init.release.cluster;");
+  }
+  __syncwarp();
+}
+
+// One CTA per KV head, sequence and split, as the decode kernel's grid.
+template <int Stages, int Warps>
+__global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  __shared__ __align__(8) uint64_t barriers[Warps][Stages];
+  initBarriers(p, barriers);
+  const int begin = blockIdx.z * p.chunkTokens;
+  const int end = min(p.seqLen, begin + p.chunkTokens);
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  int used = 0;
+  streamChunk<Stages, Warps>(p, blockIdx.x, blockIdx.y, begin, end, smem,
+                             barriers, used, acc);
   unsigned block =
       (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
   p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+
+// Persistent CTAs: each takes units from p.counter until none is left.
+template <int Stages, int Warps>
+__global__ void __launch_bounds__(Warps * 32) pagedStreamDynamic(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  __shared__ __align__(8) uint64_t barriers[Warps][Stages];
+  __shared__ int unit;
+  initBarriers(p, barriers);
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  int used = 0;
+  for (;;) {
+    __syncthreads(); // every warp is done with the last unit's number
+    if (threadIdx.x == 0)
+      unit = atomicAdd(p.counter, 1u);
+    __syncthreads();
+    int u = unit;
+    if (u >= p.numUnits)
+      break;
+    int head = u % kKvHeads, chunk = u / kKvHeads % p.unitsPerSeq,
+        seq = u / kKvHeads / p.unitsPerSeq;
+    int begin = chunk * p.chunkTokens;
+    streamChunk<Stages, Warps>(p, head, seq, begin,
+                               min(p.seqLen, begin + p.chunkTokens), smem,
+                               barriers, used, acc);
+  }
+  p.sink[blockIdx.x * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
 }
 
 // A plain streaming read of `words` 16-byte words: the read ceiling.
@@ -336,6 +391,8 @@ int main(int argc, char **argv) {
   CHECK(cudaMemset(k, 1, cacheBytes));
   CHECK(cudaMemset(v, 2, cacheBytes));
   CHECK(cudaMalloc(&sink, 64 << 20));
+  unsigned *counter;
+  CHECK(cudaMalloc(&counter, sizeof(unsigned)));
   CHECK(cudaMalloc(&table, maxPages * sizeof(int)));
   CHECK(cudaMalloc(&sequentialTable, maxPages * sizeof(int)));
   {
@@ -379,7 +436,8 @@ int main(int argc, char **argv) {
           k,           v,        var.sequentialPages ? sequentialTable : table,
           pagesPerSeq, c.seqLen, chunk,
           var.copy,    var.hnd,  var.warpContiguous,
-          sink};
+          sink,        nullptr,  0,
+          0};
       Kernel kernel = kernelFor(var.stages, var.warps);
       int smemBytes = var.warps * var.stages * 2 * kTileBytes;
       CHECK(cudaFuncSetAttribute(
@@ -394,7 +452,52 @@ int main(int argc, char **argv) {
       std::printf("| %s (%d CTAs/SM) | %.1f | %.3f | %.1f%% |\n", var.name,
                   perSM, us, tbs, 100 * tbs / ceiling);
     }
+    // The kernel's copies (3 stages, 4 warps, L2::128B) over units of
+    // `unit` keys: a static grid of one CTA per unit, then persistent CTAs
+    // taking units from the counter (its zeroing timed with each launch).
+    constexpr int kStages = 3, kWarps = 4;
+    const int smemBytes = kWarps * kStages * 2 * kTileBytes;
+    Kernel dynamic = pagedStreamDynamic<kStages, kWarps>;
+    CHECK(cudaFuncSetAttribute(
+        dynamic, cudaFuncAttributeMaxDynamicSharedMemorySize, smemBytes));
+    int perSM = 0;
+    CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &perSM, dynamic, kWarps * 32, smemBytes));
+    for (int unit : {c.seqLen, 2048, 1024, 512, 256}) {
+      if (unit > c.seqLen || (unit == c.seqLen && c.splits > 1))
+        continue;
+      int unitsPerSeq = (c.seqLen + unit - 1) / unit;
+      Params p{k,           v,        table,          pagesPerSeq,
+               c.seqLen,    unit,     Copy::cpAsync128, false,
+               false,       sink,     counter,
+               c.batch * kKvHeads * unitsPerSeq, unitsPerSeq};
+      double tbs;
+      Kernel fixed = pagedStream<kStages, kWarps>;
+      float us = medianMicroseconds(
+          [&] {
+            fixed<<<dim3(kKvHeads, c.batch, unitsPerSeq), kWarps * 32,
+                    smemBytes>>>(p);
+          },
+          reps);
+      tbs = bytes / (us * 1e-6) / 1e12;
+      std::printf("| static, units of %d keys (%d CTAs) | %.1f | %.3f | "
+                  "%.1f%% |\n",
+                  unit, p.numUnits, us, tbs, 100 * tbs / ceiling);
+      us = medianMicroseconds(
+          [&] {
+            CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned)));
+            dynamic<<<prop.multiProcessorCount * perSM, kWarps * 32,
+                      smemBytes>>>(p);
+          },
+          reps);
+      tbs = bytes / (us * 1e-6) / 1e12;
+      std::printf("| dynamic, units of %d keys (%d CTAs, %d units) | %.1f | "
+                  "%.3f | %.1f%% |\n",
+                  unit, prop.multiProcessorCount * perSM, p.numUnits, us, tbs,
+                  100 * tbs / ceiling);
+    }
   }
+  CHECK(cudaFree(counter));
   CHECK(cudaFree(k));
   CHECK(cudaFree(v));
   CHECK(cudaFree(sink));

@@ -653,7 +653,7 @@ void TensorCoreDecodeBuilder::takeTokenScales(Value mine) {
 /// times the largest weighted |scale| the row has seen (decayed with the
 /// softmax's max, at least the smallest normal f32), so that every entry
 /// stays within 2^15 (f16 holds 65504) and every token whose weighted scale
-/// is within 2^-9 of the largest stays in f16's normal range (2^-14 and
+/// is within 2^-29 of the largest stays in f16's normal range (2^-14 and
 /// up), whatever the scales. A weighted scale is not a token's share of the
 /// output: a token of large scale and tiny codes sets the reference while
 /// the tokens that carry the row may sit far below it, which a reference

@@ -82,7 +82,12 @@ private:
 
   ImplicitLocOpBuilder &b() { return *bStorage; }
   KernelEmitter &e() { return *eStorage; }
-  Value arg(unsigned i) { return func.getArgument(i); }
+  /// The kernel argument the Spec's ABI names `name`.
+  Value arg(StringRef name) {
+    Value value = getDecodeKernelArg(func, c, name);
+    assert(value && "not a parameter of this decode kernel");
+    return value;
+  }
 };
 } // namespace
 
@@ -141,7 +146,7 @@ void CudaCoreDecodeBuilder::emitLaneMapping() {
 /// and slopes.
 void CudaCoreDecodeBuilder::loadQ() {
   KernelEmitter &e = this->e();
-  Value qScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
+  Value qScale = e.fmul(arg("scale"), e.f32Const(M_LOG2E));
   if (scales.k)
     qScale = e.fmul(qScale, scales.k);
   Value qScaleVec = e.splat(qScale, vecElems);
@@ -153,7 +158,7 @@ void CudaCoreDecodeBuilder::loadQ() {
     slopes.push_back(rules->headSlope(b(), row.head));
     for (int64_t v = 0; v < vecsPerThread; ++v)
       qRegs[h].push_back(e.fmul(
-          e.loadF32Vector(arg(0), getResultIndex(cta.batch, row, {columns[v]}),
+          e.loadF32Vector(arg("q"), getResultIndex(cta.batch, row, {columns[v]}),
                           vecElems),
           qScaleVec));
     if (lastPresent)
@@ -165,7 +170,7 @@ void CudaCoreDecodeBuilder::loadQ() {
 Value CudaCoreDecodeBuilder::loadPage(Value base, int64_t u, Value lastToken) {
   KernelEmitter &e = this->e();
   Value token = e.add(base, e.add(group, e.index(u * numGroups)));
-  return e.toIndex(loadPageEntry(e, arg(3), cta.batch, e.min(token, lastToken),
+  return e.toIndex(loadPageEntry(e, arg("block_table"), cta.batch, e.min(token, lastToken),
                                  c.spec.pageSize));
 }
 
@@ -214,10 +219,10 @@ CudaCoreDecodeBuilder::loadTokens(Value base, Value lastToken,
     for (int64_t v = 0; v < vecsPerThread; ++v) {
       std::array<Value, 4> idx = ::paged_attn::cacheIndex(
           c.spec.layout, pages[u], slot, cta.kvHead, columns[v]);
-      t.k[u].push_back(vector::LoadOp::create(b, vectorType, arg(1), idx,
+      t.k[u].push_back(vector::LoadOp::create(b, vectorType, arg("k_cache"), idx,
                                               /*nontemporal=*/false,
                                               alignment));
-      t.v[u].push_back(vector::LoadOp::create(b, vectorType, arg(2), idx,
+      t.v[u].push_back(vector::LoadOp::create(b, vectorType, arg("v_cache"), idx,
                                               /*nontemporal=*/false,
                                               alignment));
     }

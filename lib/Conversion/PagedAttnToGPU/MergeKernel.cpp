@@ -163,7 +163,7 @@ Value MergeKernelBuilder::loadPiece(Value split, Value column, int64_t p) {
   int64_t pieceBytes =
       kF32VecElems * int64_t(::paged_attn::dtypeBytes(c.spec.partialDType));
   return e.extendToF32(vector::LoadOp::create(
-      b(), VectorType::get({kF32VecElems}, c.partialType), func.getArgument(0),
+      b(), VectorType::get({kF32VecElems}, c.partialType), arg("partial_out"),
       ValueRange{batch, row, split, e.add(column, e.index(p * kF32VecElems))},
       false, llvm::MaybeAlign(pieceBytes)));
 }
@@ -171,7 +171,7 @@ Value MergeKernelBuilder::loadPiece(Value split, Value column, int64_t p) {
 SmallVector<Value> MergeKernelBuilder::loadColumn(Value split, Value column) {
   KernelEmitter &e = this->e();
   Value loaded = e.extendToF32(vector::LoadOp::create(
-      b(), VectorType::get({vecElems}, c.partialType), func.getArgument(0),
+      b(), VectorType::get({vecElems}, c.partialType), arg("partial_out"),
       ValueRange{batch, row, split, column}, false, llvm::MaybeAlign(16)));
   if (pieces == 1)
     return {loaded};
@@ -237,7 +237,7 @@ SmallVector<Value> MergeKernelBuilder::emitColumnStep(Value first, Value column,
 }
 
 Value MergeKernelBuilder::loadLse(Value split) {
-  Value lse = memref::LoadOp::create(b(), func.getArgument(1),
+  Value lse = memref::LoadOp::create(b(), arg("partial_lse"),
                                      ValueRange{batch, row, split});
   if (c.spec.naturalLse)
     lse = e().fmul(lse, e().f32Const(M_LOG2E));
@@ -301,7 +301,7 @@ void MergeKernelBuilder::emitFinish(Value column, Value total,
   if (pieces == 2)
     result = vector::ShuffleOp::create(
         b, acc[0], acc[1], ArrayRef<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
-  e.storeVector(e.truncateTo(result, c.elementType), func.getArgument(2),
+  e.storeVector(e.truncateTo(result, c.elementType), arg("out"),
                 resultIndex({column}));
   if (Value lse = arg("lse")) {
     auto first = scf::IfOp::create(b, e.ult(column, e.index(1)), false);
@@ -336,7 +336,7 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   eStorage.emplace(b());
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
-  numSplits = e.toIndex(func.getArgument(3));
+  numSplits = e.toIndex(arg("num_splits"));
   // Launched early (programmatic dependent launch): wait for the decode
   // grid's partial results.
   if (c.programmaticLaunch)

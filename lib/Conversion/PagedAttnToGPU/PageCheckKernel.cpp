@@ -26,8 +26,11 @@ gpu::GPUFuncOp mlir::paged_attn::buildPageCheckKernel(
   ImplicitLocOpBuilder b(func.getLoc(), builder);
   b.setInsertionPointToStart(&func.getBody().front());
   KernelEmitter e(b);
-  Value blockTable = func.getArgument(0), seqLens = func.getArgument(1);
-  Value numPages = func.getArgument(2), firstBad = func.getArgument(3);
+  auto arg = [&](StringRef name) {
+    return getKernelArg(func, ::paged_attn::checkKernelParams(c.spec), name);
+  };
+  Value blockTable = arg("block_table"), seqLens = arg("seq_lens");
+  Value numPages = arg("num_pages"), firstBad = arg("first_bad");
   Type i64 = b.getI64Type();
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);

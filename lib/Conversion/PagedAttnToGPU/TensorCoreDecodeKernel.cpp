@@ -270,7 +270,12 @@ private:
                ValueRange{element(1), element(0)})
         .getResult(0);
   }
-  Value arg(unsigned i) { return func.getArgument(i); }
+  /// The kernel argument the Spec's ABI names `name`.
+  Value arg(StringRef name) {
+    Value value = getDecodeKernelArg(func, c, name);
+    assert(value && "not a parameter of this decode kernel");
+    return value;
+  }
   /// Whether each copy moves whole rows (the comment on the copies, below,
   /// says when).
   bool copiesWholeRows() const {
@@ -320,8 +325,8 @@ void TensorCoreDecodeBuilder::emitSharedMemory() {
   };
   rings = view({tokenWarps * stages * 2 * tileElems}, ringType(), 0);
   asyncCopy.emplace(e, smem, c.cacheElementBytes(), c.strategy.l2PrefetchBytes);
-  kSource = asyncCopy->source(arg(1));
-  vSource = asyncCopy->source(arg(2));
+  kSource = asyncCopy->source(arg("k_cache"));
+  vSource = asyncCopy->source(arg("v_cache"));
   accSmem = view({tokenWarps, paddedRows, d}, f32, 0);
   statSmem =
       view({2, tokenWarps, paddedRows}, f32, tokenWarps * paddedRows * d * 4);
@@ -423,7 +428,7 @@ Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
   KernelEmitter &e = this->e();
   Value token = e.min(e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))),
                       lastToken);
-  return loadPageEntry(e, arg(3), cta.batch, token, c.spec.pageSize);
+  return loadPageEntry(e, arg("block_table"), cta.batch, token, c.spec.pageSize);
 }
 
 /// With row groups, group g issues copies g, g + groups, ...: the copy
@@ -497,7 +502,7 @@ void TensorCoreDecodeBuilder::loadQFragments() {
     CTARow at = getCTARow(e, c, cta.firstHead, cta.firstQuery,
                           e.select(valid, row, e.index(0)));
     Value pair =
-        vector::LoadOp::create(b(), VectorType::get({2}, c.elementType), arg(0),
+        vector::LoadOp::create(b(), VectorType::get({2}, c.elementType), arg("q"),
                                getResultIndex(cta.batch, at, {column}),
                                /*nontemporal=*/false, llvm::MaybeAlign(4));
     if (fp8 && c.elementType.isBF16())
@@ -512,7 +517,7 @@ void TensorCoreDecodeBuilder::loadQFragments() {
     qFragments.push_back({qOperand(0, col), qOperand(1, col),
                           qOperand(0, colHigh), qOperand(1, colHigh)});
   }
-  logitScale = e.fmul(arg(8), e.f32Const(M_LOG2E));
+  logitScale = e.fmul(arg("scale"), e.f32Const(M_LOG2E));
   if (fp8 && c.elementType.isBF16())
     logitScale = e.fmul(logitScale, e.f32Const(1.0 / kBF16QToF16Scale));
   if (scales.k)
@@ -619,7 +624,7 @@ Value TensorCoreDecodeBuilder::loadLaneTokenScale(Value i, Value page) {
   Value token = e.min(e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))),
                       lastToken);
   page = page ? e.toIndex(page)
-              : e.toIndex(loadPageEntry(e, arg(3), cta.batch, token,
+              : e.toIndex(loadPageEntry(e, arg("block_table"), cta.batch, token,
                                         c.spec.pageSize));
   Value slot = e.rem(token, e.index(c.spec.pageSize));
   auto [kScale, vScale] = scales.load(e, c, page, slot, cta.kvHead);

@@ -71,10 +71,10 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
   cta.warp = e.div(cta.tid, e.index(32));
   cta.lane = e.rem(cta.tid, e.index(32));
 
-  Value seqLens = func.getArgument(4), numSplitsArg = func.getArgument(9);
+  Value seqLens = getDecodeKernelArg(func, c, "seq_lens");
   cta.seqLen =
       e.toIndex(memref::LoadOp::create(b, seqLens, ValueRange{cta.batch}));
-  cta.numSplits = e.toIndex(numSplitsArg);
+  cta.numSplits = e.toIndex(getDecodeKernelArg(func, c, "num_splits"));
   // The splits share the keys the CTA's queries see: up to its last
   // query's key end, from its first query's first visible key (under a
   // window) on.
@@ -125,6 +125,29 @@ static void storeSplitPartial(KernelEmitter &e, Value partialOut,
                           ValueRange{batch, partialRow, split});
 }
 
+/// Emits `body` for each (row `h` of the CTA, 16-byte column `col`) thread
+/// `tid` owns (tid, tid + blockSize, ... of rows * vectorsPerRow), inside a
+/// guard that skips padding queries' rows.
+static void forEachRowColumn(
+    KernelEmitter &e, const DecodeKernelConfig &c, Value tid, Value firstHead,
+    Value firstQuery,
+    function_ref<void(Value h, Value col, const CTARow &row)> body) {
+  ImplicitLocOpBuilder &b = e.b;
+  auto loop = scf::ForOp::create(b, tid,
+                                 e.index(c.rowsPerCTA() * c.vectorsPerRow()),
+                                 e.index(c.blockSize()));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value idx = loop.getInductionVar();
+  Value h = e.div(idx, e.index(c.vectorsPerRow()));
+  Value col = e.rem(idx, e.index(c.vectorsPerRow()));
+  CTARow row = getCTARow(e, c, firstHead, firstQuery, h);
+  if (row.valid)
+    b.setInsertionPointToStart(
+        scf::IfOp::create(b, row.valid, /*withElse=*/false).thenBlock());
+  body(h, col, row);
+}
+
 scf::IfOp mlir::paged_attn::emitEmptySplitShortcut(KernelEmitter &e,
                                                    const DecodeKernelConfig &c,
                                                    gpu::GPUFuncOp func,
@@ -138,26 +161,16 @@ scf::IfOp mlir::paged_attn::emitEmptySplitShortcut(KernelEmitter &e,
                                    /*withElseRegion=*/true);
   b.setInsertionPointToStart(ifEmpty.thenBlock());
   // What emitMergeWarpsAndStore writes for a chunk without keys.
-  const int64_t rows = c.rowsPerCTA();
-  auto rowLoop = scf::ForOp::create(
-      b, cta.tid, e.index(rows * c.vectorsPerRow()), e.index(c.blockSize()));
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(rowLoop.getBody());
-    Value idx = rowLoop.getInductionVar();
-    Value h = e.div(idx, e.index(c.vectorsPerRow()));
-    Value col = e.rem(idx, e.index(c.vectorsPerRow()));
-    CTARow row = getCTARow(e, c, cta.firstHead, cta.firstQuery, h);
-    if (row.valid)
-      b.setInsertionPointToStart(
-          scf::IfOp::create(b, row.valid, /*withElse=*/false).thenBlock());
-    storeSplitPartial(e, getDecodeKernelArg(func, c, "partial_out"),
-                      getDecodeKernelArg(func, c, "partial_lse"), cta.batch,
-                      getPartialRow(e, c, row), cta.split, col,
-                      e.mul(col, e.index(c.vectorElems())),
-                      e.zeroVector(c.vectorElems()),
-                      [&] { return e.negInf(); });
-  }
+  forEachRowColumn(
+      e, c, cta.tid, cta.firstHead, cta.firstQuery,
+      [&](Value, Value col, const CTARow &row) {
+        storeSplitPartial(e, getDecodeKernelArg(func, c, "partial_out"),
+                          getDecodeKernelArg(func, c, "partial_lse"),
+                          cta.batch, getPartialRow(e, c, row), cta.split, col,
+                          e.mul(col, e.index(c.vectorElems())),
+                          e.zeroVector(c.vectorElems()),
+                          [&] { return e.negInf(); });
+      });
   b.setInsertionPointToStart(ifEmpty.elseBlock());
   return ifEmpty;
 }
@@ -429,29 +442,16 @@ DecodeEpilogue mlir::paged_attn::getDecodeEpilogue(gpu::GPUFuncOp func,
   return ep;
 }
 
-void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
-                                              const DecodeKernelConfig &c,
-                                              const DecodeEpilogue &ep) {
+/// Row `h`'s column `col` (`row` its query and head): the warps' states
+/// merged, then written as the split's partial or, unsplit, as out (with
+/// the sink in its denominator, and the natural log-sum-exp where asked).
+static void storeMergedRow(KernelEmitter &e, const DecodeKernelConfig &c,
+                           const DecodeEpilogue &ep, OnlineSoftmax &softmax,
+                           Value isSplit, Value h, Value col,
+                           const CTARow &row) {
   ImplicitLocOpBuilder &b = e.b;
-  OnlineSoftmax softmax(e);
-  const int64_t rows = c.rowsPerCTA();
-  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
-                                        ep.numSplits, e.index(1));
-  auto outLoop = scf::ForOp::create(
-      b, ep.tid, e.index(rows * c.vectorsPerRow()), e.index(c.blockSize()));
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(outLoop.getBody());
-  Value idx = outLoop.getInductionVar();
-  Value h = e.div(idx, e.index(c.vectorsPerRow()));
-  Value col = e.rem(idx, e.index(c.vectorsPerRow()));
   Value column = e.mul(col, e.index(c.vectorElems()));
   MergedRow merged = mergeWarpsOfRow(e, c, ep, h, column);
-  CTARow row = getCTARow(e, c, ep.firstHead, ep.firstQuery, h);
-  // A padding query's row has nothing to write.
-  if (row.valid)
-    b.setInsertionPointToStart(
-        scf::IfOp::create(b, row.valid, /*withElse=*/false).thenBlock());
-  Value head = row.head;
   Value partialRow = getPartialRow(e, c, row);
 
   auto ifSplit = scf::IfOp::create(b, isSplit, /*withElse=*/true);
@@ -464,7 +464,7 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
   b.setInsertionPointToStart(ifSplit.elseBlock());
   Value result = merged.result;
   if (ep.sinks) {
-    Value sink = memref::LoadOp::create(b, ep.sinks, ValueRange{head});
+    Value sink = memref::LoadOp::create(b, ep.sinks, ValueRange{row.head});
     result =
         e.fmul(result, e.splat(softmax.sinkFactor(sink, merged.ref, merged.sum),
                                c.vectorElems()));
@@ -479,4 +479,17 @@ void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
     memref::StoreOp::create(b, e.fmul(lse2, e.f32Const(M_LN2)), ep.lse,
                             getResultIndex(ep.batch, row, {}));
   }
+}
+
+void mlir::paged_attn::emitMergeWarpsAndStore(KernelEmitter &e,
+                                              const DecodeKernelConfig &c,
+                                              const DecodeEpilogue &ep) {
+  ImplicitLocOpBuilder &b = e.b;
+  OnlineSoftmax softmax(e);
+  Value isSplit = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
+                                        ep.numSplits, e.index(1));
+  forEachRowColumn(e, c, ep.tid, ep.firstHead, ep.firstQuery,
+                   [&](Value h, Value col, const CTARow &row) {
+                     storeMergedRow(e, c, ep, softmax, isSplit, h, col, row);
+                   });
 }

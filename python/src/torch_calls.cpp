@@ -187,9 +187,33 @@ struct CudaTensor {
   int64_t device = -1;
 };
 
-/// Reads `obj` when it is a torch.Tensor on a CUDA device, of a dtype the
-/// runtime knows and of rank at most 4, through the accessors the checked
-/// path's _describe uses; false for anything else.
+/// Reads a torch.Tensor's dtype (one the runtime knows), sizes and strides
+/// (rank at most 4) and data pointer, through the accessors the checked
+/// path's _describe uses; false for anything else. The caller has checked
+/// that `obj` is a torch.Tensor.
+bool readTensorView(const Torch &api, nb::handle obj, Tensor *view) {
+  nb::object dtype = getProperty(api.dtype, obj);
+  auto known =
+      std::find_if(api.dtypes.begin(), api.dtypes.end(),
+                   [&](const auto &row) { return row.first.is(dtype); });
+  if (known == api.dtypes.end())
+    return false;
+  view->dtype = known->second;
+  int rank = 0, strideRank = 0;
+  if (!readDims(getProperty(api.shape, obj), view->sizes, &rank) ||
+      !readDims(callWith(api.stride, obj), view->strides, &strideRank) ||
+      rank != strideRank)
+    return false;
+  view->rank = rank;
+  std::optional<uint64_t> data = uint64Of(callWith(api.dataPtr, obj));
+  if (!data)
+    return false;
+  view->data = reinterpret_cast<void *>(static_cast<uintptr_t>(*data));
+  return true;
+}
+
+/// Reads `obj` when it is a torch.Tensor on a CUDA device (readTensorView);
+/// false for anything else.
 bool readCudaTensor(const Torch &api, nb::handle obj, CudaTensor *t) {
   if (Py_TYPE(obj.ptr()) != api.tensorType)
     return false;
@@ -199,24 +223,7 @@ bool readCudaTensor(const Torch &api, nb::handle obj, CudaTensor *t) {
   if (!device)
     return false;
   t->device = *device;
-  nb::object dtype = getProperty(api.dtype, obj);
-  auto known =
-      std::find_if(api.dtypes.begin(), api.dtypes.end(),
-                   [&](const auto &row) { return row.first.is(dtype); });
-  if (known == api.dtypes.end())
-    return false;
-  t->view.dtype = known->second;
-  int rank = 0, strideRank = 0;
-  if (!readDims(getProperty(api.shape, obj), t->view.sizes, &rank) ||
-      !readDims(callWith(api.stride, obj), t->view.strides, &strideRank) ||
-      rank != strideRank)
-    return false;
-  t->view.rank = rank;
-  std::optional<uint64_t> data = uint64Of(callWith(api.dataPtr, obj));
-  if (!data)
-    return false;
-  t->view.data = reinterpret_cast<void *>(static_cast<uintptr_t>(*data));
-  return true;
+  return readTensorView(api, obj, &t->view);
 }
 
 /// readCudaTensor for an optional operand: None is an absent tensor (null
@@ -413,29 +420,16 @@ bool readLengthBuffer(nb::handle obj, int64_t batch,
 /// A CPU torch.Tensor of int32 or int64 of one contiguous dimension.
 bool readLengthTensor(const Torch &api, nb::handle obj, int64_t batch,
                       std::vector<int32_t> *lengths) {
+  Tensor t;
   if (Py_TYPE(obj.ptr()) != api.tensorType ||
-      !getProperty(api.isCpu, obj).is(nb::handle(Py_True)))
+      !getProperty(api.isCpu, obj).is(nb::handle(Py_True)) ||
+      !readTensorView(api, obj, &t) || t.rank != 1 || t.sizes[0] != batch ||
+      (batch > 1 && t.strides[0] != 1) || (batch && !t.data))
     return false;
-  nb::object dtype = getProperty(api.dtype, obj);
-  auto known =
-      std::find_if(api.dtypes.begin(), api.dtypes.end(),
-                   [&](const auto &row) { return row.first.is(dtype); });
-  int64_t sizes[4], strides[4];
-  int rank = 0, strideRank = 0;
-  if (known == api.dtypes.end() ||
-      !readDims(getProperty(api.shape, obj), sizes, &rank) ||
-      !readDims(callWith(api.stride, obj), strides, &strideRank) ||
-      rank != 1 || strideRank != 1 || sizes[0] != batch ||
-      (batch > 1 && strides[0] != 1))
-    return false;
-  std::optional<uint64_t> data = uint64Of(callWith(api.dataPtr, obj));
-  if (!data || (batch && !*data))
-    return false;
-  const void *values = reinterpret_cast<const void *>(uintptr_t(*data));
-  if (known->second == DType::I32)
-    return readLengths<int32_t>(values, batch, lengths);
-  if (known->second == DType::I64)
-    return readLengths<int64_t>(values, batch, lengths);
+  if (t.dtype == DType::I32)
+    return readLengths<int32_t>(t.data, batch, lengths);
+  if (t.dtype == DType::I64)
+    return readLengths<int64_t>(t.data, batch, lengths);
   return false;
 }
 

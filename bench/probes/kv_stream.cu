@@ -14,6 +14,8 @@
 // Build and run on the GPU machine:
 //   nvcc -O3 -std=c++17 -arch=sm_90a -o kv_stream bench/probes/kv_stream.cu
 //   ./kv_stream
+#include "probe.cuh"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -23,16 +25,6 @@
 #include <numeric>
 #include <random>
 #include <vector>
-
-#define CHECK(x)                                                               \
-  do {                                                                         \
-    cudaError_t err = (x);                                                     \
-    if (err != cudaSuccess) {                                                  \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,                  \
-                   cudaGetErrorString(err));                                   \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
 
 constexpr int kHeadDim = 128, kKvHeads = 8, kPage = 16, kTile = 16;
 constexpr int kRowBytes = kHeadDim * 2;
@@ -57,17 +49,18 @@ const char *copyName(Copy c) {
 }
 
 struct Params {
-  const char *k, *v;
-  const int *table;
-  int pagesPerSeq, seqLen, chunkTokens;
-  Copy copy;
-  bool hnd;            // [page, head, slot, d] instead of [page, slot, head, d]
-  bool warpContiguous; // warp w takes a contiguous run of tiles, not w + W*i
-  unsigned *sink;
+  const char *k = nullptr, *v = nullptr;
+  const int *table = nullptr;
+  int pagesPerSeq = 0, seqLen = 0, chunkTokens = 0;
+  Copy copy = Copy::cpAsync128;
+  bool hnd = false; // [page, head, slot, d] instead of [page, slot, head, d]
+  bool warpContiguous = false; // warp w takes a contiguous run of tiles,
+                               // not w + W*i
+  unsigned *sink = nullptr;
   // Dynamic units: chunkTokens keys of one (KV head, sequence) each,
   // handed out by *counter in the order head, chunk, sequence.
-  unsigned *counter;
-  int numUnits, unitsPerSeq;
+  unsigned *counter = nullptr;
+  int numUnits = 0, unitsPerSeq = 0;
 };
 
 __device__ __forceinline__ size_t rowOffset(const Params &p, int page, int slot,
@@ -76,9 +69,6 @@ __device__ __forceinline__ size_t rowOffset(const Params &p, int page, int slot,
                : ((size_t(page) * kPage + slot) * kKvHeads + head) * kRowBytes;
 }
 
-__device__ __forceinline__ unsigned smemAddress(const void *p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
 
 __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src,
                                           Copy copy, uint64_t policy) {
@@ -322,28 +312,16 @@ Kernel kernelFor(int stages, int warps) {
   std::exit(1);
 }
 
-template <typename Launch> float medianMicroseconds(Launch launch, int reps) {
-  cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 3; ++i)
-    launch();
-  std::vector<float> samples;
-  for (int r = 0; r < reps; ++r) {
-    CHECK(cudaEventRecord(start));
+
+/// µs per launch: the median of `reps` samples of ten launches back to
+/// back on the default stream.
+template <typename Launch>
+float microsecondsPerLaunch(Launch launch, int reps) {
+  auto tenLaunches = [&] {
     for (int i = 0; i < 10; ++i)
       launch();
-    CHECK(cudaEventRecord(stop));
-    CHECK(cudaEventSynchronize(stop));
-    float ms;
-    CHECK(cudaEventElapsedTime(&ms, start, stop));
-    samples.push_back(ms * 100.0f); // µs per launch
-  }
-  CHECK(cudaGetLastError());
-  std::sort(samples.begin(), samples.end());
-  CHECK(cudaEventDestroy(start));
-  CHECK(cudaEventDestroy(stop));
-  return samples[samples.size() / 2];
+  };
+  return medianMicroseconds(0, tenLaunches, reps) / 10;
 }
 
 int main(int argc, char **argv) {
@@ -404,7 +382,7 @@ int main(int argc, char **argv) {
 
   // The ceiling: K and V read once, back to back.
   size_t words = 2 * cacheBytes / 16;
-  float ceilingUs = medianMicroseconds(
+  float ceilingUs = microsecondsPerLaunch(
       [&] {
         readAll<<<prop.multiProcessorCount * 8, 512>>>(
             reinterpret_cast<const uint4 *>(k), cacheBytes / 16, sink);
@@ -432,12 +410,17 @@ int main(int argc, char **argv) {
                 bytes / 1e6);
     std::printf("| variant | µs | TB/s | of ceiling |\n|---|---|---|---|\n");
     for (const Variant &var : variants) {
-      Params p{
-          k,           v,        var.sequentialPages ? sequentialTable : table,
-          pagesPerSeq, c.seqLen, chunk,
-          var.copy,    var.hnd,  var.warpContiguous,
-          sink,        nullptr,  0,
-          0};
+      Params p;
+      p.k = k;
+      p.v = v;
+      p.table = var.sequentialPages ? sequentialTable : table;
+      p.pagesPerSeq = pagesPerSeq;
+      p.seqLen = c.seqLen;
+      p.chunkTokens = chunk;
+      p.copy = var.copy;
+      p.hnd = var.hnd;
+      p.warpContiguous = var.warpContiguous;
+      p.sink = sink;
       Kernel kernel = kernelFor(var.stages, var.warps);
       int smemBytes = var.warps * var.stages * 2 * kTileBytes;
       CHECK(cudaFuncSetAttribute(
@@ -446,7 +429,7 @@ int main(int argc, char **argv) {
       CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &perSM, kernel, var.warps * 32, smemBytes));
       dim3 grid(kKvHeads, c.batch, splits);
-      float us = medianMicroseconds(
+      float us = microsecondsPerLaunch(
           [&] { kernel<<<grid, var.warps * 32, smemBytes>>>(p); }, reps);
       double tbs = bytes / (us * 1e-6) / 1e12;
       std::printf("| %s (%d CTAs/SM) | %.1f | %.3f | %.1f%% |\n", var.name,
@@ -467,13 +450,20 @@ int main(int argc, char **argv) {
       if (unit > c.seqLen || (unit == c.seqLen && c.splits > 1))
         continue;
       int unitsPerSeq = (c.seqLen + unit - 1) / unit;
-      Params p{k,           v,        table,          pagesPerSeq,
-               c.seqLen,    unit,     Copy::cpAsync128, false,
-               false,       sink,     counter,
-               c.batch * kKvHeads * unitsPerSeq, unitsPerSeq};
+      Params p;
+      p.k = k;
+      p.v = v;
+      p.table = table;
+      p.pagesPerSeq = pagesPerSeq;
+      p.seqLen = c.seqLen;
+      p.chunkTokens = unit;
+      p.sink = sink;
+      p.counter = counter;
+      p.numUnits = c.batch * kKvHeads * unitsPerSeq;
+      p.unitsPerSeq = unitsPerSeq;
       double tbs;
       Kernel fixed = pagedStream<kStages, kWarps>;
-      float us = medianMicroseconds(
+      float us = microsecondsPerLaunch(
           [&] {
             fixed<<<dim3(kKvHeads, c.batch, unitsPerSeq), kWarps * 32,
                     smemBytes>>>(p);
@@ -483,7 +473,7 @@ int main(int argc, char **argv) {
       std::printf("| static, units of %d keys (%d CTAs) | %.1f | %.3f | "
                   "%.1f%% |\n",
                   unit, p.numUnits, us, tbs, 100 * tbs / ceiling);
-      us = medianMicroseconds(
+      us = microsecondsPerLaunch(
           [&] {
             CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned)));
             dynamic<<<prop.multiProcessorCount * perSM, kWarps * 32,

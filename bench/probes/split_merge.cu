@@ -35,6 +35,8 @@
 // Build and run on the GPU machine:
 //   nvcc -O3 -std=c++17 -arch=sm_90a -o split_merge bench/probes/split_merge.cu
 //   ./split_merge
+#include "probe.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -46,16 +48,6 @@
 #include <numeric>
 #include <random>
 #include <vector>
-
-#define CHECK(x)                                                               \
-  do {                                                                         \
-    cudaError_t err = (x);                                                     \
-    if (err != cudaSuccess) {                                                  \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,                  \
-                   cudaGetErrorString(err));                                   \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
 
 constexpr int kHeadDim = 128, kPage = 16, kTile = 16, kWarps = 4,
               kStages = 3, kThreads = kWarps * 32;
@@ -96,9 +88,6 @@ struct Params {
   bool lastCtaMerges, countRows;
 };
 
-__device__ __forceinline__ unsigned smemAddress(const void *p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
 
 __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src) {
   asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(dst),
@@ -292,28 +281,6 @@ __global__ void __launch_bounds__(kThreads) mergeGrid(Params p) {
   writeOut(p, seq, row, col, total, a);
 }
 
-template <typename Launch>
-float medianMicroseconds(cudaStream_t stream, Launch launch, int reps) {
-  cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  std::vector<float> samples;
-  for (int r = 0; r < reps + 3; ++r) {
-    CHECK(cudaEventRecord(start, stream));
-    launch();
-    CHECK(cudaEventRecord(stop, stream));
-    CHECK(cudaEventSynchronize(stop));
-    float ms;
-    CHECK(cudaEventElapsedTime(&ms, start, stop));
-    if (r >= 3)
-      samples.push_back(ms * 1000.f);
-  }
-  CHECK(cudaEventDestroy(start));
-  CHECK(cudaEventDestroy(stop));
-  std::nth_element(samples.begin(), samples.begin() + samples.size() / 2,
-                   samples.end());
-  return samples[samples.size() / 2];
-}
 
 struct Case {
   const char *name;

@@ -56,6 +56,7 @@ struct Params {
   bool hnd = false; // [page, head, slot, d] instead of [page, slot, head, d]
   bool warpContiguous = false; // warp w takes a contiguous run of tiles,
                                // not w + W*i
+  bool kThenV = false, halfRows = false; // see streamChunk's copies
   unsigned *sink = nullptr;
   // Dynamic units: chunkTokens keys of one (KV head, sequence) each,
   // handed out by *counter in the order head, chunk, sequence.
@@ -154,16 +155,37 @@ __device__ void streamChunk(const Params &p, int head, int seq, int begin,
         }
         return;
       }
-      for (int c = 0; c < kTile / 2; ++c) {
-        int row = lane / 16 + 2 * c;
+      // The tile's 16-byte pieces, eight a lane: by default each warp
+      // instruction copies two whole rows (row lane / 16), K's and V's
+      // instructions alternating; `halfRows` copies half rows of four rows
+      // an instruction (lane / 8, as FlashInfer's swizzled tiles do);
+      // `kThenV` issues every K copy of the tile before the V copies.
+      auto copyPiece = [&](int c, bool isV) {
+        int row, byte;
+        if (p.halfRows) {
+          row = lane / 8 + 4 * (c / 2);
+          byte = lane % 8 * 16 + c % 2 * (kRowBytes / 2);
+        } else {
+          row = lane / 16 + 2 * c;
+          byte = lane % 16 * 16;
+        }
         int rowPage = __shfl_sync(~0u, page, row);
         int token = min(tileToken(i) + row, end - 1);
-        size_t off =
-            rowOffset(p, rowPage, token % kPage, head) + lane % 16 * 16;
-        unsigned dst = smemAddress(kSlot + row * kRowStride + lane % 16 * 16);
-        cpAsync16(dst, p.k + off, p.copy, policy);
-        cpAsync16(dst + kTileBytes, p.v + off, p.copy, policy);
+        size_t off = rowOffset(p, rowPage, token % kPage, head) + byte;
+        unsigned dst = smemAddress(kSlot + row * kRowStride + byte);
+        if (isV)
+          cpAsync16(dst + kTileBytes, p.v + off, p.copy, policy);
+        else
+          cpAsync16(dst, p.k + off, p.copy, policy);
+      };
+      constexpr int kPieces = kTile * kRowBytes / (32 * 16);
+      for (int c = 0; c < kPieces; ++c) {
+        copyPiece(c, false);
+        if (!p.kThenV)
+          copyPiece(c, true);
       }
+      for (int c = 0; p.kThenV && c < kPieces; ++c)
+        copyPiece(c, true);
     }
     if (!bulk)
       asm volatile("cp.async.commit_group;");
@@ -296,6 +318,7 @@ struct Variant {
   Copy copy;
   bool hnd, warpContiguous;
   bool sequentialPages = false; // page table 0, 1, 2, ... instead of shuffled
+  bool kThenV = false, halfRows = false; // see streamChunk's copies
 };
 
 using Kernel = void (*)(Params);
@@ -355,6 +378,12 @@ int main(int argc, char **argv) {
       {"sequential pages", 3, 4, Copy::cpAsync, false, false, true},
       {"L2::128B, sequential pages", 3, 4, Copy::cpAsync128, false, false,
        true},
+      {"L2::128B, K rows then V rows", 3, 4, Copy::cpAsync128, false, false,
+       false, true},
+      {"L2::128B, half rows (4 a warp)", 3, 4, Copy::cpAsync128, false, false,
+       false, false, true},
+      {"L2::128B, half rows, K then V", 3, 4, Copy::cpAsync128, false, false,
+       false, true, true},
   };
 
   size_t maxPages = 0;
@@ -420,6 +449,8 @@ int main(int argc, char **argv) {
       p.copy = var.copy;
       p.hnd = var.hnd;
       p.warpContiguous = var.warpContiguous;
+      p.kThenV = var.kThenV;
+      p.halfRows = var.halfRows;
       p.sink = sink;
       Kernel kernel = kernelFor(var.stages, var.warps);
       int smemBytes = var.warps * var.stages * 2 * kTileBytes;

@@ -70,7 +70,6 @@ __device__ __forceinline__ size_t rowOffset(const Params &p, int page, int slot,
                : ((size_t(page) * kPage + slot) * kKvHeads + head) * kRowBytes;
 }
 
-
 __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src,
                                           Copy copy, uint64_t policy) {
   switch (copy) {
@@ -334,7 +333,6 @@ Kernel kernelFor(int stages, int warps) {
                        warps);
   std::exit(1);
 }
-
 
 /// µs per launch: the median of `reps` samples of ten launches back to
 /// back on the default stream.

@@ -88,7 +88,6 @@ struct Params {
   bool lastCtaMerges, countRows;
 };
 
-
 __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src) {
   asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(dst),
                "l"(src));
@@ -280,7 +279,6 @@ __global__ void __launch_bounds__(kThreads) mergeGrid(Params p) {
   }
   writeOut(p, seq, row, col, total, a);
 }
-
 
 struct Case {
   const char *name;

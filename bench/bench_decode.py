@@ -19,6 +19,10 @@ The ops:
                   lengths as a serving loop would pass them
   paged_attn_even the same without the host's lengths (ragged cases): every
                   sequence split the same number of ways
+  paged_attn_baseline
+                  the same calls on another build's kernels (--baseline
+                  DIR): two versions of a kernel compared in one process,
+                  on the same inputs, between the same peers
   flashinfer      FlashInfer's paged decode, tensor-core path, on the same
                   paged cache and block table (eager and graph)
   flashinfer_cc   the same, CUDA-core path (eager and graph)
@@ -112,7 +116,8 @@ def c_tensor(t):
 
 
 class PagedAttn:
-    def __init__(self, lib_path, kernel_dir):
+    def __init__(self, lib_path, kernel_dir, num_warps=4):
+        self.num_warps = num_warps
         self.lib = ctypes.CDLL(lib_path)
         self.lib.paged_attn_last_error.restype = ctypes.c_char_p
         self.lib.paged_attn_decoder_workspace_size.restype = ctypes.c_size_t
@@ -128,7 +133,8 @@ class PagedAttn:
     def decoder(self, hq, hkv, d, page, dtype, layout):
         key = (hq, hkv, d, page, dtype, layout)
         if key not in self.decoders:
-            cfg = CConfig(hq, hkv, d, page, DTYPES[dtype], layout, 4, 0)
+            cfg = CConfig(hq, hkv, d, page, DTYPES[dtype], layout,
+                          self.num_warps, 0)
             dec = ctypes.c_void_p()
             self._check(self.lib.paged_attn_decoder_create(
                 self.library, ctypes.byref(cfg), ctypes.byref(dec)))
@@ -580,26 +586,45 @@ def time_flashinfer(fi, c, inputs, ref, scale, args, result):
 # ---------------------------------------------------------------------------
 
 
-def paged_attn_runs(pa, dec, c, inputs, host_lengths=True):
+def paged_attn_runs(pa, dec, c, inputs, host_lengths=True, tag=""):
     """One decode call per input set, its params built beforehand. The
     params hold raw pointers: the tensors (and the host lengths, which plan
-    the split as a serving loop's would) they point to stay in the set."""
+    the split as a serving loop's would) they point to stay in the set.
+    `tag` names a second build's output, workspace and params (the
+    baseline's) apart from the first's."""
     runs = []
-    key = "params" if host_lengths else "params_even"
+    out, ws = "out" + tag, "ws" + tag
+    key = ("params" if host_lengths else "params_even") + tag
     for inp in inputs:
-        if "out" not in inp:
-            inp["out"] = torch.empty_like(inp["q"])
-            inp["ws"] = torch.empty(
+        if out not in inp:
+            inp[out] = torch.empty_like(inp["q"])
+            inp[ws] = torch.empty(
                 max(256, pa.workspace_bytes(dec, c.batch, inp["max_len"])),
                 dtype=torch.uint8, device="cuda")
+        if "host_lens" not in inp:
             inp["host_lens"] = (ctypes.c_int32 * c.batch)(
                 *[int(l) for l in inp["lens"]])
         if key not in inp:  # ragged cases repeat one set
             inp[key] = pa.params(inp["q"], inp["k"], inp["v"], inp["bt"],
-                                 inp["sl"], inp["out"], inp["max_len"],
-                                 inp["ws"],
+                                 inp["sl"], inp[out], inp["max_len"],
+                                 inp[ws],
                                  inp["host_lens"] if host_lengths else None)
         runs.append(lambda p=inp[key]: pa.decode(dec, p))
+    return runs
+
+
+def time_baseline(baseline, c, inputs, args, result):
+    """The baseline build's calls, timed as paged_attn's; returns its runs
+    (None where it has no kernel for the case)."""
+    try:
+        dec = baseline.decoder(c.hq, c.hkv, c.d, c.page, c.dtype, NHD)
+    except RuntimeError as e:
+        skip(result, "paged_attn_baseline", reason(e))
+        return None
+    runs = paged_attn_runs(baseline, dec, c, inputs, tag="_baseline")
+    result["us"]["paged_attn_baseline"] = (
+        time_fn(runs, args.iters, args.warmup) * 1e3)
+    time_graph(result, "paged_attn_baseline", runs, args)
     return runs
 
 
@@ -666,17 +691,18 @@ def time_contiguous_peers(c, inputs, scale, args, result):
 
 
 def speedups(result):
-    """PagedAttn against cuDNN SDPA and FlashInfer (the faster of its paths
-    whose output is not flagged), eager and graph: the peer's time over
-    PagedAttn's, above 1 where PagedAttn is faster."""
+    """PagedAttn against cuDNN SDPA, FlashInfer (the faster of its paths
+    whose output is not flagged) and the baseline build, eager and graph:
+    the other's time over PagedAttn's, above 1 where PagedAttn is faster."""
     flagged = result.get("flagged", {})
     ratios = {}
     for times, suffix in ((result["us"], ""), (result["us_graph"], "_graph")):
         pa = times.get("paged_attn")
         if pa is None:
             continue
-        if "sdpa_cudnn" in times:
-            ratios["sdpa_cudnn" + suffix] = times["sdpa_cudnn"] / pa
+        for other in ("sdpa_cudnn", "paged_attn_baseline"):
+            if other in times and other not in flagged:
+                ratios[other + suffix] = times[other] / pa
         fi = [times[n] for n in FLASHINFER_PATHS
               if n in times and n not in flagged]
         if fi:
@@ -684,7 +710,7 @@ def speedups(result):
     return ratios
 
 
-def run_case(pa, fi, c, args):
+def run_case(pa, fi, c, args, baseline=None):
     if PAGED_ARENA is not None:
         PAGED_ARENA.reset()
         CONTIGUOUS_ARENA.reset()
@@ -713,11 +739,17 @@ def run_case(pa, fi, c, args):
         result["us"]["paged_attn_even"] = (
             time_fn(even, args.iters, args.warmup) * 1e3)
         time_graph(result, "paged_attn_even", even, args)
+    base_runs = None
+    if baseline is not None:
+        base_runs = time_baseline(baseline, c, inputs, args, result)
 
     # Correctness against an f32 reference on the contiguous KV.
     ref = reference(probe, scale)
     runs[0]()
     result["rel_error"] = rel_error(probe["out"], ref)
+    if base_runs is not None:
+        base_runs[0]()
+        check_peer(result, "paged_attn_baseline", probe["out_baseline"], ref)
 
     # FlashInfer reads the page table, so it runs on ragged cases too.
     if fi is not None:
@@ -786,6 +818,8 @@ def cases(selection):
 # (times key, op) of each time column: eager, and graph replay where timed.
 TIME_COLUMNS = [("us", "paged_attn"), ("us_graph", "paged_attn"),
                 ("us", "paged_attn_even"), ("us_graph", "paged_attn_even"),
+                ("us", "paged_attn_baseline"),
+                ("us_graph", "paged_attn_baseline"),
                 ("us", "sdpa_cudnn"), ("us_graph", "sdpa_cudnn"),
                 ("us", "sdpa_flash"), ("us", "gather_sdpa"), ("us", "flex"),
                 ("us", "flashinfer"), ("us_graph", "flashinfer"),
@@ -794,7 +828,9 @@ TIME_COLUMNS = [("us", "paged_attn"), ("us_graph", "paged_attn"),
 RATIO_COLUMNS = {"sdpa_cudnn": "PA vs cuDNN",
                  "sdpa_cudnn_graph": "PA vs cuDNN graph",
                  "flashinfer": "PA vs FlashInfer",
-                 "flashinfer_graph": "PA vs FlashInfer graph"}
+                 "flashinfer_graph": "PA vs FlashInfer graph",
+                 "paged_attn_baseline": "PA vs baseline",
+                 "paged_attn_baseline_graph": "PA vs baseline graph"}
 
 
 def time_cell(r, times, op):
@@ -813,9 +849,14 @@ def flashinfer_error_cell(r):
 
 
 def markdown(results, meta):
+    # Only the columns some case fills (no baseline, --flex: none of theirs).
+    time_columns = [(times, op) for times, op in TIME_COLUMNS
+                    if any(op in r[times] for r in results)]
+    ratio_columns = {k: title for k, title in RATIO_COLUMNS.items()
+                     if any(k in r["pa_vs"] for r in results)}
     titles = [op + (" graph" if times == "us_graph" else "")
-              for times, op in TIME_COLUMNS]
-    titles += ["PA / ceiling"] + list(RATIO_COLUMNS.values())
+              for times, op in time_columns]
+    titles += ["PA / ceiling"] + list(ratio_columns.values())
     titles += ["rel err", "FlashInfer rel err (tc / cc)"]
     ceiling = meta["read_ceiling_tbps"]
     lines = [f"Card: {meta['card']}. Read ceiling {ceiling:.2f} TB/s "
@@ -828,14 +869,14 @@ def markdown(results, meta):
              "faster); FlashInfer there is the faster of its tensor-core "
              "(flashinfer) and CUDA-core (flashinfer_cc) paths. †: output off "
              f"the f32 reference by more than {PEER_TOLERANCE:.0e}, left out "
-             "of the ratios.", "",
+             "of the ratios."] + baseline_note(meta) + ["",
              "| case | KV MB | " + " | ".join(titles) + " |",
              "|---|---|" + "---|" * len(titles)]
     for r in results:
-        cells = [time_cell(r, times, op) for times, op in TIME_COLUMNS]
+        cells = [time_cell(r, times, op) for times, op in time_columns]
         cells.append(f"{100 * r['tbps']['paged_attn'] / ceiling:.0f}%")
         cells += [f"{r['pa_vs'][k]:.2f}×" if k in r["pa_vs"] else "–"
-                  for k in RATIO_COLUMNS]
+                  for k in ratio_columns]
         cells += [f"{r['rel_error']:.1e}", flashinfer_error_cell(r)]
         lines.append(f"| {r['case']} | {r['bytes'] / 1e6:.0f} | " +
                      " | ".join(cells) + " |")
@@ -844,6 +885,16 @@ def markdown(results, meta):
     if skipped:
         lines += ["", "Not timed:", ""] + skipped
     return "\n".join(lines) + "\n"
+
+
+def baseline_note(meta):
+    base = meta.get("baseline")
+    if base is None:
+        return []
+    return [f"paged_attn: the kernels in {meta['kernels']} "
+            f"({meta['num_warps']} warps); paged_attn_baseline: those in "
+            f"{base['kernels']} ({base['num_warps']} warps), same process "
+            "and inputs."]
 
 
 def summary(r):
@@ -871,6 +922,13 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lib", required=True)
     ap.add_argument("--kernels", required=True)
+    ap.add_argument("--num-warps", type=int, default=4,
+                    help="the kernels' warps per CTA (paged-attn-compile "
+                    "--num-warps)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="another build's kernels, timed beside --kernels "
+                    "as paged_attn_baseline")
+    ap.add_argument("--baseline-num-warps", type=int, default=4)
     ap.add_argument("--out", required=True)
     ap.add_argument("--cases", choices=["main", "all"], default="all")
     ap.add_argument("--iters", type=int, default=100)
@@ -888,7 +946,9 @@ def main():
 
     torch.manual_seed(0)
     card = torch.cuda.get_device_name(0)
-    pa = PagedAttn(args.lib, args.kernels)
+    pa = PagedAttn(args.lib, args.kernels, args.num_warps)
+    baseline = (PagedAttn(args.lib, args.baseline, args.baseline_num_warps)
+                if args.baseline else None)
     selected = []
     no_kernel = {}
     for c in cases(args.cases):
@@ -916,7 +976,7 @@ def main():
               else f"FlashInfer peer: FlashInfer {fi_note}", flush=True)
     results = []
     for c in selected:
-        r = run_case(pa, fi, c, args)
+        r = run_case(pa, fi, c, args, baseline)
         results.append(r)
         print(summary(r), flush=True)
     try:
@@ -931,6 +991,10 @@ def main():
             "torch": torch.__version__, "read_ceiling_tbps": ceiling,
             "read_ceiling_method": how, "iters": args.iters,
             "graph_replay": args.graph, "flashinfer": fi_note,
+            "kernels": args.kernels, "num_warps": args.num_warps,
+            "baseline": None if baseline is None else {
+                "kernels": args.baseline,
+                "num_warps": args.baseline_num_warps},
             "cases_without_kernel": no_kernel}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)

@@ -433,15 +433,13 @@ Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
 
 /// With row groups, group g issues copies g, g + groups, ...: the copy
 /// indices stay constants (a copy's row and shuffle do, too) under a
-/// branch that is uniform in the warp. Every K copy of the tile is issued
-/// before its V copies: alternating them cost 0.7-2.4% of the streaming
-/// rate (bench/NOTES.md 46).
+/// branch that is uniform in the warp.
 void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
   ImplicitLocOpBuilder &b = this->b();
   KernelEmitter &e = this->e();
   Value base = tileBase(i);
   Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
-  auto issueCopy = [&](int64_t copy, bool ofV) {
+  auto issueCopy = [&](int64_t copy) {
     auto [row, column] = copyChunk(copy);
     Value rowPage = e.toIndex(
         gpu::ShuffleOp::create(
@@ -456,17 +454,14 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
         c.spec.layout, rowPage, slot, cta.kvHead, cacheColumn);
     Value dst = e.add(e.mul(row, e.index(rowStride)), column);
     Value elemBytes = e.index(c.elementBytes());
-    asyncCopy->copy16(ofV ? vSource : kSource, src,
-                      e.mul(e.add(ofV ? vTile : kTile, dst), elemBytes),
+    asyncCopy->copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes),
+                      laneCopies);
+    asyncCopy->copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes),
                       laneCopies);
   };
-  auto issueCopies = [&](int64_t first, int64_t step) {
-    for (bool ofV : {false, true})
-      for (int64_t copy = first; copy < copiesPerTile(); copy += step)
-        issueCopy(copy, ofV);
-  };
   if (rowGroups == 1) {
-    issueCopies(0, 1);
+    for (int64_t copy = 0; copy < copiesPerTile(); ++copy)
+      issueCopy(copy);
     return;
   }
   for (int64_t group = 0; group < rowGroups; ++group) {
@@ -477,7 +472,8 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
                                                 rowGroup, e.index(group)),
                           /*withElse=*/false);
     b.setInsertionPointToStart(ours.thenBlock());
-    issueCopies(group, rowGroups);
+    for (int64_t copy = group; copy < copiesPerTile(); copy += rowGroups)
+      issueCopy(copy);
   }
 }
 

@@ -9,11 +9,18 @@
 // pattern costs from what the kernel's work costs. The "dynamic" rows
 // stream the same tiles from persistent CTAs (as many as fit) that take
 // units of a sequence's tiles from an atomic counter, zeroed before each
-// launch (bench/NOTES.md 44: the static grids end in a drain).
+// launch (bench/NOTES.md 44: the static grids end in a drain). The "CTA
+// ring", "CTA tiles" and "warp rings, K and V decoupled" rows change who
+// copies which rows, into what shared-memory layout, and when (bench/
+// NOTES.md 47: padded shared-memory rows were what cost the kernel's
+// pattern up to 8%).
 //
 // Build and run on the GPU machine:
 //   nvcc -O3 -std=c++17 -arch=sm_90a -o kv_stream bench/probes/kv_stream.cu
-//   ./kv_stream
+//   ./kv_stream [reps]
+// `./kv_stream profile` launches each variant of the first case once,
+// untimed (its table shows 0 µs), for Nsight Compute:
+//   ncu -k regex:"pagedStream|cta" --metrics ... ./kv_stream profile
 #include "probe.cuh"
 
 #include <cuda_runtime.h>
@@ -24,6 +31,7 @@
 #include <cstdlib>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 constexpr int kHeadDim = 128, kKvHeads = 8, kPage = 16, kTile = 16;
@@ -57,6 +65,8 @@ struct Params {
   bool warpContiguous = false; // warp w takes a contiguous run of tiles,
                                // not w + W*i
   bool kThenV = false, halfRows = false; // see streamChunk's copies
+  bool seqMajorGrid = false; // blockIdx.x the sequence, .y the KV head
+                             // (FlashInfer's order), not the other way
   unsigned *sink = nullptr;
   // Dynamic units: chunkTokens keys of one (KV head, sequence) each,
   // handed out by *counter in the order head, chunk, sequence.
@@ -259,8 +269,10 @@ __global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
   const int end = min(p.seqLen, begin + p.chunkTokens);
   uint4 acc = make_uint4(0, 0, 0, 0);
   int used = 0;
-  streamChunk<Stages, Warps>(p, blockIdx.x, blockIdx.y, begin, end, smem,
-                             barriers, used, acc);
+  const int head = p.seqMajorGrid ? blockIdx.y : blockIdx.x;
+  const int seq = p.seqMajorGrid ? blockIdx.x : blockIdx.y;
+  streamChunk<Stages, Warps>(p, head, seq, begin, end, smem, barriers, used,
+                             acc);
   unsigned block =
       (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
   p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
@@ -293,6 +305,246 @@ __global__ void __launch_bounds__(Warps * 32) pagedStreamDynamic(Params p) {
   p.sink[blockIdx.x * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
 }
 
+// FlashInfer's loop (its FA2 prefill kernel, which its tensor-core decode
+// runs): the CTA's warps copy one tile of `TileTokens` keys together, K
+// and V each single-buffered; K of tile i + 1 is copied while V of tile i
+// is used and V of i + 1 while K of i + 1 is, so that a CTA has about one
+// K or V tile in flight. Each warp instruction copies half rows of four
+// rows (warp w rows 4w..4w+3 of each 16-row group).
+//
+// With `OwnRows`, each warp copies the rows it would use, TileTokens / Warps
+// of them, two whole rows an instruction, instead; without `CtaSync` the
+// warps then only wait for their own copies (__syncwarp), each streaming on
+// its own as the per-warp rings do. `Padded` rows are 16 bytes longer in
+// shared memory, as the kernel's are.
+template <int TileTokens, int Warps, bool OwnRows = false, bool CtaSync = true,
+          bool Padded = false>
+__global__ void __launch_bounds__(Warps * 32) ctaTileStream(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  constexpr int kSmemRow = Padded ? kRowStride : kRowBytes;
+  constexpr int kTileBytesDense = TileTokens * kSmemRow;
+  constexpr int kGroups = TileTokens / (4 * Warps);
+  char *kTile = smem, *vTile = smem + kTileBytesDense;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int head = p.seqMajorGrid ? blockIdx.y : blockIdx.x;
+  const int seq = p.seqMajorGrid ? blockIdx.x : blockIdx.y;
+  const int begin = blockIdx.z * p.chunkTokens;
+  const int end = min(p.seqLen, begin + p.chunkTokens);
+  const int numTiles = (end - begin + TileTokens - 1) / TileTokens;
+
+  // Either way a thread copies kGroups rows' worth, 2 x 16 bytes of each.
+  auto rowOf = [&](int g, int half) {
+    return OwnRows ? warp * (TileTokens / Warps) + 4 * g + 2 * half + lane / 16
+                   : g * 4 * Warps + warp * 4 + lane / 8;
+  };
+  auto byteOf = [&](int half) {
+    return OwnRows ? lane % 16 * 16 : lane % 8 * 16 + half * (kRowBytes / 2);
+  };
+  size_t offsets[kGroups][2];
+  auto loadOffsets = [&](int t) {
+    for (int g = 0; g < kGroups; ++g)
+      for (int half = 0; half < 2; ++half) {
+        int token = min(begin + t * TileTokens + rowOf(g, half), end - 1);
+        int page = p.table[seq * p.pagesPerSeq + token / kPage];
+        offsets[g][half] =
+            rowOffset(p, page, token % kPage, head) + byteOf(half);
+      }
+  };
+  auto issue = [&](const char *cache, char *tile) {
+    for (int g = 0; g < kGroups; ++g)
+      for (int half = 0; half < 2; ++half)
+        cpAsync16(
+            smemAddress(tile + rowOf(g, half) * kSmemRow + byteOf(half)),
+            cache + offsets[g][half], p.copy, 0);
+    asm volatile("cp.async.commit_group;");
+  };
+  auto sync = [] {
+    if (CtaSync)
+      __syncthreads();
+    else
+      __syncwarp();
+  };
+  // Reads the tile (the warp's rows, with OwnRows) 16 bytes a thread at a
+  // time, in order.
+  auto touch = [&](const char *tile, uint4 &acc) {
+    const int first = OwnRows ? warp * (kTileBytesDense / Warps / 16) + lane
+                              : int(threadIdx.x);
+    const int step = OwnRows ? 32 : Warps * 32;
+    const int last = OwnRows ? (warp + 1) * (kTileBytesDense / Warps / 16)
+                             : kTileBytesDense / 16;
+    for (int i = first; i < last; i += step) {
+      uint4 x = reinterpret_cast<const uint4 *>(tile)[i];
+      acc.x ^= x.x;
+      acc.y ^= x.y;
+      acc.z ^= x.z;
+      acc.w ^= x.w;
+    }
+  };
+
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  loadOffsets(0);
+  issue(p.k, kTile);
+  issue(p.v, vTile);
+  for (int t = 0; t < numTiles; ++t) {
+    bool more = t + 1 < numTiles;
+    if (more)
+      loadOffsets(t + 1);
+    asm volatile("cp.async.wait_group 1;");
+    sync();
+    touch(kTile, acc);
+    sync();
+    if (more)
+      issue(p.k, kTile);
+    else
+      asm volatile("cp.async.commit_group;");
+    asm volatile("cp.async.wait_group 1;");
+    sync();
+    touch(vTile, acc);
+    sync();
+    if (more)
+      issue(p.v, vTile);
+  }
+  asm volatile("cp.async.wait_group 0;");
+  unsigned block =
+      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+
+// The kernel's tiles and ring, shared by the CTA: a stage holds one
+// 16-token tile (K and V) for each warp, as the per-warp rings do, but
+// every warp copies part of every tile of the stage (copy c of each tile,
+// two whole rows, by warp c mod Warps), and the warps meet at a CTA
+// barrier before and after using a stage, as one warp does now.
+template <int Stages, int Warps>
+__global__ void __launch_bounds__(Warps * 32) ctaRingStream(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  constexpr int kStageTokens = Warps * kTile;
+  constexpr int kCopies = kTile / 2; // two whole rows a copy
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int head = blockIdx.x, seq = blockIdx.y;
+  const int begin = blockIdx.z * p.chunkTokens;
+  const int end = min(p.seqLen, begin + p.chunkTokens);
+  const int numStages = (end - begin + kStageTokens - 1) / kStageTokens;
+  auto slotTile = [&](int slot, int tile, int kv) {
+    return smem + ((slot * Warps + tile) * 2 + kv) * kTileBytes;
+  };
+  // Lane l holds the page of tile l % Warps of the stage.
+  auto loadPage = [&](int i) {
+    int token = min(begin + i * kStageTokens + lane % Warps * kTile, end - 1);
+    return p.table[seq * p.pagesPerSeq + token / kPage];
+  };
+  auto issue = [&](int i, int page) {
+    if (i < numStages) {
+      int slot = i % Stages;
+      for (int tile = 0; tile < Warps; ++tile) {
+        int tilePage = __shfl_sync(~0u, page, tile);
+        for (int c = warp; c < kCopies; c += Warps) {
+          int row = 2 * c + lane / 16, byte = lane % 16 * 16;
+          int token = min(begin + i * kStageTokens + tile * kTile + row,
+                          end - 1);
+          size_t off = rowOffset(p, tilePage, token % kPage, head) + byte;
+          unsigned dst = smemAddress(slotTile(slot, tile, 0) +
+                                     row * kRowStride + byte);
+          cpAsync16(dst, p.k + off, p.copy, 0);
+          cpAsync16(dst + kTileBytes, p.v + off, p.copy, 0);
+        }
+      }
+    }
+    asm volatile("cp.async.commit_group;");
+  };
+
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  for (int s = 0; s + 1 < Stages; ++s)
+    issue(s, loadPage(s));
+  int nextPage = loadPage(Stages - 1);
+  for (int i = 0; i < numStages; ++i) {
+    int ahead = i + Stages - 1;
+    issue(ahead, nextPage);
+    nextPage = loadPage(ahead + 1);
+    asm volatile("cp.async.wait_group %0;" ::"n"(Stages - 1));
+    __syncthreads();
+    const char *kSlot = slotTile(i % Stages, warp, 0);
+    for (int c = 0; c < 8; ++c) {
+      uint4 kx = *reinterpret_cast<const uint4 *>(
+          kSlot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16);
+      uint4 vx = *reinterpret_cast<const uint4 *>(kSlot + kTileBytes +
+                                                  (lane % 16) * kRowStride +
+                                                  (lane / 16 * 8 + c) * 16);
+      acc.x ^= kx.x + vx.x;
+      acc.y ^= kx.y + vx.y;
+      acc.z ^= kx.z + vx.z;
+      acc.w ^= kx.w + vx.w;
+    }
+    __syncthreads();
+  }
+  unsigned block =
+      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+
+// The kernel's per-warp rings with K and V copies decoupled: `Stages` K
+// slots and `Stages` V slots a warp; K of tile i + Stages is issued as soon
+// as K of tile i has been used (after Q*K^T), V of i + Stages after P*V.
+// With one stage that is FlashInfer's order within each warp.
+template <int Stages, int Warps>
+__global__ void __launch_bounds__(Warps * 32) warpDecoupledStream(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int head = blockIdx.x, seq = blockIdx.y;
+  const int begin = blockIdx.z * p.chunkTokens;
+  const int end = min(p.seqLen, begin + p.chunkTokens);
+  const int numTiles = (end - begin + kTile - 1) / kTile;
+  const int warpTiles = (numTiles - warp + Warps - 1) / Warps;
+  char *ring = smem + warp * Stages * 2 * kTileBytes;
+  auto tileToken = [&](int i) { return begin + (i * Warps + warp) * kTile; };
+  auto issue = [&](int i, int kv) {
+    if (i < warpTiles) {
+      int page = p.table[seq * p.pagesPerSeq +
+                         min(tileToken(i), end - 1) / kPage];
+      char *slot = ring + ((i % Stages) * 2 + kv) * kTileBytes;
+      for (int c = 0; c < kTile / 2; ++c) {
+        int row = lane / 16 + 2 * c, byte = lane % 16 * 16;
+        int token = min(tileToken(i) + row, end - 1);
+        size_t off = rowOffset(p, page, token % kPage, head) + byte;
+        cpAsync16(smemAddress(slot + row * kRowStride + byte),
+                  (kv ? p.v : p.k) + off, p.copy, 0);
+      }
+    }
+    asm volatile("cp.async.commit_group;");
+  };
+  auto touch = [&](int i, int kv, uint4 &acc) {
+    const char *slot = ring + ((i % Stages) * 2 + kv) * kTileBytes;
+    for (int c = 0; c < 8; ++c) {
+      uint4 x = *reinterpret_cast<const uint4 *>(
+          slot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16);
+      acc.x ^= x.x;
+      acc.y ^= x.y;
+      acc.z ^= x.z;
+      acc.w ^= x.w;
+    }
+  };
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  for (int s = 0; s < Stages; ++s) {
+    issue(s, 0);
+    issue(s, 1);
+  }
+  for (int i = 0; i < warpTiles; ++i) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(2 * Stages - 1));
+    __syncwarp();
+    touch(i, 0, acc);
+    __syncwarp();
+    issue(i + Stages, 0);
+    asm volatile("cp.async.wait_group %0;" ::"n"(2 * Stages - 1));
+    __syncwarp();
+    touch(i, 1, acc);
+    __syncwarp();
+    issue(i + Stages, 1);
+  }
+  unsigned block =
+      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+
 // A plain streaming read of `words` 16-byte words: the read ceiling.
 __global__ void readAll(const uint4 *data, size_t words, unsigned *sink) {
   uint4 acc = make_uint4(0, 0, 0, 0);
@@ -318,6 +570,7 @@ struct Variant {
   bool hnd, warpContiguous;
   bool sequentialPages = false; // page table 0, 1, 2, ... instead of shuffled
   bool kThenV = false, halfRows = false; // see streamChunk's copies
+  bool seqMajorGrid = false;
 };
 
 using Kernel = void (*)(Params);
@@ -334,10 +587,19 @@ Kernel kernelFor(int stages, int warps) {
   std::exit(1);
 }
 
+// `kv_stream profile`: one launch of each variant of the first case,
+// untimed, for Nsight Compute.
+bool profileOnly = false;
+
 /// µs per launch: the median of `reps` samples of ten launches back to
-/// back on the default stream.
+/// back on the default stream (one launch and 0 when profiling).
 template <typename Launch>
 float microsecondsPerLaunch(Launch launch, int reps) {
+  if (profileOnly) {
+    launch();
+    CHECK(cudaDeviceSynchronize());
+    return 0;
+  }
   auto tenLaunches = [&] {
     for (int i = 0; i < 10; ++i)
       launch();
@@ -346,7 +608,8 @@ float microsecondsPerLaunch(Launch launch, int reps) {
 }
 
 int main(int argc, char **argv) {
-  int reps = argc > 1 ? std::atoi(argv[1]) : 30;
+  profileOnly = argc > 1 && std::string(argv[1]) == "profile";
+  int reps = argc > 1 && !profileOnly ? std::atoi(argv[1]) : 30;
   cudaDeviceProp prop;
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("# %s, %d SMs\n", prop.name, prop.multiProcessorCount);
@@ -382,6 +645,10 @@ int main(int argc, char **argv) {
        false, false, true},
       {"L2::128B, half rows, K then V", 3, 4, Copy::cpAsync128, false, false,
        false, true, true},
+      {"L2::128B, sequence-major grid", 3, 4, Copy::cpAsync128, false, false,
+       false, false, false, true},
+      {"L2::128B, K then V, sequence-major grid", 3, 4, Copy::cpAsync128,
+       false, false, false, true, false, true},
   };
 
   size_t maxPages = 0;
@@ -449,6 +716,7 @@ int main(int argc, char **argv) {
       p.warpContiguous = var.warpContiguous;
       p.kThenV = var.kThenV;
       p.halfRows = var.halfRows;
+      p.seqMajorGrid = var.seqMajorGrid;
       p.sink = sink;
       Kernel kernel = kernelFor(var.stages, var.warps);
       int smemBytes = var.warps * var.stages * 2 * kTileBytes;
@@ -457,13 +725,83 @@ int main(int argc, char **argv) {
       int perSM = 0;
       CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &perSM, kernel, var.warps * 32, smemBytes));
-      dim3 grid(kKvHeads, c.batch, splits);
+      dim3 grid = var.seqMajorGrid ? dim3(c.batch, kKvHeads, splits)
+                                   : dim3(kKvHeads, c.batch, splits);
       float us = microsecondsPerLaunch(
           [&] { kernel<<<grid, var.warps * 32, smemBytes>>>(p); }, reps);
       double tbs = bytes / (us * 1e-6) / 1e12;
       std::printf("| %s (%d CTAs/SM) | %.1f | %.3f | %.1f%% |\n", var.name,
                   perSM, us, tbs, 100 * tbs / ceiling);
     }
+    // FlashInfer's loop: CTA-wide tiles, K and V single-buffered.
+    struct CtaVariant {
+      const char *name;
+      Kernel kernel;
+      int tileTokens; // keys in shared memory
+      bool seqMajorGrid;
+      bool padded = false;
+      int threads = 128;
+    };
+    const CtaVariant ctaVariants[] = {
+        {"warp rings, K and V decoupled, 1 stage", warpDecoupledStream<1, 4>,
+         64, false, true},
+        {"warp rings, K and V decoupled, 2 stages", warpDecoupledStream<2, 4>,
+         128, false, true},
+        {"warp rings, K and V decoupled, 3 stages", warpDecoupledStream<3, 4>,
+         192, false, true},
+        {"CTA ring, 3 stages of 4 x 16 keys", ctaRingStream<3, 4>, 3 * 64,
+         false, true},
+        {"CTA ring, 2 stages of 4 x 16 keys", ctaRingStream<2, 4>, 2 * 64,
+         false, true},
+        {"CTA ring, 4 stages of 4 x 16 keys", ctaRingStream<4, 4>, 4 * 64,
+         false, true},
+        {"CTA ring, 2 stages of 8 x 16 keys (8 warps)", ctaRingStream<2, 8>,
+         2 * 128, false, true, 256},
+        {"CTA tiles of 64 keys", ctaTileStream<64, 4>, 64, false},
+        {"CTA tiles of 128 keys, padded rows",
+         ctaTileStream<128, 4, false, true, true>, 128, false, true},
+        {"CTA tiles of 128 keys, own rows", ctaTileStream<128, 4, true>, 128,
+         false},
+        {"warp tiles of 32 keys (128 a CTA), own rows, warp sync",
+         ctaTileStream<128, 4, true, false>, 128, false},
+        {"warp tiles of 16 keys (64 a CTA), own rows, warp sync",
+         ctaTileStream<64, 4, true, false>, 64, false},
+        {"CTA tiles of 256 keys", ctaTileStream<256, 4>, 256, false},
+        {"CTA tiles of 128 keys", ctaTileStream<128, 4>, 128, false},
+        {"CTA tiles of 64 keys, sequence-major grid", ctaTileStream<64, 4>, 64,
+         true},
+        {"CTA tiles of 128 keys, sequence-major grid", ctaTileStream<128, 4>,
+         128, true},
+    };
+    for (const CtaVariant &var : ctaVariants) {
+      Params p;
+      p.k = k;
+      p.v = v;
+      p.table = table;
+      p.pagesPerSeq = pagesPerSeq;
+      p.seqLen = c.seqLen;
+      p.chunkTokens = chunk;
+      p.seqMajorGrid = var.seqMajorGrid;
+      p.sink = sink;
+      // Rings pad their rows (kRowStride); the FlashInfer loop's are dense.
+      const int smemBytes = 2 * var.tileTokens *
+                            (var.padded ? kRowStride : kRowBytes);
+      const int threads = var.threads;
+      CHECK(cudaFuncSetAttribute(
+          var.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smemBytes));
+      int perSM = 0;
+      CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &perSM, var.kernel, threads, smemBytes));
+      dim3 grid = var.seqMajorGrid ? dim3(c.batch, kKvHeads, splits)
+                                   : dim3(kKvHeads, c.batch, splits);
+      float us = microsecondsPerLaunch(
+          [&] { var.kernel<<<grid, threads, smemBytes>>>(p); }, reps);
+      double tbs = bytes / (us * 1e-6) / 1e12;
+      std::printf("| %s (%d CTAs/SM) | %.1f | %.3f | %.1f%% |\n", var.name,
+                  perSM, us, tbs, 100 * tbs / ceiling);
+    }
+    if (profileOnly)
+      break;
     // The kernel's copies (3 stages, 4 warps, L2::128B) over units of
     // `unit` keys: a static grid of one CTA per unit, then persistent CTAs
     // taking units from the counter (its zeroing timed with each launch).

@@ -105,6 +105,19 @@ __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src,
   }
 }
 
+// What every variant does with the data it streams: folds it into `acc`,
+// which each thread writes to the sink at the end.
+__device__ __forceinline__ void fold(uint4 &acc, uint4 x) {
+  fold(acc, x);
+}
+__device__ __forceinline__ void writeSink(const Params &p, unsigned block,
+                                          uint4 acc) {
+  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+__device__ __forceinline__ unsigned linearBlock() {
+  return (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+}
+
 // Streams tokens [begin, end) of (head, seq) through each warp's ring;
 // `used` counts the tiles the warp's ring has taken before (a bulk copy's
 // barrier phase follows it).
@@ -236,10 +249,8 @@ __device__ void streamChunk(const Params &p, int head, int seq, int begin,
       uint4 vx = *reinterpret_cast<const uint4 *>(kSlot + kTileBytes +
                                                   (lane % 16) * kRowStride +
                                                   (lane / 16 * 8 + c) * 16);
-      acc.x ^= kx.x + vx.x;
-      acc.y ^= kx.y + vx.y;
-      acc.z ^= kx.z + vx.z;
-      acc.w ^= kx.w + vx.w;
+      fold(acc, kx);
+      fold(acc, vx);
     }
     __syncwarp();
   }
@@ -273,9 +284,7 @@ __global__ void __launch_bounds__(Warps * 32) pagedStream(Params p) {
   const int seq = p.seqMajorGrid ? blockIdx.x : blockIdx.y;
   streamChunk<Stages, Warps>(p, head, seq, begin, end, smem, barriers, used,
                              acc);
-  unsigned block =
-      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+  writeSink(p, linearBlock(), acc);
 }
 
 // Persistent CTAs: each takes units from p.counter until none is left.
@@ -302,7 +311,7 @@ __global__ void __launch_bounds__(Warps * 32) pagedStreamDynamic(Params p) {
                                min(p.seqLen, begin + p.chunkTokens), smem,
                                barriers, used, acc);
   }
-  p.sink[blockIdx.x * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+  writeSink(p, blockIdx.x, acc);
 }
 
 // FlashInfer's loop (its FA2 prefill kernel, which its tensor-core decode
@@ -374,10 +383,7 @@ __global__ void __launch_bounds__(Warps * 32) ctaTileStream(Params p) {
                              : kTileBytesDense / 16;
     for (int i = first; i < last; i += step) {
       uint4 x = reinterpret_cast<const uint4 *>(tile)[i];
-      acc.x ^= x.x;
-      acc.y ^= x.y;
-      acc.z ^= x.z;
-      acc.w ^= x.w;
+      fold(acc, x);
     }
   };
 
@@ -405,9 +411,7 @@ __global__ void __launch_bounds__(Warps * 32) ctaTileStream(Params p) {
       issue(p.v, vTile);
   }
   asm volatile("cp.async.wait_group 0;");
-  unsigned block =
-      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+  writeSink(p, linearBlock(), acc);
 }
 
 // The kernel's tiles and ring, shared by the CTA: a stage holds one
@@ -470,16 +474,12 @@ __global__ void __launch_bounds__(Warps * 32) ctaRingStream(Params p) {
       uint4 vx = *reinterpret_cast<const uint4 *>(kSlot + kTileBytes +
                                                   (lane % 16) * kRowStride +
                                                   (lane / 16 * 8 + c) * 16);
-      acc.x ^= kx.x + vx.x;
-      acc.y ^= kx.y + vx.y;
-      acc.z ^= kx.z + vx.z;
-      acc.w ^= kx.w + vx.w;
+      fold(acc, kx);
+      fold(acc, vx);
     }
     __syncthreads();
   }
-  unsigned block =
-      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+  writeSink(p, linearBlock(), acc);
 }
 
 // The kernel's per-warp rings with K and V copies decoupled: `Stages` K
@@ -517,10 +517,7 @@ __global__ void __launch_bounds__(Warps * 32) warpDecoupledStream(Params p) {
     for (int c = 0; c < 8; ++c) {
       uint4 x = *reinterpret_cast<const uint4 *>(
           slot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16);
-      acc.x ^= x.x;
-      acc.y ^= x.y;
-      acc.z ^= x.z;
-      acc.w ^= x.w;
+      fold(acc, x);
     }
   };
   uint4 acc = make_uint4(0, 0, 0, 0);
@@ -540,9 +537,7 @@ __global__ void __launch_bounds__(Warps * 32) warpDecoupledStream(Params p) {
     __syncwarp();
     issue(i + Stages, 1);
   }
-  unsigned block =
-      (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-  p.sink[block * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+  writeSink(p, linearBlock(), acc);
 }
 
 // A plain streaming read of `words` 16-byte words: the read ceiling.
@@ -551,10 +546,7 @@ __global__ void readAll(const uint4 *data, size_t words, unsigned *sink) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < words;
        i += size_t(gridDim.x) * blockDim.x) {
     uint4 x = __ldcs(data + i);
-    acc.x ^= x.x;
-    acc.y ^= x.y;
-    acc.z ^= x.z;
-    acc.w ^= x.w;
+    fold(acc, x);
   }
   sink[blockIdx.x * blockDim.x + threadIdx.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
 }
@@ -703,21 +695,28 @@ int main(int argc, char **argv) {
     std::printf("\n## %d x %d, %d splits, %.0f MB\n", c.batch, c.seqLen, splits,
                 bytes / 1e6);
     std::printf("| variant | µs | TB/s | of ceiling |\n|---|---|---|---|\n");
-    for (const Variant &var : variants) {
+    // The case's cache, shuffled table and chunks; variants change the rest.
+    auto caseParams = [&](int chunkTokens) {
       Params p;
       p.k = k;
       p.v = v;
-      p.table = var.sequentialPages ? sequentialTable : table;
+      p.table = table;
       p.pagesPerSeq = pagesPerSeq;
       p.seqLen = c.seqLen;
-      p.chunkTokens = chunk;
+      p.chunkTokens = chunkTokens;
+      p.sink = sink;
+      return p;
+    };
+    for (const Variant &var : variants) {
+      Params p = caseParams(chunk);
+      if (var.sequentialPages)
+        p.table = sequentialTable;
       p.copy = var.copy;
       p.hnd = var.hnd;
       p.warpContiguous = var.warpContiguous;
       p.kThenV = var.kThenV;
       p.halfRows = var.halfRows;
       p.seqMajorGrid = var.seqMajorGrid;
-      p.sink = sink;
       Kernel kernel = kernelFor(var.stages, var.warps);
       int smemBytes = var.warps * var.stages * 2 * kTileBytes;
       CHECK(cudaFuncSetAttribute(
@@ -774,15 +773,8 @@ int main(int argc, char **argv) {
          128, true},
     };
     for (const CtaVariant &var : ctaVariants) {
-      Params p;
-      p.k = k;
-      p.v = v;
-      p.table = table;
-      p.pagesPerSeq = pagesPerSeq;
-      p.seqLen = c.seqLen;
-      p.chunkTokens = chunk;
+      Params p = caseParams(chunk);
       p.seqMajorGrid = var.seqMajorGrid;
-      p.sink = sink;
       // Rings pad their rows (kRowStride); the FlashInfer loop's are dense.
       const int smemBytes = 2 * var.tileTokens *
                             (var.padded ? kRowStride : kRowBytes);
@@ -817,14 +809,7 @@ int main(int argc, char **argv) {
       if (unit > c.seqLen || (unit == c.seqLen && c.splits > 1))
         continue;
       int unitsPerSeq = (c.seqLen + unit - 1) / unit;
-      Params p;
-      p.k = k;
-      p.v = v;
-      p.table = table;
-      p.pagesPerSeq = pagesPerSeq;
-      p.seqLen = c.seqLen;
-      p.chunkTokens = unit;
-      p.sink = sink;
+      Params p = caseParams(unit);
       p.counter = counter;
       p.numUnits = c.batch * kKvHeads * unitsPerSeq;
       p.unitsPerSeq = unitsPerSeq;

@@ -11,12 +11,11 @@ an NVTX range named `<who>_<B>x<S>` (pa, fi, cudnn) within an outer range
       --section SpeedOfLight --section MemoryWorkloadAnalysis ... \
       python3 bench/probes/profile_vs_peers.py --lib ... --kernels ...
 
-Without ncu it prints each launch's time from CUDA events (median of 20).
+It also prints each side's time as bench_decode.py takes it (time_fn).
 """
 import argparse
 import math
 import os
-import statistics
 import sys
 
 import torch
@@ -33,20 +32,6 @@ CASES = {
     "8x8192": bd.Case(8, 8192),
     "28-4": bd.Case(32, 4096, hq=28, hkv=4),
 }
-
-
-def median_us(fn, reps=20):
-    """Median of `reps` single launches timed with CUDA events."""
-    times = []
-    for _ in range(reps):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) * 1e3)
-    return statistics.median(times)
 
 
 def runs_for(pa, fi, c):
@@ -88,7 +73,8 @@ def main():
         bd.CONTIGUOUS_ARENA.reset()
         runs = runs_for(pa, fi, c)
         for who, fn in runs:
-            print(f"{who}_{name}: {median_us(fn):.1f} us", flush=True)
+            us = bd.time_fn([fn], iters=100, warmup=10) * 1e3
+            print(f"{who}_{name}: {us:.1f} us", flush=True)
         torch.cuda.synchronize()
         torch.cuda.nvtx.range_push("profiled")
         for who, fn in runs:

@@ -847,7 +847,7 @@ TEST_F(RuntimeTest, ManifestNumbersAreCheckedAtLoad) {
             "'decode.dynamic_shared_memory_bytes' must be an integer in [0, "
             "232448], got 300000");
   EXPECT_EQ(refusalWith("decode", "static_shared_memory_bytes", 200000),
-            "the decode kernel's shared memory (200000 static + 104448 "
+            "the decode kernel's shared memory (200000 static + 98304 "
             "dynamic bytes) is more than any supported chip gives a CTA "
             "(232448)");
   EXPECT_EQ(refusalWith("merge", "dynamic_shared_memory_bytes", 1024),

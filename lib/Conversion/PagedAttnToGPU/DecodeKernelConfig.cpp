@@ -334,11 +334,9 @@ int64_t DecodeKernelConfig::threadsPerToken() const {
 }
 
 int64_t DecodeKernelConfig::mmaSharedMemoryBytes(int64_t stages) const {
-  int64_t headDim = spec.headDim;
-  // Rows padded by 16 bytes (TensorCoreDecodeKernel.cpp says why).
-  int64_t rings = tokenWarps() * stages * 2 * kMmaTileTokens *
-                  (headDim * cacheElementBytes() + 16);
-  int64_t merge = tokenWarps() * mmaPaddedRows() * (headDim + 2) * 4;
+  int64_t rings =
+      tokenWarps() * stages * 2 * kMmaTileTokens * mmaRingRowBytes();
+  int64_t merge = tokenWarps() * mmaPaddedRows() * (spec.headDim + 2) * 4;
   return std::max(rings, merge);
 }
 

@@ -18,10 +18,12 @@
 // own ring of `kv_stages` shared-memory buffers with cp.async (L2 only,
 // with the L2 prefetch hint: AsyncCopy.cpp), so the loads in flight cost no
 // registers and the warps never wait for each other until the end, where
-// their softmax states are merged as in the CUDA-core kernel. Tile rows are
-// padded by 16 bytes, so the eight rows one ldmatrix reads sit in different
-// banks while every address stays a constant offset from a per-lane base (an
-// XOR swizzle cost ptxas 16 more registers of hoisted addresses).
+// their softmax states are merged as in the CUDA-core kernel. The eight
+// rows one ldmatrix reads sit in different banks: tile rows of a multiple
+// of 8 chunks are dense, chunk c of row r stored at chunk c ^ (r mod 8);
+// other rows are padded by 16 bytes. Padding every row cost up to 8% of the
+// streaming rate: cp.async then fetched each 128-byte line in more L2
+// requests (bench/NOTES.md 47).
 //
 // fp8 caches (KVQuant) are copied as they are, a byte an element, and
 // widened to f16 between ldmatrix and the mma (both products then take f16;
@@ -189,6 +191,9 @@ private:
   void syncRingSharers();
   Value tileBase(Value i);
   Value ringOffset(Value stage, int64_t kv);
+  /// Where element `column` (of a 16-byte chunk's first) of tile row `row`
+  /// lies in the tile.
+  Value tileElement(Value row, Value column);
   /// O^T registers of d block `md` and head block `r`.
   MutableArrayRef<Value> accRegs(OnlineSoftmax::State &s, int64_t md,
                                  int64_t r) {
@@ -221,7 +226,8 @@ private:
   // codes is half as many).
   const bool fp8;
   const int64_t chunksPerRow; // 16-byte chunks
-  const int64_t rowStride;    // ring elements, padded
+  const int64_t rowStride;    // ring elements (DecodeKernelConfig::mmaRingRowBytes)
+  const bool swizzled;        // DecodeKernelConfig::mmaRowsSwizzled
   const int64_t tileElems;
   DecodeCTA cta;
   // This warp's place among the tile sharers and its row group's first
@@ -232,11 +238,16 @@ private:
   Value quadRow, quadCol;
   Value smem, rings, accSmem, statSmem;
   AsyncCopyEmitter::Source kSource, vSource;
-  Value warpTiles, lastToken, fullMask, logitScale, ldLaneOffset;
+  Value warpTiles, lastToken, fullMask, logitScale;
+  // This lane's ldmatrix address in a tile for 16-column block k, less
+  // 64 (k / 4) elements when swizzled (entry k mod 4), else for block 0.
+  SmallVector<Value> ldLaneOffsets;
   // With whole-row copies: this lane's row within a copy and its column,
   // and whether it copies (null where every lane does).
   std::pair<Value, Value> laneChunk;
   Value laneCopies;
+  // Swizzled rings: where this lane's chunk of copy 0 is stored in its row.
+  Value laneStoredChunk;
   SmallVector<SmallVector<Value>> qFragments;
   // Row quadRow + 8r of each head block: its query and head, the end of
   // its keys and its ALiBi slope (null without ALiBi).
@@ -292,6 +303,9 @@ private:
   }
   /// (row, column) of this lane's chunk in copy `copy` of a tile.
   std::pair<Value, Value> copyChunk(int64_t copy);
+  /// Where in the rings copy `copy` puts this lane's chunk (row, column)
+  /// of the tile at ring offset `tile`.
+  Value copyDestination(int64_t copy, Value tile, Value row, Value column);
 };
 } // namespace
 
@@ -303,9 +317,8 @@ TensorCoreDecodeBuilder::TensorCoreDecodeBuilder(OpBuilder &builder,
       rowGroups(c.mmaRowGroups()), paddedRows(c.mmaPaddedRows()),
       tokenWarps(c.tokenWarps()), dBlocks(d / 16),
       fp8(c.spec.kvQuant.has_value()),
-      chunksPerRow(d * c.cacheElementBytes() / 16),
-      rowStride(d * c.cacheElementBytes() / 2 + 8),
-      tileElems(tileTokens * rowStride) {}
+      chunksPerRow(c.mmaRowChunks()), rowStride(c.mmaRingRowBytes() / 2),
+      swizzled(c.mmaRowsSwizzled()), tileElems(tileTokens * rowStride) {}
 
 /// Shared memory: per token warp `stages` pairs of K and V tiles; after the
 /// loop, the warps' accumulators and softmax statistics.
@@ -376,6 +389,16 @@ Value TensorCoreDecodeBuilder::ringOffset(Value stage, int64_t kv) {
       e.index(tileElems));
 }
 
+Value TensorCoreDecodeBuilder::tileElement(Value row, Value column) {
+  KernelEmitter &e = this->e();
+  Value start = e.mul(row, e.index(rowStride));
+  if (!swizzled)
+    return e.add(start, column);
+  Value chunk = arith::XOrIOp::create(b(), e.div(column, e.index(8)),
+                                      e.rem(row, e.index(8)));
+  return e.add(start, e.mul(chunk, e.index(8)));
+}
+
 // The tile's 16 rows are 16 * chunksPerRow 16-byte chunks (a multiple of
 // 32: head_dim is a multiple of 16), copied so that every row is requested
 // at once as full cache lines:
@@ -407,13 +430,37 @@ void TensorCoreDecodeBuilder::emitCopyMapping() {
   if (!copiesWholeRows())
     return;
   laneChunk = chunkPosition(e, cta.lane, chunksPerRow);
-  if (32 % chunksPerRow == 0)
-    return;
-  // One row per copy: every copying lane is on row 0, and a constant row
-  // makes each copy's row, and its page's shuffle, constants (60 fewer
-  // registers at head_dim 144 to 240).
-  laneCopies = e.ult(cta.lane, e.index(chunksPerRow));
-  laneChunk.first = e.index(0);
+  if (32 % chunksPerRow != 0) {
+    // One row per copy: every copying lane is on row 0, and a constant row
+    // makes each copy's row, and its page's shuffle, constants (60 fewer
+    // registers at head_dim 144 to 240).
+    laneCopies = e.ult(cta.lane, e.index(chunksPerRow));
+    laneChunk.first = e.index(0);
+  }
+  if (swizzled)
+    laneStoredChunk =
+        arith::XOrIOp::create(b(), e.div(laneChunk.second, e.index(8)),
+                              e.rem(laneChunk.first, e.index(8)));
+}
+
+/// Copy k moves rows laneRow + k * rowsPerCopy (laneRow < rowsPerCopy, both
+/// powers of two up to 8 where rows are swizzled), so a row's low three
+/// bits are laneRow's OR'd with (k * rowsPerCopy) mod 8: the lane's chunk is
+/// stored at copy 0's chunk XOR that constant. The XOR goes on the whole
+/// offset, whose chunk bits are the chunk's alone (tiles and rows are
+/// multiples of 8 chunks): computed from the stage's tile, it stays in the
+/// loop, where an offset per copy and lane hoisted out of it cost 39
+/// registers (167 against 128 at 32/8, head_dim 128).
+Value TensorCoreDecodeBuilder::copyDestination(int64_t copy, Value tile,
+                                               Value row, Value column) {
+  KernelEmitter &e = this->e();
+  if (!swizzled)
+    return e.add(tile, e.add(e.mul(row, e.index(rowStride)), column));
+  assert(laneStoredChunk && "swizzled rows are copied whole");
+  Value dense = e.add(tile, e.add(e.mul(row, e.index(rowStride)),
+                                  e.mul(laneStoredChunk, e.index(8))));
+  return arith::XOrIOp::create(b(), dense,
+                               e.index(copy * rowsPerCopy() % 8 * 8));
 }
 
 std::pair<Value, Value> TensorCoreDecodeBuilder::copyChunk(int64_t copy) {
@@ -452,12 +499,15 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
     Value cacheColumn = fp8 ? e.mul(column, e.index(2)) : column;
     std::array<Value, 4> src = ::paged_attn::cacheIndex(
         c.spec.layout, rowPage, slot, cta.kvHead, cacheColumn);
-    Value dst = e.add(e.mul(row, e.index(rowStride)), column);
     Value elemBytes = e.index(c.elementBytes());
-    asyncCopy->copy16(kSource, src, e.mul(e.add(kTile, dst), elemBytes),
-                      laneCopies);
-    asyncCopy->copy16(vSource, src, e.mul(e.add(vTile, dst), elemBytes),
-                      laneCopies);
+    asyncCopy->copy16(
+        kSource, src,
+        e.mul(copyDestination(copy, kTile, row, column), elemBytes),
+        laneCopies);
+    asyncCopy->copy16(
+        vSource, src,
+        e.mul(copyDestination(copy, vTile, row, column), elemBytes),
+        laneCopies);
   };
   if (rowGroups == 1) {
     for (int64_t copy = 0; copy < copiesPerTile(); ++copy)
@@ -587,14 +637,19 @@ void TensorCoreDecodeBuilder::emitLdMatrixLanes() {
   Value ldRow = e.add(e.mul(e.div(cta.lane, e.index(16)), e.index(8)),
                       e.rem(cta.lane, e.index(8)));
   Value ldHalf = e.rem(e.div(cta.lane, e.index(8)), e.index(2));
-  ldLaneOffset =
-      e.add(e.mul(ldRow, e.index(rowStride)), e.mul(ldHalf, e.index(8)));
+  // Block k's chunk 2k + ldHalf: its low three bits 2 (k mod 4) + ldHalf
+  // carry the swizzle, the rest is a constant.
+  for (int64_t k = 0; k < (swizzled ? 4 : 1); ++k)
+    ldLaneOffsets.push_back(
+        tileElement(ldRow, e.mul(e.add(e.index(2 * k), ldHalf), e.index(8))));
 }
 
 Value TensorCoreDecodeBuilder::ldmatrix(Value tileOffset, int64_t block,
                                         bool transpose) {
   KernelEmitter &e = this->e();
-  Value offset = e.add(e.add(tileOffset, ldLaneOffset), e.index(block * 16));
+  Value lane = swizzled ? ldLaneOffsets[block % 4] : ldLaneOffsets[0];
+  int64_t rest = swizzled ? block / 4 * 64 : block * 16;
+  Value offset = e.add(e.add(tileOffset, lane), e.index(rest));
   return nvgpu::LdMatrixOp::create(b(), VectorType::get({4, 2}, ringType()),
                                    rings, ValueRange{offset}, transpose,
                                    /*numTiles=*/4);

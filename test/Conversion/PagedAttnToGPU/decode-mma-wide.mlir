@@ -12,10 +12,11 @@
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h8_kv2_d144_p16_bf16_nhd_w4
 // CHECK-SAME: dynamic_shared_memory_size %c116736_i32
 // MQA with 16 query heads at head_dim 256: one CTA of two row groups of 8
-// rows per KV head, 2 rings * 6 stages * 2 * 16 * 264 * 2 bytes.
+// rows per KV head, 2 rings * 6 stages * 2 * 16 * 256 * 2 bytes (rows of
+// 32 chunks are dense, swizzled).
 // CHECK-LABEL: func.func @mqa16_d256
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h16_kv1_d256_p16_bf16_nhd_w4 blocks in (%c1,
-// CHECK-SAME: dynamic_shared_memory_size %c202752_i32
+// CHECK-SAME: dynamic_shared_memory_size %c196608_i32
 
 // CHECK-LABEL: gpu.func @paged_attn_decode_h8_kv2_d144_p16_bf16_nhd_w4(
 // CHECK: [[COPIES:%.+]] = arith.cmpi ult, %{{.+}}, %c18 : index

@@ -1,7 +1,7 @@
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu -canonicalize -cse | FileCheck %s
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="kv-stages=2" -canonicalize -cse | FileCheck %s --check-prefix=STAGES2
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="tensor-cores=off" -canonicalize -cse | FileCheck %s --check-prefix=OFF
-// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="shared-memory-limit=101376" -canonicalize -cse | FileCheck %s --check-prefix=LIMIT99K
+// RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="shared-memory-limit=81920" -canonicalize -cse | FileCheck %s --check-prefix=LIMIT80K
 // RUN: paged-attn-opt %s --convert-paged-attn-to-gpu="shared-memory-limit=49152" -canonicalize -cse | FileCheck %s --check-prefix=OFF
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="tensor-cores=maybe" 2>&1 | FileCheck %s --check-prefix=BADTC
 // RUN: not paged-attn-opt %s --convert-paged-attn-to-gpu="kv-stages=5" 2>&1 | FileCheck %s --check-prefix=BADSTAGES
@@ -14,12 +14,12 @@
 // four or more query heads per KV head.
 
 // Host side: the launch asks for the kernel's dynamic shared memory, three
-// stages of a 16-token K and V tile per warp, rows padded to 136 elements:
-// 4 * 3 * 2 * 16 * 136 * 2 bytes.
+// stages of a 16-token K and V tile per warp, dense rows of 128 elements
+// (swizzled): 4 * 3 * 2 * 16 * 128 * 2 bytes.
 // CHECK-LABEL: func.func @gqa4
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4
-// CHECK-SAME: dynamic_shared_memory_size %c104448_i32
-// STAGES2: dynamic_shared_memory_size %c69632_i32
+// CHECK-SAME: dynamic_shared_memory_size %c98304_i32
+// STAGES2: dynamic_shared_memory_size %c65536_i32
 
 // Device side: the rings and the merge buffers are views of dynamic shared
 // memory; K and V rows arrive by cp.async (L2 only, asking L2 for the
@@ -29,7 +29,7 @@
 // flight, then read with ldmatrix (K as is, V transposed) into bf16 mma.sync.
 // CHECK: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
 // CHECK: %[[SMEM:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
-// CHECK: %[[RINGS:.*]] = memref.view %[[SMEM]][%c0][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<52224xbf16, #gpu.address_space<workgroup>>
+// CHECK: %[[RINGS:.*]] = memref.view %[[SMEM]][%c0][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<49152xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.extract_aligned_pointer_as_index %[[SMEM]]
 // CHECK: memref.extract_strided_metadata %arg1
 // CHECK: nvvm.inline_ptx "cvta.to.global.u64 $0, $1;"
@@ -40,6 +40,13 @@
 // CHECK: gpu.shuffle idx
 // CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
 // CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
+// Copy k moves rows lane / 16 + 2k: a lane stores its chunk at copy 0's
+// chunk XOR 2k mod 8, the XOR taken on the whole ring offset (8 elements a
+// chunk).
+// CHECK: arith.xori %{{.*}}, %c16 : index
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
+// CHECK: arith.xori %{{.*}}, %c32 : index
+// CHECK: arith.xori %{{.*}}, %c48 : index
 // CHECK-COUNT-2: nvvm.cp.async.commit.group
 // CHECK: scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, i32) {
 // CHECK: nvvm.cp.async.commit.group
@@ -54,11 +61,11 @@
 // CHECK: gpu.barrier
 // STAGES2: nvvm.cp.async.wait.group 1
 
-// A shared-memory limit drops stages until the kernel fits (99 KiB: two
+// A shared-memory limit drops stages until the kernel fits (80 KiB: two
 // stages), and below the two-stage size gives the config to the CUDA-core
 // kernel (the OFF checks, at 48 KiB).
-// LIMIT99K: dynamic_shared_memory_size %c69632_i32
-// LIMIT99K: nvvm.cp.async.wait.group 1
+// LIMIT80K: dynamic_shared_memory_size %c65536_i32
+// LIMIT80K: nvvm.cp.async.wait.group 1
 
 // Off: the CUDA-core kernel with its static shared memory.
 // OFF: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4

@@ -20,13 +20,13 @@
 // TC: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4_f8e4m3fn_token
 // TC-SAME: %{{.*}} : memref<?x16x8xf32, strided<[?, ?, ?], offset: ?>>, %{{.*}} : memref<?x16x8xf32, strided<[?, ?, ?], offset: ?>>)
 
-// Tensor cores: the tiles are copied as bytes into rows of 64 + 8 16-bit
-// elements; a bf16 q goes to f16 (times 2^-8) for the mma; per-token
+// Tensor cores: the tiles are copied as bytes into dense (swizzled) rows
+// of 64 16-bit elements; a bf16 q goes to f16 (times 2^-8) for the mma; per-token
 // scales are loaded through the page table, a tile ahead. Each register
 // of an ldmatrix is four codes, widened a pair at a time; V's are reordered
 // by column first.
 // TC-LABEL: gpu.func @paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4_f8e4m3fn_token(
-// TC: memref.view %{{.*}} to memref<27648xf16, #gpu.address_space<workgroup>>
+// TC: memref.view %{{.*}} to memref<24576xf16, #gpu.address_space<workgroup>>
 // TC: %[[Q:.*]] = vector.load %arg0{{.*}} vector<2xbf16>
 // TC: %[[QF:.*]] = arith.extf %[[Q]] : vector<2xbf16> to vector<2xf32>
 // TC: arith.mulf %[[QF]], %{{.*}} : vector<2xf32>
@@ -34,7 +34,7 @@
 // TC: memref.load %arg11[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x16x8xf32
 // TC: memref.load %arg12[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x16x8xf32
 // TC: scf.for
-// TC: %[[K:.*]] = nvgpu.ldmatrix %{{.*}} {numTiles = 4 : i32, transpose = false} : memref<27648xf16, #gpu.address_space<workgroup>> -> vector<4x2xf16>
+// TC: %[[K:.*]] = nvgpu.ldmatrix %{{.*}} {numTiles = 4 : i32, transpose = false} : memref<24576xf16, #gpu.address_space<workgroup>> -> vector<4x2xf16>
 // TC: %[[KR:.*]] = vector.extract %[[K]][0] : vector<2xf16> from vector<4x2xf16>
 // TC: %[[KC:.*]] = vector.bitcast %[[KR]] : vector<2xf16> to vector<4xi8>
 // TC: %[[KP:.*]] = vector.shuffle %[[KC]], %[[KC]] [0, 1] : vector<4xi8>, vector<4xi8>

@@ -13,10 +13,10 @@
 
 // One CTA per KV head; shared memory for the rings of the 2 warps that
 // split the tiles, each ring 3 stages per sharing warp: 2 * 6 stages * 2 *
-// 16 * 72 * 2 bytes.
+// 16 * 64 * 2 bytes (dense, swizzled rows).
 // CHECK-LABEL: func.func @l8_group4
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h8_kv2_d64_p16_bf16_nhd_w4_l8 blocks in (%c2,
-// CHECK-SAME: threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c55296_i32
+// CHECK-SAME: threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c49152_i32
 
 // Warp w is token warp w mod 2 of row group w / 2, whose rows start at
 // 16 * (w / 2). Every warp runs ceil(tiles / 2) iterations, and the ring's

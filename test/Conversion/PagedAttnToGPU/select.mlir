@@ -24,11 +24,12 @@
 // OFF-LABEL: func.func @gqa4
 // OFF: #paged_attn.decode_strategy<kernel = cuda_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 0, l2_prefetch = 0, tokens_per_lane_group = 2,
 
-// Two stages fit 99 KiB; the limit's target also launches the merge early.
+// Three stages of dense rows fit 99 KiB (98304 bytes); the limit's target
+// also launches the merge early.
 // LIMIT-LABEL: func.func @gqa4
-// LIMIT: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 2, {{.*}}programmatic_launch = true>
+// LIMIT: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 4, kv_stages = 3, {{.*}}programmatic_launch = true>
 // The two rings of 256-wide rows the row groups share fit 3 stages
-// (101376 bytes).
+// (98304 bytes).
 // LIMIT-LABEL: func.func @mqa16_d256
 // LIMIT: #paged_attn.decode_strategy<kernel = tensor_cores, num_warps = 4, heads_per_cta = 16, kv_stages = 3,
 

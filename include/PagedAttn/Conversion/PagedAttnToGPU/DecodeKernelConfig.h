@@ -323,6 +323,19 @@ struct DecodeKernelConfig {
     return usesTensorCores() ? numWarps() / mmaRowGroups() : numWarps();
   }
   int64_t mmaSharedMemoryBytes(int64_t stages) const;
+  /// 16-byte chunks of one K or V row in the tensor-core kernel's rings.
+  int64_t mmaRowChunks() const {
+    return spec.headDim * cacheElementBytes() / 16;
+  }
+  /// Whether the rings' rows are dense, with chunk c of row r at chunk
+  /// c ^ (r mod 8) (rows of a multiple of 8 chunks), or padded by one
+  /// chunk. Either keeps the 8 rows an ldmatrix reads in different banks;
+  /// padded rows made cp.async copy each 128-byte line in more L2 requests
+  /// and stream the cache up to 8% slower (bench/NOTES.md 47).
+  bool mmaRowsSwizzled() const { return mmaRowChunks() % 8 == 0; }
+  int64_t mmaRingRowBytes() const {
+    return (mmaRowChunks() + (mmaRowsSwizzled() ? 0 : 1)) * 16;
+  }
 
   int64_t headsPerCTA() const { return strategy.headsPerCTA; }
   int64_t queriesPerCTA() const { return strategy.queriesPerCTA; }

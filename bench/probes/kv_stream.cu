@@ -108,7 +108,17 @@ __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src,
 // What every variant does with the data it streams: folds it into `acc`,
 // which each thread writes to the sink at the end.
 __device__ __forceinline__ void fold(uint4 &acc, uint4 x) {
-  fold(acc, x);
+  acc.x ^= x.x;
+  acc.y ^= x.y;
+  acc.z ^= x.z;
+  acc.w ^= x.w;
+}
+// Reads what an mma warp reads of the tile at `slot` (256 bytes a lane).
+__device__ __forceinline__ void touchTile(uint4 &acc, const char *slot,
+                                          int lane) {
+  for (int c = 0; c < 8; ++c)
+    fold(acc, *reinterpret_cast<const uint4 *>(
+                  slot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16));
 }
 __device__ __forceinline__ void writeSink(const Params &p, unsigned block,
                                           uint4 acc) {
@@ -241,17 +251,9 @@ __device__ void streamChunk(const Params &p, int head, int seq, int begin,
       asm volatile("cp.async.wait_group %0;" ::"n"(Stages - 1));
     }
     __syncwarp();
-    // Touch what an mma warp reads of the tile: 256 bytes per lane.
     const char *kSlot = ring + (stage * 2) * kTileBytes;
-    for (int c = 0; c < 8; ++c) {
-      uint4 kx = *reinterpret_cast<const uint4 *>(
-          kSlot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16);
-      uint4 vx = *reinterpret_cast<const uint4 *>(kSlot + kTileBytes +
-                                                  (lane % 16) * kRowStride +
-                                                  (lane / 16 * 8 + c) * 16);
-      fold(acc, kx);
-      fold(acc, vx);
-    }
+    touchTile(acc, kSlot, lane);
+    touchTile(acc, kSlot + kTileBytes, lane);
     __syncwarp();
   }
   used += warpTiles;
@@ -468,15 +470,8 @@ __global__ void __launch_bounds__(Warps * 32) ctaRingStream(Params p) {
     asm volatile("cp.async.wait_group %0;" ::"n"(Stages - 1));
     __syncthreads();
     const char *kSlot = slotTile(i % Stages, warp, 0);
-    for (int c = 0; c < 8; ++c) {
-      uint4 kx = *reinterpret_cast<const uint4 *>(
-          kSlot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16);
-      uint4 vx = *reinterpret_cast<const uint4 *>(kSlot + kTileBytes +
-                                                  (lane % 16) * kRowStride +
-                                                  (lane / 16 * 8 + c) * 16);
-      fold(acc, kx);
-      fold(acc, vx);
-    }
+    touchTile(acc, kSlot, lane);
+    touchTile(acc, kSlot + kTileBytes, lane);
     __syncthreads();
   }
   writeSink(p, linearBlock(), acc);
@@ -513,12 +508,7 @@ __global__ void __launch_bounds__(Warps * 32) warpDecoupledStream(Params p) {
     asm volatile("cp.async.commit_group;");
   };
   auto touch = [&](int i, int kv, uint4 &acc) {
-    const char *slot = ring + ((i % Stages) * 2 + kv) * kTileBytes;
-    for (int c = 0; c < 8; ++c) {
-      uint4 x = *reinterpret_cast<const uint4 *>(
-          slot + (lane % 16) * kRowStride + (lane / 16 * 8 + c) * 16);
-      fold(acc, x);
-    }
+    touchTile(acc, ring + ((i % Stages) * 2 + kv) * kTileBytes, lane);
   };
   uint4 acc = make_uint4(0, 0, 0, 0);
   for (int s = 0; s < Stages; ++s) {

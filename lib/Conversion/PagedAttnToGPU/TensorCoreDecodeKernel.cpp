@@ -194,6 +194,9 @@ private:
   /// Where element `column` (of a 16-byte chunk's first) of tile row `row`
   /// lies in the tile.
   Value tileElement(Value row, Value column);
+  /// With swizzled rows: the chunk of row `row` that holds the chunk
+  /// starting at element `column`.
+  Value swizzledChunk(Value row, Value column);
   /// O^T registers of d block `md` and head block `r`.
   MutableArrayRef<Value> accRegs(OnlineSoftmax::State &s, int64_t md,
                                  int64_t r) {
@@ -394,9 +397,13 @@ Value TensorCoreDecodeBuilder::tileElement(Value row, Value column) {
   Value start = e.mul(row, e.index(rowStride));
   if (!swizzled)
     return e.add(start, column);
-  Value chunk = arith::XOrIOp::create(b(), e.div(column, e.index(8)),
-                                      e.rem(row, e.index(8)));
-  return e.add(start, e.mul(chunk, e.index(8)));
+  return e.add(start, e.mul(swizzledChunk(row, column), e.index(8)));
+}
+
+Value TensorCoreDecodeBuilder::swizzledChunk(Value row, Value column) {
+  KernelEmitter &e = this->e();
+  return arith::XOrIOp::create(b(), e.div(column, e.index(8)),
+                               e.rem(row, e.index(8)));
 }
 
 // The tile's 16 rows are 16 * chunksPerRow 16-byte chunks (a multiple of
@@ -438,9 +445,7 @@ void TensorCoreDecodeBuilder::emitCopyMapping() {
     laneChunk.first = e.index(0);
   }
   if (swizzled)
-    laneStoredChunk =
-        arith::XOrIOp::create(b(), e.div(laneChunk.second, e.index(8)),
-                              e.rem(laneChunk.first, e.index(8)));
+    laneStoredChunk = swizzledChunk(laneChunk.first, laneChunk.second);
 }
 
 /// Copy k moves rows laneRow + k * rowsPerCopy (laneRow < rowsPerCopy, both
@@ -455,7 +460,7 @@ Value TensorCoreDecodeBuilder::copyDestination(int64_t copy, Value tile,
                                                Value row, Value column) {
   KernelEmitter &e = this->e();
   if (!swizzled)
-    return e.add(tile, e.add(e.mul(row, e.index(rowStride)), column));
+    return e.add(tile, tileElement(row, column));
   assert(laneStoredChunk && "swizzled rows are copied whole");
   Value dense = e.add(tile, e.add(e.mul(row, e.index(rowStride)),
                                   e.mul(laneStoredChunk, e.index(8))));

@@ -28,7 +28,7 @@ AsyncCopyEmitter::AsyncCopyEmitter(KernelEmitter &e, Value sharedBytes,
   ptx = "cp.async.cg.shared.global";
   if (l2PrefetchBytes > 0)
     ptx += ".L2::" + std::to_string(l2PrefetchBytes) + "B";
-  ptx += " [$0], [$1], 16;";
+  ptx += " [$0], [$1], 16";
 }
 
 AsyncCopyEmitter::Source AsyncCopyEmitter::source(Value memref) {
@@ -46,19 +46,44 @@ AsyncCopyEmitter::Source AsyncCopyEmitter::source(Value memref) {
   return {global, SmallVector<Value>(metadata.getStrides())};
 }
 
-void AsyncCopyEmitter::copy16(const Source &src, ValueRange indices,
-                              Value sharedOffset, Value predicate) {
-  ImplicitLocOpBuilder &b = e.b;
+Value AsyncCopyEmitter::elementOffset(const Source &src, ValueRange indices) {
   Value element = indices.back(); // unit innermost stride
   for (size_t i = 0; i + 1 < indices.size(); ++i)
     element = e.add(element, e.mul(indices[i], src.strides[i]));
-  Value global = arith::AddIOp::create(
+  return element;
+}
+
+Value AsyncCopyEmitter::address(const Source &src, Value offset) {
+  ImplicitLocOpBuilder &b = e.b;
+  return arith::AddIOp::create(
       b, src.base,
       arith::IndexCastOp::create(b, b.getI64Type(),
-                                 e.mul(element, e.index(elementBytes))));
+                                 e.mul(offset, e.index(elementBytes))));
+}
+
+Value AsyncCopyEmitter::baseAddress(const Source &src, Value offset) {
+  ImplicitLocOpBuilder &b = e.b;
+  return NVVM::InlinePtxOp::create(b, TypeRange{b.getI64Type()},
+                                   ValueRange{address(src, offset)},
+                                   ValueRange{}, "mov.b64 $0, $1;", Value())
+      .getResult(0);
+}
+
+/// A zero fill is cp.async's source size 0: it writes the 16 bytes as zeros
+/// and reads nothing.
+void AsyncCopyEmitter::copy16(Value global, Value sharedOffset,
+                              Value predicate, Value zeroFill) {
+  ImplicitLocOpBuilder &b = e.b;
   Value shared = arith::AddIOp::create(
       b, sharedBase,
       arith::IndexCastOp::create(b, b.getI32Type(), sharedOffset));
-  NVVM::InlinePtxOp::create(b, TypeRange{}, ValueRange{shared, global},
-                            ValueRange{}, ptx, predicate);
+  if (!zeroFill) {
+    NVVM::InlinePtxOp::create(b, TypeRange{}, ValueRange{shared, global},
+                              ValueRange{}, ptx + ";", predicate);
+    return;
+  }
+  Value sourceBytes = e.select(zeroFill, e.i32(0), e.i32(16));
+  NVVM::InlinePtxOp::create(b, TypeRange{},
+                            ValueRange{shared, global, sourceBytes},
+                            ValueRange{}, ptx + ", $2;", predicate);
 }

@@ -31,16 +31,33 @@ public:
   };
   Source source(Value memref);
 
+  /// The element offset of `indices` in `src` (unit innermost stride).
+  Value elementOffset(const Source &src, ValueRange indices);
+
   /// Copies the 16 bytes at `indices` of `src` (unit innermost stride) to
   /// byte `sharedOffset` of the shared buffer; only where `predicate` (an
   /// i1) holds, when given.
   void copy16(const Source &src, ValueRange indices, Value sharedOffset,
-              Value predicate = Value());
+              Value predicate = Value()) {
+    copy16(address(src, elementOffset(src, indices)), sharedOffset,
+           predicate);
+  }
+  /// The global address (i64) of element `offset` of `src`.
+  Value address(const Source &src, Value offset);
+  /// The same, as a base that byte offsets are added to: LLVM does not see
+  /// through it, so it cannot fold those offsets back into an element
+  /// index (which costs four instructions a copy instead of one 64-bit add).
+  Value baseAddress(const Source &src, Value offset);
+  /// The same from global address `global`; where `zeroFill` (an i1, when
+  /// given) holds, the 16 bytes are zeros instead and nothing is read.
+  void copy16(Value global, Value sharedOffset, Value predicate,
+              Value zeroFill = Value());
 
 private:
   KernelEmitter &e;
   int64_t elementBytes;
   Value sharedBase;
+  // "cp.async... [dst], [src], 16", without its source size and ';'.
   std::string ptx;
 };
 

@@ -144,10 +144,27 @@ private:
   void emitSharedMemory();
   void emitTileShares();
   void emitCopyMapping();
-  /// The page of token l mod 16 of tile `i`, for lane l.
+  /// Whether every tile lies in one page: pages of a multiple of 16 tokens
+  /// and tiles at multiples of 16 tokens, which a window's chunks are not
+  /// (they start at its first key). Then every lane holds the tile's page,
+  /// and the copies address rows from the tile's start in each cache
+  /// instead of each from its own page.
+  bool tilesInOnePage() const {
+    return c.spec.pageSize % tileTokens == 0 && !c.spec.variants.window;
+  }
+  /// The caches' dim of a page's tokens.
+  int slotDim() const { return ::paged_attn::cacheDims(c.spec.layout).page; }
+  /// The page of token l mod 16 of tile `i`, for lane l (or of the tile).
   Value loadTilePage(Value i);
   /// Tile `i` of this warp into ring slot `stage` by cp.async.
   void issueTile(Value i, Value stage, Value page);
+  /// Where a tile that lies in one page starts in each cache (the global
+  /// addresses of its first token at this CTA's KV head), and how many of
+  /// its rows are the chunk's (i32).
+  struct TileInPage {
+    Value kStart, vStart, rows;
+  };
+  TileInPage locateTileInPage(Value base, Value page);
   void issueTileIfAny(Value i, Value stage, Value page);
   void loadQFragments();
   Value emitPrologue();
@@ -190,6 +207,8 @@ private:
   /// Orders the ring's copies and reads among the warps that share it.
   void syncRingSharers();
   Value tileBase(Value i);
+  /// The ring slot of this warp's tile `tile`: tile mod stages.
+  Value ringSlot(Value tile);
   Value ringOffset(Value stage, int64_t kv);
   /// Where element `column` (of a 16-byte chunk's first) of tile row `row`
   /// lies in the tile.
@@ -384,6 +403,16 @@ Value TensorCoreDecodeBuilder::tileBase(Value i) {
                      e.index(tileTokens)));
 }
 
+/// In 32 bits: tile indices are below 2^31 (sequence lengths are i32), and
+/// a 64-bit remainder by 3 takes a dozen instructions.
+Value TensorCoreDecodeBuilder::ringSlot(Value tile) {
+  ImplicitLocOpBuilder &b = this->b();
+  Value narrow = arith::IndexCastUIOp::create(b, b.getI32Type(), tile);
+  return arith::IndexCastUIOp::create(
+      b, b.getIndexType(),
+      arith::RemUIOp::create(b, narrow, e().i32(stages)));
+}
+
 Value TensorCoreDecodeBuilder::ringOffset(Value stage, int64_t kv) {
   KernelEmitter &e = this->e();
   return e.mul(
@@ -421,9 +450,12 @@ Value TensorCoreDecodeBuilder::swizzledChunk(Value row, Value column) {
 //   in row-major order, so a copy ends inside a row and each copy has its
 //   own row and column per lane: every lane copies, and whole rows with
 //   idle lanes took up to 8 copies a tile and spilled on sm_80.
-// Lane l holds the page of the tile's token l mod 16 (`page`, loaded one
-// tile ahead); the copying lanes take it by shuffle. Tokens past the
-// chunk's end copy its last token (their logits are masked).
+// Pages are loaded one tile ahead. Where a tile lies in one page
+// (tilesInOnePage), every lane holds that page, a copy's source is a row
+// offset (hoisted) added to the tile's start in the cache, and rows past
+// the chunk are zero-filled. Otherwise lane l holds the page of the tile's
+// token l mod 16 and the copying lanes take it by shuffle; tokens past the
+// chunk's end copy its last token. Either way their logits are masked.
 
 /// (row, column in elements) of 16-byte chunk `chunk` of a tile.
 static std::pair<Value, Value> chunkPosition(KernelEmitter &e, Value chunk,
@@ -451,21 +483,19 @@ void TensorCoreDecodeBuilder::emitCopyMapping() {
 /// Copy k moves rows laneRow + k * rowsPerCopy (laneRow < rowsPerCopy, both
 /// powers of two up to 8 where rows are swizzled), so a row's low three
 /// bits are laneRow's OR'd with (k * rowsPerCopy) mod 8: the lane's chunk is
-/// stored at copy 0's chunk XOR that constant. The XOR goes on the whole
-/// offset, whose chunk bits are the chunk's alone (tiles and rows are
-/// multiples of 8 chunks): computed from the stage's tile, it stays in the
-/// loop, where an offset per copy and lane hoisted out of it cost 39
-/// registers (167 against 128 at 32/8, head_dim 128).
+/// stored at copy 0's chunk XOR that constant. Tiles and rows are multiples
+/// of 8 chunks, so the lane's place in a tile does not depend on the tile:
+/// LLVM hoists it out of the loop, and a copy adds it to the stage's tile.
 Value TensorCoreDecodeBuilder::copyDestination(int64_t copy, Value tile,
                                                Value row, Value column) {
   KernelEmitter &e = this->e();
   if (!swizzled)
     return e.add(tile, tileElement(row, column));
   assert(laneStoredChunk && "swizzled rows are copied whole");
-  Value dense = e.add(tile, e.add(e.mul(row, e.index(rowStride)),
-                                  e.mul(laneStoredChunk, e.index(8))));
-  return arith::XOrIOp::create(b(), dense,
-                               e.index(copy * rowsPerCopy() % 8 * 8));
+  Value dense = e.add(e.mul(row, e.index(rowStride)),
+                      e.mul(laneStoredChunk, e.index(8)));
+  return e.add(tile, arith::XOrIOp::create(
+                         b(), dense, e.index(copy * rowsPerCopy() % 8 * 8)));
 }
 
 std::pair<Value, Value> TensorCoreDecodeBuilder::copyChunk(int64_t copy) {
@@ -478,9 +508,11 @@ std::pair<Value, Value> TensorCoreDecodeBuilder::copyChunk(int64_t copy) {
 
 Value TensorCoreDecodeBuilder::loadTilePage(Value i) {
   KernelEmitter &e = this->e();
-  Value token = e.min(e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))),
-                      lastToken);
-  return loadPageEntry(e, arg("block_table"), cta.batch, token, c.spec.pageSize);
+  Value token = tileBase(i);
+  if (!tilesInOnePage())
+    token = e.add(token, e.rem(cta.lane, e.index(tileTokens)));
+  return loadPageEntry(e, arg("block_table"), cta.batch,
+                       e.min(token, lastToken), c.spec.pageSize);
 }
 
 /// With row groups, group g issues copies g, g + groups, ...: the copy
@@ -491,8 +523,37 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
   KernelEmitter &e = this->e();
   Value base = tileBase(i);
   Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
+  std::optional<TileInPage> inPage;
+  if (tilesInOnePage())
+    inPage = locateTileInPage(base, e.toIndex(page));
   auto issueCopy = [&](int64_t copy) {
     auto [row, column] = copyChunk(copy);
+    Value elemBytes = e.index(c.elementBytes());
+    Value kDest = e.mul(copyDestination(copy, kTile, row, column), elemBytes);
+    Value vDest = e.mul(copyDestination(copy, vTile, row, column), elemBytes);
+    // `column` is in the ring's 16-bit elements: two fp8 codes each.
+    Value cacheColumn = fp8 ? e.mul(column, e.index(2)) : column;
+    if (inPage) {
+      // Rows past the chunk are zeros: the slots past a sequence's end
+      // may hold anything, and 0 * NaN would reach the output.
+      Value past = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::sge,
+          arith::IndexCastOp::create(b, b.getI32Type(), row), inPage->rows);
+      auto address = [&](const AsyncCopyEmitter::Source &src, Value start) {
+        Value rowStart = e.mul(row, src.strides[slotDim()]);
+        return arith::AddIOp::create(
+            b, start,
+            arith::IndexCastOp::create(
+                b, b.getI64Type(),
+                e.mul(e.add(rowStart, cacheColumn),
+                      e.index(c.cacheElementBytes()))));
+      };
+      asyncCopy->copy16(address(kSource, inPage->kStart), kDest, laneCopies,
+                        past);
+      asyncCopy->copy16(address(vSource, inPage->vStart), vDest, laneCopies,
+                        past);
+      return;
+    }
     Value rowPage = e.toIndex(
         gpu::ShuffleOp::create(
             b, page, arith::IndexCastOp::create(b, b.getI32Type(), row),
@@ -500,19 +561,10 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
             .getShuffleResult());
     Value slot =
         e.rem(e.min(e.add(base, row), lastToken), e.index(c.spec.pageSize));
-    // `column` is in the ring's 16-bit elements: two fp8 codes each.
-    Value cacheColumn = fp8 ? e.mul(column, e.index(2)) : column;
     std::array<Value, 4> src = ::paged_attn::cacheIndex(
         c.spec.layout, rowPage, slot, cta.kvHead, cacheColumn);
-    Value elemBytes = e.index(c.elementBytes());
-    asyncCopy->copy16(
-        kSource, src,
-        e.mul(copyDestination(copy, kTile, row, column), elemBytes),
-        laneCopies);
-    asyncCopy->copy16(
-        vSource, src,
-        e.mul(copyDestination(copy, vTile, row, column), elemBytes),
-        laneCopies);
+    asyncCopy->copy16(kSource, src, kDest, laneCopies);
+    asyncCopy->copy16(vSource, src, vDest, laneCopies);
   };
   if (rowGroups == 1) {
     for (int64_t copy = 0; copy < copiesPerTile(); ++copy)
@@ -530,6 +582,25 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
     for (int64_t copy = group; copy < copiesPerTile(); copy += rowGroups)
       issueCopy(copy);
   }
+}
+
+/// A tile past the chunk (a row group's warp short of a tile) has no rows
+/// of it: `rows` is then negative, and its page the chunk's last token's,
+/// at the tile's slots, which lie in that page all the same.
+TensorCoreDecodeBuilder::TileInPage
+TensorCoreDecodeBuilder::locateTileInPage(Value base, Value page) {
+  KernelEmitter &e = this->e();
+  Value slot = e.rem(base, e.index(c.spec.pageSize));
+  auto start = [&](const AsyncCopyEmitter::Source &src) {
+    return asyncCopy->baseAddress(
+        src, asyncCopy->elementOffset(
+                 src, ::paged_attn::cacheIndex(c.spec.layout, page, slot,
+                                               cta.kvHead, e.index(0))));
+  };
+  // Sequence lengths are i32.
+  Value rows = arith::IndexCastOp::create(
+      b(), b().getI32Type(), arith::SubIOp::create(b(), cta.chunkEnd, base));
+  return {start(kSource), start(vSource), rows};
 }
 
 void TensorCoreDecodeBuilder::issueTileIfAny(Value i, Value stage, Value page) {
@@ -918,12 +989,12 @@ void TensorCoreDecodeBuilder::emitLoopBody(scf::ForOp loop) {
     llvm::append_range(vRefs, iterArgs.drop_back(stages).take_back(headBlocks));
   }
   Value ahead = e.add(i, e.index(stages - 1));
-  issueTileIfAny(ahead, e.rem(ahead, e.index(stages)), page);
+  issueTileIfAny(ahead, ringSlot(ahead), page);
   Value nextPage = loadTilePage(e.add(ahead, e.index(1)));
   NVVM::CpAsyncWaitGroupOp::create(b, static_cast<uint32_t>(stages - 1));
   syncRingSharers();
 
-  Value stage = e.rem(i, e.index(stages));
+  Value stage = ringSlot(i);
   Value kTile = ringOffset(stage, 0), vTile = ringOffset(stage, 1);
   Value base = tileBase(i);
   SmallVector<SmallVector<Value>> scores = computeScores(kTile);

@@ -7,7 +7,8 @@
 
 // head_dim 144: three stages of 16-token K and V tiles per warp, rows padded
 // to 152 elements (4 * 3 * 2 * 16 * 152 * 2 bytes); the 18 lanes of a row's
-// chunks copy it, every copy under the same predicate.
+// chunks copy it, every copy under the same predicate (and rows past the
+// chunk read nothing: source size $2).
 // CHECK-LABEL: func.func @d144
 // CHECK: gpu.launch_func @paged_attn_kernels::@paged_attn_decode_h8_kv2_d144_p16_bf16_nhd_w4
 // CHECK-SAME: dynamic_shared_memory_size %c116736_i32
@@ -20,15 +21,15 @@
 
 // CHECK-LABEL: gpu.func @paged_attn_decode_h8_kv2_d144_p16_bf16_nhd_w4(
 // CHECK: [[COPIES:%.+]] = arith.cmpi ult, %{{.+}}, %c18 : index
-// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.+}}, %{{.+}} : i32, i64), predicate = [[COPIES]]
-// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.+}}, %{{.+}} : i32, i64), predicate = [[COPIES]]
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16, $2;" ro(%{{.+}}, %{{.+}}, %{{.+}} : i32, i64, i32), predicate = [[COPIES]]
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16, $2;" ro(%{{.+}}, %{{.+}}, %{{.+}} : i32, i64, i32), predicate = [[COPIES]]
 // CHECK-LABEL: gpu.func @paged_attn_merge_h8_kv2_d144
 
 // Rows of 32 chunks: every lane copies, no predicate; q's second mma row
 // block is the zero operand (8 rows).
 // CHECK-LABEL: gpu.func @paged_attn_decode_h16_kv1_d256_p16_bf16_nhd_w4(
 // CHECK-NOT: predicate
-// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.+}}, %{{.+}} : i32, i64){{$}}
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16, $2;" ro(%{{.+}}, %{{.+}}, %{{.+}} : i32, i64, i32){{$}}
 // CHECK-NOT: predicate
 // CHECK: nvvm.mma.sync A[%{{.+}}, [[ZERO:%.+]], %{{.+}}, [[ZERO]]]
 // CHECK-NOT: predicate

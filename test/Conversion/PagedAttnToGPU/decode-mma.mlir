@@ -37,14 +37,20 @@
 // CHECK: nvvm.inline_ptx "cvta.to.global.u64 $0, $1;"
 // CHECK: memref.view %[[SMEM]][%c0][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<4x8x128xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.view %[[SMEM]][%c16384][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<2x4x8xf32, #gpu.address_space<workgroup>>
-// CHECK: gpu.shuffle idx
-// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
-// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
+// Pages of 16 tokens: a tile lies in one page, so the copies take no page
+// by shuffle; they add each row's offset to the tile's start in the K and V
+// caches (opaque to LLVM), and rows past the chunk read nothing and are
+// zeros (source size $2).
+// CHECK: nvvm.inline_ptx "mov.b64 $0, $1;"
+// CHECK: nvvm.inline_ptx "mov.b64 $0, $1;"
+// CHECK-NOT: gpu.shuffle idx
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16, $2;" ro(%{{.*}}, %{{.*}}, %[[BYTES:.*]] : i32, i64, i32)
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16, $2;" ro(%{{.*}}, %{{.*}}, %[[BYTES]] : i32, i64, i32)
 // Copy k moves rows lane / 16 + 2k: a lane stores its chunk at copy 0's
-// chunk XOR 2k mod 8, the XOR taken on the whole ring offset (8 elements a
+// chunk XOR 2k mod 8, the XOR taken on its offset in the tile (8 elements a
 // chunk).
 // CHECK: arith.xori %{{.*}}, %c16 : index
-// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16;" ro(%{{.*}}, %{{.*}} : i32, i64)
+// CHECK: nvvm.inline_ptx "cp.async.cg.shared.global.L2::128B [$0], [$1], 16, $2;"
 // CHECK: arith.xori %{{.*}}, %c32 : index
 // CHECK: arith.xori %{{.*}}, %c48 : index
 // CHECK-COUNT-2: nvvm.cp.async.commit.group
@@ -90,9 +96,9 @@
 // BADHINT: l2-prefetch must be 0, 64, 128 or 256, got 32
 
 // The prefetch hint's size, or none.
-// NOHINT: nvvm.inline_ptx "cp.async.cg.shared.global [$0], [$1], 16;"
+// NOHINT: nvvm.inline_ptx "cp.async.cg.shared.global [$0], [$1], 16, $2;"
 // NOHINT-NOT: L2::
-// HINT256: nvvm.inline_ptx "cp.async.cg.shared.global.L2::256B [$0], [$1], 16;"
+// HINT256: nvvm.inline_ptx "cp.async.cg.shared.global.L2::256B [$0], [$1], 16, $2;"
 
 func.func @gqa4(%q: memref<?x32x128xbf16>, %k: memref<?x16x8x128xbf16>, %v: memref<?x16x8x128xbf16>,
                 %bt: memref<?x?xi32>, %sl: memref<?xi32>, %o: memref<?x32x128xbf16>) {

@@ -16,6 +16,7 @@
 #include "PagedAttn/Spec/KernelABI.h"
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cmath>
 
@@ -374,17 +375,67 @@ static Status launchFailed(const Driver &d, const std::string &kernel,
                 "launching " + kernel + ": " + describe(d, r));
 }
 
-/// Grid: (KV heads x CTAs per KV head, batch, splits).
+/// A launch of `fn`; where `programmatic`, with programmatic stream
+/// serialization: the grid may be scheduled while the one before it in the
+/// stream drains, and waits for it on the device (griddepcontrol.wait).
+/// Drivers before CUDA 12.0 lack cuLaunchKernelEx: there it is launched
+/// plainly (the wait then returns at once).
+static CUresult launchKernel(const Driver &d, CUfunction fn,
+                             const std::array<unsigned, 3> &grid,
+                             unsigned block, unsigned sharedBytes,
+                             CUstream stream, void **extra, bool programmatic) {
+  if (!programmatic || !d.cuLaunchKernelEx)
+    return d.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block, 1, 1,
+                            sharedBytes, stream, nullptr, extra);
+  CUlaunchAttribute attribute = {};
+  attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attribute.value.programmaticStreamSerializationAllowed = 1;
+  CUlaunchConfig config = {};
+  config.gridDimX = grid[0];
+  config.gridDimY = grid[1];
+  config.gridDimZ = grid[2];
+  config.blockDimX = block;
+  config.blockDimY = config.blockDimZ = 1;
+  config.sharedMemBytes = sharedBytes;
+  config.hStream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  return d.cuLaunchKernelEx(&config, fn, nullptr, extra);
+}
+
+/// Whether `ctas` decode CTAs spread evenly over the SMs would put as many
+/// on the busiest SM as it holds (`perSM`). A grid scheduled early lands
+/// wherever slots are free as the grid before it drains, up to `perSM` on
+/// an SM: for such a grid no more than an even spread gives; a smaller one
+/// may end up with several on one SM and none on another, and streams at
+/// the busiest SM's pace (28/4 and head_dim 64 at 32 x 4k, unsplit: 2-5%
+/// slower on H200, bench/NOTES.md 50).
+static bool fillsEverySM(int64_t ctas, int multiprocessors, int perSM) {
+  if (multiprocessors < 1 || perSM < 1)
+    return false;
+  return (ctas + multiprocessors - 1) / multiprocessors >= perSM;
+}
+
+/// Grid: (KV heads x CTAs per KV head, batch, splits). Programmatic where
+/// the kernel waits for the grid before it (sm_90 and up) and the grid
+/// fills every SM, so that its launch overlaps that grid's tail.
 static Status launchDecode(const Driver &d, const KernelSpec &spec,
-                           CUfunction fn, const LaunchValues &values,
+                           const LaunchCache &cache, const LaunchValues &values,
                            int64_t batch, int numSplits, CUstream stream) {
   ParamBuilder args;
   if (Status s = args.pack(spec.decode.name, spec.decode.params, values); !s)
     return s;
-  CUresult r = d.cuLaunchKernel(
-      fn, unsigned(spec.config.numKVHeads * spec.ctasPerKVHead),
-      unsigned(batch), unsigned(numSplits), unsigned(spec.decode.block), 1, 1,
-      unsigned(spec.decodeDynamicSharedBytes), stream, nullptr, args.extra());
+  std::array<unsigned, 3> grid = {
+      unsigned(spec.config.numKVHeads * spec.ctasPerKVHead), unsigned(batch),
+      unsigned(numSplits)};
+  bool programmatic =
+      spec.decodeProgrammaticLaunch &&
+      fillsEverySM(int64_t(grid[0]) * grid[1] * grid[2], cache.multiprocessors,
+                   cache.kernels.decodeCTAsPerSM);
+  CUresult r =
+      launchKernel(d, cache.kernels.decode, grid, unsigned(spec.decode.block),
+                   unsigned(spec.decodeDynamicSharedBytes), stream,
+                   args.extra(), programmatic);
   return r == CUDA_SUCCESS ? Status::ok()
                            : launchFailed(d, spec.decode.name, r);
 }
@@ -392,34 +443,17 @@ static Status launchDecode(const Driver &d, const KernelSpec &spec,
 /// Grid: (rows, batch): query heads, times the new queries of a
 /// multi-token decode. With programmatic launch the merge grid is
 /// scheduled while the decode grid finishes and waits for its results on
-/// the device (griddepcontrol.wait); drivers before CUDA 12.0 lack
-/// cuLaunchKernelEx and launch it plainly.
+/// the device.
 static Status launchMerge(const Driver &d, const KernelSpec &spec,
                           CUfunction fn, const LaunchValues &values,
                           int64_t batch, CUstream stream) {
   ParamBuilder args;
   if (Status s = args.pack(spec.merge.name, spec.merge.params, values); !s)
     return s;
-  CUresult r;
-  if (spec.mergeProgrammaticLaunch && d.cuLaunchKernelEx) {
-    CUlaunchAttribute attribute = {};
-    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    attribute.value.programmaticStreamSerializationAllowed = 1;
-    CUlaunchConfig config = {};
-    config.gridDimX = unsigned(spec.config.partialRows());
-    config.gridDimY = unsigned(batch);
-    config.gridDimZ = 1;
-    config.blockDimX = unsigned(spec.merge.block);
-    config.blockDimY = config.blockDimZ = 1;
-    config.hStream = stream;
-    config.attrs = &attribute;
-    config.numAttrs = 1;
-    r = d.cuLaunchKernelEx(&config, fn, nullptr, args.extra());
-  } else {
-    r = d.cuLaunchKernel(fn, unsigned(spec.config.partialRows()),
-                         unsigned(batch), 1, unsigned(spec.merge.block), 1, 1,
-                         0, stream, nullptr, args.extra());
-  }
+  CUresult r = launchKernel(
+      d, fn, {unsigned(spec.config.partialRows()), unsigned(batch), 1},
+      unsigned(spec.merge.block), 0, stream, args.extra(),
+      spec.mergeProgrammaticLaunch);
   return r == CUDA_SUCCESS ? Status::ok() : launchFailed(d, spec.merge.name, r);
 }
 
@@ -459,8 +493,7 @@ Status Decoder::decode(const DecodeParams &p, void *streamPtr) const {
     return s;
   LaunchValues values;
   bindDecodeValues(*spec_, p, ws, plan, values);
-  if (!(s = launchDecode(*d, *spec_, cache.kernels.decode, values, batch,
-                         numSplits, stream)))
+  if (!(s = launchDecode(*d, *spec_, cache, values, batch, numSplits, stream)))
     return s;
   if (numSplits == 1)
     return Status::ok();

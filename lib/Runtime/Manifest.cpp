@@ -358,6 +358,19 @@ static std::string readDecodeSharedMemory(const json::Value &decode,
   return "";
 }
 
+/// A kernel's optional "programmatic_launch" (false where absent).
+static std::string readProgrammaticLaunch(const json::Value &entry,
+                                          const char *kernel, bool *out) {
+  const json::Value *pdl = entry.get("programmatic_launch");
+  if (!pdl)
+    return "";
+  if (!pdl->isBool())
+    return std::string("programmatic_launch of the ") + kernel +
+           " kernel is not a boolean";
+  *out = pdl->boolean;
+  return "";
+}
+
 /// The decode kernel's launch settings beyond its name and block. A loop
 /// iteration covers at most num_warps (<= 32) x 32 lanes x 16 tokens in
 /// today's kernels; the bound on tokens_per_iteration is far above that,
@@ -371,6 +384,10 @@ static std::string parseDecodeSettings(const json::Value &decode,
   if (std::string error =
           readInteger(split, "split_kv", "tokens_per_iteration", 1,
                       kMaxTokensPerIteration, &spec->tokensPerIteration);
+      !error.empty())
+    return error;
+  if (std::string error = readProgrammaticLaunch(
+          decode, "decode", &spec->decodeProgrammaticLaunch);
       !error.empty())
     return error;
   return readDecodeSharedMemory(decode, spec);
@@ -387,11 +404,10 @@ static std::string checkNoDynamicSharedMemory(const char *kernel,
 
 static std::string parseMergeSettings(const json::Value &merge,
                                       KernelSpec *spec) {
-  if (const json::Value *pdl = merge.get("programmatic_launch")) {
-    if (!pdl->isBool())
-      return "programmatic_launch of the merge kernel is not a boolean";
-    spec->mergeProgrammaticLaunch = pdl->boolean;
-  }
+  if (std::string error = readProgrammaticLaunch(
+          merge, "merge", &spec->mergeProgrammaticLaunch);
+      !error.empty())
+    return error;
   return checkNoDynamicSharedMemory("merge", merge);
 }
 

@@ -41,6 +41,9 @@ struct KernelSpec {
   int64_t tokensPerIteration = 1;
   /// Dynamic shared memory of the decode kernel (0 in older manifests).
   int64_t decodeDynamicSharedBytes = 0;
+  /// The decode kernel waits on griddepcontrol before it touches memory,
+  /// so it may be launched while the grid before it in the stream drains.
+  bool decodeProgrammaticLaunch = false;
   /// The merge kernel waits on griddepcontrol and may be launched while
   /// the decode grid runs.
   bool mergeProgrammaticLaunch = false;

@@ -307,6 +307,7 @@ static llvm::json::Value describeKernels(MLIRContext *ctx,
   if (c.spec.hasQueryDim())
     decode["queries_per_cta"] = c.queriesPerCTA();
   decode["static_shared_memory_bytes"] = c.sharedMemoryBytes();
+  decode["programmatic_launch"] = c.strategy.programmaticLaunch;
   llvm::json::Object merge = describeKernel(
       c.mergeKernelName(),
       llvm::json::Array{c.spec.hasQueryDim() ? "query_len * num_heads"

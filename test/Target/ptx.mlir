@@ -25,17 +25,21 @@
 // The tensor-core kernel (the default for this GQA config): K and V tiles
 // arrive by cp.async into dynamic shared memory, which is declared as the
 // unsized extern array it is, fragments come from ldmatrix (transposed for
-// V) and the products are bf16 mma.sync with f32 accumulators.
+// V) and the products are bf16 mma.sync with f32 accumulators. The decode
+// lets its dependents launch and then waits for the grid before it; the
+// merge waits for the decode grid and then lets its dependents launch.
 // MMA: assembly = "
 // MMA-SAME: .extern .shared .align 16 .b8 __dynamic_shmem__0[]
 // MMA-SAME: .visible .entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
 // MMA-SAME: griddepcontrol.launch_dependents
+// MMA-SAME: griddepcontrol.wait
 // MMA-SAME: cp.async.cg.shared.global.L2::128B [%r{{[0-9]+}}], [%rd{{[0-9]+}}], 16
 // MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // MMA-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
 // MMA-SAME: .visible .entry paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
 // MMA-SAME: griddepcontrol.wait
+// MMA-SAME: griddepcontrol.launch_dependents
 
 // sm_80 has no griddepcontrol: the merge kernel is launched after the
 // decode grid as usual. PTX 7.4 for the prefetch hint; with older PTX the

@@ -455,6 +455,97 @@ void graphReplayWithNewLengthsTest() {
   report(name, bool(s), s ? "rel errs " + errors : s.message());
 }
 
+/// Three decodes on one stream, each reading the one before's output as
+/// its query and writing over the same workspace, with nothing between
+/// them on the host; eagerly, or captured in a graph and replayed twice.
+/// Their grids fill every SM, so where the kernels wait on griddepcontrol
+/// each is launched while the grid before it drains: it must not read its
+/// query (or write the workspace the merge before it reads) before that
+/// grid completes. The outputs start as NaNs, so a query read early shows;
+/// each stage is checked against float64 on the query the GPU gave it, with
+/// a scale large enough for the query to matter.
+void chainedDecodesTest(const std::string &name, int numSplits, bool graph) {
+  if (!selected(name))
+    return;
+  std::string error;
+  KernelConfig c = makeConfig(DType::BF16, 128, 16, 4, Layout::NHD);
+  auto decoder = decoderFor(c, &error);
+  if (!decoder)
+    return report(name, false, error);
+  ProblemShape shape;
+  shape.config = c;
+  shape.batch = 160;
+  shape.maxSeqLen = 600;
+  shape.seed = 300 + numSplits;
+  Problem problem;
+  void *stream = nullptr;
+  Status s = problem.create(shape);
+  if (s)
+    s = problem.prepareWorkspace(*decoder, numSplits);
+  DecodeParams params = problem.params();
+  params.numSplits = numSplits;
+  const size_t elements = size_t(params.out.numElements());
+  const size_t bytes = elements * dtypeBytes(c.dtype);
+  DeviceBuffer between[2];
+  for (DeviceBuffer &buffer : between)
+    if (s)
+      s = buffer.allocate(bytes);
+  auto poison = [&]() -> Status {
+    for (DeviceBuffer &buffer : between)
+      if (Status st = buffer.fill(0xff); !st)
+        return st;
+    return problem.poisonOutput();
+  };
+  const float chainedScale = 2.0f;
+  std::string errors;
+  // Each stage against float64 on its own query, then NaNs again.
+  auto check = [&](int) -> Status {
+    ReferenceProblem ref = problem.reference();
+    for (int i = 0; i < 3; ++i) {
+      std::vector<double> out;
+      if (i < 2) {
+        std::vector<uint8_t> raw(bytes);
+        if (Status st = between[i].download(raw.data(), bytes); !st)
+          return st;
+        out = widenFromDType(c.dtype, raw.data(), elements);
+      } else if (Status st = problem.readOutput(&out); !st) {
+        return st;
+      }
+      double err = relativeError(out, referenceDecode(ref));
+      errors += (errors.empty() ? "" : ", ") + std::to_string(err);
+      if (!(err <= toleranceFor(c.dtype)))
+        return Status(StatusCode::InvalidArgument,
+                      "decode " + std::to_string(i) + ": rel err " +
+                          std::to_string(err));
+      ref.q = out;
+      ref.scale = chainedScale;
+    }
+    return poison();
+  };
+  if (s)
+    s = poison();
+  if (s)
+    s = createStream(&stream);
+  if (s && graph)
+    s = beginCapture(stream);
+  Tensor outs[3] = {params.out, params.out, params.out};
+  outs[0].data = between[0].data();
+  outs[1].data = between[1].data();
+  for (int i = 0; i < 3 && s; ++i) {
+    params.out = outs[i];
+    s = decoder->decode(params, stream);
+    params.q = outs[i];
+    params.scale = chainedScale;
+  }
+  if (s && graph)
+    s = endCaptureAndLaunch(stream, 2, check);
+  else if (s && (s = synchronizeStream(stream)))
+    s = check(0);
+  if (stream)
+    destroyStream(stream);
+  report(name, bool(s), s ? "rel errs " + errors : s.message());
+}
+
 void concurrencyTests() {
   const std::string name = "threads/4-threads-own-streams";
   if (selected(name)) {
@@ -677,6 +768,9 @@ int main(int argc, char **argv) {
   longRaggedTests();
   graphTest();
   graphReplayWithNewLengthsTest();
+  chainedDecodesTest("streams/chained-decodes/unsplit", 1, false);
+  chainedDecodesTest("streams/chained-decodes/split3", 3, false);
+  chainedDecodesTest("graph/chained-decodes/split3", 3, true);
   concurrencyTests();
   checkModeTests();
   double seconds =

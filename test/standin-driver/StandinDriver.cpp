@@ -171,7 +171,8 @@ struct State {
   std::set<Event *> events;
   std::set<Graph *> graphs, graphExecs;
   std::vector<paged_attn_standin_launch> launches;
-  std::map<std::string, int> failNext;
+  /// Per entry point: calls to let through, then the result to inject.
+  std::map<std::string, std::pair<int, int>> failNext;
   FILE *log = nullptr;
 };
 
@@ -190,9 +191,14 @@ int injected(State &s, const char *symbol) {
   auto it = s.failNext.find(symbol);
   if (it == s.failNext.end())
     return Success;
-  int result = it->second;
+  auto &[callsLeft, result] = it->second;
+  if (callsLeft > 0) {
+    --callsLeft;
+    return Success;
+  }
+  int injectedResult = result;
   s.failNext.erase(it);
-  return result;
+  return injectedResult;
 }
 
 /// Locks the state and applies injection and the checks every call after
@@ -1286,8 +1292,13 @@ STANDIN_EXPORT size_t paged_attn_standin_live_modules(void) {
 
 STANDIN_EXPORT void paged_attn_standin_fail_next(const char *symbol,
                                                  int result) {
+  paged_attn_standin_fail_after(symbol, 0, result);
+}
+
+STANDIN_EXPORT void paged_attn_standin_fail_after(const char *symbol, int calls,
+                                                  int result) {
   State &s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   if (symbol)
-    s.failNext[symbol] = result;
+    s.failNext[symbol] = {calls < 0 ? 0 : calls, result};
 }

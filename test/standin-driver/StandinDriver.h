@@ -80,6 +80,8 @@ size_t paged_attn_standin_live_modules(void);
 /* The next call to driver entry point `symbol` (as exported, e.g.
  * "cuMemAlloc_v2") returns `result` without doing anything. */
 void paged_attn_standin_fail_next(const char *symbol, int result);
+/* The same for the call after the next `calls` calls to `symbol`. */
+void paged_attn_standin_fail_after(const char *symbol, int calls, int result);
 
 #ifdef __cplusplus
 }

@@ -761,22 +761,28 @@ TEST_F(RuntimeTest, ManifestErrors) {
   s = KernelLibrary::load(bad, &lib);
   EXPECT_EQ(s.code(), StatusCode::ParseError);
   EXPECT_NE(s.message().find("not a paged_attn manifest"), std::string::npos);
-  // A manifest field of the wrong type names the field.
+  // A manifest field of the wrong type names the field, and its kernel.
   std::ifstream in(directory + "/k.json");
   std::string text((std::istreambuf_iterator<char>(in)),
                    std::istreambuf_iterator<char>());
-  size_t at = text.find("\"programmatic_launch\": ");
-  ASSERT_NE(at, std::string::npos);
-  size_t valueAt = at + std::strlen("\"programmatic_launch\": ");
-  text.replace(valueAt, text.find_first_of(",\n}", valueAt) - valueAt,
-               "\"yes\"");
-  std::ofstream(bad) << text;
-  s = KernelLibrary::load(bad, &lib);
-  EXPECT_EQ(s.code(), StatusCode::ParseError);
-  EXPECT_NE(s.message().find("programmatic_launch of the merge kernel is not "
-                             "a boolean"),
-            std::string::npos)
-      << s.message();
+  const std::string key = "\"programmatic_launch\": ";
+  size_t at = 0;
+  for (const char *kernel : {"decode", "merge"}) {
+    at = text.find(key, at);
+    ASSERT_NE(at, std::string::npos) << kernel;
+    size_t valueAt = at + key.size();
+    std::string wrong = text;
+    wrong.replace(valueAt, text.find_first_of(",\n}", valueAt) - valueAt,
+                  "\"yes\"");
+    std::ofstream(bad) << wrong;
+    s = KernelLibrary::load(bad, &lib);
+    EXPECT_EQ(s.code(), StatusCode::ParseError);
+    EXPECT_NE(s.message().find(std::string("programmatic_launch of the ") +
+                               kernel + " kernel is not a boolean"),
+              std::string::npos)
+        << s.message();
+    at = valueAt;
+  }
   std::remove(bad.c_str());
   s = KernelLibrary::loadDirectory(directory + "/nowhere", &lib);
   EXPECT_EQ(s.code(), StatusCode::NotFound);

@@ -45,6 +45,7 @@ struct Standin {
   decltype(&paged_attn_standin_opted_in_shared) optedInShared;
   decltype(&paged_attn_standin_live_allocations) liveAllocations;
   decltype(&paged_attn_standin_fail_next) failNext;
+  decltype(&paged_attn_standin_fail_after) failAfter;
   int (*memAlloc)(unsigned long long *, size_t);
   int (*memFree)(unsigned long long);
   int (*streamCreate)(void **, unsigned);
@@ -75,7 +76,7 @@ struct ManifestKernel {
   std::string decode, merge, check;
   unsigned decodeBlock = 0, mergeBlock = 0, checkBlock = 0;
   int64_t ctasPerKVHead = 0, dynamicShared = 0;
-  bool programmaticMerge = false;
+  bool programmaticDecode = false, programmaticMerge = false;
 };
 
 std::string readText(const std::string &path) {
@@ -112,6 +113,8 @@ ManifestKernel readManifest(const std::string &path) {
   k.checkBlock = block(check);
   k.ctasPerKVHead = int64_t(decode->get("ctas_per_kv_head")->number);
   k.dynamicShared = int64_t(decode->get("dynamic_shared_memory_bytes")->number);
+  if (const json::Value *pdl = decode->get("programmatic_launch"))
+    k.programmaticDecode = pdl->boolean;
   if (const json::Value *pdl = merge->get("programmatic_launch"))
     k.programmaticMerge = pdl->boolean;
   return k;
@@ -157,6 +160,7 @@ protected:
     sym(standin.optedInShared, "paged_attn_standin_opted_in_shared");
     sym(standin.liveAllocations, "paged_attn_standin_live_allocations");
     sym(standin.failNext, "paged_attn_standin_fail_next");
+    sym(standin.failAfter, "paged_attn_standin_fail_after");
     sym(standin.memAlloc, "cuMemAlloc_v2");
     sym(standin.memFree, "cuMemFree_v2");
     sym(standin.streamCreate, "cuStreamCreate");
@@ -400,6 +404,7 @@ TEST_F(StandinDriverTest, SplitDecodeLaunchesDecodeThenMerge) {
   EXPECT_FLOAT_EQ(paramAt<float>(d, d.param_bytes - 12), 0.25f);
   EXPECT_EQ(paramAt<int32_t>(d, d.param_bytes - 8), 5);
   EXPECT_EQ(paramAt<int32_t>(d, d.param_bytes - 4), 0);
+  EXPECT_EQ(d.dynamic_shared_bytes, unsigned(kernel.dynamicShared));
   EXPECT_EQ(m.kernel, kernel.merge);
   EXPECT_EQ(m.grid[0], 32u);
   EXPECT_EQ(m.grid[1], 3u);
@@ -720,17 +725,61 @@ TEST_F(StandinDriverTest, LaunchBeyondDeviceLimitsIsAStatus) {
   EXPECT_EQ(standin.launchCount(), 0u);
 }
 
-TEST_F(StandinDriverTest, MergeLaunchFailureNamesTheMergeKernel) {
-  // The sm_90 merge is the only cuLaunchKernelEx call.
-  ASSERT_TRUE(kernel.programmaticMerge);
+TEST_F(StandinDriverTest, DecodeIsProgrammaticWhereItsGridFillsEverySM) {
+  // Two CTAs an SM: the decode grid is launched programmatically (scheduled
+  // while the grid before it drains) only where it has more CTAs than the
+  // 132 SMs, so that no SM ends up with two while another has none.
+  ASSERT_TRUE(kernel.programmaticDecode);
+  paged_attn_standin_device twoPerSM = h100;
+  twoPerSM.blocks_per_multiprocessor = 2;
+  standin.setDevice(&twoPerSM);
+  const int64_t ctasPerSeq = 8 * kernel.ctasPerKVHead;
+  const int64_t oneWave = 132 / ctasPerSeq;
+  ASSERT_GE(oneWave, 1);
+  for (int64_t batch : {int64_t(1), oneWave, oneWave + 1, 2 * oneWave + 1}) {
+    standin.clearLaunches();
+    DecodeParams p = params(batch);
+    p.numSplits = 1;
+    Status s = decoder->decode(p, nullptr);
+    ASSERT_TRUE(s) << s.message();
+    auto launches = standin.launches();
+    ASSERT_EQ(launches.size(), 1u);
+    EXPECT_EQ(launches[0].programmatic, batch * ctasPerSeq > 132 ? 1 : 0)
+        << batch << " sequences";
+  }
+  // Split: the splits count as CTAs too, and the merge is programmatic
+  // whatever its grid (it only waits on the device).
+  standin.clearLaunches();
   DecodeParams p = params(2);
-  addWorkspace(p, 3);
+  addWorkspace(p, int(oneWave));
+  Status s = decoder->decode(p, nullptr);
+  ASSERT_TRUE(s) << s.message();
+  auto launches = standin.launches();
+  ASSERT_EQ(launches.size(), 2u);
+  EXPECT_EQ(launches[0].programmatic, 2 * oneWave * ctasPerSeq > 132 ? 1 : 0);
+  EXPECT_EQ(launches[1].programmatic, kernel.programmaticMerge ? 1 : 0);
+}
+
+TEST_F(StandinDriverTest, LaunchFailureNamesTheKernel) {
+  // On sm_90 the decode (its grid filling every SM here) and the merge are
+  // both cuLaunchKernelEx calls.
+  ASSERT_TRUE(kernel.programmaticDecode);
+  ASSERT_TRUE(kernel.programmaticMerge);
+  DecodeParams p = params(8);
+  addWorkspace(p, 32);
+  const std::string outOfResources =
+      ": CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: too many resources requested "
+      "for launch";
   standin.failNext("cuLaunchKernelEx", 701);
   Status s = decoder->decode(p, nullptr);
   EXPECT_EQ(s.code(), StatusCode::CudaError);
-  EXPECT_EQ(s.message(), "launching " + kernel.merge +
-                             ": CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: too many "
-                             "resources requested for launch");
+  EXPECT_EQ(s.message(), "launching " + kernel.decode + outOfResources);
+  EXPECT_EQ(standin.launchCount(), 0u);
+  standin.failAfter("cuLaunchKernelEx", 1, 701);
+  s = decoder->decode(p, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::CudaError);
+  EXPECT_EQ(s.message(), "launching " + kernel.merge + outOfResources);
+  EXPECT_EQ(standin.launchCount(), 1u);
 }
 
 TEST_F(StandinDriverTest, DeviceWithLessSharedMemoryIsAStatus) {
@@ -842,8 +891,8 @@ TEST_F(StandinDriverTest, MissingEntryIsNotFound) {
 }
 
 TEST_F(StandinDriverTest, CudaCoreKernelOnAnOlderChip) {
-  // Compiled for sm_80: several CTAs per KV head, static shared memory and
-  // a merge launched without programmatic serialization.
+  // Compiled for sm_80: several CTAs per KV head, static shared memory, and
+  // a decode and a merge launched without programmatic serialization.
   std::shared_ptr<KernelLibrary> lib;
   ASSERT_TRUE(KernelLibrary::load(ccManifest(), &lib));
   ManifestKernel k = readManifest(ccManifest());
@@ -861,6 +910,7 @@ TEST_F(StandinDriverTest, CudaCoreKernelOnAnOlderChip) {
   EXPECT_EQ(launches[0].grid[0], unsigned(c.numKVHeads * k.ctasPerKVHead));
   EXPECT_EQ(launches[0].grid[1], 5u);
   EXPECT_EQ(launches[0].grid[2], 2u);
+  EXPECT_EQ(launches[0].programmatic, 0);
   EXPECT_EQ(launches[1].kernel, k.merge);
   EXPECT_EQ(launches[1].grid[0], unsigned(c.numHeads));
   EXPECT_EQ(launches[1].programmatic, 0);
@@ -1042,7 +1092,8 @@ TEST_F(StandinDriverTest, CApiLaunchesAndReportsErrors) {
   EXPECT_EQ(launches[1].kernel, kernel.decode);
   EXPECT_EQ(launches[1].grid[1], 3u);
 
-  // A driver error comes back as a status with the driver's name for it.
+  // A driver error comes back as a status with the driver's name for it
+  // (3 sequences leave most SMs free: the decode is a plain launch).
   standin.failNext("cuLaunchKernel", 1);
   p.check_page_table = 0;
   EXPECT_EQ(paged_attn_decode(dec, &p, nullptr), PAGED_ATTN_CUDA_ERROR);

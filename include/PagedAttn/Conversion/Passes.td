@@ -40,9 +40,10 @@ defvar PagedAttn_DecodeKernelOptions = [
          "to the CUDA-core kernel">,
   Option<"programmaticLaunch", "programmatic-launch", "bool",
          /*default=*/"false",
-         "Let the merge kernel launch while the decode grid runs "
-         "(griddepcontrol, sm_90 and later); the runtime launches it with "
-         "programmatic stream serialization">,
+         "Let the merge kernel launch while the decode grid runs, and the "
+         "decode kernel while the grid before it drains (griddepcontrol, "
+         "sm_90 and later); the runtime launches them with programmatic "
+         "stream serialization">,
   Option<"fp8Conversions", "fp8-conversions", "bool", /*default=*/"false",
          "The target converts fp8 pairs to f16 in one instruction "
          "(cvt.rn.f16x2.e4m3x2: sm_89 with PTX 8.1, sm_90 with PTX 7.8): "

@@ -46,12 +46,19 @@ DecodeCTA mlir::paged_attn::emitDecodeCTA(KernelEmitter &e,
                                           gpu::GPUFuncOp func,
                                           const ScoreModifiers &rules) {
   ImplicitLocOpBuilder &b = e.b;
-  // The merge kernel may be scheduled now; it waits for this grid's
-  // results itself.
-  if (c.strategy.programmaticLaunch)
+  // The merge kernel (or the next decode) may be scheduled now; it waits
+  // for this grid's results itself. Launched programmatically, this grid
+  // may itself be scheduled while the one before it in the stream drains:
+  // it waits for that grid (its writes made visible) before it reads or
+  // writes anything, so that only its launch overlaps the other's tail.
+  if (c.strategy.programmaticLaunch) {
     NVVM::GriddepcontrolOp::create(
         b, NVVM::GridDepActionKindAttr::get(
                b.getContext(), NVVM::GridDepActionKind::launch_dependents));
+    NVVM::GriddepcontrolOp::create(
+        b, NVVM::GridDepActionKindAttr::get(b.getContext(),
+                                            NVVM::GridDepActionKind::wait));
+  }
   DecodeCTA cta;
   cta.tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value ctaX = gpu::BlockIdOp::create(b, gpu::Dimension::x);

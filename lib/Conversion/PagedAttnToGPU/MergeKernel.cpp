@@ -338,10 +338,15 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   KernelEmitter &e = this->e();
   numSplits = e.toIndex(arg("num_splits"));
   // Launched early (programmatic dependent launch): wait for the decode
-  // grid's partial results.
-  if (c.programmaticLaunch)
+  // grid's partial results; the next decode may be scheduled from then on
+  // (it waits for this grid itself).
+  if (c.programmaticLaunch) {
     NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKindAttr::get(
                                           ctx, NVVM::GridDepActionKind::wait));
+    NVVM::GriddepcontrolOp::create(
+        b, NVVM::GridDepActionKindAttr::get(
+               ctx, NVVM::GridDepActionKind::launch_dependents));
+  }
   tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   if (c.mapping == MergeMapping::SplitLanes)
     emitSplitLanes();

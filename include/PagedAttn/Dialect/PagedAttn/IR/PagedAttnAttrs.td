@@ -48,8 +48,9 @@ def PagedAttn_DecodeStrategyAttr
     and up to 8 where two row groups of warps share each ring) and L2
     prefetch hint (0 for the CUDA-core kernel), the CUDA-core kernel's tokens per lane
     group and page-table prefetch (0 and false for the tensor-core kernel),
-    the CTAs per SM asked of ptxas, whether the merge kernel is launched
-    programmatically, and for a multi-token decode the new queries per CTA
+    the CTAs per SM asked of ptxas, whether the decode and merge kernels
+    are launched programmatically, and for a multi-token decode the new
+    queries per CTA
     (a CTA serves `queries_per_cta * heads_per_cta` rows; 1, the default,
     is not printed), and for fp8 caches whether the kernels widen them with
     the chip's fp8 conversion instructions (`fp8_conversion`: sm_89 with

@@ -53,12 +53,12 @@ Value AsyncCopyEmitter::elementOffset(const Source &src, ValueRange indices) {
   return element;
 }
 
-Value AsyncCopyEmitter::address(const Source &src, Value offset) {
+Value AsyncCopyEmitter::offsetBy(Value global, Value elements) {
   ImplicitLocOpBuilder &b = e.b;
   return arith::AddIOp::create(
-      b, src.base,
+      b, global,
       arith::IndexCastOp::create(b, b.getI64Type(),
-                                 e.mul(offset, e.index(elementBytes))));
+                                 e.mul(elements, e.index(elementBytes))));
 }
 
 Value AsyncCopyEmitter::baseAddress(const Source &src, Value offset) {

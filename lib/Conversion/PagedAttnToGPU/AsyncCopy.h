@@ -43,7 +43,11 @@ public:
            predicate);
   }
   /// The global address (i64) of element `offset` of `src`.
-  Value address(const Source &src, Value offset);
+  Value address(const Source &src, Value offset) {
+    return offsetBy(src.base, offset);
+  }
+  /// The global address `elements` elements past `global`.
+  Value offsetBy(Value global, Value elements);
   /// The same, as a base that byte offsets are added to: LLVM does not see
   /// through it, so it cannot fold those offsets back into an element
   /// index (which costs four instructions a copy instead of one 64-bit add).

@@ -541,12 +541,7 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
           arith::IndexCastOp::create(b, b.getI32Type(), row), inPage->rows);
       auto address = [&](const AsyncCopyEmitter::Source &src, Value start) {
         Value rowStart = e.mul(row, src.strides[slotDim()]);
-        return arith::AddIOp::create(
-            b, start,
-            arith::IndexCastOp::create(
-                b, b.getI64Type(),
-                e.mul(e.add(rowStart, cacheColumn),
-                      e.index(c.cacheElementBytes()))));
+        return asyncCopy->offsetBy(start, e.add(rowStart, cacheColumn));
       };
       asyncCopy->copy16(address(kSource, inPage->kStart), kDest, laneCopies,
                         past);

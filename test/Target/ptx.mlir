@@ -27,7 +27,8 @@
 // unsized extern array it is, fragments come from ldmatrix (transposed for
 // V) and the products are bf16 mma.sync with f32 accumulators. The decode
 // lets its dependents launch and then waits for the grid before it; the
-// merge waits for the decode grid and then lets its dependents launch.
+// merge waits for the decode grid and lets the grid after it launch only
+// once it completes.
 // MMA: assembly = "
 // MMA-SAME: .extern .shared .align 16 .b8 __dynamic_shmem__0[]
 // MMA-SAME: .visible .entry paged_attn_decode_h32_kv8_d128_p16_bf16_nhd_w4(
@@ -39,7 +40,7 @@
 // MMA-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
 // MMA-SAME: .visible .entry paged_attn_merge_h32_kv8_d128_p16_bf16_nhd_w4(
 // MMA-SAME: griddepcontrol.wait
-// MMA-SAME: griddepcontrol.launch_dependents
+// MMA-NOT: griddepcontrol.launch_dependents
 
 // sm_80 has no griddepcontrol: the merge kernel is launched after the
 // decode grid as usual. PTX 7.4 for the prefetch hint; with older PTX the

@@ -338,15 +338,12 @@ gpu::GPUFuncOp MergeKernelBuilder::build() {
   KernelEmitter &e = this->e();
   numSplits = e.toIndex(arg("num_splits"));
   // Launched early (programmatic dependent launch): wait for the decode
-  // grid's partial results; the next decode may be scheduled from then on
-  // (it waits for this grid itself).
-  if (c.programmaticLaunch) {
+  // grid's partial results. The grid after it is scheduled only once this
+  // one completes (no launch_dependents): a decode scheduled while the
+  // merge runs was slower in graph replay at 1 x 32k (bench/NOTES.md 50).
+  if (c.programmaticLaunch)
     NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKindAttr::get(
                                           ctx, NVVM::GridDepActionKind::wait));
-    NVVM::GriddepcontrolOp::create(
-        b, NVVM::GridDepActionKindAttr::get(
-               ctx, NVVM::GridDepActionKind::launch_dependents));
-  }
   tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   if (c.mapping == MergeMapping::SplitLanes)
     emitSplitLanes();

@@ -459,11 +459,14 @@ void graphReplayWithNewLengthsTest() {
 /// its query and writing over the same workspace, with nothing between
 /// them on the host; eagerly, or captured in a graph and replayed twice.
 /// Their grids fill every SM, so where the kernels wait on griddepcontrol
-/// each is launched while the grid before it drains: it must not read its
-/// query (or write the workspace the merge before it reads) before that
-/// grid completes. The outputs start as NaNs, so a query read early shows;
-/// each stage is checked against float64 on the query the GPU gave it, with
-/// a scale large enough for the query to matter.
+/// each decode is launched programmatically, scheduled while the decode
+/// before it drains (or once the merge before it completes), and the merge
+/// while its decode runs: neither may read what the grid before it writes
+/// (the query, the partials) before that grid completes, nor a decode
+/// write the workspace a merge still reads. The outputs start as NaNs, so
+/// a query read early shows; each stage is checked against float64 on the
+/// query the GPU gave it, with a scale large enough for the query to
+/// matter.
 void chainedDecodesTest(const std::string &name, int numSplits, bool graph) {
   if (!selected(name))
     return;

@@ -349,15 +349,27 @@ void longRaggedTests() {
   checkCase("single/20000/split-auto", shape, 0);
 }
 
+/// The config of the named graph and stream cases (bf16, head_dim 128,
+/// pages of 16, 4 query heads per KV head) and its decoder from the auto
+/// set; null, with case `name` reported failed, where there is none.
+std::unique_ptr<Decoder> namedCaseDecoder(const std::string &name,
+                                          KernelConfig *config) {
+  std::string error;
+  *config = makeConfig(DType::BF16, 128, 16, 4, Layout::NHD);
+  auto decoder = decoderFor(*config, &error);
+  if (!decoder)
+    report(name, false, error);
+  return decoder;
+}
+
 void graphTest() {
   const std::string name = "graph/capture-and-replay";
   if (!selected(name))
     return;
-  std::string error;
-  KernelConfig c = makeConfig(DType::BF16, 128, 16, 4, Layout::NHD);
-  auto decoder = decoderFor(c, &error);
+  KernelConfig c;
+  auto decoder = namedCaseDecoder(name, &c);
   if (!decoder)
-    return report(name, false, error);
+    return;
   ProblemShape shape;
   shape.config = c;
   shape.seqLens = {100, 3000, 0, 1};
@@ -397,11 +409,10 @@ void graphReplayWithNewLengthsTest() {
   const std::string name = "graph/planned-replayed-with-new-lengths";
   if (!selected(name))
     return;
-  std::string error;
-  KernelConfig c = makeConfig(DType::BF16, 128, 16, 4, Layout::NHD);
-  auto decoder = decoderFor(c, &error);
+  KernelConfig c;
+  auto decoder = namedCaseDecoder(name, &c);
   if (!decoder)
-    return report(name, false, error);
+    return;
   ProblemShape shape;
   shape.config = c;
   shape.seqLens = {0, 1, 15, 17, 20000, 9999, 4096, 12345};
@@ -470,11 +481,10 @@ void graphReplayWithNewLengthsTest() {
 void chainedDecodesTest(const std::string &name, int numSplits, bool graph) {
   if (!selected(name))
     return;
-  std::string error;
-  KernelConfig c = makeConfig(DType::BF16, 128, 16, 4, Layout::NHD);
-  auto decoder = decoderFor(c, &error);
+  KernelConfig c;
+  auto decoder = namedCaseDecoder(name, &c);
   if (!decoder)
-    return report(name, false, error);
+    return;
   ProblemShape shape;
   shape.config = c;
   shape.batch = 160;

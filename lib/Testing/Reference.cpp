@@ -10,8 +10,27 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <utility>
 
 using namespace paged_attn;
+
+/// The row of cache element 0 of sequence b's token t at KV head kvh.
+static int64_t cacheRow(const ReferenceProblem &p, int64_t b, int64_t t,
+                        int64_t kvh) {
+  int64_t page = p.blockTable[b * p.maxPages + t / p.pageSize];
+  int64_t slot = t % p.pageSize;
+  return p.hnd ? (page * p.numKVHeads + kvh) * p.pageSize + slot
+               : (page * p.pageSize + slot) * p.numKVHeads + kvh;
+}
+
+/// The keys query i of sequence b may attend: [first, end), causal among
+/// the new tokens and within the window (the tree mask aside).
+static std::pair<int64_t, int64_t> queryKeys(const ReferenceProblem &p,
+                                             int64_t b, int64_t i) {
+  int64_t end = std::max<int64_t>(p.seqLens[b] - p.queryLen + 1 + i, 0);
+  int64_t first = p.variants.window ? std::max<int64_t>(end - p.window, 0) : 0;
+  return {first, end};
+}
 
 std::vector<double> paged_attn::referenceDecode(const ReferenceProblem &p,
                                                 std::vector<double> *lse) {
@@ -28,8 +47,7 @@ std::vector<double> paged_attn::referenceDecode(const ReferenceProblem &p,
     for (int64_t i = 0; i < l; ++i) {
       // Query i's keys: causal among the new tokens, then the window and
       // the tree mask.
-      int64_t end = std::max<int64_t>(len - l + 1 + i, 0);
-      int64_t first = v.window ? std::max<int64_t>(end - p.window, 0) : 0;
+      auto [first, end] = queryKeys(p, b, i);
       visible.assign(end, false);
       for (int64_t t = first; t < end; ++t) {
         int64_t j = t - (len - l);
@@ -40,12 +58,8 @@ std::vector<double> paged_attn::referenceDecode(const ReferenceProblem &p,
         int64_t kvh = h / group;
         int64_t rowIndex = (b * l + i) * p.numHeads + h;
         const double *q = &p.q[rowIndex * p.headDim];
-        auto row = [&](int64_t t) -> int64_t {
-          int64_t page = p.blockTable[b * p.maxPages + t / p.pageSize];
-          int64_t slot = t % p.pageSize;
-          int64_t r = p.hnd ? (page * p.numKVHeads + kvh) * p.pageSize + slot
-                            : (page * p.pageSize + slot) * p.numKVHeads + kvh;
-          return r * p.headDim;
+        auto row = [&](int64_t t) {
+          return cacheRow(p, b, t, kvh) * p.headDim;
         };
         logits.assign(end, 0.0);
         double max = -std::numeric_limits<double>::infinity();
@@ -185,7 +199,31 @@ ReferenceProblem paged_attn::makeRandomProblem(const RandomProblemOptions &o) {
           p.treeMask[(b * l + i) * l + j] =
               draw(rng) < (j < i ? 0.6 : j == i ? 0.9 : 0.5);
   }
+  poisonUnattendedRows(p);
   return p;
+}
+
+/// NaN in every cache row no query attends: the slots past a sequence's
+/// end, before its window, and of pages no sequence holds. The op does not
+/// ask what they hold (a page reused since may hold anything), so a kernel
+/// that reads them must not let them reach the output (0 * NaN is NaN).
+void paged_attn::poisonUnattendedRows(ReferenceProblem &p) {
+  int64_t rows = p.numPages * p.pageSize * p.numKVHeads;
+  std::vector<bool> attended(rows, false);
+  for (int64_t b = 0; b < p.batch; ++b) {
+    // Query 0's window starts first; the tree mask hides keys, not rows.
+    int64_t first = queryKeys(p, b, 0).first;
+    for (int64_t t = first; t < p.seqLens[b]; ++t)
+      for (int64_t kvh = 0; kvh < p.numKVHeads; ++kvh)
+        attended[cacheRow(p, b, t, kvh)] = true;
+  }
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t r = 0; r < rows; ++r) {
+    if (attended[r])
+      continue;
+    for (auto *cache : {&p.kCache, &p.vCache})
+      std::fill_n(cache->begin() + r * p.headDim, p.headDim, nan);
+  }
 }
 
 std::vector<uint8_t> paged_attn::roundToDType(DType dtype,

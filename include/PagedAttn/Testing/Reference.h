@@ -67,8 +67,13 @@ struct RandomProblemOptions {
 
 /// Elements uniform in [-1, 1); logical pages take physical pages of the
 /// pool in a shuffled order; unused block-table entries hold -1; scale is
-/// 1/sqrt(head_dim).
+/// 1/sqrt(head_dim). Cache rows no query attends hold NaN
+/// (poisonUnattendedRows).
 ReferenceProblem makeRandomProblem(const RandomProblemOptions &options);
+
+/// Sets every cache row of `p` that no query attends to NaN: the slots
+/// past each sequence's end, before its window, and of unheld pages.
+void poisonUnattendedRows(ReferenceProblem &p);
 
 /// A problem's caches as a quantised decode reads them: fp8 codes in the
 /// caches' layout and f32 scales (one, one per KV head, or one per cache

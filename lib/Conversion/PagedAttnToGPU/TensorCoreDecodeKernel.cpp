@@ -145,13 +145,19 @@ private:
   void emitTileShares();
   void emitCopyMapping();
   /// Whether every tile lies in one page: pages of a multiple of 16 tokens
-  /// and tiles at multiples of 16 tokens, which a window's chunks are not
-  /// (they start at its first key). Then every lane holds the tile's page,
-  /// and the copies address rows from the tile's start in each cache
+  /// and tiles at multiples of 16 tokens. Then every lane holds the tile's
+  /// page, and the copies address rows from the tile's start in each cache
   /// instead of each from its own page.
-  bool tilesInOnePage() const {
-    return c.spec.pageSize % tileTokens == 0 && !c.spec.variants.window;
+  bool tilesInOnePage() const { return c.spec.pageSize % tileTokens == 0; }
+  /// Whether the tiles start before the chunk: a window's chunks start at
+  /// its first key, anywhere in a page, and where tiles lie in one page
+  /// they start at the multiple of 16 at or before it; the rows before the
+  /// chunk are zero-filled and their keys masked like those past it.
+  bool tilesStartBeforeChunk() const {
+    return tilesInOnePage() && c.spec.variants.window;
   }
+  /// Whether key `token` of a tile is one of the chunk's.
+  Value inChunk(Value token);
   /// The caches' dim of a page's tokens.
   int slotDim() const { return ::paged_attn::cacheDims(c.spec.layout).page; }
   /// The page of token l mod 16 of tile `i`, for lane l (or of the tile).
@@ -159,11 +165,14 @@ private:
   /// Tile `i` of this warp into ring slot `stage` by cp.async.
   void issueTile(Value i, Value stage, Value page);
   /// Where a tile that lies in one page starts in each cache (the global
-  /// addresses of its first token at this CTA's KV head), and how many of
-  /// its rows are the chunk's (i32).
+  /// addresses of its first token at this CTA's KV head), and where it
+  /// lies in the chunk (i32): the rows up to the chunk's end and (where
+  /// tiles start before the chunk) those up to its first key.
   struct TileInPage {
-    Value kStart, vStart, rows;
+    Value kStart, vStart, rows, before;
   };
+  /// Whether row `row` of a tile is outside the chunk (i1).
+  Value outsideChunk(Value row, const TileInPage &tile);
   TileInPage locateTileInPage(Value base, Value page);
   void issueTileIfAny(Value i, Value stage, Value page);
   void loadQFragments();
@@ -261,6 +270,9 @@ private:
   Value smem, rings, accSmem, statSmem;
   AsyncCopyEmitter::Source kSource, vSource;
   Value warpTiles, lastToken, fullMask, logitScale;
+  // The first tile's first key: the chunk's, or the multiple of 16 at or
+  // before it (tilesStartBeforeChunk); and the chunk's length (i32 there).
+  Value tileOrigin, chunkLength;
   // This lane's ldmatrix address in a tile for 16-column block k, less
   // 64 (k / 4) elements when swizzled (entry k mod 4), else for block 0.
   SmallVector<Value> ldLaneOffsets;
@@ -381,8 +393,16 @@ void TensorCoreDecodeBuilder::emitTileShares() {
     ringBarrier = arith::IndexCastOp::create(b, b.getI32Type(),
                                              e.add(tokenWarp, e.index(1)));
   }
+  tileOrigin = cta.chunkBegin;
+  if (tilesStartBeforeChunk()) {
+    tileOrigin = arith::SubIOp::create(
+        b, cta.chunkBegin, e.rem(cta.chunkBegin, e.index(tileTokens)));
+    chunkLength = arith::IndexCastOp::create(
+        b, b.getI32Type(),
+        arith::SubIOp::create(b, cta.chunkEnd, cta.chunkBegin));
+  }
   Value numTiles = arith::CeilDivUIOp::create(
-      b, arith::SubIOp::create(b, cta.chunkEnd, cta.chunkBegin),
+      b, arith::SubIOp::create(b, cta.chunkEnd, tileOrigin),
       e.index(tileTokens));
   if (rowGroups > 1) {
     // The same count in every warp (see the top of the file).
@@ -398,7 +418,7 @@ void TensorCoreDecodeBuilder::emitTileShares() {
 
 Value TensorCoreDecodeBuilder::tileBase(Value i) {
   KernelEmitter &e = this->e();
-  return e.add(cta.chunkBegin,
+  return e.add(tileOrigin,
                e.mul(e.add(e.mul(i, e.index(tokenWarps)), tokenWarp),
                      e.index(tileTokens)));
 }
@@ -453,9 +473,11 @@ Value TensorCoreDecodeBuilder::swizzledChunk(Value row, Value column) {
 // Pages are loaded one tile ahead. Where a tile lies in one page
 // (tilesInOnePage), every lane holds that page, a copy's source is a row
 // offset (hoisted) added to the tile's start in the cache, and rows past
-// the chunk are zero-filled. Otherwise lane l holds the page of the tile's
-// token l mod 16 and the copying lanes take it by shuffle; tokens past the
-// chunk's end copy its last token. Either way their logits are masked.
+// the chunk are zero-filled; so are those before it where a window's chunk
+// starts inside a tile (tilesStartBeforeChunk). Otherwise lane l holds the
+// page of the tile's token l mod 16 and the copying lanes take it by
+// shuffle; tokens past the chunk's end copy its last token. Either way
+// their logits are masked.
 
 /// (row, column in elements) of 16-byte chunk `chunk` of a tile.
 static std::pair<Value, Value> chunkPosition(KernelEmitter &e, Value chunk,
@@ -534,11 +556,10 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
     // `column` is in the ring's 16-bit elements: two fp8 codes each.
     Value cacheColumn = fp8 ? e.mul(column, e.index(2)) : column;
     if (inPage) {
-      // Rows past the chunk are zeros: the slots past a sequence's end
-      // may hold anything, and 0 * NaN would reach the output.
-      Value past = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::sge,
-          arith::IndexCastOp::create(b, b.getI32Type(), row), inPage->rows);
+      // Rows outside the chunk are zeros: the slots past a sequence's end
+      // (or before a window, in a page reused since) may hold anything,
+      // and 0 * NaN would reach the output.
+      Value past = outsideChunk(row, *inPage);
       auto address = [&](const AsyncCopyEmitter::Source &src, Value start) {
         Value rowStart = e.mul(row, src.strides[slotDim()]);
         return asyncCopy->offsetBy(start, e.add(rowStart, cacheColumn));
@@ -581,7 +602,9 @@ void TensorCoreDecodeBuilder::issueTile(Value i, Value stage, Value page) {
 
 /// A tile past the chunk (a row group's warp short of a tile) has no rows
 /// of it: `rows` is then negative, and its page the chunk's last token's,
-/// at the tile's slots, which lie in that page all the same.
+/// at the tile's slots, which lie in that page all the same. The first
+/// tile of a window's chunk may start up to 15 rows before it, in the
+/// chunk's first page.
 TensorCoreDecodeBuilder::TileInPage
 TensorCoreDecodeBuilder::locateTileInPage(Value base, Value page) {
   KernelEmitter &e = this->e();
@@ -593,9 +616,34 @@ TensorCoreDecodeBuilder::locateTileInPage(Value base, Value page) {
                                                cta.kvHead, e.index(0))));
   };
   // Sequence lengths are i32.
-  Value rows = arith::IndexCastOp::create(
-      b(), b().getI32Type(), arith::SubIOp::create(b(), cta.chunkEnd, base));
-  return {start(kSource), start(vSource), rows};
+  auto rowsTo = [&](Value token) -> Value {
+    return arith::IndexCastOp::create(b(), b().getI32Type(),
+                                      arith::SubIOp::create(b(), token, base));
+  };
+  Value rows = rowsTo(cta.chunkEnd);
+  Value before = tilesStartBeforeChunk() ? rowsTo(cta.chunkBegin) : Value();
+  return {start(kSource), start(vSource), rows, before};
+}
+
+/// Without a window only rows past the chunk; with one, the unsigned
+/// distance from the chunk's first key covers both ends.
+Value TensorCoreDecodeBuilder::outsideChunk(Value row, const TileInPage &tile) {
+  ImplicitLocOpBuilder &b = this->b();
+  Value row32 = arith::IndexCastOp::create(b, b.getI32Type(), row);
+  if (!tile.before)
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::sge, row32,
+                                 tile.rows);
+  return arith::CmpIOp::create(b, arith::CmpIPredicate::uge,
+                               arith::SubIOp::create(b, row32, tile.before),
+                               chunkLength);
+}
+
+Value TensorCoreDecodeBuilder::inChunk(Value token) {
+  KernelEmitter &e = this->e();
+  if (!tilesStartBeforeChunk())
+    return e.ult(token, cta.chunkEnd);
+  return e.ult(arith::SubIOp::create(b(), token, cta.chunkBegin),
+               arith::SubIOp::create(b(), cta.chunkEnd, cta.chunkBegin));
 }
 
 void TensorCoreDecodeBuilder::issueTileIfAny(Value i, Value stage, Value page) {
@@ -749,6 +797,10 @@ Value TensorCoreDecodeBuilder::loadLaneTokenScale(Value i, Value page) {
   KernelEmitter &e = this->e();
   Value token = e.min(e.add(tileBase(i), e.rem(cta.lane, e.index(tileTokens))),
                       lastToken);
+  // A row before the chunk takes its first key's scale: its slot may hold
+  // anything.
+  if (tilesStartBeforeChunk())
+    token = arith::MaxUIOp::create(b(), token, cta.chunkBegin);
   page = page ? e.toIndex(page)
               : e.toIndex(loadPageEntry(e, arg("block_table"), cta.batch, token,
                                         c.spec.pageSize));
@@ -877,7 +929,7 @@ SmallVector<Value> TensorCoreDecodeBuilder::updateSoftmax(
         Value logit = applyScoreRules(e, *rules, score, [&] {
           return ScorePosition{token, rowKeyEnds[r], rowSlopes[r]};
         });
-        Value seen = e.ult(token, cta.chunkEnd);
+        Value seen = inChunk(token);
         if (Value sees =
                 rowSeesKey(e, *rules, cta, laneRows[r], rowKeyEnds[r], token))
           seen = arith::AndIOp::create(b(), seen, sees);
